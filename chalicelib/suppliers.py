@@ -1,0 +1,179 @@
+"""Supplier onboarding and API credentials.
+
+Two ways in: a supplier applies and ops approve or reject, or ops create the
+account directly. Each active supplier holds API keys shown once, stored as a
+SHA-256 of their secret part, revocable and rotatable.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+
+from chalicelib import audit
+from chalicelib.errors import Conflict, Forbidden, NotFound, Unauthorized
+from chalicelib.models import Supplier, SupplierKey, condition_failed, now_iso, transaction
+from chalicelib.schemas import SupplierApplication
+
+KEY_PREFIX = "cmk"
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key_id: str
+    api_key: str  # plaintext, returned once and never stored
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def view(s: Supplier) -> dict:
+    return {
+        "supplier_id": s.supplier_id, "name": s.name, "contact_name": s.contact_name, "phone": s.phone,
+        "email": s.email, "licence_no": s.licence_no, "bank_account": s.bank_account.as_dict(),
+        "status": s.status, "reject_reason": s.reject_reason, "created_by": s.created_by,
+        "created_at": s.created_at, "updated_at": s.updated_at,
+    }
+
+
+def get(supplier_id: str) -> Supplier:
+    try:
+        return Supplier.get(supplier_id)
+    except DoesNotExist:
+        raise NotFound("supplier_not_found", f"no supplier {supplier_id}") from None
+
+
+def _new(app: SupplierApplication, status: str, created_by: str) -> Supplier:
+    return Supplier(
+        f"S{uuid.uuid4().hex[:12].upper()}", name=app.name, contact_name=app.contact_name, phone=app.phone,
+        email=app.email, licence_no=app.licence_no, bank_account=app.bank_account.model_dump(),
+        status=status, created_by=created_by,
+    )
+
+
+def apply(app: SupplierApplication) -> Supplier:
+    """A supplier's own application; it waits for ops to approve or reject it."""
+    supplier = _new(app, "applied", "self")
+    with transaction() as tx:
+        tx.save(supplier, condition=Supplier.supplier_id.does_not_exist())
+        audit.add(tx, f"supplier#{supplier.supplier_id}", "self", "applied", "status", None, "applied")
+    return supplier
+
+
+def _key_item(supplier_id: str) -> tuple[SupplierKey, IssuedKey]:
+    key_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    item = SupplierKey(key_id, supplier_id=supplier_id, secret_hash=_hash(secret))
+    return item, IssuedKey(key_id, f"{KEY_PREFIX}_{key_id}_{secret}")
+
+
+def create_by_ops(app: SupplierApplication, actor: str) -> tuple[Supplier, IssuedKey]:
+    """Ops open the account themselves and hand its first key over."""
+    supplier = _new(app, "active", actor)
+    key, issued = _key_item(supplier.supplier_id)
+    with transaction() as tx:
+        tx.save(supplier, condition=Supplier.supplier_id.does_not_exist())
+        tx.save(key, condition=SupplierKey.key_id.does_not_exist())
+        audit.add(tx, f"supplier#{supplier.supplier_id}", actor, "created", "status", None, "active")
+    return supplier, issued
+
+
+def approve(supplier_id: str, actor: str) -> tuple[Supplier, IssuedKey]:
+    supplier = get(supplier_id)
+    key, issued = _key_item(supplier_id)
+    try:
+        with transaction() as tx:
+            tx.update(supplier, [Supplier.status.set("active"), Supplier.updated_at.set(now_iso())],
+                      condition=Supplier.status == "applied")
+            tx.save(key, condition=SupplierKey.key_id.does_not_exist())
+            audit.add(tx, f"supplier#{supplier_id}", actor, "approved", "status", supplier.status, "active")
+    except TransactWriteError as exc:
+        if condition_failed(exc):
+            raise Conflict("supplier_not_pending", f"supplier {supplier_id} is {supplier.status}, not applied") from None
+        raise
+    supplier.refresh()
+    return supplier, issued
+
+
+def reject(supplier_id: str, reason: str, actor: str) -> Supplier:
+    supplier = get(supplier_id)
+    try:
+        with transaction() as tx:
+            tx.update(supplier, [Supplier.status.set("rejected"), Supplier.reject_reason.set(reason),
+                                 Supplier.updated_at.set(now_iso())],
+                      condition=Supplier.status == "applied")
+            audit.add(tx, f"supplier#{supplier_id}", actor, "rejected", "status", supplier.status, "rejected")
+    except TransactWriteError as exc:
+        if condition_failed(exc):
+            raise Conflict("supplier_not_pending", f"supplier {supplier_id} is {supplier.status}, not applied") from None
+        raise
+    supplier.refresh()
+    return supplier
+
+
+def list_by_status(status: str) -> list[Supplier]:
+    return list(Supplier.status_index.query(status, scan_index_forward=False, limit=500))
+
+
+def issue_key(supplier_id: str, actor: str, revoke_existing: bool = False) -> IssuedKey:
+    """Rotate: a new key now; old keys keep working unless revoked here or later."""
+    supplier = get(supplier_id)
+    if supplier.status != "active":
+        raise Conflict("supplier_not_active", f"supplier {supplier_id} is {supplier.status}")
+    key, issued = _key_item(supplier_id)
+    key.save(condition=SupplierKey.key_id.does_not_exist())
+    audit.row(f"supplier#{supplier_id}", actor, "key_issued", "key", None, key.key_id).save()
+    if revoke_existing:
+        for old in list_keys(supplier_id):
+            if old.key_id != key.key_id and old.status == "active":
+                revoke_key(supplier_id, old.key_id, actor)
+    return issued
+
+
+def list_keys(supplier_id: str) -> list[SupplierKey]:
+    return list(SupplierKey.supplier_index.query(supplier_id))
+
+
+def revoke_key(supplier_id: str, key_id: str, actor: str) -> None:
+    try:
+        key = SupplierKey.get(key_id)
+    except DoesNotExist:
+        key = None
+    if key is None or key.supplier_id != supplier_id:
+        raise NotFound("key_not_found", f"supplier {supplier_id} has no key {key_id}")
+    try:
+        key.update([SupplierKey.status.set("revoked"), SupplierKey.revoked_at.set(now_iso())],
+                   condition=SupplierKey.status == "active")
+    except UpdateError as exc:
+        if condition_failed(exc):
+            return  # already revoked: revoking is idempotent
+        raise
+    audit.row(f"supplier#{supplier_id}", actor, "key_revoked", "key", key_id, None).save()
+
+
+def key_view(k: SupplierKey) -> dict:
+    return {"key_id": k.key_id, "status": k.status, "created_at": k.created_at, "revoked_at": k.revoked_at}
+
+
+def authenticate(api_key: str | None) -> Supplier:
+    """The active supplier an API key belongs to, or ``Unauthorized``."""
+    parts = (api_key or "").split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+        raise Unauthorized("invalid_api_key", "missing or malformed supplier API key")
+    _, key_id, secret = parts
+    try:
+        key = SupplierKey.get(key_id)
+    except DoesNotExist:
+        key = None
+    if key is None or not hmac.compare_digest(key.secret_hash, _hash(secret)) or key.status != "active":
+        raise Unauthorized("invalid_api_key", "unknown or revoked supplier API key")
+    supplier = get(key.supplier_id)
+    if supplier.status != "active":
+        raise Forbidden("supplier_not_active", "this supplier account is not active")
+    return supplier
+

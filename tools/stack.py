@@ -1,0 +1,82 @@
+"""The whole system on this machine: engines, tables, bucket, and the Chalice app over HTTP.
+
+The local runner (``tools/run_local.py``) and the test suite both start it,
+so what the tests exercise is what a person tries.
+"""
+from __future__ import annotations
+
+import secrets
+import threading
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from tools.engines import DynamoDBLocal, MotoServer, aws_environment, apply_environment, free_port
+
+
+def s3_object_created_event(bucket: str, key: str) -> dict[str, Any]:
+    """The EventBridge event S3 sends for a new object (the shape AWS documents)."""
+    return {
+        "version": "0", "id": str(uuid.uuid4()), "detail-type": "Object Created", "source": "aws.s3",
+        "account": "123456789012", "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": "us-east-1", "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {"version": "0", "bucket": {"name": bucket}, "object": {"key": key},
+                   "reason": "PostObject"},
+    }
+
+
+class LocalSystem:
+    """DynamoDB Local + moto (S3 with EventBridge delivery) + ``chalice local`` on free ports."""
+
+    def __init__(self, port: int | None = None, ops_token: str | None = None) -> None:
+        self.port = port or free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.ops_token = ops_token or f"local-ops-{secrets.token_hex(12)}"
+        self.dynamodb = DynamoDBLocal()
+        self.moto = MotoServer(on_object_created=self.deliver_object_created)
+        self._server = None
+        self.app = None
+        self.deliveries: list[dict] = []
+
+    def start(self) -> "LocalSystem":
+        self.dynamodb.start()
+        self.moto.start()
+        env = aws_environment(self.dynamodb, self.moto)
+        env.update({"LOCAL_OPS_TOKEN": self.ops_token, "PUBLIC_BASE_URL": self.base_url,
+                    "UPLOAD_BUCKET": "channelmall-local-uploads"})
+        apply_environment(env)
+        import boto3
+        from chalice.config import Config
+        from chalice.local import create_local_server
+
+        import app as app_module
+        from chalicelib import config
+        from chalicelib.models import create_tables
+
+        create_tables()
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=config.UPLOAD_BUCKET)
+        s3.put_bucket_cors(Bucket=config.UPLOAD_BUCKET, CORSConfiguration={"CORSRules": [
+            {"AllowedMethods": ["POST"], "AllowedOrigins": ["*"], "AllowedHeaders": ["*"], "MaxAgeSeconds": 300}]})
+        self.app = app_module
+        self._server = create_local_server(app_module.app, Config.create(chalice_stage="local", app_name="channel-mall"),
+                                           "127.0.0.1", self.port)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def deliver_object_created(self, bucket: str, key: str) -> None:
+        """What EventBridge does in AWS: invoke the ``upload_created`` Lambda with the S3 event."""
+        from chalice.local import LambdaContext
+
+        event = s3_object_created_event(bucket, key)
+        try:
+            result = self.app.upload_created(event, LambdaContext("upload_created", 256))
+        except Exception as exc:  # a failed Lambda: AWS would retry; here it is recorded for the tests
+            result = {"error": repr(exc)}
+        self.deliveries.append({"key": key, "result": result})
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+        self.moto.stop()
+        self.dynamodb.stop()
