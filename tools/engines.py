@@ -16,11 +16,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import logging
+
 import boto3
 from botocore.config import Config
 from werkzeug.formparser import parse_form_data
 from werkzeug.serving import BaseWSGIServer, make_server
 
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
