@@ -7,12 +7,14 @@ from typing import Any, Callable
 from aws_lambda_powertools.logging import correlation_paths
 from chalice import Chalice, ConvertToMiddleware, IAMAuthorizer, Response
 
-from chalicelib import channels, goods, imports, pools, suppliers, web
-from chalicelib.errors import DomainError
+from chalicelib import (
+    catalog, channels, entry, goods, imports, members, pools, sandbox, sessions, store, suppliers, web,
+)
+from chalicelib.errors import DomainError, Forbidden, Unprocessable
 from chalicelib.observability import count, logger, metrics, tracer
 from chalicelib.schemas import (
     ChannelCreate, ChannelFields, GoodsApproval, GoodsDraft, GoodsEdit, KeyRotation, PoolPricing, Reason,
-    SecretRotation, SkuChange, SupplierApplication, UploadRequest,
+    SecretRotation, SignatureCheck, SkuChange, SupplierApplication, TopicInput, UploadRequest,
 )
 
 app = Chalice(app_name="channel-mall")
@@ -310,3 +312,101 @@ def ops_pool_remove(code: str, goods_id: str) -> dict:
 def ops_pool_losses(code: str) -> dict:
     web.ops_actor(req())
     return {"losses": pools.losses(code)}
+
+
+@route("/ops/channels/{code}/topics", ops=True)
+def ops_topic_list(code: str) -> dict:
+    web.ops_actor(req())
+    return {"topics": catalog.topics(channels.get(code))}
+
+
+@route("/ops/channels/{code}/topics/{topic_id}", methods=("PUT",), ops=True)
+def ops_topic_put(code: str, topic_id: str) -> dict:
+    web.ops_actor(req())
+    channels.get(code)
+    data = web.body(req(), TopicInput)
+    topic = catalog.put_topic(code, topic_id, data.title, data.position, data.goods_ids)
+    return {"topic_id": topic.topic_id, "title": topic.title, "position": int(topic.position),
+            "goods_ids": list(topic.goods_ids)}
+
+
+@route("/ops/channels/{code}/topics/{topic_id}", methods=("DELETE",), ops=True)
+def ops_topic_delete(code: str, topic_id: str) -> dict:
+    web.ops_actor(req())
+    catalog.delete_topic(code, topic_id)
+    return {"topic_id": topic_id, "deleted": True}
+
+
+# --- members: entry, session, catalog ------------------------------------------
+
+@app.route("/entry/{code}", methods=["GET"])
+def channel_entry(code: str) -> Response:
+    """The channel's fixed entry link: verify, map the member, start a session, redirect into the store."""
+    request = req()
+    try:
+        entered = entry.enter(code, request.query_params or {})
+    except DomainError as error:
+        count("EntryRefused")
+        logger.info("entry refused", extra={"channel": code, "code": error.code})
+        return web.error_page(error) if web.wants_html(request) else web.error_response(error)
+    except Exception:
+        logger.exception("entry failed", extra={"channel": code})
+        return web.internal_error()
+    count("Entries")
+    return Response(body="", status_code=302, headers={
+        "Location": entered.redirect,
+        "Set-Cookie": sessions.cookie(entered.token),
+        "Cache-Control": "no-store",
+    })
+
+
+def member_channel(code: str):
+    """The session's member and channel; a session never reaches another channel's data."""
+    session = sessions.read(web.session_token(req()))
+    if session.channel_code != code:
+        raise Forbidden("wrong_channel", "this session belongs to another channel")
+    return session, entry.active_channel(code)
+
+
+@route("/api/{code}/me")
+def member_me(code: str) -> dict:
+    session, _ = member_channel(code)
+    return members.view(members.get(session.member_id, code))
+
+
+@route("/api/{code}/catalog")
+def member_catalog(code: str) -> dict:
+    _, channel = member_channel(code)
+    try:
+        limit = int(web.query(req(), "limit", "20"))
+    except ValueError:
+        raise Unprocessable("validation_error", "limit must be a whole number", "limit") from None
+    return catalog.list_page(channel, web.query(req(), "cursor"), limit, web.query(req(), "category"),
+                             web.query(req(), "q"))
+
+
+@route("/api/{code}/goods/{goods_id}")
+def member_goods(code: str, goods_id: str) -> dict:
+    _, channel = member_channel(code)
+    return catalog.detail(channel, goods_id)
+
+
+@route("/api/{code}/topics")
+def member_topics(code: str) -> dict:
+    _, channel = member_channel(code)
+    return {"topics": catalog.topics(channel), "categories": catalog.categories(channel),
+            "channel": {"code": channel.code, "name": channel.name, "points_per_yuan": int(channel.points_per_yuan),
+                        "points_mode": channel.points_mode}}
+
+
+@route("/sandbox/{code}/signature-check", methods=("POST",))
+def sandbox_signature_check(code: str) -> dict:
+    data = web.body(req(), SignatureCheck)
+    return sandbox.check(code, data.params, data.canonical)
+
+
+@app.route("/store/{code}", methods=["GET"])
+def store_page(code: str) -> Response:
+    """The mobile H5 store: one page, served by this Lambda so the session cookie is same-origin."""
+    return Response(body=store.page(code), status_code=200,
+                    headers={"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-cache"})

@@ -28,3 +28,8 @@ UPLOAD_LINK_SECONDS: int = 300
 
 def table_name(name: str) -> str:
     return f"{TABLE_PREFIX}{name}"
+
+# Key that signs member sessions. Deployed stages inject it from Secrets Manager;
+# the local stack makes one per run.
+SESSION_KEY: str = os.environ.get("SESSION_KEY") or (os.urandom(32).hex() if IS_LOCAL else "")
+SESSION_SECONDS: int = int(os.environ.get("SESSION_SECONDS", "7200"))

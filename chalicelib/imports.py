@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from pydantic import ValidationError
 from pynamodb.exceptions import DoesNotExist
@@ -44,7 +44,7 @@ def request_link(supplier_id: str, req: UploadRequest) -> dict:
     upload_id = uuid.uuid4().hex
     key = f"uploads/{supplier_id}/{req.kind}/{upload_id}"
     Upload(upload_id, supplier_id=supplier_id, kind=req.kind, key=key, content_type=req.content_type,
-           expires_at=int(time.time()) + RECORD_DAYS * 86400).save()
+           expires_at=timedelta(days=RECORD_DAYS)).save()
     post = bucket.presigned_post(key, req.content_type, max_bytes, config.UPLOAD_LINK_SECONDS)
     return {"upload_id": upload_id, "url": post["url"], "fields": post["fields"], "key": key,
             "max_bytes": max_bytes, "content_type": req.content_type, "expires_in": config.UPLOAD_LINK_SECONDS}

@@ -198,7 +198,51 @@ class Upload(Model):
     expires_at = TTLAttribute()
 
 
-ALL_MODELS: tuple[type[Model], ...] = (Supplier, SupplierKey, Goods, Audit, Channel, PoolItem, Upload)
+class Nonce(Model):
+    """A signed request's nonce, kept past the time window so a replay is refused."""
+
+    Meta = _meta("nonces")
+    key = UnicodeAttribute(hash_key=True)  # "{channel}#{nonce}"
+    expires_at = TTLAttribute()
+
+
+class MemberLink(Model):
+    """One channel's external member id → our member id; created only with its member."""
+
+    Meta = _meta("member-links")
+    link = UnicodeAttribute(hash_key=True)  # "{channel}#{external_id}"
+    member_id = UnicodeAttribute()
+
+
+class Member(Model):
+    """A channel member as we know it: exactly one external id in exactly one channel."""
+
+    Meta = _meta("members")
+    member_id = UnicodeAttribute(hash_key=True)
+    channel_code = UnicodeAttribute()
+    external_id = UnicodeAttribute()
+    nickname = UnicodeAttribute(null=True)
+    mobile = UnicodeAttribute(null=True)
+    remote_points = NumberAttribute(null=True)
+    created_at = UnicodeAttribute(default=now_iso)
+    last_entry_at = UnicodeAttribute(default=now_iso)
+
+
+class Topic(Model):
+    """An ops-curated collection on a channel's store home, with its own goods order."""
+
+    Meta = _meta("topics")
+    channel_code = UnicodeAttribute(hash_key=True)
+    topic_id = UnicodeAttribute(range_key=True)
+    title = UnicodeAttribute()
+    position = NumberAttribute(default=0)
+    goods_ids = ListAttribute(of=UnicodeAttribute, default=list)
+    updated_at = UnicodeAttribute(default=now_iso)
+
+
+ALL_MODELS: tuple[type[Model], ...] = (
+    Supplier, SupplierKey, Goods, Audit, Channel, PoolItem, Upload, Nonce, MemberLink, Member, Topic,
+)
 
 
 def create_tables() -> None:

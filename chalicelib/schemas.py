@@ -164,3 +164,14 @@ def validated(model: type[BaseModel], data: object) -> BaseModel:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first.get("loc", ())) or "body"
         raise Unprocessable("validation_error", f"{field}: {first.get('msg')}", field) from None
+
+
+class TopicInput(Strict):
+    title: str = Text
+    position: int = Field(default=0, ge=0, le=10_000)
+    goods_ids: list[str] = Field(default_factory=list, max_length=100)
+
+
+class SignatureCheck(Strict):
+    params: dict[str, str]
+    canonical: Optional[str] = None

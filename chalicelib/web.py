@@ -85,3 +85,30 @@ def chalice_error_to_contract(response: Response) -> Response:
         response.body = {"error": {"code": code, "message": str(body.get("Message", ""))}}
         response.headers.update(JSON)
     return response
+
+
+def session_token(request: Request) -> str | None:
+    """The member session: ``Authorization: Bearer`` for API clients, the cookie for the H5 store."""
+    token = bearer(request)
+    if token:
+        return token
+    for part in (request.headers.get("cookie") or "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == "cm_session":
+            return value
+    return None
+
+
+def wants_html(request: Request) -> bool:
+    return "text/html" in (request.headers.get("accept") or "")
+
+
+def error_page(error: DomainError) -> Response:
+    """What a member's browser shows when an entry fails: plain words and the code to quote."""
+    from html import escape
+
+    html = (f"<!doctype html><html lang=en><meta charset=utf-8><meta name=viewport content='width=device-width'>"
+            f"<title>Cannot open the store</title><body style='font-family:sans-serif;padding:2em'>"
+            f"<h1>We could not open the store</h1><p>{escape(error.message)}</p>"
+            f"<p>Please go back to your app and try again.</p><p><small>Error code: {escape(error.code)}</small></p>")
+    return Response(body=html, status_code=error.status, headers={"Content-Type": "text/html; charset=utf-8"})

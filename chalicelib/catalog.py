@@ -1,0 +1,140 @@
+"""What a member sees: its channel's sub-pool, on sale, at its channel's prices.
+
+Prices come from ``pools.priced_skus``, the same function checkout uses, so
+the price shown is the price charged.
+"""
+from __future__ import annotations
+
+import base64
+import json
+
+from pynamodb.exceptions import DoesNotExist
+
+from chalicelib import goods as goods_mod, pools
+from chalicelib.errors import BadRequest, NotFound
+from chalicelib.models import Channel, Goods, PoolItem, Topic, now_iso
+from chalicelib.pricing import SkuPrice, points_for
+
+PAGE_MAX = 50
+SCAN_BATCH = 50
+LOW_STOCK = 10
+
+
+def _cursor_out(goods_id: str | None) -> str | None:
+    return base64.urlsafe_b64encode(json.dumps({"g": goods_id}).encode()).decode() if goods_id else None
+
+
+def _cursor_in(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        return str(json.loads(base64.urlsafe_b64decode(cursor.encode()))["g"])
+    except (ValueError, KeyError, TypeError):
+        raise BadRequest("invalid_cursor", "the cursor is not one this API gave out", "cursor") from None
+
+
+def _stock_status(stock: int) -> str:
+    return "sold_out" if stock <= 0 else "low" if stock <= LOW_STOCK else "in_stock"
+
+
+def _sellable(item: PoolItem, goods: Goods | None) -> dict[str, SkuPrice]:
+    if goods is None or goods.status != goods_mod.APPROVED:
+        return {}
+    return {k: p for k, p in pools.priced_skus(item, goods).items() if p.sellable}
+
+
+def _card(channel: Channel, goods: Goods, prices: dict[str, SkuPrice]) -> dict:
+    skus = goods_mod.skus_of(goods)
+    cheapest = min(p.price for p in prices.values())
+    return {"goods_id": goods.goods_id, "title": goods.title, "category": goods.category,
+            "image": (goods.images or [None])[0], "price_from": cheapest,
+            "points_from": points_for(cheapest, int(channel.points_per_yuan)),
+            "in_stock": any(int(skus[k]["stock"]) > 0 for k in prices)}
+
+
+def _matches(goods: Goods, category: str | None, keyword: str | None) -> bool:
+    return (not category or goods.category == category) and (not keyword or keyword.lower() in goods.title.lower())
+
+
+def list_page(channel: Channel, cursor: str | None = None, limit: int = 20, category: str | None = None,
+              keyword: str | None = None) -> dict:
+    """A page of goods on sale; the cursor is opaque and resumes after the last goods scanned."""
+    limit = max(1, min(limit, PAGE_MAX))
+    start = _cursor_in(cursor)
+    cards: list[dict] = []
+    last_key = start
+    while len(cards) < limit:
+        query = PoolItem.query(channel.code, PoolItem.goods_id > last_key if last_key else None, limit=SCAN_BATCH)
+        batch = list(query)
+        if not batch:
+            last_key = None
+            break
+        found = {g.goods_id: g for g in Goods.batch_get([i.goods_id for i in batch])}
+        for item in batch:
+            last_key = item.goods_id
+            goods = found.get(item.goods_id)
+            prices = _sellable(item, goods)
+            if prices and _matches(goods, category, keyword):
+                cards.append(_card(channel, goods, prices))
+                if len(cards) == limit:
+                    break
+        if len(batch) < SCAN_BATCH and len(cards) < limit:
+            last_key = None
+            break
+    return {"items": cards, "next_cursor": _cursor_out(last_key) if len(cards) == limit else None}
+
+
+def detail(channel: Channel, goods_id: str) -> dict:
+    try:
+        item = PoolItem.get(channel.code, goods_id)
+        goods = Goods.get(goods_id)
+    except DoesNotExist:
+        raise NotFound("goods_not_found", f"no goods {goods_id} in this store") from None
+    prices = _sellable(item, goods)
+    if not prices:
+        raise NotFound("goods_not_found", f"no goods {goods_id} in this store")
+    skus = goods_mod.skus_of(goods)
+    rate = int(channel.points_per_yuan)
+    return {
+        "goods_id": goods.goods_id, "title": goods.title, "description": goods.description,
+        "category": goods.category, "images": list(goods.images or []),
+        "skus": [{"sku_id": k, "spec": skus[k]["spec"], "price": p.price, "points": points_for(p.price, rate),
+                  "stock_status": _stock_status(int(skus[k]["stock"]))} for k, p in sorted(prices.items())],
+    }
+
+
+def categories(channel: Channel) -> list[str]:
+    items = list(PoolItem.query(channel.code))
+    found = {g.goods_id: g for g in Goods.batch_get([i.goods_id for i in items])} if items else {}
+    return sorted({g.category for i in items if (g := found.get(i.goods_id)) and _sellable(i, g)})
+
+
+def put_topic(channel_code: str, topic_id: str, title: str, position: int, goods_ids: list[str]) -> Topic:
+    topic = Topic(channel_code, topic_id, title=title, position=position, goods_ids=goods_ids, updated_at=now_iso())
+    topic.save()
+    return topic
+
+
+def delete_topic(channel_code: str, topic_id: str) -> None:
+    try:
+        Topic.get(channel_code, topic_id).delete()
+    except DoesNotExist:
+        raise NotFound("topic_not_found", f"no topic {topic_id}") from None
+
+
+def topics(channel: Channel) -> list[dict]:
+    """The store home: each topic's goods that are on sale, in the order ops gave."""
+    found_topics = sorted(Topic.query(channel.code), key=lambda t: (int(t.position), t.topic_id))
+    wanted = sorted({g for t in found_topics for g in t.goods_ids})
+    items = {i.goods_id: i for i in PoolItem.batch_get([(channel.code, g) for g in wanted])} if wanted else {}
+    found = {g.goods_id: g for g in Goods.batch_get(list(items))} if items else {}
+    out = []
+    for topic in found_topics:
+        cards = []
+        for goods_id in topic.goods_ids:
+            item, goods = items.get(goods_id), found.get(goods_id)
+            prices = _sellable(item, goods) if item else {}
+            if prices:
+                cards.append(_card(channel, goods, prices))
+        out.append({"topic_id": topic.topic_id, "title": topic.title, "items": cards})
+    return out

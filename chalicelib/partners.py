@@ -1,0 +1,97 @@
+"""Calls to a channel's back end: signed per the contract, with a timeout, bounded
+retries with backoff, and a log line and metrics per channel for every call."""
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+
+import requests
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+
+from chalicelib.errors import DomainError
+from chalicelib.models import Channel
+from chalicelib.observability import logger
+from chalicelib.signing import body_sha256, sign
+
+CONNECT_TIMEOUT = 2.0
+READ_TIMEOUT = 3.0
+ATTEMPTS = 3
+BACKOFF = 0.2
+RETRY_STATUSES = {502, 503, 504}
+
+
+class PartnerError(DomainError):
+    status = 502
+
+
+class EntryRejected(DomainError):
+    status = 401
+
+
+_http = requests.Session()
+
+
+def _measure(channel: Channel, api: str, outcome: str, millis: float) -> None:
+    for name, unit, value in (("PartnerCalls", MetricUnit.Count, 1), ("PartnerLatency", MetricUnit.Milliseconds, millis)):
+        with single_metric(name=name, unit=unit, value=value, namespace="ChannelMall") as metric:
+            metric.add_dimension(name="channel", value=channel.code)
+            metric.add_dimension(name="outcome", value=outcome)
+    logger.info("partner call", extra={"channel": channel.code, "api": api, "outcome": outcome,
+                                       "ms": round(millis, 1)})
+
+
+def call(channel: Channel, api: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """POST ``payload`` to ``{api_base_url}/{api}``, signed with the channel's current secret."""
+    if not channel.api_base_url:
+        raise PartnerError("channel_api_not_configured", f"channel {channel.code} has no API base URL")
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    url = f"{channel.api_base_url.rstrip('/')}/{api}"
+    last = "unavailable"
+    for attempt in range(ATTEMPTS):
+        params = {"timestamp": str(int(time.time())), "nonce": secrets.token_hex(12), "body_sha256": body_sha256(body)}
+        headers = {"Content-Type": "application/json", "X-Timestamp": params["timestamp"],
+                   "X-Nonce": params["nonce"], "X-Sign": sign(params, channel.secret)}
+        started = time.perf_counter()
+        try:
+            response = _http.post(url, data=body, headers=headers, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
+        except requests.ConnectionError:
+            _measure(channel, api, "connect_error", (time.perf_counter() - started) * 1000)
+            last = "unavailable"
+        except requests.Timeout:
+            _measure(channel, api, "timeout", (time.perf_counter() - started) * 1000)
+            raise PartnerError("channel_api_timeout", f"channel {channel.code} did not answer in time") from None
+        else:
+            millis = (time.perf_counter() - started) * 1000
+            if response.status_code in RETRY_STATUSES:
+                _measure(channel, api, f"http_{response.status_code}", millis)
+                last = f"answered {response.status_code}"
+            else:
+                try:
+                    data = response.json()
+                except ValueError:
+                    data = None
+                if not isinstance(data, dict):
+                    _measure(channel, api, "bad_response", millis)
+                    raise PartnerError("channel_api_bad_response", f"channel {channel.code} answered garbage")
+                _measure(channel, api, "ok" if response.ok else f"http_{response.status_code}", millis)
+                data["_status"] = response.status_code
+                return data
+        if attempt + 1 < ATTEMPTS:
+            time.sleep(BACKOFF * (2 ** attempt))
+    raise PartnerError("channel_api_unavailable", f"channel {channel.code}'s API is unavailable ({last})")
+
+
+def exchange_code(channel: Channel, code: str) -> dict[str, Any]:
+    """A one-time entry code → the member's identity, through the channel's member API."""
+    data = call(channel, "member/exchange", {"code": code})
+    if data["_status"] >= 400:
+        raise EntryRejected("entry_code_rejected", f"channel {channel.code} rejected the entry code")
+    member_id = data.get("member_id")
+    if not isinstance(member_id, str) or not member_id:
+        raise PartnerError("channel_api_bad_response", f"channel {channel.code} answered without member_id")
+    return data
+
+
