@@ -1,0 +1,129 @@
+"""Offline deployment check (``python -m infra.check``): package the prod template as a deploy would, then lint it.
+
+Runs ``chalice package`` with the generated merge template, cfn-lint on the result,
+and a reference check on every Step Functions definition (CloudFormation accepts a
+``Next`` that names no state; the execution only fails when it gets there).
+
+Chalice downloads Lambda wheels for ``requirements.txt`` while packaging, which needs
+the network, and the dependencies change nothing in the template. So the check packages
+a copy of the project without ``requirements.txt``: same app, same config, same template,
+offline. Its ``deployment.zip`` lacks the dependencies and is never deployed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from infra.template import ROOT, write_merge_template
+
+STAGE = "prod"
+BIN = Path(sys.executable).parent
+STATE_MACHINE_TYPES = ("AWS::StepFunctions::StateMachine", "AWS::Serverless::StateMachine")
+PROJECT_PARTS = ("app.py", "chalicelib", "vendor", ".chalice")
+
+
+class CheckFailed(Exception):
+    """A step of the check failed; the message is what to print."""
+
+
+def _run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, **kwargs)
+
+
+def _project_copy(dest: Path) -> Path:
+    """What Chalice reads to build the template (app, chalicelib, vendor, .chalice config), minus requirements."""
+    shutil.rmtree(dest, ignore_errors=True)
+    skip = shutil.ignore_patterns("__pycache__", "deployments", "deployed")
+    for name in PROJECT_PARTS:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name, ignore=skip)
+        elif source.exists():
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
+def package(build_dir: Path, stage: str = STAGE) -> Path:
+    """Write the merge template and ``chalice package`` the stage into ``build_dir/package``; returns sam.json."""
+    merge = write_merge_template(build_dir / "merge.json", stage)
+    project = _project_copy(build_dir / "project")
+    out = build_dir / "package"
+    shutil.rmtree(out, ignore_errors=True)
+    # Packaging needs a region but no credentials and no AWS call; the template itself is region-neutral.
+    env = os.environ | {"AWS_DEFAULT_REGION": "us-east-1"}
+    done = _run([str(BIN / "chalice"), "--project-dir", str(project), "package", "--stage", stage,
+                 "--merge-template", str(merge.resolve()), str(out.resolve())], env=env)
+    if done.returncode != 0:
+        raise CheckFailed(f"chalice package failed:\n{done.stdout}{done.stderr}")
+    return out / "sam.json"
+
+
+def lint(template: Path) -> subprocess.CompletedProcess[str]:
+    """cfn-lint with its defaults: errors and warnings both fail, nothing is ignored."""
+    return _run([str(BIN / "cfn-lint"), str(template)])
+
+
+def dangling_targets(definition: dict[str, Any], where: str = "") -> list[str]:
+    """Every StartAt/Next/Default/Choice/Catch target that names no state in its own States, recursively."""
+    states: dict[str, Any] = definition.get("States", {})
+    found: list[str] = []
+
+    def need(target: str | None, origin: str) -> None:
+        if target is not None and target not in states:
+            found.append(f"{where}{origin} -> {target!r}")
+
+    need(definition.get("StartAt"), "StartAt")
+    for name, state in states.items():
+        need(state.get("Next"), f"{name}.Next")
+        need(state.get("Default"), f"{name}.Default")
+        for i, choice in enumerate(state.get("Choices", [])):
+            need(choice.get("Next"), f"{name}.Choices[{i}].Next")
+        for i, catch in enumerate(state.get("Catch", [])):
+            need(catch.get("Next"), f"{name}.Catch[{i}].Next")
+        for i, branch in enumerate(state.get("Branches", [])):
+            found += dangling_targets(branch, f"{where}{name}.Branches[{i}]/")
+        for key in ("Iterator", "ItemProcessor"):
+            if key in state:
+                found += dangling_targets(state[key], f"{where}{name}.{key}/")
+    return found
+
+
+def state_machine_problems(template: dict[str, Any]) -> tuple[int, list[str]]:
+    """How many state machines carry an inline definition, and their dangling targets."""
+    machines = {name: r["Properties"]["Definition"] for name, r in template["Resources"].items()
+                if r.get("Type") in STATE_MACHINE_TYPES and isinstance(r.get("Properties", {}).get("Definition"), dict)}
+    return len(machines), [f"{name}: {p}" for name, d in machines.items() for p in dangling_targets(d)]
+
+
+def check(build_dir: Path) -> str:
+    """Run every step; the one-line summary on success, ``CheckFailed`` on the first failing step."""
+    sam = package(build_dir)
+    linted = lint(sam)
+    if linted.returncode != 0:
+        raise CheckFailed(f"cfn-lint found problems in {sam}:\n{linted.stdout}{linted.stderr}")
+    template = json.loads(sam.read_text())
+    machines, dangling = state_machine_problems(template)
+    if dangling:
+        raise CheckFailed("state machine transitions to missing states:\n" + "\n".join(dangling))
+    resources = template["Resources"].values()
+    tables = sum(r["Type"] == "AWS::DynamoDB::Table" for r in resources)
+    return (f"infra-check ok: {len(resources)} resources ({tables} tables, {machines} state machines), "
+            f"cfn-lint clean, no dangling state transitions")
+
+
+def main() -> None:
+    try:
+        print(check(ROOT / "build"))
+    except CheckFailed as failure:
+        print(f"infra-check FAILED: {failure}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

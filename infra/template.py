@@ -1,0 +1,260 @@
+"""The deployment beyond what Chalice declares: tables, bucket, alarms, dashboard, least-privilege roles.
+
+Deployed with ``chalice package --merge-template``: one toolchain (Chalice) for code and
+infrastructure, works offline, the result stays plain CloudFormation/SAM that cfn-lint
+checks in CI, and there is no CDK/Node bootstrap. Tables are generated from the PynamoDB
+models, so keys, indexes and TTL are declared once, in ``chalicelib/models.py``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pynamodb.models import Model
+
+from chalicelib import config
+from chalicelib.models import ALL_MODELS, Audit, Goods, Upload
+
+ROOT = Path(__file__).resolve().parent.parent
+CHALICE_CONFIG = ROOT / ".chalice" / "config.json"
+
+# Logical ids Chalice gives its resources (chalice/package.py naming); the merge overrides them in place.
+API_FUNCTION, API_ROLE = "APIHandler", "ApiHandlerRole"
+UPLOAD_FUNCTION, UPLOAD_ROLE = "UploadCreated", "UploadCreatedRole"
+UPLOAD_EVENT = "UploadCreatedEvent"
+BUCKET = "UploadBucket"
+ALARM_TOPIC = "OpsAlarmTopic"
+
+# What each function may do; transactions need every action of every item they contain,
+# and Scan is there because ops list every channel (``channels.list_all``).
+API_TABLE_ACTIONS = [
+    "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+    "dynamodb:Query", "dynamodb:Scan", "dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem",
+    "dynamodb:DescribeTable",
+]
+UPLOAD_TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
+# The upload processor reads the upload record and publishes goods with their audit rows, nothing else.
+UPLOAD_MODELS: tuple[type[Model], ...] = (Goods, Upload, Audit)
+UPLOADS_PREFIX = "uploads/"
+UPLOAD_RETENTION_DAYS = 90
+LOG_RETENTION_DAYS = 90
+
+Json = dict[str, Any]
+
+
+def table_suffix(model: type[Model]) -> str:
+    """The table's name without the environment's prefix (``Meta.table_name`` is built from env at import)."""
+    return model.Meta.table_name.removeprefix(config.TABLE_PREFIX)
+
+
+def table_id(model: type[Model]) -> str:
+    return f"{model.__name__}Table"
+
+
+def _hash_first(key_schema: list[Json]) -> list[Json]:
+    """PynamoDB lists keys in attribute order; CloudFormation wants HASH before RANGE."""
+    return sorted(key_schema, key=lambda k: k["KeyType"] != "HASH")
+
+
+def _index(index: dict[str, Any]) -> Json:
+    return {"IndexName": index["index_name"], "KeySchema": _hash_first(index["key_schema"]),
+            "Projection": index["projection"]}
+
+
+def table_resource(model: type[Model], stage: str) -> Json:
+    """One table, from the same schema PynamoDB sends to ``create_table`` locally, so the two cannot drift."""
+    schema = model._get_schema()
+    props: Json = {
+        "TableName": f"channelmall-{stage}-{table_suffix(model)}",
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": schema["attribute_definitions"],
+        "KeySchema": _hash_first(schema["key_schema"]),
+        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+        "SSESpecification": {"SSEEnabled": True},
+        "DeletionProtectionEnabled": True,
+    }
+    if schema["global_secondary_indexes"]:
+        props["GlobalSecondaryIndexes"] = [_index(i) for i in schema["global_secondary_indexes"]]
+    if schema["local_secondary_indexes"]:
+        props["LocalSecondaryIndexes"] = [_index(i) for i in schema["local_secondary_indexes"]]
+    ttl = model._ttl_attribute()
+    if ttl is not None:
+        props["TimeToLiveSpecification"] = {"AttributeName": ttl.attr_name, "Enabled": True}
+    return {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
+            "Properties": props}
+
+
+def bucket_resources(stage: str) -> dict[str, Json]:
+    """Private, encrypted uploads bucket that browsers POST to and that tells EventBridge about new objects."""
+    bucket = {
+        "Type": "AWS::S3::Bucket",
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {
+            "BucketName": {"Fn::Sub": f"channelmall-{stage}-uploads-${{AWS::AccountId}}"},
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True, "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+            },
+            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+            "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+                {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+            # Presigned POST from the supplier's browser; the signed policy, not CORS, limits what lands.
+            "CorsConfiguration": {"CorsRules": [{
+                "AllowedMethods": ["POST"], "AllowedOrigins": ["*"], "AllowedHeaders": ["*"], "MaxAge": 300}]},
+            "NotificationConfiguration": {"EventBridgeConfiguration": {"EventBridgeEnabled": True}},
+            "LifecycleConfiguration": {"Rules": [{
+                "Id": "expire-uploads", "Status": "Enabled", "Prefix": UPLOADS_PREFIX,
+                "ExpirationInDays": UPLOAD_RETENTION_DAYS,
+                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+            }]},
+        },
+    }
+    deny_plain_http = {
+        "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+        "Resource": [{"Fn::GetAtt": [BUCKET, "Arn"]}, {"Fn::Sub": f"${{{BUCKET}.Arn}}/*"}],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    policy = {"Type": "AWS::S3::BucketPolicy", "Properties": {
+        "Bucket": {"Ref": BUCKET},
+        "PolicyDocument": {"Version": "2012-10-17", "Statement": [deny_plain_http]},
+    }}
+    return {BUCKET: bucket, f"{BUCKET}Policy": policy}
+
+
+def _table_arns(models: tuple[type[Model], ...], indexes: bool) -> list[Json]:
+    """Each table's ARN, plus its indexes' where it has any and the caller queries them."""
+    arns: list[Json] = []
+    for model in models:
+        arns.append({"Fn::GetAtt": [table_id(model), "Arn"]})
+        if indexes and model._indexes:
+            arns.append({"Fn::Sub": f"${{{table_id(model)}.Arn}}/index/*"})
+    return arns
+
+
+def _objects_arn() -> Json:
+    return {"Fn::Sub": f"${{{BUCKET}.Arn}}/{UPLOADS_PREFIX}*"}
+
+
+def _role_policy(role: str, log_group: str, statements: list[Json]) -> Json:
+    """The role's only inline policy: its own log group, X-Ray, and the given statements."""
+    base = [
+        {"Sid": "OwnLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": {"Fn::GetAtt": [log_group, "Arn"]}},
+        # X-Ray has no resource-level permissions.
+        {"Sid": "Tracing", "Effect": "Allow", "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+         "Resource": "*"},
+    ]
+    return {"Properties": {"Policies": [{
+        "PolicyName": f"{role}Policy",
+        "PolicyDocument": {"Version": "2012-10-17", "Statement": base + statements},
+    }]}}
+
+
+def function_resources(stage: str) -> dict[str, Json]:
+    """Overrides of Chalice's functions and roles: own log groups, the real bucket name, least-privilege policies."""
+    env = {"TABLE_PREFIX": f"channelmall-{stage}-", "UPLOAD_BUCKET": {"Ref": BUCKET}}
+    resources: dict[str, Json] = {}
+    for function in (API_FUNCTION, UPLOAD_FUNCTION):
+        resources[f"{function}LogGroup"] = {"Type": "AWS::Logs::LogGroup", "Properties": {
+            "LogGroupName": f"/channelmall/{stage}/{function}", "RetentionInDays": LOG_RETENTION_DAYS}}
+        resources[function] = {"Properties": {
+            "Environment": {"Variables": env},
+            "LoggingConfig": {"LogGroup": {"Ref": f"{function}LogGroup"}},
+        }}
+    resources[API_ROLE] = _role_policy(API_ROLE, f"{API_FUNCTION}LogGroup", [
+        {"Sid": "Tables", "Effect": "Allow", "Action": API_TABLE_ACTIONS,
+         "Resource": _table_arns(ALL_MODELS, indexes=True)},
+        # PutObject is what the presigned POST is signed for; GetObject for signed download links.
+        {"Sid": "Uploads", "Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"],
+         "Resource": _objects_arn()},
+    ])
+    resources[UPLOAD_ROLE] = _role_policy(UPLOAD_ROLE, f"{UPLOAD_FUNCTION}LogGroup", [
+        {"Sid": "Tables", "Effect": "Allow", "Action": UPLOAD_TABLE_ACTIONS,
+         "Resource": _table_arns(UPLOAD_MODELS, indexes=False)},
+        {"Sid": "Uploads", "Effect": "Allow", "Action": ["s3:GetObject", "s3:DeleteObject"],
+         "Resource": _objects_arn()},
+    ])
+    # Only this stage's bucket triggers the processor (the app's pattern matches any bucket).
+    resources[UPLOAD_FUNCTION]["Properties"]["Events"] = {UPLOAD_EVENT: {"Properties": {"Pattern": {
+        "detail": {"bucket": {"name": [{"Ref": BUCKET}]}}}}}}
+    return resources
+
+
+def _alarm(description: str, namespace: str, metric: str, dimensions: list[Json]) -> Json:
+    """Any occurrence within five minutes pages ops; no data means nothing went wrong."""
+    return {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+        "AlarmDescription": description, "Namespace": namespace, "MetricName": metric, "Dimensions": dimensions,
+        "Statistic": "Sum", "Period": 300, "EvaluationPeriods": 1, "Threshold": 0,
+        "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching",
+        "AlarmActions": [{"Ref": ALARM_TOPIC}], "OKActions": [{"Ref": ALARM_TOPIC}],
+    }}
+
+
+def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
+    """Ops alarm topic, alarms on function errors and API 5XX, and the ops dashboard."""
+    api_name = chalice["app_name"]
+    api_stage = chalice["stages"][stage]["api_gateway_stage"]
+    env = chalice["environment_variables"]
+    namespace, service = env["POWERTOOLS_METRICS_NAMESPACE"], env["POWERTOOLS_SERVICE_NAME"]
+    api_dims = [{"Name": "ApiName", "Value": api_name}, {"Name": "Stage", "Value": api_stage}]
+    resources: dict[str, Json] = {
+        ALARM_TOPIC: {"Type": "AWS::SNS::Topic", "Properties": {"DisplayName": f"Channel Mall {stage} alarms"}},
+        "ApiHandlerErrorsAlarm": _alarm("API handler Lambda errors", "AWS/Lambda", "Errors",
+                                        [{"Name": "FunctionName", "Value": {"Ref": API_FUNCTION}}]),
+        "UploadCreatedErrorsAlarm": _alarm("Upload processor Lambda errors", "AWS/Lambda", "Errors",
+                                           [{"Name": "FunctionName", "Value": {"Ref": UPLOAD_FUNCTION}}]),
+        "Api5xxAlarm": _alarm("API Gateway 5XX responses", "AWS/ApiGateway", "5XXError", api_dims),
+    }
+
+    def app_metrics(*names: str) -> list[list[str]]:
+        return [[namespace, name, "service", service] for name in names]
+
+    def per_function(metric: str) -> list[list[str]]:
+        return [["AWS/Lambda", metric, "FunctionName", f"${{{f}}}"] for f in (API_FUNCTION, UPLOAD_FUNCTION)]
+
+    panels = [
+        ("Goods", app_metrics("GoodsPublished", "GoodsApproved"), "Sum"),
+        ("API errors", app_metrics("ClientErrors", "ServerErrors")
+         + [["AWS/ApiGateway", "5XXError", "ApiName", api_name, "Stage", api_stage]], "Sum"),
+        ("Uploads", app_metrics("UploadsProcessed", "UploadsRefused"), "Sum"),
+        ("Lambda errors", per_function("Errors"), "Sum"),
+        ("Lambda duration (p99)", per_function("Duration"), "p99"),
+    ]
+    widgets = [
+        {"type": "metric", "x": (i % 2) * 12, "y": (i // 2) * 6, "width": 12, "height": 6,
+         "properties": {"title": title, "metrics": metrics, "stat": stat, "period": 300,
+                        "region": "${AWS::Region}", "view": "timeSeries"}}
+        for i, (title, metrics, stat) in enumerate(panels)
+    ]
+    resources["OpsDashboard"] = {"Type": "AWS::CloudWatch::Dashboard", "Properties": {
+        "DashboardName": f"channelmall-{stage}",
+        "DashboardBody": {"Fn::Sub": json.dumps({"widgets": widgets})},
+    }}
+    return resources
+
+
+def build_merge_template(stage: str = "prod") -> Json:
+    """The template ``chalice package --merge-template`` deep-merges over its own (lists replace, dicts merge)."""
+    chalice = json.loads(CHALICE_CONFIG.read_text())
+    resources: dict[str, Json] = {table_id(m): table_resource(m, stage) for m in ALL_MODELS}
+    resources |= bucket_resources(stage)
+    resources |= function_resources(stage)
+    resources |= monitoring_resources(stage, chalice)
+    outputs = {"UploadBucketName": {"Value": {"Ref": BUCKET}}, "AlarmTopicArn": {"Value": {"Ref": ALARM_TOPIC}}}
+    return {"Resources": resources, "Outputs": outputs}
+
+
+def write_merge_template(path: Path, stage: str = "prod") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(build_merge_template(stage), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def main() -> None:
+    print(write_merge_template(ROOT / "build" / "merge.json"))
+
+
+if __name__ == "__main__":
+    main()

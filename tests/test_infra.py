@@ -1,0 +1,300 @@
+"""The packaged prod template: what ops and security rely on is asserted, not assumed.
+
+The template is built once by the same code as ``python -m infra.check``; these tests
+read it as plain data and check it against the app's routes and the PynamoDB models.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from pynamodb.attributes import Attribute, TTLAttribute
+from pynamodb.models import Model
+
+from chalicelib.models import ALL_MODELS, Audit, Goods, Upload
+from infra.check import dangling_targets, package
+from infra.template import UPLOAD_TABLE_ACTIONS, table_suffix
+
+HTTP_METHODS = ("get", "put", "post", "patch", "delete", "head")
+SIGV4 = [{"sigv4": []}]
+
+
+@pytest.fixture(scope="module")
+def sam_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return package(tmp_path_factory.mktemp("infra"))
+
+
+@pytest.fixture(scope="module")
+def template(sam_path: Path) -> dict[str, Any]:
+    return json.loads(sam_path.read_text())
+
+
+@pytest.fixture(scope="module")
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]
+
+
+def of_type(resources: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {name: r for name, r in resources.items() if r["Type"] == kind}
+
+
+def function(resources: dict[str, Any], handler: str) -> dict[str, Any]:
+    [found] = [r for r in of_type(resources, "AWS::Serverless::Function").values()
+               if r["Properties"]["Handler"] == handler]
+    return found
+
+
+def operations(template: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    body = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    for path, item in body["paths"].items():
+        for method, op in item.items():
+            if method in HTTP_METHODS:
+                yield path, method, op
+
+
+# --- API authorisation --------------------------------------------------------
+
+def test_sigv4_is_the_iam_authoriser(template: dict[str, Any]) -> None:
+    body = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    assert body["securityDefinitions"]["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
+
+
+def test_every_ops_route_requires_iam(template: dict[str, Any]) -> None:
+    ops = [(path, method, op) for path, method, op in operations(template) if path.startswith("/ops/")]
+    assert len(ops) > 10
+    open_ops = [f"{method.upper()} {path}" for path, method, op in ops if op.get("security") != SIGV4]
+    assert open_ops == []
+
+
+@pytest.mark.parametrize("path, method", [("/suppliers/applications", "post"), ("/supplier/goods", "post"),
+                                          ("/supplier/goods", "get")])
+def test_partner_routes_are_not_iam_authorised(template: dict[str, Any], path: str, method: str) -> None:
+    [op] = [op for p, m, op in operations(template) if (p, m) == (path, method)]
+    assert "security" not in op
+
+
+def test_only_ops_routes_are_iam_authorised(template: dict[str, Any]) -> None:
+    iam = {path for path, _, op in operations(template) if op.get("security") == SIGV4}
+    assert iam and all(path.startswith("/ops/") for path in iam)
+
+
+# --- tables -------------------------------------------------------------------
+
+def key_schema(attributes: dict[str, Attribute]) -> list[dict[str, str]]:
+    hash_key = [{"AttributeName": a.attr_name, "KeyType": "HASH"} for a in attributes.values() if a.is_hash_key]
+    range_key = [{"AttributeName": a.attr_name, "KeyType": "RANGE"} for a in attributes.values() if a.is_range_key]
+    return hash_key + range_key
+
+
+def table_of(resources: dict[str, Any], model: type[Model]) -> dict[str, Any]:
+    name = f"channelmall-prod-{table_suffix(model)}"
+    [table] = [r for r in of_type(resources, "AWS::DynamoDB::Table").values() if r["Properties"]["TableName"] == name]
+    return table
+
+
+@pytest.mark.parametrize("model", ALL_MODELS, ids=lambda m: m.__name__)
+def test_table_matches_model(resources: dict[str, Any], model: type[Model]) -> None:
+    table = table_of(resources, model)["Properties"]
+    assert table["KeySchema"] == key_schema(model.get_attributes())
+    types = {d["AttributeName"]: d["AttributeType"] for d in table["AttributeDefinitions"]}
+    keys = [a for a in model.get_attributes().values() if a.is_hash_key or a.is_range_key]
+    indexes = {i.Meta.index_name: i for i in model._indexes.values()}
+    for index in indexes.values():
+        keys += [a for a in index.Meta.attributes.values() if a.is_hash_key or a.is_range_key]
+    assert types == {a.attr_name: a.attr_type for a in keys}
+
+    found = {g["IndexName"]: g for g in table.get("GlobalSecondaryIndexes", [])}
+    assert set(found) == set(indexes)
+    for name, index in indexes.items():
+        assert found[name]["KeySchema"] == key_schema(index.Meta.attributes)
+        assert found[name]["Projection"]["ProjectionType"] == index.Meta.projection.projection_type
+
+
+@pytest.mark.parametrize("model", ALL_MODELS, ids=lambda m: m.__name__)
+def test_table_is_durable_and_on_demand(resources: dict[str, Any], model: type[Model]) -> None:
+    resource = table_of(resources, model)
+    table = resource["Properties"]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["SSESpecification"]["SSEEnabled"] is True
+    assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
+
+
+@pytest.mark.parametrize("model", ALL_MODELS, ids=lambda m: m.__name__)
+def test_ttl_where_the_model_has_one(resources: dict[str, Any], model: type[Model]) -> None:
+    ttl = [a.attr_name for a in model.get_attributes().values() if isinstance(a, TTLAttribute)]
+    spec = table_of(resources, model)["Properties"].get("TimeToLiveSpecification")
+    assert spec == ({"AttributeName": ttl[0], "Enabled": True} if ttl else None)
+
+
+# --- uploads bucket -------------------------------------------------------------
+
+def test_bucket_is_private_and_encrypted(resources: dict[str, Any]) -> None:
+    [bucket] = of_type(resources, "AWS::S3::Bucket").values()
+    props = bucket["Properties"]
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+    [rule] = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert props["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
+    [lifecycle] = props["LifecycleConfiguration"]["Rules"]
+    assert (lifecycle["Prefix"], lifecycle["ExpirationInDays"], lifecycle["Status"]) == ("uploads/", 90, "Enabled")
+    assert any("POST" in r["AllowedMethods"] for r in props["CorsConfiguration"]["CorsRules"])
+
+
+def test_bucket_refuses_plain_http(resources: dict[str, Any]) -> None:
+    [policy] = of_type(resources, "AWS::S3::BucketPolicy").values()
+    assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+               for s in policy["Properties"]["PolicyDocument"]["Statement"])
+
+
+# --- IAM ----------------------------------------------------------------------
+
+def allow_statements(resources: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, r in resources.items():
+        props = r.get("Properties", {})
+        documents = [p["PolicyDocument"] for p in props.get("Policies", [])]
+        documents += [props["PolicyDocument"]] if r["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") else []
+        for document in documents:
+            for statement in document["Statement"]:
+                if statement["Effect"] == "Allow":
+                    yield name, statement
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_no_wildcard_data_permissions(resources: dict[str, Any]) -> None:
+    statements = list(allow_statements(resources))
+    assert statements
+    for name, statement in statements:
+        actions = as_list(statement["Action"])
+        assert not {"*", "dynamodb:*", "s3:*"} & set(actions), name
+        if any(a.startswith(("dynamodb:", "s3:")) for a in actions):
+            assert "*" not in as_list(statement["Resource"]), name
+
+
+def data_grants(resources: dict[str, Any], role: str, service: str) -> tuple[set[str], list[Any]]:
+    grants = [s for name, s in allow_statements(resources) if name == role
+              and any(a.startswith(f"{service}:") for a in as_list(s["Action"]))]
+    return ({a for s in grants for a in as_list(s["Action"])}, [r for s in grants for r in as_list(s["Resource"])])
+
+
+@pytest.mark.parametrize("handler", ["app.app", "app.upload_created"])
+def test_functions_reach_only_this_templates_tables_and_bucket(resources: dict[str, Any], handler: str) -> None:
+    """A function left on its static fallback policy (name patterns) would fail here."""
+    role = function(resources, handler)["Properties"]["Role"]["Fn::GetAtt"][0]
+    tables = of_type(resources, "AWS::DynamoDB::Table")
+    allowed = [{"Fn::GetAtt": [t, "Arn"]} for t in tables] + [{"Fn::Sub": f"${{{t}.Arn}}/index/*"} for t in tables]
+    _, table_arns = data_grants(resources, role, "dynamodb")
+    assert table_arns
+    assert [arn for arn in table_arns if arn not in allowed] == []
+    _, object_arns = data_grants(resources, role, "s3")
+    assert object_arns == [{"Fn::Sub": "${UploadBucket.Arn}/uploads/*"}]
+
+
+def test_upload_processor_touches_only_goods_uploads_and_audit(resources: dict[str, Any]) -> None:
+    role = function(resources, "app.upload_created")["Properties"]["Role"]["Fn::GetAtt"][0]
+    actions, arns = data_grants(resources, role, "dynamodb")
+    assert actions == set(UPLOAD_TABLE_ACTIONS)
+    by_name = {r["Properties"]["TableName"]: name for name, r in of_type(resources, "AWS::DynamoDB::Table").items()}
+    wanted = {by_name[f"channelmall-prod-{table_suffix(m)}"] for m in (Goods, Upload, Audit)}
+    assert {a["Fn::GetAtt"][0] for a in arns} == wanted
+    s3_actions, _ = data_grants(resources, role, "s3")
+    assert s3_actions == {"s3:GetObject", "s3:DeleteObject"}
+
+
+def test_every_function_has_a_generated_role_and_log_group(resources: dict[str, Any]) -> None:
+    """A function the merge template does not know yet keeps its static fallback policy; fail until it does."""
+    functions = of_type(resources, "AWS::Serverless::Function")
+    assert len(functions) >= 2
+    for name, fn in functions.items():
+        log_group = fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert resources[log_group]["Type"] == "AWS::Logs::LogGroup", name
+        role = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+        log_grants = [s["Resource"] for n, s in allow_statements(resources) if n == role and s.get("Sid") == "OwnLogs"]
+        assert log_grants == [{"Fn::GetAtt": [log_group, "Arn"]}], name
+
+
+@pytest.mark.parametrize("handler", ["app.app", "app.upload_created"])
+def test_functions_use_the_real_bucket_and_prefix(resources: dict[str, Any], handler: str) -> None:
+    variables = function(resources, handler)["Properties"]["Environment"]["Variables"]
+    assert variables["UPLOAD_BUCKET"] == {"Ref": "UploadBucket"}
+    assert variables["TABLE_PREFIX"] == "channelmall-prod-"
+
+
+# --- events, alarms, dashboard -------------------------------------------------
+
+def test_upload_rule_matches_s3_object_created_in_uploads(resources: dict[str, Any]) -> None:
+    [event] = function(resources, "app.upload_created")["Properties"]["Events"].values()
+    assert event["Type"] in ("CloudWatchEvent", "EventBridgeRule")
+    pattern = event["Properties"]["Pattern"]
+    assert pattern["source"] == ["aws.s3"]
+    assert pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": "uploads/"}]
+    assert pattern["detail"]["bucket"]["name"] == [{"Ref": "UploadBucket"}]
+
+
+def test_alarms_page_ops(resources: dict[str, Any]) -> None:
+    alarms = [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()]
+    watched = {(a["Namespace"], a["MetricName"], json.dumps(a["Dimensions"][0]["Value"])) for a in alarms}
+    assert ("AWS/Lambda", "Errors", json.dumps({"Ref": "APIHandler"})) in watched
+    assert ("AWS/Lambda", "Errors", json.dumps({"Ref": "UploadCreated"})) in watched
+    assert any(metric == "5XXError" for _, metric, _ in watched)
+    [topic] = of_type(resources, "AWS::SNS::Topic")
+    assert all(a["AlarmActions"] == [{"Ref": topic}] and a["Threshold"] == 0 and a["Period"] == 300 for a in alarms)
+
+
+def test_dashboard_shows_business_and_error_metrics(resources: dict[str, Any]) -> None:
+    [dashboard] = of_type(resources, "AWS::CloudWatch::Dashboard").values()
+    body = json.loads(dashboard["Properties"]["DashboardBody"]["Fn::Sub"])
+    shown = {m[1] for w in body["widgets"] for m in w["properties"]["metrics"]}
+    assert {"GoodsPublished", "GoodsApproved", "ClientErrors", "ServerErrors", "UploadsProcessed",
+            "UploadsRefused", "Errors", "Duration"} <= shown
+
+
+# --- Step Functions reference check ---------------------------------------------
+
+GOOD_DEFINITION: dict[str, Any] = {
+    "StartAt": "Pick",
+    "States": {
+        "Pick": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericEquals": 0, "Next": "Split"}],
+                 "Default": "Fail"},
+        "Split": {"Type": "Parallel", "Next": "Each", "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Fail"}],
+                  "Branches": [{"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "B"},
+                                                           "B": {"Type": "Succeed"}}}]},
+        "Each": {"Type": "Map", "End": True,
+                 "ItemProcessor": {"StartAt": "One", "States": {"One": {"Type": "Pass", "End": True}}}},
+        "Fail": {"Type": "Fail"},
+    },
+}
+
+
+def test_dangling_targets_accepts_a_consistent_definition() -> None:
+    assert dangling_targets(GOOD_DEFINITION) == []
+
+
+def test_dangling_targets_reports_a_missing_next() -> None:
+    bad = json.loads(json.dumps(GOOD_DEFINITION))
+    bad["States"]["Pick"]["Choices"][0]["Next"] = "Splt"
+    assert dangling_targets(bad) == ["Pick.Choices[0].Next -> 'Splt'"]
+
+
+def test_dangling_targets_scopes_branches_to_their_own_states() -> None:
+    bad = json.loads(json.dumps(GOOD_DEFINITION))
+    bad["States"]["Split"]["Branches"][0]["States"]["A"]["Next"] = "Fail"  # a parent state: not reachable
+    bad["States"]["Each"]["ItemProcessor"]["StartAt"] = "Two"
+    assert dangling_targets(bad) == ["Split.Branches[0]/A.Next -> 'Fail'", "Each.ItemProcessor/StartAt -> 'Two'"]
+
+
+# --- cfn-lint ---------------------------------------------------------------------
+
+def test_cfn_lint_passes(sam_path: Path) -> None:
+    done = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), str(sam_path)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
