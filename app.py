@@ -5,16 +5,18 @@ import functools
 from typing import Any, Callable
 
 from aws_lambda_powertools.logging import correlation_paths
-from chalice import Chalice, ConvertToMiddleware, IAMAuthorizer, Response
+from chalice import Chalice, ConvertToMiddleware, IAMAuthorizer, Rate, Response
 
 from chalicelib import (
-    catalog, channels, entry, goods, imports, members, pools, sandbox, sessions, store, suppliers, web,
+    catalog, channels, checkout, entry, goods, imports, members, orders, payment_auth, pools, quotas, sandbox,
+    sessions, store, suppliers, wallets, web,
 )
 from chalicelib.errors import DomainError, Forbidden, Unprocessable
 from chalicelib.observability import count, logger, metrics, tracer
 from chalicelib.schemas import (
     ChannelCreate, ChannelFields, GoodsApproval, GoodsDraft, GoodsEdit, KeyRotation, PoolPricing, Reason,
-    SecretRotation, SignatureCheck, SkuChange, SupplierApplication, TopicInput, UploadRequest,
+    GrantRequest, OrderRequest, PeriodOpen, QuotaRaise, SecretRotation, SignatureCheck, SkuChange,
+    SupplierApplication, TopicInput, UploadRequest,
 )
 
 app = Chalice(app_name="channel-mall")
@@ -39,7 +41,9 @@ def route(path: str, methods: tuple[str, ...] = ("GET",), ops: bool = False, sta
         @functools.wraps(view)
         def handle(**params: str) -> Response:
             try:
-                return Response(body=view(**params), status_code=status, headers=web.JSON)
+                result = view(**params)
+                return result if isinstance(result, Response) else Response(
+                    body=result, status_code=status, headers=web.JSON)
             except DomainError as error:
                 count("ClientErrors")
                 return web.error_response(error)
@@ -410,3 +414,110 @@ def store_page(code: str) -> Response:
     """The mobile H5 store: one page, served by this Lambda so the session cookie is same-origin."""
     return Response(body=store.page(code), status_code=200,
                     headers={"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-cache"})
+
+
+# --- points, quota and checkout ------------------------------------------------
+
+@route("/ops/channels/{code}/periods", methods=("POST",), ops=True, status=201)
+def ops_period_open(code: str) -> dict:
+    actor = web.ops_actor(req())
+    data = web.body(req(), PeriodOpen)
+    quota = quotas.open_period(code, data.period_id, data.starts_at, data.ends_at, data.quota_points, actor)
+    return quotas.view(quota, channels.get(code))
+
+
+@route("/ops/channels/{code}/periods/{period_id}/raise", methods=("POST",), ops=True)
+def ops_quota_raise(code: str, period_id: str) -> dict:
+    actor = web.ops_actor(req())
+    quota = quotas.raise_quota(code, period_id, web.body(req(), QuotaRaise).points, actor)
+    return quotas.view(quota, channels.get(code))
+
+
+@route("/ops/channels/{code}/quota", ops=True)
+def ops_quota(code: str) -> dict:
+    web.ops_actor(req())
+    channel = channels.get(code)
+    return quotas.view(quotas.current(channel), channel)
+
+
+@route("/ops/channels/{code}/pending-orders", ops=True)
+def ops_pending_orders(code: str) -> dict:
+    web.ops_actor(req())
+    return {"orders": [orders.ops_view(o) for o in checkout.pending(code)]}
+
+
+@route("/ops/channels/{code}/pending-orders/resolve", methods=("POST",), ops=True)
+def ops_resolve_pending(code: str) -> dict:
+    web.ops_actor(req())
+    return checkout.resolve_pending(channels.get(code))
+
+
+def partner_channel(code: str):
+    """A channel's server calling us: signed per the contract, channel active."""
+    channel = entry.active_channel(code)
+    entry.verify(channel, web.partner_params(req()))
+    return channel
+
+
+@route("/partner/{code}/grants", methods=("POST",))
+def partner_grant(code: str) -> Response:
+    channel = partner_channel(code)
+    data = web.body(req(), GrantRequest)
+    result = wallets.grant(channel, data.member_id, data.grant_id, data.points, data.expires_at)
+    count("PointsGranted", data.points if result.created else 0)
+    return Response(body=wallets.grant_view(result.grant, result.created), status_code=201 if result.created else 200,
+                    headers=web.JSON)
+
+
+@route("/partner/{code}/quota")
+def partner_quota(code: str) -> dict:
+    channel = partner_channel(code)
+    return quotas.view(quotas.current(channel), channel)
+
+
+@route("/api/{code}/wallet")
+def member_wallet(code: str) -> dict:
+    session, channel = member_channel(code)
+    member = members.get(session.member_id, code)
+    if channel.points_mode == "hosted":
+        return dict(wallets.view(member), points_mode="hosted")
+    return {"points_mode": "remote", "balance": member.remote_points}
+
+
+@route("/api/{code}/otp", methods=("POST",))
+def member_otp(code: str) -> dict:
+    session, channel = member_channel(code)
+    return payment_auth.send_otp(channel, members.get(session.member_id, code))
+
+
+@route("/api/{code}/orders", methods=("POST",))
+def member_checkout(code: str) -> Response:
+    session, _ = member_channel(code)
+    data = web.body(req(), OrderRequest)
+    key = req().headers.get("idempotency-key") or ""
+    lines = [checkout.LineRequest(l.goods_id, l.sku_id, l.qty) for l in data.lines]
+    order, created = checkout.place(code, session.member_id, key, lines, data.password, data.otp)
+    return Response(body=orders.view(order), status_code=201 if created else 200, headers=web.JSON)
+
+
+@route("/api/{code}/orders")
+def member_orders(code: str) -> dict:
+    session, _ = member_channel(code)
+    return {"orders": [orders.view(o) for o in orders.of_member(session.member_id)]}
+
+
+@route("/api/{code}/orders/{order_id}")
+def member_order(code: str, order_id: str) -> dict:
+    session, _ = member_channel(code)
+    return orders.view(orders.get_for_member(order_id, session.member_id))
+
+
+@app.schedule(Rate(5, unit=Rate.MINUTES), name="resolve_remote_orders")
+def resolve_remote_orders(event) -> dict:
+    """Orders whose deduction result was unknown: ask each remote channel again, never forget one."""
+    outcome = {}
+    for channel in channels.list_all():
+        if channel.points_mode == "remote" and channel.status == channels.ACTIVE:
+            outcome[channel.code] = checkout.resolve_pending(channel)
+    logger.info("remote orders resolved", extra={"outcome": outcome})
+    return outcome

@@ -18,7 +18,7 @@ from chalicelib.schemas import ChannelCreate, ChannelFields
 ACTIVE, SUSPENDED = "active", "suspended"
 # Limits and money terms are audited with their old and new values.
 AUDITED = ("points_mode", "points_per_yuan", "member_points_cap", "redemption_quota", "settlement_period",
-           "api_base_url", "entry_mode", "sandbox", "cart_enabled")
+           "api_base_url", "entry_mode", "sandbox", "cart_enabled", "payment_auth")
 
 
 def new_secret() -> str:
@@ -43,7 +43,8 @@ def view(c: Channel, base_url: str) -> dict:
         "settlement_period": c.settlement_period, "points_mode": c.points_mode,
         "points_per_yuan": int(c.points_per_yuan), "member_points_cap": int(c.member_points_cap),
         "redemption_quota": int(c.redemption_quota), "api_base_url": c.api_base_url,
-        "entry_mode": c.entry_mode, "sandbox": c.sandbox, "cart_enabled": c.cart_enabled, "status": c.status,
+        "entry_mode": c.entry_mode, "sandbox": c.sandbox, "cart_enabled": c.cart_enabled, "payment_auth": c.payment_auth, "status": c.status,
+        "current_period": c.current_period,
         "previous_secret_until": int(c.previous_secret_until) if c.previous_secret_until else None,
         "entry_link": entry_link(c, base_url), "created_at": c.created_at, "updated_at": c.updated_at,
     }

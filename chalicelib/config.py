@@ -33,3 +33,6 @@ def table_name(name: str) -> str:
 # the local stack makes one per run.
 SESSION_KEY: str = os.environ.get("SESSION_KEY") or (os.urandom(32).hex() if IS_LOCAL else "")
 SESSION_SECONDS: int = int(os.environ.get("SESSION_SECONDS", "7200"))
+
+# Where one-time payment codes go: SNS SMS in AWS; a local outbox file on the local stack.
+SMS_OUTBOX: str = os.environ.get("SMS_OUTBOX", "")

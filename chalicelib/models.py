@@ -6,6 +6,7 @@ classes, so keys, indexes and TTL are declared once, here.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 from pynamodb.attributes import (
     BooleanAttribute,
@@ -161,6 +162,8 @@ class Channel(Model):
     previous_secret = UnicodeAttribute(null=True)
     previous_secret_until = NumberAttribute(null=True)
     status = UnicodeAttribute(default="active")
+    current_period = UnicodeAttribute(null=True)
+    payment_auth = UnicodeAttribute(default="channel_password")
     created_at = UnicodeAttribute(default=now_iso)
     updated_at = UnicodeAttribute(default=now_iso)
 
@@ -240,8 +243,118 @@ class Topic(Model):
     updated_at = UnicodeAttribute(default=now_iso)
 
 
+class Quota(Model):
+    """A channel's redemption quota for one settlement period, in points.
+
+    ``remaining`` is what checkout may still take (condition ``remaining >= n``),
+    ``reserved`` holds remote-mode orders waiting for the channel's deduction,
+    ``spent`` is confirmed; ``grant_room`` caps hosted grants at the same quota.
+    """
+
+    Meta = _meta("quotas")
+    channel_code = UnicodeAttribute(hash_key=True)
+    period_id = UnicodeAttribute(range_key=True)
+    starts_at = NumberAttribute()
+    ends_at = NumberAttribute()
+    limit = NumberAttribute()
+    remaining = NumberAttribute()
+    reserved = NumberAttribute(default=0)
+    spent = NumberAttribute(default=0)
+    grant_room = NumberAttribute()
+    granted = NumberAttribute(default=0)
+    created_at = UnicodeAttribute(default=now_iso)
+
+
+class Wallet(Model):
+    """A hosted-mode member's points: one lot per grant, each with its own expiry.
+
+    ``balance`` = ``granted`` − ``spent`` − ``expired`` always; spending takes
+    from lots by earliest expiry, each lot guarded by ``left >= take`` and
+    ``expires_at > now`` in the checkout transaction.
+    """
+
+    Meta = _meta("wallets")
+    member_id = UnicodeAttribute(hash_key=True)
+    channel_code = UnicodeAttribute()
+    balance = NumberAttribute(default=0)
+    granted = NumberAttribute(default=0)
+    spent = NumberAttribute(default=0)
+    expired = NumberAttribute(default=0)
+    lots = MapAttribute(default=dict)
+
+
+class Grant(Model):
+    """A channel's points grant, keyed by the channel's own grant id: one grant, once."""
+
+    Meta = _meta("grants")
+    grant_key = UnicodeAttribute(hash_key=True)  # "{channel}#{grant_id}"
+    member_id = UnicodeAttribute()
+    external_id = UnicodeAttribute()
+    points = NumberAttribute()
+    expires_at = NumberAttribute()
+    period_id = UnicodeAttribute()
+    created_at = UnicodeAttribute(default=now_iso)
+
+
+class OrderMemberIndex(GlobalSecondaryIndex):
+    Meta = _index_meta("member-index")
+    member_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class OrderChannelIndex(GlobalSecondaryIndex):
+    Meta = _index_meta("channel-index")
+    channel_code = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class OrderPendingIndex(GlobalSecondaryIndex):
+    """Sparse: only remote-mode orders still waiting for the channel's deduction."""
+
+    Meta = _index_meta("pending-index")
+    pending_channel = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class Order(Model):
+    """A member's order: lines at the channel price with their settlement price and supplier."""
+
+    Meta = _meta("orders")
+    order_id = UnicodeAttribute(hash_key=True)
+    channel_code = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    period_id = UnicodeAttribute()
+    request_hash = UnicodeAttribute()
+    status = UnicodeAttribute()
+    points_mode = UnicodeAttribute()
+    lines = ListAttribute(of=MapAttribute)
+    points = NumberAttribute()
+    amount = NumberAttribute()
+    failure = UnicodeAttribute(null=True)
+    pending_channel = UnicodeAttribute(null=True)
+    resolve_attempts = NumberAttribute(default=0)
+    created_at = UnicodeAttribute(default=now_iso)
+    updated_at = UnicodeAttribute(default=now_iso)
+    member_index = OrderMemberIndex()
+    channel_index = OrderChannelIndex()
+    pending_index = OrderPendingIndex()
+
+
+class PaymentGuard(Model):
+    """Per-member payment authentication state: failed attempts, lock, one-time code."""
+
+    Meta = _meta("payment-guards")
+    member_id = UnicodeAttribute(hash_key=True)
+    failures = NumberAttribute(default=0)
+    locked_until = NumberAttribute(default=0)
+    otp_hash = UnicodeAttribute(null=True)
+    otp_expires_at = NumberAttribute(null=True)
+    otp_attempts = NumberAttribute(default=0)
+
+
 ALL_MODELS: tuple[type[Model], ...] = (
     Supplier, SupplierKey, Goods, Audit, Channel, PoolItem, Upload, Nonce, MemberLink, Member, Topic,
+    Quota, Wallet, Grant, Order, PaymentGuard,
 )
 
 
@@ -257,10 +370,13 @@ def transaction(token: str | None = None) -> "TransactWrite":
     from pynamodb.connection import Connection
     from pynamodb.transactions import TransactWrite
 
-    return TransactWrite(
-        connection=Connection(region=config.REGION, host=config.DYNAMODB_ENDPOINT),
-        client_request_token=token,
-    )
+    global _TX_CONNECTION
+    if _TX_CONNECTION is None:  # one shared client: building a botocore client per write costs 50-100+ ms
+        _TX_CONNECTION = Connection(region=config.REGION, host=config.DYNAMODB_ENDPOINT)
+    return TransactWrite(connection=_TX_CONNECTION, client_request_token=token)
+
+
+_TX_CONNECTION = None
 
 
 def condition_failed(error: Exception) -> bool:
@@ -272,3 +388,56 @@ def condition_failed(error: Exception) -> bool:
     return cause == "TransactionCanceledException" and any(
         r is not None and r.code == "ConditionalCheckFailed" for r in reasons
     )
+
+
+class Refused(Exception):
+    """A transaction cancelled because named conditions did not hold (not a conflict)."""
+
+    def __init__(self, labels: list[str]) -> None:
+        super().__init__(", ".join(labels))
+        self.labels = labels
+
+
+class Contended(Exception):
+    """A transaction lost a race with another on the same items; retrying is safe."""
+
+
+class LabelledTransaction:
+    """A transaction whose refused conditions come back by name, not by position.
+
+    DynamoDB reports cancellation reasons in request order; PynamoDB sends
+    condition checks, deletes, puts, then updates, so labels are kept per kind.
+    """
+
+    def __init__(self, token: str | None = None) -> None:
+        self._tx = transaction(token)
+        self._labels: dict[str, list[str]] = {"check": [], "delete": [], "put": [], "update": []}
+
+    def check(self, label: str, model: type[Model], hash_key: Any, range_key: Any = None, condition=None) -> None:
+        self._tx.condition_check(model, hash_key, range_key, condition=condition)
+        self._labels["check"].append(label)
+
+    def put(self, label: str, item: Model, condition=None) -> None:
+        self._tx.save(item, condition=condition)
+        self._labels["put"].append(label)
+
+    def update(self, label: str, item: Model, actions: list, condition=None) -> None:
+        self._tx.update(item, actions, condition=condition)
+        self._labels["update"].append(label)
+
+    def commit(self) -> None:
+        from pynamodb.exceptions import TransactWriteError
+
+        order = self._labels["check"] + self._labels["delete"] + self._labels["put"] + self._labels["update"]
+        try:
+            with self._tx:
+                pass
+        except TransactWriteError as exc:
+            reasons = exc.cancellation_reasons or []
+            failed = [label for label, r in zip(order, reasons) if r is not None and r.code == "ConditionalCheckFailed"]
+            if failed:
+                raise Refused(failed) from None
+            if exc.cause_response_code in ("TransactionCanceledException", "TransactionConflictException",
+                                           "ProvisionedThroughputExceededException", "ThrottlingException"):
+                raise Contended(str(exc)) from None
+            raise

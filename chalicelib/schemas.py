@@ -108,6 +108,7 @@ class ChannelFields(Strict):
     entry_mode: Optional[Literal["signed", "code"]] = None
     sandbox: Optional[bool] = None
     cart_enabled: Optional[bool] = None
+    payment_auth: Optional[Literal["channel_password", "otp"]] = None
 
 
 class ChannelCreate(ChannelFields):
@@ -175,3 +176,33 @@ class TopicInput(Strict):
 class SignatureCheck(Strict):
     params: dict[str, str]
     canonical: Optional[str] = None
+
+
+class OrderLine(Strict):
+    goods_id: str = Field(min_length=1, max_length=40)
+    sku_id: str = Code
+    qty: int = Field(default=1, ge=1, le=99)
+
+
+class OrderRequest(Strict):
+    lines: list[OrderLine] = Field(min_length=1, max_length=20)
+    password: Optional[str] = Field(default=None, min_length=1, max_length=64)
+    otp: Optional[str] = Field(default=None, pattern=r"^[0-9]{6}$")
+
+
+class GrantRequest(Strict):
+    grant_id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    member_id: str = Field(min_length=1, max_length=64)
+    points: int = Field(gt=0, le=1_000_000_000)
+    expires_at: int = Field(gt=0)
+
+
+class PeriodOpen(Strict):
+    period_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    starts_at: int = Field(ge=0)
+    ends_at: int = Field(gt=0)
+    quota_points: Optional[int] = Field(default=None, ge=0)
+
+
+class QuotaRaise(Strict):
+    points: int = Field(gt=0, le=10_000_000_000)

@@ -112,3 +112,17 @@ def error_page(error: DomainError) -> Response:
             f"<h1>We could not open the store</h1><p>{escape(error.message)}</p>"
             f"<p>Please go back to your app and try again.</p><p><small>Error code: {escape(error.code)}</small></p>")
     return Response(body=html, status_code=error.status, headers={"Content-Type": "text/html; charset=utf-8"})
+
+
+def partner_params(request: Request) -> dict[str, str]:
+    """What a channel's server signed: query parameters, the envelope (query or X- headers), body hash."""
+    from chalicelib.signing import body_sha256
+
+    params = dict(request.query_params or {})
+    for name in ("timestamp", "nonce", "sign"):
+        header = request.headers.get(f"x-{name}")
+        if header and name not in params:
+            params[name] = header
+    if request.raw_body:
+        params["body_sha256"] = body_sha256(request.raw_body)
+    return params

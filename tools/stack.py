@@ -6,12 +6,13 @@ so what the tests exercise is what a person tries.
 from __future__ import annotations
 
 import secrets
+import socket
 import threading
 import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from tools.engines import DynamoDBLocal, MotoServer, aws_environment, apply_environment, free_port
+from tools.engines import ROOT, DynamoDBLocal, MotoServer, aws_environment, apply_environment, free_port
 
 
 def s3_object_created_event(bucket: str, key: str) -> dict[str, Any]:
@@ -37,13 +38,16 @@ class LocalSystem:
         self._server = None
         self.app = None
         self.deliveries: list[dict] = []
+        outbox_dir = ROOT / ".local"
+        outbox_dir.mkdir(exist_ok=True)
+        self.sms_outbox = str(outbox_dir / f"sms-outbox-{self.port}.jsonl")
 
     def start(self) -> "LocalSystem":
         self.dynamodb.start()
         self.moto.start()
         env = aws_environment(self.dynamodb, self.moto)
         env.update({"LOCAL_OPS_TOKEN": self.ops_token, "PUBLIC_BASE_URL": self.base_url,
-                    "UPLOAD_BUCKET": "channelmall-local-uploads"})
+                    "UPLOAD_BUCKET": "channelmall-local-uploads", "SMS_OUTBOX": self.sms_outbox})
         apply_environment(env)
         import boto3
         from chalice.config import Config
@@ -61,6 +65,9 @@ class LocalSystem:
         self.app = app_module
         self._server = create_local_server(app_module.app, Config.create(chalice_stage="local", app_name="channel-mall"),
                                            "127.0.0.1", self.port)
+        # Accepted sockets inherit this: without it, keep-alive clients wait ~40 ms per response
+        # (Nagle holding the body behind the headers until the client's delayed ACK).
+        self._server.server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

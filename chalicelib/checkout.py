@@ -1,0 +1,335 @@
+"""Checkout: one atomic commit of order, quota, wallet and stock.
+
+Everything that limits a redemption is a condition inside one
+``TransactWriteItems``: the channel is active and still in this period, the
+quota has room, the wallet lots hold the points and are unexpired, each SKU
+has stock at the settlement price and channel price read, and the order id
+(derived from the member's idempotency key) is unused. Over-redemption is
+impossible because no write happens unless every condition holds at once.
+
+Remote mode reserves quota and stock in that transaction, then asks the
+channel to deduct; ``settle_remote`` confirms, releases, or leaves the order
+waiting for the channel's query API, never guessing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+from pynamodb.exceptions import DoesNotExist
+
+from chalicelib import channels, entry, goods as goods_mod, members, partners, payment_auth, pools, quotas
+from chalicelib.errors import Conflict, DomainError, Forbidden, NotFound, Unprocessable
+from chalicelib.models import (
+    Channel, Contended, Goods, LabelledTransaction, Member, Order, PoolItem, Quota, Refused, Wallet, now_iso,
+)
+from chalicelib.observability import count, logger
+from chalicelib.orders import lines_of
+from chalicelib.points import allocate
+from chalicelib.pricing import points_for
+from chalicelib.wallets import wallet_of
+
+MAX_LINES = 20
+MAX_QTY = 99
+COMMIT_ATTEMPTS = 40
+PAID, AWAITING, FAILED = "paid", "awaiting_deduction", "failed"
+
+
+@dataclass(frozen=True)
+class LineRequest:
+    goods_id: str
+    sku_id: str
+    qty: int
+
+
+@dataclass(frozen=True)
+class PricedLine:
+    goods_id: str
+    sku_id: str
+    qty: int
+    price: int
+    points: int
+    settlement_price: int
+    supplier_id: str
+    title: str
+    spec: str
+
+
+class Busy(DomainError):
+    status = 503
+
+
+def order_id_for(channel_code: str, member_id: str, key: str) -> str:
+    """Same member + same idempotency key → same order id, so the order itself is the idempotency record."""
+    return "O" + hashlib.sha256(f"{channel_code}#{member_id}#{key}".encode()).hexdigest()[:19].upper()
+
+
+def _request_hash(lines: Sequence[LineRequest]) -> str:
+    return hashlib.sha256(json.dumps(sorted((l.goods_id, l.sku_id, l.qty) for l in lines)).encode()).hexdigest()
+
+
+def _validate(channel: Channel, lines: Sequence[LineRequest]) -> None:
+    if not lines:
+        raise Unprocessable("validation_error", "an order needs at least one line", "lines")
+    if len(lines) > 1 and not channel.cart_enabled:
+        raise Unprocessable("cart_disabled", "this channel sells one item per order (buy now)", "lines")
+    if len(lines) > MAX_LINES:
+        raise Unprocessable("validation_error", f"at most {MAX_LINES} lines", "lines")
+    if len({(l.goods_id, l.sku_id) for l in lines}) != len(lines):
+        raise Unprocessable("validation_error", "each SKU once per order", "lines")
+    for i, line in enumerate(lines):
+        if not 1 <= line.qty <= MAX_QTY:
+            raise Unprocessable("validation_error", f"qty must be 1 to {MAX_QTY}", f"lines.{i}.qty")
+
+
+def _price(channel: Channel, lines: Sequence[LineRequest]) -> tuple[list[PricedLine], dict[str, Goods],
+                                                                      dict[str, PoolItem]]:
+    """Prices from the channel's sub-pool now, never from the client."""
+    ids = sorted({l.goods_id for l in lines})
+    items = {i.goods_id: i for i in PoolItem.batch_get([(channel.code, g) for g in ids])}
+    found = {g.goods_id: g for g in Goods.batch_get(list(items))} if items else {}
+    rate = int(channel.points_per_yuan)
+    priced = []
+    for line in lines:
+        item, goods = items.get(line.goods_id), found.get(line.goods_id)
+        if item is None or goods is None or goods.status != goods_mod.APPROVED:
+            raise NotFound("goods_unavailable", f"goods {line.goods_id} is not on sale here")
+        sku = pools.priced_skus(item, goods).get(line.sku_id)
+        if sku is None or not sku.sellable:
+            raise NotFound("goods_unavailable", f"SKU {line.sku_id} of {line.goods_id} is not on sale here")
+        spec = goods_mod.skus_of(goods)[line.sku_id]["spec"]
+        priced.append(PricedLine(line.goods_id, line.sku_id, line.qty, sku.price, points_for(sku.price, rate),
+                                 sku.settlement, goods.supplier_id, goods.title, spec))
+    return priced, found, items
+
+
+def _order(order_id: str, channel: Channel, member: Member, period_id: str, lines: list[PricedLine],
+           request_hash: str) -> Order:
+    remote = channel.points_mode == "remote"
+    return Order(
+        order_id, channel_code=channel.code, member_id=member.member_id, period_id=period_id,
+        request_hash=request_hash, status=AWAITING if remote else PAID, points_mode=channel.points_mode,
+        lines=[{"goods_id": l.goods_id, "sku_id": l.sku_id, "qty": l.qty, "price": l.price, "points": l.points,
+                "settlement_price": l.settlement_price, "supplier_id": l.supplier_id, "title": l.title,
+                "spec": l.spec} for l in lines],
+        points=sum(l.points * l.qty for l in lines), amount=sum(l.price * l.qty for l in lines),
+        pending_channel=channel.code if remote else None,
+    )
+
+
+def _stock_updates(tx: LabelledTransaction, lines: list[PricedLine], found: dict[str, Goods], sign: int,
+                   guard_prices: bool) -> None:
+    """One update per goods (an item may appear once per transaction), one guard per SKU."""
+    for goods_id in sorted({l.goods_id for l in lines}):
+        goods = found[goods_id]
+        actions, condition = [], None
+        for line in (l for l in lines if l.goods_id == goods_id):
+            path = Goods.skus[line.sku_id]
+            actions.append(path["stock"].add(sign * line.qty))
+            check = path["stock"] >= line.qty if sign < 0 else path["stock"].exists()
+            if guard_prices:
+                check = check & (path["settlement_price"] == line.settlement_price)
+            condition = check if condition is None else condition & check
+        if guard_prices:
+            condition = condition & (Goods.status == goods_mod.APPROVED)
+        tx.update(f"stock:{goods_id}", goods, actions, condition=condition)
+
+
+def _refusal(refused: Refused, channel: Channel, quota: Quota, now: float) -> DomainError:
+    labels = refused.labels
+    if "channel" in labels:
+        fresh = channels.get(channel.code)
+        if fresh.status != channels.ACTIVE:
+            return Forbidden("channel_suspended", f"channel {channel.code} is suspended")
+        return Conflict("period_ended", "the settlement period changed; try again")
+    if "quota" in labels:
+        if now >= int(quota.ends_at) or now < int(quota.starts_at):
+            return Conflict("period_ended", "the channel's redemption period is not open")
+        return Conflict("quota_exhausted", "the channel's redemption quota is used up")
+    if "wallet" in labels:
+        return Conflict("insufficient_points", "not enough unexpired points")
+    if "otp" in labels:
+        return Conflict("otp_used", "this code was already used; request a new one")
+    if any(l.startswith("stock:") for l in labels):
+        return Conflict("out_of_stock", "not enough stock for this order")
+    return Conflict("price_changed", "the price changed; review the order and try again")
+
+
+def place(channel_code: str, member_id: str, key: str, lines: Sequence[LineRequest], password: str | None = None,
+          otp: str | None = None, now: float | None = None) -> tuple[Order, bool]:
+    """Place (or replay) an order. Returns the order and whether this call created it."""
+    if not 8 <= len(key) <= 64:
+        raise Unprocessable("validation_error", "Idempotency-Key must be 8 to 64 characters", "Idempotency-Key")
+    order_id = order_id_for(channel_code, member_id, key)
+    request_hash = _request_hash(lines)
+    replay = _existing(order_id, request_hash)
+    if replay is not None:
+        return replay, False
+    channel = entry.active_channel(channel_code)
+    _validate(channel, lines)
+    member = members.get(member_id, channel_code)
+    proof = payment_auth.confirm(channel, member, password, otp, now)
+    for attempt in range(COMMIT_ATTEMPTS):
+        now_ = time.time() if now is None else now
+        quota = quotas.current(channel)
+        if not int(quota.starts_at) <= now_ < int(quota.ends_at):
+            raise Conflict("period_ended", "the channel's redemption period is not open")
+        priced, found, items = _price(channel, lines)
+        order = _order(order_id, channel, member, quota.period_id, priced, request_hash)
+        points = int(order.points)
+        tx = LabelledTransaction()
+        tx.put("order", order, condition=Order.order_id.does_not_exist())
+        tx.check("channel", Channel, channel.code,
+                 condition=(Channel.status == channels.ACTIVE) & (Channel.current_period == quota.period_id))
+        for goods_id, item in items.items():
+            tx.check(f"price:{goods_id}", PoolItem, channel.code, goods_id,
+                     condition=PoolItem.updated_at == item.updated_at)
+        quota_actions = [Quota.remaining.add(-points)]
+        quota_actions.append(Quota.reserved.add(points) if channel.points_mode == "remote" else Quota.spent.add(points))
+        tx.update("quota", quota, quota_actions,
+                  condition=(Quota.remaining >= points) & (Quota.starts_at <= int(now_)) & (Quota.ends_at > int(now_)))
+        if channel.points_mode == "hosted":
+            _debit_wallet(tx, wallet_of(member), points, now_)
+        _stock_updates(tx, priced, found, -1, guard_prices=True)
+        proof.bind(tx)
+        try:
+            tx.commit()
+        except Refused as refused:
+            if "order" in refused.labels:
+                replay = _existing(order_id, request_hash, wait=True)
+                if replay is not None:
+                    return replay, False
+            if refused.labels in (["wallet"], ) or any(l.startswith("price:") for l in refused.labels):
+                _backoff(attempt)  # another order spent from the same lots, or ops re-priced: read again
+                continue
+            count("CheckoutRefused")
+            raise _refusal(refused, channel, quota, now_) from None
+        except Contended:
+            _backoff(attempt)
+            continue
+        count("OrdersPlaced")
+        if channel.points_mode == "remote":
+            order = settle_remote(order, channel, member)
+        return order, True
+    raise Busy("busy", "too many orders at once; retry with the same Idempotency-Key")
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(random.uniform(0, min(0.5, 0.005 * 2 ** min(attempt, 7))))
+
+
+def _debit_wallet(tx: LabelledTransaction, wallet: Wallet, points: int, now: float) -> None:
+    take = allocate(wallet.lots.as_dict(), points, now)
+    actions = [Wallet.balance.add(-points), Wallet.spent.add(points)]
+    condition = None
+    for grant_id, used in take.items():
+        lot = Wallet.lots[grant_id]
+        actions.append(lot["left"].add(-used))
+        check = (lot["left"] >= used) & (lot["expires_at"] > int(now))
+        condition = check if condition is None else condition & check
+    tx.update("wallet", wallet, actions, condition=condition)
+
+
+def _existing(order_id: str, request_hash: str, wait: bool = False) -> Order | None:
+    for _ in range(20 if wait else 1):
+        try:
+            order = Order.get(order_id, consistent_read=True)
+        except DoesNotExist:
+            if wait:
+                time.sleep(0.02)
+            continue
+        if order.request_hash != request_hash:
+            raise Conflict("idempotency_key_reused", "this Idempotency-Key was used for a different order",
+                           "Idempotency-Key")
+        return order
+    return None
+
+
+# --- remote mode: the channel keeps the wallet ---------------------------------
+
+def settle_remote(order: Order, channel: Channel, member: Member) -> Order:
+    """Ask the channel to deduct (idempotent by our order id); resolve any doubt with its query API."""
+    payload = {"order_id": order.order_id, "member_id": member.external_id, "points": int(order.points)}
+    try:
+        answer = partners.call(channel, "points/deduct", payload)
+    except partners.PartnerError as error:
+        logger.warning("deduct unresolved, querying", extra={"order_id": order.order_id, "code": error.code})
+        return resolve(order, channel)
+    if answer.get("result") == "deducted":
+        return _confirm(order)
+    if answer["_status"] < 500 and answer.get("result") in ("insufficient", "rejected", "frozen"):
+        return _release(order, f"channel refused: {answer.get('result')}")
+    return resolve(order, channel)
+
+
+def resolve(order: Order, channel: Channel) -> Order:
+    """The channel's query API decides: deducted → paid, not deducted → released, no answer → keep waiting."""
+    try:
+        answer = partners.call(channel, "points/query", {"order_id": order.order_id})
+    except partners.PartnerError:
+        return _still_waiting(order)
+    status = answer.get("status")
+    if status == "deducted":
+        return _confirm(order)
+    if status == "not_found":
+        return _release(order, "channel has no deduction for this order")
+    return _still_waiting(order)
+
+
+def _still_waiting(order: Order) -> Order:
+    order.update([Order.resolve_attempts.add(1), Order.updated_at.set(now_iso())])
+    count("RemoteUnresolved")
+    return order
+
+
+def _confirm(order: Order) -> Order:
+    tx = LabelledTransaction()
+    tx.update("order", order, [Order.status.set(PAID), Order.pending_channel.remove(), Order.updated_at.set(now_iso())],
+              condition=Order.status == AWAITING)
+    tx.update("quota", Quota(order.channel_code, order.period_id),
+              [Quota.reserved.add(-int(order.points)), Quota.spent.add(int(order.points))])
+    _commit_settlement(tx)
+    order.refresh(consistent_read=True)
+    return order
+
+
+def _release(order: Order, reason: str) -> Order:
+    """Give back quota and stock; points were never taken by the channel."""
+    tx = LabelledTransaction()
+    tx.update("order", order, [Order.status.set(FAILED), Order.failure.set(reason), Order.pending_channel.remove(),
+                               Order.updated_at.set(now_iso())], condition=Order.status == AWAITING)
+    tx.update("quota", Quota(order.channel_code, order.period_id),
+              [Quota.reserved.add(-int(order.points)), Quota.remaining.add(int(order.points))])
+    lines = [PricedLine(l["goods_id"], l["sku_id"], int(l["qty"]), 0, 0, 0, "", "", "") for l in lines_of(order)]
+    _stock_updates(tx, lines, {l.goods_id: Goods(l.goods_id) for l in lines}, +1, guard_prices=False)
+    _commit_settlement(tx)
+    order.refresh(consistent_read=True)
+    return order
+
+
+def _commit_settlement(tx: LabelledTransaction) -> None:
+    for attempt in range(COMMIT_ATTEMPTS):
+        try:
+            tx.commit()
+            return
+        except Refused:
+            return  # the order already left "awaiting": someone else settled it
+        except Contended:
+            _backoff(attempt)
+    raise Busy("busy", "could not settle the order now; it stays awaiting and will be retried")
+
+
+def pending(channel_code: str) -> list[Order]:
+    return list(Order.pending_index.query(channel_code))
+
+
+def resolve_pending(channel: Channel) -> dict[str, int]:
+    """The scheduler's sweep: every order still awaiting the channel's deduction is asked about again."""
+    outcome = {PAID: 0, FAILED: 0, AWAITING: 0}
+    for order in pending(channel.code):
+        outcome[resolve(order, channel).status] += 1
+    return outcome

@@ -1,0 +1,124 @@
+"""Hosted points: grants from the channel's server into members' wallets, and expiry.
+
+A grant is one transaction: the grant record (the channel's grant id, once),
+the wallet credit (guarded by the per-member cap) and the channel quota's
+grant room (guarded so total grants never exceed the quota).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+
+from chalicelib import members, quotas
+from chalicelib.errors import Conflict, Unprocessable
+from chalicelib.models import Channel, Grant, LabelledTransaction, Member, Quota, Refused, Wallet
+from chalicelib.points import expired_lots, expiring_soon, spendable
+
+
+@dataclass(frozen=True)
+class GrantResult:
+    grant: Grant
+    created: bool
+
+
+def wallet_of(member: Member) -> Wallet:
+    """The member's wallet, created empty on first use so lot paths can be updated in place."""
+    try:
+        return Wallet.get(member.member_id, consistent_read=True)
+    except DoesNotExist:
+        wallet = Wallet(member.member_id, channel_code=member.channel_code, balance=0, granted=0, spent=0,
+                        expired=0, lots={})
+        try:
+            wallet.save(condition=Wallet.member_id.does_not_exist())
+        except PutError:
+            pass  # created by a concurrent call
+        return Wallet.get(member.member_id, consistent_read=True)
+
+
+def grant(channel: Channel, external_id: str, grant_id: str, points: int, expires_at: int,
+          now: float | None = None) -> GrantResult:
+    now = time.time() if now is None else now
+    if channel.points_mode != "hosted":
+        raise Conflict("not_hosted_mode", f"channel {channel.code} keeps its own wallet (remote mode)")
+    key = f"{channel.code}#{grant_id}"
+    try:
+        existing = Grant.get(key, consistent_read=True)
+    except DoesNotExist:
+        existing = None
+    if existing is not None:
+        return _replayed(existing, external_id, points, expires_at)
+    quota = quotas.current(channel)
+    if expires_at > int(quota.ends_at):
+        raise Unprocessable("expiry_after_period_end",
+                            f"points must expire by the period end {int(quota.ends_at)}", "expires_at")
+    if expires_at <= now:
+        raise Unprocessable("validation_error", "expires_at must be in the future", "expires_at")
+    cap = int(channel.member_points_cap)
+    if points > cap:
+        raise Conflict("member_cap_exceeded", f"a member may hold at most {cap} points")
+    member = members.enter(channel.code, external_id)
+    wallet = wallet_of(member)
+    record = Grant(key, member_id=member.member_id, external_id=external_id, points=points, expires_at=expires_at,
+                   period_id=quota.period_id)
+    tx = LabelledTransaction()
+    tx.put("grant", record, condition=Grant.grant_key.does_not_exist())
+    tx.update("wallet", wallet, [Wallet.balance.add(points), Wallet.granted.add(points),
+                                 Wallet.lots[grant_id].set({"left": points, "expires_at": expires_at})],
+              condition=Wallet.balance <= cap - points)
+    tx.update("quota", quota, [Quota.grant_room.add(-points), Quota.granted.add(points)],
+              condition=(Quota.grant_room >= points) & (Quota.ends_at > int(now)))
+    try:
+        tx.commit()
+    except Refused as refused:
+        if "grant" in refused.labels:
+            return _replayed(Grant.get(key, consistent_read=True), external_id, points, expires_at)
+        if "wallet" in refused.labels:
+            raise Conflict("member_cap_exceeded", f"this grant would take the member over {cap} points") from None
+        raise Conflict("grant_quota_exhausted", "grants would exceed the channel's quota for this period") from None
+    return GrantResult(record, True)
+
+
+def _replayed(existing: Grant, external_id: str, points: int, expires_at: int) -> GrantResult:
+    if (existing.external_id, int(existing.points), int(existing.expires_at)) != (external_id, points, expires_at):
+        raise Conflict("grant_id_reused", "this grant id was already used for a different grant", "grant_id")
+    return GrantResult(existing, False)
+
+
+def sweep(member_id: str, now: float | None = None) -> int:
+    """Move expired lots out of the balance; returns the points expired now."""
+    now = time.time() if now is None else now
+    try:
+        wallet = Wallet.get(member_id, consistent_read=True)
+    except DoesNotExist:
+        return 0
+    gone = expired_lots(wallet.lots.as_dict(), now)
+    if not gone:
+        return 0
+    total = sum(gone.values())
+    condition = None
+    actions = [Wallet.balance.add(-total), Wallet.expired.add(total)]
+    for grant_id, left in gone.items():
+        actions.append(Wallet.lots[grant_id]["left"].set(0))
+        check = Wallet.lots[grant_id]["left"] == left
+        condition = check if condition is None else condition & check
+    try:
+        wallet.update(actions, condition=condition)
+    except UpdateError:
+        return 0  # spent or swept concurrently; the next sweep sees the new state
+    return total
+
+
+def view(member: Member, now: float | None = None) -> dict:
+    now = time.time() if now is None else now
+    sweep(member.member_id, now)
+    wallet = wallet_of(member)
+    lots = wallet.lots.as_dict()
+    return {"balance": spendable(lots, now), "granted": int(wallet.granted), "spent": int(wallet.spent),
+            "expired": int(wallet.expired), "expiring_soon": expiring_soon(lots, now)}
+
+
+def grant_view(g: Grant, created: bool) -> dict:
+    return {"grant_id": g.grant_key.split("#", 1)[1], "member_id": g.external_id, "points": int(g.points),
+            "expires_at": int(g.expires_at), "period_id": g.period_id, "created": created}
