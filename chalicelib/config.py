@@ -29,9 +29,21 @@ UPLOAD_LINK_SECONDS: int = 300
 def table_name(name: str) -> str:
     return f"{TABLE_PREFIX}{name}"
 
-# Key that signs member sessions. Deployed stages inject it from Secrets Manager;
-# the local stack makes one per run.
-SESSION_KEY: str = os.environ.get("SESSION_KEY") or (os.urandom(32).hex() if IS_LOCAL else "")
+# Key that signs member sessions and hashes one-time codes. Deployed stages read it
+# from Secrets Manager (SESSION_KEY_SECRET_ARN); the local stack makes one per run.
+SESSION_KEY_SECRET_ARN: str = os.environ.get("SESSION_KEY_SECRET_ARN", "")
+_LOCAL_SESSION_KEY: str = os.environ.get("SESSION_KEY") or os.urandom(32).hex()
+
+
+def session_key() -> str:
+    """The signing key, fetched once per five minutes per container (Powertools Parameters caches it)."""
+    if not SESSION_KEY_SECRET_ARN:
+        if not IS_LOCAL and not os.environ.get("SESSION_KEY"):
+            raise RuntimeError("SESSION_KEY_SECRET_ARN is not configured")
+        return _LOCAL_SESSION_KEY
+    from aws_lambda_powertools.utilities import parameters
+
+    return str(parameters.get_secret(SESSION_KEY_SECRET_ARN, max_age=300))
 SESSION_SECONDS: int = int(os.environ.get("SESSION_SECONDS", "7200"))
 
 # Where one-time payment codes go: SNS SMS in AWS; a local outbox file on the local stack.

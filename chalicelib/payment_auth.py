@@ -37,7 +37,7 @@ def _guard(member_id: str) -> PaymentGuard:
 
 
 def _otp_hash(member_id: str, code: str) -> str:
-    return hmac.new(config.SESSION_KEY.encode(), f"{member_id}:{code}".encode(), hashlib.sha256).hexdigest()
+    return hmac.new(config.session_key().encode(), f"{member_id}:{code}".encode(), hashlib.sha256).hexdigest()
 
 
 def _fail(guard: PaymentGuard, now: float, code: str, message: str) -> DomainError:

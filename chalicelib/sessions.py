@@ -32,9 +32,7 @@ def _unb64(text: str) -> bytes:
 
 
 def _mac(payload: str) -> str:
-    if not config.SESSION_KEY:
-        raise RuntimeError("SESSION_KEY is not configured")
-    return _b64(hmac.new(config.SESSION_KEY.encode(), payload.encode(), hashlib.sha256).digest())
+    return _b64(hmac.new(config.session_key().encode(), payload.encode(), hashlib.sha256).digest())
 
 
 def issue(member_id: str, channel_code: str, now: float | None = None) -> tuple[str, Session]:
