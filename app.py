@@ -400,7 +400,8 @@ def member_topics(code: str) -> dict:
     _, channel = member_channel(code)
     return {"topics": catalog.topics(channel), "categories": catalog.categories(channel),
             "channel": {"code": channel.code, "name": channel.name, "points_per_yuan": int(channel.points_per_yuan),
-                        "points_mode": channel.points_mode}}
+                        "points_mode": channel.points_mode, "payment_auth": channel.payment_auth,
+                        "cart_enabled": bool(channel.cart_enabled)}}
 
 
 @route("/sandbox/{code}/signature-check", methods=("POST",))

@@ -227,8 +227,8 @@ def test_member_browses_own_channel_store(system, browser, shop):
     assert page.get_by_test_id("price-points").inner_text().startswith("129,900")
     assert page.get_by_test_id("price-money").inner_text() == "or ¥1,299.00"
     assert page.get_by_test_id("stock-status").inner_text() == "In stock"
-    redeem = page.get_by_test_id("redeem")
-    assert redeem.is_disabled() and redeem.inner_text() == "Coming soon"
+    redeem = page.get_by_test_id("buy-button")
+    assert redeem.is_enabled() and redeem.inner_text() == "Redeem"
     options.nth(1).tap()
     assert options.nth(1).get_attribute("aria-pressed") == "true"
     assert options.nth(0).get_attribute("aria-pressed") == "false"
