@@ -1,8 +1,10 @@
 """Offline deployment check (``python -m infra.check``): package the prod template as a deploy would, then lint it.
 
 Runs ``chalice package`` with the generated merge template, cfn-lint on the result,
-and a reference check on every Step Functions definition (CloudFormation accepts a
-``Next`` that names no state; the execution only fails when it gets there).
+a check that the merge template manages every Lambda function (a new ``@app.schedule``
+or event handler would otherwise deploy on its static fallback policy and default log
+group), and a reference check on every Step Functions definition (CloudFormation
+accepts a ``Next`` that names no state; the execution only fails when it gets there).
 
 Chalice downloads Lambda wheels for ``requirements.txt`` while packaging, which needs
 the network, and the dependencies change nothing in the template. So the check packages
@@ -101,6 +103,12 @@ def state_machine_problems(template: dict[str, Any]) -> tuple[int, list[str]]:
     return len(machines), [f"{name}: {p}" for name, d in machines.items() for p in dangling_targets(d)]
 
 
+def unmanaged_functions(template: dict[str, Any]) -> list[str]:
+    """Functions the merge template does not override (no own log group): they keep Chalice's fallback role."""
+    return sorted(name for name, r in template["Resources"].items()
+                  if r.get("Type") == "AWS::Serverless::Function" and "LoggingConfig" not in r.get("Properties", {}))
+
+
 def check(build_dir: Path) -> str:
     """Run every step; the one-line summary on success, ``CheckFailed`` on the first failing step."""
     sam = package(build_dir)
@@ -108,12 +116,18 @@ def check(build_dir: Path) -> str:
     if linted.returncode != 0:
         raise CheckFailed(f"cfn-lint found problems in {sam}:\n{linted.stdout}{linted.stderr}")
     template = json.loads(sam.read_text())
+    unmanaged = unmanaged_functions(template)
+    if unmanaged:
+        raise CheckFailed("functions without a generated role and log group (add them to infra/template.py "
+                          f"FUNCTIONS): {', '.join(unmanaged)}")
     machines, dangling = state_machine_problems(template)
     if dangling:
         raise CheckFailed("state machine transitions to missing states:\n" + "\n".join(dangling))
     resources = template["Resources"].values()
     tables = sum(r["Type"] == "AWS::DynamoDB::Table" for r in resources)
-    return (f"infra-check ok: {len(resources)} resources ({tables} tables, {machines} state machines), "
+    functions = sum(r["Type"] == "AWS::Serverless::Function" for r in resources)
+    return (f"infra-check ok: {len(resources)} resources ({functions} functions, {tables} tables, "
+            f"{machines} state machines), "
             f"cfn-lint clean, no dangling state transitions")
 
 

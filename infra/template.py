@@ -14,7 +14,7 @@ from typing import Any
 from pynamodb.models import Model
 
 from chalicelib import config
-from chalicelib.models import ALL_MODELS, Audit, Goods, Upload
+from chalicelib.models import ALL_MODELS, Audit, Channel, Goods, Order, Quota, Upload
 
 ROOT = Path(__file__).resolve().parent.parent
 CHALICE_CONFIG = ROOT / ".chalice" / "config.json"
@@ -23,8 +23,15 @@ CHALICE_CONFIG = ROOT / ".chalice" / "config.json"
 API_FUNCTION, API_ROLE = "APIHandler", "ApiHandlerRole"
 UPLOAD_FUNCTION, UPLOAD_ROLE = "UploadCreated", "UploadCreatedRole"
 UPLOAD_EVENT = "UploadCreatedEvent"
+RESOLVE_FUNCTION, RESOLVE_ROLE = "ResolveRemoteOrders", "ResolveRemoteOrdersRole"
+FUNCTIONS = (API_FUNCTION, UPLOAD_FUNCTION, RESOLVE_FUNCTION)
+ROLES = {API_FUNCTION: API_ROLE, UPLOAD_FUNCTION: UPLOAD_ROLE, RESOLVE_FUNCTION: RESOLVE_ROLE}
 BUCKET = "UploadBucket"
 ALARM_TOPIC = "OpsAlarmTopic"
+SESSION_KEY_SECRET = "SessionKeySecret"
+# The functions that sign member sessions or hash one-time codes (``config.session_key``); only they
+# get the secret's ARN and may read it. The upload processor and the resolver sweep never need it.
+SESSION_KEY_READERS = (API_FUNCTION,)
 
 # What each function may do; transactions need every action of every item they contain,
 # and Scan is there because ops list every channel (``channels.list_all``).
@@ -36,6 +43,14 @@ API_TABLE_ACTIONS = [
 UPLOAD_TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
 # The upload processor reads the upload record and publishes goods with their audit rows, nothing else.
 UPLOAD_MODELS: tuple[type[Model], ...] = (Goods, Upload, Audit)
+# The resolver sweep (``app.resolve_remote_orders`` → ``checkout.resolve_pending``) lists channels,
+# finds each one's waiting orders on the sparse pending index, re-reads an order after settling it,
+# and settles in transactions of plain UpdateItems: the order, its quota, and (on release) the stock.
+RESOLVE_SCAN_MODELS: tuple[type[Model], ...] = (Channel,)
+RESOLVE_QUERY_INDEXES: tuple[tuple[type[Model], str], ...] = ((Order, Order.pending_index.Meta.index_name),)
+RESOLVE_UPDATE_MODELS: tuple[type[Model], ...] = (Order, Quota, Goods)
+RESOLVE_UPDATE_ACTIONS = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+SESSION_KEY_LENGTH = 64
 UPLOADS_PREFIX = "uploads/"
 UPLOAD_RETENTION_DAYS = 90
 LOG_RETENTION_DAYS = 90
@@ -133,6 +148,10 @@ def _table_arns(models: tuple[type[Model], ...], indexes: bool) -> list[Json]:
     return arns
 
 
+def _index_arn(model: type[Model], index_name: str) -> Json:
+    return {"Fn::Sub": f"${{{table_id(model)}.Arn}}/index/{index_name}"}
+
+
 def _objects_arn() -> Json:
     return {"Fn::Sub": f"${{{BUCKET}.Arn}}/{UPLOADS_PREFIX}*"}
 
@@ -152,67 +171,128 @@ def _role_policy(role: str, log_group: str, statements: list[Json]) -> Json:
     }]}}
 
 
+def session_key_secret() -> Json:
+    """The key that signs member sessions and hashes one-time codes; CloudFormation generates it, nobody sees it."""
+    return {"Type": "AWS::SecretsManager::Secret", "Properties": {
+        "Description": "Channel Mall member session signing and one-time code hashing key",
+        "GenerateSecretString": {"PasswordLength": SESSION_KEY_LENGTH, "ExcludePunctuation": True},
+    }}
+
+
+def _session_key_grant() -> Json:
+    return {"Sid": "SessionKey", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
+            "Resource": {"Ref": SESSION_KEY_SECRET}}
+
+
+def _sms_statements() -> list[Json]:
+    """One-time payment codes go by SNS straight to the member's phone (``sms.send``, ``Publish(PhoneNumber=)``).
+
+    A phone number is not an ARN, so the Allow must say Resource "*": IAM rejects any other
+    pattern, and SNS has no condition key that names the destination number. What can be
+    narrowed is narrowed: the action is only ``sns:Publish``, only in this stack's region
+    (where the account's SMS spend limit and origination identities live), and the Deny keeps
+    the grant off every topic and platform endpoint (those are ``arn:aws:sns:...``), so "*"
+    here reaches phone numbers and nothing else.
+    """
+    return [
+        {"Sid": "SmsOneTimeCodes", "Effect": "Allow", "Action": "sns:Publish", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:RequestedRegion": {"Ref": "AWS::Region"}}}},
+        {"Sid": "SmsNotTopicsOrEndpoints", "Effect": "Deny", "Action": "sns:Publish", "Resource": "arn:aws:sns:*:*:*"},
+    ]
+
+
 def function_resources(stage: str) -> dict[str, Json]:
     """Overrides of Chalice's functions and roles: own log groups, the real bucket name, least-privilege policies."""
-    env = {"TABLE_PREFIX": f"channelmall-{stage}-", "UPLOAD_BUCKET": {"Ref": BUCKET}}
+    grants: dict[str, list[Json]] = {
+        API_FUNCTION: [
+            {"Sid": "Tables", "Effect": "Allow", "Action": API_TABLE_ACTIONS,
+             "Resource": _table_arns(ALL_MODELS, indexes=True)},
+            # PutObject is what the presigned POST is signed for; GetObject for signed download links.
+            {"Sid": "Uploads", "Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"],
+             "Resource": _objects_arn()},
+            *_sms_statements(),
+        ],
+        UPLOAD_FUNCTION: [
+            {"Sid": "Tables", "Effect": "Allow", "Action": UPLOAD_TABLE_ACTIONS,
+             "Resource": _table_arns(UPLOAD_MODELS, indexes=False)},
+            {"Sid": "Uploads", "Effect": "Allow", "Action": ["s3:GetObject", "s3:DeleteObject"],
+             "Resource": _objects_arn()},
+        ],
+        RESOLVE_FUNCTION: [
+            {"Sid": "Channels", "Effect": "Allow", "Action": ["dynamodb:Scan"],
+             "Resource": _table_arns(RESOLVE_SCAN_MODELS, indexes=False)},
+            {"Sid": "PendingOrders", "Effect": "Allow", "Action": ["dynamodb:Query"],
+             "Resource": [_index_arn(model, name) for model, name in RESOLVE_QUERY_INDEXES]},
+            {"Sid": "Settlement", "Effect": "Allow", "Action": RESOLVE_UPDATE_ACTIONS,
+             "Resource": _table_arns(RESOLVE_UPDATE_MODELS, indexes=False)},
+        ],
+    }
     resources: dict[str, Json] = {}
-    for function in (API_FUNCTION, UPLOAD_FUNCTION):
+    for function in FUNCTIONS:
+        env: Json = {"TABLE_PREFIX": f"channelmall-{stage}-", "UPLOAD_BUCKET": {"Ref": BUCKET}}
+        statements = grants[function]
+        if function in SESSION_KEY_READERS:  # the ARN and the right to read it go together
+            env["SESSION_KEY_SECRET_ARN"] = {"Ref": SESSION_KEY_SECRET}
+            statements = statements + [_session_key_grant()]
         resources[f"{function}LogGroup"] = {"Type": "AWS::Logs::LogGroup", "Properties": {
             "LogGroupName": f"/channelmall/{stage}/{function}", "RetentionInDays": LOG_RETENTION_DAYS}}
         resources[function] = {"Properties": {
             "Environment": {"Variables": env},
             "LoggingConfig": {"LogGroup": {"Ref": f"{function}LogGroup"}},
         }}
-    resources[API_ROLE] = _role_policy(API_ROLE, f"{API_FUNCTION}LogGroup", [
-        {"Sid": "Tables", "Effect": "Allow", "Action": API_TABLE_ACTIONS,
-         "Resource": _table_arns(ALL_MODELS, indexes=True)},
-        # PutObject is what the presigned POST is signed for; GetObject for signed download links.
-        {"Sid": "Uploads", "Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"],
-         "Resource": _objects_arn()},
-    ])
-    resources[UPLOAD_ROLE] = _role_policy(UPLOAD_ROLE, f"{UPLOAD_FUNCTION}LogGroup", [
-        {"Sid": "Tables", "Effect": "Allow", "Action": UPLOAD_TABLE_ACTIONS,
-         "Resource": _table_arns(UPLOAD_MODELS, indexes=False)},
-        {"Sid": "Uploads", "Effect": "Allow", "Action": ["s3:GetObject", "s3:DeleteObject"],
-         "Resource": _objects_arn()},
-    ])
+        resources[ROLES[function]] = _role_policy(ROLES[function], f"{function}LogGroup", statements)
     # Only this stage's bucket triggers the processor (the app's pattern matches any bucket).
     resources[UPLOAD_FUNCTION]["Properties"]["Events"] = {UPLOAD_EVENT: {"Properties": {"Pattern": {
         "detail": {"bucket": {"name": [{"Ref": BUCKET}]}}}}}}
     return resources
 
 
-def _alarm(description: str, namespace: str, metric: str, dimensions: list[Json]) -> Json:
-    """Any occurrence within five minutes pages ops; no data means nothing went wrong."""
+def _alarm(description: str, namespace: str, metric: str, dimensions: list[Json], period: int = 300) -> Json:
+    """Any occurrence within ``period`` seconds pages ops; no data means nothing went wrong."""
     return {"Type": "AWS::CloudWatch::Alarm", "Properties": {
         "AlarmDescription": description, "Namespace": namespace, "MetricName": metric, "Dimensions": dimensions,
-        "Statistic": "Sum", "Period": 300, "EvaluationPeriods": 1, "Threshold": 0,
+        "Statistic": "Sum", "Period": period, "EvaluationPeriods": 1, "Threshold": 0,
         "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching",
         "AlarmActions": [{"Ref": ALARM_TOPIC}], "OKActions": [{"Ref": ALARM_TOPIC}],
     }}
 
 
 def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
-    """Ops alarm topic, alarms on function errors and API 5XX, and the ops dashboard."""
+    """Ops alarm topic, alarms on function errors, API 5XX and unresolved remote orders, and the ops dashboard."""
     api_name = chalice["app_name"]
     api_stage = chalice["stages"][stage]["api_gateway_stage"]
     env = chalice["environment_variables"]
     namespace, service = env["POWERTOOLS_METRICS_NAMESPACE"], env["POWERTOOLS_SERVICE_NAME"]
     api_dims = [{"Name": "ApiName", "Value": api_name}, {"Name": "Stage", "Value": api_stage}]
+    # Powertools ``Metrics`` adds the ``service`` dimension to every app metric.
+    service_dims = [{"Name": "service", "Value": service}]
     resources: dict[str, Json] = {
         ALARM_TOPIC: {"Type": "AWS::SNS::Topic", "Properties": {"DisplayName": f"Channel Mall {stage} alarms"}},
         "ApiHandlerErrorsAlarm": _alarm("API handler Lambda errors", "AWS/Lambda", "Errors",
                                         [{"Name": "FunctionName", "Value": {"Ref": API_FUNCTION}}]),
         "UploadCreatedErrorsAlarm": _alarm("Upload processor Lambda errors", "AWS/Lambda", "Errors",
                                            [{"Name": "FunctionName", "Value": {"Ref": UPLOAD_FUNCTION}}]),
+        "ResolveRemoteOrdersErrorsAlarm": _alarm(
+            "Remote order resolver Lambda errors", "AWS/Lambda", "Errors",
+            [{"Name": "FunctionName", "Value": {"Ref": RESOLVE_FUNCTION}}]),
         "Api5xxAlarm": _alarm("API Gateway 5XX responses", "AWS/ApiGateway", "5XXError", api_dims),
+        # Counted each time a remote-mode order's deduction stays unknown (at checkout and every sweep).
+        "RemoteUnresolvedAlarm": _alarm(
+            "Remote-mode orders whose points deduction the channel has not confirmed or denied: quota and stock "
+            "stay reserved; check the channel's API (PartnerCalls by channel) and the pending-orders ops route",
+            namespace, "RemoteUnresolved", service_dims, period=900),
     }
 
     def app_metrics(*names: str) -> list[list[str]]:
         return [[namespace, name, "service", service] for name in names]
 
     def per_function(metric: str) -> list[list[str]]:
-        return [["AWS/Lambda", metric, "FunctionName", f"${{{f}}}"] for f in (API_FUNCTION, UPLOAD_FUNCTION)]
+        return [["AWS/Lambda", metric, "FunctionName", f"${{{f}}}"] for f in FUNCTIONS]
+
+    def per_channel(metric: str, stat: str) -> list[list[Json]]:
+        """``partners._measure`` emits one metric per channel and outcome (``single_metric`` adds ``service``)."""
+        query = f"{{{namespace},channel,outcome,service}} MetricName=\"{metric}\""
+        return [[{"expression": f"SEARCH('{query}', '{stat}', 300)", "id": metric.lower()}]]
 
     panels = [
         ("Goods", app_metrics("GoodsPublished", "GoodsApproved"), "Sum"),
@@ -221,6 +301,11 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
         ("Uploads", app_metrics("UploadsProcessed", "UploadsRefused"), "Sum"),
         ("Lambda errors", per_function("Errors"), "Sum"),
         ("Lambda duration (p99)", per_function("Duration"), "p99"),
+        ("Orders", app_metrics("OrdersPlaced", "CheckoutRefused", "RemoteUnresolved"), "Sum"),
+        ("Channel entries", app_metrics("Entries", "EntryRefused"), "Sum"),
+        ("Points granted", app_metrics("PointsGranted"), "Sum"),
+        ("Partner calls by channel and outcome", per_channel("PartnerCalls", "Sum"), "Sum"),
+        ("Partner latency by channel and outcome (p99)", per_channel("PartnerLatency", "p99"), "p99"),
     ]
     widgets = [
         {"type": "metric", "x": (i % 2) * 12, "y": (i // 2) * 6, "width": 12, "height": 6,
@@ -240,9 +325,11 @@ def build_merge_template(stage: str = "prod") -> Json:
     chalice = json.loads(CHALICE_CONFIG.read_text())
     resources: dict[str, Json] = {table_id(m): table_resource(m, stage) for m in ALL_MODELS}
     resources |= bucket_resources(stage)
+    resources[SESSION_KEY_SECRET] = session_key_secret()
     resources |= function_resources(stage)
     resources |= monitoring_resources(stage, chalice)
-    outputs = {"UploadBucketName": {"Value": {"Ref": BUCKET}}, "AlarmTopicArn": {"Value": {"Ref": ALARM_TOPIC}}}
+    outputs = {"UploadBucketName": {"Value": {"Ref": BUCKET}}, "AlarmTopicArn": {"Value": {"Ref": ALARM_TOPIC}},
+               "SessionKeySecretArn": {"Value": {"Ref": SESSION_KEY_SECRET}}}
     return {"Resources": resources, "Outputs": outputs}
 
 

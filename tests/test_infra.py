@@ -15,12 +15,16 @@ import pytest
 from pynamodb.attributes import Attribute, TTLAttribute
 from pynamodb.models import Model
 
-from chalicelib.models import ALL_MODELS, Audit, Goods, Upload
-from infra.check import dangling_targets, package
+from chalicelib.models import ALL_MODELS, Audit, Channel, Goods, Order, Quota, Upload
+from infra.check import dangling_targets, package, unmanaged_functions
 from infra.template import UPLOAD_TABLE_ACTIONS, table_suffix
 
 HTTP_METHODS = ("get", "put", "post", "patch", "delete", "head")
 SIGV4 = [{"sigv4": []}]
+API, UPLOAD, RESOLVE = "app.app", "app.upload_created", "app.resolve_remote_orders"
+HANDLERS = (API, UPLOAD, RESOLVE)
+# Who calls ``config.session_key()``: sessions and one-time codes are API-only.
+SESSION_KEY_HANDLERS = {API}
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +50,15 @@ def function(resources: dict[str, Any], handler: str) -> dict[str, Any]:
     [found] = [r for r in of_type(resources, "AWS::Serverless::Function").values()
                if r["Properties"]["Handler"] == handler]
     return found
+
+
+def role_of(resources: dict[str, Any], handler: str) -> str:
+    return function(resources, handler)["Properties"]["Role"]["Fn::GetAtt"][0]
+
+
+def table_ids(resources: dict[str, Any], *models: type[Model]) -> dict[type[Model], str]:
+    by_name = {r["Properties"]["TableName"]: name for name, r in of_type(resources, "AWS::DynamoDB::Table").items()}
+    return {m: by_name[f"channelmall-prod-{table_suffix(m)}"] for m in models}
 
 
 def operations(template: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -154,15 +167,19 @@ def test_bucket_refuses_plain_http(resources: dict[str, Any]) -> None:
 
 # --- IAM ----------------------------------------------------------------------
 
-def allow_statements(resources: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+def statements(resources: dict[str, Any], effect: str = "Allow") -> Iterator[tuple[str, dict[str, Any]]]:
     for name, r in resources.items():
         props = r.get("Properties", {})
         documents = [p["PolicyDocument"] for p in props.get("Policies", [])]
         documents += [props["PolicyDocument"]] if r["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") else []
         for document in documents:
             for statement in document["Statement"]:
-                if statement["Effect"] == "Allow":
+                if statement["Effect"] == effect:
                     yield name, statement
+
+
+def allow_statements(resources: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    return statements(resources, "Allow")
 
 
 def as_list(value: Any) -> list[Any]:
@@ -185,43 +202,156 @@ def data_grants(resources: dict[str, Any], role: str, service: str) -> tuple[set
     return ({a for s in grants for a in as_list(s["Action"])}, [r for s in grants for r in as_list(s["Resource"])])
 
 
-@pytest.mark.parametrize("handler", ["app.app", "app.upload_created"])
-def test_functions_reach_only_this_templates_tables_and_bucket(resources: dict[str, Any], handler: str) -> None:
+def index_arns(resources: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every index of every table in this template, by name and as the table's ``/index/*``."""
+    arns = []
+    for t, r in of_type(resources, "AWS::DynamoDB::Table").items():
+        indexes = r["Properties"].get("GlobalSecondaryIndexes", []) + r["Properties"].get("LocalSecondaryIndexes", [])
+        arns += [{"Fn::Sub": f"${{{t}.Arn}}/index/{i['IndexName']}"} for i in indexes]
+        arns += [{"Fn::Sub": f"${{{t}.Arn}}/index/*"}] if indexes else []
+    return arns
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_functions_reach_only_this_templates_tables(resources: dict[str, Any], handler: str) -> None:
     """A function left on its static fallback policy (name patterns) would fail here."""
-    role = function(resources, handler)["Properties"]["Role"]["Fn::GetAtt"][0]
     tables = of_type(resources, "AWS::DynamoDB::Table")
-    allowed = [{"Fn::GetAtt": [t, "Arn"]} for t in tables] + [{"Fn::Sub": f"${{{t}.Arn}}/index/*"} for t in tables]
-    _, table_arns = data_grants(resources, role, "dynamodb")
+    allowed = [{"Fn::GetAtt": [t, "Arn"]} for t in tables] + index_arns(resources)
+    _, table_arns = data_grants(resources, role_of(resources, handler), "dynamodb")
     assert table_arns
     assert [arn for arn in table_arns if arn not in allowed] == []
-    _, object_arns = data_grants(resources, role, "s3")
-    assert object_arns == [{"Fn::Sub": "${UploadBucket.Arn}/uploads/*"}]
+
+
+@pytest.mark.parametrize("handler, objects", [(API, [{"Fn::Sub": "${UploadBucket.Arn}/uploads/*"}]),
+                                              (UPLOAD, [{"Fn::Sub": "${UploadBucket.Arn}/uploads/*"}]),
+                                              (RESOLVE, [])])
+def test_functions_reach_only_upload_objects(resources: dict[str, Any], handler: str, objects: list[Any]) -> None:
+    _, object_arns = data_grants(resources, role_of(resources, handler), "s3")
+    assert object_arns == objects
+
+
+def test_api_handler_reaches_every_table_index_and_transaction_action(resources: dict[str, Any]) -> None:
+    actions, arns = data_grants(resources, role_of(resources, API), "dynamodb")
+    # TransactWriteItems is authorised per item, by the action each item performs.
+    assert {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem",
+            "dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:BatchGetItem"} <= actions
+    ids = table_ids(resources, *ALL_MODELS)
+    for model, table in ids.items():
+        assert {"Fn::GetAtt": [table, "Arn"]} in arns, model.__name__
+        if model._indexes:
+            assert {"Fn::Sub": f"${{{table}.Arn}}/index/*"} in arns, model.__name__
+    assert {"Fn::Sub": f"${{{ids[Order]}.Arn}}/index/*"} in arns
 
 
 def test_upload_processor_touches_only_goods_uploads_and_audit(resources: dict[str, Any]) -> None:
-    role = function(resources, "app.upload_created")["Properties"]["Role"]["Fn::GetAtt"][0]
+    role = role_of(resources, UPLOAD)
     actions, arns = data_grants(resources, role, "dynamodb")
     assert actions == set(UPLOAD_TABLE_ACTIONS)
-    by_name = {r["Properties"]["TableName"]: name for name, r in of_type(resources, "AWS::DynamoDB::Table").items()}
-    wanted = {by_name[f"channelmall-prod-{table_suffix(m)}"] for m in (Goods, Upload, Audit)}
+    wanted = set(table_ids(resources, Goods, Upload, Audit).values())
     assert {a["Fn::GetAtt"][0] for a in arns} == wanted
     s3_actions, _ = data_grants(resources, role, "s3")
     assert s3_actions == {"s3:GetObject", "s3:DeleteObject"}
 
 
+def test_resolver_is_scheduled_with_its_own_timeout(resources: dict[str, Any]) -> None:
+    props = function(resources, RESOLVE)["Properties"]
+    [event] = props["Events"].values()
+    assert (event["Type"], event["Properties"]["Schedule"]) == ("Schedule", "rate(5 minutes)")
+    assert props["Timeout"] == 120
+    assert props["Role"]["Fn::GetAtt"][0] not in {role_of(resources, API), role_of(resources, UPLOAD)}
+
+
+def test_resolver_role_is_least_privilege(resources: dict[str, Any]) -> None:
+    """Scan channels, Query the pending index, read and update orders, quotas and stock; nothing else."""
+    role = role_of(resources, RESOLVE)
+    ids = table_ids(resources, Channel, Order, Quota, Goods)
+    granted: dict[str, set[str]] = {}
+    for name, statement in allow_statements(resources):
+        if name == role and statement.get("Sid") not in ("OwnLogs", "Tracing"):
+            for action in as_list(statement["Action"]):
+                granted.setdefault(action, set()).update(json.dumps(r, sort_keys=True)
+                                                         for r in as_list(statement["Resource"]))
+
+    def arns(*values: Any) -> set[str]:
+        return {json.dumps(v, sort_keys=True) for v in values}
+
+    def table(model: type[Model]) -> dict[str, Any]:
+        return {"Fn::GetAtt": [ids[model], "Arn"]}
+
+    pending = Order.pending_index.Meta.index_name
+    assert granted == {
+        "dynamodb:Scan": arns(table(Channel)),
+        "dynamodb:Query": arns({"Fn::Sub": f"${{{ids[Order]}.Arn}}/index/{pending}"}),
+        "dynamodb:GetItem": arns(table(Order), table(Quota), table(Goods)),
+        "dynamodb:UpdateItem": arns(table(Order), table(Quota), table(Goods)),
+    }
+    tracing = [s for n, s in allow_statements(resources) if n == role and s.get("Sid") == "Tracing"]
+    assert [set(as_list(s["Action"])) for s in tracing] == [{"xray:PutTraceSegments", "xray:PutTelemetryRecords"}]
+
+
+def test_only_sms_and_tracing_are_granted_on_any_resource(resources: dict[str, Any]) -> None:
+    """SNS has no ARN for a phone number, so SMS needs "*": only sns:Publish, only for the API, never on topics."""
+    wildcard = {(name, a) for name, s in allow_statements(resources) if "*" in as_list(s["Resource"])
+                for a in as_list(s["Action"])}
+    roles = {role_of(resources, h) for h in HANDLERS}
+    assert {a for _, a in wildcard} <= {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "sns:Publish"}
+    assert {name for name, a in wildcard if a == "sns:Publish"} == {role_of(resources, API)}
+    assert {name for name, _ in wildcard} <= roles
+    denied = [(n, s) for n, s in statements(resources, "Deny") if n == role_of(resources, API)]
+    assert any(as_list(s["Action"]) == ["sns:Publish"] and s["Resource"] == "arn:aws:sns:*:*:*" for _, s in denied)
+
+
+# --- session key secret ---------------------------------------------------------
+
+def test_session_key_secret_is_generated(resources: dict[str, Any]) -> None:
+    [secret] = of_type(resources, "AWS::SecretsManager::Secret").values()
+    generated = secret["Properties"]["GenerateSecretString"]
+    assert generated["PasswordLength"] == 64
+    assert "SecretString" not in secret["Properties"]
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_only_functions_that_need_the_session_key_can_read_it(resources: dict[str, Any], handler: str) -> None:
+    [secret] = of_type(resources, "AWS::SecretsManager::Secret")
+    variables = function(resources, handler)["Properties"]["Environment"]["Variables"]
+    grants = [s for name, s in allow_statements(resources) if name == role_of(resources, handler)
+              and any(a.startswith("secretsmanager:") for a in as_list(s["Action"]))]
+    if handler in SESSION_KEY_HANDLERS:
+        assert variables["SESSION_KEY_SECRET_ARN"] == {"Ref": secret}
+        assert [(as_list(s["Action"]), as_list(s["Resource"])) for s in grants] == [
+            (["secretsmanager:GetSecretValue"], [{"Ref": secret}])]
+    else:
+        assert "SESSION_KEY_SECRET_ARN" not in variables
+        assert grants == []
+
+
+def test_nothing_else_can_read_secrets(resources: dict[str, Any]) -> None:
+    [secret] = of_type(resources, "AWS::SecretsManager::Secret")
+    readers = {name for name, s in allow_statements(resources) if any(a.startswith("secretsmanager:")
+                                                                      for a in as_list(s["Action"]))}
+    assert readers == {role_of(resources, h) for h in SESSION_KEY_HANDLERS}
+    resources_granted = [r for _, s in allow_statements(resources)
+                         if any(a.startswith("secretsmanager:") for a in as_list(s["Action"]))
+                         for r in as_list(s["Resource"])]
+    assert resources_granted and all(r == {"Ref": secret} for r in resources_granted)
+
+
 def test_every_function_has_a_generated_role_and_log_group(resources: dict[str, Any]) -> None:
     """A function the merge template does not know yet keeps its static fallback policy; fail until it does."""
     functions = of_type(resources, "AWS::Serverless::Function")
-    assert len(functions) >= 2
+    assert {f["Properties"]["Handler"] for f in functions.values()} == set(HANDLERS)
     for name, fn in functions.items():
         log_group = fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
         assert resources[log_group]["Type"] == "AWS::Logs::LogGroup", name
         role = fn["Properties"]["Role"]["Fn::GetAtt"][0]
         log_grants = [s["Resource"] for n, s in allow_statements(resources) if n == role and s.get("Sid") == "OwnLogs"]
         assert log_grants == [{"Fn::GetAtt": [log_group, "Arn"]}], name
+    roles = [fn["Properties"]["Role"]["Fn::GetAtt"][0] for fn in functions.values()]
+    log_groups = [fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"] for fn in functions.values()]
+    assert len(set(roles)) == len(roles) and len(set(log_groups)) == len(log_groups)
 
 
-@pytest.mark.parametrize("handler", ["app.app", "app.upload_created"])
+@pytest.mark.parametrize("handler", HANDLERS)
 def test_functions_use_the_real_bucket_and_prefix(resources: dict[str, Any], handler: str) -> None:
     variables = function(resources, handler)["Properties"]["Environment"]["Variables"]
     assert variables["UPLOAD_BUCKET"] == {"Ref": "UploadBucket"}
@@ -243,19 +373,41 @@ def test_upload_rule_matches_s3_object_created_in_uploads(resources: dict[str, A
 def test_alarms_page_ops(resources: dict[str, Any]) -> None:
     alarms = [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()]
     watched = {(a["Namespace"], a["MetricName"], json.dumps(a["Dimensions"][0]["Value"])) for a in alarms}
-    assert ("AWS/Lambda", "Errors", json.dumps({"Ref": "APIHandler"})) in watched
-    assert ("AWS/Lambda", "Errors", json.dumps({"Ref": "UploadCreated"})) in watched
+    for fn in of_type(resources, "AWS::Serverless::Function"):
+        assert ("AWS/Lambda", "Errors", json.dumps({"Ref": fn})) in watched, fn
     assert any(metric == "5XXError" for _, metric, _ in watched)
     [topic] = of_type(resources, "AWS::SNS::Topic")
-    assert all(a["AlarmActions"] == [{"Ref": topic}] and a["Threshold"] == 0 and a["Period"] == 300 for a in alarms)
+    assert all(a["AlarmActions"] == [{"Ref": topic}] and a["Threshold"] == 0
+               and a["ComparisonOperator"] == "GreaterThanThreshold" for a in alarms)
+    assert all(a["Period"] == 300 for a in alarms if a["Namespace"] != "ChannelMall")
+
+
+def test_unresolved_remote_orders_page_ops(resources: dict[str, Any]) -> None:
+    """Orders whose deduction is unknown hold quota and stock: any within 15 minutes pages ops."""
+    [alarm] = [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()
+               if r["Properties"]["MetricName"] == "RemoteUnresolved"]
+    assert alarm["Namespace"] == "ChannelMall"
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": "channel-mall"}]
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == ("Sum", 0, "GreaterThanThreshold")
+    assert alarm["Period"] * alarm["EvaluationPeriods"] == 900
+    [topic] = of_type(resources, "AWS::SNS::Topic")
+    assert alarm["AlarmActions"] == [{"Ref": topic}]
 
 
 def test_dashboard_shows_business_and_error_metrics(resources: dict[str, Any]) -> None:
     [dashboard] = of_type(resources, "AWS::CloudWatch::Dashboard").values()
     body = json.loads(dashboard["Properties"]["DashboardBody"]["Fn::Sub"])
-    shown = {m[1] for w in body["widgets"] for m in w["properties"]["metrics"]}
+    rows = [m for w in body["widgets"] for m in w["properties"]["metrics"]]
+    shown = {m[1] for m in rows if isinstance(m[0], str)}
     assert {"GoodsPublished", "GoodsApproved", "ClientErrors", "ServerErrors", "UploadsProcessed",
-            "UploadsRefused", "Errors", "Duration"} <= shown
+            "UploadsRefused", "Errors", "Duration", "OrdersPlaced", "CheckoutRefused", "PointsGranted",
+            "Entries", "EntryRefused", "RemoteUnresolved"} <= shown
+    per_function = {m[3] for m in rows if isinstance(m[0], str) and m[1] == "Errors"}
+    assert per_function == {f"${{{fn}}}" for fn in of_type(resources, "AWS::Serverless::Function")}
+    searches = [m[0]["expression"] for m in rows if isinstance(m[0], dict)]
+    for metric in ("PartnerCalls", "PartnerLatency"):
+        assert any(e.startswith("SEARCH('{ChannelMall,channel,outcome,service}") and f'MetricName="{metric}"' in e
+                   for e in searches), metric
 
 
 # --- Step Functions reference check ---------------------------------------------
@@ -290,6 +442,17 @@ def test_dangling_targets_scopes_branches_to_their_own_states() -> None:
     bad["States"]["Split"]["Branches"][0]["States"]["A"]["Next"] = "Fail"  # a parent state: not reachable
     bad["States"]["Each"]["ItemProcessor"]["StartAt"] = "Two"
     assert dangling_targets(bad) == ["Split.Branches[0]/A.Next -> 'Fail'", "Each.ItemProcessor/StartAt -> 'Two'"]
+
+
+# --- merge coverage -------------------------------------------------------------
+
+def test_merge_template_manages_every_function(template: dict[str, Any]) -> None:
+    assert unmanaged_functions(template) == []
+
+
+def test_unmanaged_functions_reports_a_function_on_its_fallback_role() -> None:
+    bare = {"Resources": {"NewSweep": {"Type": "AWS::Serverless::Function", "Properties": {"Handler": "app.x"}}}}
+    assert unmanaged_functions(bare) == ["NewSweep"]
 
 
 # --- cfn-lint ---------------------------------------------------------------------
