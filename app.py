@@ -224,8 +224,9 @@ def ops_goods_audit(goods_id: str) -> dict:
 def ops_goods_approve(goods_id: str) -> dict:
     actor = web.ops_actor(req())
     approval = web.body(req(), GoodsApproval)
-    count("GoodsApproved")
-    return goods.view(goods.approve(goods_id, approval.base_prices, approval.allow_loss, actor))
+    approved = goods.approve(goods_id, approval.base_prices, approval.allow_loss, actor)
+    count("GoodsApproved")  # only approvals that happened (refused ones count as ClientErrors)
+    return goods.view(approved)
 
 
 @route("/ops/goods/{goods_id}/reject", methods=("POST",), ops=True)

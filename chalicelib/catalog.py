@@ -58,19 +58,23 @@ def _matches(goods: Goods, category: str | None, keyword: str | None) -> bool:
 
 def list_page(channel: Channel, cursor: str | None = None, limit: int = 20, category: str | None = None,
               keyword: str | None = None) -> dict:
-    """A page of goods on sale; the cursor is opaque and resumes after the last goods scanned."""
+    """A page of goods on sale; the cursor is opaque and resumes after the last goods scanned.
+
+    Without filters it reads only as many sub-pool items as the page still needs, plus one to
+    know whether another page exists; with filters it scans in batches.
+    """
     limit = max(1, min(limit, PAGE_MAX))
-    start = _cursor_in(cursor)
+    filtered = bool(category or keyword)
+    last_key = _cursor_in(cursor)
     cards: list[dict] = []
-    last_key = start
-    while len(cards) < limit:
-        query = PoolItem.query(channel.code, PoolItem.goods_id > last_key if last_key else None, limit=SCAN_BATCH)
-        batch = list(query)
-        if not batch:
-            last_key = None
-            break
-        found = {g.goods_id: g for g in Goods.batch_get([i.goods_id for i in batch])}
-        for item in batch:
+    more = False
+    while True:
+        want = limit - len(cards)
+        size = SCAN_BATCH if filtered else want + 1
+        batch = list(PoolItem.query(channel.code, PoolItem.goods_id > last_key if last_key else None, limit=size))
+        scan = batch if filtered else batch[:want]
+        found = {g.goods_id: g for g in Goods.batch_get([i.goods_id for i in scan])} if scan else {}
+        for item in scan:
             last_key = item.goods_id
             goods = found.get(item.goods_id)
             prices = _sellable(item, goods)
@@ -78,10 +82,12 @@ def list_page(channel: Channel, cursor: str | None = None, limit: int = 20, cate
                 cards.append(_card(channel, goods, prices))
                 if len(cards) == limit:
                     break
-        if len(batch) < SCAN_BATCH and len(cards) < limit:
-            last_key = None
+        if len(cards) == limit:
+            more = last_key != batch[-1].goods_id or len(batch) == size
             break
-    return {"items": cards, "next_cursor": _cursor_out(last_key) if len(cards) == limit else None}
+        if len(batch) < size:
+            break
+    return {"items": cards, "next_cursor": _cursor_out(last_key) if more else None}
 
 
 def detail(channel: Channel, goods_id: str) -> dict:

@@ -18,6 +18,7 @@ import json
 import random
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Sequence
 
 from pynamodb.exceptions import DoesNotExist
@@ -179,7 +180,14 @@ def place(channel_code: str, member_id: str, key: str, lines: Sequence[LineReque
         if not int(quota.starts_at) <= now_ < int(quota.ends_at):
             raise Conflict("period_ended", "the channel's redemption period is not open")
         priced, found, items = _price(channel, lines)
+        wallet = wallet_of(member) if channel.points_mode == "hosted" else None
+        # Read the clock again after every read, just before the write, and stamp the order with it: the
+        # conditions below (period, lot expiry) must not be judged on a time that went stale while reading.
+        now_ = time.time() if now is None else now
+        if not int(quota.starts_at) <= now_ < int(quota.ends_at):
+            raise Conflict("period_ended", "the channel's redemption period is not open")
         order = _order(order_id, channel, member, quota.period_id, priced, request_hash)
+        order.created_at = order.updated_at = _iso(now_)
         points = int(order.points)
         tx = LabelledTransaction()
         tx.put("order", order, condition=Order.order_id.does_not_exist())
@@ -192,8 +200,8 @@ def place(channel_code: str, member_id: str, key: str, lines: Sequence[LineReque
         quota_actions.append(Quota.reserved.add(points) if channel.points_mode == "remote" else Quota.spent.add(points))
         tx.update("quota", quota, quota_actions,
                   condition=(Quota.remaining >= points) & (Quota.starts_at <= int(now_)) & (Quota.ends_at > int(now_)))
-        if channel.points_mode == "hosted":
-            _debit_wallet(tx, wallet_of(member), points, now_)
+        if wallet is not None:
+            _debit_wallet(tx, wallet, points, now_)
         _stock_updates(tx, priced, found, -1, guard_prices=True)
         proof.bind(tx)
         try:
@@ -216,6 +224,10 @@ def place(channel_code: str, member_id: str, key: str, lines: Sequence[LineReque
             order = settle_remote(order, channel, member)
         return order, True
     raise Busy("busy", "too many orders at once; retry with the same Idempotency-Key")
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _backoff(attempt: int) -> None:

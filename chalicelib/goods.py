@@ -178,6 +178,9 @@ def approve(goods_id: str, base_prices: dict[str, int], allow_loss: bool, actor:
     for sku_id, price in base_prices.items():
         guard_loss(price, int(skus[sku_id]["settlement_price"]), allow_loss, f"base_prices.{sku_id}")
     actions = [Goods.skus[sku_id]["base_price"].set(price) for sku_id, price in base_prices.items()]
+    # the loss ops accepted here goes with the base price, so channels selling at it may sell (and report it)
+    actions += [Goods.skus[sku_id]["base_allow_loss"].set(
+        allow_loss and price < int(skus[sku_id]["settlement_price"])) for sku_id, price in base_prices.items()]
     changes = [("base_price_set", f"skus.{sku_id}.base_price", skus[sku_id].get("base_price"), price)
                for sku_id, price in base_prices.items() if skus[sku_id].get("base_price") != price]
     actions += [Goods.status.set(APPROVED), Goods.reject_reason.remove()]

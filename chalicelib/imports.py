@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from botocore.exceptions import ClientError
 from pydantic import ValidationError
 from pynamodb.exceptions import DoesNotExist
 
@@ -137,7 +138,12 @@ def process_object(bucket_name: str, key: str) -> dict:
         bucket.delete(key)
         return {"ignored": key, "reason": "no upload link was issued for this key"}
     types, max_bytes = KINDS[upload.kind]
-    size, content_type = bucket.head(key)
+    try:
+        size, content_type = bucket.head(key)
+    except ClientError as exc:  # a repeated event for an object already refused (and deleted)
+        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            raise
+        return {"ignored": key, "reason": "the object no longer exists"}
     if size > max_bytes:
         return _refuse(upload, f"object is {size} bytes; the limit is {max_bytes}")
     if content_type != upload.content_type:

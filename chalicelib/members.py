@@ -45,7 +45,9 @@ def enter(channel_code: str, external_id: str, nickname: str | None = None, mobi
                         condition=MemberLink.link.does_not_exist())
                 tx.save(member, condition=Member.member_id.does_not_exist())
             return member
-        except TransactWriteError:
+        except TransactWriteError as exc:
+            if exc.cause_response_code != "TransactionCanceledException":
+                raise
             # Lost the race (or a transaction conflict with the winner): read the winner's link.
             time.sleep(0.01 * (attempt + 1))
     member = _linked(channel_code, external_id)

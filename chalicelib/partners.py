@@ -87,11 +87,19 @@ def call(channel: Channel, api: str, payload: dict[str, Any]) -> dict[str, Any]:
 def exchange_code(channel: Channel, code: str) -> dict[str, Any]:
     """A one-time entry code → the member's identity, through the channel's member API."""
     data = call(channel, "member/exchange", {"code": code})
+    if data["_status"] >= 500:
+        # The channel failed, not the member's code: never report its outage as a rejected code.
+        raise PartnerError("channel_api_unavailable", f"channel {channel.code}'s API failed ({data['_status']})")
     if data["_status"] >= 400:
         raise EntryRejected("entry_code_rejected", f"channel {channel.code} rejected the entry code")
     member_id = data.get("member_id")
     if not isinstance(member_id, str) or not member_id:
         raise PartnerError("channel_api_bad_response", f"channel {channel.code} answered without member_id")
+    points = data.get("points")
+    if any(data.get(k) is not None and not isinstance(data.get(k), str) for k in ("nickname", "mobile")) or not (
+            points is None or (isinstance(points, int) and not isinstance(points, bool))
+            or (isinstance(points, str) and points.isdigit())):
+        raise PartnerError("channel_api_bad_response", f"channel {channel.code} answered a malformed identity")
     return data
 
 

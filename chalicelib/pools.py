@@ -65,7 +65,8 @@ def _goods_by_id(ids: list[str]) -> dict[str, Goods]:
 def priced_skus(item: PoolItem, goods: Goods) -> dict[str, SkuPrice]:
     rules = _rules(item)
     return {
-        sku_id: sku_price(rules.get(sku_id), int(sku["settlement_price"]), int(sku.get("base_price", 0)))
+        sku_id: sku_price(rules.get(sku_id), int(sku["settlement_price"]), int(sku.get("base_price", 0)),
+                          bool(sku.get("base_allow_loss", False)))
         for sku_id, sku in goods_mod.skus_of(goods).items()
     }
 

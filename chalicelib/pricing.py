@@ -61,9 +61,9 @@ def rule_price(rule: Mapping, settlement: int) -> tuple[int, str]:
     return Markup.from_map(rule["markup"]).price_over(settlement), "markup"
 
 
-def sku_price(rule: Mapping | None, settlement: int, base_price: int) -> SkuPrice:
+def sku_price(rule: Mapping | None, settlement: int, base_price: int, base_allow_loss: bool = False) -> SkuPrice:
     if not rule:
-        return SkuPrice(base_price, settlement, "base", False)
+        return SkuPrice(base_price, settlement, "base", base_allow_loss)
     price, source = rule_price(rule, settlement)
     return SkuPrice(price, settlement, source, bool(rule.get("allow_loss", False)))
 

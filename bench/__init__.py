@@ -1,0 +1,1 @@
+"""Benchmarks that run against the local system (``python -m bench.<name>``)."""

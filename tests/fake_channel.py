@@ -1,0 +1,202 @@
+"""A channel's back end on this machine: a real HTTP server that our app calls.
+
+It stands in for a bank's or a telecom's member API. Each test sets how it
+behaves (answer, be down, be slow, answer garbage, fail with 503 first, reject
+the code) and reads back what it received. Every call's signature headers
+(``X-Timestamp``, ``X-Nonce``, ``X-Sign`` over timestamp + nonce +
+body_sha256) are verified with the channel's secret by the contract's own
+functions, so a test proves the request was genuinely signed.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from chalicelib.errors import DomainError
+from chalicelib.partners import READ_TIMEOUT
+from chalicelib.signing import body_sha256, check_envelope, check_signature
+
+OK, SLOW, GARBAGE, FLAKY, REJECT = "ok", "slow", "garbage", "flaky", "reject"
+
+
+def closed_url() -> str:
+    """A base URL on which nothing listens: connecting is refused at once (a channel that is down)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@dataclass
+class Call:
+    """One request as the channel saw it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    json: Any
+    signature_ok: bool
+    signature_error: str | None
+    answered: int | None = None
+    at: float = field(default_factory=time.time)
+
+    @property
+    def nonce(self) -> str | None:
+        return self.headers.get("x-nonce")
+
+
+class FakeChannel:
+    """``ThreadingHTTPServer`` on 127.0.0.1 (a free port) in a daemon thread.
+
+    ``secret``      the channel's signing secret (set it once the channel exists)
+    ``mode``        ok | slow | garbage | flaky | reject
+    ``identities``  one-time code → the member identity answered for it
+    ``fail_first``  in ``flaky`` mode, how many calls answer 503 before the rest succeed
+    ``slow_seconds`` in ``slow`` mode, how long to sit on the request
+    ``reject_status`` in ``reject`` mode, the 4xx to answer
+    """
+
+    def __init__(self, secret: str | None = None) -> None:
+        self.secret = secret
+        self.mode = OK
+        self.identities: dict[str, dict[str, Any]] = {}
+        self.fail_first = 1
+        self.slow_seconds = READ_TIMEOUT + 1.5
+        self.reject_status = 401
+        self.calls: list[Call] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> "FakeChannel":
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                fake._handle(self)
+
+            def do_GET(self) -> None:  # noqa: N802
+                fake._handle(self)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-channel", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "FakeChannel":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() the fake channel first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # --- configuration -----------------------------------------------------------------
+
+    def member(self, code: str, member_id: str, nickname: str | None = None, mobile: str | None = None,
+               points: int | None = None) -> dict[str, Any]:
+        """Make ``code`` a valid one-time entry code for this member."""
+        identity = {"member_id": member_id, "nickname": nickname, "mobile": mobile, "points": points}
+        self.identities[code] = identity
+        return identity
+
+    def calls_to(self, path: str) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls if c.path == path]
+
+    # --- the request handler -----------------------------------------------------------------
+
+    def _verify(self, headers: dict[str, str], body: bytes) -> tuple[bool, str | None]:
+        if not self.secret:
+            return False, "no_secret_configured"
+        params = {"timestamp": headers.get("x-timestamp", ""), "nonce": headers.get("x-nonce", ""),
+                  "body_sha256": body_sha256(body), "sign": headers.get("x-sign", "")}
+        try:
+            check_envelope(params, time.time())
+            check_signature(params, [self.secret])
+        except DomainError as error:
+            return False, error.code
+        with self._lock:
+            if any(c.nonce == params["nonce"] and c.signature_ok for c in self.calls):
+                return False, "nonce_replayed"
+        return True, None
+
+    def _answer(self, handler: BaseHTTPRequestHandler, call: Call, status: int, body: bytes,
+                content_type: str = "application/json") -> None:
+        call.answered = status
+        handler.send_response(status)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def _json(self, handler: BaseHTTPRequestHandler, call: Call, status: int, data: Any) -> None:
+        self._answer(handler, call, status, json.dumps(data, ensure_ascii=False).encode())
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        try:
+            data = json.loads(body) if body else None
+        except ValueError:
+            data = None
+        signature_ok, why = self._verify(headers, body)
+        call = Call(handler.command, handler.path, headers, body, data, signature_ok, why)
+        with self._lock:
+            self.calls.append(call)
+            index = len(self.calls)
+        mode = self.mode
+
+        if mode == SLOW:
+            self._stopping.wait(self.slow_seconds)
+            try:
+                self._json(handler, call, 200, {"member_id": "late"})
+            except OSError:
+                pass  # the caller gave up long ago
+            return
+        if mode == GARBAGE:
+            self._answer(handler, call, 200, b"<html>upstream maintenance</html>", "text/html")
+            return
+        if mode == FLAKY and index <= self.fail_first:
+            self._json(handler, call, 503, {"error": "busy"})
+            return
+        if mode == REJECT:
+            self._json(handler, call, self.reject_status, {"error": "invalid_code"})
+            return
+        if not signature_ok:
+            self._json(handler, call, 401, {"error": why})
+            return
+        if handler.path.rstrip("/") != "/member/exchange" or handler.command != "POST":
+            self._json(handler, call, 404, {"error": "no_such_api"})
+            return
+        identity = self.identities.pop((data or {}).get("code", ""), None) if isinstance(data, dict) else None
+        if identity is None:
+            self._json(handler, call, 400, {"error": "invalid_code"})
+            return
+        self._json(handler, call, 200, identity)
