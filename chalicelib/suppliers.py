@@ -83,37 +83,33 @@ def create_by_ops(app: SupplierApplication, actor: str) -> tuple[Supplier, Issue
     return supplier, issued
 
 
-def approve(supplier_id: str, actor: str) -> tuple[Supplier, IssuedKey]:
-    supplier = get(supplier_id)
-    key, issued = _key_item(supplier_id)
+def _decide(supplier: Supplier, status: str, action: str, actor: str, extra: list,
+            key: SupplierKey | None = None) -> Supplier:
+    """Move an application to ``status``, once: a second decision finds it no longer ``applied``."""
     try:
         with transaction() as tx:
-            tx.update(supplier, [Supplier.status.set("active"), Supplier.updated_at.set(now_iso())],
+            tx.update(supplier, [Supplier.status.set(status), Supplier.updated_at.set(now_iso())] + extra,
                       condition=Supplier.status == "applied")
-            tx.save(key, condition=SupplierKey.key_id.does_not_exist())
-            audit.add(tx, f"supplier#{supplier_id}", actor, "approved", "status", supplier.status, "active")
+            if key is not None:
+                tx.save(key, condition=SupplierKey.key_id.does_not_exist())
+            audit.add(tx, f"supplier#{supplier.supplier_id}", actor, action, "status", supplier.status, status)
     except TransactWriteError as exc:
         if condition_failed(exc):
-            raise Conflict("supplier_not_pending", f"supplier {supplier_id} is {supplier.status}, not applied") from None
-        raise
-    supplier.refresh()
-    return supplier, issued
-
-
-def reject(supplier_id: str, reason: str, actor: str) -> Supplier:
-    supplier = get(supplier_id)
-    try:
-        with transaction() as tx:
-            tx.update(supplier, [Supplier.status.set("rejected"), Supplier.reject_reason.set(reason),
-                                 Supplier.updated_at.set(now_iso())],
-                      condition=Supplier.status == "applied")
-            audit.add(tx, f"supplier#{supplier_id}", actor, "rejected", "status", supplier.status, "rejected")
-    except TransactWriteError as exc:
-        if condition_failed(exc):
-            raise Conflict("supplier_not_pending", f"supplier {supplier_id} is {supplier.status}, not applied") from None
+            raise Conflict("supplier_not_pending",
+                           f"supplier {supplier.supplier_id} is {supplier.status}, not applied") from None
         raise
     supplier.refresh()
     return supplier
+
+
+def approve(supplier_id: str, actor: str) -> tuple[Supplier, IssuedKey]:
+    """Activate an application and hand over its first API key."""
+    key, issued = _key_item(supplier_id)
+    return _decide(get(supplier_id), "active", "approved", actor, [], key), issued
+
+
+def reject(supplier_id: str, reason: str, actor: str) -> Supplier:
+    return _decide(get(supplier_id), "rejected", "rejected", actor, [Supplier.reject_reason.set(reason)])
 
 
 def list_by_status(status: str) -> list[Supplier]:
