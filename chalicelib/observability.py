@@ -1,6 +1,9 @@
 """Powertools instances shared by every function: structured logs, EMF metrics, X-Ray traces."""
 from __future__ import annotations
 
+import functools
+import threading
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -9,6 +12,25 @@ SERVICE = "channel-mall"
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace="ChannelMall", service=SERVICE)
 tracer = Tracer(service=SERVICE)
+
+
+_METRICS_LOCK = threading.RLock()
+
+
+def _serialised(method):
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        with _METRICS_LOCK:
+            return method(*args, **kwargs)
+    return call
+
+
+# A Lambda process serves one request at a time, but the local stack (chalice local) serves requests on
+# threads that share this one metrics buffer: a flush checks it is non-empty, then serialises it, and
+# another request's flush emptying it in between fails the first request with a bare 500. One lock.
+for _name in ("add_metric", "add_dimension", "add_metadata", "serialize_metric_set", "flush_metrics",
+              "clear_metrics"):
+    setattr(metrics.provider, _name, _serialised(getattr(metrics.provider, _name)))
 
 
 def count(name: str, value: int = 1) -> None:

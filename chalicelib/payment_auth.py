@@ -41,12 +41,11 @@ def _otp_hash(member_id: str, code: str) -> str:
 
 
 def _fail(guard: PaymentGuard, now: float, code: str, message: str) -> DomainError:
-    failures = int(guard.failures or 0) + 1
-    actions = [PaymentGuard.failures.add(1)]
-    if failures >= MAX_FAILURES:
-        actions += [PaymentGuard.locked_until.set(int(now) + LOCK_SECONDS), PaymentGuard.failures.set(0)]
-        actions = actions[1:]
-    guard.update(actions)
+    # Count atomically and decide on the count the write returns: a count read before the call goes stale
+    # when guesses run concurrently, and the lock would never see its threshold.
+    guard.update([PaymentGuard.failures.add(1)])
+    if int(guard.failures or 0) >= MAX_FAILURES:
+        guard.update([PaymentGuard.locked_until.set(int(now) + LOCK_SECONDS), PaymentGuard.failures.set(0)])
     return Unauthorized(code, message)
 
 
@@ -101,7 +100,11 @@ def confirm(channel: Channel, member: Member, password: str | None, otp: str | N
     if not password:
         raise Unprocessable("validation_error", "enter your payment password", "password")
     answer = partners.call(channel, "password/verify", {"member_id": member.external_id, "password": password})
-    if answer.get("valid") is not True:
+    if not isinstance(answer.get("valid"), bool):
+        # The channel failed to answer (an error status, a refused signature): not the member's wrong password.
+        raise partners.PartnerError("channel_api_bad_response",
+                                    f"channel {channel.code} could not verify the password ({answer['_status']})")
+    if answer["valid"] is not True:
         raise _fail(guard, now, "wrong_password", "the payment password is not right")
     if int(guard.failures or 0):
         guard.update([PaymentGuard.failures.set(0)])

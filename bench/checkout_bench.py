@@ -1,0 +1,373 @@
+"""Checkout throughput, latency and DynamoDB cost: `.venv/bin/python -m bench.checkout_bench`.
+
+Starts its own local system (DynamoDB Local + the app over HTTP) and a fast local fake
+channel back end that answers the payment-password API, seeds one hosted channel with a big
+quota, one goods with a big stock and a wallet per member, then, on the same DynamoDB Local:
+
+1. **raw commit rate** — the exact ``TransactWriteItems`` a checkout sends (order put, channel
+   condition check, pool price check, quota update, wallet update, goods stock update), captured
+   from a real checkout and replayed with boto3 from ``--threads`` threads, each thread its own
+   member and order ids, all on the same channel, quota and goods items (as checkouts are);
+2. **checkout rate over HTTP** — ``POST /api/{code}/orders`` from ``--clients`` concurrent
+   clients (one member each, password auth through the fake channel), with p50/p95 latency;
+3. their ratio: the share of the database's commit ceiling the whole request path reaches;
+4. **capacity per order** — ``--orders`` checkouts in-process (``chalicelib.checkout.place``
+   plus the route's channel read) while a botocore hook asks for ``ReturnConsumedCapacity=TOTAL``
+   and sums the ``ConsumedCapacity`` DynamoDB answers, split into reads and writes.
+
+DynamoDB Local, the app and the fake share this machine (and the app and fake one Python
+process), so rates and latencies are a floor for the code path, not a forecast for AWS.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import io
+import math
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+for path in (ROOT, ROOT / "tests"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from tools.stack import LocalSystem  # noqa: E402
+
+ACTOR = "ops:bench"
+PASSWORD = "135790"
+PRICE = 1200
+READ_OPS = {"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"}
+WRITE_OPS = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
+
+
+# --- set-up, through the business functions -------------------------------------------------
+
+def seed(members: int, fake_url: str) -> dict:
+    from chalicelib import channels, goods, members as members_mod, pools, quotas, sessions, suppliers, wallets
+    from chalicelib.schemas import ChannelCreate, GoodsDraft, PoolPricing, SupplierApplication
+
+    code = f"bench-{uuid.uuid4().hex[:6]}"
+    channel = channels.create(ChannelCreate(
+        code=code, name="Bench Bank", contact_name="Bench", phone="4008800009", points_mode="hosted",
+        points_per_yuan=100, member_points_cap=10**12, redemption_quota=10**13, api_base_url=fake_url,
+        payment_auth="channel_password"), ACTOR)
+    now = int(time.time())
+    quotas.open_period(code, "P1", now - 10, now + 3600, None, ACTOR)
+    supplier, _ = suppliers.create_by_ops(SupplierApplication(
+        name="Bench Supplier", contact_name="Bench", phone="13800000009", licence_no="BENCH-000002",
+        bank_account={"bank": "ICBC", "account_name": "Bench", "account_no": "6222020000000009"}), ACTOR)
+    created = goods.publish(supplier.supplier_id, GoodsDraft(
+        ref="bench-checkout", title="Tea gift box", category="food", description="Longjing, 250 g",
+        skus=[{"sku_id": "S1", "spec": "250 g", "settlement_price": 1000, "stock": 10_000_000}]),
+        f"supplier:{supplier.supplier_id}")
+    goods.approve(created.goods_id, {"S1": PRICE}, False, ACTOR)
+    pools.put(code, created.goods_id, PoolPricing(prices={}), ACTOR)
+    channel = channels.get(code)
+
+    def one(i: int) -> dict:
+        external = f"BM{i:05d}"
+        member = members_mod.enter(code, external, nickname=f"Bench {i}")
+        wallets.grant(channel, external, f"g{i:05d}", 10**9, now + 3000)
+        token, _ = sessions.issue(member.member_id, code)
+        return {"external": external, "member_id": member.member_id, "lot": f"g{i:05d}", "token": token}
+
+    with ThreadPoolExecutor(8) as pool:
+        people = list(pool.map(one, range(members)))
+    return {"code": code, "secret": channel.secret, "goods_id": created.goods_id, "members": people}
+
+
+# --- 1. the raw transaction -----------------------------------------------------------------
+
+def capture_transaction(shop: dict, member: dict) -> dict:
+    """The TransactWriteItems parameters of one real checkout, as PynamoDB sends them."""
+    from chalicelib import checkout, models
+
+    lines = [checkout.LineRequest(shop["goods_id"], "S1", 1)]
+    checkout.place(shop["code"], member["member_id"], uuid.uuid4().hex, lines, password=PASSWORD)  # warm-up
+    captured: list[dict] = []
+
+    def grab(params: dict, **_) -> None:
+        captured.append(copy.deepcopy(params))
+
+    events = models._TX_CONNECTION.client.meta.events
+    events.register("before-parameter-build.dynamodb.TransactWriteItems", grab, unique_id="bench-capture")
+    try:
+        checkout.place(shop["code"], member["member_id"], uuid.uuid4().hex, lines, password=PASSWORD)
+    finally:
+        events.unregister("before-parameter-build.dynamodb.TransactWriteItems", unique_id="bench-capture")
+    return captured[-1]
+
+
+def shape(template: dict) -> str:
+    kinds = []
+    for item in template["TransactItems"]:
+        (kind, body), = item.items()
+        kinds.append(f"{kind}({body['TableName'].rsplit('-', 1)[-1]})")
+    return " + ".join(kinds)
+
+
+def for_member(template: dict, source: dict, member: dict) -> dict:
+    """The captured transaction re-aimed at another member's wallet lot and a fresh order id."""
+    params = copy.deepcopy(template)
+    for item in params["TransactItems"]:
+        (kind, body), = item.items()
+        if kind == "Put" and "order_id" in body["Item"]:
+            body["Item"]["order_id"] = {"S": "B" + uuid.uuid4().hex[:19].upper()}
+            body["Item"]["member_id"] = {"S": member["member_id"]}
+        if body.get("Key", {}).get("member_id") == {"S": source["member_id"]}:
+            body["Key"]["member_id"] = {"S": member["member_id"]}
+            names = body.get("ExpressionAttributeNames", {})
+            for k, v in names.items():
+                if v == source["lot"]:
+                    names[k] = member["lot"]
+    return params
+
+
+def raw_commits(endpoint: str, template: dict, source: dict, people: list[dict], seconds: float) -> dict:
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="local", aws_secret_access_key="local",
+                          config=Config(max_pool_connections=len(people) + 4, retries={"max_attempts": 1}))
+    client.describe_limits()
+    outcome: Counter = Counter()
+    latencies: list[float] = []
+    lock = threading.Lock()
+    start = threading.Barrier(len(people))
+
+    def run(member: dict) -> None:
+        ready = [for_member(template, source, member) for _ in range(50)]  # built ahead, off the clock
+        start.wait()
+        deadline = time.perf_counter() + seconds
+        done, mine, i = Counter(), [], 0
+        while time.perf_counter() < deadline:
+            params = ready[i] if i < len(ready) else for_member(template, source, member)
+            i += 1
+            t0 = time.perf_counter()
+            try:
+                client.transact_write_items(**params)
+                done["committed"] += 1
+            except client.exceptions.TransactionCanceledException as exc:
+                reasons = {r.get("Code") for r in exc.response.get("CancellationReasons", [])} - {"None"}
+                done["cancelled " + ",".join(sorted(reasons))] += 1
+            except Exception as exc:  # throttling, conflicts: counted, not hidden
+                done[type(exc).__name__] += 1
+            mine.append((time.perf_counter() - t0) * 1000)
+        with lock:
+            outcome.update(done)
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=run, args=(m,)) for m in people]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    return {"outcome": outcome, "rate": outcome["committed"] / elapsed, "latencies": latencies, "elapsed": elapsed}
+
+
+# --- 2. checkout over HTTP --------------------------------------------------------------------
+
+def http_checkouts(base_url: str, shop: dict, people: list[dict], seconds: float) -> dict:
+    url = f"{base_url}/api/{shop['code']}/orders"
+    body = {"lines": [{"goods_id": shop["goods_id"], "sku_id": "S1", "qty": 1}], "password": PASSWORD}
+    outcome: Counter = Counter()
+    latencies: list[float] = []
+    lock = threading.Lock()
+    start = threading.Barrier(len(people))
+
+    def run(member: dict) -> None:
+        http = requests.Session()
+        http.headers["Authorization"] = f"Bearer {member['token']}"
+        http.get(f"{base_url}/api/{shop['code']}/me", timeout=30)  # connect before the clock starts
+        start.wait()
+        deadline = time.perf_counter() + seconds
+        done, mine = Counter(), []
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            r = http.post(url, json=body, headers={"Idempotency-Key": uuid.uuid4().hex}, timeout=60)
+            mine.append((time.perf_counter() - t0) * 1000)
+            done["201 paid" if r.status_code == 201 else f"{r.status_code} {r.text[:60]}"] += 1
+        with lock:
+            outcome.update(done)
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=run, args=(m,)) for m in people]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    return {"outcome": outcome, "rate": outcome["201 paid"] / elapsed, "latencies": latencies, "elapsed": elapsed}
+
+
+# --- 4. capacity units per order ------------------------------------------------------------------
+
+class Capacity:
+    """ReturnConsumedCapacity=TOTAL on every data call of the app's PynamoDB clients, summed per op."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.read: dict[str, float] = defaultdict(float)
+        self.write: dict[str, float] = defaultdict(float)
+        self.calls: Counter = Counter()
+
+    def ask(self, params: dict, model, **_) -> None:
+        if self.on and (model.name in READ_OPS or model.name in WRITE_OPS):
+            params["ReturnConsumedCapacity"] = "TOTAL"
+
+    def add(self, parsed: dict, model, **_) -> None:
+        if not self.on or model.name not in READ_OPS | WRITE_OPS:
+            return
+        self.calls[model.name] += 1
+        found = parsed.get("ConsumedCapacity")
+        for e in found if isinstance(found, list) else [found] if found else []:
+            table = e.get("TableName", "?").rsplit("-", 1)[-1]
+            label = f"{model.name} {table}"
+            if "ReadCapacityUnits" in e or "WriteCapacityUnits" in e:
+                self.read[label] += float(e.get("ReadCapacityUnits") or 0)
+                self.write[label] += float(e.get("WriteCapacityUnits") or 0)
+            elif model.name in READ_OPS:
+                self.read[label] += float(e.get("CapacityUnits", 0))
+            else:
+                self.write[label] += float(e.get("CapacityUnits", 0))
+
+    def install(self) -> None:
+        from chalicelib import models
+
+        clients = {id(c): c for c in [m._get_connection().connection.client for m in models.ALL_MODELS]
+                   + [models._TX_CONNECTION.client]}
+        for client in clients.values():
+            client.meta.events.register("before-parameter-build.dynamodb", self.ask)
+            client.meta.events.register("after-call.dynamodb", self.add)
+
+
+def capacity_per_order(shop: dict, member: dict, orders: int) -> tuple[Capacity, float]:
+    from chalicelib import checkout, entry
+
+    lines = [checkout.LineRequest(shop["goods_id"], "S1", 1)]
+    capacity = Capacity()
+    capacity.install()
+    capacity.on = True
+    t0 = time.perf_counter()
+    for _ in range(orders):
+        entry.active_channel(shop["code"])  # the route's own channel read (member_channel)
+        order, created = checkout.place(shop["code"], member["member_id"], uuid.uuid4().hex, lines,
+                                        password=PASSWORD)
+        assert created and order.status == "paid"
+    elapsed = time.perf_counter() - t0
+    capacity.on = False
+    return capacity, elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=32, help="raw TransactWriteItems threads")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP checkout clients")
+    parser.add_argument("--seconds", type=float, default=12.0, help="length of each timed phase")
+    parser.add_argument("--orders", type=int, default=300, help="in-process checkouts measured for capacity")
+    args = parser.parse_args()
+
+    wall = time.perf_counter()
+    noise = io.StringIO()  # the app's request log lines, JSON logs and EMF metrics; shown only on failure
+    system = fake = None
+    try:
+        with contextlib.redirect_stdout(noise), contextlib.redirect_stderr(noise):
+            system = LocalSystem().start()
+            from fake_wallet_channel import FakeWalletChannel
+
+            fake = FakeWalletChannel().start()
+            t0 = time.perf_counter()
+            shop = seed(args.threads + args.clients + 1, fake.url)
+            fake.secret = shop["secret"]
+            for m in shop["members"]:
+                fake.member(m["external"], PASSWORD)
+            seed_seconds = time.perf_counter() - t0
+            raw_people = shop["members"][:args.threads]
+            http_people = shop["members"][args.threads:args.threads + args.clients]
+            solo = shop["members"][-1]
+
+            template = capture_transaction(shop, solo)
+            raw = raw_commits(system.dynamodb.endpoint, template, solo, raw_people, args.seconds)
+            http = http_checkouts(system.base_url, shop, http_people, args.seconds)
+            capacity, capacity_seconds = capacity_per_order(shop, solo, args.orders)
+
+            from chalicelib import quotas
+            from chalicelib.models import Channel, Goods
+            quota = quotas.current(Channel.get(shop["code"]))
+            stock = int(Goods.get(shop["goods_id"]).skus.as_dict()["S1"]["stock"])
+    except BaseException:
+        sys.stderr.write(noise.getvalue()[-4000:])
+        raise
+    finally:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            if fake is not None:
+                fake.stop()
+            if system is not None:
+                system.stop()
+
+    committed = raw["outcome"]["committed"]
+    paid = http["outcome"]["201 paid"]
+    orders_total = args.orders + 2  # the capture's warm-up and captured checkouts
+    line = "-" * 78
+    print(line)
+    print("checkout benchmark  (local: DynamoDB Local + chalice local + fake channel, one machine)")
+    print(line)
+    print(f"seeded                   1 hosted channel, {len(shop['members'])} members with wallets, "
+          f"1 goods, in {seed_seconds:.1f} s")
+    print(f"transaction              {shape(template)}")
+    print(f"(1) raw TransactWriteItems  {args.threads} threads x {raw['elapsed']:.1f} s: {committed} committed"
+          f" -> {raw['rate']:7.1f} tx/s   latency p50 {statistics.median(raw['latencies']):6.1f} ms  "
+          f"p95 {pct(raw['latencies'], 95):6.1f} ms")
+    other = {k: v for k, v in raw["outcome"].items() if k != "committed"}
+    if other:
+        print(f"                         not committed: {dict(other)}")
+    print(f"(2) HTTP checkout        {args.clients} clients x {http['elapsed']:.1f} s: {paid} paid"
+          f" -> {http['rate']:7.1f} orders/s")
+    other = {k: v for k, v in http["outcome"].items() if k != "201 paid"}
+    if other:
+        print(f"                         not paid: {dict(other)}")
+    print(f"(3) ratio                HTTP checkout / raw commit = {http['rate'] / raw['rate']:.3f}"
+          f"  ({raw['rate'] / http['rate']:.1f}x)")
+    print(f"(4) checkout latency     p50 {statistics.median(http['latencies']):7.1f} ms   "
+          f"p95 {pct(http['latencies'], 95):7.1f} ms   max {max(http['latencies']):7.1f} ms "
+          f"(at {args.clients} concurrent clients)")
+    print(line)
+    n = args.orders
+    reads, writes = sum(capacity.read.values()) / n, sum(capacity.write.values()) / n
+    print(f"(5) capacity per order   {n} in-process checkouts ({n / capacity_seconds:.0f}/s sequential), "
+          f"ReturnConsumedCapacity=TOTAL")
+    print(f"    read  {reads:6.2f} RCU/order     write {writes:6.2f} WCU/order     "
+          f"(calls/order: {', '.join(f'{k} {v / n:g}' for k, v in sorted(capacity.calls.items()))})")
+    for label in sorted(set(capacity.read) | set(capacity.write)):
+        r, w = capacity.read.get(label, 0) / n, capacity.write.get(label, 0) / n
+        print(f"      {label:<36} {r:5.2f} RCU   {w:5.2f} WCU")
+    print("    (as DynamoDB Local reports it; the password check is the channel's API, no DynamoDB)")
+    print(line)
+    spent_expected = (committed + paid + orders_total) * PRICE
+    print(f"books                    quota spent {int(quota.spent):,} = {committed + paid + orders_total} orders"
+          f" x {PRICE} ({'ok' if int(quota.spent) == spent_expected else 'MISMATCH'}); "
+          f"stock left {stock:,} ({'ok' if stock == 10_000_000 - committed - paid - orders_total else 'MISMATCH'})")
+    print(f"wall time {time.perf_counter() - wall:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

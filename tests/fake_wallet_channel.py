@@ -1,0 +1,218 @@
+"""A channel's points back end on this machine: the wallet a remote-mode channel keeps.
+
+A real ``ThreadingHTTPServer`` on 127.0.0.1 (a free port) in a daemon thread,
+answering the APIs our app calls (``POST {api_base_url}/{api}``, JSON body):
+
+``password/verify`` ``{member_id, password}``        → ``{"valid": bool}``
+``points/deduct``   ``{order_id, member_id, points}`` → ``{"result": "deducted"}`` (200) or
+                                                        ``{"result": "insufficient"}`` (409);
+                                                        idempotent by ``order_id``
+``points/query``    ``{order_id}``                    → ``{"status": "deducted" | "not_found"}``
+
+Every call's ``X-Timestamp`` / ``X-Nonce`` / ``X-Sign`` headers (over timestamp +
+nonce + body_sha256) are checked with the channel's secret by the contract's own
+functions; a bad signature or a replayed nonce is answered 401 and changes nothing.
+
+Behaviour is set per test:
+
+``deduct_mode``  normal | fail (refuse every deduction) | timeout_after (deduct, then sit
+                 on the answer past our read timeout) | timeout_before (sit on the request past
+                 our read timeout and never deduct)
+                 (``member_modes`` sets it per member, for mixed bursts)
+``query_mode``   normal | down (answer 503)
+``password_status`` an HTTP error status for password/verify (e.g. 500), or None to answer normally
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from chalicelib.errors import DomainError
+from chalicelib.partners import READ_TIMEOUT
+from chalicelib.signing import body_sha256, check_envelope, check_signature
+
+NORMAL, FAIL, TIMEOUT_AFTER, TIMEOUT_BEFORE, DOWN = "normal", "fail", "timeout_after", "timeout_before", "down"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # tests fire hundreds of calls at once
+
+
+class FakeWalletChannel:
+    def __init__(self, secret: str | None = None) -> None:
+        self.secret = secret
+        self.passwords: dict[str, str] = {}  # external member id → payment password
+        self.wallets: dict[str, int] = {}  # external member id → points
+        self.deductions: dict[str, dict[str, Any]] = {}  # order id → {member_id, points}
+        self.deduct_mode = NORMAL
+        self.member_modes: dict[str, str] = {}  # external member id → its own deduct mode (overrides deduct_mode)
+        self.query_mode = NORMAL
+        self.password_status: int | None = None  # answer password/verify with this error status instead
+        self.slow_seconds = READ_TIMEOUT + 0.7
+        self.calls: Counter = Counter()  # "api outcome" → count
+        self.bad_signatures = 0
+        self._nonces: set[str] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> "FakeWalletChannel":
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                fake._handle(self)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = _Server(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, name="fake-wallet-channel", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "FakeWalletChannel":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() the fake channel first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # --- test set-up and read-back -------------------------------------------------------
+
+    def member(self, external_id: str, password: str = "123456", points: int = 0) -> None:
+        with self._lock:
+            self.passwords[external_id] = password
+            self.wallets[external_id] = points
+
+    def balance(self, external_id: str) -> int:
+        with self._lock:
+            return self.wallets.get(external_id, 0)
+
+    def deducted_total(self) -> int:
+        with self._lock:
+            return sum(d["points"] for d in self.deductions.values())
+
+    def deducted(self, order_id: str) -> bool:
+        with self._lock:
+            return order_id in self.deductions
+
+    # --- the request handler ----------------------------------------------------------
+
+    def _verified(self, handler: BaseHTTPRequestHandler, body: bytes) -> str | None:
+        """None when genuinely signed (and the nonce is new); else the reason."""
+        if not self.secret:
+            return "no_secret_configured"
+        params = {"timestamp": handler.headers.get("X-Timestamp", ""), "nonce": handler.headers.get("X-Nonce", ""),
+                  "sign": handler.headers.get("X-Sign", ""), "body_sha256": body_sha256(body)}
+        try:
+            check_envelope(params, time.time())
+            check_signature(params, [self.secret])
+        except DomainError as error:
+            return error.code
+        with self._lock:
+            if params["nonce"] in self._nonces:
+                return "nonce_replayed"
+            self._nonces.add(params["nonce"])
+        return None
+
+    def _send(self, handler: BaseHTTPRequestHandler, status: int, data: Any) -> None:
+        body = json.dumps(data).encode()
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(body)))
+            handler.send_header("Connection", "close")
+            handler.end_headers()
+            handler.wfile.write(body)
+        except OSError:
+            pass  # the caller timed out and left
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            self.calls[what] += 1
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        api = handler.path.strip("/")
+        why = self._verified(handler, body)
+        if why is not None:
+            with self._lock:
+                self.bad_signatures += 1
+            self._count(f"{api} {why}")
+            self._send(handler, 401, {"error": why})
+            return
+        try:
+            data = json.loads(body)
+            assert isinstance(data, dict)
+        except (ValueError, AssertionError):
+            self._send(handler, 400, {"error": "bad_json"})
+            return
+        if api == "password/verify" and self.password_status:
+            self._count(f"{api} http_{self.password_status}")
+            self._send(handler, self.password_status, {"error": "internal_error"})
+        elif api == "password/verify":
+            with self._lock:
+                valid = self.passwords.get(str(data.get("member_id"))) == data.get("password")
+            self._count(f"{api} {'valid' if valid else 'invalid'}")
+            self._send(handler, 200, {"valid": valid})
+        elif api == "points/deduct":
+            self._deduct(handler, data)
+        elif api == "points/query":
+            self._query(handler, data)
+        else:
+            self._send(handler, 404, {"error": "no_such_api"})
+
+    def _deduct(self, handler: BaseHTTPRequestHandler, data: dict) -> None:
+        order_id, member_id, points = str(data["order_id"]), str(data["member_id"]), int(data["points"])
+        mode = self.member_modes.get(member_id, self.deduct_mode)
+        if mode == TIMEOUT_BEFORE:
+            self._count("points/deduct timeout_before")
+            self._stopping.wait(self.slow_seconds)
+            self._send(handler, 504, {"error": "gateway_timeout"})
+            return
+        if mode == FAIL:
+            self._count("points/deduct refused")
+            self._send(handler, 409, {"result": "insufficient"})
+            return
+        with self._lock:
+            if order_id in self.deductions:
+                result, status = "deducted", 200  # idempotent replay
+            elif self.wallets.get(member_id, 0) >= points:
+                self.wallets[member_id] -= points
+                self.deductions[order_id] = {"member_id": member_id, "points": points}
+                result, status = "deducted", 200
+            else:
+                result, status = "insufficient", 409
+        self._count(f"points/deduct {result}")
+        if mode == TIMEOUT_AFTER:
+            self._stopping.wait(self.slow_seconds)
+        self._send(handler, status, {"result": result})
+
+    def _query(self, handler: BaseHTTPRequestHandler, data: dict) -> None:
+        if self.query_mode == DOWN:
+            self._count("points/query down")
+            self._send(handler, 503, {"error": "maintenance"})
+            return
+        status = "deducted" if self.deducted(str(data.get("order_id"))) else "not_found"
+        self._count(f"points/query {status}")
+        self._send(handler, 200, {"status": status})
