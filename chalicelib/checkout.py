@@ -24,9 +24,10 @@ from typing import Sequence
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib import channels, entry, goods as goods_mod, members, partners, payment_auth, pools, quotas
-from chalicelib.errors import Conflict, DomainError, Forbidden, NotFound, Unprocessable
+from chalicelib.errors import Busy, Conflict, DomainError, Forbidden, NotFound, Unprocessable
 from chalicelib.models import (
-    Channel, Contended, Goods, LabelledTransaction, Member, Order, PoolItem, Quota, Refused, Wallet, now_iso,
+    Channel, Contended, Goods, LabelledTransaction, Member, Order, PoolItem, Quota, Refused, Wallet, commit_retrying,
+    now_iso,
 )
 from chalicelib.observability import count, logger
 from chalicelib.orders import lines_of
@@ -58,10 +59,6 @@ class PricedLine:
     supplier_id: str
     title: str
     spec: str
-
-
-class Busy(DomainError):
-    status = 503
 
 
 def order_id_for(channel_code: str, member_id: str, key: str) -> str:
@@ -299,40 +296,42 @@ def _still_waiting(order: Order) -> Order:
 
 
 def _confirm(order: Order) -> Order:
-    tx = LabelledTransaction()
-    tx.update("order", order, [Order.status.set(PAID), Order.pending_channel.remove(), Order.updated_at.set(now_iso())],
-              condition=Order.status == AWAITING)
-    tx.update("quota", Quota(order.channel_code, order.period_id),
-              [Quota.reserved.add(-int(order.points)), Quota.spent.add(int(order.points))])
-    _commit_settlement(tx)
-    order.refresh(consistent_read=True)
-    return order
+    def build() -> LabelledTransaction:
+        tx = LabelledTransaction()
+        tx.update("order", order, [Order.status.set(PAID), Order.pending_channel.remove(),
+                                   Order.updated_at.set(now_iso())], condition=Order.status == AWAITING)
+        tx.update("quota", Quota(order.channel_code, order.period_id),
+                  [Quota.reserved.add(-int(order.points)), Quota.spent.add(int(order.points))])
+        return tx
+
+    return _settle(order, build)
 
 
 def _release(order: Order, reason: str) -> Order:
     """Give back quota and stock; points were never taken by the channel."""
-    tx = LabelledTransaction()
-    tx.update("order", order, [Order.status.set(FAILED), Order.failure.set(reason), Order.pending_channel.remove(),
-                               Order.updated_at.set(now_iso())], condition=Order.status == AWAITING)
-    tx.update("quota", Quota(order.channel_code, order.period_id),
-              [Quota.reserved.add(-int(order.points)), Quota.remaining.add(int(order.points))])
     lines = [PricedLine(l["goods_id"], l["sku_id"], int(l["qty"]), 0, 0, 0, "", "", "") for l in lines_of(order)]
-    _stock_updates(tx, lines, {l.goods_id: Goods(l.goods_id) for l in lines}, +1, guard_prices=False)
-    _commit_settlement(tx)
+
+    def build() -> LabelledTransaction:
+        tx = LabelledTransaction()
+        tx.update("order", order, [Order.status.set(FAILED), Order.failure.set(reason),
+                                   Order.pending_channel.remove(), Order.updated_at.set(now_iso())],
+                  condition=Order.status == AWAITING)
+        tx.update("quota", Quota(order.channel_code, order.period_id),
+                  [Quota.reserved.add(-int(order.points)), Quota.remaining.add(int(order.points))])
+        _stock_updates(tx, lines, {l.goods_id: Goods(l.goods_id) for l in lines}, +1, guard_prices=False)
+        return tx
+
+    return _settle(order, build)
+
+
+def _settle(order: Order, build) -> Order:
+    """Move an awaiting order on, once: if it already left "awaiting", someone else settled it."""
+    try:
+        commit_retrying(build, COMMIT_ATTEMPTS)
+    except Refused:
+        pass
     order.refresh(consistent_read=True)
     return order
-
-
-def _commit_settlement(tx: LabelledTransaction) -> None:
-    for attempt in range(COMMIT_ATTEMPTS):
-        try:
-            tx.commit()
-            return
-        except Refused:
-            return  # the order already left "awaiting": someone else settled it
-        except Contended:
-            _backoff(attempt)
-    raise Busy("busy", "could not settle the order now; it stays awaiting and will be retried")
 
 
 def pending(channel_code: str) -> list[Order]:

@@ -44,3 +44,9 @@ class Conflict(DomainError):
 
 class Unprocessable(DomainError):
     status = 422
+
+
+class Busy(DomainError):
+    """Lost too many races on the same items; the caller may retry (idempotently)."""
+
+    status = 503

@@ -5,8 +5,10 @@ classes, so keys, indexes and TTL are declared once, here.
 """
 from __future__ import annotations
 
+import random
+import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from pynamodb.attributes import (
     BooleanAttribute,
@@ -441,3 +443,20 @@ class LabelledTransaction:
                                            "ProvisionedThroughputExceededException", "ThrottlingException"):
                 raise Contended(str(exc)) from None
             raise
+
+
+def commit_retrying(build: Callable[[], LabelledTransaction], attempts: int = 25) -> None:
+    """Commit a transaction built afresh each try, retrying only when it lost a race (``Contended``).
+
+    Real DynamoDB cancels transactions that touch an item another transaction is writing; the
+    conditions make a retry safe, so only ``Refused`` (a condition that does not hold) reaches the caller.
+    """
+    from chalicelib.errors import Busy
+
+    for attempt in range(attempts):
+        try:
+            build().commit()
+            return
+        except Contended:
+            time.sleep(random.uniform(0, min(0.5, 0.005 * 2 ** min(attempt, 7))))
+    raise Busy("busy", "too many concurrent changes; retry")

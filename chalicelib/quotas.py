@@ -12,7 +12,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib import audit, channels
 from chalicelib.errors import Conflict, NotFound, Unprocessable
-from chalicelib.models import Channel, LabelledTransaction, Quota, Refused, now_iso
+from chalicelib.models import Channel, LabelledTransaction, Quota, Refused, commit_retrying, now_iso
 from chalicelib.pricing import points_for
 
 
@@ -24,15 +24,18 @@ def open_period(code: str, period_id: str, starts_at: int, ends_at: int, quota_p
     limit = int(channel.redemption_quota) if quota_points is None else quota_points
     quota = Quota(code, period_id, starts_at=starts_at, ends_at=ends_at, limit=limit, remaining=limit,
                   reserved=0, spent=0, grant_room=limit, granted=0)
-    tx = LabelledTransaction()
-    tx.put("period", quota, condition=Quota.period_id.does_not_exist())
-    tx.update("channel", channel, [Channel.current_period.set(period_id), Channel.updated_at.set(now_iso())],
-              condition=Channel.code.exists())
-    tx.put("audit", audit.row(f"channel#{code}", actor, "period_opened", "current_period",
-                              channel.current_period, {"period_id": period_id, "quota": limit,
-                                                       "starts_at": starts_at, "ends_at": ends_at}))
+    def build() -> LabelledTransaction:
+        tx = LabelledTransaction()
+        tx.put("period", quota, condition=Quota.period_id.does_not_exist())
+        tx.update("channel", channel, [Channel.current_period.set(period_id), Channel.updated_at.set(now_iso())],
+                  condition=Channel.code.exists())
+        tx.put("audit", audit.row(f"channel#{code}", actor, "period_opened", "current_period",
+                                  channel.current_period, {"period_id": period_id, "quota": limit,
+                                                           "starts_at": starts_at, "ends_at": ends_at}))
+        return tx
+
     try:
-        tx.commit()
+        commit_retrying(build)
     except Refused:
         raise Conflict("period_exists", f"channel {code} already has period {period_id}", "period_id") from None
     return quota
@@ -53,13 +56,16 @@ def current(channel: Channel) -> Quota:
 
 def raise_quota(code: str, period_id: str, points: int, actor: str) -> Quota:
     quota = get(code, period_id)
-    tx = LabelledTransaction()
-    tx.update("quota", quota, [Quota.limit.add(points), Quota.remaining.add(points), Quota.grant_room.add(points)],
-              condition=Quota.ends_at > int(time.time()))
-    tx.put("audit", audit.row(f"channel#{code}", actor, "quota_raised", f"quota.{period_id}",
-                              int(quota.limit), int(quota.limit) + points))
+    def build() -> LabelledTransaction:
+        tx = LabelledTransaction()
+        tx.update("quota", quota, [Quota.limit.add(points), Quota.remaining.add(points),
+                                   Quota.grant_room.add(points)], condition=Quota.ends_at > int(time.time()))
+        tx.put("audit", audit.row(f"channel#{code}", actor, "quota_raised", f"quota.{period_id}",
+                                  int(quota.limit), int(quota.limit) + points))
+        return tx
+
     try:
-        tx.commit()
+        commit_retrying(build)
     except Refused:
         raise Conflict("period_ended", f"period {period_id} has ended; open a new one") from None
     return get(code, period_id)

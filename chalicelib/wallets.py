@@ -13,7 +13,7 @@ from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from chalicelib import members, quotas
 from chalicelib.errors import Conflict, Unprocessable
-from chalicelib.models import Channel, Grant, LabelledTransaction, Member, Quota, Refused, Wallet
+from chalicelib.models import Channel, Grant, LabelledTransaction, Member, Quota, Refused, Wallet, commit_retrying
 from chalicelib.points import expired_lots, expiring_soon, spendable
 
 
@@ -62,15 +62,18 @@ def grant(channel: Channel, external_id: str, grant_id: str, points: int, expire
     wallet = wallet_of(member)
     record = Grant(key, member_id=member.member_id, external_id=external_id, points=points, expires_at=expires_at,
                    period_id=quota.period_id)
-    tx = LabelledTransaction()
-    tx.put("grant", record, condition=Grant.grant_key.does_not_exist())
-    tx.update("wallet", wallet, [Wallet.balance.add(points), Wallet.granted.add(points),
-                                 Wallet.lots[grant_id].set({"left": points, "expires_at": expires_at})],
-              condition=Wallet.balance <= cap - points)
-    tx.update("quota", quota, [Quota.grant_room.add(-points), Quota.granted.add(points)],
-              condition=(Quota.grant_room >= points) & (Quota.ends_at > int(now)))
+    def build() -> LabelledTransaction:
+        tx = LabelledTransaction()
+        tx.put("grant", record, condition=Grant.grant_key.does_not_exist())
+        tx.update("wallet", wallet, [Wallet.balance.add(points), Wallet.granted.add(points),
+                                     Wallet.lots[grant_id].set({"left": points, "expires_at": expires_at})],
+                  condition=Wallet.balance <= cap - points)
+        tx.update("quota", quota, [Quota.grant_room.add(-points), Quota.granted.add(points)],
+                  condition=(Quota.grant_room >= points) & (Quota.ends_at > int(now)))
+        return tx
+
     try:
-        tx.commit()
+        commit_retrying(build)
     except Refused as refused:
         if "grant" in refused.labels:
             return _replayed(Grant.get(key, consistent_read=True), external_id, points, expires_at)
