@@ -2,10 +2,11 @@
 
 Everything that limits a redemption is a condition inside one
 ``TransactWriteItems``: the channel is active and still in this period, the
-quota has room, the wallet lots hold the points and are unexpired, each SKU
-has stock at the settlement price and channel price read, and the order id
-(derived from the member's idempotency key) is unused. Over-redemption is
-impossible because no write happens unless every condition holds at once.
+quota shard(s) debited have room and are in the period, the wallet lots hold
+the points and are unexpired, each SKU has stock at the settlement price and
+channel price read, and the order id (derived from the member's idempotency
+key) is unused. Over-redemption is impossible because no write happens unless
+every condition holds at once.
 
 Remote mode reserves quota and stock in that transaction, then asks the
 channel to deduct; ``settle_remote`` confirms, releases, or leaves the order
@@ -137,14 +138,14 @@ def _stock_updates(tx: LabelledTransaction, lines: list[PricedLine], found: dict
         tx.update(f"stock:{goods_id}", goods, actions, condition=condition)
 
 
-def _refusal(refused: Refused, channel: Channel, quota: Quota, now: float) -> DomainError:
+def _refusal(refused: Refused, channel: Channel, quota: quotas.Period, now: float) -> DomainError:
     labels = refused.labels
     if "channel" in labels:
         fresh = channels.get(channel.code)
         if fresh.status != channels.ACTIVE:
             return Forbidden("channel_suspended", f"channel {channel.code} is suspended")
         return Conflict("period_ended", "the settlement period changed; try again")
-    if "quota" in labels:
+    if any(l.startswith("quota:") for l in labels):
         if now >= int(quota.ends_at) or now < int(quota.starts_at):
             return Conflict("period_ended", "the channel's redemption period is not open")
         return Conflict("quota_exhausted", "the channel's redemption quota is used up")
@@ -173,7 +174,7 @@ def place(channel_code: str, member_id: str, key: str, lines: Sequence[LineReque
     proof = payment_auth.confirm(channel, member, password, otp, now)
     for attempt in range(COMMIT_ATTEMPTS):
         now_ = time.time() if now is None else now
-        quota = quotas.current(channel)
+        quota = quotas.current(channel)  # every shard of the period, one Query
         if not int(quota.starts_at) <= now_ < int(quota.ends_at):
             raise Conflict("period_ended", "the channel's redemption period is not open")
         priced, found, items = _price(channel, lines)
@@ -186,6 +187,14 @@ def place(channel_code: str, member_id: str, key: str, lines: Sequence[LineReque
         order = _order(order_id, channel, member, quota.period_id, priced, request_hash)
         order.created_at = order.updated_at = _iso(now_)
         points = int(order.points)
+        takes = quotas.take(quota.by_shard("remaining"), points)
+        if takes is None:
+            replay = _existing(order_id, request_hash)  # a concurrent send of this order may be what took it
+            if replay is not None:
+                return replay, False
+            count("CheckoutRefused")
+            raise Conflict("quota_exhausted", "the channel's redemption quota is used up")
+        order.quota_takes = {str(shard): used for shard, used in takes.items()}
         tx = LabelledTransaction()
         tx.put("order", order, condition=Order.order_id.does_not_exist())
         tx.check("channel", Channel, channel.code,
@@ -193,10 +202,11 @@ def place(channel_code: str, member_id: str, key: str, lines: Sequence[LineReque
         for goods_id, item in items.items():
             tx.check(f"price:{goods_id}", PoolItem, channel.code, goods_id,
                      condition=PoolItem.updated_at == item.updated_at)
-        quota_actions = [Quota.remaining.add(-points)]
-        quota_actions.append(Quota.reserved.add(points) if channel.points_mode == "remote" else Quota.spent.add(points))
-        tx.update("quota", quota, quota_actions,
-                  condition=(Quota.remaining >= points) & (Quota.starts_at <= int(now_)) & (Quota.ends_at > int(now_)))
+        for shard, used in takes.items():  # the period condition rides on every shard debited
+            held = Quota.reserved.add(used) if channel.points_mode == "remote" else Quota.spent.add(used)
+            tx.update(f"quota:{shard}", quota.shards[shard], [Quota.remaining.add(-used), held],
+                      condition=(Quota.remaining >= used) & (Quota.starts_at <= int(now_))
+                      & (Quota.ends_at > int(now_)))
         if wallet is not None:
             _debit_wallet(tx, wallet, points, now_)
         _stock_updates(tx, priced, found, -1, guard_prices=True)
@@ -208,8 +218,11 @@ def place(channel_code: str, member_id: str, key: str, lines: Sequence[LineReque
                 replay = _existing(order_id, request_hash, wait=True)
                 if replay is not None:
                     return replay, False
-            if refused.labels in (["wallet"], ) or any(l.startswith("price:") for l in refused.labels):
-                _backoff(attempt)  # another order spent from the same lots, or ops re-priced: read again
+            rest = [l for l in refused.labels if not l.startswith("quota:")]
+            if len(rest) < len(refused.labels) or rest == ["wallet"] or any(l.startswith("price:") for l in rest):
+                # Another order took the chosen quota shard or spent from the same lots, or ops re-priced:
+                # read again. The reads decide a real refusal (quota total short, period over, points short).
+                _backoff(attempt)
                 continue
             count("CheckoutRefused")
             raise _refusal(refused, channel, quota, now_) from None
@@ -295,13 +308,27 @@ def _still_waiting(order: Order) -> Order:
     return order
 
 
+def quota_takes(order: Order) -> dict[int, int]:
+    """The quota shards this order debited and how much from each (orders from before shards: shard 0, all)."""
+    raw = order.quota_takes
+    takes = raw.as_dict() if hasattr(raw, "as_dict") else dict(raw or {})
+    return {int(shard): int(used) for shard, used in takes.items()} if takes else {0: int(order.points)}
+
+
+def _move_quota(tx: LabelledTransaction, order: Order, to: str) -> None:
+    """Reserved points back to ``remaining`` or on to ``spent``, on exactly the shards the order debited."""
+    for shard, used in quota_takes(order).items():
+        target = Quota.spent if to == "spent" else Quota.remaining
+        tx.update(f"quota:{shard}", Quota(order.channel_code, quotas.shard_key(order.period_id, shard)),
+                  [Quota.reserved.add(-used), target.add(used)])
+
+
 def _confirm(order: Order) -> Order:
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
         tx.update("order", order, [Order.status.set(PAID), Order.pending_channel.remove(),
                                    Order.updated_at.set(now_iso())], condition=Order.status == AWAITING)
-        tx.update("quota", Quota(order.channel_code, order.period_id),
-                  [Quota.reserved.add(-int(order.points)), Quota.spent.add(int(order.points))])
+        _move_quota(tx, order, "spent")
         return tx
 
     return _settle(order, build)
@@ -316,8 +343,7 @@ def _release(order: Order, reason: str) -> Order:
         tx.update("order", order, [Order.status.set(FAILED), Order.failure.set(reason),
                                    Order.pending_channel.remove(), Order.updated_at.set(now_iso())],
                   condition=Order.status == AWAITING)
-        tx.update("quota", Quota(order.channel_code, order.period_id),
-                  [Quota.reserved.add(-int(order.points)), Quota.remaining.add(int(order.points))])
+        _move_quota(tx, order, "remaining")
         _stock_updates(tx, lines, {l.goods_id: Goods(l.goods_id) for l in lines}, +1, guard_prices=False)
         return tx
 

@@ -246,11 +246,15 @@ class Topic(Model):
 
 
 class Quota(Model):
-    """A channel's redemption quota for one settlement period, in points.
+    """One shard of a channel's redemption quota for one settlement period, in points.
 
-    ``remaining`` is what checkout may still take (condition ``remaining >= n``),
-    ``reserved`` holds remote-mode orders waiting for the channel's deduction,
-    ``spent`` is confirmed; ``grant_room`` caps hosted grants at the same quota.
+    A period is 1 to 32 shard items (so one hot channel is not capped by one item's write
+    ceiling): shard 0 is keyed ``period_id`` itself, shard i > 0 ``{period_id}#{i}``
+    (``quotas.shard_key``); every field below is that shard's share and the period's
+    figures are the sums. ``remaining`` is what checkout may still take (condition
+    ``remaining >= n``), ``reserved`` holds remote-mode orders waiting for the channel's
+    deduction, ``spent`` is confirmed; ``grant_room`` caps hosted grants at the same quota.
+    Per shard, ``remaining + reserved + spent == limit == grant_room + granted``.
     """
 
     Meta = _meta("quotas")
@@ -334,6 +338,7 @@ class Order(Model):
     amount = NumberAttribute()
     failure = UnicodeAttribute(null=True)
     pending_channel = UnicodeAttribute(null=True)
+    quota_takes = MapAttribute(null=True)  # quota shard number (as a string) → points debited from it
     resolve_attempts = NumberAttribute(default=0)
     created_at = UnicodeAttribute(default=now_iso)
     updated_at = UnicodeAttribute(default=now_iso)

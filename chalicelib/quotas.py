@@ -1,36 +1,120 @@
-"""Channel redemption quota per settlement period.
+"""Channel redemption quota per settlement period, split across shard items.
 
 Ops open a period with its quota and raise it (never lower it: orders already
-taken could exceed a lowered limit); every change is audited. The current
-period's quota item is the one checkout debits with ``remaining >= n``.
+taken could exceed a lowered limit); every change is audited. A period's quota
+lives in 1 to ``MAX_SHARDS`` shard items whose values sum exactly to it (every
+unit of quota is in exactly one shard), so a hot channel's checkouts spread their
+writes over several items instead of one item's write ceiling. Checkout and
+grants debit the shard(s) chosen by ``take`` with ``remaining >= n`` /
+``grant_room >= n`` on each.
 """
 from __future__ import annotations
 
+import random
 import time
-
-from pynamodb.exceptions import DoesNotExist
+from dataclasses import dataclass
+from typing import Mapping
 
 from chalicelib import audit, channels
 from chalicelib.errors import Conflict, NotFound, Unprocessable
 from chalicelib.models import Channel, LabelledTransaction, Quota, Refused, commit_retrying, now_iso
 from chalicelib.pricing import points_for
 
+MAX_SHARDS = 32
+
+
+def shard_key(period_id: str, shard: int) -> str:
+    """Shard 0 is keyed by the period id itself (a one-shard period is one item, as before); shard i by ``id#i``."""
+    return period_id if shard == 0 else f"{period_id}#{shard}"
+
+
+def _shard_number(period_id: str, key: str) -> int | None:
+    if key == period_id:
+        return 0
+    suffix = key[len(period_id) + 1:] if key.startswith(period_id + "#") else ""
+    return int(suffix) if suffix.isdigit() else None
+
+
+@dataclass(frozen=True)
+class Period:
+    """A period's quota: its shard items by shard number, and their totals."""
+
+    channel_code: str
+    period_id: str
+    shards: dict[int, Quota]
+
+    def _sum(self, field: str) -> int:
+        return sum(int(getattr(q, field) or 0) for q in self.shards.values())
+
+    @property
+    def starts_at(self) -> int:
+        return int(self.shards[0].starts_at)
+
+    @property
+    def ends_at(self) -> int:
+        return int(self.shards[0].ends_at)
+
+    limit = property(lambda self: self._sum("limit"))
+    remaining = property(lambda self: self._sum("remaining"))
+    reserved = property(lambda self: self._sum("reserved"))
+    spent = property(lambda self: self._sum("spent"))
+    granted = property(lambda self: self._sum("granted"))
+    grant_room = property(lambda self: self._sum("grant_room"))
+
+    def by_shard(self, field: str) -> dict[int, int]:
+        return {i: int(getattr(q, field)) for i, q in self.shards.items()}
+
+
+def split(total: int, parts: int) -> list[int]:
+    """``total`` in ``parts`` shares as even as possible, the remainder one unit each to the first shares."""
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def take(available: Mapping[int, int], points: int, rnd: random.Random | None = None) -> dict[int, int] | None:
+    """Which shards pay for ``points``: shard → amount, or None when even their total cannot.
+
+    One shard picked at random among those that cover it alone (spreads the writes); when none
+    does but the total does, the fullest shards in turn, so an order is never refused while the
+    period as a whole still has room.
+    """
+    rnd = rnd or random
+    whole = [i for i, amount in available.items() if amount >= points]
+    if whole:
+        return {rnd.choice(whole): points}
+    if sum(available.values()) < points:
+        return None
+    takes, need = {}, points
+    for i in sorted(available, key=lambda i: (-available[i], i)):
+        used = min(available[i], need)
+        if used > 0:
+            takes[i] = used
+            need -= used
+        if need == 0:
+            break
+    return takes
+
 
 def open_period(code: str, period_id: str, starts_at: int, ends_at: int, quota_points: int | None,
-                actor: str) -> Quota:
+                actor: str, shards: int = 1) -> Period:
     channel = channels.get(code)
     if ends_at <= starts_at:
         raise Unprocessable("validation_error", "ends_at must be after starts_at", "ends_at")
+    if not 1 <= shards <= MAX_SHARDS:
+        raise Unprocessable("validation_error", f"shards must be 1 to {MAX_SHARDS}", "shards")
     limit = int(channel.redemption_quota) if quota_points is None else quota_points
-    quota = Quota(code, period_id, starts_at=starts_at, ends_at=ends_at, limit=limit, remaining=limit,
-                  reserved=0, spent=0, grant_room=limit, granted=0)
+    items = {i: Quota(code, shard_key(period_id, i), starts_at=starts_at, ends_at=ends_at, limit=share,
+                      remaining=share, reserved=0, spent=0, grant_room=share, granted=0)
+             for i, share in enumerate(split(limit, shards))}
+
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
-        tx.put("period", quota, condition=Quota.period_id.does_not_exist())
+        for i, item in items.items():
+            tx.put(f"period:{i}", item, condition=Quota.period_id.does_not_exist())
         tx.update("channel", channel, [Channel.current_period.set(period_id), Channel.updated_at.set(now_iso())],
                   condition=Channel.code.exists())
         tx.put("audit", audit.row(f"channel#{code}", actor, "period_opened", "current_period",
-                                  channel.current_period, {"period_id": period_id, "quota": limit,
+                                  channel.current_period, {"period_id": period_id, "quota": limit, "shards": shards,
                                                            "starts_at": starts_at, "ends_at": ends_at}))
         return tx
 
@@ -38,30 +122,46 @@ def open_period(code: str, period_id: str, starts_at: int, ends_at: int, quota_p
         commit_retrying(build)
     except Refused:
         raise Conflict("period_exists", f"channel {code} already has period {period_id}", "period_id") from None
-    return quota
+    return Period(code, period_id, items)
 
 
-def get(code: str, period_id: str) -> Quota:
-    try:
-        return Quota.get(code, period_id, consistent_read=True)
-    except DoesNotExist:
-        raise NotFound("period_not_found", f"channel {code} has no period {period_id}") from None
+def get(code: str, period_id: str) -> Period:
+    """Every shard of the period in one consistent Query (keys ``period_id`` .. ``period_id#~``)."""
+    found = {}
+    for item in Quota.query(code, Quota.period_id.between(period_id, period_id + "#~"), consistent_read=True):
+        shard = _shard_number(period_id, item.period_id)
+        if shard is not None:
+            found[shard] = item
+    if 0 not in found:
+        raise NotFound("period_not_found", f"channel {code} has no period {period_id}")
+    return Period(code, period_id, dict(sorted(found.items())))
 
 
-def current(channel: Channel) -> Quota:
+def current(channel: Channel) -> Period:
     if not channel.current_period:
         raise Conflict("period_not_open", f"channel {channel.code} has no open settlement period")
     return get(channel.code, channel.current_period)
 
 
-def raise_quota(code: str, period_id: str, points: int, actor: str) -> Quota:
-    quota = get(code, period_id)
+def spread(points: int, remaining: Mapping[int, int]) -> dict[int, int]:
+    """A raise over the shards as evenly as possible, the remainder to the emptiest shards; no zero entries."""
+    order = sorted(remaining, key=lambda i: (remaining[i], i))
+    shares = split(points, len(order))
+    return {i: share for i, share in zip(order, shares) if share}
+
+
+def raise_quota(code: str, period_id: str, points: int, actor: str) -> Period:
+    period = get(code, period_id)
+    adds = spread(points, period.by_shard("remaining"))
+
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
-        tx.update("quota", quota, [Quota.limit.add(points), Quota.remaining.add(points),
-                                   Quota.grant_room.add(points)], condition=Quota.ends_at > int(time.time()))
+        now = int(time.time())
+        for i, add in adds.items():
+            tx.update(f"quota:{i}", period.shards[i], [Quota.limit.add(add), Quota.remaining.add(add),
+                                                       Quota.grant_room.add(add)], condition=Quota.ends_at > now)
         tx.put("audit", audit.row(f"channel#{code}", actor, "quota_raised", f"quota.{period_id}",
-                                  int(quota.limit), int(quota.limit) + points))
+                                  period.limit, period.limit + points))
         return tx
 
     try:
@@ -71,17 +171,19 @@ def raise_quota(code: str, period_id: str, points: int, actor: str) -> Quota:
     return get(code, period_id)
 
 
-def view(quota: Quota, channel: Channel) -> dict:
-    """Quota in points and, at the channel's rate, in money (fen)."""
+def view(period: Period, channel: Channel) -> dict:
+    """Quota in points (totals over the shards) and, at the channel's rate, in money (fen)."""
     rate = int(channel.points_per_yuan)
     as_money = lambda points: -(-int(points) * 100 // rate)  # noqa: E731
     now = time.time()
+    limit, remaining = period.limit, period.remaining
     return {
-        "channel_code": quota.channel_code, "period_id": quota.period_id,
-        "starts_at": int(quota.starts_at), "ends_at": int(quota.ends_at),
-        "open": int(quota.starts_at) <= now < int(quota.ends_at),
-        "limit": int(quota.limit), "remaining": int(quota.remaining), "reserved": int(quota.reserved),
-        "spent": int(quota.spent), "granted": int(quota.granted), "grant_room": int(quota.grant_room),
-        "limit_money": as_money(quota.limit), "remaining_money": as_money(quota.remaining),
+        "channel_code": period.channel_code, "period_id": period.period_id,
+        "starts_at": period.starts_at, "ends_at": period.ends_at,
+        "open": period.starts_at <= now < period.ends_at,
+        "limit": limit, "remaining": remaining, "reserved": period.reserved,
+        "spent": period.spent, "granted": period.granted, "grant_room": period.grant_room,
+        "shards": len(period.shards),
+        "limit_money": as_money(limit), "remaining_money": as_money(remaining),
         "points_per_yuan": rate, "one_yuan_in_points": points_for(100, rate),
     }

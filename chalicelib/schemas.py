@@ -202,6 +202,7 @@ class PeriodOpen(Strict):
     starts_at: int = Field(ge=0)
     ends_at: int = Field(gt=0)
     quota_points: Optional[int] = Field(default=None, ge=0)
+    shards: int = Field(default=1, ge=1, le=32)  # quota shard items (``quotas.MAX_SHARDS``) for a hot channel
 
 
 class QuotaRaise(Strict):

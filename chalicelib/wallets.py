@@ -1,20 +1,25 @@
 """Hosted points: grants from the channel's server into members' wallets, and expiry.
 
 A grant is one transaction: the grant record (the channel's grant id, once),
-the wallet credit (guarded by the per-member cap) and the channel quota's
-grant room (guarded so total grants never exceed the quota).
+the wallet credit (guarded by the per-member cap) and the grant room of the
+quota shard(s) it takes from (each guarded, so total grants never exceed the
+quota; another grant taking a chosen shard first means read again, not refuse).
 """
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass
 
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from chalicelib import members, quotas
-from chalicelib.errors import Conflict, Unprocessable
+from chalicelib.errors import Busy, Conflict, Unprocessable
 from chalicelib.models import Channel, Grant, LabelledTransaction, Member, Quota, Refused, Wallet, commit_retrying
 from chalicelib.points import expired_lots, expiring_soon, spendable
+
+
+GRANT_ATTEMPTS = 40
 
 
 @dataclass(frozen=True)
@@ -62,25 +67,41 @@ def grant(channel: Channel, external_id: str, grant_id: str, points: int, expire
     wallet = wallet_of(member)
     record = Grant(key, member_id=member.member_id, external_id=external_id, points=points, expires_at=expires_at,
                    period_id=quota.period_id)
-    def build() -> LabelledTransaction:
-        tx = LabelledTransaction()
-        tx.put("grant", record, condition=Grant.grant_key.does_not_exist())
-        tx.update("wallet", wallet, [Wallet.balance.add(points), Wallet.granted.add(points),
-                                     Wallet.lots[grant_id].set({"left": points, "expires_at": expires_at})],
-                  condition=Wallet.balance <= cap - points)
-        tx.update("quota", quota, [Quota.grant_room.add(-points), Quota.granted.add(points)],
-                  condition=(Quota.grant_room >= points) & (Quota.ends_at > int(now)))
-        return tx
+    for attempt in range(GRANT_ATTEMPTS):
+        if attempt:
+            quota = quotas.get(channel.code, quota.period_id)  # a chosen shard was taken meanwhile: read again
+        takes = quotas.take(quota.by_shard("grant_room"), points)
+        if takes is None:
+            try:  # a concurrent send of this grant may be what took the room: answer it as a replay
+                return _replayed(Grant.get(key, consistent_read=True), external_id, points, expires_at)
+            except DoesNotExist:
+                pass
+            if int(wallet.balance) > cap - points:  # both limits bind: the member's cap is named, as before
+                raise Conflict("member_cap_exceeded", f"this grant would take the member over {cap} points")
+            raise Conflict("grant_quota_exhausted", "grants would exceed the channel's quota for this period")
 
-    try:
-        commit_retrying(build)
-    except Refused as refused:
-        if "grant" in refused.labels:
-            return _replayed(Grant.get(key, consistent_read=True), external_id, points, expires_at)
-        if "wallet" in refused.labels:
-            raise Conflict("member_cap_exceeded", f"this grant would take the member over {cap} points") from None
-        raise Conflict("grant_quota_exhausted", "grants would exceed the channel's quota for this period") from None
-    return GrantResult(record, True)
+        def build(quota=quota, takes=takes) -> LabelledTransaction:
+            tx = LabelledTransaction()
+            tx.put("grant", record, condition=Grant.grant_key.does_not_exist())
+            tx.update("wallet", wallet, [Wallet.balance.add(points), Wallet.granted.add(points),
+                                         Wallet.lots[grant_id].set({"left": points, "expires_at": expires_at})],
+                      condition=Wallet.balance <= cap - points)
+            for shard, used in takes.items():
+                tx.update(f"quota:{shard}", quota.shards[shard], [Quota.grant_room.add(-used), Quota.granted.add(used)],
+                          condition=(Quota.grant_room >= used) & (Quota.ends_at > int(now)))
+            return tx
+
+        try:
+            commit_retrying(build)
+        except Refused as refused:
+            if "grant" in refused.labels:
+                return _replayed(Grant.get(key, consistent_read=True), external_id, points, expires_at)
+            if "wallet" in refused.labels:
+                raise Conflict("member_cap_exceeded", f"this grant would take the member over {cap} points") from None
+            time.sleep(random.uniform(0, min(0.5, 0.005 * 2 ** min(attempt, 7))))
+            continue
+        return GrantResult(record, True)
+    raise Busy("busy", "too many concurrent grants; retry with the same grant id")
 
 
 def _replayed(existing: Grant, external_id: str, points: int, expires_at: int) -> GrantResult:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from chalicelib import quotas
 from chalicelib.models import Order, Quota
 from chalicelib.signing import body_sha256, sign
 from fake_wallet_channel import FakeWalletChannel
@@ -73,6 +74,7 @@ class Shop:
     period_id: str = "P1"
     ends_at: int = 0
     cap: int = 0
+    shards: int = 1
     tokens: dict[str, str] = field(default_factory=dict)  # external id → session token
     member_ids: dict[str, str] = field(default_factory=dict)  # external id → our member id
 
@@ -87,8 +89,24 @@ class Shop:
     def quota(self) -> dict:
         return ok(self.ops.get(f"/ops/channels/{self.code}/quota"))
 
-    def quota_item(self) -> Quota:
-        return Quota.get(self.code, self.period_id, consistent_read=True)
+    def quota_item(self) -> quotas.Period:
+        """The period's quota as stored: every shard item, read in one Query, with their totals."""
+        return quotas.get(self.code, self.period_id)
+
+    def quota_shards(self) -> list[Quota]:
+        shards = list(self.quota_item().shards.values())
+        assert len(shards) == self.shards, (len(shards), self.shards)
+        return shards
+
+    def assert_shards_balanced(self) -> list[Quota]:
+        """On every shard: nothing negative, remaining + reserved + spent = limit = grant_room + granted."""
+        shards = self.quota_shards()
+        for q in shards:
+            remaining, reserved, spent, limit = int(q.remaining), int(q.reserved), int(q.spent), int(q.limit)
+            grant_room, granted = int(q.grant_room), int(q.granted)
+            assert min(remaining, reserved, spent, grant_room, granted) >= 0, q.attribute_values
+            assert remaining + reserved + spent == limit == grant_room + granted, q.attribute_values
+        return shards
 
     def stock(self) -> int:
         goods = ok(self.ops.get(f"/ops/goods/{self.goods_id}"))
@@ -146,7 +164,7 @@ def signed_post(session: requests.Session, base_url: str, code: str, secret: str
 
 def make_shop(system, ops, points_mode: str, quota: int = 10_000_000, cap: int = 500_000, stock: int = 100_000,
               payment_auth: str = "channel_password", period_seconds: int = 3600, price: int = PRICE,
-              starts_ago: int = 10) -> Shop:
+              starts_ago: int = 10, shards: int | None = None) -> Shop:
     """A new channel with its own fake back end (started; stopped at the end of the session)."""
     fake = FakeWalletChannel().start()
     _FAKES.append(fake)
@@ -158,9 +176,12 @@ def make_shop(system, ops, points_mode: str, quota: int = 10_000_000, cap: int =
     fake.secret = created["secret"]
     now = int(time.time())
     shop = Shop(system, ops, code, created["secret"], fake, points_mode, ends_at=now + period_seconds,
-                price_points=price, cap=cap)
-    ok(ops.post(f"/ops/channels/{code}/periods", json={"period_id": shop.period_id, "starts_at": now - starts_ago,
-                                                       "ends_at": shop.ends_at}), 201)
+                price_points=price, cap=cap, shards=shards or 1)
+    period = {"period_id": shop.period_id, "starts_at": now - starts_ago, "ends_at": shop.ends_at}
+    if shards is not None:  # without it, the default (one shard)
+        period["shards"] = shards
+    opened = ok(ops.post(f"/ops/channels/{code}/periods", json=period), 201)
+    assert (opened["shards"], opened["limit"], opened["remaining"]) == (shop.shards, quota, quota), opened
     supplier = ok(ops.post("/ops/suppliers", json={
         "name": f"Supplier {uid()}", "contact_name": "Li Lei", "phone": "+86 138 0000 0000", "licence_no": uid("LIC-"),
         "bank_account": {"bank": "ICBC", "account_name": "Li Lei Trading", "account_no": "6222 0000 1111 2222"}}), 201)

@@ -32,6 +32,8 @@ def check_channel_books(shop: Shop) -> dict:
     assert quota["reserved"] == points["awaiting_deduction"], (quota, dict(points))
     assert quota["remaining"] + quota["reserved"] + quota["spent"] == quota["limit"], quota
     assert quota["remaining"] >= 0
+    shards = shop.assert_shards_balanced()  # and on every shard
+    assert sum(int(q.spent) for q in shards) == points["paid"] and quota["shards"] == shop.shards
     held = sum(int(l["qty"]) for o in orders if o.status != "failed" for l in o.lines)
     assert shop.stock() == STOCK - held
     return {"quota": quota, "orders": orders}
@@ -76,7 +78,7 @@ def test_books_balance_after_a_mixed_workload(system, ops):
     grants = burst(system.base_url, grant_tasks, 32)
     assert sum(g.status_code == 201 for g in grants) == 61, [g.text for g in grants if g.status_code >= 300][:3]
 
-    remote = make_shop(system, ops, "remote", quota=60 * 1200, stock=STOCK)
+    remote = make_shop(system, ops, "remote", quota=60 * 1200, stock=STOCK, shards=3)  # a hot channel's split quota
     remote_members = remote.members(20, points=20 * 1200)
     modes = [NORMAL, NORMAL, FAIL, TIMEOUT_AFTER, TIMEOUT_BEFORE]
     for i, m in enumerate(remote_members):

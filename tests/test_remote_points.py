@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from checkout_helpers import Shop, burst, make_shop, ok, summary
 from fake_wallet_channel import DOWN, FAIL, NORMAL, TIMEOUT_AFTER, TIMEOUT_BEFORE
 
@@ -29,6 +31,10 @@ def assert_agree(shop: Shop, resolved: bool = True) -> dict:
     assert quota["spent"] == paid_deducted == by_status.get("paid", 0), (quota, by_status)
     assert quota["reserved"] == by_status.get("awaiting_deduction", 0), (quota, by_status)
     assert quota["remaining"] + quota["reserved"] + quota["spent"] == quota["limit"], quota
+    shards = shop.assert_shards_balanced()  # confirm and release moved exactly the shards each order debited
+    for field in ("remaining", "reserved", "spent", "limit"):
+        assert sum(int(getattr(q, field)) for q in shards) == quota[field], (field, quota)
+    assert quota["shards"] == shop.shards
     held = sum(int(o.lines[0]["qty"]) for o in orders if o.status != "failed")
     assert shop.stock() == STOCK - held
     if resolved:
@@ -37,12 +43,19 @@ def assert_agree(shop: Shop, resolved: bool = True) -> dict:
     return quota
 
 
-def remote_shop(system, ops) -> Shop:
-    return make_shop(system, ops, "remote", quota=1_000_000, stock=STOCK)
+@pytest.fixture(params=[1, 4], ids=["1-shard", "4-shards"])
+def shards(request) -> int:
+    """Every remote-mode test runs on a one-item quota and on a quota split across 4 shard items."""
+    return request.param
 
 
-def test_deduct_succeeds(system, ops):
-    shop = remote_shop(system, ops)
+@pytest.fixture
+def remote_shop(system, ops, shards):
+    return lambda: make_shop(system, ops, "remote", quota=1_000_000, stock=STOCK, shards=shards)
+
+
+def test_deduct_succeeds(system, ops, remote_shop):
+    shop = remote_shop()
     member = shop.member(points=5000)
     a = shop.place(ops.session, member, body=shop.body(qty=2))
     assert a.status == 201 and a.body["status"] == "paid", a.body
@@ -51,8 +64,8 @@ def test_deduct_succeeds(system, ops):
     assert quota["spent"] == 2400 and quota["remaining"] == 1_000_000 - 2400
 
 
-def test_channel_refuses_the_deduction_and_everything_is_released(system, ops):
-    shop = remote_shop(system, ops)
+def test_channel_refuses_the_deduction_and_everything_is_released(system, ops, remote_shop):
+    shop = remote_shop()
     member = shop.member(points=5000)
     shop.fake.deduct_mode = FAIL
     a = shop.place(ops.session, member)
@@ -74,8 +87,8 @@ def test_channel_refuses_the_deduction_and_everything_is_released(system, ops):
     assert_agree(shop)
 
 
-def test_timeout_after_the_channel_deducted_is_confirmed_by_query(system, ops):
-    shop = remote_shop(system, ops)
+def test_timeout_after_the_channel_deducted_is_confirmed_by_query(system, ops, remote_shop):
+    shop = remote_shop()
     member = shop.member(points=5000)
     shop.fake.deduct_mode = TIMEOUT_AFTER
     started = time.time()
@@ -87,8 +100,8 @@ def test_timeout_after_the_channel_deducted_is_confirmed_by_query(system, ops):
     assert assert_agree(shop)["spent"] == 1200
 
 
-def test_timeout_before_any_deduction_is_released_by_query(system, ops):
-    shop = remote_shop(system, ops)
+def test_timeout_before_any_deduction_is_released_by_query(system, ops, remote_shop):
+    shop = remote_shop()
     member = shop.member(points=5000)
     shop.fake.deduct_mode = TIMEOUT_BEFORE
     a = shop.place(ops.session, member)
@@ -99,8 +112,8 @@ def test_timeout_before_any_deduction_is_released_by_query(system, ops):
     assert (quota["spent"], quota["remaining"]) == (0, 1_000_000)
 
 
-def test_query_down_keeps_the_order_pending_for_ops_until_resolved(system, ops):
-    shop = remote_shop(system, ops)
+def test_query_down_keeps_the_order_pending_for_ops_until_resolved(system, ops, remote_shop):
+    shop = remote_shop()
     deducted, untouched = shop.member(points=5000), shop.member(points=5000)
     shop.fake.query_mode = DOWN
     shop.fake.member_modes = {deducted: TIMEOUT_AFTER, untouched: TIMEOUT_BEFORE}
@@ -136,9 +149,9 @@ def test_query_down_keeps_the_order_pending_for_ops_until_resolved(system, ops):
     assert_agree(shop)
 
 
-def test_mixed_burst_of_remote_outcomes_agrees(system, ops):
+def test_mixed_burst_of_remote_outcomes_agrees(system, ops, remote_shop):
     """120 orders at once from members whose channel wallet succeeds, refuses, or times out either side."""
-    shop = remote_shop(system, ops)
+    shop = remote_shop()
     modes = [NORMAL, FAIL, TIMEOUT_AFTER, TIMEOUT_BEFORE]
     members = shop.members(24, points=100_000)
     for i, m in enumerate(members):
@@ -159,9 +172,9 @@ def test_mixed_burst_of_remote_outcomes_agrees(system, ops):
     assert shop.fake.bad_signatures == 0
 
 
-def test_bad_signature_is_refused_by_the_channel(system, ops):
+def test_bad_signature_is_refused_by_the_channel(system, ops, remote_shop):
     """Our calls are signed with the channel's secret; the fake proves it by refusing a wrong one."""
-    shop = remote_shop(system, ops)
+    shop = remote_shop()
     member = shop.member(points=5000)
     shop.fake.secret = "not-the-channel-secret"
     a = shop.place(ops.session, member)

@@ -6,6 +6,7 @@ import json
 import secrets
 import time
 
+import pytest
 import requests
 
 from checkout_helpers import Shop, assert_error, burst, make_shop, ok, uid
@@ -60,8 +61,10 @@ def test_member_cap_refuses_and_never_trims(system, ops):
     assert_error(shop.grant(member, 1), 409, "member_cap_exceeded")
 
 
-def test_grants_never_exceed_the_channel_quota(system, ops):
-    shop = make_shop(system, ops, "hosted", quota=20_000)
+@pytest.mark.parametrize("shards", [1, 4])
+def test_grants_never_exceed_the_channel_quota(system, ops, shards):
+    """With 4 shards of 5,000, the 15,000 grant takes three shards' grant room in one transaction."""
+    shop = make_shop(system, ops, "hosted", quota=20_000, shards=shards)
     a, b = shop.member(), shop.member()
     ok(shop.grant(a, 15_000), 201)
     assert_error(shop.grant(b, 6000), 409, "grant_quota_exhausted")
@@ -71,8 +74,9 @@ def test_grants_never_exceed_the_channel_quota(system, ops):
     assert (quota["granted"], quota["grant_room"]) == (20_000, 0)
     # Raising the quota gives grant room too.
     ok(ops.post(f"/ops/channels/{shop.code}/periods/{shop.period_id}/raise", json={"points": 1000}))
-    ok(shop.grant(b, 1000), 201)
+    ok(shop.grant(b, 1000), 201)  # with 4 shards the raise gave each 250: this grant spans all four
     assert shop.quota()["granted"] == 21_000
+    assert [int(q.grant_room) for q in shop.assert_shards_balanced()] == [0] * shards
 
 
 def test_partner_signature_is_checked(system, ops):
@@ -119,8 +123,11 @@ def test_500_concurrent_grants_never_exceed_the_member_cap(system, ops):
     assert shop.quota()["granted"] == 5000
 
 
-def test_500_concurrent_grants_never_exceed_the_quota(system, ops):
-    shop = make_shop(system, ops, "hosted", quota=20_000, cap=100_000)
+@pytest.mark.parametrize("shards", [1, 3])
+def test_500_concurrent_grants_never_exceed_the_quota(system, ops, shards):
+    """With 3 shards (6,667 + 6,667 + 6,666) no shard holds a whole number of 100-point grants: the last
+    ones must take grant room from two shards at once, and still exactly 200 of 500 get through."""
+    shop = make_shop(system, ops, "hosted", quota=20_000, cap=100_000, shards=shards)
     members = shop.members(50)
     results = burst(system.base_url, [lambda s, m=members[i % 50]: shop.grant(m, 100, session=s)
                                       for i in range(500)], 64)
@@ -134,10 +141,14 @@ def test_500_concurrent_grants_never_exceed_the_quota(system, ops):
     assert sum(int(wallet_item(shop, m).granted) for m in members) == 20_000
     grants = [g for g in Grant.scan(Grant.grant_key.startswith(f"{shop.code}#"))]
     assert len(grants) == 200 and sum(int(g.points) for g in grants) == 20_000
+    assert [int(q.grant_room) for q in shop.assert_shards_balanced()] == [0] * shards
 
 
-def test_concurrent_replays_of_one_grant_credit_once(system, ops):
-    shop = make_shop(system, ops, "hosted")
+@pytest.mark.parametrize("quota,shards", [(10_000_000, None), (700, 2)], ids=["plenty", "the-whole-quota"])
+def test_concurrent_replays_of_one_grant_credit_once(system, ops, quota, shards):
+    """Also when the grant takes the whole quota (two shards of 350): its replays answer it, not
+    ``grant_quota_exhausted``."""
+    shop = make_shop(system, ops, "hosted", quota=quota, shards=shards)
     member = shop.member()
     results = burst(system.base_url, [lambda s: shop.grant(member, 700, grant_id="same", session=s)
                                       for _ in range(100)], 50)
