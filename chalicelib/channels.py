@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import secrets
 import time
+from typing import Iterable
 
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.models import Model
 
 from chalicelib import audit
 from chalicelib.errors import Conflict, NotFound
-from chalicelib.models import Channel, condition_failed, now_iso, transaction
+from chalicelib.models import Channel, Quota, condition_failed, now_iso, transaction
 from chalicelib.schemas import ChannelCreate, ChannelFields
 
 ACTIVE, SUSPENDED = "active", "suspended"
@@ -73,11 +75,14 @@ def create(data: ChannelCreate, actor: str) -> Channel:
 
 
 def _update(channel: Channel, actions: list, changes: list[tuple[str, str, object, object]], actor: str,
-            condition=None) -> Channel:
+            condition=None, also: Iterable[tuple[Model, list]] = ()) -> Channel:
+    """Update the channel (and ``also`` the items that must change with it) with one audit row per change."""
     try:
         with transaction() as tx:
             tx.update(channel, actions + [Channel.updated_at.set(now_iso())],
                       condition=Channel.code.exists() if condition is None else condition)
+            for item, item_actions in also:
+                tx.update(item, item_actions)
             for action, field, old, new in changes:
                 audit.add(tx, f"channel#{channel.code}", actor, action, field, old, new)
     except TransactWriteError as exc:
@@ -100,13 +105,21 @@ def edit(code: str, fields: ChannelFields, actor: str) -> Channel:
 
 
 def set_status(code: str, status: str, actor: str) -> Channel:
-    """Suspend or resume; entry and checkout read the status on every request, so it acts at once."""
+    """Suspend or resume at once: entry reads the status on every request, and checkout conditions on the
+    current period's quota shards, whose ``selling`` flag changes in the same transaction as the status."""
     channel = get(code)
     if channel.status == status:
         return channel
+    shards = list(Quota.query(code, Quota.period_id.between(channel.current_period, channel.current_period + "#~"),
+                              consistent_read=True)) if channel.current_period else []
+    shards = [q for q in shards if q.period_id == channel.current_period
+              or q.period_id.startswith(channel.current_period + "#")]
+    guard = (Channel.status == channel.status) & (
+        Channel.current_period == channel.current_period if channel.current_period
+        else Channel.current_period.does_not_exist())
     return _update(channel, [Channel.status.set(status)],
                    [("suspended" if status == SUSPENDED else "resumed", "status", channel.status, status)], actor,
-                   Channel.status == channel.status)
+                   guard, [(q, [Quota.selling.set(status == ACTIVE)]) for q in shards])
 
 
 def rotate_secret(code: str, overlap_seconds: int, actor: str) -> tuple[Channel, str]:

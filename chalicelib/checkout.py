@@ -138,13 +138,15 @@ def _stock_updates(tx: LabelledTransaction, lines: list[PricedLine], found: dict
         tx.update(f"stock:{goods_id}", goods, actions, condition=condition)
 
 
+def _not_selling(channel: Channel) -> DomainError:
+    """The period's shards stopped selling: the channel was suspended, or a new period replaced this one."""
+    if channels.get(channel.code).status != channels.ACTIVE:
+        return Forbidden("channel_suspended", f"channel {channel.code} is suspended")
+    return Conflict("period_ended", "the settlement period changed; try again")
+
+
 def _refusal(refused: Refused, channel: Channel, quota: quotas.Period, now: float) -> DomainError:
     labels = refused.labels
-    if "channel" in labels:
-        fresh = channels.get(channel.code)
-        if fresh.status != channels.ACTIVE:
-            return Forbidden("channel_suspended", f"channel {channel.code} is suspended")
-        return Conflict("period_ended", "the settlement period changed; try again")
     if any(l.startswith("quota:") for l in labels):
         if now >= int(quota.ends_at) or now < int(quota.starts_at):
             return Conflict("period_ended", "the channel's redemption period is not open")
@@ -175,6 +177,8 @@ def place(channel_code: str, member_id: str, key: str, lines: Sequence[LineReque
     for attempt in range(COMMIT_ATTEMPTS):
         now_ = time.time() if now is None else now
         quota = quotas.current(channel)  # every shard of the period, one Query
+        if not quota.selling:
+            raise _not_selling(channel)
         if not int(quota.starts_at) <= now_ < int(quota.ends_at):
             raise Conflict("period_ended", "the channel's redemption period is not open")
         priced, found, items = _price(channel, lines)
@@ -197,8 +201,6 @@ def place(channel_code: str, member_id: str, key: str, lines: Sequence[LineReque
         order.quota_takes = {str(shard): used for shard, used in takes.items()}
         tx = LabelledTransaction()
         tx.put("order", order, condition=Order.order_id.does_not_exist())
-        tx.check("channel", Channel, channel.code,
-                 condition=(Channel.status == channels.ACTIVE) & (Channel.current_period == quota.period_id))
         for goods_id, item in items.items():
             tx.check(f"price:{goods_id}", PoolItem, channel.code, goods_id,
                      condition=PoolItem.updated_at == item.updated_at)
@@ -206,7 +208,7 @@ def place(channel_code: str, member_id: str, key: str, lines: Sequence[LineReque
             held = Quota.reserved.add(used) if channel.points_mode == "remote" else Quota.spent.add(used)
             tx.update(f"quota:{shard}", quota.shards[shard], [Quota.remaining.add(-used), held],
                       condition=(Quota.remaining >= used) & (Quota.starts_at <= int(now_))
-                      & (Quota.ends_at > int(now_)))
+                      & (Quota.ends_at > int(now_)) & (Quota.selling == True))  # noqa: E712
         if wallet is not None:
             _debit_wallet(tx, wallet, points, now_)
         _stock_updates(tx, priced, found, -1, guard_prices=True)

@@ -255,6 +255,9 @@ class Quota(Model):
     ``remaining >= n``), ``reserved`` holds remote-mode orders waiting for the channel's
     deduction, ``spent`` is confirmed; ``grant_room`` caps hosted grants at the same quota.
     Per shard, ``remaining + reserved + spent == limit == grant_room + granted``.
+    ``selling`` is the checkout gate: true only while the channel is active and this is its
+    current period. It is written with the channel's status and period changes, so checkout
+    conditions on the shards it debits and never on the (single, hot) channel item.
     """
 
     Meta = _meta("quotas")
@@ -268,6 +271,7 @@ class Quota(Model):
     spent = NumberAttribute(default=0)
     grant_room = NumberAttribute()
     granted = NumberAttribute(default=0)
+    selling = BooleanAttribute(default=True)
     created_at = UnicodeAttribute(default=now_iso)
 
 

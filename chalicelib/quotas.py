@@ -61,6 +61,10 @@ class Period:
     granted = property(lambda self: self._sum("granted"))
     grant_room = property(lambda self: self._sum("grant_room"))
 
+    @property
+    def selling(self) -> bool:
+        return all(q.selling is not False for q in self.shards.values())
+
     def by_shard(self, field: str) -> dict[int, int]:
         return {i: int(getattr(q, field)) for i, q in self.shards.items()}
 
@@ -103,16 +107,22 @@ def open_period(code: str, period_id: str, starts_at: int, ends_at: int, quota_p
     if not 1 <= shards <= MAX_SHARDS:
         raise Unprocessable("validation_error", f"shards must be 1 to {MAX_SHARDS}", "shards")
     limit = int(channel.redemption_quota) if quota_points is None else quota_points
+    selling = channel.status == channels.ACTIVE
     items = {i: Quota(code, shard_key(period_id, i), starts_at=starts_at, ends_at=ends_at, limit=share,
-                      remaining=share, reserved=0, spent=0, grant_room=share, granted=0)
+                      remaining=share, reserved=0, spent=0, grant_room=share, granted=0, selling=selling)
              for i, share in enumerate(split(limit, shards))}
+    previous = get(code, channel.current_period) if channel.current_period else None
 
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
         for i, item in items.items():
             tx.put(f"period:{i}", item, condition=Quota.period_id.does_not_exist())
+        for i, item in (previous.shards.items() if previous else ()):
+            tx.update(f"closed:{i}", item, [Quota.selling.set(False)])  # the old period stops selling with it
         tx.update("channel", channel, [Channel.current_period.set(period_id), Channel.updated_at.set(now_iso())],
-                  condition=Channel.code.exists())
+                  condition=(Channel.status == channel.status) & (Channel.current_period == channel.current_period)
+                  if channel.current_period else (Channel.status == channel.status)
+                  & Channel.current_period.does_not_exist())
         tx.put("audit", audit.row(f"channel#{code}", actor, "period_opened", "current_period",
                                   channel.current_period, {"period_id": period_id, "quota": limit, "shards": shards,
                                                            "starts_at": starts_at, "ends_at": ends_at}))
@@ -120,7 +130,9 @@ def open_period(code: str, period_id: str, starts_at: int, ends_at: int, quota_p
 
     try:
         commit_retrying(build)
-    except Refused:
+    except Refused as refused:
+        if "channel" in refused.labels:
+            raise Conflict("concurrent_update", f"channel {code} changed meanwhile; retry") from None
         raise Conflict("period_exists", f"channel {code} already has period {period_id}", "period_id") from None
     return Period(code, period_id, items)
 
@@ -183,7 +195,7 @@ def view(period: Period, channel: Channel) -> dict:
         "open": period.starts_at <= now < period.ends_at,
         "limit": limit, "remaining": remaining, "reserved": period.reserved,
         "spent": period.spent, "granted": period.granted, "grant_room": period.grant_room,
-        "shards": len(period.shards),
+        "shards": len(period.shards), "selling": period.selling,
         "limit_money": as_money(limit), "remaining_money": as_money(remaining),
         "points_per_yuan": rate, "one_yuan_in_points": points_for(100, rate),
     }
