@@ -14,10 +14,11 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from chalicelib.errors import DomainError
+from local_http import LocalHttpFake
 from chalicelib.partners import READ_TIMEOUT
 from chalicelib.signing import body_sha256, check_envelope, check_signature
 
@@ -51,7 +52,7 @@ class Call:
         return self.headers.get("x-nonce")
 
 
-class FakeChannel:
+class FakeChannel(LocalHttpFake):
     """``ThreadingHTTPServer`` on 127.0.0.1 (a free port) in a daemon thread.
 
     ``secret``      the channel's signing secret (set it once the channel exists)
@@ -63,6 +64,7 @@ class FakeChannel:
     """
 
     def __init__(self, secret: str | None = None) -> None:
+        super().__init__()
         self.secret = secret
         self.mode = OK
         self.identities: dict[str, dict[str, Any]] = {}
@@ -71,49 +73,6 @@ class FakeChannel:
         self.reject_status = 401
         self.calls: list[Call] = []
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # --- lifecycle -----------------------------------------------------------------
-
-    def start(self) -> "FakeChannel":
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                fake._handle(self)
-
-            def do_GET(self) -> None:  # noqa: N802
-                fake._handle(self)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-channel", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> "FakeChannel":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() the fake channel first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     # --- configuration -----------------------------------------------------------------
 

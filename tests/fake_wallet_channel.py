@@ -28,23 +28,20 @@ import json
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from chalicelib.errors import DomainError
+from local_http import LocalHttpFake
 from chalicelib.partners import READ_TIMEOUT
 from chalicelib.signing import body_sha256, check_envelope, check_signature
 
 NORMAL, FAIL, TIMEOUT_AFTER, TIMEOUT_BEFORE, DOWN = "normal", "fail", "timeout_after", "timeout_before", "down"
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024  # tests fire hundreds of calls at once
-
-
-class FakeWalletChannel:
+class FakeWalletChannel(LocalHttpFake):
     def __init__(self, secret: str | None = None) -> None:
+        super().__init__()
         self.secret = secret
         self.passwords: dict[str, str] = {}  # external member id → payment password
         self.wallets: dict[str, int] = {}  # external member id → points
@@ -58,43 +55,6 @@ class FakeWalletChannel:
         self.bad_signatures = 0
         self._nonces: set[str] = set()
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-
-    # --- lifecycle -----------------------------------------------------------------
-
-    def start(self) -> "FakeWalletChannel":
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                fake._handle(self)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, name="fake-wallet-channel", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> "FakeWalletChannel":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() the fake channel first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     # --- test set-up and read-back -------------------------------------------------------
 
