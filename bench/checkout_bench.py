@@ -91,6 +91,17 @@ def seed(members: int, fake_url: str) -> dict:
     return {"code": code, "secret": channel.secret, "goods_id": created.goods_id, "members": people}
 
 
+def run_all(run, people: list[dict]) -> float:
+    """One thread per member, all started together; the wall time they took."""
+    threads = [threading.Thread(target=run, args=(m,)) for m in people]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
+
+
 # --- 1. the raw transaction -----------------------------------------------------------------
 
 def capture_transaction(shop: dict, member: dict) -> dict:
@@ -173,13 +184,7 @@ def raw_commits(endpoint: str, template: dict, source: dict, people: list[dict],
             outcome.update(done)
             latencies.extend(mine)
 
-    threads = [threading.Thread(target=run, args=(m,)) for m in people]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - t0
+    elapsed = run_all(run, people)
     return {"outcome": outcome, "rate": outcome["committed"] / elapsed, "latencies": latencies, "elapsed": elapsed}
 
 
@@ -209,13 +214,7 @@ def http_checkouts(base_url: str, shop: dict, people: list[dict], seconds: float
             outcome.update(done)
             latencies.extend(mine)
 
-    threads = [threading.Thread(target=run, args=(m,)) for m in people]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - t0
+    elapsed = run_all(run, people)
     return {"outcome": outcome, "rate": outcome["201 paid"] / elapsed, "latencies": latencies, "elapsed": elapsed}
 
 

@@ -126,9 +126,9 @@ def shop(system, ops):
             "a": (a_code, a_secret, f"Bank A Rewards {tag}"), "b": (b_code, b_secret, f"Air B Miles {tag}")}
 
 
-def shot(page, name: str, full_page: bool = False) -> Path:
+def shot(page, name: str, full_page: bool = False, prefix: str = "store") -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / f"store-{name}.png"
+    path = SHOTS / f"{prefix}-{name}.png"
     page.screenshot(path=str(path), full_page=full_page)
     return path
 

@@ -27,17 +27,15 @@ from pathlib import Path
 import pytest
 
 from chalicelib.signing import body_sha256, sign
-from test_store_browser import SHOTS, browser, make_goods, make_supplier, ok, phone, price_in  # noqa: F401
+from test_store_browser import browser, make_goods, make_supplier, ok, phone, price_in  # noqa: F401
+from test_store_browser import shot as store_shot
 from tools.sign import entry_link
 
 RATE = 100  # points per yuan: 1 fen = 1 point
 
 
 def shot(page, name: str, full_page: bool = False) -> Path:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / f"checkout-{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
-    return path
+    return store_shot(page, name, full_page, prefix="checkout")
 
 
 def watch(page, base_url: str) -> list[str]:
