@@ -18,8 +18,11 @@ from pynamodb.attributes import (
     TTLAttribute,
     UnicodeAttribute,
 )
+from pynamodb.connection import Connection
+from pynamodb.exceptions import TransactWriteError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
 
 from chalicelib import config
 
@@ -376,18 +379,15 @@ def create_tables() -> None:
             model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
 
 
-def transaction(token: str | None = None) -> "TransactWrite":
+def transaction(token: str | None = None) -> TransactWrite:
     """A DynamoDB transaction on the configured endpoint: all writes or none."""
-    from pynamodb.connection import Connection
-    from pynamodb.transactions import TransactWrite
-
     global _TX_CONNECTION
     if _TX_CONNECTION is None:  # one shared client: building a botocore client per write costs 50-100+ ms
         _TX_CONNECTION = Connection(region=config.REGION, host=config.DYNAMODB_ENDPOINT)
     return TransactWrite(connection=_TX_CONNECTION, client_request_token=token)
 
 
-_TX_CONNECTION = None
+_TX_CONNECTION: Connection | None = None
 
 
 def condition_failed(error: Exception) -> bool:
@@ -437,8 +437,6 @@ class LabelledTransaction:
         self._labels["update"].append(label)
 
     def commit(self) -> None:
-        from pynamodb.exceptions import TransactWriteError
-
         order = self._labels["check"] + self._labels["delete"] + self._labels["put"] + self._labels["update"]
         try:
             with self._tx:

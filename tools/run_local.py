@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import threading
-from pathlib import Path
 
 from tools.engines import ROOT, free_port
 from tools.stack import LocalSystem
