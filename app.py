@@ -495,11 +495,11 @@ def member_otp(code: str) -> dict:
 
 @route("/api/{code}/orders", methods=("POST",))
 def member_checkout(code: str) -> Response:
-    session, _ = member_channel(code)
+    session, channel = member_channel(code)
     data = web.body(req(), OrderRequest)
     key = req().headers.get("idempotency-key") or ""
     lines = [checkout.LineRequest(l.goods_id, l.sku_id, l.qty) for l in data.lines]
-    order, created = checkout.place(code, session.member_id, key, lines, data.password, data.otp)
+    order, created = checkout.place(channel, session.member_id, key, lines, data.password, data.otp)
     return Response(body=orders.view(order), status_code=201 if created else 200, headers=web.JSON)
 
 

@@ -106,10 +106,11 @@ def run_all(run, people: list[dict]) -> float:
 
 def capture_transaction(shop: dict, member: dict) -> dict:
     """The TransactWriteItems parameters of one real checkout, as PynamoDB sends them."""
-    from chalicelib import checkout, models
+    from chalicelib import checkout, entry, models
 
     lines = [checkout.LineRequest(shop["goods_id"], "S1", 1)]
-    checkout.place(shop["code"], member["member_id"], uuid.uuid4().hex, lines, password=PASSWORD)  # warm-up
+    channel = entry.active_channel(shop["code"])
+    checkout.place(channel, member["member_id"], uuid.uuid4().hex, lines, password=PASSWORD)  # warm-up
     captured: list[dict] = []
 
     def grab(params: dict, **_) -> None:
@@ -118,7 +119,7 @@ def capture_transaction(shop: dict, member: dict) -> dict:
     events = models._TX_CONNECTION.client.meta.events
     events.register("before-parameter-build.dynamodb.TransactWriteItems", grab, unique_id="bench-capture")
     try:
-        checkout.place(shop["code"], member["member_id"], uuid.uuid4().hex, lines, password=PASSWORD)
+        checkout.place(channel, member["member_id"], uuid.uuid4().hex, lines, password=PASSWORD)
     finally:
         events.unregister("before-parameter-build.dynamodb.TransactWriteItems", unique_id="bench-capture")
     return captured[-1]
@@ -268,8 +269,8 @@ def capacity_per_order(shop: dict, member: dict, orders: int) -> tuple[Capacity,
     capacity.on = True
     t0 = time.perf_counter()
     for _ in range(orders):
-        entry.active_channel(shop["code"])  # the route's own channel read (member_channel)
-        order, created = checkout.place(shop["code"], member["member_id"], uuid.uuid4().hex, lines,
+        channel = entry.active_channel(shop["code"])  # the route's own channel read (member_channel)
+        order, created = checkout.place(channel, member["member_id"], uuid.uuid4().hex, lines,
                                         password=PASSWORD)
         assert created and order.status == "paid"
     elapsed = time.perf_counter() - t0

@@ -24,7 +24,7 @@ from typing import Sequence
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib import channels, entry, goods as goods_mod, members, partners, payment_auth, pools, quotas
+from chalicelib import channels, goods as goods_mod, members, partners, payment_auth, pools, quotas
 from chalicelib.errors import Busy, Conflict, DomainError, Forbidden, NotFound, Unprocessable
 from chalicelib.models import (
     Channel, Contended, Goods, LabelledTransaction, Member, Order, PoolItem, Quota, Refused, Wallet, commit_retrying,
@@ -160,19 +160,20 @@ def _refusal(refused: Refused, channel: Channel, quota: quotas.Period, now: floa
     return Conflict("price_changed", "the price changed; review the order and try again")
 
 
-def place(channel_code: str, member_id: str, key: str, lines: Sequence[LineRequest], password: str | None = None,
+def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineRequest], password: str | None = None,
           otp: str | None = None, now: float | None = None) -> tuple[Order, bool]:
-    """Place (or replay) an order. Returns the order and whether this call created it."""
+    """Place (or replay) an order in an active channel the caller has just read (the route's own check).
+
+    Returns the order and whether this call created it."""
     if not 8 <= len(key) <= 64:
         raise Unprocessable("validation_error", "Idempotency-Key must be 8 to 64 characters", "Idempotency-Key")
-    order_id = order_id_for(channel_code, member_id, key)
+    order_id = order_id_for(channel.code, member_id, key)
     request_hash = _request_hash(lines)
     replay = _existing(order_id, request_hash)
     if replay is not None:
         return replay, False
-    channel = entry.active_channel(channel_code)
     _validate(channel, lines)
-    member = members.get(member_id, channel_code)
+    member = members.get(member_id, channel.code)
     proof = payment_auth.confirm(channel, member, password, otp, now)
     for attempt in range(COMMIT_ATTEMPTS):
         now_ = time.time() if now is None else now

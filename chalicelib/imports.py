@@ -20,7 +20,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib import bucket, config, goods
 from chalicelib.errors import Conflict, NotFound, Unprocessable
-from chalicelib.models import Upload, now_iso
+from chalicelib.models import Upload, get_owned, now_iso
 from chalicelib.schemas import GoodsDraft, UploadRequest
 
 CSV_COLUMNS = ("ref", "title", "category", "sku_id", "spec", "settlement_price", "stock")
@@ -58,11 +58,8 @@ def view(u: Upload) -> dict:
 
 
 def get_own(supplier_id: str, upload_id: str) -> Upload:
-    try:
-        upload = Upload.get(upload_id)
-    except DoesNotExist:
-        upload = None
-    if upload is None or upload.supplier_id != supplier_id:
+    upload = get_owned(Upload, upload_id, "supplier_id", supplier_id)
+    if upload is None:
         raise NotFound("upload_not_found", f"no upload {upload_id}")
     return upload
 

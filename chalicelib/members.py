@@ -12,7 +12,7 @@ import uuid
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 
 from chalicelib.errors import NotFound
-from chalicelib.models import Member, MemberLink, now_iso, transaction
+from chalicelib.models import Member, MemberLink, get_owned, now_iso, transaction
 
 ATTEMPTS = 8
 
@@ -65,11 +65,8 @@ def _refresh(member: Member, nickname: str | None, mobile: str | None, remote_po
 
 
 def get(member_id: str, channel_code: str) -> Member:
-    try:
-        member = Member.get(member_id)
-    except DoesNotExist:
-        member = None
-    if member is None or member.channel_code != channel_code:
+    member = get_owned(Member, member_id, "channel_code", channel_code)
+    if member is None:
         raise NotFound("member_not_found", "no such member")
     return member
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from pynamodb.attributes import (
     BooleanAttribute,
@@ -19,12 +19,15 @@ from pynamodb.attributes import (
     UnicodeAttribute,
 )
 from pynamodb.connection import Connection
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from chalicelib import config
+
+
+M = TypeVar("M", bound=Model)
 
 
 def now_iso() -> str:
@@ -370,6 +373,16 @@ ALL_MODELS: tuple[type[Model], ...] = (
     Supplier, SupplierKey, Goods, Audit, Channel, PoolItem, Upload, Nonce, MemberLink, Member, Topic,
     Quota, Wallet, Grant, Order, PaymentGuard,
 )
+
+
+def get_owned(model: type[M], key: str, owner_attr: str, owner: str) -> M | None:
+    """The item if it exists and belongs to ``owner``, else None: callers answer both cases alike,
+    so nobody learns that another owner's item exists."""
+    try:
+        item = model.get(key)
+    except DoesNotExist:
+        return None
+    return item if getattr(item, owner_attr) == owner else None
 
 
 def create_tables() -> None:

@@ -1,10 +1,8 @@
 """The member's order centre and the ops view of orders."""
 from __future__ import annotations
 
-from pynamodb.exceptions import DoesNotExist
-
 from chalicelib.errors import NotFound
-from chalicelib.models import Order
+from chalicelib.models import Order, get_owned
 
 
 def lines_of(o: Order) -> list[dict]:
@@ -33,10 +31,7 @@ def of_member(member_id: str, limit: int = 50) -> list[Order]:
 
 
 def get_for_member(order_id: str, member_id: str) -> Order:
-    try:
-        order = Order.get(order_id)
-    except DoesNotExist:
-        order = None
-    if order is None or order.member_id != member_id:
+    order = get_owned(Order, order_id, "member_id", member_id)
+    if order is None:
         raise NotFound("order_not_found", f"no order {order_id}")
     return order

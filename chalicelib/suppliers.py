@@ -16,7 +16,7 @@ from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 
 from chalicelib import audit
 from chalicelib.errors import Conflict, Forbidden, NotFound, Unauthorized
-from chalicelib.models import Supplier, SupplierKey, condition_failed, now_iso, transaction
+from chalicelib.models import Supplier, SupplierKey, condition_failed, get_owned, now_iso, transaction
 from chalicelib.schemas import SupplierApplication
 
 KEY_PREFIX = "cmk"
@@ -136,11 +136,8 @@ def list_keys(supplier_id: str) -> list[SupplierKey]:
 
 
 def revoke_key(supplier_id: str, key_id: str, actor: str) -> None:
-    try:
-        key = SupplierKey.get(key_id)
-    except DoesNotExist:
-        key = None
-    if key is None or key.supplier_id != supplier_id:
+    key = get_owned(SupplierKey, key_id, "supplier_id", supplier_id)
+    if key is None:
         raise NotFound("key_not_found", f"supplier {supplier_id} has no key {key_id}")
     try:
         key.update([SupplierKey.status.set("revoked"), SupplierKey.revoked_at.set(now_iso())],
