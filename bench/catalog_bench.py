@@ -1,6 +1,6 @@
 """Catalog latency and DynamoDB read cost: `.venv/bin/python -m bench.catalog_bench [--goods 200] [--requests 300]`.
 
-Starts its own local system (DynamoDB Local + the app over HTTP), seeds one
+Starts its own local system (Dynoxide + the app over HTTP), seeds one
 channel whose sub-pool holds ``--goods`` goods through the business functions
 (so every rule and audit row applies), enters one member with a signed link,
 then:
@@ -11,7 +11,7 @@ then:
   botocore handler asks DynamoDB for ``ReturnConsumedCapacity=TOTAL`` and sums
   the ``ConsumedCapacity`` it answers, giving the read capacity per page.
 
-DynamoDB Local runs on this machine, so the latencies are a floor for the
+Dynoxide runs on this machine, so the latencies are a floor for the
 code path, not a forecast for AWS; the capacity units are what AWS would bill.
 """
 from __future__ import annotations
@@ -219,7 +219,7 @@ def main() -> None:
     every = first + later
     line = "-" * 66
     print(line)
-    print("catalog benchmark  (local: DynamoDB Local + chalice local, one client)")
+    print("catalog benchmark  (local: Dynoxide + chalice local, one client)")
     print(line)
     print(f"pool                     {args.goods} goods, {len(cursors)} pages of {PAGE}, seeded in {seed_seconds:.1f} s")
     print(f"requests                 {len(every)} x GET /api/{{code}}/catalog?limit={PAGE} "

@@ -1,8 +1,8 @@
 """Checkout throughput, latency and DynamoDB cost: `.venv/bin/python -m bench.checkout_bench`.
 
-Starts its own local system (DynamoDB Local + the app over HTTP) and a fast local fake
+Starts its own local system (Dynoxide + the app over HTTP) and a fast local fake
 channel back end that answers the payment-password API, seeds one hosted channel with a big
-quota, one goods with a big stock and a wallet per member, then, on the same DynamoDB Local:
+quota, one goods with a big stock and a wallet per member, then, on the same Dynoxide:
 
 1. **raw commit rate** — the exact ``TransactWriteItems`` a checkout sends (order put, channel
    condition check, pool price check, quota update, wallet update, goods stock update), captured
@@ -15,7 +15,7 @@ quota, one goods with a big stock and a wallet per member, then, on the same Dyn
    plus the route's channel read) while a botocore hook asks for ``ReturnConsumedCapacity=TOTAL``
    and sums the ``ConsumedCapacity`` DynamoDB answers, split into reads and writes.
 
-DynamoDB Local, the app and the fake share this machine (and the app and fake one Python
+Dynoxide, the app and the fake share this machine (and the app and fake one Python
 process), so rates and latencies are a floor for the code path, not a forecast for AWS.
 """
 from __future__ import annotations
@@ -329,7 +329,7 @@ def main() -> None:
     orders_total = args.orders + 2  # the capture's warm-up and captured checkouts
     line = "-" * 78
     print(line)
-    print("checkout benchmark  (local: DynamoDB Local + chalice local + fake channel, one machine)")
+    print("checkout benchmark  (local: Dynoxide + chalice local + fake channel, one machine)")
     print(line)
     print(f"seeded                   1 hosted channel, {len(shop['members'])} members with wallets, "
           f"1 goods, in {seed_seconds:.1f} s")
@@ -360,7 +360,7 @@ def main() -> None:
     for label in sorted(set(capacity.read) | set(capacity.write)):
         r, w = capacity.read.get(label, 0) / n, capacity.write.get(label, 0) / n
         print(f"      {label:<36} {r:5.2f} RCU   {w:5.2f} WCU")
-    print("    (as DynamoDB Local reports it; the password check is the channel's API, no DynamoDB)")
+    print("    (as Dynoxide reports it; the password check is the channel's API, no DynamoDB)")
     print(line)
     spent_expected = (committed + paid + orders_total) * PRICE
     print(f"books                    quota spent {int(quota.spent):,} = {committed + paid + orders_total} orders"

@@ -1,4 +1,4 @@
-"""One local system for the whole run: DynamoDB Local, moto S3 and the app over real HTTP."""
+"""One local system for the whole run: Dynoxide, moto S3 and the app over real HTTP."""
 from __future__ import annotations
 
 import sys

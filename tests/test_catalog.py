@@ -1,4 +1,4 @@
-"""The member's catalog and sessions over real HTTP on DynamoDB Local (capability 6).
+"""The member's catalog and sessions over real HTTP on Dynoxide (capability 6).
 
 A member sees exactly its channel's sub-pool, on sale, at its channel's
 prices; paging, filters and topics; and a session never reaches another

@@ -1,4 +1,4 @@
-"""Channel entry (SSO) over real HTTP on DynamoDB Local: every refusal, the race, code exchange.
+"""Channel entry (SSO) over real HTTP on Dynoxide: every refusal, the race, code exchange.
 
 Capability 5 and the "Entry link" / "Channel request signing" sections of the
 integration contract. Members are checked in the tables themselves.

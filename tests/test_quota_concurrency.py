@@ -1,6 +1,6 @@
 """Over-redemption is impossible under concurrency: channel quota, member balance, SKU stock,
 period end and suspension, each hammered by 500 simultaneous checkouts over real HTTP on
-DynamoDB Local."""
+Dynoxide."""
 from __future__ import annotations
 
 import threading

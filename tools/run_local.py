@@ -1,6 +1,6 @@
 """`make run`: the whole system on this machine, no AWS account and no Docker.
 
-Starts DynamoDB Local and moto (S3 with EventBridge delivery), creates the
+Starts Dynoxide (DynamoDB) and moto (S3 with EventBridge delivery), creates the
 tables and bucket, seeds demo data, serves the app like ``chalice local``,
 prints what a person needs to try it and writes it to ``.local/stack.json``.
 Ctrl-C stops everything it started.

@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from tools.engines import ROOT, DynamoDBLocal, MotoServer, aws_environment, apply_environment, free_port
+from tools.engines import ROOT, Dynoxide, MotoServer, aws_environment, apply_environment, free_port
 
 
 def s3_object_created_event(bucket: str, key: str) -> dict[str, Any]:
@@ -27,13 +27,13 @@ def s3_object_created_event(bucket: str, key: str) -> dict[str, Any]:
 
 
 class LocalSystem:
-    """DynamoDB Local + moto (S3 with EventBridge delivery) + ``chalice local`` on free ports."""
+    """Dynoxide + moto (S3 with EventBridge delivery) + ``chalice local`` on free ports."""
 
     def __init__(self, port: int | None = None, ops_token: str | None = None) -> None:
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.ops_token = ops_token or f"local-ops-{secrets.token_hex(12)}"
-        self.dynamodb = DynamoDBLocal()
+        self.dynamodb = Dynoxide()
         self.moto = MotoServer(on_object_created=self.deliver_object_created)
         self._server = None
         self.app = None
