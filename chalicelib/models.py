@@ -369,9 +369,18 @@ class PaymentGuard(Model):
     otp_attempts = NumberAttribute(default=0)
 
 
+class RateCounter(Model):
+    """Uses of one rate-limited scope in one fixed window (``ratelimit.hit``); expires after it."""
+
+    Meta = _meta("rate-counters")
+    key = UnicodeAttribute(hash_key=True)  # "{scope}#{window start}"
+    count = NumberAttribute(default=0)
+    expires_at = TTLAttribute()
+
+
 ALL_MODELS: tuple[type[Model], ...] = (
     Supplier, SupplierKey, Goods, Audit, Channel, PoolItem, Upload, Nonce, MemberLink, Member, Topic,
-    Quota, Wallet, Grant, Order, PaymentGuard,
+    Quota, Wallet, Grant, Order, PaymentGuard, RateCounter,
 )
 
 
