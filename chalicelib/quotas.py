@@ -106,6 +106,10 @@ def open_period(code: str, period_id: str, starts_at: int, ends_at: int, quota_p
         raise Unprocessable("validation_error", "ends_at must be after starts_at", "ends_at")
     if not 1 <= shards <= MAX_SHARDS:
         raise Unprocessable("validation_error", f"shards must be 1 to {MAX_SHARDS}", "shards")
+    if period_id == channel.current_period:
+        # The transaction below would put and update the same shard items, which DynamoDB refuses outright
+        # (ValidationException), so this case never reaches it; any other existing id fails the put's condition.
+        raise Conflict("period_exists", f"channel {code} already has period {period_id}", "period_id")
     limit = int(channel.redemption_quota) if quota_points is None else quota_points
     selling = channel.status == channels.ACTIVE
     items = {i: Quota(code, shard_key(period_id, i), starts_at=starts_at, ends_at=ends_at, limit=share,
