@@ -13,17 +13,15 @@ from chalicelib import (
 )
 from chalicelib.errors import DomainError, Forbidden, Unprocessable
 from chalicelib.observability import count, logger, metrics, tracer
-from chalicelib.schemas import (
-    ChannelCreate, ChannelFields, GoodsApproval, GoodsDraft, GoodsEdit, KeyRotation, PoolPricing, Reason,
-    GrantRequest, OrderRequest, PeriodOpen, QuotaRaise, SecretRotation, SignatureCheck, SkuChange,
-    SupplierApplication, TopicInput, UploadRequest,
-)
+from chalicelib.web import schemas  # loads on first use (pydantic is ~85 ms of cold start)
 
 app = Chalice(app_name="channel-mall")
 app.register_middleware(ConvertToMiddleware(
     logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)), "http")
 app.register_middleware(ConvertToMiddleware(metrics.log_metrics), "all")
-app.register_middleware(ConvertToMiddleware(tracer.capture_lambda_handler), "all")
+_tracer = tracer()
+if _tracer is not None:  # only where tracing is on: the X-Ray SDK costs ~110 ms of cold start
+    app.register_middleware(ConvertToMiddleware(_tracer.capture_lambda_handler), "all")
 
 # Admin routes are IAM-authorised in every deployed stage; chalice local admits
 # them and ``web.ops_actor`` demands the local-only token instead.
@@ -63,7 +61,7 @@ def req():
 
 @route("/suppliers/applications", methods=("POST",), status=201)
 def supplier_apply() -> dict:
-    supplier = suppliers.apply(web.body(req(), SupplierApplication))
+    supplier = suppliers.apply(web.body(req(), schemas.SupplierApplication))
     count("SupplierApplied")
     return suppliers.view(supplier)
 
@@ -77,7 +75,7 @@ def ops_supplier_list() -> dict:
 @route("/ops/suppliers", methods=("POST",), ops=True, status=201)
 def ops_supplier_create() -> dict:
     actor = web.ops_actor(req())
-    supplier, key = suppliers.create_by_ops(web.body(req(), SupplierApplication), actor)
+    supplier, key = suppliers.create_by_ops(web.body(req(), schemas.SupplierApplication), actor)
     return {"supplier": suppliers.view(supplier), "api_key": key.api_key, "key_id": key.key_id}
 
 
@@ -97,13 +95,13 @@ def ops_supplier_approve(supplier_id: str) -> dict:
 @route("/ops/suppliers/{supplier_id}/reject", methods=("POST",), ops=True)
 def ops_supplier_reject(supplier_id: str) -> dict:
     actor = web.ops_actor(req())
-    return {"supplier": suppliers.view(suppliers.reject(supplier_id, web.body(req(), Reason).reason, actor))}
+    return {"supplier": suppliers.view(suppliers.reject(supplier_id, web.body(req(), schemas.Reason).reason, actor))}
 
 
 @route("/ops/suppliers/{supplier_id}/keys", methods=("POST",), ops=True, status=201)
 def ops_supplier_key_issue(supplier_id: str) -> dict:
     actor = web.ops_actor(req())
-    key = suppliers.issue_key(supplier_id, actor, web.body(req(), KeyRotation).revoke_existing)
+    key = suppliers.issue_key(supplier_id, actor, web.body(req(), schemas.KeyRotation).revoke_existing)
     return {"api_key": key.api_key, "key_id": key.key_id}
 
 
@@ -128,7 +126,7 @@ def supplier_me() -> dict:
 @route("/supplier/goods", methods=("POST",), status=201)
 def supplier_goods_publish() -> dict:
     supplier, actor = _supplier_actor()
-    created = goods.publish(supplier.supplier_id, web.body(req(), GoodsDraft), actor)
+    created = goods.publish(supplier.supplier_id, web.body(req(), schemas.GoodsDraft), actor)
     count("GoodsPublished")
     return goods.view(created)
 
@@ -148,13 +146,13 @@ def supplier_goods_get(goods_id: str) -> dict:
 @route("/supplier/goods/{goods_id}", methods=("PATCH",))
 def supplier_goods_edit(goods_id: str) -> dict:
     supplier, actor = _supplier_actor()
-    return goods.view(goods.edit(supplier.supplier_id, goods_id, web.body(req(), GoodsEdit), actor))
+    return goods.view(goods.edit(supplier.supplier_id, goods_id, web.body(req(), schemas.GoodsEdit), actor))
 
 
 @route("/supplier/goods/{goods_id}/skus/{sku_id}", methods=("PUT",))
 def supplier_sku_change(goods_id: str, sku_id: str) -> dict:
     supplier, actor = _supplier_actor()
-    return goods.view(goods.change_sku(supplier.supplier_id, goods_id, sku_id, web.body(req(), SkuChange), actor))
+    return goods.view(goods.change_sku(supplier.supplier_id, goods_id, sku_id, web.body(req(), schemas.SkuChange), actor))
 
 
 @route("/supplier/goods/{goods_id}/off-sale", methods=("POST",))
@@ -179,7 +177,7 @@ def supplier_goods_audit(goods_id: str) -> dict:
 @route("/supplier/uploads", methods=("POST",), status=201)
 def supplier_upload_link() -> dict:
     supplier = web.supplier(req())
-    return imports.request_link(supplier.supplier_id, web.body(req(), UploadRequest))
+    return imports.request_link(supplier.supplier_id, web.body(req(), schemas.UploadRequest))
 
 
 @route("/supplier/uploads/{upload_id}")
@@ -223,7 +221,7 @@ def ops_goods_audit(goods_id: str) -> dict:
 @route("/ops/goods/{goods_id}/approve", methods=("POST",), ops=True)
 def ops_goods_approve(goods_id: str) -> dict:
     actor = web.ops_actor(req())
-    approval = web.body(req(), GoodsApproval)
+    approval = web.body(req(), schemas.GoodsApproval)
     approved = goods.approve(goods_id, approval.base_prices, approval.allow_loss, actor)
     count("GoodsApproved")  # only approvals that happened (refused ones count as ClientErrors)
     return goods.view(approved)
@@ -232,7 +230,7 @@ def ops_goods_approve(goods_id: str) -> dict:
 @route("/ops/goods/{goods_id}/reject", methods=("POST",), ops=True)
 def ops_goods_reject(goods_id: str) -> dict:
     actor = web.ops_actor(req())
-    return goods.view(goods.reject(goods_id, web.body(req(), Reason).reason, actor))
+    return goods.view(goods.reject(goods_id, web.body(req(), schemas.Reason).reason, actor))
 
 
 @route("/ops/goods/{goods_id}/off-sale", methods=("POST",), ops=True)
@@ -252,7 +250,7 @@ def ops_channel_list() -> dict:
 @route("/ops/channels", methods=("POST",), ops=True, status=201)
 def ops_channel_create() -> dict:
     actor = web.ops_actor(req())
-    channel = channels.create(web.body(req(), ChannelCreate), actor)
+    channel = channels.create(web.body(req(), schemas.ChannelCreate), actor)
     return {"channel": channels.view(channel, web.base_url(req())), "secret": channel.secret}
 
 
@@ -265,7 +263,7 @@ def ops_channel_get(code: str) -> dict:
 @route("/ops/channels/{code}", methods=("PATCH",), ops=True)
 def ops_channel_edit(code: str) -> dict:
     actor = web.ops_actor(req())
-    return channels.view(channels.edit(code, web.body(req(), ChannelFields), actor), web.base_url(req()))
+    return channels.view(channels.edit(code, web.body(req(), schemas.ChannelFields), actor), web.base_url(req()))
 
 
 @route("/ops/channels/{code}/suspend", methods=("POST",), ops=True)
@@ -283,7 +281,7 @@ def ops_channel_resume(code: str) -> dict:
 @route("/ops/channels/{code}/secret", methods=("POST",), ops=True)
 def ops_channel_rotate_secret(code: str) -> dict:
     actor = web.ops_actor(req())
-    channel, secret = channels.rotate_secret(code, web.body(req(), SecretRotation).overlap_seconds, actor)
+    channel, secret = channels.rotate_secret(code, web.body(req(), schemas.SecretRotation).overlap_seconds, actor)
     return {"channel": channels.view(channel, web.base_url(req())), "secret": secret}
 
 
@@ -303,7 +301,7 @@ def ops_pool_list(code: str) -> dict:
 @route("/ops/channels/{code}/pool/{goods_id}", methods=("PUT",), ops=True)
 def ops_pool_put(code: str, goods_id: str) -> dict:
     actor = web.ops_actor(req())
-    item = pools.put(code, goods_id, web.body(req(), PoolPricing), actor)
+    item = pools.put(code, goods_id, web.body(req(), schemas.PoolPricing), actor)
     return {"channel_code": item.channel_code, "goods_id": item.goods_id, "prices": item.prices.as_dict()}
 
 
@@ -329,7 +327,7 @@ def ops_topic_list(code: str) -> dict:
 def ops_topic_put(code: str, topic_id: str) -> dict:
     web.ops_actor(req())
     channels.get(code)
-    data = web.body(req(), TopicInput)
+    data = web.body(req(), schemas.TopicInput)
     topic = catalog.put_topic(code, topic_id, data.title, data.position, data.goods_ids)
     return {"topic_id": topic.topic_id, "title": topic.title, "position": int(topic.position),
             "goods_ids": list(topic.goods_ids)}
@@ -407,7 +405,7 @@ def member_topics(code: str) -> dict:
 
 @route("/sandbox/{code}/signature-check", methods=("POST",))
 def sandbox_signature_check(code: str) -> dict:
-    data = web.body(req(), SignatureCheck)
+    data = web.body(req(), schemas.SignatureCheck)
     return sandbox.check(code, data.params, data.canonical)
 
 
@@ -423,7 +421,7 @@ def store_page(code: str) -> Response:
 @route("/ops/channels/{code}/periods", methods=("POST",), ops=True, status=201)
 def ops_period_open(code: str) -> dict:
     actor = web.ops_actor(req())
-    data = web.body(req(), PeriodOpen)
+    data = web.body(req(), schemas.PeriodOpen)
     quota = quotas.open_period(code, data.period_id, data.starts_at, data.ends_at, data.quota_points, actor,
                                shards=data.shards)
     return quotas.view(quota, channels.get(code))
@@ -432,7 +430,7 @@ def ops_period_open(code: str) -> dict:
 @route("/ops/channels/{code}/periods/{period_id}/raise", methods=("POST",), ops=True)
 def ops_quota_raise(code: str, period_id: str) -> dict:
     actor = web.ops_actor(req())
-    quota = quotas.raise_quota(code, period_id, web.body(req(), QuotaRaise).points, actor)
+    quota = quotas.raise_quota(code, period_id, web.body(req(), schemas.QuotaRaise).points, actor)
     return quotas.view(quota, channels.get(code))
 
 
@@ -465,7 +463,7 @@ def partner_channel(code: str):
 @route("/partner/{code}/grants", methods=("POST",))
 def partner_grant(code: str) -> Response:
     channel = partner_channel(code)
-    data = web.body(req(), GrantRequest)
+    data = web.body(req(), schemas.GrantRequest)
     result = wallets.grant(channel, data.member_id, data.grant_id, data.points, data.expires_at)
     count("PointsGranted", data.points if result.created else 0)
     return Response(body=wallets.grant_view(result.grant, result.created), status_code=201 if result.created else 200,
@@ -496,7 +494,7 @@ def member_otp(code: str) -> dict:
 @route("/api/{code}/orders", methods=("POST",))
 def member_checkout(code: str) -> Response:
     session, channel = member_channel(code)
-    data = web.body(req(), OrderRequest)
+    data = web.body(req(), schemas.OrderRequest)
     key = req().headers.get("idempotency-key") or ""
     lines = [checkout.LineRequest(l.goods_id, l.sku_id, l.qty) for l in data.lines]
     order, created = checkout.place(channel, session.member_id, key, lines, data.password, data.otp)

@@ -1,21 +1,24 @@
 """Channels: the partner apps we sell inside, configured by ops, never coded.
 
 A channel's signing secret is generated here and rotated with an overlap
-window during which the previous secret is still accepted.
+window during which the previous secret is still accepted, and our own calls
+to the channel stay on the previous secret until the channel proves it has
+the new one. Whether a channel is a sandbox is fixed when it is created.
 """
 from __future__ import annotations
 
 import secrets
 import time
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.models import Model
 
-from chalicelib import audit
+from chalicelib import audit, endpoints
 from chalicelib.errors import Conflict, NotFound
 from chalicelib.models import Channel, Quota, condition_failed, now_iso, transaction
-from chalicelib.schemas import ChannelCreate, ChannelFields
+if TYPE_CHECKING:  # annotations only: pydantic loads with the first request that sends a body
+    from chalicelib.schemas import ChannelCreate, ChannelFields
 
 ACTIVE, SUSPENDED = "active", "suspended"
 # Limits and money terms are audited with their old and new values.
@@ -48,6 +51,7 @@ def view(c: Channel, base_url: str) -> dict:
         "entry_mode": c.entry_mode, "sandbox": c.sandbox, "cart_enabled": c.cart_enabled, "payment_auth": c.payment_auth, "status": c.status,
         "current_period": c.current_period,
         "previous_secret_until": int(c.previous_secret_until) if c.previous_secret_until else None,
+        "secret_proven_at": int(c.secret_proven_at) if c.secret_proven_at else None,
         "entry_link": entry_link(c, base_url), "created_at": c.created_at, "updated_at": c.updated_at,
     }
 
@@ -61,6 +65,8 @@ def _plain(fields: ChannelFields) -> dict:
 
 def create(data: ChannelCreate, actor: str) -> Channel:
     values = _plain(data)
+    if "api_base_url" in values:
+        endpoints.check_base_url(values["api_base_url"])
     channel = Channel(values.pop("code"), secret=new_secret(), **values)
     try:
         with transaction() as tx:
@@ -96,6 +102,13 @@ def _update(channel: Channel, actions: list, changes: list[tuple[str, str, objec
 def edit(code: str, fields: ChannelFields, actor: str) -> Channel:
     channel = get(code)
     values = _plain(fields)
+    if "sandbox" in values and values["sandbox"] != channel.sandbox:
+        # A sandbox's route explains signatures and its orders are never settled: a live channel must never
+        # gain that route, and a sandbox's test data must never become money.
+        raise Conflict("sandbox_immutable", "whether a channel is a sandbox is set at creation and never changes",
+                       "sandbox")
+    if "api_base_url" in values:
+        endpoints.check_base_url(values["api_base_url"])
     changed = {k: v for k, v in values.items() if getattr(channel, k) != v}
     if not changed:
         return channel
@@ -122,28 +135,68 @@ def set_status(code: str, status: str, actor: str) -> Channel:
                    guard, [(q, [Quota.selling.set(status == ACTIVE)]) for q in shards])
 
 
+def in_overlap(channel: Channel, now: float) -> bool:
+    return bool(channel.previous_secret and channel.previous_secret_until and now < channel.previous_secret_until)
+
+
 def rotate_secret(code: str, overlap_seconds: int, actor: str) -> tuple[Channel, str]:
-    """New secret now; the current one stays valid for ``overlap_seconds``."""
+    """New secret now; the current one stays valid for ``overlap_seconds``.
+
+    Refused inside an overlap: a second rotation would drop the secret the channel (and our own
+    outbound calls, until the channel proves it has the new one) may still be using."""
     channel = get(code)
+    now = int(time.time())
+    if in_overlap(channel, now):
+        raise Conflict("rotation_in_progress", f"the previous secret of {code} is valid until "
+                       f"{int(channel.previous_secret_until)}; rotate again after that")
     secret = new_secret()
-    until = int(time.time()) + overlap_seconds
-    channel = _update(
-        channel,
-        [Channel.previous_secret.set(channel.secret), Channel.previous_secret_until.set(until),
-         Channel.secret.set(secret)],
-        [("secret_rotated", "secret", None, {"previous_secret_until": until})], actor,
-        Channel.secret == channel.secret,
-    )
+    until = now + overlap_seconds
+    try:
+        channel = _update(
+            channel,
+            [Channel.previous_secret.set(channel.secret), Channel.previous_secret_until.set(until),
+             Channel.secret.set(secret), Channel.secret_proven_at.remove()],
+            [("secret_rotated", "secret", None, {"previous_secret_until": until})], actor,
+            (Channel.secret == channel.secret) & (Channel.previous_secret_until.does_not_exist()
+                                                  | (Channel.previous_secret_until <= now)),
+        )
+    except Conflict:
+        raise Conflict("rotation_in_progress", f"the secret of {code} was rotated meanwhile") from None
     return channel, secret
 
 
 def accepted_secrets(channel: Channel, now: float | None = None) -> list[str]:
     """The secrets a signature may use right now: the current one, and the previous during its overlap."""
     now = time.time() if now is None else now
-    found = [channel.secret]
-    if channel.previous_secret and channel.previous_secret_until and now < channel.previous_secret_until:
-        found.append(channel.previous_secret)
-    return found
+    return [channel.secret, channel.previous_secret] if in_overlap(channel, now) else [channel.secret]
+
+
+def outbound_secret(channel: Channel, now: float | None = None) -> str:
+    """The secret our calls to the channel are signed with: the previous one during an overlap until the
+    channel has signed a request with the new one (it may not have deployed it yet)."""
+    now = time.time() if now is None else now
+    return channel.previous_secret if in_overlap(channel, now) and not channel.secret_proven_at else channel.secret
+
+
+def record_proof(channel: Channel, secret: str, now: float | None = None) -> None:
+    """An accepted request signed with ``secret``: if that is the rotated-in secret and not yet proven, mark it.
+
+    Conditional on the secret still being current and unproven, so concurrent first requests mark it (and
+    audit it) once; losing that race, or a transaction conflict, leaves it for the winner or the next request."""
+    now = time.time() if now is None else now
+    if secret != channel.secret or channel.secret_proven_at or not in_overlap(channel, now):
+        return
+    try:
+        with transaction() as tx:
+            tx.update(channel, [Channel.secret_proven_at.set(int(now))],
+                      condition=(Channel.secret == secret) & Channel.secret_proven_at.does_not_exist())
+            audit.add(tx, f"channel#{channel.code}", f"channel:{channel.code}", "secret_proven", "secret", None,
+                      {"proven_at": int(now)})
+    except TransactWriteError as exc:
+        if not (condition_failed(exc) or exc.cause_response_code in ("TransactionCanceledException",
+                                                                      "TransactionConflictException")):
+            raise
+    channel.secret_proven_at = channel.secret_proven_at or int(now)  # this request proved it, whoever recorded it
 
 
 def list_all() -> list[Channel]:

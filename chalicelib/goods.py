@@ -9,7 +9,7 @@ written with its audit row in one transaction.
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 
@@ -17,7 +17,8 @@ from chalicelib import audit
 from chalicelib.errors import Conflict, NotFound, Unprocessable
 from chalicelib.models import Goods, condition_failed, now_iso, transaction
 from chalicelib.pricing import guard_loss
-from chalicelib.schemas import GoodsDraft, GoodsEdit, SkuChange
+if TYPE_CHECKING:  # annotations only: pydantic loads with the first request that sends a body
+    from chalicelib.schemas import GoodsDraft, GoodsEdit, SkuChange
 
 PENDING, APPROVED, REJECTED, OFF_SALE = "pending_review", "approved", "rejected", "off_sale"
 STATUSES = (PENDING, APPROVED, REJECTED, OFF_SALE)

@@ -13,15 +13,16 @@ import io
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
-from pydantic import ValidationError
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib import bucket, config, goods
 from chalicelib.errors import Conflict, NotFound, Unprocessable
 from chalicelib.models import Upload, get_owned, now_iso
-from chalicelib.schemas import GoodsDraft, UploadRequest
+if TYPE_CHECKING:  # pydantic loads where a file is parsed, not with every cold start
+    from chalicelib.schemas import GoodsDraft, UploadRequest
 
 CSV_COLUMNS = ("ref", "title", "category", "sku_id", "spec", "settlement_price", "stock")
 OPTIONAL_COLUMNS = ("description", "images")
@@ -73,6 +74,10 @@ class CsvResult:
 
 def parse_goods_csv(text: str) -> CsvResult:
     """Rows sharing a ``ref`` are one goods with several SKUs; any bad row holds back its whole goods."""
+    from pydantic import ValidationError
+
+    from chalicelib.schemas import GoodsDraft
+
     result = CsvResult()
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]

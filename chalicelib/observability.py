@@ -3,15 +3,28 @@ from __future__ import annotations
 
 import functools
 import threading
+from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.tracing.tracer import Tracer
 
 SERVICE = "channel-mall"
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace="ChannelMall", service=SERVICE)
-tracer = Tracer(service=SERVICE)
+
+
+def tracer() -> Any:
+    """The X-Ray tracer where tracing is on (a deployed stage with ``xray``), else None.
+
+    Building a Powertools ``Tracer`` imports the X-Ray SDK (about 110 ms of every cold start) even
+    when tracing is disabled, so it is built only where it will trace: Powertools' own rule
+    (inside Lambda, not chalice local or SAM, ``POWERTOOLS_TRACE_DISABLED`` unset or false).
+    """
+    if Tracer._is_tracer_disabled():
+        return None
+    return Tracer(service=SERVICE)
 
 
 _METRICS_LOCK = threading.RLock()

@@ -8,6 +8,7 @@ settlement price in force.
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from pynamodb.exceptions import DoesNotExist
 
@@ -15,7 +16,8 @@ from chalicelib import audit, channels, goods as goods_mod
 from chalicelib.errors import Conflict, NotFound, Unprocessable
 from chalicelib.models import Goods, PoolItem, now_iso, transaction
 from chalicelib.pricing import SkuPrice, guard_loss, points_for, rule_price, sku_price
-from chalicelib.schemas import PoolPricing
+if TYPE_CHECKING:  # annotations only: pydantic loads with the first request that sends a body
+    from chalicelib.schemas import PoolPricing
 
 
 def _rules(item: PoolItem) -> dict[str, dict]:

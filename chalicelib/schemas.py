@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from aws_lambda_powertools.utilities.parser import BaseModel, ValidationError, parse
-from pydantic import ConfigDict, Field, HttpUrl, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator, model_validator
 
 from chalicelib.errors import Unprocessable
 
@@ -160,7 +159,7 @@ def validated(model: type[BaseModel], data: object) -> BaseModel:
     if not isinstance(data, dict):
         raise Unprocessable("validation_error", "the body must be a JSON object", "body")
     try:
-        return parse(event=data, model=model)
+        return model.model_validate(data)  # what Powertools' parse does for a dict, without its ~60 ms import
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first.get("loc", ())) or "body"

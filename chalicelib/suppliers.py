@@ -11,13 +11,15 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 
 from chalicelib import audit
 from chalicelib.errors import Conflict, Forbidden, NotFound, Unauthorized
 from chalicelib.models import Supplier, SupplierKey, condition_failed, get_owned, now_iso, transaction
-from chalicelib.schemas import SupplierApplication
+if TYPE_CHECKING:  # annotations only: pydantic loads with the first request that sends a body
+    from chalicelib.schemas import SupplierApplication
 
 KEY_PREFIX = "cmk"
 
