@@ -10,6 +10,11 @@ Chalice downloads Lambda wheels for ``requirements.txt`` while packaging, which 
 the network, and the dependencies change nothing in the template. So the check packages
 a copy of the project without ``requirements.txt``: same app, same config, same template,
 offline. Its ``deployment.zip`` lacks the dependencies and is never deployed.
+
+The dependencies deploy as Chalice's managed layer (``automatic_layer``), so the function zip
+holds only the app. Chalice drops a layer that would be empty, so the offline copy vendors one
+small stand-in module in its place: the checked template then has the layer and every
+function's reference to it, exactly as a real ``chalice package`` writes them.
 """
 from __future__ import annotations
 
@@ -27,6 +32,9 @@ STAGE = "prod"
 BIN = Path(sys.executable).parent
 STATE_MACHINE_TYPES = ("AWS::StepFunctions::StateMachine", "AWS::Serverless::StateMachine")
 PROJECT_PARTS = ("app.py", "chalicelib", "vendor", ".chalice")
+LAYER = "ManagedLayer"  # Chalice's logical id for the automatic layer
+LAYER_STAND_IN = "vendor/offline_layer_stand_in.py"
+FUNCTION_ZIP_MAX = 1_000_000  # bytes: the app alone, its dependencies live in the layer
 
 
 class CheckFailed(Exception):
@@ -48,6 +56,9 @@ def _project_copy(dest: Path) -> Path:
         elif source.exists():
             dest.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name)
+    stand_in = dest / LAYER_STAND_IN
+    stand_in.parent.mkdir(parents=True, exist_ok=True)
+    stand_in.write_text('"""Stands in for requirements.txt in the offline check\'s managed layer."""\n')
     return dest
 
 
@@ -109,6 +120,16 @@ def unmanaged_functions(template: dict[str, Any]) -> list[str]:
                   if r.get("Type") == "AWS::Serverless::Function" and "LoggingConfig" not in r.get("Properties", {}))
 
 
+def layer_problems(template: dict[str, Any], function_zip: Path) -> list[str]:
+    """Functions not on the managed dependency layer, and a function zip too big to be the app alone."""
+    problems = [f"{name} does not use {LAYER}" for name, r in template["Resources"].items()
+                if r.get("Type") == "AWS::Serverless::Function"
+                and {"Ref": LAYER} not in r.get("Properties", {}).get("Layers", [])]
+    if function_zip.stat().st_size > FUNCTION_ZIP_MAX:
+        problems.append(f"{function_zip.name} is {function_zip.stat().st_size} bytes (over {FUNCTION_ZIP_MAX})")
+    return problems
+
+
 def check(build_dir: Path) -> str:
     """Run every step; the one-line summary on success, ``CheckFailed`` on the first failing step."""
     sam = package(build_dir)
@@ -120,6 +141,9 @@ def check(build_dir: Path) -> str:
     if unmanaged:
         raise CheckFailed("functions without a generated role and log group (add them to infra/template.py "
                           f"FUNCTIONS): {', '.join(unmanaged)}")
+    layering = layer_problems(template, sam.parent / "deployment.zip")
+    if layering:
+        raise CheckFailed("dependencies must deploy in the managed layer (automatic_layer): " + "; ".join(layering))
     machines, dangling = state_machine_problems(template)
     if dangling:
         raise CheckFailed("state machine transitions to missing states:\n" + "\n".join(dangling))
@@ -128,7 +152,7 @@ def check(build_dir: Path) -> str:
     functions = sum(r["Type"] == "AWS::Serverless::Function" for r in resources)
     return (f"infra-check ok: {len(resources)} resources ({functions} functions, {tables} tables, "
             f"{machines} state machines), "
-            f"cfn-lint clean, no dangling state transitions")
+            f"cfn-lint clean, no dangling state transitions, every function on the dependency layer")
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from pynamodb.attributes import Attribute, TTLAttribute
 from pynamodb.models import Model
 
 from chalicelib.models import ALL_MODELS, Audit, Channel, Goods, Order, Quota, Upload
-from infra.check import dangling_targets, package, unmanaged_functions
+from infra.check import dangling_targets, layer_problems, package, unmanaged_functions
 from infra.template import UPLOAD_TABLE_ACTIONS, table_suffix
 
 HTTP_METHODS = ("get", "put", "post", "patch", "delete", "head")
@@ -453,6 +453,22 @@ def test_merge_template_manages_every_function(template: dict[str, Any]) -> None
 def test_unmanaged_functions_reports_a_function_on_its_fallback_role() -> None:
     bare = {"Resources": {"NewSweep": {"Type": "AWS::Serverless::Function", "Properties": {"Handler": "app.x"}}}}
     assert unmanaged_functions(bare) == ["NewSweep"]
+
+
+# --- dependency layer -----------------------------------------------------------
+
+def test_every_function_runs_on_the_dependency_layer_and_ships_only_the_app(template: dict[str, Any],
+                                                                            sam_path: Path) -> None:
+    assert layer_problems(template, sam_path.parent / "deployment.zip") == []
+    assert template["Resources"]["ManagedLayer"]["Type"] == "AWS::Serverless::LayerVersion"
+
+
+def test_layer_problems_reports_a_function_off_the_layer_and_a_fat_zip(tmp_path: Path) -> None:
+    fat = tmp_path / "deployment.zip"
+    fat.write_bytes(b"x" * 1_000_001)
+    bare = {"Resources": {"Api": {"Type": "AWS::Serverless::Function", "Properties": {"Handler": "app.app"}}}}
+    assert layer_problems(bare, fat) == ["Api does not use ManagedLayer",
+                                         "deployment.zip is 1000001 bytes (over 1000000)"]
 
 
 # --- cfn-lint ---------------------------------------------------------------------
