@@ -1,8 +1,10 @@
 """`make run`: the whole system on this machine, no AWS account and no Docker.
 
 Starts Dynoxide (DynamoDB) and moto (S3 with EventBridge delivery), creates the
-tables and bucket, seeds demo data, serves the app like ``chalice local``,
-prints what a person needs to try it and writes it to ``.local/stack.json``.
+tables and bucket, serves the app like ``chalice local``, seeds demo data, starts
+the reference channel back end (``tools/reference_channel.py``) as both demo
+channels' back end with a demo period and points (``tools.seed.demo``), prints
+what a person needs to try it and writes it to ``.local/stack.json``.
 Ctrl-C stops everything it started.
 """
 from __future__ import annotations
@@ -16,8 +18,9 @@ from tools.engines import ROOT, free_port
 from tools.stack import LocalSystem
 
 
-def _port() -> int:
-    wanted = int(os.environ.get("PORT", "8000"))
+def _port(variable: str = "PORT", default: int = 8000) -> int:
+    """The port in ``variable`` (or ``default``) when it is free, else any free port."""
+    wanted = int(os.environ.get(variable, str(default)))
     import socket
     with socket.socket() as sock:
         try:
@@ -29,16 +32,24 @@ def _port() -> int:
 
 def main() -> None:
     system = LocalSystem(port=_port()).start()
-    from tools.seed import seed
-    from tools.sign import entry_link
+    from tools.seed import demo
 
-    seeded = seed()
+    shown = demo(system.base_url, system.ops_token, _port("REFERENCE_PORT", 8100))
+    reference = shown.reference
+    channels = []
+    for c in shown.seeded.channels:
+        book = reference.books[c["code"]]
+        channels.append(dict(
+            c, api_base_url=reference.api_base_url(c["code"]), webhook_secret=book.webhook_secret,
+            entry_links={m: reference.open_store_link(c["code"], m) for m in c["members"]},
+            app_links={m: f"{reference.url}/app/{c['code']}/{m}" for m in c["members"]}))
     handle = {
         "base_url": system.base_url,
         "ops_token": system.ops_token,
-        "channels": [dict(c, entry_links={m: entry_link(system.base_url, c["code"], c["secret"], m)
-                                          for m in c["members"]}) for c in seeded.channels],
-        "suppliers": [{"id": s["id"], "name": s["name"], "api_key": s["api_key"]} for s in seeded.suppliers],
+        "channels": channels,
+        "suppliers": [{"id": s["id"], "name": s["name"], "api_key": s["api_key"]} for s in shown.seeded.suppliers],
+        "payment_password": shown.password,
+        "reference_channel": {"url": reference.url, "state": f"{reference.url}/state.json"},
         "dynamodb_endpoint": system.dynamodb.endpoint,
         "s3_endpoint": system.moto.endpoint,
     }
@@ -51,20 +62,27 @@ Channel Mall is running locally.
   ops token     {system.ops_token}   (Authorization: Bearer …, local stack only)
   ops CLI       .venv/bin/python -m tools.ops channels
   DynamoDB      {system.dynamodb.endpoint}   S3 (moto) {system.moto.endpoint}
+  reference channel back end  {reference.url}/   (wallets, deductions, webhooks received)
+  payment password            {shown.password}   (every demo member, both channels)
 """)
-    for c in handle["channels"]:
-        print(f"  channel {c['code']} ({c['points_mode']})  secret {c['secret']}")
+    for c in channels:
+        wallet = ("points granted through the signed partner API" if c["points_mode"] == "hosted"
+                  else "points held in the reference back end's wallet")
+        print(f"  channel {c['code']} ({c['points_mode']}: {wallet})  secret {c['secret']}")
+        print(f"    back end {c['api_base_url']}   webhook secret {c['webhook_secret']}")
         for member, link in c["entry_links"].items():
-            print(f"    entry link for {member}: {link}")
-        print(f"    fresh link: .venv/bin/python -m tools.sign {c['code']} <member_id>")
+            print(f"    entry link for {member} (once, within 300 s): {link}")
+            print(f"      or any time, as the channel app's tile: {c['app_links'][member]}")
+        print(f"    sign a link yourself: .venv/bin/python -m tools.sign {c['code']} <member_id>")
     for s in handle["suppliers"]:
         print(f"  supplier {s['id']} ({s['name']})  X-Api-Key: {s['api_key']}")
-    print(f"\nThe same, as JSON: {out.relative_to(ROOT)}\nCtrl-C stops everything.")
+    print(f"\nThe same, as JSON: {out.relative_to(ROOT)}\nCtrl-C stops everything.", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stop.wait()
     print("stopping…")
+    reference.stop()
     system.stop()
 
 

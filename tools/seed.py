@@ -1,14 +1,21 @@
-"""Demo data for the local stack: 2 suppliers, 12 goods in the master pool, 2 channels with sub-pools.
+"""Demo data for the local stack: 2 suppliers, 12 goods in the master pool, 2 channels with sub-pools,
+and (``demo``) a reference channel back end wired to both channels so a person can redeem in each.
 
-Seeding goes through the same business functions the API calls, so demo
-data obeys every rule (review, loss guard, audit).
+Catalogue seeding goes through the same business functions the API calls, so demo data obeys every
+rule (review, loss guard, audit). Wiring the channels goes over HTTP, as ops and a channel would:
+ops set the back end URL and open a period; the hosted channel grants its members points through
+the signed partner API; the remote channel's members hold points in the reference back end's wallet.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+
+import requests
 
 from chalicelib import channels, goods, pools, suppliers
 from chalicelib.schemas import ChannelCreate, GoodsDraft, PoolPricing, SupplierApplication
+from tools.reference_channel import ReferenceChannel
 
 ACTOR = "ops:seed"
 
@@ -35,11 +42,22 @@ GOODS = [
 
 CHANNELS = [
     dict(code="bank-a", name="Bank A Rewards", contact_name="Chen Jie", phone="4008800001",
-         points_mode="hosted", points_per_yuan=100, member_points_cap=500_000, redemption_quota=10_000_000),
+         points_mode="hosted", points_per_yuan=100, member_points_cap=500_000, redemption_quota=10_000_000,
+         payment_auth="channel_password"),
+    # Telecom B's app hands the store a one-time code that we exchange through its member API; signed
+    # links work there too.
     dict(code="telecom-b", name="Telecom B Mall", contact_name="Wang Fang", phone="4008800002",
-         points_mode="remote", points_per_yuan=50, member_points_cap=1_000_000, redemption_quota=5_000_000),
+         points_mode="remote", points_per_yuan=50, member_points_cap=1_000_000, redemption_quota=5_000_000,
+         payment_auth="channel_password", entry_mode="code"),
 ]
 MEMBERS = {"bank-a": ["M1001", "M1002"], "telecom-b": ["T2001", "T2002"]}
+NICKNAMES = {"M1001": "Ann", "M1002": "Bo", "T2001": "Chen", "T2002": "Dee"}
+# Both demo channels confirm payments with their own password API (payment_auth "channel_password"),
+# which the reference back end answers with this password for every demo member.
+DEMO_PASSWORD = "135790"
+DEMO_POINTS = 200_000  # per member: granted into our wallet (hosted), or held by the channel (remote)
+DEMO_PERIOD = "DEMO"
+DEMO_PERIOD_SECONDS = 30 * 86_400
 
 
 @dataclass
@@ -82,3 +100,42 @@ def seed() -> Seeded:
                      for s, v in skus.items()} if i == 8 else {}
             pools.put(telecom, goods_id, PoolPricing(prices=rules), ACTOR)
     return out
+
+
+@dataclass
+class Demo:
+    """Everything ``make run`` prints: the seeded data and the reference channel back end serving it."""
+
+    seeded: Seeded
+    reference: ReferenceChannel
+    password: str = DEMO_PASSWORD
+    period_ends_at: int = 0
+
+
+def _ok(response: requests.Response, what: str) -> dict:
+    if response.status_code not in (200, 201):
+        raise RuntimeError(f"{what}: {response.status_code} {response.text}")
+    return response.json()
+
+
+def demo(base_url: str, ops_token: str, reference_port: int = 0) -> Demo:
+    """Seed, start the reference channel back end, and make both demo channels ready to redeem."""
+    seeded = seed()
+    reference = ReferenceChannel(base_url, reference_port).start()
+    ops = requests.Session()
+    ops.headers["Authorization"] = f"Bearer {ops_token}"
+    now = int(time.time())
+    ends_at = now + DEMO_PERIOD_SECONDS
+    for channel in seeded.channels:
+        code, remote = channel["code"], channel["points_mode"] == "remote"
+        reference.add_channel(code, channel["secret"], channel["points_mode"])
+        for member in channel["members"]:
+            reference.add_member(code, member, DEMO_PASSWORD, DEMO_POINTS if remote else 0, NICKNAMES[member])
+        _ok(ops.patch(f"{base_url}/ops/channels/{code}", json={"api_base_url": reference.api_base_url(code)},
+                      timeout=30), f"set {code}'s back end")
+        _ok(ops.post(f"{base_url}/ops/channels/{code}/periods", timeout=30, json={
+            "period_id": DEMO_PERIOD, "starts_at": now - 60, "ends_at": ends_at}), f"open {code}'s period")
+        if not remote:
+            for member in channel["members"]:
+                _ok(reference.grant(code, member, f"demo-{member}", DEMO_POINTS, ends_at), f"grant {member}")
+    return Demo(seeded, reference, period_ends_at=ends_at)
