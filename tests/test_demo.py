@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import pytest
@@ -207,6 +208,25 @@ def test_deduct_query_cancel_refund(shown: Demo) -> None:
     assert call("points/deduct", {"order_id": given_up, "member_id": "T2002", "points": 5}, 409)["reason"] == \
         "cancelled"
     assert shown.reference.balance("telecom-b", "T2002") == start
+
+
+def test_the_channel_wallet_never_overspends_under_a_burst(shown: Demo) -> None:
+    """40 different orders at once on a wallet that holds 10 of them, then 20 sends of one order at once."""
+    member = f"T-burst-{uuid.uuid4().hex[:6]}"
+    shown.reference.add_member("telecom-b", member, DEMO_PASSWORD, points=1000)
+    deduct = lambda order_id: _signed_call(  # noqa: E731
+        shown, "telecom-b", "points/deduct", {"order_id": order_id, "member_id": member, "points": 100})
+    with ThreadPoolExecutor(40) as pool:
+        answers = list(pool.map(lambda i: deduct(f"O-burst-{member}-{i}"), range(40)))
+    outcomes = sorted((a.status_code, a.json()["result"]) for a in answers)
+    assert outcomes == [(200, "deducted")] * 10 + [(409, "insufficient")] * 30
+    assert shown.reference.balance("telecom-b", member) == 0
+
+    shown.reference.add_member("telecom-b", member, DEMO_PASSWORD, points=1000)
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda _: deduct(f"O-once-{member}"), range(20)))
+    assert {(a.status_code, a.json()["result"]) for a in answers} == {(200, "deducted")}
+    assert shown.reference.balance("telecom-b", member) == 900
 
 
 def test_webhook_receiver_verifies_standard_webhooks_signatures(shown: Demo) -> None:

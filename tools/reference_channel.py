@@ -55,7 +55,7 @@ import requests
 # --- 1. Request signing, contract version 2 ------------------------------------------------
 
 WINDOW_SECONDS = 300  # a timestamp further than this from our clock is refused
-KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # the only parameter names the contract allows
+KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # the only parameter names the contract allows (whole name)
 ENVELOPE = ("timestamp", "nonce", "sign")
 
 
@@ -74,7 +74,7 @@ def encode(value: str) -> str:
 
 def canonical_query(params: Mapping[str, str]) -> str:
     """Every parameter except ``sign``, sorted by key (byte order), as ``key=value`` joined by ``&``."""
-    items = sorted((k, v) for k, v in params.items() if k != "sign")
+    items = sorted(((k, v) for k, v in params.items() if k != "sign"), key=lambda kv: kv[0].encode())
     return "&".join(f"{k}={encode(v)}" for k, v in items)
 
 
@@ -116,7 +116,7 @@ def request_params(query: str, headers: Mapping[str, str], body: bytes) -> dict[
     if body:
         pairs.append(("body_sha256", body_sha256(body)))
     for key, value in pairs:
-        if not KEY.match(key):
+        if not KEY.fullmatch(key):  # fullmatch: "$" in a plain match would let "key\n" through
             raise Refused("invalid_parameter", f"parameter name {key[:70]!r} is not allowed", 400)
         if key in params:
             raise Refused("duplicate_parameter", f"parameter {key} is given twice", 400)
