@@ -87,7 +87,7 @@ def test_redeem_from_a_printed_entry_link(system, ops, shown: Demo, code: str) -
     channel = next(c for c in shown.seeded.channels if c["code"] == code)
     member = channel["members"][0]
     base = f"{system.base_url}/api/{code}"
-    browser = _enter(shown.reference.open_store_link(code, member))  # the link run_local prints
+    browser = _enter(shown.reference.open_store_link(code, member, "signed"))  # the link run_local prints
 
     me = _ok(browser.get(f"{base}/me", timeout=30))
     assert (me["external_id"], me["channel_code"]) == (member, code)
@@ -121,7 +121,7 @@ def test_redeem_from_a_printed_entry_link(system, ops, shown: Demo, code: str) -
 
 
 def test_wrong_payment_password_is_refused_by_the_reference_back_end(system, shown: Demo) -> None:
-    browser = _enter(shown.reference.open_store_link("bank-a", "M1002"))
+    browser = _enter(shown.reference.open_store_link("bank-a", "M1002", "signed"))
     goods_id = _ok(browser.get(f"{system.base_url}/api/bank-a/catalog", timeout=30))["items"][0]["goods_id"]
     sku_id = _ok(browser.get(f"{system.base_url}/api/bank-a/goods/{goods_id}", timeout=30))["skus"][0]["sku_id"]
     refused = browser.post(f"{system.base_url}/api/bank-a/orders", headers={"Idempotency-Key": uuid.uuid4().hex},
@@ -132,7 +132,7 @@ def test_wrong_payment_password_is_refused_by_the_reference_back_end(system, sho
 
 def test_code_entry_through_the_channel_member_api(system, shown: Demo) -> None:
     """The channel app's tile in code mode: a one-time code the mall exchanges at ``member/exchange``."""
-    tile = f"{shown.reference.url}/app/telecom-b/T2002?entry=code"
+    tile = f"{shown.reference.url}/app/telecom-b/T2002"  # telecom-b's app opens the store with a code
     browser = _enter(tile)
     me = _ok(browser.get(f"{system.base_url}/api/telecom-b/me", timeout=30))
     assert (me["external_id"], me["nickname"]) == ("T2002", "Dee")
@@ -151,7 +151,8 @@ def _signed_call(shown: Demo, code: str, api: str, payload: dict, secret: str | 
                  path: str | None = None, headers: dict | None = None) -> requests.Response:
     """A call the mall makes to the channel: signed with the path after the registered base URL."""
     body = json.dumps(payload).encode()
-    signed = ref.signed_headers(secret or shown.reference.books[code].secrets[0], "POST", path or f"/{api}", body)
+    secret = secret or shown.reference.books[code].signing_secrets[0]
+    signed = ref.signed_headers(secret, "POST", path or f"/{api}", body)
     return requests.post(f"{shown.reference.api_base_url(code)}/{api}", data=body,
                          headers={**signed, **(headers or {})}, timeout=30)
 
@@ -165,13 +166,13 @@ def test_unsigned_forged_and_replayed_calls_move_no_points(shown: Demo) -> None:
                401)["error"] == "bad_signature"
     assert _ok(_signed_call(shown, "telecom-b", "points/deduct", deduct, path="/points/refund"),
                401)["error"] == "bad_signature"
-    stale = ref.signed_headers(shown.reference.books["telecom-b"].secrets[0], "POST", "/points/deduct",
-                               json.dumps(deduct).encode(), now=time.time() - 400)
+    secret = shown.reference.books["telecom-b"].signing_secrets[0]
+    stale = ref.signed_headers(secret, "POST", "/points/deduct", json.dumps(deduct).encode(), now=time.time() - 400)
     assert _ok(_signed_call(shown, "telecom-b", "points/deduct", deduct, headers=stale), 401)["error"] == \
         "timestamp_expired"
     assert shown.reference.balance("telecom-b", "T2001") == before
     body = json.dumps(deduct).encode()
-    signed = ref.signed_headers(shown.reference.books["telecom-b"].secrets[0], "POST", "/points/deduct", body)
+    signed = ref.signed_headers(secret, "POST", "/points/deduct", body)
     url = f"{shown.reference.api_base_url('telecom-b')}/points/deduct"
     assert _ok(requests.post(url, data=body, headers=signed, timeout=30)) == {"result": "deducted"}
     assert _ok(requests.post(url, data=body, headers=signed, timeout=30), 401)["error"] == "nonce_replayed"

@@ -247,9 +247,10 @@ class Book:
     """One channel's state. Every change happens under ``lock``, so concurrent calls cannot overspend."""
 
     code: str
-    secrets: list[str]  # newest first; during a rotation the previous one is accepted too
+    signing_secrets: list[str]  # newest first (we sign with it); during a rotation every one is accepted
     webhook_secret: str = field(default_factory=new_webhook_secret)
     points_mode: str = "hosted"
+    entry_mode: str = "signed"  # how our app opens the store: a signed link, or a one-time code ("code")
     members: dict[str, Member] = field(default_factory=dict)
     deductions: dict[str, Deduction] = field(default_factory=dict)  # our record per mall order_id
     cancelled: set[str] = field(default_factory=set)
@@ -401,11 +402,13 @@ def receive_webhook(book: Book, headers: Mapping[str, str], body: bytes) -> tupl
     except Refused as refused:
         with book.lock:
             book.webhooks.append(dict(entry, verified=False, reason=refused.code))
+            del book.webhooks[:-500]
         return refused.status, {"error": refused.code, "message": refused.message}
     with book.lock:
         duplicate = any(w["verified"] and w["webhook_id"] == entry["webhook_id"] for w in book.webhooks)
         if not duplicate:
             book.webhooks.append(dict(entry, verified=True, reason=None))
+        del book.webhooks[:-500]  # a page's worth is enough to look at
     return 200, {"received": True, "duplicate": duplicate}
 
 
@@ -423,8 +426,8 @@ class ReferenceChannel:
 
     # set-up, as the channel's own systems would do it
 
-    def add_channel(self, code: str, secret: str, points_mode: str) -> Book:
-        self.books[code] = Book(code, [secret], points_mode=points_mode)
+    def add_channel(self, code: str, secret: str, points_mode: str, entry_mode: str = "signed") -> Book:
+        self.books[code] = Book(code, [secret], points_mode=points_mode, entry_mode=entry_mode)
         return self.books[code]
 
     def add_member(self, code: str, member_id: str, password: str, points: int = 0, nickname: str | None = None,
@@ -444,14 +447,15 @@ class ReferenceChannel:
 
     def grant(self, code: str, member_id: str, grant_id: str, points: int, expires_at: int) -> requests.Response:
         """Hosted mode: give a member points in the mall's wallet (idempotent by ``grant_id``)."""
-        return call_mall(self.mall_base_url, self.books[code].secrets[0], f"/partner/{code}/grants",
+        return call_mall(self.mall_base_url, self.books[code].signing_secrets[0], f"/partner/{code}/grants",
                          {"grant_id": grant_id, "member_id": member_id, "points": points, "expires_at": expires_at})
 
-    def open_store_link(self, code: str, member_id: str, entry_mode: str = "signed") -> str:
-        """What the channel app's tile does: a fresh entry link, or a one-time code the mall exchanges."""
+    def open_store_link(self, code: str, member_id: str, entry_mode: str | None = None) -> str:
+        """What the channel app's tile does: a fresh signed entry link, or (``code`` entry mode) a one-time
+        code the mall exchanges at ``member/exchange``. ``entry_mode`` defaults to the channel's."""
         book = self.books[code]
         member = book.members[member_id]
-        if entry_mode == "code":
+        if (entry_mode or book.entry_mode) == "code":
             one_time = secrets.token_urlsafe(24)
             with book.lock:
                 book.codes[one_time] = (member_id, time.time() + WINDOW_SECONDS)
@@ -459,7 +463,7 @@ class ReferenceChannel:
         fields = {k: v for k, v in (("nickname", member.nickname), ("mobile", member.mobile)) if v}
         if book.points_mode == "remote":
             fields["points"] = str(member.points)
-        return entry_link(self.mall_base_url, code, book.secrets[0], member_id, **fields)
+        return entry_link(self.mall_base_url, code, book.signing_secrets[0], member_id, **fields)
 
     # HTTP
 
@@ -479,8 +483,7 @@ class ReferenceChannel:
         if method == "GET" and len(parts) == 4 and parts[1] == "app" and parts[2] in self.books:
             if parts[3] not in self.books[parts[2]].members:
                 return 404, as_json, b'{"error":"no_such_member"}'
-            mode = dict(parse_qsl(split.query)).get("entry", "signed")
-            return 302, {"Location": self.open_store_link(parts[2], parts[3], mode)}, b""
+            return 302, {"Location": self.open_store_link(parts[2], parts[3])}, b""
         if method != "POST" or len(parts) < 4 or parts[1] != "channels" or parts[2] not in self.books:
             return 404, as_json, b'{"error":"no_such_api"}'
         book = self.books[parts[2]]
@@ -490,7 +493,7 @@ class ReferenceChannel:
                 status, answer = receive_webhook(book, headers, body)
             elif api_path.lstrip("/") in APIS:
                 params = request_params(split.query, headers, body)
-                verify_signed_request(params, method, api_path, book.secrets, book.nonces)
+                verify_signed_request(params, method, api_path, book.signing_secrets, book.nonces)
                 status, answer = APIS[api_path.lstrip("/")](book, _json_object(body))
             else:
                 status, answer = 404, {"error": "no_such_api"}
@@ -510,7 +513,8 @@ class ReferenceChannel:
                 body = self.rfile.read(length) if length else b""
                 status, headers, payload = channel.handle(self.command, self.path, dict(self.headers.items()), body)
                 self.send_response(status)
-                for name, value in {**headers, "Content-Length": str(len(payload)), "Cache-Control": "no-store"}.items():
+                headers = {**headers, "Content-Length": str(len(payload)), "Cache-Control": "no-store"}
+                for name, value in headers.items():
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(payload)
@@ -547,7 +551,8 @@ class ReferenceChannel:
         for code, book in self.books.items():
             with book.lock:
                 out[code] = {
-                    "points_mode": book.points_mode, "api_base_url": self.api_base_url(code),
+                    "points_mode": book.points_mode, "entry_mode": book.entry_mode,
+                    "api_base_url": self.api_base_url(code),
                     "webhook_url": f"{self.api_base_url(code)}/webhooks", "webhook_secret": book.webhook_secret,
                     "members": {m.member_id: {"points": m.points, "nickname": m.nickname}
                                 for m in book.members.values()},
@@ -559,31 +564,34 @@ class ReferenceChannel:
         return out
 
     def page(self) -> str:
+        """The state as a small HTML page (reload to refresh)."""
         e = html.escape
-        rows = []
+        parts = ["<!doctype html><meta charset='utf-8'><title>Reference channel back end</title>",
+                 "<style>body{font:14px sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:4px 8px;"
+                 "text-align:left}table{border-collapse:collapse}code{font-size:12px}</style>",
+                 "<h1>Reference channel back end</h1><p>State in memory; reload to refresh. "
+                 "<a href='/state.json'>state.json</a> · <a href='/webhooks.json'>webhooks.json</a></p>"]
         for code, c in self.state().items():
-            rows.append(f"<h2>{e(code)} <small>({e(c['points_mode'])} points)</small></h2>"
-                        f"<p>API base URL <code>{e(c['api_base_url'])}</code> · webhook URL "
-                        f"<code>{e(c['webhook_url'])}</code> · webhook secret <code>{e(c['webhook_secret'])}</code></p>")
-            rows.append("<table><tr><th>member</th><th>points here</th><th>open the store</th></tr>" + "".join(
-                f"<tr><td>{e(m)}</td><td>{v['points'] if c['points_mode'] == 'remote' else '— (mall wallet)'}</td>"
-                f"<td><a href='/app/{e(code)}/{e(m)}'>signed link</a> · "
-                f"<a href='/app/{e(code)}/{e(m)}?entry=code'>one-time code</a></td></tr>"
-                for m, v in c["members"].items()) + "</table>")
-            if c["deductions"]:
-                rows.append("<h3>Deductions</h3><table><tr><th>order</th><th>member</th><th>points</th>"
-                            "<th>outcome</th><th>refunded</th></tr>" + "".join(
-                                f"<tr><td>{e(o)}</td><td>{e(d['member_id'])}</td><td>{d['points']}</td>"
-                                f"<td>{e(d['outcome'])}{' (cancelled)' if d['cancelled'] else ''}</td>"
-                                f"<td>{d['refunded']}</td></tr>" for o, d in c["deductions"].items()) + "</table>")
-            rows.append("<h3>Webhooks received</h3>" + ("<table><tr><th>webhook-id</th><th>verified</th>"
-                        "<th>received</th><th>body</th></tr>" + "".join(
-                            f"<tr><td>{e(str(w['webhook_id']))}</td><td>{'yes' if w['verified'] else 'no: ' + e(w['reason'])}"
-                            f"</td><td>{w['received_at']}</td><td><code>{e(w['body'][:300])}</code></td></tr>"
-                            for w in reversed(c["webhooks"])) + "</table>" if c["webhooks"] else "<p>none yet</p>"))
-        return ("<!doctype html><meta charset='utf-8'><title>Reference channel back end</title>"
-                "<style>body{font:14px sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:4px 8px;"
-                "text-align:left}table{border-collapse:collapse}code{font-size:12px}</style>"
-                "<h1>Reference channel back end</h1><p>State in memory; reload to refresh. "
-                "<a href='/state.json'>state.json</a> · <a href='/webhooks.json'>webhooks.json</a></p>"
-                + "".join(rows))
+            parts.append(f"<h2>{e(code)} <small>({e(c['points_mode'])} points, {e(c['entry_mode'])} entry)</small>"
+                         f"</h2><p>API base URL <code>{e(c['api_base_url'])}</code> · webhook URL "
+                         f"<code>{e(c['webhook_url'])}</code> · webhook secret <code>{e(c['webhook_secret'])}</code>")
+            parts.append(_table(["member", "points held here", "open the store"], [
+                [e(m), str(v["points"]) if c["points_mode"] == "remote" else "— (the mall keeps the wallet)",
+                 f"<a href='/app/{e(code)}/{e(m)}'>open as {e(m)}</a>"] for m, v in c["members"].items()]))
+            parts.append("<h3>Deductions</h3>" + _table(["order", "member", "points", "outcome", "refunded"], [
+                [e(o), e(d["member_id"]), str(d["points"]),
+                 e(d["outcome"]) + (" (cancelled)" if d["cancelled"] else ""), str(d["refunded"])]
+                for o, d in c["deductions"].items()]))
+            parts.append("<h3>Webhooks received</h3>" + _table(["webhook-id", "verified", "received at", "body"], [
+                [e(str(w["webhook_id"])), "yes" if w["verified"] else f"no: {e(w['reason'])}", str(w["received_at"]),
+                 f"<code>{e(w['body'][:300])}</code>"] for w in reversed(c["webhooks"])]))
+        return "".join(parts)
+
+
+def _table(headings: list[str], rows: list[list[str]]) -> str:
+    """An HTML table from cells that are already escaped."""
+    if not rows:
+        return "<p>none yet</p>"
+    head = "".join(f"<th>{h}</th>" for h in headings)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"

@@ -41,7 +41,7 @@ def main() -> None:
         book = reference.books[c["code"]]
         channels.append(dict(
             c, api_base_url=reference.api_base_url(c["code"]), webhook_secret=book.webhook_secret,
-            entry_links={m: reference.open_store_link(c["code"], m) for m in c["members"]},
+            entry_links={m: reference.open_store_link(c["code"], m, "signed") for m in c["members"]},
             app_links={m: f"{reference.url}/app/{c['code']}/{m}" for m in c["members"]}))
     handle = {
         "base_url": system.base_url,
@@ -72,7 +72,7 @@ Channel Mall is running locally.
         print(f"    back end {c['api_base_url']}   webhook secret {c['webhook_secret']}")
         for member, link in c["entry_links"].items():
             print(f"    entry link for {member} (once, within 300 s): {link}")
-            print(f"      or any time, as the channel app's tile: {c['app_links'][member]}")
+            print(f"      or any time, as the channel app's tile ({c['entry_mode']} entry): {c['app_links'][member]}")
         print(f"    sign a link yourself: .venv/bin/python -m tools.sign {c['code']} <member_id>")
     for s in handle["suppliers"]:
         print(f"  supplier {s['id']} ({s['name']})  X-Api-Key: {s['api_key']}")

@@ -86,7 +86,7 @@ def seed() -> Seeded:
     for spec in CHANNELS:
         channel = channels.create(ChannelCreate(**spec), ACTOR)
         out.channels.append({"code": channel.code, "secret": channel.secret, "points_mode": channel.points_mode,
-                             "members": MEMBERS[channel.code]})
+                             "entry_mode": channel.entry_mode, "members": MEMBERS[channel.code]})
     bank, telecom = (c["code"] for c in out.channels)
     for i, goods_id in enumerate(out.goods_ids):
         skus = goods.skus_of(goods.get(goods_id))
@@ -128,7 +128,7 @@ def demo(base_url: str, ops_token: str, reference_port: int = 0) -> Demo:
     ends_at = now + DEMO_PERIOD_SECONDS
     for channel in seeded.channels:
         code, remote = channel["code"], channel["points_mode"] == "remote"
-        reference.add_channel(code, channel["secret"], channel["points_mode"])
+        reference.add_channel(code, channel["secret"], channel["points_mode"], channel["entry_mode"])
         for member in channel["members"]:
             reference.add_member(code, member, DEMO_PASSWORD, DEMO_POINTS if remote else 0, NICKNAMES[member])
         _ok(ops.patch(f"{base_url}/ops/channels/{code}", json={"api_base_url": reference.api_base_url(code)},
