@@ -110,6 +110,13 @@ class GoodsStatusIndex(GlobalSecondaryIndex):
     updated_at = UnicodeAttribute(range_key=True)
 
 
+class GoodsRevisionIndex(GlobalSecondaryIndex):
+    """Sparse: only goods with a content revision (``pending`` for ops to review, or ``rejected``)."""
+    Meta = _index_meta("revision-index")
+    revision_state = UnicodeAttribute(hash_key=True)
+    updated_at = UnicodeAttribute(range_key=True)
+
+
 class Goods(Model):
     """A supplier's goods with its SKUs.
 
@@ -124,7 +131,7 @@ class Goods(Model):
     ref = UnicodeAttribute()
     title = UnicodeAttribute()
     description = UnicodeAttribute(default="")
-    images = ListAttribute(of=UnicodeAttribute, default=list)
+    images = ListAttribute(of=UnicodeAttribute, default=list)  # upload ids of the supplier's own images
     category = UnicodeAttribute()
     skus = MapAttribute()
     status = UnicodeAttribute()
@@ -132,8 +139,33 @@ class Goods(Model):
     created_at = UnicodeAttribute(default=now_iso)
     updated_at = UnicodeAttribute(default=now_iso)
     version = NumberAttribute(default=1)
+    # A supplier's change to approved content (title, description, images, category) waits here for
+    # review while members keep seeing the approved fields above; ``revision_state`` keys the sparse index.
+    revision = MapAttribute(null=True)
+    revision_state = UnicodeAttribute(null=True)
     supplier_index = GoodsSupplierIndex()
     status_index = GoodsStatusIndex()
+    revision_index = GoodsRevisionIndex()
+
+
+class Stock(Model):
+    """One SKU's stock and the prices checkout guards, kept apart from its goods item.
+
+    A checkout line writes only this small item (2 WCU in a transaction) instead of the whole
+    goods item with every SKU, title and description. ``stock`` is authoritative (checkout takes
+    it with ``stock >= qty``); ``settlement_price`` and ``base_price`` mirror the goods' SKU and
+    ``selling`` is true while the goods is approved, each written in the same transaction that
+    changes it on the goods item, so checkout's conditions here guard the prices and the approval
+    it read. Goods from before this item get it on first read (``goods.stock_items``).
+    """
+
+    Meta = _meta("stock")
+    goods_id = UnicodeAttribute(hash_key=True)
+    sku_id = UnicodeAttribute(range_key=True)
+    stock = NumberAttribute()
+    settlement_price = NumberAttribute()
+    base_price = NumberAttribute(null=True)
+    selling = BooleanAttribute(default=False)
 
 
 class Audit(Model):
@@ -169,6 +201,9 @@ class Channel(Model):
     secret = UnicodeAttribute()
     previous_secret = UnicodeAttribute(null=True)
     previous_secret_until = NumberAttribute(null=True)
+    # When the channel first signed a request with the current secret during an overlap (its proof
+    # that it has it); until then, and until the overlap ends, our calls to it use the previous one.
+    secret_proven_at = NumberAttribute(null=True)
     status = UnicodeAttribute(default="active")
     current_period = UnicodeAttribute(null=True)
     payment_auth = UnicodeAttribute(default="channel_password")
@@ -312,6 +347,19 @@ class Grant(Model):
     created_at = UnicodeAttribute(default=now_iso)
 
 
+class MemberRedemption(Model):
+    """Points one remote-mode member has redeemed in one period: the per-member cap's counter.
+
+    The channel keeps the member's wallet, so the cap is judged here: checkout adds the order's points
+    with ``redeemed <= cap - points`` in its transaction; a release takes them back.
+    """
+
+    Meta = _meta("member-redemptions")
+    member_id = UnicodeAttribute(hash_key=True)
+    period_id = UnicodeAttribute(range_key=True)
+    redeemed = NumberAttribute(default=0)
+
+
 class OrderMemberIndex(GlobalSecondaryIndex):
     Meta = _index_meta("member-index")
     member_id = UnicodeAttribute(hash_key=True)
@@ -350,6 +398,7 @@ class Order(Model):
     pending_channel = UnicodeAttribute(null=True)
     quota_takes = MapAttribute(null=True)  # quota shard number (as a string) → points debited from it
     resolve_attempts = NumberAttribute(default=0)
+    sandbox = BooleanAttribute(default=False)  # a sandbox channel's: never reaches a supplier, never settled
     created_at = UnicodeAttribute(default=now_iso)
     updated_at = UnicodeAttribute(default=now_iso)
     member_index = OrderMemberIndex()
@@ -367,6 +416,9 @@ class PaymentGuard(Model):
     otp_hash = UnicodeAttribute(null=True)
     otp_expires_at = NumberAttribute(null=True)
     otp_attempts = NumberAttribute(default=0)
+    # Start of the fixed window ``failures`` counts in (``payment_auth.WINDOW_SECONDS``): an attempt is
+    # reserved in it before it is checked, and a reservation a crashed request never settled expires with it.
+    attempts_window = NumberAttribute(null=True)
 
 
 class RateCounter(Model):
@@ -379,8 +431,8 @@ class RateCounter(Model):
 
 
 ALL_MODELS: tuple[type[Model], ...] = (
-    Supplier, SupplierKey, Goods, Audit, Channel, PoolItem, Upload, Nonce, MemberLink, Member, Topic,
-    Quota, Wallet, Grant, Order, PaymentGuard, RateCounter,
+    Supplier, SupplierKey, Goods, Stock, Audit, Channel, PoolItem, Upload, Nonce, MemberLink, Member, Topic,
+    Quota, Wallet, Grant, MemberRedemption, Order, PaymentGuard, RateCounter,
 )
 
 

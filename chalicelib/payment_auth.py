@@ -1,9 +1,18 @@
 """Confirming a spend: the channel's payment password, or a one-time SMS code.
 
-Failed attempts are counted per member; at ``MAX_FAILURES`` the member is
-locked out for ``LOCK_SECONDS``. A one-time code is stored only as a keyed
-hash, expires after ``OTP_SECONDS``, and is consumed inside the checkout
-transaction, so it pays for one order only.
+Every attempt is *reserved* by a conditional write before it is checked
+(member not locked, fewer than ``MAX_FAILURES`` attempts in the current
+window), so a burst of parallel guesses gets no more tries than a patient
+guesser. A wrong answer keeps its reservation and the one that reaches
+``MAX_FAILURES`` locks the member for ``LOCK_SECONDS``; a right answer
+clears the count; a failure that is not the member's (the channel's API
+down) gives the reservation back. Sending a code only ever touches the code
+fields, so no send can erase a lock or a count, and sends are rate-limited
+per member and per channel (SMS pumping costs money).
+
+A one-time code is stored only as a keyed hash, expires after
+``OTP_SECONDS``, and is consumed inside the checkout transaction, so it pays
+for one order only.
 """
 from __future__ import annotations
 
@@ -13,16 +22,20 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib import config, partners, sms
+from chalicelib import config, partners, ratelimit, sms
 from chalicelib.errors import DomainError, Unauthorized, Unprocessable
-from chalicelib.models import Channel, LabelledTransaction, Member, PaymentGuard
+from chalicelib.models import Channel, LabelledTransaction, Member, PaymentGuard, condition_failed
 
 MAX_FAILURES = 5
 LOCK_SECONDS = 15 * 60
+WINDOW_SECONDS = 15 * 60  # attempts are counted per fixed window of this length
 OTP_SECONDS = 5 * 60
 OTP_MAX_ATTEMPTS = 5
+OTP_SENDS_PER_MEMBER_HOUR = 5
+OTP_SENDS_PER_CHANNEL_HOUR = 2000
+_RESERVE_TRIES = 4
 
 
 class Locked(DomainError):
@@ -36,17 +49,74 @@ def _guard(member_id: str) -> PaymentGuard:
         return PaymentGuard(member_id, failures=0, locked_until=0, otp_attempts=0)
 
 
+def _locked(guard: PaymentGuard, now: float) -> bool:
+    return int(guard.locked_until or 0) > now
+
+
 def _otp_hash(member_id: str, code: str) -> str:
     return hmac.new(config.session_key().encode(), f"{member_id}:{code}".encode(), hashlib.sha256).hexdigest()
 
 
-def _fail(guard: PaymentGuard, now: float, code: str, message: str) -> DomainError:
-    # Count atomically and decide on the count the write returns: a count read before the call goes stale
-    # when guesses run concurrently, and the lock would never see its threshold.
-    guard.update([PaymentGuard.failures.add(1)])
-    if int(guard.failures or 0) >= MAX_FAILURES:
-        guard.update([PaymentGuard.locked_until.set(int(now) + LOCK_SECONDS), PaymentGuard.failures.set(0)])
+def _locked_error() -> Locked:
+    return Locked("payment_locked", "too many wrong attempts; try again later")
+
+
+def _reserve(member_id: str, now: float, otp: bool) -> int:
+    """Take one attempt atomically, before it is checked; the attempt's number in its window.
+
+    Two conditional updates: count on in the current window, or start a new window. Neither holds when
+    the member is locked or the window's attempts are all taken (some may still be in flight)."""
+    window = int(now) // WINDOW_SECONDS * WINDOW_SECONDS
+    unlocked = PaymentGuard.locked_until.does_not_exist() | (PaymentGuard.locked_until <= int(now))
+    extra, code_left = [], None
+    if otp:
+        extra = [PaymentGuard.otp_attempts.add(1)]
+        code_left = PaymentGuard.otp_attempts.does_not_exist() | (PaymentGuard.otp_attempts < OTP_MAX_ATTEMPTS)
+    same_window = unlocked & (PaymentGuard.attempts_window == window) & (PaymentGuard.failures < MAX_FAILURES)
+    new_window = unlocked & (PaymentGuard.attempts_window.does_not_exist() | (PaymentGuard.attempts_window < window))
+    if code_left is not None:
+        same_window, new_window = same_window & code_left, new_window & code_left
+    guard = PaymentGuard(member_id)
+    for _ in range(_RESERVE_TRIES):
+        for actions, condition in (([PaymentGuard.failures.add(1)], same_window),
+                                   ([PaymentGuard.failures.set(1), PaymentGuard.attempts_window.set(window)],
+                                    new_window)):
+            try:
+                guard.update(actions + extra, condition=condition)
+                return int(guard.failures)
+            except UpdateError as exc:
+                if not condition_failed(exc):
+                    raise
+        current = _guard(member_id)
+        if _locked(current, now):
+            raise _locked_error()
+        if otp and int(current.otp_attempts or 0) >= OTP_MAX_ATTEMPTS:
+            raise Unauthorized("otp_expired", "too many wrong codes; request a new code")
+        if int(current.attempts_window or 0) == window and int(current.failures or 0) >= MAX_FAILURES:
+            raise Locked("payment_busy", "too many payment confirmations at once; try again in a moment")
+        # Otherwise another request opened the window between our two writes: count again.
+    raise Locked("payment_busy", "too many payment confirmations at once; try again in a moment")
+
+
+def _release(member_id: str) -> None:
+    """Give back an attempt that was not the member's to lose (the channel failed to answer)."""
+    try:
+        PaymentGuard(member_id).update([PaymentGuard.failures.add(-1)], condition=PaymentGuard.failures > 0)
+    except UpdateError as exc:
+        if not condition_failed(exc):
+            raise
+
+
+def _wrong(member_id: str, attempt: int, now: float, code: str, message: str) -> DomainError:
+    """A wrong answer keeps its reservation; the one that used up the window locks the member."""
+    if attempt >= MAX_FAILURES:
+        PaymentGuard(member_id).update([PaymentGuard.locked_until.set(int(now) + LOCK_SECONDS),
+                                        PaymentGuard.failures.set(0)])
     return Unauthorized(code, message)
+
+
+def _right(member_id: str) -> None:
+    PaymentGuard(member_id).update([PaymentGuard.failures.set(0)])
 
 
 def send_otp(channel: Channel, member: Member, now: float | None = None) -> dict:
@@ -55,13 +125,18 @@ def send_otp(channel: Channel, member: Member, now: float | None = None) -> dict
         raise Unprocessable("otp_not_enabled", "this channel confirms payments with its own payment password")
     if not member.mobile:
         raise Unprocessable("no_mobile", "no mobile number is known for this member; enter again from your app")
-    guard = _guard(member.member_id)
-    if int(guard.locked_until or 0) > now:
-        raise Locked("payment_locked", "too many wrong attempts; try again later")
+    if _locked(_guard(member.member_id), now):
+        raise _locked_error()
+    ratelimit.hit(f"otp-send#member#{member.member_id}", OTP_SENDS_PER_MEMBER_HOUR, 3600, now,
+                  code="otp_send_limited", message="too many codes sent to you this hour; try again later")
+    ratelimit.hit(f"otp-send#channel#{channel.code}", OTP_SENDS_PER_CHANNEL_HOUR, 3600, now,
+                  code="otp_send_limited", message="too many codes sent in this channel this hour; try again later")
     code = f"{secrets.randbelow(10**6):06d}"
-    PaymentGuard(member.member_id, failures=int(guard.failures or 0), locked_until=int(guard.locked_until or 0),
-                 otp_hash=_otp_hash(member.member_id, code), otp_expires_at=int(now) + OTP_SECONDS,
-                 otp_attempts=0).save()
+    # Only the code's own fields: a lock or a failure count written meanwhile survives the send.
+    PaymentGuard(member.member_id).update([
+        PaymentGuard.otp_hash.set(_otp_hash(member.member_id, code)),
+        PaymentGuard.otp_expires_at.set(int(now) + OTP_SECONDS),
+        PaymentGuard.otp_attempts.set(0)])
     sms.send(member.mobile, f"Your {channel.name} payment code is {code}. It expires in 5 minutes.")
     return {"sent_to": f"***{member.mobile[-4:]}", "expires_in": OTP_SECONDS}
 
@@ -79,33 +154,44 @@ class Proof:
                       condition=PaymentGuard.otp_hash == self.otp_hash)
 
 
+def _confirm_otp(member: Member, otp: str | None, now: float) -> Proof:
+    if not otp:
+        raise Unprocessable("validation_error", "this channel confirms payments with a one-time code", "otp")
+    guard = _guard(member.member_id)
+    if _locked(guard, now):
+        raise _locked_error()
+    if not guard.otp_hash or int(guard.otp_expires_at or 0) <= now:
+        raise Unauthorized("otp_expired", "request a new code")
+    attempt = _reserve(member.member_id, now, otp=True)
+    if not hmac.compare_digest(guard.otp_hash, _otp_hash(member.member_id, otp)):
+        raise _wrong(member.member_id, attempt, now, "wrong_otp", "the code is not right")
+    _right(member.member_id)
+    return Proof(guard, guard.otp_hash)
+
+
+def _confirm_password(channel: Channel, member: Member, password: str | None, now: float) -> Proof:
+    if not password:
+        raise Unprocessable("validation_error", "enter your payment password", "password")
+    attempt = _reserve(member.member_id, now, otp=False)
+    try:
+        answer = partners.call(channel, "password/verify", {"member_id": member.external_id, "password": password})
+        if not isinstance(answer.get("valid"), bool):
+            # The channel failed to answer (an error status, a refused signature): not the member's wrong password.
+            raise partners.PartnerError("channel_api_bad_response",
+                                        f"channel {channel.code} could not verify the password ({answer['_status']})")
+    except BaseException:
+        _release(member.member_id)
+        raise
+    if answer["valid"] is not True:
+        raise _wrong(member.member_id, attempt, now, "wrong_password", "the payment password is not right")
+    _right(member.member_id)
+    return Proof()
+
+
 def confirm(channel: Channel, member: Member, password: str | None, otp: str | None,
             now: float | None = None) -> Proof:
     """Verify before any spend: the channel's password API, or the member's current one-time code."""
     now = time.time() if now is None else now
-    guard = _guard(member.member_id)
-    if int(guard.locked_until or 0) > now:
-        raise Locked("payment_locked", "too many wrong attempts; try again later")
     if channel.payment_auth == "otp":
-        if not otp:
-            raise Unprocessable("validation_error", "this channel confirms payments with a one-time code", "otp")
-        if not guard.otp_hash or int(guard.otp_expires_at or 0) <= now:
-            raise Unauthorized("otp_expired", "request a new code")
-        if int(guard.otp_attempts or 0) >= OTP_MAX_ATTEMPTS:
-            raise Unauthorized("otp_expired", "too many wrong codes; request a new code")
-        if not hmac.compare_digest(guard.otp_hash, _otp_hash(member.member_id, otp)):
-            guard.update([PaymentGuard.otp_attempts.add(1)])
-            raise _fail(guard, now, "wrong_otp", "the code is not right")
-        return Proof(guard, guard.otp_hash)
-    if not password:
-        raise Unprocessable("validation_error", "enter your payment password", "password")
-    answer = partners.call(channel, "password/verify", {"member_id": member.external_id, "password": password})
-    if not isinstance(answer.get("valid"), bool):
-        # The channel failed to answer (an error status, a refused signature): not the member's wrong password.
-        raise partners.PartnerError("channel_api_bad_response",
-                                    f"channel {channel.code} could not verify the password ({answer['_status']})")
-    if answer["valid"] is not True:
-        raise _fail(guard, now, "wrong_password", "the payment password is not right")
-    if int(guard.failures or 0):
-        guard.update([PaymentGuard.failures.set(0)])
-    return Proof()
+        return _confirm_otp(member, otp, now)
+    return _confirm_password(channel, member, password, now)
