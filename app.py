@@ -8,7 +8,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from chalice import Chalice, ConvertToMiddleware, IAMAuthorizer, Rate, Response
 
 from chalicelib import (
-    catalog, channels, checkout, entry, goods, imports, members, orders, payment_auth, pools, quotas, sandbox,
+    audit, catalog, channels, checkout, entry, goods, imports, members, orders, payment_auth, pools, quotas, sandbox,
     sessions, store, suppliers, wallets, web,
 )
 from chalicelib.errors import DomainError, Forbidden, Unprocessable
@@ -39,6 +39,7 @@ def route(path: str, methods: tuple[str, ...] = ("GET",), ops: bool = False, sta
         @functools.wraps(view)
         def handle(**params: str) -> Response:
             try:
+                web.check_path_params(params)
                 result = view(**params)
                 return result if isinstance(result, Response) else Response(
                     body=result, status_code=status, headers=web.JSON)
@@ -63,7 +64,7 @@ def req():
 def supplier_apply() -> dict:
     supplier = suppliers.apply(web.body(req(), schemas.SupplierApplication))
     count("SupplierApplied")
-    return suppliers.view(supplier)
+    return suppliers.supplier_view(supplier)
 
 
 @route("/ops/suppliers", ops=True)
@@ -120,7 +121,7 @@ def _supplier_actor():
 
 @route("/supplier/me")
 def supplier_me() -> dict:
-    return suppliers.view(web.supplier(req()))
+    return suppliers.supplier_view(web.supplier(req()))
 
 
 @route("/supplier/goods", methods=("POST",), status=201)
@@ -134,7 +135,7 @@ def supplier_goods_publish() -> dict:
 @route("/supplier/goods")
 def supplier_goods_list() -> dict:
     supplier = web.supplier(req())
-    return {"goods": [goods.view(g) for g in goods.list_for_supplier(supplier.supplier_id)]}
+    return {"goods": goods.views(goods.list_for_supplier(supplier.supplier_id))}
 
 
 @route("/supplier/goods/{goods_id}")
@@ -171,7 +172,7 @@ def supplier_goods_submit(goods_id: str) -> dict:
 def supplier_goods_audit(goods_id: str) -> dict:
     supplier = web.supplier(req())
     goods.get_own(supplier.supplier_id, goods_id)
-    return {"audit": goods.audit_trail(goods_id)}
+    return {"audit": audit.for_supplier(goods.audit_trail(goods_id))}
 
 
 @route("/supplier/uploads", methods=("POST",), status=201)
@@ -202,7 +203,7 @@ def upload_created(event) -> dict:
 @route("/ops/goods", ops=True)
 def ops_goods_list() -> dict:
     web.ops_actor(req())
-    return {"goods": [goods.view(g) for g in goods.list_by_status(web.query(req(), "status", goods.PENDING))]}
+    return {"goods": goods.views(goods.list_by_status(web.query(req(), "status", goods.PENDING)))}
 
 
 @route("/ops/goods/{goods_id}", ops=True)
@@ -237,6 +238,27 @@ def ops_goods_reject(goods_id: str) -> dict:
 def ops_goods_off_sale(goods_id: str) -> dict:
     actor = web.ops_actor(req())
     return goods.view(goods.take_off_sale(goods.get(goods_id), actor))
+
+
+@route("/ops/goods-revisions", ops=True)
+def ops_goods_revisions() -> dict:
+    """Approved goods whose supplier changed their content: ``state`` pending (default) or rejected."""
+    web.ops_actor(req())
+    state = web.query(req(), "state", goods.REVISION_PENDING)
+    return {"goods": goods.views(goods.list_revisions(state))}
+
+
+@route("/ops/goods/{goods_id}/revision/approve", methods=("POST",), ops=True)
+def ops_goods_revision_approve(goods_id: str) -> dict:
+    actor = web.ops_actor(req())
+    body = web.body(req(), schemas.RevisionApproval)
+    return goods.view(goods.approve_revision(goods_id, body.version, actor))
+
+
+@route("/ops/goods/{goods_id}/revision/reject", methods=("POST",), ops=True)
+def ops_goods_revision_reject(goods_id: str) -> dict:
+    actor = web.ops_actor(req())
+    return goods.view(goods.reject_revision(goods_id, web.body(req(), schemas.Reason).reason, actor))
 
 
 # --- ops: channels, sub-pools and pricing ------------------------------------
@@ -347,6 +369,7 @@ def channel_entry(code: str) -> Response:
     """The channel's fixed entry link: verify, map the member, start a session, redirect into the store."""
     request = req()
     try:
+        web.check_path_params({"code": code})
         entered = entry.enter(code, request.query_params or {})
     except DomainError as error:
         count("EntryRefused")
@@ -357,7 +380,7 @@ def channel_entry(code: str) -> Response:
         return web.internal_error()
     count("Entries")
     return Response(body="", status_code=302, headers={
-        "Location": entered.redirect,
+        "Location": web.base_url(request) + entered.redirect,  # the stage too: a bare /store/… is refused there
         "Set-Cookie": sessions.cookie(entered.token),
         "Cache-Control": "no-store",
     })
@@ -406,7 +429,8 @@ def member_topics(code: str) -> dict:
 @route("/sandbox/{code}/signature-check", methods=("POST",))
 def sandbox_signature_check(code: str) -> dict:
     data = web.body(req(), schemas.SignatureCheck)
-    return sandbox.check(code, data.params, data.canonical)
+    source_ip = ((req().context or {}).get("identity") or {}).get("sourceIp")
+    return sandbox.check(code, data.params, data.canonical, data.method, data.path, data.body, source_ip)
 
 
 @app.route("/store/{code}", methods=["GET"])
@@ -456,7 +480,8 @@ def ops_resolve_pending(code: str) -> dict:
 def partner_channel(code: str):
     """A channel's server calling us: signed per the contract, channel active."""
     channel = entry.active_channel(code)
-    entry.verify(channel, web.partner_params(req()))
+    request = req()
+    entry.verify(channel, web.partner_params(request), method=request.method, path=web.signed_path(request))
     return channel
 
 
@@ -516,9 +541,6 @@ def member_order(code: str, order_id: str) -> dict:
 @app.schedule(Rate(5, unit=Rate.MINUTES), name="resolve_remote_orders")
 def resolve_remote_orders(event) -> dict:
     """Orders whose deduction result was unknown: ask each remote channel again, never forget one."""
-    outcome = {}
-    for channel in channels.list_all():
-        if channel.points_mode == "remote" and channel.status == channels.ACTIVE:
-            outcome[channel.code] = checkout.resolve_pending(channel)
+    outcome = checkout.sweep_remote()
     logger.info("remote orders resolved", extra={"outcome": outcome})
     return outcome

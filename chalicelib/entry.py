@@ -14,9 +14,9 @@ from typing import Mapping
 from pynamodb.exceptions import PutError
 
 from chalicelib import channels, members, partners, sessions
-from chalicelib.errors import BadRequest, Forbidden, Unauthorized
+from chalicelib.errors import BadRequest, DomainError, Forbidden, Unauthorized
 from chalicelib.models import Channel, Member, Nonce, condition_failed
-from chalicelib.signing import WINDOW_SECONDS, check_envelope, check_signature
+from chalicelib.signing import WINDOW_SECONDS, check_envelope, check_signature, pairs_of, unique_params
 
 TARGET = re.compile(r"^/(?!/)[A-Za-z0-9/_.~\-?=&%]*$")
 
@@ -46,12 +46,20 @@ def spend_nonce(channel_code: str, nonce: str, timestamp: int) -> None:
         raise
 
 
-def verify(channel: Channel, params: Mapping[str, str], now: float | None = None) -> None:
-    """Everything the contract demands of a signed request, nonce spent last."""
+def verify(channel: Channel, params: Mapping[str, str], now: float | None = None,
+           method: str | None = None, path: str | None = None) -> None:
+    """Everything the contract demands of a signed request, nonce spent last.
+
+    Keys and repeated keys are refused before any signature is looked at (``params`` may be a
+    multi-valued mapping: every value counts). An entry link signs its query alone; a server-to-server
+    call (``method`` and ``path`` given) signs them too, so neither authorises the other. A request
+    accepted with a rotated-in secret is the channel's proof that it has it (our calls switch to it)."""
     now = time.time() if now is None else now
+    params = unique_params(pairs_of(params))
     timestamp = check_envelope(params, now)
-    check_signature(params, channels.accepted_secrets(channel, now))
+    secret = check_signature(params, channels.accepted_secrets(channel, now), method, path)
     spend_nonce(channel.code, params["nonce"], timestamp)
+    channels.record_proof(channel, secret, now)
 
 
 def store_path(channel_code: str, target: str | None) -> str:
@@ -60,17 +68,38 @@ def store_path(channel_code: str, target: str | None) -> str:
     return f"{home}#{target}" if target and TARGET.match(target) else home
 
 
+# What an entry may carry (README, "Input bounds"), checked before any write: a member id becomes part of
+# a key (DynamoDB: under 2,048 bytes) and points a stored number (DynamoDB: 38 digits).
+FIELDS = {
+    "member_id": (re.compile(r"[^\x00-\x1f\x7f]{1,64}"), "1 to 64 characters, no control characters"),
+    "nickname": (re.compile(r"[^\x00-\x1f\x7f]{0,64}"), "at most 64 characters, no control characters"),
+    "mobile": (re.compile(r"(\+?[0-9 -]{5,20})?"), "5 to 20 digits, spaces or dashes, optionally after +"),
+    "points": (re.compile(r"([0-9]{1,15})?"), "a whole number from 0 to 999,999,999,999,999"),
+    "target": (re.compile(r"[\s\S]{0,512}"), "at most 512 characters"),
+    "code": (re.compile(r"[\x21-\x7e]{0,256}"), "at most 256 printable ASCII characters"),
+}
+
+
+def check_fields(values: Mapping[str, object], error: type[DomainError] = BadRequest,
+                 code: str = "invalid_field") -> None:
+    """Refuse any known field outside its bound, naming it."""
+    for name, (pattern, bound) in FIELDS.items():
+        value = values.get(name)
+        if value is not None and not pattern.fullmatch(str(value)):
+            raise error(code, f"{name} must be {bound}", name)
+
+
 def _optional_int(value: object) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        raise BadRequest("invalid_field", "points must be a whole number", "points") from None
+    return int(value) if value not in (None, "") else None
 
 
 def enter(channel_code: str, params: Mapping[str, str], now: float | None = None) -> Entry:
     channel = active_channel(channel_code)
+    check_fields(params)
     if params.get("code") and channel.entry_mode == "code":
         identity = partners.exchange_code(channel, params["code"])
+        check_fields({k: identity.get(k) for k in ("member_id", "nickname", "mobile", "points")},
+                     partners.PartnerError, "channel_api_bad_response")
         external_id = identity["member_id"]
         profile = {k: identity.get(k) for k in ("nickname", "mobile")}
         points = identity.get("points")

@@ -1,20 +1,19 @@
-"""Calls to a channel's back end: signed per the contract, with a timeout, bounded
-retries with backoff, and a log line and metrics per channel for every call."""
+"""Calls to a channel's back end: signed per the contract (version 2: method and path bound),
+with the secret the rotation rule picks, only to allowed addresses, never following a redirect,
+with a timeout, bounded retries with backoff, and a log line and metrics per channel for every call."""
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from typing import Any
 
-import requests
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-
+from chalicelib import channels, endpoints
 from chalicelib.errors import DomainError
 from chalicelib.models import Channel
 from chalicelib.observability import logger
-from chalicelib.signing import body_sha256, sign
+from chalicelib.signing import request_headers
 
 CONNECT_TIMEOUT = 2.0
 READ_TIMEOUT = 3.0
@@ -31,7 +30,36 @@ class EntryRejected(DomainError):
     status = 401
 
 
-_http = requests.Session()
+_session = None
+
+
+def _http():
+    """One pooled session per container, built on the first call (``requests`` is not needed before)."""
+    global _session
+    if _session is None:
+        import requests
+
+        _session = requests.Session()
+    return _session
+
+
+def _destination(channel: Channel) -> str:
+    """The channel's base URL once it passed the address rules right now (see ``endpoints``)."""
+    if not channel.api_base_url:
+        raise PartnerError("channel_api_not_configured", f"channel {channel.code} has no API base URL")
+    base = channel.api_base_url.rstrip("/")
+    try:
+        endpoints.check_base_url(base)
+        refused = endpoints.refused_addresses(base)
+    except DomainError:
+        raise PartnerError("channel_api_url_refused", f"channel {channel.code}'s API base URL is not allowed") from None
+    except OSError:
+        raise PartnerError("channel_api_unavailable", f"channel {channel.code}'s API host does not resolve") from None
+    if refused:
+        logger.warning("partner address refused", extra={"channel": channel.code, "addresses": refused})
+        raise PartnerError("channel_api_address_refused",
+                           f"channel {channel.code}'s API host resolves to a non-public address")
+    return base
 
 
 def _measure(channel: Channel, api: str, outcome: str, millis: float) -> None:
@@ -44,19 +72,21 @@ def _measure(channel: Channel, api: str, outcome: str, millis: float) -> None:
 
 
 def call(channel: Channel, api: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """POST ``payload`` to ``{api_base_url}/{api}``, signed with the channel's current secret."""
-    if not channel.api_base_url:
-        raise PartnerError("channel_api_not_configured", f"channel {channel.code} has no API base URL")
+    """POST ``payload`` to ``{api_base_url}/{api}``, signed over ``POST``, ``/{api}`` and the body's hash."""
+    import requests
+
+    path = f"/{api}"
+    url = _destination(channel) + path
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-    url = f"{channel.api_base_url.rstrip('/')}/{api}"
+    secret = channels.outbound_secret(channel)
     last = "unavailable"
     for attempt in range(ATTEMPTS):
-        params = {"timestamp": str(int(time.time())), "nonce": secrets.token_hex(12), "body_sha256": body_sha256(body)}
-        headers = {"Content-Type": "application/json", "X-Timestamp": params["timestamp"],
-                   "X-Nonce": params["nonce"], "X-Sign": sign(params, channel.secret)}
+        headers = {"Content-Type": "application/json", **request_headers("POST", path, body, secret)}
         started = time.perf_counter()
         try:
-            response = _http.post(url, data=body, headers=headers, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
+            # Never follow a redirect: a member's password must reach only the registered back end.
+            response = _http().post(url, data=body, headers=headers, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+                                    allow_redirects=False)
         except requests.ConnectionError:
             _measure(channel, api, "connect_error", (time.perf_counter() - started) * 1000)
             last = "unavailable"
@@ -65,6 +95,10 @@ def call(channel: Channel, api: str, payload: dict[str, Any]) -> dict[str, Any]:
             raise PartnerError("channel_api_timeout", f"channel {channel.code} did not answer in time") from None
         else:
             millis = (time.perf_counter() - started) * 1000
+            if 300 <= response.status_code < 400:
+                _measure(channel, api, f"http_{response.status_code}", millis)
+                raise PartnerError("channel_api_redirected",
+                                   f"channel {channel.code}'s API answered a redirect ({response.status_code})")
             if response.status_code in RETRY_STATUSES:
                 _measure(channel, api, f"http_{response.status_code}", millis)
                 last = f"answered {response.status_code}"

@@ -1,7 +1,7 @@
 """Validated shapes of what callers send (Powertools Parser / pydantic)."""
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator, model_validator
 
@@ -10,6 +10,12 @@ from chalicelib.errors import Unprocessable
 Code = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
 Phone = Field(pattern=r"^\+?[0-9 -]{5,20}$")
 Text = Field(min_length=1, max_length=200)
+# Bounds shared by many fields (README, "Input bounds"): every string that becomes a key and every number
+# that is stored has one, so nothing reaches DynamoDB that it refuses (keys under 2,048 bytes, 38 digits).
+Ref = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")]  # sku ids, goods ids as keys of maps and lists
+ImageRef = Annotated[str, Field(min_length=1, max_length=2048)]
+EPOCH_MAX = 4_102_444_800  # 2100-01-01T00:00:00Z: any Unix time we store is before it
+POINTS_MAX = 10**12  # caps, quotas, balances: far above any real figure, far below 38 digits
 
 
 class Strict(BaseModel):
@@ -26,7 +32,7 @@ class SupplierApplication(Strict):
     name: str = Text
     contact_name: str = Text
     phone: str = Phone
-    email: Optional[str] = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    email: Optional[str] = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     licence_no: str = Field(pattern=r"^[A-Za-z0-9-]{6,40}$")
     bank_account: BankAccount
 
@@ -50,7 +56,7 @@ class GoodsDraft(Strict):
     ref: str = Code
     title: str = Text
     description: str = Field(default="", max_length=5000)
-    images: list[str] = Field(default_factory=list, max_length=10)
+    images: list[ImageRef] = Field(default_factory=list, max_length=10)
     category: str = Field(min_length=1, max_length=60)
     skus: list[SkuDraft] = Field(min_length=1, max_length=50)
 
@@ -66,7 +72,7 @@ class GoodsDraft(Strict):
 class GoodsEdit(Strict):
     title: Optional[str] = Field(default=None, min_length=1, max_length=200)
     description: Optional[str] = Field(default=None, max_length=5000)
-    images: Optional[list[str]] = Field(default=None, max_length=10)
+    images: Optional[list[ImageRef]] = Field(default=None, max_length=10)
     category: Optional[str] = Field(default=None, min_length=1, max_length=60)
 
 
@@ -83,15 +89,19 @@ class SkuChange(Strict):
 
 
 class GoodsApproval(Strict):
-    base_prices: dict[str, int] = Field(min_length=1)
+    base_prices: dict[Ref, int] = Field(min_length=1, max_length=50)
     allow_loss: bool = False
 
     @field_validator("base_prices")
     @classmethod
     def positive(cls, prices: dict[str, int]) -> dict[str, int]:
-        if any(p <= 0 for p in prices.values()):
-            raise ValueError("prices must be positive")
+        if any(not 0 < p <= 100_000_000 for p in prices.values()):
+            raise ValueError("prices must be from 1 to 100000000 fen")
         return prices
+
+
+class RevisionApproval(Strict):
+    version: Optional[int] = Field(default=None, ge=1, le=1_000_000_000)  # the goods version ops reviewed
 
 
 class ChannelFields(Strict):
@@ -101,8 +111,8 @@ class ChannelFields(Strict):
     settlement_period: Optional[Literal["weekly", "monthly"]] = None
     points_mode: Optional[Literal["hosted", "remote"]] = None
     points_per_yuan: Optional[int] = Field(default=None, ge=1, le=100_000)
-    member_points_cap: Optional[int] = Field(default=None, ge=0)
-    redemption_quota: Optional[int] = Field(default=None, ge=0)
+    member_points_cap: Optional[int] = Field(default=None, ge=0, le=POINTS_MAX)
+    redemption_quota: Optional[int] = Field(default=None, ge=0, le=POINTS_MAX)
     api_base_url: Optional[HttpUrl] = None
     entry_mode: Optional[Literal["signed", "code"]] = None
     sandbox: Optional[bool] = None
@@ -118,8 +128,8 @@ class ChannelCreate(ChannelFields):
     settlement_period: Literal["weekly", "monthly"] = "monthly"
     points_mode: Literal["hosted", "remote"]
     points_per_yuan: int = Field(ge=1, le=100_000)
-    member_points_cap: int = Field(ge=0)
-    redemption_quota: int = Field(ge=0)
+    member_points_cap: int = Field(ge=0, le=POINTS_MAX)
+    redemption_quota: int = Field(ge=0, le=POINTS_MAX)
 
 
 class SecretRotation(Strict):
@@ -146,7 +156,7 @@ class SkuRule(Strict):
 
 
 class PoolPricing(Strict):
-    prices: dict[str, SkuRule] = Field(default_factory=dict)
+    prices: dict[Ref, SkuRule] = Field(default_factory=dict, max_length=50)
 
 
 class UploadRequest(Strict):
@@ -169,16 +179,38 @@ def validated(model: type[BaseModel], data: object) -> BaseModel:
 class TopicInput(Strict):
     title: str = Text
     position: int = Field(default=0, ge=0, le=10_000)
-    goods_ids: list[str] = Field(default_factory=list, max_length=100)
+    goods_ids: list[Ref] = Field(default_factory=list, max_length=100)
 
 
 class SignatureCheck(Strict):
-    params: dict[str, str]
-    canonical: Optional[str] = None
+    """A sandbox signature check: what the channel sent, and for a server-to-server call its method, path
+    (relative to our base, as sent) and body. Values are taken exactly, never trimmed."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    params: dict[str, str] = Field(max_length=50)
+    canonical: Optional[str] = Field(default=None, max_length=20_000)
+    method: Optional[Literal["GET", "POST", "PUT", "PATCH", "DELETE"]] = None
+    path: Optional[str] = Field(default=None, pattern=r"^/[!-~]{0,1000}$")
+    body: Optional[str] = Field(default=None, max_length=100_000)
+
+    @field_validator("params")
+    @classmethod
+    def bounded_values(cls, params: dict[str, str]) -> dict[str, str]:
+        if any(len(k) > 200 or len(v) > 4096 for k, v in params.items()):
+            raise ValueError("keys are at most 200 and values at most 4096 characters")
+        return params
+
+    @model_validator(mode="after")
+    def method_with_path(self) -> "SignatureCheck":
+        if (self.method is None) != (self.path is None):
+            raise ValueError("give method and path together (a server-to-server call), or neither (an entry link)")
+        if self.body is not None and self.method is None:
+            raise ValueError("a body belongs to a server-to-server call: give method and path too")
+        return self
 
 
 class OrderLine(Strict):
-    goods_id: str = Field(min_length=1, max_length=40)
+    goods_id: str = Code
     sku_id: str = Code
     qty: int = Field(default=1, ge=1, le=99)
 
@@ -193,14 +225,14 @@ class GrantRequest(Strict):
     grant_id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     member_id: str = Field(min_length=1, max_length=64)
     points: int = Field(gt=0, le=1_000_000_000)
-    expires_at: int = Field(gt=0)
+    expires_at: int = Field(gt=0, le=EPOCH_MAX)
 
 
 class PeriodOpen(Strict):
     period_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
-    starts_at: int = Field(ge=0)
-    ends_at: int = Field(gt=0)
-    quota_points: Optional[int] = Field(default=None, ge=0)
+    starts_at: int = Field(ge=0, le=EPOCH_MAX)
+    ends_at: int = Field(gt=0, le=EPOCH_MAX)
+    quota_points: Optional[int] = Field(default=None, ge=0, le=POINTS_MAX)
     shards: int = Field(default=1, ge=1, le=32)  # quota shard items (``quotas.MAX_SHARDS``) for a hot channel
 
 

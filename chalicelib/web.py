@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from typing import Any
 
 from chalice.app import Request, Response
 
 from chalicelib import config, suppliers
-from chalicelib.errors import BadRequest, DomainError, Forbidden, Unauthorized
+from chalicelib.errors import BadRequest, DomainError, Forbidden, PayloadTooLarge, Unauthorized
 from chalicelib.models import Supplier
 
 JSON = {"Content-Type": "application/json"}
@@ -39,18 +40,53 @@ def internal_error() -> Response:
                     status_code=500, headers=JSON)
 
 
+# Bounds every request meets before any handler runs (README, "Input bounds").
+BODY_MAX_BYTES = 256 * 1024
+BODY_MAX_DEPTH = 32
+PATH_PARAM = re.compile(r"[A-Za-z0-9_.:~-]{1,128}")
+
+
+def _depth(data: Any) -> int:
+    """How deeply arrays and objects nest (iteratively: the point is to refuse what recursion cannot hold)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, level)
+            if deepest > BODY_MAX_DEPTH:
+                return deepest
+            stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
 def body(request: Request, model: type | None = None) -> Any:
     """The JSON body, validated against ``model`` when given; an empty body is ``{}``."""
     raw = request.raw_body or b"{}"
+    if len(raw) > BODY_MAX_BYTES:
+        raise PayloadTooLarge("body_too_large", f"the body may be at most {BODY_MAX_BYTES} bytes", "body")
     try:
         data = json.loads(raw)
+    except RecursionError:
+        raise BadRequest("body_too_deep", f"the body may nest at most {BODY_MAX_DEPTH} levels", "body") from None
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("invalid_json", "the body is not valid JSON", "body") from None
+    if _depth(data) > BODY_MAX_DEPTH:
+        raise BadRequest("body_too_deep", f"the body may nest at most {BODY_MAX_DEPTH} levels", "body")
     if model is None:
         return data
     from chalicelib.schemas import validated
 
     return validated(model, data)
+
+
+def check_path_params(params: dict[str, str]) -> None:
+    """Every path parameter becomes (part of) a key: refuse what no id we issue looks like, before any read.
+
+    DynamoDB refuses keys over 2,048 bytes with an error that would otherwise surface as a 500."""
+    for name, value in params.items():
+        if not PATH_PARAM.fullmatch(value or ""):
+            raise BadRequest("invalid_path_parameter",
+                             f"{name} must be 1 to 128 characters of A-Z a-z 0-9 _ . : ~ -", name)
 
 
 def bearer(request: Request) -> str | None:
@@ -131,14 +167,30 @@ def error_page(error: DomainError) -> Response:
 
 
 def partner_params(request: Request) -> dict[str, str]:
-    """What a channel's server signed: query parameters, the envelope (query or X- headers), body hash."""
-    from chalicelib.signing import body_sha256
+    """What a channel's server signed: query parameters, the envelope (query or X- headers), body hash.
 
-    params = dict(request.query_params or {})
-    for name in ("timestamp", "nonce", "sign"):
-        header = request.headers.get(f"x-{name}")
-        if header and name not in params:
-            params[name] = header
+    Every value counts: a key repeated in the query, or given both as a query parameter and a header,
+    or a header given twice (API Gateway's ``multiValueHeaders``) is ``duplicate_parameter``."""
+    from chalicelib.signing import HEADER_FIELDS, body_sha256, pairs_of, unique_params
+
+    pairs = pairs_of(request.query_params or {})
+    multi_headers = {k.lower(): v for k, v in (request.to_original_event().get("multiValueHeaders") or {}).items()}
+    for name, header in HEADER_FIELDS.items():
+        values = multi_headers.get(header.lower())
+        if values is None:
+            values = [request.headers[header]] if header in request.headers else []
+        pairs += [(name, value) for value in values]
     if request.raw_body:
-        params["body_sha256"] = body_sha256(request.raw_body)
-    return params
+        pairs.append(("body_sha256", body_sha256(request.raw_body)))
+    return unique_params(pairs)
+
+
+def signed_path(request: Request) -> str:
+    """The path a server-to-server signature covers: relative to our published base (no stage prefix,
+    nor a custom domain's base path), each path parameter percent-encoded as the contract encodes."""
+    from chalicelib.signing import encode
+
+    path = request.path
+    for name, value in (request.uri_params or {}).items():
+        path = path.replace("{" + name + "}", encode(value))
+    return path

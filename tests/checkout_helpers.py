@@ -6,7 +6,6 @@ from __future__ import annotations
 import atexit
 import json
 import queue
-import secrets
 import threading
 import time
 import uuid
@@ -20,7 +19,7 @@ import requests
 
 from chalicelib import quotas
 from chalicelib.models import Order, Quota
-from chalicelib.signing import body_sha256, sign
+from chalicelib.signing import request_headers
 from fake_wallet_channel import FakeWalletChannel
 from tools.sign import entry_link
 
@@ -154,11 +153,10 @@ class Shop:
 
 def signed_post(session: requests.Session, base_url: str, code: str, secret: str, path: str,
                 payload: dict) -> requests.Response:
-    """A channel server's call to us: X-Timestamp / X-Nonce / X-Sign over timestamp + nonce + body_sha256."""
+    """A channel server's call to us, signed per contract v2: X-Timestamp / X-Nonce / X-Sign over POST, the
+    path and timestamp + nonce + body_sha256."""
     body = json.dumps(payload).encode()
-    params = {"timestamp": str(int(time.time())), "nonce": secrets.token_hex(12), "body_sha256": body_sha256(body)}
-    headers = {"X-Timestamp": params["timestamp"], "X-Nonce": params["nonce"], "X-Sign": sign(params, secret),
-               "Content-Type": "application/json"}
+    headers = {**request_headers("POST", path, body, secret), "Content-Type": "application/json"}
     return session.post(base_url + path, data=body, headers=headers, timeout=60)
 
 

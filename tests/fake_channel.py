@@ -2,10 +2,12 @@
 
 It stands in for a bank's or a telecom's member API. Each test sets how it
 behaves (answer, be down, be slow, answer garbage, fail with 503 first, reject
-the code) and reads back what it received. Every call's signature headers
-(``X-Timestamp``, ``X-Nonce``, ``X-Sign`` over timestamp + nonce +
-body_sha256) are verified with the channel's secret by the contract's own
-functions, so a test proves the request was genuinely signed.
+the code, redirect elsewhere) and reads back what it received. Every call's
+signature headers (``X-Timestamp``, ``X-Nonce``, ``X-Sign``) are verified as
+contract version 2 demands, over the method, the path after the registered
+base URL and timestamp + nonce + body_sha256, with the one secret the fake
+holds, by the contract's own functions: a test proves the request was
+genuinely signed, for this route, with that secret.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from local_http import LocalHttpFake
 from chalicelib.partners import READ_TIMEOUT
 from chalicelib.signing import body_sha256, check_envelope, check_signature
 
-OK, SLOW, GARBAGE, FLAKY, REJECT = "ok", "slow", "garbage", "flaky", "reject"
+OK, SLOW, GARBAGE, FLAKY, REJECT, REDIRECT = "ok", "slow", "garbage", "flaky", "reject", "redirect"
 
 
 def closed_url() -> str:
@@ -56,7 +58,8 @@ class FakeChannel(LocalHttpFake):
     """``ThreadingHTTPServer`` on 127.0.0.1 (a free port) in a daemon thread.
 
     ``secret``      the channel's signing secret (set it once the channel exists)
-    ``mode``        ok | slow | garbage | flaky | reject
+    ``mode``        ok | slow | garbage | flaky | reject | redirect (302 to ``redirect_to``)
+    ``base_path``   the path part of the base URL registered with us (``base_url``); signed paths follow it
     ``identities``  one-time code → the member identity answered for it
     ``fail_first``  in ``flaky`` mode, how many calls answer 503 before the rest succeed
     ``slow_seconds`` in ``slow`` mode, how long to sit on the request
@@ -71,6 +74,8 @@ class FakeChannel(LocalHttpFake):
         self.fail_first = 1
         self.slow_seconds = READ_TIMEOUT + 1.5
         self.reject_status = 401
+        self.redirect_to = ""
+        self.base_path = ""
         self.calls: list[Call] = []
         self._lock = threading.Lock()
 
@@ -83,20 +88,25 @@ class FakeChannel(LocalHttpFake):
         self.identities[code] = identity
         return identity
 
+    @property
+    def base_url(self) -> str:
+        """What ops register as the channel's ``api_base_url``."""
+        return self.url + self.base_path
+
     def calls_to(self, path: str) -> list[Call]:
         with self._lock:
             return [c for c in self.calls if c.path == path]
 
     # --- the request handler -----------------------------------------------------------------
 
-    def _verify(self, headers: dict[str, str], body: bytes) -> tuple[bool, str | None]:
+    def _verify(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[bool, str | None]:
         if not self.secret:
             return False, "no_secret_configured"
         params = {"timestamp": headers.get("x-timestamp", ""), "nonce": headers.get("x-nonce", ""),
                   "body_sha256": body_sha256(body), "sign": headers.get("x-sign", "")}
         try:
             check_envelope(params, time.time())
-            check_signature(params, [self.secret])
+            check_signature(params, [self.secret], method, path)
         except DomainError as error:
             return False, error.code
         with self._lock:
@@ -125,8 +135,10 @@ class FakeChannel(LocalHttpFake):
             data = json.loads(body) if body else None
         except ValueError:
             data = None
-        signature_ok, why = self._verify(headers, body)
-        call = Call(handler.command, handler.path, headers, body, data, signature_ok, why)
+        path = handler.path.split("?", 1)[0]
+        path = path[len(self.base_path):] if path.startswith(self.base_path + "/") else path
+        signature_ok, why = self._verify(handler.command, path, headers, body)
+        call = Call(handler.command, path, headers, body, data, signature_ok, why)
         with self._lock:
             self.calls.append(call)
             index = len(self.calls)
@@ -145,13 +157,21 @@ class FakeChannel(LocalHttpFake):
         if mode == FLAKY and index <= self.fail_first:
             self._json(handler, call, 503, {"error": "busy"})
             return
+        if mode == REDIRECT:
+            call.answered = 302
+            handler.send_response(302)
+            handler.send_header("Location", self.redirect_to)
+            handler.send_header("Content-Length", "0")
+            handler.send_header("Connection", "close")
+            handler.end_headers()
+            return
         if mode == REJECT:
             self._json(handler, call, self.reject_status, {"error": "invalid_code"})
             return
         if not signature_ok:
             self._json(handler, call, 401, {"error": why})
             return
-        if handler.path.rstrip("/") != "/member/exchange" or handler.command != "POST":
+        if path.rstrip("/") != "/member/exchange" or handler.command != "POST":
             self._json(handler, call, 404, {"error": "no_such_api"})
             return
         identity = self.identities.pop((data or {}).get("code", ""), None) if isinstance(data, dict) else None

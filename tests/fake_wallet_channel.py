@@ -6,12 +6,18 @@ answering the APIs our app calls (``POST {api_base_url}/{api}``, JSON body):
 ``password/verify`` ``{member_id, password}``        → ``{"valid": bool}``
 ``points/deduct``   ``{order_id, member_id, points}`` → ``{"result": "deducted"}`` (200) or
                                                         ``{"result": "insufficient"}`` (409);
-                                                        idempotent by ``order_id``
+                                                        idempotent by ``order_id``; ``{"result":
+                                                        "cancelled"}`` (409) for a cancelled order
 ``points/query``    ``{order_id}``                    → ``{"status": "deducted" | "not_found"}``
+``points/cancel``   ``{order_id}``                    → ``{"result": "cancelled", "refunded": bool}``: a later
+                                                        deduct for the order is refused, one already
+                                                        applied is refunded; idempotent
 
-Every call's ``X-Timestamp`` / ``X-Nonce`` / ``X-Sign`` headers (over timestamp +
-nonce + body_sha256) are checked with the channel's secret by the contract's own
-functions; a bad signature or a replayed nonce is answered 401 and changes nothing.
+Every call's ``X-Timestamp`` / ``X-Nonce`` / ``X-Sign`` headers are checked as contract
+version 2 demands (over ``POST``, the path, and timestamp + nonce + body_sha256) with the
+one secret the fake holds, by the contract's own functions; a bad signature (another
+route's, or the wrong secret's) or a replayed nonce is answered 401 and changes nothing.
+``signed_ok`` counts the calls it accepted.
 
 Behaviour is set per test:
 
@@ -20,6 +26,7 @@ Behaviour is set per test:
                  our read timeout and never deduct)
                  (``member_modes`` sets it per member, for mixed bursts)
 ``query_mode``   normal | down (answer 503)
+``cancel_mode``  normal | down (answer 503)
 ``password_status`` an HTTP error status for password/verify (e.g. 500), or None to answer normally
 """
 from __future__ import annotations
@@ -49,10 +56,13 @@ class FakeWalletChannel(LocalHttpFake):
         self.deduct_mode = NORMAL
         self.member_modes: dict[str, str] = {}  # external member id → its own deduct mode (overrides deduct_mode)
         self.query_mode = NORMAL
+        self.cancel_mode = NORMAL
+        self.cancelled: set[str] = set()  # order ids the platform cancelled
         self.password_status: int | None = None  # answer password/verify with this error status instead
         self.slow_seconds = READ_TIMEOUT + 0.7
         self.calls: Counter = Counter()  # "api outcome" → count
         self.bad_signatures = 0
+        self.signed_ok = 0
         self._nonces: set[str] = set()
         self._lock = threading.Lock()
 
@@ -78,20 +88,21 @@ class FakeWalletChannel(LocalHttpFake):
     # --- the request handler ----------------------------------------------------------
 
     def _verified(self, handler: BaseHTTPRequestHandler, body: bytes) -> str | None:
-        """None when genuinely signed (and the nonce is new); else the reason."""
+        """None when genuinely signed for this method and path (and the nonce is new); else the reason."""
         if not self.secret:
             return "no_secret_configured"
         params = {"timestamp": handler.headers.get("X-Timestamp", ""), "nonce": handler.headers.get("X-Nonce", ""),
                   "sign": handler.headers.get("X-Sign", ""), "body_sha256": body_sha256(body)}
         try:
             check_envelope(params, time.time())
-            check_signature(params, [self.secret])
+            check_signature(params, [self.secret], handler.command, handler.path.split("?", 1)[0])
         except DomainError as error:
             return error.code
         with self._lock:
             if params["nonce"] in self._nonces:
                 return "nonce_replayed"
             self._nonces.add(params["nonce"])
+            self.signed_ok += 1
         return None
 
     def _send(self, handler: BaseHTTPRequestHandler, status: int, data: Any) -> None:
@@ -139,6 +150,8 @@ class FakeWalletChannel(LocalHttpFake):
             self._deduct(handler, data)
         elif api == "points/query":
             self._query(handler, data)
+        elif api == "points/cancel":
+            self._cancel(handler, data)
         else:
             self._send(handler, 404, {"error": "no_such_api"})
 
@@ -155,7 +168,9 @@ class FakeWalletChannel(LocalHttpFake):
             self._send(handler, 409, {"result": "insufficient"})
             return
         with self._lock:
-            if order_id in self.deductions:
+            if order_id in self.cancelled:
+                result, status = "cancelled", 409  # the platform said it will not complete this order
+            elif order_id in self.deductions:
                 result, status = "deducted", 200  # idempotent replay
             elif self.wallets.get(member_id, 0) >= points:
                 self.wallets[member_id] -= points
@@ -176,3 +191,17 @@ class FakeWalletChannel(LocalHttpFake):
         status = "deducted" if self.deducted(str(data.get("order_id"))) else "not_found"
         self._count(f"points/query {status}")
         self._send(handler, 200, {"status": status})
+
+    def _cancel(self, handler: BaseHTTPRequestHandler, data: dict) -> None:
+        if self.cancel_mode == DOWN:
+            self._count("points/cancel down")
+            self._send(handler, 503, {"error": "maintenance"})
+            return
+        order_id = str(data.get("order_id"))
+        with self._lock:
+            self.cancelled.add(order_id)
+            applied = self.deductions.pop(order_id, None)
+            if applied is not None:
+                self.wallets[applied["member_id"]] += applied["points"]
+        self._count(f"points/cancel {'refunded' if applied else 'cancelled'}")
+        self._send(handler, 200, {"result": "cancelled", "refunded": applied is not None})

@@ -129,11 +129,14 @@ def test_rotate_secret(ops):
     assert first not in audit.text and second not in audit.text
     assert [value(r["new"])["previous_secret_until"] for r in audit_rows(ops, f"/ops/channels/{code}/audit",
                                                                           "secret_rotated")] == [until]
+    # a second rotation inside the overlap is refused, and changes nothing
+    assert_error(ops.post(f"/ops/channels/{code}/secret", json={}), 409, "rotation_in_progress")
+    assert ok(ops.get(f"/ops/channels/{code}"))["previous_secret_until"] == until
     # the default overlap is a day; more than a week is refused
-    third = ok(ops.post(f"/ops/channels/{code}/secret", json={}))
-    assert third["secret"] not in (first, second)
-    assert abs(third["channel"]["previous_secret_until"] - (time.time() + 86_400)) <= 5
-    assert_error(ops.post(f"/ops/channels/{code}/secret", json={"overlap_seconds": 8 * 86_400}), 422,
+    view, _ = channel(ops)
+    other = ok(ops.post(f"/ops/channels/{view['code']}/secret", json={}))
+    assert abs(other["channel"]["previous_secret_until"] - (time.time() + 86_400)) <= 5
+    assert_error(ops.post(f"/ops/channels/{view['code']}/secret", json={"overlap_seconds": 8 * 86_400}), 422,
                  "validation_error", "overlap_seconds")
 
 

@@ -3,16 +3,13 @@ import time
 import uuid
 
 from tools.sign import entry_link
-from chalicelib.signing import body_sha256, sign
+from chalicelib.signing import request_headers
 import json
-import secrets
 
 
 def signed_post(anon, code, secret, path, payload):
     body = json.dumps(payload).encode()
-    params = {"timestamp": str(int(time.time())), "nonce": secrets.token_hex(10), "body_sha256": body_sha256(body)}
-    headers = {"X-Timestamp": params["timestamp"], "X-Nonce": params["nonce"], "X-Sign": sign(params, secret),
-               "Content-Type": "application/json"}
+    headers = {**request_headers("POST", path, body, secret), "Content-Type": "application/json"}
     return anon.post(path, data=body, headers=headers)
 
 

@@ -159,6 +159,13 @@ def test_previous_secret_during_rotation_and_no_secret_ever_shown(anon, ops, san
     params = fresh(second)
     body = ok(check(anon, code, params, secrets_=(first, second)))
     assert body["failed"] == [] and body["expected_sign"] == params["sign"]
+
+
+def test_rotation_without_overlap_drops_the_old_secret_at_once(anon, ops, sandbox):
+    code, first = sandbox
+    second = ok(ops.post(f"/ops/channels/{code}/secret", json={"overlap_seconds": 0}))["secret"]
+    body = ok(check(anon, code, fresh(first), secrets_=(first, second)))
+    assert body["failed"] == ["signature"]
     third = ok(ops.post(f"/ops/channels/{code}/secret", json={"overlap_seconds": 0}))["secret"]
     body = ok(check(anon, code, fresh(second), secrets_=(first, second, third)))
     assert body["failed"] == ["signature"]
@@ -171,8 +178,8 @@ def test_live_channel_has_no_sandbox(anon, ops):
     assert "expected_sign" not in r.text and "canonical" not in r.text
 
 
-def test_unknown_channel(anon):
-    assert_error(check(anon, uid("nochan-"), fresh("x")), 404, "channel_not_found")
+def test_unknown_channel_answers_like_a_live_one(anon):
+    assert_error(check(anon, uid("nochan-"), fresh("x")), 404, "not_found")
 
 
 @pytest.mark.parametrize("body", [{"params": "member_id=1"}, {}, {"params": {}, "extra": 1}])

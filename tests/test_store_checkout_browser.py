@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import threading
 import time
 import uuid
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.signing import body_sha256, sign
+from chalicelib.signing import request_headers
 from test_store_browser import browser, make_goods, make_supplier, ok, phone, price_in  # noqa: F401
 from test_store_browser import shot as store_shot
 from tools.sign import entry_link
@@ -50,11 +49,9 @@ def watch(page, base_url: str) -> list[str]:
 
 
 def signed_post(anon, code: str, secret: str, path: str, payload: dict):
-    """A channel's server calling us: X-Timestamp / X-Nonce / X-Sign over the body's SHA-256."""
+    """A channel's server calling us, signed per contract v2 (method, path and the body's SHA-256)."""
     body = json.dumps(payload).encode()
-    params = {"timestamp": str(int(time.time())), "nonce": secrets.token_hex(10), "body_sha256": body_sha256(body)}
-    headers = {"X-Timestamp": params["timestamp"], "X-Nonce": params["nonce"], "X-Sign": sign(params, secret),
-               "Content-Type": "application/json"}
+    headers = {**request_headers("POST", path, body, secret), "Content-Type": "application/json"}
     return anon.post(path, data=body, headers=headers)
 
 

@@ -85,12 +85,15 @@ def test_partner_signature_is_checked(system, ops):
     assert_error(shop.grant(member, 100, secret="not-the-secret"), 401, "bad_signature")
     payload = {"grant_id": uid("g-"), "member_id": member, "points": 100, "expires_at": shop.ends_at}
     body = json.dumps(payload).encode()
+    grants, quota = f"/partner/{shop.code}/grants", f"/partner/{shop.code}/quota"  # contract v2 signs these
     params = {"timestamp": str(int(time.time()) - 400), "nonce": secrets.token_hex(12), "body_sha256": body_sha256(body)}
-    r = requests.post(f"{system.base_url}/partner/{shop.code}/grants", data=body, timeout=30, headers={
-        "X-Timestamp": params["timestamp"], "X-Nonce": params["nonce"], "X-Sign": sign(params, shop.secret)})
+    r = requests.post(f"{system.base_url}{grants}", data=body, timeout=30, headers={
+        "X-Timestamp": params["timestamp"], "X-Nonce": params["nonce"],
+        "X-Sign": sign(params, shop.secret, "POST", grants)})
     assert_error(r, 401, "timestamp_expired")
     params = {"timestamp": str(int(time.time())), "nonce": secrets.token_hex(12), "body_sha256": body_sha256(body)}
-    headers = {"X-Timestamp": params["timestamp"], "X-Nonce": params["nonce"], "X-Sign": sign(params, shop.secret)}
+    headers = {"X-Timestamp": params["timestamp"], "X-Nonce": params["nonce"],
+               "X-Sign": sign(params, shop.secret, "POST", grants)}
     assert requests.post(f"{system.base_url}/partner/{shop.code}/grants", data=body, headers=headers,
                          timeout=30).status_code == 201
     replayed = requests.post(f"{system.base_url}/partner/{shop.code}/grants", data=body, headers=headers, timeout=30)
@@ -98,15 +101,21 @@ def test_partner_signature_is_checked(system, ops):
     # A body changed after signing.
     tampered = body.replace(b'"points": 100', b'"points": 900')
     headers["X-Nonce"] = params["nonce"] = secrets.token_hex(12)
-    headers["X-Sign"] = sign(params, shop.secret)
+    headers["X-Sign"] = sign(params, shop.secret, "POST", grants)
     r = requests.post(f"{system.base_url}/partner/{shop.code}/grants", data=tampered, headers=headers, timeout=30)
     assert_error(r, 401, "bad_signature")
     assert shop.wallet(member)["granted"] == 100
     # The channel reads its quota with a signed GET (no body, so no body_sha256).
     params = {"timestamp": str(int(time.time())), "nonce": secrets.token_hex(12)}
-    r = requests.get(f"{system.base_url}/partner/{shop.code}/quota", timeout=30, headers={
-        "X-Timestamp": params["timestamp"], "X-Nonce": params["nonce"], "X-Sign": sign(params, shop.secret)})
+    r = requests.get(f"{system.base_url}{quota}", timeout=30, headers={
+        "X-Timestamp": params["timestamp"], "X-Nonce": params["nonce"],
+        "X-Sign": sign(params, shop.secret, "GET", quota)})
     assert ok(r)["granted"] == 100
+    # Version 2: a signature for one route (or an entry link's) never authorises another.
+    params = {"timestamp": str(int(time.time())), "nonce": secrets.token_hex(12)}
+    r = requests.get(f"{system.base_url}{quota}", timeout=30, headers={
+        "X-Timestamp": params["timestamp"], "X-Nonce": params["nonce"], "X-Sign": sign(params, shop.secret)})
+    assert_error(r, 401, "bad_signature")
 
 
 def test_500_concurrent_grants_never_exceed_the_member_cap(system, ops):

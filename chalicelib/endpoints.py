@@ -1,0 +1,71 @@
+"""Where a channel's back end may be: the rules for its ``api_base_url``.
+
+Member payment passwords and points travel to that URL, so it must be https
+outside the local stage, and it must never lead into our own network (a
+private, loopback, link-local or otherwise non-public address: the instance
+metadata service, a VPC neighbour). Literal addresses are refused when the
+URL is set; a host name is resolved and checked again before every call,
+since what it resolves to can change after it was set. The local stage
+allows http and loopback, where the channel fakes and the reference back end
+live.
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from chalicelib import config
+from chalicelib.errors import Unprocessable
+
+FIELD = "api_base_url"
+
+
+def allowed_address(address: str, local: bool) -> bool:
+    """A public unicast address; loopback too on the local stage."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if local and ip.is_loopback:
+        return True
+    return ip.is_global and not ip.is_multicast
+
+
+def _literal(host: str) -> str | None:
+    """The address a host written as an IP literal stands for (including forms like ``127.1`` or ``0x7f.1``)."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if host and all(c in "0123456789abcdefxABCDEFX." for c in host) and any(c.isdigit() for c in host):
+        try:
+            return socket.inet_ntoa(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+def check_base_url(url: str, local: bool | None = None) -> None:
+    """Refuse a base URL we must never send a channel's members' data to (422, field ``api_base_url``)."""
+    local = config.IS_LOCAL if local is None else local
+    parts = urlsplit(url)
+    if parts.scheme != "https" and not (local and parts.scheme == "http"):
+        raise Unprocessable("insecure_api_base_url", "a channel's API base URL must use https", FIELD)
+    if not parts.hostname or parts.username or parts.password or parts.query or parts.fragment:
+        raise Unprocessable("invalid_api_base_url",
+                            "a channel's API base URL is scheme, host, optional port and path only", FIELD)
+    literal = _literal(parts.hostname)
+    if literal is not None and not allowed_address(literal, local):
+        raise Unprocessable("private_api_base_url",
+                            "a channel's API base URL must not point to a private or reserved address", FIELD)
+
+
+def refused_addresses(url: str, local: bool | None = None) -> list[str]:
+    """Resolve the URL's host now: the addresses it leads to that are not allowed (empty when all are).
+
+    Raises ``OSError`` (``socket.gaierror``) when the name does not resolve."""
+    local = config.IS_LOCAL if local is None else local
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    found = {info[4][0] for info in socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)}
+    return sorted(a for a in found if not allowed_address(a, local))
