@@ -17,18 +17,19 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Sequence
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib import channels, goods as goods_mod, members, partners, payment_auth, pools, quotas
 from chalicelib.errors import Busy, Conflict, DomainError, Forbidden, NotFound, Unprocessable
 from chalicelib.models import (
-    Channel, Contended, Goods, LabelledTransaction, Member, Order, PoolItem, Quota, Refused, Wallet, commit_retrying,
-    now_iso,
+    Channel, Contended, Goods, LabelledTransaction, Member, MemberRedemption, Order, PoolItem, Quota, Refused, Stock,
+    Wallet, batch_read, commit_retrying, now_iso,
 )
 from chalicelib.observability import count, logger
 from chalicelib.orders import lines_of
@@ -39,6 +40,9 @@ from chalicelib.wallets import wallet_of
 MAX_LINES = 20
 MAX_QTY = 99
 COMMIT_ATTEMPTS = 40
+# How long the request that created a remote order owns its deduct: longer than its deduct, query and cancel
+# calls can take. A replay finding the order untouched for longer takes the deduct over (its creator died).
+DEDUCT_LEASE_SECONDS = 30
 PAID, AWAITING, FAILED = "paid", "awaiting_deduction", "failed"
 
 
@@ -85,12 +89,41 @@ def _validate(channel: Channel, lines: Sequence[LineRequest]) -> None:
             raise Unprocessable("validation_error", f"qty must be 1 to {MAX_QTY}", f"lines.{i}.qty")
 
 
-def _price(channel: Channel, lines: Sequence[LineRequest]) -> tuple[list[PricedLine], dict[str, Goods],
-                                                                      dict[str, PoolItem]]:
-    """Prices from the channel's sub-pool now, never from the client."""
+@dataclass(frozen=True)
+class Reads:
+    """What checkout reads by key, from one ``BatchGetItem`` (``_read``)."""
+
+    order: Order | None
+    member: Member | None
+    wallet: Wallet | None
+    items: dict[str, PoolItem]
+    goods: dict[str, Goods]
+
+
+def _read(channel: Channel, member_id: str, order_id: str, lines: Sequence[LineRequest]) -> Reads:
+    """The order (a replay?), member, wallet, sub-pool items, goods and their lines' ``Stock`` items in one
+    round trip instead of six; goods from before ``Stock`` items get theirs here (backfill on read)."""
     ids = sorted({l.goods_id for l in lines})
-    items = {i.goods_id: i for i in PoolItem.batch_get([(channel.code, g) for g in ids])}
-    found = {g.goods_id: g for g in Goods.batch_get(list(items))} if items else {}
+    stock_keys = sorted({(l.goods_id, l.sku_id) for l in lines})
+    found = batch_read({Order: [(order_id,)], Member: [(member_id,)],
+                        Wallet: [(member_id,)] if channel.points_mode == "hosted" else [],
+                        PoolItem: [(channel.code, g) for g in ids], Goods: [(g,) for g in ids],
+                        Stock: stock_keys}, consistent=(Order, Wallet))
+    goods = {g.goods_id: g for g in found[Goods]}
+    have = {(s.goods_id, s.sku_id) for s in found[Stock]}
+    missing = {gid for gid, sku in stock_keys if (gid, sku) not in have and gid in goods
+               and sku in goods_mod.skus_of(goods[gid])}
+    if missing:
+        goods_mod.stock_items([goods[g] for g in sorted(missing)])
+    first = lambda items: items[0] if items else None  # noqa: E731
+    return Reads(first(found[Order]), first(found[Member]), first(found[Wallet]),
+                 {i.goods_id: i for i in found[PoolItem]}, goods)
+
+
+def _price(channel: Channel, lines: Sequence[LineRequest], reads: Reads) -> tuple[list[PricedLine], dict[str, Goods],
+                                                                                  dict[str, PoolItem]]:
+    """Prices from the channel's sub-pool now, never from the client."""
+    items, found = reads.items, reads.goods
     rate = int(channel.points_per_yuan)
     priced = []
     for line in lines:
@@ -98,6 +131,8 @@ def _price(channel: Channel, lines: Sequence[LineRequest]) -> tuple[list[PricedL
         if item is None or goods is None or goods.status != goods_mod.APPROVED:
             raise NotFound("goods_unavailable", f"goods {line.goods_id} is not on sale here")
         sku = pools.priced_skus(item, goods).get(line.sku_id)
+        if sku is not None and not sku.valid:  # e.g. a price stored past the API: never sold, never minted
+            raise Conflict("price_not_sellable", f"SKU {line.sku_id} of {line.goods_id} has no sellable price")
         if sku is None or not sku.sellable:
             raise NotFound("goods_unavailable", f"SKU {line.sku_id} of {line.goods_id} is not on sale here")
         spec = goods_mod.skus_of(goods)[line.sku_id]["spec"]
@@ -116,26 +151,24 @@ def _order(order_id: str, channel: Channel, member: Member, period_id: str, line
                 "settlement_price": l.settlement_price, "supplier_id": l.supplier_id, "title": l.title,
                 "spec": l.spec} for l in lines],
         points=sum(l.points * l.qty for l in lines), amount=sum(l.price * l.qty for l in lines),
-        pending_channel=channel.code if remote else None,
+        pending_channel=channel.code if remote else None, sandbox=bool(channel.sandbox),
     )
 
 
 def _stock_updates(tx: LabelledTransaction, lines: list[PricedLine], found: dict[str, Goods], sign: int,
                    guard_prices: bool) -> None:
-    """One update per goods (an item may appear once per transaction), one guard per SKU."""
-    for goods_id in sorted({l.goods_id for l in lines}):
-        goods = found[goods_id]
-        actions, condition = [], None
-        for line in (l for l in lines if l.goods_id == goods_id):
-            path = Goods.skus[line.sku_id]
-            actions.append(path["stock"].add(sign * line.qty))
-            check = path["stock"] >= line.qty if sign < 0 else path["stock"].exists()
-            if guard_prices:
-                check = check & (path["settlement_price"] == line.settlement_price)
-            condition = check if condition is None else condition & check
+    """One update of each line's small ``Stock`` item (2 WCU), never of the goods item itself.
+
+    Taking stock also guards, on that item, that the goods is still approved and every price the
+    line's price derives from (settlement and base sale price) is still the one read."""
+    for line in sorted(lines, key=lambda l: (l.goods_id, l.sku_id)):
+        check = Stock.stock >= line.qty if sign < 0 else Stock.sku_id.exists()
         if guard_prices:
-            condition = condition & (Goods.status == goods_mod.APPROVED)
-        tx.update(f"stock:{goods_id}", goods, actions, condition=condition)
+            base = int(goods_mod.skus_of(found[line.goods_id])[line.sku_id]["base_price"])
+            check = check & (Stock.settlement_price == line.settlement_price) & (Stock.base_price == base) & (
+                Stock.selling == True)  # noqa: E712
+        tx.update(f"stock:{line.goods_id}", Stock(line.goods_id, line.sku_id), [Stock.stock.add(sign * line.qty)],
+                  condition=check)
 
 
 def _not_selling(channel: Channel) -> DomainError:
@@ -145,7 +178,21 @@ def _not_selling(channel: Channel) -> DomainError:
     return Conflict("period_ended", "the settlement period changed; try again")
 
 
-def _refusal(refused: Refused, channel: Channel, quota: quotas.Period, now: float) -> DomainError:
+def _goods_refusal(goods_ids: list[str], lines: list[PricedLine], items: dict[str, PoolItem]) -> DomainError:
+    """A refused goods item, read again to say why: it left approval, a price the order uses moved, or stock."""
+    found = {g.goods_id: g for g in Goods.batch_get(goods_ids, consistent_read=True)}
+    for line in (l for l in lines if l.goods_id in goods_ids):
+        goods = found.get(line.goods_id)
+        if goods is None or goods.status != goods_mod.APPROVED:
+            return NotFound("goods_unavailable", f"goods {line.goods_id} is no longer on sale")
+        sku = pools.priced_skus(items[line.goods_id], goods).get(line.sku_id)
+        if sku is None or (sku.price, sku.settlement) != (line.price, line.settlement_price):
+            return Conflict("price_changed", "the price changed; review the order and try again")
+    return Conflict("out_of_stock", "not enough stock for this order")
+
+
+def _refusal(refused: Refused, channel: Channel, quota: quotas.Period, now: float, lines: list[PricedLine],
+             items: dict[str, PoolItem]) -> DomainError:
     labels = refused.labels
     if any(l.startswith("quota:") for l in labels):
         if now >= int(quota.ends_at) or now < int(quota.starts_at):
@@ -153,10 +200,14 @@ def _refusal(refused: Refused, channel: Channel, quota: quotas.Period, now: floa
         return Conflict("quota_exhausted", "the channel's redemption quota is used up")
     if "wallet" in labels:
         return Conflict("insufficient_points", "not enough unexpired points")
+    if "member_cap" in labels:
+        cap = int(channel.member_points_cap)
+        return Conflict("member_cap_exceeded", f"a member may redeem at most {cap} points per period")
     if "otp" in labels:
         return Conflict("otp_used", "this code was already used; request a new one")
-    if any(l.startswith("stock:") for l in labels):
-        return Conflict("out_of_stock", "not enough stock for this order")
+    goods_ids = sorted({l.split(":", 1)[1] for l in labels if l.startswith("stock:")})
+    if goods_ids:
+        return _goods_refusal(goods_ids, lines, items)
     return Conflict("price_changed", "the price changed; review the order and try again")
 
 
@@ -169,21 +220,25 @@ def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineReques
         raise Unprocessable("validation_error", "Idempotency-Key must be 8 to 64 characters", "Idempotency-Key")
     order_id = order_id_for(channel.code, member_id, key)
     request_hash = _request_hash(lines)
-    replay = _existing(order_id, request_hash)
-    if replay is not None:
-        return replay, False
+    reads = _read(channel, member_id, order_id, lines)
+    if reads.order is not None:
+        return _finish(_matching(reads.order, request_hash), channel, replay=True), False
     _validate(channel, lines)
-    member = members.get(member_id, channel.code)
+    member = reads.member
+    if member is None or member.channel_code != channel.code:
+        raise NotFound("member_not_found", "no such member")
     proof = payment_auth.confirm(channel, member, password, otp, now)
     for attempt in range(COMMIT_ATTEMPTS):
+        if attempt:  # lost a race: read again (the first attempt uses the reads above)
+            reads = _read(channel, member_id, order_id, lines)
         now_ = time.time() if now is None else now
         quota = quotas.current(channel)  # every shard of the period, one Query
         if not quota.selling:
             raise _not_selling(channel)
         if not int(quota.starts_at) <= now_ < int(quota.ends_at):
             raise Conflict("period_ended", "the channel's redemption period is not open")
-        priced, found, items = _price(channel, lines)
-        wallet = wallet_of(member) if channel.points_mode == "hosted" else None
+        priced, found, items = _price(channel, lines, reads)
+        wallet = (reads.wallet or wallet_of(member)) if channel.points_mode == "hosted" else None
         # Read the clock again after every read, just before the write, and stamp the order with it: the
         # conditions below (period, lot expiry) must not be judged on a time that went stale while reading.
         now_ = time.time() if now is None else now
@@ -196,11 +251,11 @@ def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineReques
         if takes is None:
             replay = _existing(order_id, request_hash)  # a concurrent send of this order may be what took it
             if replay is not None:
-                return replay, False
+                return _finish(replay, channel, replay=True), False
             count("CheckoutRefused")
             raise Conflict("quota_exhausted", "the channel's redemption quota is used up")
         order.quota_takes = {str(shard): used for shard, used in takes.items()}
-        tx = LabelledTransaction()
+        tx = LabelledTransaction(_request_token(order_id, attempt))
         tx.put("order", order, condition=Order.order_id.does_not_exist())
         for goods_id, item in items.items():
             tx.check(f"price:{goods_id}", PoolItem, channel.code, goods_id,
@@ -212,6 +267,8 @@ def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineReques
                       & (Quota.ends_at > int(now_)) & (Quota.selling == True))  # noqa: E712
         if wallet is not None:
             _debit_wallet(tx, wallet, points, now_)
+        else:
+            _count_redemption(tx, channel, member, quota.period_id, points)
         _stock_updates(tx, priced, found, -1, guard_prices=True)
         proof.bind(tx)
         try:
@@ -220,7 +277,7 @@ def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineReques
             if "order" in refused.labels:
                 replay = _existing(order_id, request_hash, wait=True)
                 if replay is not None:
-                    return replay, False
+                    return _finish(replay, channel, replay=True), False
             rest = [l for l in refused.labels if not l.startswith("quota:")]
             if len(rest) < len(refused.labels) or rest == ["wallet"] or any(l.startswith("price:") for l in rest):
                 # Another order took the chosen quota shard or spent from the same lots, or ops re-priced:
@@ -228,15 +285,60 @@ def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineReques
                 _backoff(attempt)
                 continue
             count("CheckoutRefused")
-            raise _refusal(refused, channel, quota, now_) from None
+            raise _refusal(refused, channel, quota, now_, priced, items) from None
         except Contended:
             _backoff(attempt)
             continue
         count("OrdersPlaced")
-        if channel.points_mode == "remote":
-            order = settle_remote(order, channel, member)
-        return order, True
+        return _finish(order, channel, member), True
     raise Busy("busy", "too many orders at once; retry with the same Idempotency-Key")
+
+
+def _request_token(order_id: str, attempt: int) -> str:
+    """The ``ClientRequestToken`` of one built transaction (at most 36 characters).
+
+    When a commit's response is lost (a timeout after DynamoDB committed), botocore resends the same
+    request; with this token DynamoDB answers the resend as the success it was, instead of refusing it on
+    the order's own ``does_not_exist`` condition, which read as "a duplicate" and skipped the deduct. A
+    rebuilt attempt, or a later request for the same order, carries different items and so gets its own
+    token (never ``IdempotentParameterMismatch``): the order id names it, the attempt and a random part
+    keep it to this one request body."""
+    return f"{order_id}-{attempt}-{secrets.token_hex(4)}"
+
+
+def _finish(order: Order, channel: Channel, member: Member | None = None, replay: bool = False) -> Order:
+    """Everything a committed order still needs from a request, on the first call and on a replay.
+
+    A replay may be the member's retry after a first call that committed and then died: a remote order
+    still awaiting the channel's deduction, untouched for ``DEDUCT_LEASE_SECONDS``, gets its deduct now
+    (idempotent by order id at the channel; refused there once we cancelled it). A replay while the first
+    call is still at work answers the order as it is. This is also where a paid order's fulfilment will
+    start (issue 10), so that a replay starts whatever the first call did not."""
+    if order.status == AWAITING and (not replay or _take_over(order)):
+        return settle_remote(order, channel, member or members.get(order.member_id, channel.code))
+    return order
+
+
+def _take_over(order: Order) -> bool:
+    """Claim an awaiting order's deduct from a creator presumed dead (one claimant wins: conditional write)."""
+    if order.updated_at > _iso(time.time() - DEDUCT_LEASE_SECONDS):
+        return False
+    try:
+        order.update([Order.updated_at.set(now_iso())],
+                      condition=(Order.status == AWAITING) & (Order.updated_at == order.updated_at))
+    except UpdateError:
+        return False
+    return True
+
+
+def _count_redemption(tx: LabelledTransaction, channel: Channel, member: Member, period_id: str, points: int) -> None:
+    """Remote mode's per-member cap: points the member redeemed in this period (orders not released), one
+    counter item per member and period, raised in the order's transaction only while it stays within the cap."""
+    cap = int(channel.member_points_cap)
+    if points > cap:
+        raise Conflict("member_cap_exceeded", f"a member may redeem at most {cap} points per period")
+    tx.update("member_cap", MemberRedemption(member.member_id, period_id), [MemberRedemption.redeemed.add(points)],
+              condition=MemberRedemption.redeemed.does_not_exist() | (MemberRedemption.redeemed <= cap - points))
 
 
 def _iso(at: float) -> str:
@@ -267,11 +369,16 @@ def _existing(order_id: str, request_hash: str, wait: bool = False) -> Order | N
             if wait:
                 time.sleep(0.02)
             continue
-        if order.request_hash != request_hash:
-            raise Conflict("idempotency_key_reused", "this Idempotency-Key was used for a different order",
-                           "Idempotency-Key")
-        return order
+        return _matching(order, request_hash)
     return None
+
+
+def _matching(order: Order, request_hash: str) -> Order:
+    """The order an Idempotency-Key made, if this request is that order's."""
+    if order.request_hash != request_hash:
+        raise Conflict("idempotency_key_reused", "this Idempotency-Key was used for a different order",
+                       "Idempotency-Key")
+    return order
 
 
 # --- remote mode: the channel keeps the wallet ---------------------------------
@@ -286,13 +393,14 @@ def settle_remote(order: Order, channel: Channel, member: Member) -> Order:
         return resolve(order, channel)
     if answer.get("result") == "deducted":
         return _confirm(order)
-    if answer["_status"] < 500 and answer.get("result") in ("insufficient", "rejected", "frozen"):
-        return _release(order, f"channel refused: {answer.get('result')}")
+    if answer["_status"] < 500 and answer.get("result") in ("insufficient", "rejected", "frozen", "cancelled"):
+        return _cancel(order, channel, f"channel refused: {answer.get('result')}")
     return resolve(order, channel)
 
 
 def resolve(order: Order, channel: Channel) -> Order:
-    """The channel's query API decides: deducted → paid, not deducted → released, no answer → keep waiting."""
+    """The channel's query API decides: deducted → paid, not deducted → cancelled and released, no answer →
+    keep waiting."""
     try:
         answer = partners.call(channel, "points/query", {"order_id": order.order_id})
     except partners.PartnerError:
@@ -300,9 +408,23 @@ def resolve(order: Order, channel: Channel) -> Order:
     status = answer.get("status")
     if status == "deducted":
         return _confirm(order)
-    if status == "not_found":
-        return _release(order, "channel has no deduction for this order")
+    if status in ("not_found", "failed"):
+        return _cancel(order, channel, "channel has no deduction for this order")
     return _still_waiting(order)
+
+
+def _cancel(order: Order, channel: Channel, reason: str) -> Order:
+    """Release an order only once the channel acknowledged its cancel (contract: it then refuses any later
+    deduct for the order and refunds one already applied). Without it, a deduct still in flight — a resend,
+    a member's replay — could take points for an order we had released. No acknowledgement: keep waiting."""
+    try:
+        answer = partners.call(channel, "points/cancel", {"order_id": order.order_id})
+    except partners.PartnerError:
+        return _still_waiting(order)
+    if answer["_status"] >= 300 or answer.get("result") != "cancelled":
+        logger.warning("cancel not acknowledged", extra={"order_id": order.order_id, "status": answer["_status"]})
+        return _still_waiting(order)
+    return _release(order, reason)
 
 
 def _still_waiting(order: Order) -> Order:
@@ -340,6 +462,7 @@ def _confirm(order: Order) -> Order:
 def _release(order: Order, reason: str) -> Order:
     """Give back quota and stock; points were never taken by the channel."""
     lines = [PricedLine(l["goods_id"], l["sku_id"], int(l["qty"]), 0, 0, 0, "", "", "") for l in lines_of(order)]
+    goods_mod.stock_items(Goods.batch_get(sorted({l.goods_id for l in lines})))  # orders from before Stock items
 
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
@@ -347,7 +470,9 @@ def _release(order: Order, reason: str) -> Order:
                                    Order.pending_channel.remove(), Order.updated_at.set(now_iso())],
                   condition=Order.status == AWAITING)
         _move_quota(tx, order, "remaining")
-        _stock_updates(tx, lines, {l.goods_id: Goods(l.goods_id) for l in lines}, +1, guard_prices=False)
+        tx.update("member_cap", MemberRedemption(order.member_id, order.period_id),
+                  [MemberRedemption.redeemed.add(-int(order.points))])  # the member's cap room comes back too
+        _stock_updates(tx, lines, {}, +1, guard_prices=False)
         return tx
 
     return _settle(order, build)
@@ -368,8 +493,25 @@ def pending(channel_code: str) -> list[Order]:
 
 
 def resolve_pending(channel: Channel) -> dict[str, int]:
-    """The scheduler's sweep: every order still awaiting the channel's deduction is asked about again."""
+    """Every order of one channel still awaiting the channel's deduction is asked about again."""
     outcome = {PAID: 0, FAILED: 0, AWAITING: 0}
     for order in pending(channel.code):
         outcome[resolve(order, channel).status] += 1
+    return outcome
+
+
+def sweep_remote() -> dict[str, dict]:
+    """The scheduler's sweep over every remote-mode channel, suspended ones included (their members' orders
+    still hold quota and wait for an answer). Each channel on its own: one that fails is logged and counted
+    (``RemoteSweepFailed``) and answers ``{"error": ...}``; the others go on."""
+    outcome: dict[str, dict] = {}
+    for channel in channels.list_all():
+        if channel.points_mode != "remote":
+            continue
+        try:
+            outcome[channel.code] = resolve_pending(channel)
+        except Exception as error:  # noqa: BLE001 - any fault of one channel must not stop the others
+            logger.exception("remote sweep failed", extra={"channel": channel.code})
+            count("RemoteSweepFailed")
+            outcome[channel.code] = {"error": getattr(error, "code", type(error).__name__)}
     return outcome

@@ -464,6 +464,31 @@ def transaction(token: str | None = None) -> TransactWrite:
 _TX_CONNECTION: Connection | None = None
 
 
+def batch_read(keys: dict[type[Model], list[tuple]], consistent: tuple[type[Model], ...] = ()
+               ) -> dict[type[Model], list[Model]]:
+    """Items of several tables by key in one ``BatchGetItem`` round trip (``Model.batch_get`` is one
+    table per call); keys are (hash,) or (hash, range), at most 100 in all, each once; ``consistent``
+    names the tables read strongly consistent. Missing items are simply absent."""
+    transaction()  # the shared client
+    request: dict[str, dict] = {}
+    models: dict[str, type[Model]] = {}
+    for model, wanted in keys.items():
+        if not wanted:
+            continue
+        attrs = [model._hash_key_attribute(), model._range_key_attribute()]
+        request[model.Meta.table_name] = {
+            "Keys": [{a.attr_name: {a.attr_type: a.serialize(v)} for a, v in zip(attrs, key)} for key in wanted],
+            "ConsistentRead": model in consistent}
+        models[model.Meta.table_name] = model
+    found: dict[type[Model], list[Model]] = {m: [] for m in keys}
+    while request:
+        answer = _TX_CONNECTION.client.batch_get_item(RequestItems=request)
+        for table, items in answer.get("Responses", {}).items():
+            found[models[table]] += [models[table].from_raw_data(item) for item in items]
+        request = answer.get("UnprocessedKeys") or {}
+    return found
+
+
 def condition_failed(error: Exception) -> bool:
     """True when a write or transaction failed only because a condition did not hold."""
     cause = getattr(error, "cause_response_code", None)

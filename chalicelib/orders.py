@@ -14,6 +14,7 @@ def view(o: Order) -> dict:
     return {
         "order_id": o.order_id, "channel_code": o.channel_code, "status": o.status, "points": int(o.points),
         "amount": int(o.amount), "points_mode": o.points_mode, "period_id": o.period_id, "failure": o.failure,
+        "sandbox": bool(o.sandbox),  # a sandbox channel's order: test data, never shipped by a supplier or settled
         "lines": [{k: v for k, v in line.items() if k not in ("settlement_price", "supplier_id")}
                   for line in lines_of(o)],
         "created_at": o.created_at, "updated_at": o.updated_at,

@@ -11,7 +11,11 @@ def spendable(lots: Mapping[str, Mapping], now: float) -> int:
 
 
 def allocate(lots: Mapping[str, Mapping], points: int, now: float) -> dict[str, int]:
-    """Take ``points`` from unexpired lots, soonest expiry first, so members lose as little as possible."""
+    """Take ``points`` from unexpired lots, soonest expiry first, so members lose as little as possible.
+
+    A negative spend would credit the lots it "takes" from: refused."""
+    if points < 0:
+        raise ValueError(f"a spend cannot be negative ({points})")
     take: dict[str, int] = {}
     need = points
     for grant_id, lot in sorted(lots.items(), key=lambda kv: (int(kv[1]["expires_at"]), kv[0])):
@@ -28,9 +32,9 @@ def allocate(lots: Mapping[str, Mapping], points: int, now: float) -> dict[str, 
     return take
 
 
-def expired_lots(lots: Mapping[str, Mapping], now: float) -> dict[str, int]:
-    """Lots past their expiry that still hold points: these leave the balance."""
-    return {g: int(l["left"]) for g, l in lots.items() if int(l["expires_at"]) <= now and int(l["left"]) > 0}
+def dead_lots(lots: Mapping[str, Mapping], now: float) -> dict[str, int]:
+    """Lots that can never be spent again: past their expiry (with what they still hold), or spent to 0."""
+    return {g: int(l["left"]) for g, l in lots.items() if int(l["expires_at"]) <= now or int(l["left"]) <= 0}
 
 
 def expiring_soon(lots: Mapping[str, Mapping], now: float, within: int = 7 * 86400) -> list[dict]:

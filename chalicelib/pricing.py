@@ -11,6 +11,7 @@ from typing import Mapping
 from chalicelib.errors import Unprocessable
 
 BPS = 10_000
+MIN_PRICE = 1  # fen: nothing sells for less, whatever a rule or an accepted loss says
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,15 @@ class SkuPrice:
         return max(0, self.settlement - self.price)
 
     @property
+    def valid(self) -> bool:
+        """At least 1 fen: a markup's negative ``fixed`` over a settlement price that later fell can
+        compute 0 or less, and a non-positive price would add points instead of spending them."""
+        return self.price >= MIN_PRICE
+
+    @property
     def sellable(self) -> bool:
-        """A loss nobody accepted (e.g. after a settlement raise) is never sold."""
-        return self.loss == 0 or self.allow_loss
+        """A valid price, and no loss nobody accepted (e.g. after a settlement raise): else never sold."""
+        return self.valid and (self.loss == 0 or self.allow_loss)
 
 
 def rule_price(rule: Mapping, settlement: int) -> tuple[int, str]:
@@ -69,7 +76,9 @@ def sku_price(rule: Mapping | None, settlement: int, base_price: int, base_allow
 
 
 def guard_loss(price: int, settlement: int, allow_loss: bool, field: str) -> None:
-    """Refuse a price below settlement unless ops explicitly carry the loss."""
+    """Refuse, where a price is set, one under 1 fen (always), or below settlement unless ops carry the loss."""
+    if price < MIN_PRICE:
+        raise Unprocessable("price_not_positive", f"price {price} is under the minimum of {MIN_PRICE} fen", field)
     if price < settlement and not allow_loss:
         raise Unprocessable(
             "price_below_settlement",

@@ -4,6 +4,13 @@ A grant is one transaction: the grant record (the channel's grant id, once),
 the wallet credit (guarded by the per-member cap) and the grant room of the
 quota shard(s) it takes from (each guarded, so total grants never exceed the
 quota; another grant taking a chosen shard first means read again, not refuse).
+
+The per-member cap in hosted mode bounds the *live* points a member holds:
+unexpired points still in lots. A grant folds the wallet's dead lots (expired:
+their points move to ``expired``; spent: already counted in ``spent``) out of
+the item in the same conditional write that credits it, so the stored balance
+it is judged on counts live points only, and the item keeps only live lots
+instead of growing by one lot per grant forever (DynamoDB's 400 KB item limit).
 """
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from chalicelib import members, quotas
 from chalicelib.errors import Busy, Conflict, Unprocessable
 from chalicelib.models import Channel, Grant, LabelledTransaction, Member, Quota, Refused, Wallet, commit_retrying
-from chalicelib.points import expired_lots, expiring_soon, spendable
+from chalicelib.points import dead_lots, expiring_soon, spendable
 
 
 GRANT_ATTEMPTS = 40
@@ -67,25 +74,36 @@ def grant(channel: Channel, external_id: str, grant_id: str, points: int, expire
     wallet = wallet_of(member)
     record = Grant(key, member_id=member.member_id, external_id=external_id, points=points, expires_at=expires_at,
                    period_id=quota.period_id)
+    over_cap = Conflict("member_cap_exceeded", f"this grant would take the member over {cap} live points")
     for attempt in range(GRANT_ATTEMPTS):
         if attempt:
             quota = quotas.get(channel.code, quota.period_id)  # a chosen shard was taken meanwhile: read again
+            wallet = Wallet.get(member.member_id, consistent_read=True)
+        now = time.time()
+        lots = wallet.lots.as_dict()
         takes = quotas.take(quota.by_shard("grant_room"), points)
         if takes is None:
             try:  # a concurrent send of this grant may be what took the room: answer it as a replay
                 return _replayed(Grant.get(key, consistent_read=True), external_id, points, expires_at)
             except DoesNotExist:
                 pass
-            if int(wallet.balance) > cap - points:  # both limits bind: the member's cap is named, as before
-                raise Conflict("member_cap_exceeded", f"this grant would take the member over {cap} points")
+            if spendable(lots, now) > cap - points:  # both limits bind: the member's cap is named, as before
+                raise over_cap
             raise Conflict("grant_quota_exhausted", "grants would exceed the channel's quota for this period")
+        if spendable(lots, now) > cap - points:
+            raise over_cap
 
-        def build(quota=quota, takes=takes) -> LabelledTransaction:
+        def build(quota=quota, takes=takes, wallet=wallet, lots=lots, now=now) -> LabelledTransaction:
             tx = LabelledTransaction()
             tx.put("grant", record, condition=Grant.grant_key.does_not_exist())
-            tx.update("wallet", wallet, [Wallet.balance.add(points), Wallet.granted.add(points),
-                                         Wallet.lots[grant_id].set({"left": points, "expires_at": expires_at})],
-                      condition=Wallet.balance <= cap - points)
+            actions, fold_condition, expired = _fold(lots, now)
+            # Judged on the stored balance less the expired points folded out in this very write: live points.
+            condition = Wallet.balance <= cap - points + expired
+            if fold_condition is not None:
+                condition = condition & fold_condition
+            tx.update("wallet", wallet, actions + [
+                Wallet.balance.add(points), Wallet.granted.add(points),
+                Wallet.lots[grant_id].set({"left": points, "expires_at": expires_at})], condition=condition)
             for shard, used in takes.items():
                 tx.update(f"quota:{shard}", quota.shards[shard], [Quota.grant_room.add(-used), Quota.granted.add(used)],
                           condition=(Quota.grant_room >= used) & (Quota.ends_at > int(now)))
@@ -96,8 +114,8 @@ def grant(channel: Channel, external_id: str, grant_id: str, points: int, expire
         except Refused as refused:
             if "grant" in refused.labels:
                 return _replayed(Grant.get(key, consistent_read=True), external_id, points, expires_at)
-            if "wallet" in refused.labels:
-                raise Conflict("member_cap_exceeded", f"this grant would take the member over {cap} points") from None
+            if "wallet" in refused.labels and not _lots_moved(member.member_id, lots):
+                raise over_cap from None
             time.sleep(random.uniform(0, min(0.5, 0.005 * 2 ** min(attempt, 7))))
             continue
         return GrantResult(record, True)
@@ -110,28 +128,42 @@ def _replayed(existing: Grant, external_id: str, points: int, expires_at: int) -
     return GrantResult(existing, False)
 
 
+def _fold(lots: dict, now: float) -> tuple[list, object, int]:
+    """Update actions and condition that take the dead lots out of a wallet: expired points leave the balance
+    for ``expired``, spent lots (already in ``spent``) just go. Each lot is guarded on the ``left`` it was read
+    with, so a lot a concurrent write changed or folded first refuses the write (read again). Also returns the
+    points expired by it."""
+    dead = dead_lots(lots, now)
+    expired = sum(dead.values())
+    actions = [Wallet.balance.add(-expired), Wallet.expired.add(expired)] if expired else []
+    condition = None
+    for grant_id, left in dead.items():
+        actions.append(Wallet.lots[grant_id].remove())
+        check = Wallet.lots[grant_id]["left"] == left
+        condition = check if condition is None else condition & check
+    return actions, condition, expired
+
+
+def _lots_moved(member_id: str, lots: dict) -> bool:
+    """After a refused grant: did the lots change since they were read (a race: retry), or is the cap real?"""
+    return Wallet.get(member_id, consistent_read=True).lots.as_dict() != lots
+
+
 def sweep(member_id: str, now: float | None = None) -> int:
-    """Move expired lots out of the balance; returns the points expired now."""
+    """Fold expired and spent lots out of the wallet; returns the points expired now."""
     now = time.time() if now is None else now
     try:
         wallet = Wallet.get(member_id, consistent_read=True)
     except DoesNotExist:
         return 0
-    gone = expired_lots(wallet.lots.as_dict(), now)
-    if not gone:
+    actions, condition, expired = _fold(wallet.lots.as_dict(), now)
+    if condition is None:
         return 0
-    total = sum(gone.values())
-    condition = None
-    actions = [Wallet.balance.add(-total), Wallet.expired.add(total)]
-    for grant_id, left in gone.items():
-        actions.append(Wallet.lots[grant_id]["left"].set(0))
-        check = Wallet.lots[grant_id]["left"] == left
-        condition = check if condition is None else condition & check
     try:
         wallet.update(actions, condition=condition)
     except UpdateError:
         return 0  # spent or swept concurrently; the next sweep sees the new state
-    return total
+    return expired
 
 
 def view(member: Member, now: float | None = None) -> dict:

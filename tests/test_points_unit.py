@@ -6,7 +6,7 @@ import random
 import pytest
 
 from chalicelib.errors import Conflict
-from chalicelib.points import allocate, expired_lots, expiring_soon, spendable
+from chalicelib.points import allocate, dead_lots, expiring_soon, spendable
 
 NOW = 1_800_000_000
 
@@ -39,7 +39,7 @@ def test_expiry_boundary_matches_the_database_condition():
     """A lot is spendable while ``expires_at > now`` — the same test the checkout transaction makes."""
     w = lots(edge=(100, NOW))
     assert spendable(w, NOW - 0.001) == 100 and spendable(w, NOW) == 0
-    assert expired_lots(w, NOW) == {"edge": 100} and expired_lots(w, NOW - 1) == {}
+    assert dead_lots(w, NOW) == {"edge": 100} and dead_lots(w, NOW - 1) == {}
     with pytest.raises(Conflict):
         allocate(w, 1, NOW)
     assert allocate(w, 1, NOW - 0.5) == {"edge": 1}
@@ -51,9 +51,9 @@ def test_allocate_nothing_and_empty_wallet():
         allocate({}, 1, NOW)
 
 
-def test_expired_lots_only_lists_lots_still_holding_points():
-    w = lots(a=(0, NOW - 10), b=(40, NOW - 10), c=(50, NOW + 10))
-    assert expired_lots(w, NOW) == {"b": 40}
+def test_dead_lots_are_the_expired_and_the_spent_ones():
+    w = lots(a=(0, NOW - 10), b=(40, NOW - 10), c=(50, NOW + 10), d=(0, NOW + 10))
+    assert dead_lots(w, NOW) == {"a": 0, "b": 40, "d": 0}
 
 
 def test_expiring_soon_is_sorted_and_windowed():
@@ -91,6 +91,6 @@ def test_allocate_properties(seed):
     touched = [g for g in order if g in take]
     assert touched == order[:len(touched)]
     assert all(take[g] == w[g]["left"] for g in touched[:-1])
-    # Expired lots are exactly the complement of spendable ones that still hold points.
-    gone = expired_lots(w, now)
+    # Dead lots hold exactly the points that are not spendable.
+    gone = dead_lots(w, now)
     assert sum(gone.values()) + available == sum(l["left"] for l in w.values())

@@ -1,0 +1,258 @@
+"""Money hardening (issue 7): prices under 1 fen never sell and never mint points, the real reason of a
+refusal is named, and every price an order uses is guarded in its transaction."""
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from pynamodb.connection import Connection
+
+from checkout_helpers import SETTLEMENT, Shop, assert_error, make_shop, ok
+from chalicelib import checkout, config, models
+from chalicelib.models import Goods, Order, PoolItem, Wallet
+from local_http import LocalHttpFake
+
+
+def snapshot(shop: Shop, member: str) -> dict:
+    """Everything a bad order could move: quota, stock, orders, the member's points (ours or the channel's)."""
+    quota = shop.quota()
+    points = (int(Wallet.get(shop.member_ids[member], consistent_read=True).balance)
+              if shop.points_mode == "hosted" else shop.fake.balance(member))
+    return {"remaining": quota["remaining"], "reserved": quota["reserved"], "spent": quota["spent"],
+            "granted": quota["granted"], "stock": shop.stock(), "orders": len(shop.orders()), "points": points}
+
+
+def funded_shop(system, ops, points_mode: str) -> tuple[Shop, str]:
+    shop = make_shop(system, ops, points_mode)
+    member = shop.member(points=50_000)
+    if points_mode == "hosted":
+        ok(shop.grant(member, 50_000), 201)
+    return shop, member
+
+
+def sku_change(shop: Shop, **change) -> dict:
+    return ok(requests.put(f"{shop.base_url}/supplier/goods/{shop.goods_id}/skus/{shop.sku_id}",
+                           headers={"X-Api-Key": shop.supplier_key}, json=change, timeout=30))
+
+
+def on_sale(shop: Shop, member: str) -> bool:
+    items = ok(requests.get(f"{shop.base_url}/api/{shop.code}/catalog", headers=shop.auth(member), timeout=30))
+    return any(i["goods_id"] == shop.goods_id for i in items["items"])
+
+
+# --- a price is at least 1 fen, where it is set ---------------------------------------------
+
+def test_a_markup_under_one_fen_is_refused_where_it_is_set(system, ops):
+    shop = make_shop(system, ops, "hosted")
+    put = lambda rule: ops.put(f"/ops/channels/{shop.code}/pool/{shop.goods_id}",  # noqa: E731
+                               json={"prices": {shop.sku_id: {**rule, "allow_loss": True}}})
+    for fixed in (-100_000_000, -SETTLEMENT - 1, -SETTLEMENT):  # 1,000 fen settlement: these price at ≤ 0
+        assert_error(put({"markup": {"fixed": fixed}}), 422, "price_not_positive")
+    assert_error(put({"markup": {"payment_bps": 100, "fixed": -1011}}), 422, "price_not_positive")  # 1010 - 1011
+    ok(put({"markup": {"fixed": -SETTLEMENT + 1}}))  # 1 fen, a loss ops accepted: allowed
+    assert [s["price"] for s in ok(ops.get(f"/ops/channels/{shop.code}/pool"))["items"][0]["skus"]] == [1]
+    # The base sale price is at least 1 fen at approval too.
+    draft = ok(requests.post(f"{shop.base_url}/supplier/goods", headers={"X-Api-Key": shop.supplier_key}, json={
+        "ref": "zero-base", "title": "Free tea", "category": "food",
+        "skus": [{"sku_id": "S1", "spec": "1 g", "settlement_price": 10, "stock": 5}]}, timeout=30), 201)
+    refused = ops.post(f"/ops/goods/{draft['goods_id']}/approve", json={"base_prices": {"S1": 0}, "allow_loss": True})
+    assert refused.status_code == 422, refused.text
+    assert ok(ops.get(f"/ops/goods/{draft['goods_id']}"))["status"] == "pending_review"
+
+
+def test_a_markup_that_falls_under_one_fen_when_the_settlement_price_drops_never_sells(system, ops):
+    """Review case "negative price": a markup with a very negative fixed part, accepted as a loss at 100 fen;
+    the supplier then lowers its settlement price (no review needed) and the rule computes -400 fen. Buying
+    it used to *add* 400 points to the member's wallet and 400 to the channel's quota."""
+    for mode in ("hosted", "remote"):
+        shop, member = funded_shop(system, ops, mode)
+        ok(ops.put(f"/ops/channels/{shop.code}/pool/{shop.goods_id}",
+                   json={"prices": {shop.sku_id: {"markup": {"fixed": -900}, "allow_loss": True}}}))
+        assert on_sale(shop, member)
+        sku_change(shop, settlement_price=500)
+        before = snapshot(shop, member)
+        attempt = shop.place(ops.session, member)
+        assert (attempt.status, attempt.code) == (409, "price_not_sellable"), (mode, attempt.body)
+        assert snapshot(shop, member) == before, mode
+        assert not on_sale(shop, member)  # the store no longer offers it either
+        sku = ok(ops.get(f"/ops/channels/{shop.code}/pool"))["items"][0]["skus"][0]
+        assert (sku["price"], sku["sellable"]) == (-400, False), sku
+        # Re-priced above 1 fen, it sells again at the rule's price.
+        ok(ops.put(f"/ops/channels/{shop.code}/pool/{shop.goods_id}",
+                   json={"prices": {shop.sku_id: {"markup": {"fixed": -450}, "allow_loss": True}}}))
+        bought = shop.place(ops.session, member)
+        assert bought.status == 201 and bought.body["points"] == 50, bought.body
+
+
+def test_a_bad_price_stored_past_the_api_is_refused_and_moves_nothing(system, ops):
+    """A price written straight into the pool item (a migration, a console edit): the transaction is never
+    built, nothing is minted, and the refusal names the price."""
+    for mode in ("hosted", "remote"):
+        for bad in (-500, 0):
+            shop, member = funded_shop(system, ops, mode)
+            PoolItem.get(shop.code, shop.goods_id).update(actions=[PoolItem.prices.set({shop.sku_id: {"price": bad}})])
+            before = snapshot(shop, member)
+            attempt = shop.place(ops.session, member)
+            assert (attempt.status, attempt.code) == (409, "price_not_sellable"), (mode, bad, attempt.body)
+            assert snapshot(shop, member) == before, (mode, bad)
+            assert shop.fake.deducted_total() == 0
+
+
+# --- a refusal names its real reason; every price the order uses is guarded --------------------
+
+class JustBeforeCommit:
+    """Runs ``change`` once, after checkout has read and priced the order and just before its transaction
+    commits: the window in which goods leave approval or a price moves under an order in flight."""
+
+    def __init__(self, monkeypatch, change) -> None:
+        self.change, self.fired = change, False
+        real = checkout.LabelledTransaction
+        hook = self
+
+        class Hooked(real):
+            def commit(self) -> None:
+                if not hook.fired:
+                    hook.fired = True
+                    hook.change()
+                super().commit()
+
+        monkeypatch.setattr(checkout, "LabelledTransaction", Hooked)
+
+
+def test_refusals_name_the_real_reason_and_move_nothing(system, ops, monkeypatch):
+    shop, member = funded_shop(system, ops, "hosted")
+    ops_ = lambda path: ok(ops.post(path))  # noqa: E731
+    cases = {
+        "goods_unavailable": lambda: ops_(f"/ops/goods/{shop.goods_id}/off-sale"),
+        "price_changed": lambda: sku_change(shop, settlement_price=SETTLEMENT - 1),
+        "out_of_stock": lambda: sku_change(shop, stock=0),
+    }
+    points_and_quota = lambda: {k: v for k, v in snapshot(shop, member).items() if k != "stock"}  # noqa: E731
+    for code, change in cases.items():
+        before = points_and_quota()
+        hook = JustBeforeCommit(monkeypatch, change)
+        attempt = shop.place(ops.session, member)
+        assert hook.fired and (attempt.code, points_and_quota()) == (code, before), (code, attempt.body)
+        monkeypatch.undo()
+        shop, member = funded_shop(system, ops, "hosted")
+
+
+def test_the_base_sale_price_is_guarded_in_the_checkout_transaction(system, ops, monkeypatch):
+    """The goods go back to review and are approved again at another base price while an order is in flight
+    (same settlement price, approved again): the order was priced at the old base price and must not commit."""
+    shop, member = funded_shop(system, ops, "hosted")
+
+    def reapprove_at_another_base_price() -> None:
+        Goods.get(shop.goods_id).update(actions=[Goods.status.set("pending_review")])
+        ok(ops.post(f"/ops/goods/{shop.goods_id}/approve", json={"base_prices": {shop.sku_id: 2400}}))
+
+    before = snapshot(shop, member)
+    JustBeforeCommit(monkeypatch, reapprove_at_another_base_price)
+    attempt = shop.place(ops.session, member)
+    assert (attempt.status, attempt.code) == (409, "price_changed"), attempt.body
+    assert snapshot(shop, member) == before
+    monkeypatch.undo()
+    again = shop.place(ops.session, member)
+    assert again.status == 201 and again.body["points"] == 2400, again.body
+
+
+# --- a commit whose response was lost is not a duplicate; a replay finishes the order ----------------
+
+class LossyDynamoProxy(LocalHttpFake):
+    """An HTTP proxy in front of Dynoxide that forwards every request, but for a ``TransactWriteItems``
+    putting the order ``drop_for`` forwards it, lets Dynoxide commit it, and closes the connection without
+    the answer — the response lost after the commit that makes botocore send the request again.
+    ``drops`` is how many such answers to lose; ``seen`` records (upstream status, request token) of each."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__()
+        self.upstream = urlsplit(upstream)
+        self.drop_for, self.drops = "", 0
+        self.seen: list[tuple[int, str | None]] = []
+        self._lock = threading.Lock()
+
+    def _handle(self, handler) -> None:
+        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        upstream = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=30)
+        upstream.request("POST", handler.path, body=body, headers={k: v for k, v in handler.headers.items()})
+        response = upstream.getresponse()
+        answer = response.read()
+        target = handler.headers.get("X-Amz-Target", "")
+        ours = (bool(self.drop_for) and target.endswith("TransactWriteItems") and self.drop_for.encode() in body
+                and b'"Put"' in body)  # the checkout's commit (it puts the order), not the later confirm
+        with self._lock:
+            if ours:
+                self.seen.append((response.status, json.loads(body).get("ClientRequestToken")))
+            drop = ours and self.drops > 0
+            self.drops -= drop
+        if drop:
+            handler.close_connection = True
+            return  # committed upstream; the caller never hears of it
+        handler.send_response(response.status)
+        for name, value in response.getheaders():
+            if name.lower() not in ("connection", "transfer-encoding", "content-length"):
+                handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(answer)))
+        handler.end_headers()
+        handler.wfile.write(answer)
+
+
+@pytest.fixture
+def lossy(system, monkeypatch):
+    """Transactions go through the proxy (the app runs in this process: its one transaction client is swapped)."""
+    proxy = LossyDynamoProxy(system.dynamodb.endpoint).start()
+    monkeypatch.setattr(models, "_TX_CONNECTION", Connection(region=config.REGION, host=proxy.url))
+    yield proxy
+    proxy.stop()
+
+
+def test_a_commit_whose_response_was_lost_is_paid_and_deducted_once(system, ops, lossy):
+    """botocore resends the committed transaction; with the request token DynamoDB (and Dynoxide) answers the
+    resend as the success it was. Before, the resend failed on the order's own condition, checkout took it for
+    a duplicate and answered the order "awaiting_deduction" without ever asking the channel to deduct."""
+    shop = make_shop(system, ops, "remote")
+    member = shop.member(points=5000)
+    key = "lost-response-1"
+    lossy.drop_for, lossy.drops = checkout.order_id_for(shop.code, shop.member_ids[member], key), 1
+    attempt = shop.place(ops.session, member, key=key)
+    assert attempt.status == 201 and attempt.body["status"] == "paid", attempt.body
+    assert lossy.drops == 0 and len(lossy.seen) == 2, lossy.seen  # the commit, and botocore's resend of it
+    (first, token), (resend, same) = lossy.seen
+    assert (first, resend) == (200, 200) and token == same and token.startswith(lossy.drop_for), lossy.seen
+    assert shop.fake.calls["points/deduct deducted"] == 1 and shop.fake.balance(member) == 5000 - 1200
+    assert len(shop.orders()) == 1 and shop.quota()["spent"] == 1200
+
+
+def test_a_first_call_that_died_after_its_commit_is_finished_by_the_members_retry(system, ops, lossy):
+    """Every answer to the commit is lost (botocore gives up: the member sees an error) although the order
+    committed, reserving quota, and the channel was never asked. The member's retry with the same key finds
+    the order; once its creator is past its lease, the retry sends the deduct and the order is paid."""
+    shop = make_shop(system, ops, "remote")
+    member = shop.member(points=5000)
+    key = "died-after-commit-1"
+    order_id = checkout.order_id_for(shop.code, shop.member_ids[member], key)
+    lossy.drop_for, lossy.drops = order_id, 10
+    first = shop.place(ops.session, member, key=key)
+    assert first.status >= 500, first.body
+    order = Order.get(order_id, consistent_read=True)
+    assert order.status == "awaiting_deduction" and not shop.fake.calls["points/deduct deducted"]
+    assert shop.quota()["reserved"] == 1200
+
+    # While its creator may still be at work, a retry answers the order as it is and sends nothing.
+    lossy.drops = 0
+    early = shop.place(ops.session, member, key=key)
+    assert early.status == 200 and early.body["status"] == "awaiting_deduction", early.body
+    assert not shop.fake.calls["points/deduct deducted"]
+    # The creator's lease has run out (it died): the retry takes over and finishes the order.
+    stale = checkout._iso(time.time() - checkout.DEDUCT_LEASE_SECONDS - 1)
+    order.update(actions=[Order.updated_at.set(stale)])
+    retry = shop.place(ops.session, member, key=key)
+    assert retry.status == 200 and retry.body["status"] == "paid", retry.body
+    assert shop.fake.calls["points/deduct deducted"] == 1 and shop.fake.balance(member) == 5000 - 1200
+    quota = shop.quota()
+    assert (quota["reserved"], quota["spent"]) == (0, 1200) and len(shop.orders()) == 1
