@@ -80,8 +80,10 @@ def take(available: Mapping[int, int], points: int, rnd: random.Random | None = 
 
     One shard picked at random among those that cover it alone (spreads the writes); when none
     does but the total does, the fullest shards in turn, so an order is never refused while the
-    period as a whole still has room.
+    period as a whole still has room. A debit is at least 1 point: a negative one would add quota.
     """
+    if points < 1:
+        raise ValueError(f"a quota debit is at least 1 point, not {points}")
     rnd = rnd or random
     whole = [i for i, amount in available.items() if amount >= points]
     if whole:
