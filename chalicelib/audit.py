@@ -29,6 +29,23 @@ def add(tx: TransactWrite, entity: str, actor: str, action: str,
     tx.save(row(entity, actor, action, field, old, new))
 
 
+PLATFORM = "platform"
+
+
+def public_actor(actor: str | None) -> str | None:
+    """Who a supplier is shown as having acted: itself as recorded, anyone on our side as "platform".
+
+    Ops actors are IAM ARNs (our account id and staff user names), which are never a supplier's business."""
+    if actor is None or actor == "self" or actor.startswith("supplier:"):
+        return actor
+    return PLATFORM
+
+
+def for_supplier(rows: list[dict]) -> list[dict]:
+    """An audit trail as a supplier may see it: the same rows, ops actors replaced by "platform"."""
+    return [dict(r, actor=public_actor(r["actor"])) for r in rows]
+
+
 def history(entity: str, limit: int = 200) -> list[dict]:
     return [
         {"at": a.at.split("#")[0], "actor": a.actor, "action": a.action, "field": a.field,

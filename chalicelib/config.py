@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 
-STAGE: str = os.environ.get("STAGE", "local")
+# Local behaviour (the local ops token, cookies without Secure, the SMS outbox file) only when STAGE says
+# "local" outright: a function deployed without STAGE fails closed, as a deployed stage.
+STAGE: str = os.environ.get("STAGE", "").strip()
 IS_LOCAL: bool = STAGE == "local"
 TABLE_PREFIX: str = os.environ.get("TABLE_PREFIX", f"channelmall-{STAGE}-")
 REGION: str = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
@@ -16,14 +18,18 @@ DYNAMODB_ENDPOINT: str | None = os.environ.get("DYNAMODB_ENDPOINT") or None
 UPLOAD_BUCKET: str = os.environ.get("UPLOAD_BUCKET", f"channelmall-{STAGE}-uploads")
 # Public base URL of the API, used to print entry links (API Gateway sets none itself).
 PUBLIC_BASE_URL: str = os.environ.get("PUBLIC_BASE_URL", "")
-# Local-only ops credential; ignored (and refused) in every deployed stage.
-LOCAL_OPS_TOKEN: str = os.environ.get("LOCAL_OPS_TOKEN", "")
+# Local-only ops credential; never read outside the local stage.
+LOCAL_OPS_TOKEN: str = os.environ.get("LOCAL_OPS_TOKEN", "") if IS_LOCAL else ""
 
 IMAGE_MAX_BYTES: int = 5 * 1024 * 1024
 IMAGE_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/webp")
 GOODS_CSV_MAX_BYTES: int = 2 * 1024 * 1024
 GOODS_CSV_TYPE: str = "text/csv"
 UPLOAD_LINK_SECONDS: int = 300
+# Catalog image links: presigned GETs of approved goods images, valid this long; the object behind a
+# link never changes (images are copied once to their own prefix), so browsers may cache it as long.
+IMAGE_LINK_SECONDS: int = 900
+IMAGE_CACHE_CONTROL: str = f"private, max-age={IMAGE_LINK_SECONDS}, immutable"
 
 
 def table_name(name: str) -> str:
@@ -47,4 +53,4 @@ def session_key() -> str:
 SESSION_SECONDS: int = int(os.environ.get("SESSION_SECONDS", "7200"))
 
 # Where one-time payment codes go: SNS SMS in AWS; a local outbox file on the local stack.
-SMS_OUTBOX: str = os.environ.get("SMS_OUTBOX", "")
+SMS_OUTBOX: str = os.environ.get("SMS_OUTBOX", "") if IS_LOCAL else ""

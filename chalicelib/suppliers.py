@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -16,12 +17,14 @@ from typing import TYPE_CHECKING
 from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 
 from chalicelib import audit
-from chalicelib.errors import Conflict, Forbidden, NotFound, Unauthorized
+from chalicelib.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
 from chalicelib.models import Supplier, SupplierKey, condition_failed, get_owned, now_iso, transaction
 if TYPE_CHECKING:  # annotations only: pydantic loads with the first request that sends a body
     from chalicelib.schemas import SupplierApplication
 
 KEY_PREFIX = "cmk"
+KEY_ID = re.compile(r"[A-Za-z0-9]{1,64}")  # a key id is a key: bounded before it is looked up
+STATUSES = ("applied", "active", "rejected")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,11 @@ def view(s: Supplier) -> dict:
         "status": s.status, "reject_reason": s.reject_reason, "created_by": s.created_by,
         "created_at": s.created_at, "updated_at": s.updated_at,
     }
+
+
+def supplier_view(s: Supplier) -> dict:
+    """The supplier's own view of its account: who created it only as "self" or "platform"."""
+    return dict(view(s), created_by=audit.public_actor(s.created_by))
 
 
 def get(supplier_id: str) -> Supplier:
@@ -115,6 +123,8 @@ def reject(supplier_id: str, reason: str, actor: str) -> Supplier:
 
 
 def list_by_status(status: str) -> list[Supplier]:
+    if status not in STATUSES:
+        raise Unprocessable("validation_error", f"status must be one of {', '.join(STATUSES)}", "status")
     return list(Supplier.status_index.query(status, scan_index_forward=False, limit=500))
 
 
@@ -158,7 +168,7 @@ def key_view(k: SupplierKey) -> dict:
 def authenticate(api_key: str | None) -> Supplier:
     """The active supplier an API key belongs to, or ``Unauthorized``."""
     parts = (api_key or "").split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or not KEY_ID.fullmatch(parts[1]) or len(parts[2]) > 128:
         raise Unauthorized("invalid_api_key", "missing or malformed supplier API key")
     _, key_id, secret = parts
     try:

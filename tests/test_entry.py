@@ -94,7 +94,7 @@ def test_valid_link_creates_member_session_and_redirects(system, live):
     ext = uid("M-")
     r = enter(system, code, link_params(secret, ext, nickname="小明 Li", mobile="13800000000", points="1500"))
     token = token_of(r)
-    assert r.headers["Location"] == f"/store/{code}"
+    assert r.headers["Location"] == f"{system.base_url}/store/{code}"
     assert r.headers.get("Cache-Control") == "no-store"
     body = ok(me(system, code, token))
     assert body["channel_code"] == code and body["external_id"] == ext
@@ -259,7 +259,7 @@ def test_tampering_any_signed_field_fails_and_spends_nothing(system, live, field
     assert not nonce_spent(code, params["nonce"]) and not nonce_spent(code, tampered["nonce"])
     # the genuine link still works: the forgery burned neither the nonce nor the member id
     r = enter(system, code, params)
-    assert r.headers["Location"] == f"/store/{code}#/goods/G1"
+    assert r.headers["Location"] == f"{system.base_url}/store/{code}#/goods/G1"
     assert ok(me(system, code, token_of(r)))["remote_points"] == 100
 
 
@@ -335,7 +335,7 @@ def test_target_redirect_stays_inside_the_store(system, live, target, location):
     code, secret = live
     r = enter(system, code, link_params(secret, uid("M-"), target=target))
     token_of(r)
-    assert r.headers["Location"] == f"/store/{code}{location}"
+    assert r.headers["Location"] == f"{system.base_url}/store/{code}{location}"
 
 
 # --- the race: one member per external id ------------------------------------------------------
@@ -422,7 +422,7 @@ def test_code_exchange_success(system, ops, fake):
     fake.member("one-time-1", ext, nickname="王五", mobile="13900000000", points=321)
     r = enter(system, code, {"code": "one-time-1", "target": "/goods/G9"})
     token = token_of(r)
-    assert r.headers["Location"] == f"/store/{code}#/goods/G9"
+    assert r.headers["Location"] == f"{system.base_url}/store/{code}#/goods/G9"
     body = ok(me(system, code, token))
     assert (body["external_id"], body["nickname"], body["mobile"], body["remote_points"]) == \
         (ext, "王五", "13900000000", 321)

@@ -14,7 +14,7 @@ def test_entry_then_catalog(system, ops, anon):
     link = entry_link(system.base_url, code, secret, "M-1", nickname="Ann", target="/goods/X")
     r = anon.get(link[len(system.base_url):], allow_redirects=False)
     assert r.status_code == 302, r.text
-    assert r.headers["Location"] == f"/store/{code}#/goods/X"
+    assert r.headers["Location"] == f"{system.base_url}/store/{code}#/goods/X"
     token = r.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
     me = anon.get(f"/api/{code}/me", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 200 and me.json()["nickname"] == "Ann"
