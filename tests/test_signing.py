@@ -10,9 +10,12 @@ import hmac
 
 import pytest
 
+from chalice.app import MultiDict
+
 from chalicelib.errors import BadRequest, Unauthorized
 from chalicelib.signing import (
-    WINDOW_SECONDS, body_sha256, canonical, check_envelope, check_signature, encode, sign, signed_params,
+    WINDOW_SECONDS, body_sha256, canonical, check_envelope, check_signature, encode, pairs_of, request_headers, sign,
+    signed_params, string_to_sign, unique_params,
 )
 
 VECTOR_SECRET = "test-secret-123"
@@ -241,3 +244,83 @@ def test_vector_any_changed_field_breaks_the_signature(field):
     with pytest.raises(Unauthorized):
         check_signature(changed, [VECTOR_SECRET])
     check_signature({**VECTOR_PARAMS, "sign": VECTOR_SIGN}, [VECTOR_SECRET])
+
+
+# --- contract version 2: the server-to-server vector, keys, duplicates ------------------------
+
+S2S_BODY = b'{"member_id":"M1001","grant_id":"G-20260101-1","points":500}'
+S2S_PARAMS = {"timestamp": "1767225600", "nonce": "a1b2c3d4e5f6a7b8"}
+S2S_BODY_SHA256 = "cbddcd2900655f821f7100e0a6533a8e8d56c0d0207ab961a48de0fb45ef4b61"
+S2S_STRING = ("POST\n/partner/bank-a/grants\nbody_sha256=cbddcd2900655f821f7100e0a6533a8e8d56c0d0207ab961a48de0fb45ef4b61"
+              "&nonce=a1b2c3d4e5f6a7b8&timestamp=1767225600")
+S2S_SIGN = "d7442ad6dbc2146d3d5333a0cb03c21aac5de58038f0c3c3c5d0b2c0bb36277b"
+
+
+def test_s2s_vector_body_hash_string_and_sign_are_exactly_the_published_ones():
+    assert body_sha256(S2S_BODY) == S2S_BODY_SHA256
+    params = {**S2S_PARAMS, "body_sha256": body_sha256(S2S_BODY)}
+    assert string_to_sign(params, "POST", "/partner/bank-a/grants") == S2S_STRING
+    assert sign(params, VECTOR_SECRET, "POST", "/partner/bank-a/grants") == S2S_SIGN
+    assert hmac.new(VECTOR_SECRET.encode(), S2S_STRING.encode(), hashlib.sha256).hexdigest() == S2S_SIGN
+    check_signature({**params, "sign": S2S_SIGN}, [VECTOR_SECRET], "post", "/partner/bank-a/grants")
+
+
+def test_s2s_vector_through_request_headers():
+    headers = request_headers("POST", "/partner/bank-a/grants", S2S_BODY, VECTOR_SECRET, now=1767225600)
+    params = {"timestamp": headers["X-Timestamp"], "nonce": headers["X-Nonce"], "body_sha256": S2S_BODY_SHA256}
+    assert headers["X-Timestamp"] == "1767225600" and 16 <= len(headers["X-Nonce"]) <= 64
+    assert headers["X-Sign"] == sign(params, VECTOR_SECRET, "POST", "/partner/bank-a/grants")
+
+
+@pytest.mark.parametrize("method, path", [
+    (None, None),                                  # an entry link's signature
+    ("GET", "/partner/bank-a/grants"),             # another method
+    ("POST", "/partner/bank-a/quota"),             # another route
+    ("POST", "/partner/bank-b/grants"),            # another channel's route
+    ("POST", "/api/partner/bank-a/grants"),        # with the API stage prefix
+])
+def test_s2s_signature_is_bound_to_method_and_path(method, path):
+    params = {**S2S_PARAMS, "body_sha256": S2S_BODY_SHA256, "sign": S2S_SIGN}
+    with pytest.raises(Unauthorized):
+        check_signature(params, [VECTOR_SECRET], method, path)
+
+
+def test_entry_vector_signature_never_authorises_an_api_call():
+    params = {**VECTOR_PARAMS, "sign": VECTOR_SIGN}
+    check_signature(params, [VECTOR_SECRET])
+    with pytest.raises(Unauthorized):
+        check_signature(params, [VECTOR_SECRET], "GET", "/partner/bank-a/quota")
+
+
+def test_check_signature_names_the_secret_that_matched():
+    params = signed_params({"timestamp": "1", "nonce": "a1b2c3d4e5f6a7b8"}, "old")
+    assert check_signature(params, ["new", "old"]) == "old"
+    assert check_signature(signed_params(params, "new"), ["new", "old"]) == "new"
+
+
+@pytest.mark.parametrize("key", ["", "a=b", "a&b", "a b", "é", "a/b", "x" * 65, "sign=x&member_id"])
+def test_keys_outside_the_alphabet_are_invalid(key):
+    with pytest.raises(BadRequest) as err:
+        unique_params([("member_id", "M1"), (key, "1")])
+    assert err.value.code == "invalid_parameter"
+
+
+@pytest.mark.parametrize("key", ["a", "A-Z_0.9", "x" * 64, "body_sha256"])
+def test_keys_inside_the_alphabet_are_accepted(key):
+    assert unique_params([(key, "1")]) == {key: "1"}
+
+
+def test_a_repeated_key_is_refused_even_with_the_same_value():
+    for pairs in ([("member_id", "A"), ("member_id", "B")], [("nonce", "x" * 16), ("nonce", "x" * 16)]):
+        with pytest.raises(BadRequest) as err:
+            unique_params(pairs)
+        assert (err.value.code, err.value.field) == ("duplicate_parameter", pairs[0][0])
+
+
+def test_pairs_of_sees_every_value_of_a_chalice_multidict():
+    multi = MultiDict({"member_id": ["A", "B"], "nonce": ["n" * 16]})
+    assert dict(multi)["member_id"] == "B"  # what a plain read would keep: the last one
+    assert pairs_of(multi) == [("member_id", "A"), ("member_id", "B"), ("nonce", "n" * 16)]
+    with pytest.raises(BadRequest) as err:
+        unique_params(pairs_of(multi))
+    assert err.value.code == "duplicate_parameter"
