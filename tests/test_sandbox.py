@@ -1,16 +1,23 @@
 """The integration sandbox over real HTTP: it tells a channel's developer which signing rule broke.
 
-Only sandbox channels have it; it shows the canonical string and the expected
-signature, never the secret, and spends no nonce.
+Only sandbox channels have it (created as one, never changed either way); it shows
+the string to sign (entry link or server-to-server) and the expected signature,
+never the secret, spends no nonce, and is rate-limited. A signature it explains
+never opens a live channel.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
+from api_gateway import event, invoke
+from chalicelib.sandbox import PER_ADDRESS, PER_CHANNEL
 from chalicelib.signing import canonical, sign
 from helpers import assert_error, channel, ok, uid
 from test_signing import VECTOR_CANONICAL, VECTOR_PARAMS
@@ -186,3 +193,170 @@ def test_unknown_channel_answers_like_a_live_one(anon):
 def test_malformed_request(anon, sandbox, body):
     code, _ = sandbox
     assert_error(anon.post(f"/sandbox/{code}/signature-check", json=body), 422, "validation_error")
+
+
+# --- a sandbox is fixed at creation; only a sandbox explains signatures (defect 1) ---------------------
+
+def test_a_live_channel_can_never_become_a_sandbox(anon, ops):
+    """The review's first step: ops (or a stolen ops session) flips ``sandbox`` on a live channel."""
+    view, secret = channel(ops)
+    code = view["code"]
+    assert_error(ops.patch(f"/ops/channels/{code}", json={"sandbox": True}), 409, "sandbox_immutable", "sandbox")
+    assert ok(ops.get(f"/ops/channels/{code}"))["sandbox"] is False
+    assert not [r for r in ok(ops.get(f"/ops/channels/{code}/audit"))["audit"] if r["field"] == "sandbox"]
+    r = check(anon, code, fresh(secret), secrets_=(secret,))
+    assert_error(r, 404, "not_found")
+    assert "expected_sign" not in r.text and "canonical" not in r.text
+
+
+def test_a_sandbox_can_never_become_live(ops, sandbox):
+    code, _ = sandbox
+    assert_error(ops.patch(f"/ops/channels/{code}", json={"sandbox": False}), 409, "sandbox_immutable", "sandbox")
+    assert ok(ops.get(f"/ops/channels/{code}"))["sandbox"] is True
+    assert ok(ops.patch(f"/ops/channels/{code}", json={"sandbox": True, "name": "Still a sandbox"}))["sandbox"] is True
+
+
+def test_sign_and_enter_as_a_victim_only_works_inside_the_sandbox(system, anon, ops, sandbox):
+    """The review's attack: have the route sign ``{member_id: victim, mobile: attacker's}`` and enter with it."""
+    code, secret = sandbox
+    live_view, live_secret = channel(ops)
+    live = live_view["code"]
+    victim = uid("VICTIM-")
+    params = fresh(None, member_id=victim, mobile="+86 139 6666 6666")
+    del params["target"]
+    assert_error(check(anon, live, params, secrets_=(secret, live_secret)), 404, "not_found")  # no live route
+    forged = {**params, "sign": ok(check(anon, code, params, secrets_=(secret, live_secret)))["expected_sign"]}
+    r = requests.get(f"{system.base_url}/entry/{live}", params=forged, allow_redirects=False, timeout=30)
+    assert_error(r, 401, "bad_signature")
+    assert "Set-Cookie" not in r.headers
+    r = requests.get(f"{system.base_url}/entry/{code}", params=forged, allow_redirects=False, timeout=30)
+    assert r.status_code == 302, r.text                   # inside the sandbox, where it moves nothing of value
+
+
+def test_a_sandbox_signed_grant_never_mints_points_in_a_live_channel(system, anon, ops, sandbox):
+    code, secret = sandbox
+    live_view, live_secret = channel(ops)
+    live = live_view["code"]
+    path = f"/partner/{live}/grants"
+    body = json.dumps({"grant_id": uid("g-"), "member_id": "M1", "points": 1_000_000,
+                       "expires_at": int(time.time()) + 3600})
+    params = {"timestamp": str(int(time.time())), "nonce": secrets.token_hex(12)}
+    explained = ok(check_s2s(anon, code, params, "POST", path, body, (secret, live_secret)))
+    headers = {"X-Timestamp": params["timestamp"], "X-Nonce": params["nonce"], "X-Sign": explained["expected_sign"],
+               "Content-Type": "application/json"}
+    r = requests.post(f"{system.base_url}{path}", data=body.encode(), headers=headers, timeout=30)
+    assert_error(r, 401, "bad_signature")
+
+
+def check_s2s(anon, code: str, params: dict, method: str, path: str, body: str | None = None,
+              secrets_: tuple[str, ...] = (), their_string: str | None = None):
+    request = {"params": params, "method": method, "path": path,
+               **({"body": body} if body is not None else {}),
+               **({"canonical": their_string} if their_string is not None else {})}
+    r = anon.post(f"/sandbox/{code}/signature-check", json=request)
+    for secret in secrets_:
+        assert secret not in r.text, "the sandbox must never reveal a secret"
+    return r
+
+
+def test_server_to_server_explained_and_accepted(system, anon, ops, sandbox):
+    code, secret = sandbox
+    now = int(time.time())
+    ok(ops.post(f"/ops/channels/{code}/periods", json={"period_id": "P1", "starts_at": now - 10,
+                                                          "ends_at": now + 3600}), 201)
+    path = f"/partner/{code}/grants"
+    body = json.dumps({"grant_id": uid("g-"), "member_id": uid("M-"), "points": 100, "expires_at": now + 3000})
+    params = {"timestamp": str(now), "nonce": secrets.token_hex(12)}
+    explained = ok(check_s2s(anon, code, params, "POST", path, body, (secret,)))
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    assert explained["kind"] == "server_to_server" and explained["body_sha256"] == digest
+    assert explained["string_to_sign"] == (f"POST\n{path}\nbody_sha256={digest}&nonce={params['nonce']}"
+                                           f"&timestamp={params['timestamp']}")
+    assert "signature" in explained["failed"]            # no sign given yet
+    headers = {"X-Timestamp": params["timestamp"], "X-Nonce": params["nonce"], "X-Sign": explained["expected_sign"],
+               "Content-Type": "application/json"}
+    assert ok(check_s2s(anon, code, {**params, "sign": explained["expected_sign"]}, "POST", path, body,
+                        (secret,)))["ok"] is True
+    r = requests.post(f"{system.base_url}{path}", data=body.encode(), headers=headers, timeout=30)
+    assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize("mistake, failure", [
+    (lambda m, p, q: q, "method_and_path_missing"),                        # signed the query alone
+    (lambda m, p, q: f"{m.lower()}\n{p}\n{q}", "method"),
+    (lambda m, p, q: f"{m}\n/api{p}\n{q}", "path"),                          # kept the API stage
+])
+def test_server_to_server_mistakes_are_named(anon, sandbox, mistake, failure):
+    code, secret = sandbox
+    path = f"/partner/{code}/quota"
+    params = {"timestamp": str(int(time.time())), "nonce": secrets.token_hex(12)}
+    params["sign"] = sign(params, secret, "GET", path)
+    ours = ok(check_s2s(anon, code, params, "GET", path))
+    assert ours["ok"] is True
+    body = ok(check_s2s(anon, code, params, "GET", path, their_string=mistake("GET", path, ours["canonical"])))
+    assert body["failed"] == [failure]
+
+
+def test_an_entry_link_string_with_method_lines_is_named(anon, sandbox):
+    code, secret = sandbox
+    params = fresh(secret)
+    body = ok(check(anon, code, params, f"GET\n/entry/{code}\n{canonical(params)}", (secret,)))
+    assert body["failed"] == ["entry_link_signs_query_only"]
+
+
+def test_invalid_keys_are_named(anon, sandbox):
+    code, secret = sandbox
+    params = fresh(None, **{"a=b": "1"})
+    params["sign"] = sign(params, secret)
+    assert "invalid_parameter" in ok(check(anon, code, params, secrets_=(secret,)))["failed"]
+
+
+@pytest.mark.parametrize("body", [
+    {"params": {}, "method": "POST"},                                    # method without path
+    {"params": {}, "path": "/partner/x/quota"},                           # path without method
+    {"params": {}, "body": "{}"},                                         # a body without method and path
+    {"params": {}, "method": "TRACE", "path": "/x"},
+    {"params": {}, "method": "GET", "path": "no-slash"},
+    {"params": {f"k{i}": "v" for i in range(51)}},
+    {"params": {"k": "v" * 4097}},
+])
+def test_malformed_server_to_server_request(anon, sandbox, body):
+    code, _ = sandbox
+    assert_error(anon.post(f"/sandbox/{code}/signature-check", json=body), 422, "validation_error")
+
+
+# --- rate limits: per channel (concurrent, over HTTP) and per caller address (deployed shape) ----------
+
+def start_of_a_fresh_window(seconds: int = 60, margin: float = 15) -> None:
+    """Wait, if needed, so a burst does not straddle two fixed windows of the rate limiter."""
+    into = time.time() % seconds
+    if into > seconds - margin:
+        time.sleep(seconds - into + 0.2)
+
+
+def test_sandbox_is_rate_limited_per_channel_under_a_concurrent_burst(anon, sandbox):
+    code, secret = sandbox
+    start_of_a_fresh_window()
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(lambda _: check(anon, code, fresh(secret), secrets_=(secret,)), range(100)))
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [200] * PER_CHANNEL + [429] * (100 - PER_CHANNEL), statuses
+    assert {r.json()["error"]["code"] for r in answers if r.status_code == 429} == {"rate_limited"}
+    assert all("expected_sign" not in r.text for r in answers if r.status_code == 429)
+
+
+def test_sandbox_is_rate_limited_per_caller_address(system, ops):
+    codes = [channel(ops, sandbox=True)[0]["code"] for _ in range(PER_ADDRESS // PER_CHANNEL + 1)]
+    address = f"198.51.100.{secrets.randbelow(250) + 1}"
+    other = f"192.0.2.{secrets.randbelow(250) + 1}"
+    body = json.dumps({"params": fresh("x")}).encode()
+
+    def ask(code: str, ip: str) -> int:
+        request = event("POST", f"/sandbox/{code}/signature-check", "/sandbox/{code}/signature-check",
+                        {"code": code}, headers={"Content-Type": ["application/json"]}, body=body, source_ip=ip)
+        return invoke(system, request).status_code
+
+    start_of_a_fresh_window(margin=25)
+    statuses = [ask(codes[i % len(codes)], address) for i in range(PER_ADDRESS + 5)]
+    assert statuses == [200] * PER_ADDRESS + [429] * 5, statuses
+    assert ask(codes[-1], other) == 200                     # another address is not held back
