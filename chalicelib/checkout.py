@@ -205,7 +205,7 @@ def _refusal(refused: Refused, channel: Channel, quota: quotas.Period, now: floa
         return Conflict("member_cap_exceeded", f"a member may redeem at most {cap} points per period")
     if "otp" in labels:
         return Conflict("otp_used", "this code was already used; request a new one")
-    goods_ids = sorted({l.split(":", 1)[1] for l in labels if l.startswith("stock:")})
+    goods_ids = sorted({l.split(":")[1] for l in labels if l.startswith("stock:")})  # stock:{goods}[:{sku}]
     if goods_ids:
         return _goods_refusal(goods_ids, lines, items)
     return Conflict("price_changed", "the price changed; review the order and try again")

@@ -12,10 +12,14 @@ import pytest
 import requests
 from pynamodb.connection import Connection
 
-from checkout_helpers import SETTLEMENT, Shop, assert_error, make_shop, ok
-from chalicelib import checkout, config, models
-from chalicelib.models import Goods, Order, PoolItem, Wallet
+from chalice.local import LambdaContext
+
+from checkout_helpers import SETTLEMENT, Shop, assert_error, burst, make_shop, ok, summary
+from chalicelib import channels, checkout, config, models, partners
+from chalicelib.models import Goods, MemberRedemption, Order, PoolItem, Wallet
+from fake_wallet_channel import DOWN, FAIL, NORMAL, TIMEOUT_AFTER, TIMEOUT_BEFORE
 from local_http import LocalHttpFake
+from test_events import EVENTS
 
 
 def snapshot(shop: Shop, member: str) -> dict:
@@ -256,3 +260,154 @@ def test_a_first_call_that_died_after_its_commit_is_finished_by_the_members_retr
     assert shop.fake.calls["points/deduct deducted"] == 1 and shop.fake.balance(member) == 5000 - 1200
     quota = shop.quota()
     assert (quota["reserved"], quota["spent"]) == (0, 1200) and len(shop.orders()) == 1
+
+
+# --- the per-member cap: live points (hosted), points redeemed in the period (remote) ---------------
+
+def grant_codes(results) -> dict:
+    counts: dict = {}
+    for r in results:
+        key = (r.status_code, r.json().get("error", {}).get("code") if r.status_code >= 400 else None)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def test_hosted_cap_counts_live_points_only_under_concurrency(system, ops):
+    """3,000 of the member's points expired (never swept: the member did not open the wallet). With a cap of
+    5,000 the member may receive 5,000 more: 100 grants of 100 at once, exactly 50 get through. Before, the
+    stored balance still counted the expired 3,000 and only 20 did."""
+    shop = make_shop(system, ops, "hosted", cap=5000)
+    member = shop.member()
+    ok(shop.grant(member, 3000, expires_at=int(time.time()) + 2), 201)
+    time.sleep(max(0.0, int(time.time()) + 2 - time.time()) + 1.1)
+    results = burst(system.base_url, [lambda s: shop.grant(member, 100, session=s) for _ in range(100)], 50)
+    assert grant_codes(results) == {(201, None): 50, (409, "member_cap_exceeded"): 50}, grant_codes(results)
+    stored = Wallet.get(shop.member_ids[member], consistent_read=True)
+    lots = stored.lots.as_dict()
+    assert (int(stored.balance), int(stored.expired), int(stored.granted)) == (5000, 3000, 8000)
+    assert len(lots) == 50 and all(int(l["left"]) == 100 for l in lots.values())  # the expired lot folded out
+    assert shop.wallet(member)["balance"] == 5000
+
+
+def test_remote_cap_holds_under_100_parallel_checkouts(system, ops):
+    """Remote mode: the channel's wallet holds plenty and the quota is large; one member's cap of 12,000 points
+    per period lets exactly 10 of 100 simultaneous orders through (before: all 100)."""
+    shop = make_shop(system, ops, "remote", cap=10 * 1200)
+    member = shop.member(points=10**9)
+
+    def through_the_password_guard(session):
+        """The payment-password guard turns away one member's confirmations beyond a few at once (429
+        payment_busy, nothing written): sent again, as the store does, until each reaches the checkout."""
+        while (attempt := shop.place(session, member)).code == "payment_busy":
+            time.sleep(0.01)
+        return attempt
+
+    attempts = burst(system.base_url, [through_the_password_guard for _ in range(100)], 50)
+    assert summary(attempts) == {(201, None): 10, (409, "member_cap_exceeded"): 90}, summary(attempts)
+    assert shop.fake.deducted_total() == 12_000 == shop.quota()["spent"]
+    usage = MemberRedemption.get(shop.member_ids[member], shop.period_id, consistent_read=True)
+    assert int(usage.redeemed) == 12_000
+    # Another member is not affected; an order the channel refuses gives its cap room back.
+    other = shop.member(points=10**9)
+    shop.fake.member_modes[other] = FAIL
+    refused = shop.place(ops.session, other, body=shop.body(qty=10))
+    assert refused.status == 201 and refused.body["status"] == "failed", refused.body
+    assert int(MemberRedemption.get(shop.member_ids[other], shop.period_id, consistent_read=True).redeemed) == 0
+    shop.fake.member_modes[other] = NORMAL
+    assert shop.place(ops.session, other, body=shop.body(qty=10)).body["status"] == "paid"
+    assert_error_code(shop.place(ops.session, other), "member_cap_exceeded")
+    assert_error_code(shop.place(ops.session, member, body=shop.body(qty=11)), "member_cap_exceeded")
+
+
+def assert_error_code(attempt, code: str) -> None:
+    assert (attempt.status, attempt.code) == (409, code), attempt.body
+
+
+# --- remote release goes through the channel's cancel --------------------------------------------
+
+def test_an_order_is_released_only_after_the_channel_acknowledged_its_cancel(system, ops):
+    shop = make_shop(system, ops, "remote")
+    member = shop.member(points=5000)
+    shop.fake.deduct_mode, shop.fake.cancel_mode = TIMEOUT_BEFORE, DOWN
+    stuck = shop.place(ops.session, member)
+    # The channel has no deduction (query: not_found) but does not acknowledge the cancel: the order waits.
+    assert stuck.status == 201 and stuck.body["status"] == "awaiting_deduction", stuck.body
+    assert shop.fake.calls["points/query not_found"] == 1 and shop.fake.calls["points/cancel down"] >= 1
+    assert shop.quota()["reserved"] == 1200
+    shop.fake.deduct_mode, shop.fake.cancel_mode = NORMAL, NORMAL
+    assert ok(ops.post(f"/ops/channels/{shop.code}/pending-orders/resolve")) == {
+        "paid": 0, "failed": 1, "awaiting_deduction": 0}
+    assert stuck.order_id in shop.fake.cancelled
+    quota = shop.quota()
+    assert (quota["reserved"], quota["spent"], quota["remaining"]) == (0, 0, quota["limit"])
+    # A deduct for the cancelled order arriving late (a resend, a replay) is refused by the channel.
+    late = partners.call(channels.get(shop.code), "points/deduct",
+                         {"order_id": stuck.order_id, "member_id": member, "points": 1200})
+    assert (late["_status"], late["result"]) == (409, "cancelled")
+    assert shop.fake.balance(member) == 5000 and not shop.fake.deducted(stuck.order_id)
+
+
+# --- wallets fold their dead lots ------------------------------------------------------------
+
+def test_a_long_lived_wallet_keeps_only_live_lots(system, ops):
+    """Grant, spend it all, 25 times, then a grant that expires: the item keeps only live lots (before: one
+    lot per grant forever, toward DynamoDB's 400 KB item limit), and the totals still add up."""
+    shop = make_shop(system, ops, "hosted")
+    member = shop.member()
+    for _ in range(25):
+        ok(shop.grant(member, 1200), 201)
+        assert shop.place(ops.session, member).status == 201
+    ok(shop.grant(member, 700, expires_at=int(time.time()) + 2, grant_id="short"), 201)
+    assert set(Wallet.get(shop.member_ids[member], consistent_read=True).lots.as_dict()) == {"short"}
+    time.sleep(max(0.0, int(time.time()) + 2 - time.time()) + 1.1)
+    ok(shop.grant(member, 500, grant_id="last"), 201)
+    stored = Wallet.get(shop.member_ids[member], consistent_read=True)
+    assert stored.lots.as_dict() == {"last": {"left": 500, "expires_at": shop.ends_at}}
+    assert (int(stored.balance), int(stored.granted), int(stored.spent), int(stored.expired)) == (
+        500, 25 * 1200 + 700 + 500, 25 * 1200, 700)
+    wallet = shop.wallet(member)
+    assert (wallet["balance"], wallet["spent"], wallet["expired"]) == (500, 30_000, 700), wallet
+
+
+# --- the remote sweep: every channel on its own, suspended ones included ------------------------------
+
+def test_the_sweep_goes_on_past_a_failing_channel_and_covers_suspended_ones(system, ops, monkeypatch):
+    shops = [make_shop(system, ops, "remote") for _ in range(3)]
+    broken, suspended, healthy = shops
+    orders = {}
+    for shop in shops:
+        member = shop.member(points=5000)
+        shop.fake.query_mode, shop.fake.deduct_mode = DOWN, TIMEOUT_AFTER
+        orders[shop.code] = shop.place(ops.session, member)
+        assert orders[shop.code].body["status"] == "awaiting_deduction"
+        shop.fake.query_mode, shop.fake.deduct_mode = NORMAL, NORMAL
+    ok(ops.post(f"/ops/channels/{suspended.code}/suspend"))
+    real = partners.call
+
+    def failing(channel, api, payload):
+        if channel.code == broken.code:
+            raise RuntimeError("the channel's response could not be parsed")
+        return real(channel, api, payload)
+
+    monkeypatch.setattr(partners, "call", failing)
+    event = json.loads((EVENTS / "resolve_remote_orders.json").read_text())
+    result = system.app.resolve_remote_orders(event, LambdaContext("resolve_remote_orders", 256))
+    assert result[broken.code] == {"error": "RuntimeError"}
+    for shop in (suspended, healthy):
+        assert result[shop.code] == {"paid": 1, "failed": 0, "awaiting_deduction": 0}, (shop.code, result)
+        assert shop.quota()["spent"] == 1200
+    assert Order.get(orders[broken.code].order_id).status == "awaiting_deduction"
+
+
+# --- sandbox orders are marked ----------------------------------------------------------------
+
+def test_orders_of_a_sandbox_channel_are_marked(system, ops):
+    sandbox, live = make_shop(system, ops, "hosted", sandbox=True), make_shop(system, ops, "hosted")
+    for shop, expected in ((sandbox, True), (live, False)):
+        member = shop.member()
+        ok(shop.grant(member, 1200), 201)
+        placed = shop.place(ops.session, member)
+        assert placed.status == 201 and placed.body["sandbox"] is expected, placed.body
+        listed = ok(requests.get(f"{shop.base_url}/api/{shop.code}/orders", headers=shop.auth(member), timeout=30))
+        assert [o["sandbox"] for o in listed["orders"]] == [expected]
+        assert Order.get(placed.order_id).sandbox is expected
