@@ -487,8 +487,8 @@ def partner_channel(code: str):
 
 @route("/partner/{code}/grants", methods=("POST",))
 def partner_grant(code: str) -> Response:
+    data = web.body(req(), schemas.GrantRequest)  # bounds first: a refused body spends no nonce
     channel = partner_channel(code)
-    data = web.body(req(), schemas.GrantRequest)
     result = wallets.grant(channel, data.member_id, data.grant_id, data.points, data.expires_at)
     count("PointsGranted", data.points if result.created else 0)
     return Response(body=wallets.grant_view(result.grant, result.created), status_code=201 if result.created else 200,

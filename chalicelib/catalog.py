@@ -1,16 +1,19 @@
 """What a member sees: its channel's sub-pool, on sale, at its channel's prices.
 
 Prices come from ``pools.priced_skus``, the same function checkout uses, so
-the price shown is the price charged.
+the price shown is the price charged. Images are short-lived presigned GET
+links (``config.IMAGE_LINK_SECONDS``) to the approved content's images only: a
+supplier's pending revision is never linked.
 """
 from __future__ import annotations
 
 import base64
 import json
+import re
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib import goods as goods_mod, pools
+from chalicelib import bucket, goods as goods_mod, pools
 from chalicelib.errors import BadRequest, NotFound
 from chalicelib.models import Channel, Goods, PoolItem, Topic, now_iso
 from chalicelib.pricing import SkuPrice, points_for
@@ -24,13 +27,19 @@ def _cursor_out(goods_id: str | None) -> str | None:
     return base64.urlsafe_b64encode(json.dumps({"g": goods_id}).encode()).decode() if goods_id else None
 
 
+CURSOR_GOODS = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
 def _cursor_in(cursor: str | None) -> str | None:
     if not cursor:
         return None
     try:
-        return str(json.loads(base64.urlsafe_b64decode(cursor.encode()))["g"])
-    except (ValueError, KeyError, TypeError):
-        raise BadRequest("invalid_cursor", "the cursor is not one this API gave out", "cursor") from None
+        goods_id = str(json.loads(base64.urlsafe_b64decode(cursor.encode()))["g"])
+    except (ValueError, KeyError, TypeError, RecursionError):
+        goods_id = ""
+    if not CURSOR_GOODS.fullmatch(goods_id):  # it becomes a key condition: bounded like the ids we issue
+        raise BadRequest("invalid_cursor", "the cursor is not one this API gave out", "cursor")
+    return goods_id
 
 
 def _stock_status(stock: int) -> str:
@@ -43,13 +52,24 @@ def _sellable(item: PoolItem, goods: Goods | None) -> dict[str, SkuPrice]:
     return {k: p for k, p in pools.priced_skus(item, goods).items() if p.sellable}
 
 
-def _card(channel: Channel, goods: Goods, prices: dict[str, SkuPrice]) -> dict:
-    skus = goods_mod.skus_of(goods)
+def _image_urls(goods: Goods, limit: int | None = None) -> list[str]:
+    """Links to the approved images (the live ``images``; a revision's are not linked until approved)."""
+    return [bucket.image_url(bucket.image_key(goods.supplier_id, upload_id))
+            for upload_id in list(goods.images or [])[:limit]]
+
+
+def _card(channel: Channel, goods: Goods, prices: dict[str, SkuPrice], stock: dict) -> dict:
     cheapest = min(p.price for p in prices.values())
     return {"goods_id": goods.goods_id, "title": goods.title, "category": goods.category,
-            "image": (goods.images or [None])[0], "price_from": cheapest,
+            "image": (_image_urls(goods, 1) or [None])[0], "price_from": cheapest,
             "points_from": points_for(cheapest, int(channel.points_per_yuan)),
-            "in_stock": any(int(skus[k]["stock"]) > 0 for k in prices)}
+            "in_stock": any(int(stock[(goods.goods_id, k)].stock) > 0 for k in prices)}
+
+
+def _cards(channel: Channel, picked: list[tuple[Goods, dict[str, SkuPrice]]]) -> list[dict]:
+    """Cards for the goods picked, with their stock from one batched read of their ``Stock`` items."""
+    stock = goods_mod.stock_items([g for g, _ in picked]) if picked else {}
+    return [_card(channel, g, prices, stock) for g, prices in picked]
 
 
 def _matches(goods: Goods, category: str | None, keyword: str | None) -> bool:
@@ -66,7 +86,7 @@ def list_page(channel: Channel, cursor: str | None = None, limit: int = 20, cate
     limit = max(1, min(limit, PAGE_MAX))
     filtered = bool(category or keyword)
     last_key = _cursor_in(cursor)
-    cards: list[dict] = []
+    cards: list[tuple[Goods, dict[str, SkuPrice]]] = []
     more = False
     while True:
         want = limit - len(cards)
@@ -79,7 +99,7 @@ def list_page(channel: Channel, cursor: str | None = None, limit: int = 20, cate
             goods = found.get(item.goods_id)
             prices = _sellable(item, goods)
             if prices and _matches(goods, category, keyword):
-                cards.append(_card(channel, goods, prices))
+                cards.append((goods, prices))
                 if len(cards) == limit:
                     break
         if len(cards) == limit:
@@ -87,7 +107,7 @@ def list_page(channel: Channel, cursor: str | None = None, limit: int = 20, cate
             break
         if len(batch) < size:
             break
-    return {"items": cards, "next_cursor": _cursor_out(last_key) if more else None}
+    return {"items": _cards(channel, cards), "next_cursor": _cursor_out(last_key) if more else None}
 
 
 def detail(channel: Channel, goods_id: str) -> dict:
@@ -100,12 +120,13 @@ def detail(channel: Channel, goods_id: str) -> dict:
     if not prices:
         raise NotFound("goods_not_found", f"no goods {goods_id} in this store")
     skus = goods_mod.skus_of(goods)
+    stock = goods_mod.stock_items([goods])
     rate = int(channel.points_per_yuan)
     return {
         "goods_id": goods.goods_id, "title": goods.title, "description": goods.description,
-        "category": goods.category, "images": list(goods.images or []),
+        "category": goods.category, "images": _image_urls(goods),
         "skus": [{"sku_id": k, "spec": skus[k]["spec"], "price": p.price, "points": points_for(p.price, rate),
-                  "stock_status": _stock_status(int(skus[k]["stock"]))} for k, p in sorted(prices.items())],
+                  "stock_status": _stock_status(int(stock[(goods_id, k)].stock))} for k, p in sorted(prices.items())],
     }
 
 
@@ -134,13 +155,8 @@ def topics(channel: Channel) -> list[dict]:
     wanted = sorted({g for t in found_topics for g in t.goods_ids})
     items = {i.goods_id: i for i in PoolItem.batch_get([(channel.code, g) for g in wanted])} if wanted else {}
     found = {g.goods_id: g for g in Goods.batch_get(list(items))} if items else {}
-    out = []
-    for topic in found_topics:
-        cards = []
-        for goods_id in topic.goods_ids:
-            item, goods = items.get(goods_id), found.get(goods_id)
-            prices = _sellable(item, goods) if item else {}
-            if prices:
-                cards.append(_card(channel, goods, prices))
-        out.append({"topic_id": topic.topic_id, "title": topic.title, "items": cards})
-    return out
+    sellable = {g: prices for g in items if (prices := _sellable(items[g], found.get(g)))}
+    stock = goods_mod.stock_items([found[g] for g in sellable]) if sellable else {}
+    return [{"topic_id": topic.topic_id, "title": topic.title,
+             "items": [_card(channel, found[g], sellable[g], stock) for g in topic.goods_ids if g in sellable]}
+            for topic in found_topics]

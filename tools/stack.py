@@ -12,6 +12,10 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
+from chalice import Chalice
+from chalice.config import Config
+from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer, ThreadedHTTPServer
+
 from tools.engines import ROOT, Dynoxide, MotoServer, aws_environment, apply_environment, free_port
 
 
@@ -24,6 +28,32 @@ def s3_object_created_event(bucket: str, key: str) -> dict[str, Any]:
         "detail": {"version": "0", "bucket": {"name": bucket}, "object": {"key": key},
                    "reason": "PostObject"},
     }
+
+
+# Connections the kernel may hold before the server accepts them. Python's default is 5: a burst of 40
+# clients opening connections at once then sees resets for a third of them before the app is reached.
+LISTEN_BACKLOG = 1024
+
+
+class BurstServer(ThreadedHTTPServer):
+    """Chalice's threaded local server, listening with a backlog that takes a burst of clients."""
+
+    request_queue_size = LISTEN_BACKLOG
+
+    def server_bind(self) -> None:
+        # Accepted sockets inherit this: without it, keep-alive clients wait ~40 ms per response
+        # (Nagle holding the body behind the headers until the client's delayed ACK).
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().server_bind()
+
+
+def local_server(app: Chalice, config: Config, host: str, port: int) -> LocalDevServer:
+    """What ``chalice.local.create_local_server`` builds, on ``BurstServer``: the backlog is given to
+    ``listen`` when the server is made, so it cannot be raised on the server that function returns."""
+    if not isinstance(app, CustomLocalChalice):  # as create_local_server does, once per app object
+        CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
+        app.__class__ = CustomLocalChalice
+    return LocalDevServer(app, config, host, port, server_cls=BurstServer)
 
 
 class LocalSystem:
@@ -50,8 +80,6 @@ class LocalSystem:
                     "UPLOAD_BUCKET": "channelmall-local-uploads", "SMS_OUTBOX": self.sms_outbox})
         apply_environment(env)
         import boto3
-        from chalice.config import Config
-        from chalice.local import create_local_server
 
         import app as app_module
         from chalicelib import config
@@ -63,11 +91,8 @@ class LocalSystem:
         s3.put_bucket_cors(Bucket=config.UPLOAD_BUCKET, CORSConfiguration={"CORSRules": [
             {"AllowedMethods": ["POST"], "AllowedOrigins": ["*"], "AllowedHeaders": ["*"], "MaxAgeSeconds": 300}]})
         self.app = app_module
-        self._server = create_local_server(app_module.app, Config.create(chalice_stage="local", app_name="channel-mall"),
-                                           "127.0.0.1", self.port)
-        # Accepted sockets inherit this: without it, keep-alive clients wait ~40 ms per response
-        # (Nagle holding the body behind the headers until the client's delayed ACK).
-        self._server.server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._server = local_server(app_module.app, Config.create(chalice_stage="local", app_name="channel-mall"),
+                                    "127.0.0.1", self.port)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
