@@ -51,8 +51,9 @@ def _destination(channel: Channel) -> str:
     try:
         endpoints.check_base_url(base)
         refused = endpoints.refused_addresses(base)
-    except DomainError:
-        raise PartnerError("channel_api_url_refused", f"channel {channel.code}'s API base URL is not allowed") from None
+    except DomainError as error:  # a URL stored before the rules (or written behind the API) is refused here too
+        code = "channel_api_address_refused" if error.code == "private_api_base_url" else "channel_api_url_refused"
+        raise PartnerError(code, f"channel {channel.code}'s API base URL is not allowed ({error.code})") from None
     except OSError:
         raise PartnerError("channel_api_unavailable", f"channel {channel.code}'s API host does not resolve") from None
     if refused:
