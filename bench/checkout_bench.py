@@ -11,9 +11,13 @@ quota, one goods with a big stock and a wallet per member, then, on the same Dyn
 2. **checkout rate over HTTP** — ``POST /api/{code}/orders`` from ``--clients`` concurrent
    clients (one member each, password auth through the fake channel), with p50/p95 latency;
 3. their ratio: the share of the database's commit ceiling the whole request path reaches;
-4. **capacity per order** — ``--orders`` checkouts in-process (``chalicelib.checkout.place``
-   plus the route's channel read) while a botocore hook asks for ``ReturnConsumedCapacity=TOTAL``
-   and sums the ``ConsumedCapacity`` DynamoDB answers, split into reads and writes.
+4. **sequential latency** — one client: ``--sequential`` HTTP checkouts one after another, next to
+   the same number of raw transactions of the same items from one thread;
+5. **cost per order** — ``--orders`` checkouts in-process (``chalicelib.checkout.place`` plus the
+   route's channel read) while botocore hooks ask for ``ReturnConsumedCapacity=TOTAL``, sum the
+   ``ConsumedCapacity`` DynamoDB answers (reads and writes), count the DynamoDB calls (round trips)
+   before and at the transaction, and the checking thread's own CPU time (``time.thread_time``:
+   Dynoxide is another process and the fake channel answers on other threads).
 
 Dynoxide, the app and the fake share this machine (and the app and fake one Python
 process), so rates and latencies are a floor for the code path, not a forecast for AWS.
@@ -64,7 +68,7 @@ def seed(members: int, fake_url: str) -> dict:
     code = f"bench-{uuid.uuid4().hex[:6]}"
     channel = channels.create(ChannelCreate(
         code=code, name="Bench Bank", contact_name="Bench", phone="4008800009", points_mode="hosted",
-        points_per_yuan=100, member_points_cap=10**12, redemption_quota=10**13, api_base_url=fake_url,
+        points_per_yuan=100, member_points_cap=10**9, redemption_quota=10**12, api_base_url=fake_url,
         payment_auth="channel_password"), ACTOR)
     now = int(time.time())
     quotas.open_period(code, "P1", now - 10, now + 3600, None, ACTOR)
@@ -136,6 +140,8 @@ def shape(template: dict) -> str:
 def for_member(template: dict, source: dict, member: dict) -> dict:
     """The captured transaction re-aimed at another member's wallet lot and a fresh order id."""
     params = copy.deepcopy(template)
+    if "ClientRequestToken" in params:  # as checkout sends one, each replay its own
+        params["ClientRequestToken"] = uuid.uuid4().hex
     for item in params["TransactItems"]:
         (kind, body), = item.items()
         if kind == "Put" and "order_id" in body["Item"]:
@@ -157,7 +163,6 @@ def raw_commits(endpoint: str, template: dict, source: dict, people: list[dict],
     client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
                           aws_access_key_id="local", aws_secret_access_key="local",
                           config=Config(max_pool_connections=len(people) + 4, retries={"max_attempts": 1}))
-    client.describe_limits()
     outcome: Counter = Counter()
     latencies: list[float] = []
     lock = threading.Lock()
@@ -229,6 +234,8 @@ class Capacity:
         self.read: dict[str, float] = defaultdict(float)
         self.write: dict[str, float] = defaultdict(float)
         self.calls: Counter = Counter()
+        self.before_tx = 0  # DynamoDB calls made before the checkout's TransactWriteItems
+        self._seen_tx = False
 
     def ask(self, params: dict, model, **_) -> None:
         if self.on and (model.name in READ_OPS or model.name in WRITE_OPS):
@@ -238,6 +245,10 @@ class Capacity:
         if not self.on or model.name not in READ_OPS | WRITE_OPS:
             return
         self.calls[model.name] += 1
+        if model.name == "TransactWriteItems":
+            self._seen_tx = True
+        elif not self._seen_tx:
+            self.before_tx += 1
         found = parsed.get("ConsumedCapacity")
         for e in found if isinstance(found, list) else [found] if found else []:
             table = e.get("TableName", "?").rsplit("-", 1)[-1]
@@ -250,6 +261,9 @@ class Capacity:
             else:
                 self.write[label] += float(e.get("CapacityUnits", 0))
 
+    def next_order(self) -> None:
+        self._seen_tx = False
+
     def install(self) -> None:
         from chalicelib import models
 
@@ -260,30 +274,61 @@ class Capacity:
             client.meta.events.register("after-call.dynamodb", self.add)
 
 
-def capacity_per_order(shop: dict, member: dict, orders: int) -> tuple[Capacity, float]:
+def capacity_per_order(shop: dict, member: dict, orders: int) -> tuple[Capacity, float, float]:
+    """Checkouts one after another in this process: capacity, calls, wall time and this thread's CPU time."""
     from chalicelib import checkout, entry
 
     lines = [checkout.LineRequest(shop["goods_id"], "S1", 1)]
     capacity = Capacity()
     capacity.install()
     capacity.on = True
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.thread_time()
     for _ in range(orders):
+        capacity.next_order()
         channel = entry.active_channel(shop["code"])  # the route's own channel read (member_channel)
         order, created = checkout.place(channel, member["member_id"], uuid.uuid4().hex, lines,
                                         password=PASSWORD)
         assert created and order.status == "paid"
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.thread_time() - cpu0
     capacity.on = False
-    return capacity, elapsed
+    return capacity, elapsed, cpu
+
+
+def sequential(base_url: str, endpoint: str, shop: dict, member: dict, template: dict, source: dict,
+               count: int) -> tuple[list[float], list[float]]:
+    """One client: ``count`` HTTP checkouts in a row, and ``count`` raw transactions of the same items in a row."""
+    import boto3
+
+    client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="local", aws_secret_access_key="local")
+    ready = [for_member(template, source, member) for _ in range(count + 1)]
+    client.transact_write_items(**ready.pop())  # connect before the clock starts
+    raw = []
+    for params in ready:
+        t0 = time.perf_counter()
+        client.transact_write_items(**params)
+        raw.append((time.perf_counter() - t0) * 1000)
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {member['token']}"
+    http.get(f"{base_url}/api/{shop['code']}/me", timeout=30)
+    body = {"lines": [{"goods_id": shop["goods_id"], "sku_id": "S1", "qty": 1}], "password": PASSWORD}
+    checkouts = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        r = http.post(f"{base_url}/api/{shop['code']}/orders", json=body,
+                      headers={"Idempotency-Key": uuid.uuid4().hex}, timeout=60)
+        checkouts.append((time.perf_counter() - t0) * 1000)
+        assert r.status_code == 201, r.text
+    return checkouts, raw
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=32, help="raw TransactWriteItems threads")
     parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP checkout clients")
-    parser.add_argument("--seconds", type=float, default=12.0, help="length of each timed phase")
-    parser.add_argument("--orders", type=int, default=300, help="in-process checkouts measured for capacity")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each timed concurrent phase")
+    parser.add_argument("--sequential", type=int, default=100, help="one-client checkouts and raw transactions")
+    parser.add_argument("--orders", type=int, default=300, help="in-process checkouts measured for cost")
     args = parser.parse_args()
 
     wall = time.perf_counter()
@@ -296,24 +341,26 @@ def main() -> None:
 
             fake = FakeWalletChannel().start()
             t0 = time.perf_counter()
-            shop = seed(args.threads + args.clients + 1, fake.url)
+            shop = seed(args.threads + args.clients + 2, fake.url)
             fake.secret = shop["secret"]
             for m in shop["members"]:
                 fake.member(m["external"], PASSWORD)
             seed_seconds = time.perf_counter() - t0
             raw_people = shop["members"][:args.threads]
             http_people = shop["members"][args.threads:args.threads + args.clients]
-            solo = shop["members"][-1]
+            solo, alone = shop["members"][-1], shop["members"][-2]
 
             template = capture_transaction(shop, solo)
             raw = raw_commits(system.dynamodb.endpoint, template, solo, raw_people, args.seconds)
             http = http_checkouts(system.base_url, shop, http_people, args.seconds)
-            capacity, capacity_seconds = capacity_per_order(shop, solo, args.orders)
+            seq_http, seq_raw = sequential(system.base_url, system.dynamodb.endpoint, shop, alone, template, solo,
+                                           args.sequential)
+            capacity, capacity_seconds, capacity_cpu = capacity_per_order(shop, solo, args.orders)
 
             from chalicelib import quotas
-            from chalicelib.models import Channel, Goods
+            from chalicelib.models import Channel, Stock
             quota = quotas.current(Channel.get(shop["code"]))
-            stock = int(Goods.get(shop["goods_id"]).skus.as_dict()["S1"]["stock"])
+            stock = int(Stock.get(shop["goods_id"], "S1", consistent_read=True).stock)
     except BaseException:
         sys.stderr.write(noise.getvalue()[-4000:])
         raise
@@ -326,7 +373,9 @@ def main() -> None:
 
     committed = raw["outcome"]["committed"]
     paid = http["outcome"]["201 paid"]
-    orders_total = args.orders + 2  # the capture's warm-up and captured checkouts
+    # the capture's warm-up and captured checkouts, the in-process ones, the one-client checkouts and
+    # raw transactions (and its connecting one)
+    orders_total = args.orders + 2 + 2 * args.sequential + 1
     line = "-" * 78
     print(line)
     print("checkout benchmark  (local: Dynoxide + chalice local + fake channel, one machine)")
@@ -350,6 +399,9 @@ def main() -> None:
     print(f"(4) checkout latency     p50 {statistics.median(http['latencies']):7.1f} ms   "
           f"p95 {pct(http['latencies'], 95):7.1f} ms   max {max(http['latencies']):7.1f} ms "
           f"(at {args.clients} concurrent clients)")
+    print(f"(4b) one client          checkout p50 {statistics.median(seq_http):6.1f} ms  p95 {pct(seq_http, 95):6.1f} ms"
+          f"   vs raw transaction p50 {statistics.median(seq_raw):6.1f} ms  p95 {pct(seq_raw, 95):6.1f} ms"
+          f"  ({args.sequential} each, sequential)")
     print(line)
     n = args.orders
     reads, writes = sum(capacity.read.values()) / n, sum(capacity.write.values()) / n
@@ -360,6 +412,10 @@ def main() -> None:
     for label in sorted(set(capacity.read) | set(capacity.write)):
         r, w = capacity.read.get(label, 0) / n, capacity.write.get(label, 0) / n
         print(f"      {label:<36} {r:5.2f} RCU   {w:5.2f} WCU")
+    print(f"    DynamoDB round trips/order: {sum(capacity.calls.values()) / n:g} in all, "
+          f"{capacity.before_tx / n:g} before the transaction (route's channel read included)")
+    print(f"    app CPU per checkout: {capacity_cpu / n * 1000:.1f} ms (thread CPU time; "
+          f"wall {capacity_seconds / n * 1000:.1f} ms)")
     print("    (as Dynoxide reports it; the password check is the channel's API, no DynamoDB)")
     print(line)
     spent_expected = (committed + paid + orders_total) * PRICE

@@ -14,7 +14,7 @@ from typing import Any
 from pynamodb.models import Model
 
 from chalicelib import config
-from chalicelib.models import ALL_MODELS, Audit, Channel, Goods, Order, Quota, Upload
+from chalicelib.models import ALL_MODELS, Audit, Channel, Goods, Order, Quota, Stock, Upload
 
 ROOT = Path(__file__).resolve().parent.parent
 CHALICE_CONFIG = ROOT / ".chalice" / "config.json"
@@ -40,18 +40,27 @@ API_TABLE_ACTIONS = [
     "dynamodb:Query", "dynamodb:Scan", "dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem",
     "dynamodb:DescribeTable",
 ]
-UPLOAD_TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
-# The upload processor reads the upload record and publishes goods with their audit rows, nothing else.
-UPLOAD_MODELS: tuple[type[Model], ...] = (Goods, Upload, Audit)
+UPLOAD_TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                        "dynamodb:ConditionCheckItem"]
+# The upload processor reads the upload record and publishes goods with their audit rows, nothing else
+# (BatchGetItem: a goods file's images are checked against the supplier's image uploads).
+# Publishing also creates the goods' Stock items (``goods._backfill``: a BatchGetItem, then a transaction).
+UPLOAD_MODELS: tuple[type[Model], ...] = (Goods, Stock, Upload, Audit)
 # The resolver sweep (``app.resolve_remote_orders`` → ``checkout.resolve_pending``) lists channels,
 # finds each one's waiting orders on the sparse pending index, re-reads an order after settling it,
 # and settles in transactions of plain UpdateItems: the order, its quota, and (on release) the stock.
 RESOLVE_SCAN_MODELS: tuple[type[Model], ...] = (Channel,)
 RESOLVE_QUERY_INDEXES: tuple[tuple[type[Model], str], ...] = ((Order, Order.pending_index.Meta.index_name),)
-RESOLVE_UPDATE_MODELS: tuple[type[Model], ...] = (Order, Quota, Goods)
+RESOLVE_UPDATE_MODELS: tuple[type[Model], ...] = (Order, Quota, Stock)
 RESOLVE_UPDATE_ACTIONS = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+# A release first makes sure the goods' Stock items exist (orders from before them: ``goods.stock_items``).
+RESOLVE_BACKFILL_GRANTS: tuple[tuple[type[Model], tuple[str, ...]], ...] = (
+    (Goods, ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:ConditionCheckItem")),
+    (Stock, ("dynamodb:BatchGetItem", "dynamodb:PutItem")),
+)
 SESSION_KEY_LENGTH = 64
 UPLOADS_PREFIX = "uploads/"
+IMAGES_PREFIX = "images/"  # checked images, copied once; no link writes here and nothing expires
 UPLOAD_RETENTION_DAYS = 90
 LOG_RETENTION_DAYS = 90
 
@@ -152,8 +161,8 @@ def _index_arn(model: type[Model], index_name: str) -> Json:
     return {"Fn::Sub": f"${{{table_id(model)}.Arn}}/index/{index_name}"}
 
 
-def _objects_arn() -> Json:
-    return {"Fn::Sub": f"${{{BUCKET}.Arn}}/{UPLOADS_PREFIX}*"}
+def _objects_arn(prefix: str = UPLOADS_PREFIX) -> Json:
+    return {"Fn::Sub": f"${{{BUCKET}.Arn}}/{prefix}*"}
 
 
 def _role_policy(role: str, log_group: str, statements: list[Json]) -> Json:
@@ -207,9 +216,9 @@ def function_resources(stage: str) -> dict[str, Json]:
         API_FUNCTION: [
             {"Sid": "Tables", "Effect": "Allow", "Action": API_TABLE_ACTIONS,
              "Resource": _table_arns(ALL_MODELS, indexes=True)},
-            # PutObject is what the presigned POST is signed for; GetObject for signed download links.
-            {"Sid": "Uploads", "Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"],
-             "Resource": _objects_arn()},
+            # PutObject is what the presigned POST is signed for; GetObject what catalog image links are.
+            {"Sid": "Uploads", "Effect": "Allow", "Action": ["s3:PutObject"], "Resource": _objects_arn()},
+            {"Sid": "Images", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": _objects_arn(IMAGES_PREFIX)},
             *_sms_statements(),
         ],
         UPLOAD_FUNCTION: [
@@ -217,6 +226,8 @@ def function_resources(stage: str) -> dict[str, Json]:
              "Resource": _table_arns(UPLOAD_MODELS, indexes=False)},
             {"Sid": "Uploads", "Effect": "Allow", "Action": ["s3:GetObject", "s3:DeleteObject"],
              "Resource": _objects_arn()},
+            # the checked image is copied to its own prefix (CopyObject: read the source, put the copy)
+            {"Sid": "Images", "Effect": "Allow", "Action": ["s3:PutObject"], "Resource": _objects_arn(IMAGES_PREFIX)},
         ],
         RESOLVE_FUNCTION: [
             {"Sid": "Channels", "Effect": "Allow", "Action": ["dynamodb:Scan"],
@@ -225,6 +236,8 @@ def function_resources(stage: str) -> dict[str, Json]:
              "Resource": [_index_arn(model, name) for model, name in RESOLVE_QUERY_INDEXES]},
             {"Sid": "Settlement", "Effect": "Allow", "Action": RESOLVE_UPDATE_ACTIONS,
              "Resource": _table_arns(RESOLVE_UPDATE_MODELS, indexes=False)},
+            *({"Sid": f"StockBackfill{model.__name__}", "Effect": "Allow", "Action": list(actions),
+               "Resource": _table_arns((model,), indexes=False)} for model, actions in RESOLVE_BACKFILL_GRANTS),
         ],
     }
     resources: dict[str, Json] = {}

@@ -15,7 +15,7 @@ import pytest
 from pynamodb.attributes import Attribute, TTLAttribute
 from pynamodb.models import Model
 
-from chalicelib.models import ALL_MODELS, Audit, Channel, Goods, Order, Quota, Upload
+from chalicelib.models import ALL_MODELS, Audit, Channel, Goods, Order, Quota, Stock, Upload
 from infra.check import dangling_targets, layer_problems, package, unmanaged_functions
 from infra.template import UPLOAD_TABLE_ACTIONS, table_suffix
 
@@ -222,12 +222,21 @@ def test_functions_reach_only_this_templates_tables(resources: dict[str, Any], h
     assert [arn for arn in table_arns if arn not in allowed] == []
 
 
-@pytest.mark.parametrize("handler, objects", [(API, [{"Fn::Sub": "${UploadBucket.Arn}/uploads/*"}]),
-                                              (UPLOAD, [{"Fn::Sub": "${UploadBucket.Arn}/uploads/*"}]),
-                                              (RESOLVE, [])])
-def test_functions_reach_only_upload_objects(resources: dict[str, Any], handler: str, objects: list[Any]) -> None:
-    _, object_arns = data_grants(resources, role_of(resources, handler), "s3")
-    assert object_arns == objects
+UPLOADS = {"Fn::Sub": "${UploadBucket.Arn}/uploads/*"}
+IMAGES = {"Fn::Sub": "${UploadBucket.Arn}/images/*"}
+
+
+@pytest.mark.parametrize("handler, grants", [
+    # the API signs upload POSTs (uploads/) and catalog image GETs (images/ only: never an unchecked upload)
+    (API, [(["s3:PutObject"], UPLOADS), (["s3:GetObject"], IMAGES)]),
+    # the processor reads and deletes uploads, and copies checked images to images/
+    (UPLOAD, [(["s3:GetObject", "s3:DeleteObject"], UPLOADS), (["s3:PutObject"], IMAGES)]),
+    (RESOLVE, [])])
+def test_functions_reach_only_upload_objects(resources: dict[str, Any], handler: str, grants: list[Any]) -> None:
+    role = role_of(resources, handler)
+    found = [(as_list(s["Action"]), r) for name, s in allow_statements(resources) if name == role
+             and any(a.startswith("s3:") for a in as_list(s["Action"])) for r in as_list(s["Resource"])]
+    assert found == grants
 
 
 def test_api_handler_reaches_every_table_index_and_transaction_action(resources: dict[str, Any]) -> None:
@@ -247,10 +256,10 @@ def test_upload_processor_touches_only_goods_uploads_and_audit(resources: dict[s
     role = role_of(resources, UPLOAD)
     actions, arns = data_grants(resources, role, "dynamodb")
     assert actions == set(UPLOAD_TABLE_ACTIONS)
-    wanted = set(table_ids(resources, Goods, Upload, Audit).values())
+    wanted = set(table_ids(resources, Goods, Stock, Upload, Audit).values())
     assert {a["Fn::GetAtt"][0] for a in arns} == wanted
     s3_actions, _ = data_grants(resources, role, "s3")
-    assert s3_actions == {"s3:GetObject", "s3:DeleteObject"}
+    assert s3_actions == {"s3:GetObject", "s3:DeleteObject", "s3:PutObject"}  # PutObject: images/ only (above)
 
 
 def test_resolver_is_scheduled_with_its_own_timeout(resources: dict[str, Any]) -> None:
@@ -264,7 +273,7 @@ def test_resolver_is_scheduled_with_its_own_timeout(resources: dict[str, Any]) -
 def test_resolver_role_is_least_privilege(resources: dict[str, Any]) -> None:
     """Scan channels, Query the pending index, read and update orders, quotas and stock; nothing else."""
     role = role_of(resources, RESOLVE)
-    ids = table_ids(resources, Channel, Order, Quota, Goods)
+    ids = table_ids(resources, Channel, Order, Quota, Goods, Stock)
     granted: dict[str, set[str]] = {}
     for name, statement in allow_statements(resources):
         if name == role and statement.get("Sid") not in ("OwnLogs", "Tracing"):
@@ -282,8 +291,12 @@ def test_resolver_role_is_least_privilege(resources: dict[str, Any]) -> None:
     assert granted == {
         "dynamodb:Scan": arns(table(Channel)),
         "dynamodb:Query": arns({"Fn::Sub": f"${{{ids[Order]}.Arn}}/index/{pending}"}),
-        "dynamodb:GetItem": arns(table(Order), table(Quota), table(Goods)),
-        "dynamodb:UpdateItem": arns(table(Order), table(Quota), table(Goods)),
+        "dynamodb:GetItem": arns(table(Order), table(Quota), table(Stock), table(Goods)),
+        "dynamodb:UpdateItem": arns(table(Order), table(Quota), table(Stock)),
+        # a release backfills the Stock items of goods from before them, as every reader does
+        "dynamodb:BatchGetItem": arns(table(Goods), table(Stock)),
+        "dynamodb:ConditionCheckItem": arns(table(Goods)),
+        "dynamodb:PutItem": arns(table(Stock)),
     }
     tracing = [s for n, s in allow_statements(resources) if n == role and s.get("Sid") == "Tracing"]
     assert [set(as_list(s["Action"])) for s in tracing] == [{"xray:PutTraceSegments", "xray:PutTelemetryRecords"}]
