@@ -21,6 +21,7 @@ from api_gateway import event, invoke
 from chalicelib.signing import request_headers, signed_params
 from fake_channel import FakeChannel
 from helpers import assert_error, channel, error_of, ok, uid
+from tools.sign import entry_link, signed_request
 
 QUOTA = "/partner/{code}/quota"
 GRANTS = "/partner/{code}/grants"
@@ -221,3 +222,18 @@ def test_the_fake_channel_refuses_a_signature_over_another_path(system, ops, fak
     [call] = fake.calls
     assert (call.path, call.signature_ok, call.signature_error) == ("/open-api/v1/member/exchange", False,
                                                                     "bad_signature")
+
+
+# --- the demo signer (tools/sign.py) follows version 2 ---------------------------------------------------
+
+def test_demo_signer_entry_link_and_server_to_server_call(system, live):
+    code, secret = live
+    link = entry_link(system.base_url, code, secret, uid("M 1/"), nickname="张三")
+    assert "%20" in link and "+" not in link.split("?", 1)[1]
+    assert requests.get(link, allow_redirects=False, timeout=30).status_code == 302
+    url, headers = signed_request(system.base_url, secret, "GET", f"/partner/{code}/quota?view=full")
+    assert ok(requests.get(url, headers=headers, timeout=30))["limit"] == 10_000_000
+    body = json.dumps({"grant_id": uid("g-"), "member_id": uid("M-"), "points": 10,
+                       "expires_at": int(time.time()) + 600}).encode()
+    url, headers = signed_request(system.base_url, secret, "POST", f"/partner/{code}/grants", body)
+    assert requests.post(url, data=body, headers=headers, timeout=30).status_code == 201

@@ -17,16 +17,16 @@ import json
 import secrets
 import shlex
 import time
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from chalicelib.signing import request_headers, signed_params
 from tools.engines import ROOT
 
 
 def entry_link(base_url: str, channel_code: str, secret: str, member_id: str, **fields: str) -> str:
-    """An entry link: the canonical query alone is signed."""
+    """An entry link: the canonical query alone is signed (values sent encoded as signed: a space is %20)."""
     params = {"member_id": member_id, **fields, "timestamp": str(int(time.time())), "nonce": secrets.token_hex(12)}
-    return f"{base_url.rstrip('/')}/entry/{channel_code}?{urlencode(signed_params(params, secret))}"
+    return f"{base_url.rstrip('/')}/entry/{channel_code}?{urlencode(signed_params(params, secret), quote_via=quote)}"
 
 
 def signed_request(base_url: str, secret: str, method: str, path: str, body: bytes = b"") -> tuple[str, dict[str, str]]:
