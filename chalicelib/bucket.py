@@ -1,4 +1,9 @@
-"""The uploads bucket (S3): signed POST links in, objects read back for processing."""
+"""The uploads bucket (S3): signed POST links in, objects read back for processing, image links out.
+
+Suppliers write only under ``uploads/`` (through signed POSTs; that prefix expires). An image that
+passes its checks is copied once to ``images/{supplier_id}/{upload_id}``, which no link can write
+to and nothing expires, so the bytes ops approved are the bytes members are shown, for good.
+"""
 from __future__ import annotations
 
 from functools import cache
@@ -8,11 +13,14 @@ from botocore.config import Config
 
 from chalicelib import config
 
+IMAGES_PREFIX = "images/"
+
 
 @cache
 def _s3():
     return boto3.client("s3", region_name=config.REGION,
-                        config=Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 3}))
+                        config=Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 3},
+                                      signature_version="s3v4"))  # SigV4 links work in every region
 
 
 def presigned_post(key: str, content_type: str, max_bytes: int, expires_in: int) -> dict:
@@ -39,6 +47,20 @@ def delete(key: str) -> None:
     _s3().delete_object(Bucket=config.UPLOAD_BUCKET, Key=key)
 
 
-def download_url(key: str, expires_in: int = 3600) -> str:
-    return _s3().generate_presigned_url("get_object", Params={"Bucket": config.UPLOAD_BUCKET, "Key": key},
-                                        ExpiresIn=expires_in)
+def image_key(supplier_id: str, upload_id: str) -> str:
+    return f"{IMAGES_PREFIX}{supplier_id}/{upload_id}"
+
+
+def copy(source_key: str, key: str) -> None:
+    _s3().copy_object(Bucket=config.UPLOAD_BUCKET, Key=key,
+                      CopySource={"Bucket": config.UPLOAD_BUCKET, "Key": source_key})
+
+
+def image_url(key: str) -> str:
+    """A short-lived GET link (``IMAGE_LINK_SECONDS``) whose response carries ``IMAGE_CACHE_CONTROL``.
+
+    Signing is local computation: no request to S3 is made here.
+    """
+    return _s3().generate_presigned_url(
+        "get_object", ExpiresIn=config.IMAGE_LINK_SECONDS,
+        Params={"Bucket": config.UPLOAD_BUCKET, "Key": key, "ResponseCacheControl": config.IMAGE_CACHE_CONTROL})

@@ -2,8 +2,9 @@
 
 No local S3 enforces POST policies, and in AWS a policy is only as good as
 its conditions, so the object itself is checked again here: size, declared
-type and (for images) the file's magic bytes. A bulk goods file becomes goods
-awaiting review; goods ids come from the supplier's own ``ref``, so a file
+type and (for images) the file's magic bytes; an image that passes is copied
+to its own prefix, where goods reference it by upload id. A bulk goods file
+(its ``images`` column: upload ids joined by ``|``) becomes goods awaiting review; goods ids come from the supplier's own ``ref``, so a file
 imported twice, or the same event delivered twice, creates each goods once.
 """
 from __future__ import annotations
@@ -139,6 +140,9 @@ def process_object(bucket_name: str, key: str) -> dict:
     if upload is None or upload.key != key:
         bucket.delete(key)
         return {"ignored": key, "reason": "no upload link was issued for this key"}
+    if upload.kind == "image" and upload.status == "processed":
+        # its checked copy is what goods show; a second POST through the same link changes nothing
+        return {"ignored": key, "reason": "this image was already processed"}
     types, max_bytes = KINDS[upload.kind]
     try:
         size, content_type = bucket.head(key)
@@ -154,7 +158,9 @@ def process_object(bucket_name: str, key: str) -> dict:
     if upload.kind == "image":
         if not MAGIC[upload.content_type](data[:16]):
             return _refuse(upload, f"object content is not {upload.content_type}")
-        result = {"image_key": key, "bytes": size}
+        image_key = bucket.image_key(upload.supplier_id, upload.upload_id)
+        bucket.copy(key, image_key)
+        result = {"image_key": image_key, "bytes": size}
     else:
         result = _import_goods(upload, data)
     upload.update([Upload.status.set("processed"), Upload.result.set(result), Upload.processed_at.set(now_iso())])
@@ -168,10 +174,14 @@ def _import_goods(upload: Upload, data: bytes) -> dict:
         return {"imported": 0, "existing": 0, "rows": 0, "errors": [{"line": 0, "reason": "file is not UTF-8"}]}
     parsed = parse_goods_csv(text)
     created, existing = [], []
-    for _lines, draft in parsed.drafts:
+    errors = list(parsed.errors)
+    for lines, draft in parsed.drafts:
         try:
             created.append(goods.publish(upload.supplier_id, draft, f"supplier:{upload.supplier_id}").goods_id)
         except Conflict:
             existing.append(goods.goods_id_for(upload.supplier_id, draft.ref))
-    return {"imported": len(created), "existing": len(existing), "rows": parsed.rows, "errors": parsed.errors,
+        except Unprocessable as exc:  # e.g. an image that is not one of this supplier's processed uploads
+            errors.append({"line": lines[0], "reason": f"{exc.field or 'row'}: {exc.message}"})
+    errors.sort(key=lambda e: e["line"])
+    return {"imported": len(created), "existing": len(existing), "rows": parsed.rows, "errors": errors,
             "goods_ids": created + existing}

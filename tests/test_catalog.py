@@ -17,9 +17,11 @@ import requests
 from chalicelib import sessions
 from conftest import Api
 from helpers import approve, assert_error, channel, ok, publish, sku, supplier_api, uid
+from image_helpers import png, upload_image
 from tools.sign import entry_link
 
 RATE = 37   # points per yuan: odd on purpose, so rounding shows
+TEA_PNG = png(rgb=(60, 140, 60))
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -78,8 +80,9 @@ def shop(system, ops, sup):
     view, secret = channel(ops, points_per_yuan=RATE)
     code = view["code"]
     g = {}
+    tea_image = upload_image(sup, TEA_PNG)
     g["explicit"] = new_goods(ops, sup, [sku("S1", 999, stock=50)], {"S1": 2000}, title="Longjing Green Tea",
-                              category="food", images=["https://img.example/tea.jpg"])
+                              category="food", images=[tea_image])
     g["markup"] = new_goods(ops, sup, [sku("S1", 999, stock=50)], {"S1": 2000}, title="Oolong TEA gift",
                             category="food")
     g["base"] = new_goods(ops, sup, [sku("S1", 999, stock=50)], {"S1": 1999}, title="USB cable", category="digital")
@@ -127,7 +130,9 @@ def test_catalog_shows_exactly_the_sub_pool_on_sale_at_channel_prices(shop):
         assert cards[goods_id]["price_from"] == price, cards[goods_id]
         assert cards[goods_id]["points_from"] == points(price), cards[goods_id]
     assert MARKUP == 1155 and points(MARKUP) == 428
-    assert cards[g["explicit"]]["image"] == "https://img.example/tea.jpg"
+    image = requests.get(cards[g["explicit"]]["image"], timeout=30)   # a presigned link to the approved image
+    assert image.status_code == 200 and image.content == TEA_PNG
+    assert cards[g["markup"]]["image"] is None                             # no image: the store draws a letter
     assert cards[g["explicit"]]["category"] == "food" and cards[g["explicit"]]["title"] == "Longjing Green Tea"
     assert cards[g["multi"]]["in_stock"] is True
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from helpers import (
     approve, approved_goods, assert_error, audit_rows, draft, ok, publish, race, sku, supplier_api, value,
 )
+from image_helpers import upload_image
 
 
 def _ops_goods(ops, goods_id: str) -> dict:
@@ -132,12 +133,12 @@ def test_reject_with_reason_then_resubmit(system, ops):
     assert_error(ops.post(f"/ops/goods/{gid}/approve", json={"base_prices": {"S1": 2000}}), 409, "invalid_status")
     assert_error(ops.post(f"/ops/goods/{gid}/reject", json={"reason": "again"}), 409, "invalid_status")
 
-    ok(sup.patch(f"/supplier/goods/{gid}", json={"images": ["uploads/x/image/1"]}))
+    ok(sup.patch(f"/supplier/goods/{gid}", json={"images": [upload_image(sup)]}))
     resubmitted = ok(sup.post(f"/supplier/goods/{gid}/submit"))
     assert resubmitted["status"] == "pending_review" and resubmitted["reject_reason"] is None
     assert gid in {g["goods_id"] for g in ok(ops.get("/ops/goods"))["goods"]}
     actions = [r["action"] for r in audit_rows(sup, f"/supplier/goods/{gid}/audit")]
-    assert actions[-2:] == ["rejected", "submitted"]
+    assert actions[-3:] == ["rejected", "edited", "submitted"]
     assert_error(sup.post(f"/supplier/goods/{gid}/submit"), 409, "invalid_status")
 
 
@@ -268,15 +269,20 @@ def test_sku_change_validation_and_new_sku(system, ops):
 
 
 def test_edit_details(system, ops):
+    """Goods not yet approved change directly (ops review them whole); every content field is audited."""
     sup, sid = supplier_api(system, ops)
     goods = publish(sup)
     gid = goods["goods_id"]
-    edited = ok(sup.patch(f"/supplier/goods/{gid}", json={"title": "Tea box, new season", "description": "2026",
-                                                         "images": ["a.png"]}))
-    assert edited["title"] == "Tea box, new season" and edited["description"] == "2026"
-    assert edited["images"] == ["a.png"] and edited["version"] == goods["version"] + 1
+    image = upload_image(sup)
+    edited = ok(sup.patch(f"/supplier/goods/{gid}", json={"title": "Tea box, new season",
+                                                         "description": "Spring 2026", "images": [image]}))
+    assert edited["title"] == "Tea box, new season" and edited["description"] == "Spring 2026"
+    assert edited["images"] == [image] and edited["version"] == goods["version"] + 1
+    assert edited["revision"] is None
     rows = audit_rows(sup, f"/supplier/goods/{gid}/audit", "edited")
-    assert [(r["field"], r["old"], r["new"], r["actor"]) for r in rows] == [
+    assert sorted((r["field"], value(r["old"]), value(r["new"]), r["actor"]) for r in rows) == [
+        ("description", "Longjing, 250 g", "Spring 2026", f"supplier:{sid}"),
+        ("images", [], [image], f"supplier:{sid}"),
         ("title", "Tea gift box", "Tea box, new season", f"supplier:{sid}")]
     assert_error(sup.patch(f"/supplier/goods/{gid}", json={"status": "approved"}), 422, "validation_error",
                  "status")

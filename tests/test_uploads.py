@@ -14,6 +14,7 @@ import requests
 from botocore.exceptions import ClientError
 
 from helpers import assert_error, ok, supplier_api, wait_for
+from image_helpers import png, upload_image
 
 CSV_MAX = 2 * 1024 * 1024
 IMAGE_MAX = 5 * 1024 * 1024
@@ -22,13 +23,14 @@ PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08
 
 GOODS_CSV = (
     "ref,title,category,sku_id,spec,settlement_price,stock,description,images\n"
-    "tea,Tea gift box,food,S,250 g,1000,10,Longjing,img/tea-1.png|img/tea-2.png\n"   # line 2
+    "tea,Tea gift box,food,S,250 g,1000,10,Longjing,{tea_images}\n"                  # line 2
     "tea,Tea gift box,food,L,500 g,1800,4,,\n"                                       # line 3
     "cup,Cup,home,A,white,abc,3,,\n"                                                 # line 4: price not a number
     "pen,,office,A,blue,100,1,,\n"                                                   # line 5: no title
     "mug,Mug,home,A,red,300,1,,\n"                                                   # line 6
     "mug,Mug,home,B,blue,0,1,,\n"                                                    # line 7: price 0 holds back mug
     "bag,Tote bag,home,A,canvas,500,7,,\n"                                           # line 8
+    "lamp,Lamp,home,A,desk,900,2,,https://img.example/lamp.jpg\n"                    # line 9: a URL, not an upload
 )
 
 
@@ -142,18 +144,21 @@ def _by_ref(sup) -> dict[str, dict]:
 
 def test_goods_csv_import_good_rows_bad_rows_and_repeats(system, ops, s3):
     sup, sid = supplier_api(system, ops)
+    images = [upload_image(sup, png(rgb=(10, 20, 30))), upload_image(sup, png(rgb=(30, 20, 10)))]
+    csv_text = GOODS_CSV.format(tea_images="|".join(images))
     link = _link(sup, "goods_csv", "text/csv")
-    _post(link, GOODS_CSV.encode(), "goods.csv")
+    _post(link, csv_text.encode(), "goods.csv")
     upload = _settled(sup, link["upload_id"])
     assert upload["status"] == "processed", upload
     result = upload["result"]
-    assert result["rows"] == 7
+    assert result["rows"] == 8
     assert result["imported"] == 2 and result["existing"] == 0
-    assert [e["line"] for e in result["errors"]] == [4, 5, 7]
+    assert [e["line"] for e in result["errors"]] == [4, 5, 7, 9]
     reasons = {e["line"]: e["reason"] for e in result["errors"]}
     assert "whole numbers" in reasons[4]
     assert "title" in reasons[5]
     assert "settlement_price" in reasons[7]
+    assert reasons[9].startswith("images.0: ") and "URLs are not accepted" in reasons[9]
     assert upload["processed_at"]
 
     goods = _by_ref(sup)
@@ -162,7 +167,7 @@ def test_goods_csv_import_good_rows_bad_rows_and_repeats(system, ops, s3):
     tea = goods["tea"]
     assert tea["status"] == "pending_review" and tea["supplier_id"] == sid
     assert (tea["title"], tea["category"], tea["description"]) == ("Tea gift box", "food", "Longjing")
-    assert tea["images"] == ["img/tea-1.png", "img/tea-2.png"]
+    assert tea["images"] == images
     assert tea["skus"] == [{"sku_id": "L", "spec": "500 g", "settlement_price": 1800, "stock": 4},
                            {"sku_id": "S", "spec": "250 g", "settlement_price": 1000, "stock": 10}]
     assert goods["bag"]["skus"] == [{"sku_id": "A", "spec": "canvas", "settlement_price": 500, "stock": 7}]
@@ -181,7 +186,7 @@ def test_goods_csv_import_good_rows_bad_rows_and_repeats(system, ops, s3):
     # the same file through a new link: still each goods once, and an edited goods is not overwritten
     ok(sup.put(f"/supplier/goods/{tea['goods_id']}/skus/S", json={"stock": 3}))
     second = _link(sup, "goods_csv", "text/csv")
-    _post(second, GOODS_CSV.encode(), "goods.csv")
+    _post(second, csv_text.encode(), "goods.csv")
     repeat = _settled(sup, second["upload_id"])
     assert repeat["status"] == "processed"
     assert (repeat["result"]["imported"], repeat["result"]["existing"]) == (0, 2)
@@ -249,14 +254,23 @@ def test_object_of_another_type_is_refused(system, ops, s3):
 
 
 def test_valid_png_is_processed(system, ops, s3):
-    sup, _ = supplier_api(system, ops)
+    sup, sid = supplier_api(system, ops)
     link = _link(sup, "image", "image/png")
     _post(link, PNG, "pixel.png")
     upload = _settled(sup, link["upload_id"])
     assert upload["status"] == "processed", upload
-    assert upload["result"] == {"image_key": link["key"], "bytes": len(PNG)}
-    stored = s3.get_object(Bucket=_bucket(system), Key=link["key"])
-    assert stored["Body"].read() == PNG and stored["ContentType"] == "image/png"
+    # the checked image is copied once to a prefix no upload link can write to and nothing expires
+    image_key = f"images/{sid}/{link['upload_id']}"
+    assert upload["result"] == {"image_key": image_key, "bytes": len(PNG)}
+    for key in (link["key"], image_key):
+        stored = s3.get_object(Bucket=_bucket(system), Key=key)
+        assert stored["Body"].read() == PNG and stored["ContentType"] == "image/png"
+
+    # a second POST through the same (still valid) link cannot change the image that goods show
+    _post(link, PNG + b"trailing bytes", "pixel.png")
+    wait_for(lambda: [d for d in system.deliveries if d["key"] == link["key"]], lambda found: len(found) >= 2)
+    assert s3.get_object(Bucket=_bucket(system), Key=image_key)["Body"].read() == PNG
+    assert ok(sup.get(f"/supplier/uploads/{link['upload_id']}")) == upload
 
 
 def test_object_without_a_link_is_deleted(system, ops, s3):
