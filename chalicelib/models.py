@@ -17,6 +17,7 @@ from pynamodb.attributes import (
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
 )
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
@@ -416,9 +417,11 @@ class PaymentGuard(Model):
     otp_hash = UnicodeAttribute(null=True)
     otp_expires_at = NumberAttribute(null=True)
     otp_attempts = NumberAttribute(default=0)
-    # Start of the fixed window ``failures`` counts in (``payment_auth.WINDOW_SECONDS``): an attempt is
-    # reserved in it before it is checked, and a reservation a crashed request never settled expires with it.
+    # Start of the fixed window attempts are counted in (``payment_auth.WINDOW_SECONDS``), and a keyed
+    # fingerprint of each distinct password or code tried in it: an attempt is reserved here before it is
+    # checked, and a reservation a crashed request never settled expires with its window.
     attempts_window = NumberAttribute(null=True)
+    tried = UnicodeSetAttribute(null=True)
 
 
 class RateCounter(Model):

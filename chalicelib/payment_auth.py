@@ -1,18 +1,21 @@
 """Confirming a spend: the channel's payment password, or a one-time SMS code.
 
-Every attempt is *reserved* by a conditional write before it is checked
-(member not locked, fewer than ``MAX_FAILURES`` attempts in the current
-window), so a burst of parallel guesses gets no more tries than a patient
-guesser. A wrong answer keeps its reservation and the one that reaches
-``MAX_FAILURES`` locks the member for ``LOCK_SECONDS``; a right answer
-clears the count; a failure that is not the member's (the channel's API
-down) gives the reservation back. Sending a code only ever touches the code
-fields, so no send can erase a lock or a count, and sends are rate-limited
-per member and per channel (SMS pumping costs money).
+Every attempt is *reserved* by a conditional write before it is checked:
+the member is not locked, and the window (``WINDOW_SECONDS``) has tried
+fewer than ``MAX_FAILURES`` distinct passwords or codes, or already this
+one. So a burst of parallel guesses gets no more tries than a patient
+guesser, while a burst of retries of one order (one password) takes one
+slot. A wrong answer keeps its slot and the one that fills the window locks
+the member for ``LOCK_SECONDS``; a right answer clears the window; a failure
+that is not the member's (the channel's API down) gives the slot back.
+Sending a code only ever touches the code fields, so no send can erase a
+lock or a count, and sends are rate-limited per member and per channel (SMS
+pumping costs money).
 
 A one-time code is stored only as a keyed hash, expires after
 ``OTP_SECONDS``, and is consumed inside the checkout transaction, so it pays
-for one order only.
+for one order only. Tried passwords and codes are kept only as truncated
+keyed fingerprints, for one window at most.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import time
 from dataclasses import dataclass
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.expressions.condition import size
 
 from chalicelib import config, partners, ratelimit, sms
 from chalicelib.errors import DomainError, Unauthorized, Unprocessable
@@ -32,7 +36,6 @@ MAX_FAILURES = 5
 LOCK_SECONDS = 15 * 60
 WINDOW_SECONDS = 15 * 60  # attempts are counted per fixed window of this length
 OTP_SECONDS = 5 * 60
-OTP_MAX_ATTEMPTS = 5
 OTP_SENDS_PER_MEMBER_HOUR = 5
 OTP_SENDS_PER_CHANNEL_HOUR = 2000
 _RESERVE_TRIES = 4
@@ -53,70 +56,76 @@ def _locked(guard: PaymentGuard, now: float) -> bool:
     return int(guard.locked_until or 0) > now
 
 
+def _keyed(member_id: str, text: str) -> str:
+    return hmac.new(config.session_key().encode(), f"{member_id}:{text}".encode(), hashlib.sha256).hexdigest()
+
+
 def _otp_hash(member_id: str, code: str) -> str:
-    return hmac.new(config.session_key().encode(), f"{member_id}:{code}".encode(), hashlib.sha256).hexdigest()
+    return _keyed(member_id, code)
+
+
+def _fingerprint(member_id: str, kind: str, secret: str) -> str:
+    """What identifies one tried password or code within a window, without keeping it."""
+    return _keyed(member_id, f"tried:{kind}:{secret}")[:16]
 
 
 def _locked_error() -> Locked:
     return Locked("payment_locked", "too many wrong attempts; try again later")
 
 
-def _reserve(member_id: str, now: float, otp: bool) -> int:
-    """Take one attempt atomically, before it is checked; the attempt's number in its window.
+def _busy_error() -> Locked:
+    return Locked("payment_busy", "too many payment confirmations at once; try again in a moment")
 
-    Two conditional updates: count on in the current window, or start a new window. Neither holds when
-    the member is locked or the window's attempts are all taken (some may still be in flight)."""
+
+def _reserve(member_id: str, fingerprint: str, now: float) -> int:
+    """Take this attempt's slot atomically, before it is checked; how many slots the window has taken.
+
+    Two conditional updates: join the current window, or open a new one. Neither holds when the member
+    is locked, or the window's slots are all taken by other passwords or codes (some may be in flight)."""
     window = int(now) // WINDOW_SECONDS * WINDOW_SECONDS
     unlocked = PaymentGuard.locked_until.does_not_exist() | (PaymentGuard.locked_until <= int(now))
-    extra, code_left = [], None
-    if otp:
-        extra = [PaymentGuard.otp_attempts.add(1)]
-        code_left = PaymentGuard.otp_attempts.does_not_exist() | (PaymentGuard.otp_attempts < OTP_MAX_ATTEMPTS)
-    same_window = unlocked & (PaymentGuard.attempts_window == window) & (PaymentGuard.failures < MAX_FAILURES)
-    new_window = unlocked & (PaymentGuard.attempts_window.does_not_exist() | (PaymentGuard.attempts_window < window))
-    if code_left is not None:
-        same_window, new_window = same_window & code_left, new_window & code_left
+    room = (size(PaymentGuard.tried) < MAX_FAILURES) | PaymentGuard.tried.contains(fingerprint)
+    attempts = (
+        ([PaymentGuard.tried.add({fingerprint})],
+         unlocked & (PaymentGuard.attempts_window == window) & (PaymentGuard.tried.does_not_exist() | room)),
+        ([PaymentGuard.tried.set({fingerprint}), PaymentGuard.attempts_window.set(window),
+          PaymentGuard.failures.set(0)],
+         unlocked & (PaymentGuard.attempts_window.does_not_exist() | (PaymentGuard.attempts_window < window))),
+    )
     guard = PaymentGuard(member_id)
     for _ in range(_RESERVE_TRIES):
-        for actions, condition in (([PaymentGuard.failures.add(1)], same_window),
-                                   ([PaymentGuard.failures.set(1), PaymentGuard.attempts_window.set(window)],
-                                    new_window)):
+        for actions, condition in attempts:
             try:
-                guard.update(actions + extra, condition=condition)
-                return int(guard.failures)
+                guard.update(actions, condition=condition)
+                return len(guard.tried or ())
             except UpdateError as exc:
                 if not condition_failed(exc):
                     raise
         current = _guard(member_id)
         if _locked(current, now):
             raise _locked_error()
-        if otp and int(current.otp_attempts or 0) >= OTP_MAX_ATTEMPTS:
-            raise Unauthorized("otp_expired", "too many wrong codes; request a new code")
-        if int(current.attempts_window or 0) == window and int(current.failures or 0) >= MAX_FAILURES:
-            raise Locked("payment_busy", "too many payment confirmations at once; try again in a moment")
-        # Otherwise another request opened the window between our two writes: count again.
-    raise Locked("payment_busy", "too many payment confirmations at once; try again in a moment")
+        if int(current.attempts_window or 0) == window and len(current.tried or ()) >= MAX_FAILURES:
+            raise _busy_error()
+        # Otherwise another request opened the window between our two writes: join it.
+    raise _busy_error()
 
 
-def _release(member_id: str) -> None:
-    """Give back an attempt that was not the member's to lose (the channel failed to answer)."""
-    try:
-        PaymentGuard(member_id).update([PaymentGuard.failures.add(-1)], condition=PaymentGuard.failures > 0)
-    except UpdateError as exc:
-        if not condition_failed(exc):
-            raise
+def _release(member_id: str, fingerprint: str) -> None:
+    """Give back a slot that was not the member's to lose (the channel failed to answer)."""
+    PaymentGuard(member_id).update([PaymentGuard.tried.delete({fingerprint})])
 
 
-def _wrong(member_id: str, attempt: int, now: float, code: str, message: str) -> DomainError:
-    """A wrong answer keeps its reservation; the one that used up the window locks the member."""
-    if attempt >= MAX_FAILURES:
-        PaymentGuard(member_id).update([PaymentGuard.locked_until.set(int(now) + LOCK_SECONDS),
-                                        PaymentGuard.failures.set(0)])
+def _wrong(member_id: str, taken: int, now: float, otp: bool, code: str, message: str) -> DomainError:
+    """A wrong answer keeps its slot; one that comes when the window's slots are all taken locks the member."""
+    actions = [PaymentGuard.failures.add(1)] + ([PaymentGuard.otp_attempts.add(1)] if otp else [])
+    if taken >= MAX_FAILURES:
+        actions += [PaymentGuard.locked_until.set(int(now) + LOCK_SECONDS), PaymentGuard.tried.remove()]
+    PaymentGuard(member_id).update(actions)
     return Unauthorized(code, message)
 
 
 def _right(member_id: str) -> None:
-    PaymentGuard(member_id).update([PaymentGuard.failures.set(0)])
+    PaymentGuard(member_id).update([PaymentGuard.tried.remove(), PaymentGuard.failures.set(0)])
 
 
 def send_otp(channel: Channel, member: Member, now: float | None = None) -> dict:
@@ -162,9 +171,9 @@ def _confirm_otp(member: Member, otp: str | None, now: float) -> Proof:
         raise _locked_error()
     if not guard.otp_hash or int(guard.otp_expires_at or 0) <= now:
         raise Unauthorized("otp_expired", "request a new code")
-    attempt = _reserve(member.member_id, now, otp=True)
+    taken = _reserve(member.member_id, _fingerprint(member.member_id, "otp", otp), now)
     if not hmac.compare_digest(guard.otp_hash, _otp_hash(member.member_id, otp)):
-        raise _wrong(member.member_id, attempt, now, "wrong_otp", "the code is not right")
+        raise _wrong(member.member_id, taken, now, True, "wrong_otp", "the code is not right")
     _right(member.member_id)
     return Proof(guard, guard.otp_hash)
 
@@ -172,7 +181,8 @@ def _confirm_otp(member: Member, otp: str | None, now: float) -> Proof:
 def _confirm_password(channel: Channel, member: Member, password: str | None, now: float) -> Proof:
     if not password:
         raise Unprocessable("validation_error", "enter your payment password", "password")
-    attempt = _reserve(member.member_id, now, otp=False)
+    fingerprint = _fingerprint(member.member_id, "password", password)
+    taken = _reserve(member.member_id, fingerprint, now)
     try:
         answer = partners.call(channel, "password/verify", {"member_id": member.external_id, "password": password})
         if not isinstance(answer.get("valid"), bool):
@@ -180,10 +190,10 @@ def _confirm_password(channel: Channel, member: Member, password: str | None, no
             raise partners.PartnerError("channel_api_bad_response",
                                         f"channel {channel.code} could not verify the password ({answer['_status']})")
     except BaseException:
-        _release(member.member_id)
+        _release(member.member_id, fingerprint)
         raise
     if answer["valid"] is not True:
-        raise _wrong(member.member_id, attempt, now, "wrong_password", "the payment password is not right")
+        raise _wrong(member.member_id, taken, now, False, "wrong_password", "the payment password is not right")
     _right(member.member_id)
     return Proof()
 
