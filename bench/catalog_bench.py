@@ -26,6 +26,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import requests
@@ -96,6 +97,7 @@ class Capacity:
 
 def seed(goods_count: int) -> dict:
     from chalicelib import channels, goods, pools, suppliers
+    from chalicelib.models import Upload
     from chalicelib.schemas import ChannelCreate, GoodsDraft, PoolPricing, SupplierApplication
 
     supplier, _ = suppliers.create_by_ops(SupplierApplication(
@@ -104,13 +106,17 @@ def seed(goods_count: int) -> dict:
     channel = channels.create(ChannelCreate(
         code="bench", name="Bench Bank", contact_name="Bench", phone="4008800009", points_mode="hosted",
         points_per_yuan=100, member_points_cap=1_000_000, redemption_quota=100_000_000), ACTOR)
+    # one processed image upload that every goods shows, so the catalog signs an image link per card
+    image_id = "b" * 32
+    Upload(image_id, supplier_id=supplier.supplier_id, kind="image", content_type="image/png", status="processed",
+           key=f"uploads/{supplier.supplier_id}/image/{image_id}", expires_at=timedelta(days=1)).save()
 
     def one(i: int) -> str:
         skus = [{"sku_id": f"S{k}", "spec": f"spec {k}", "settlement_price": 1000 + 37 * i + 100 * k,
                  "stock": (i * 7 + k) % 120} for k in range(1 + i % 3)]
         draft = GoodsDraft(ref=f"bench-{i:04d}", title=f"{CATEGORIES[i % 4].title()} item no.{i} "
                            f"{'tea ' if i % 5 == 0 else ''}gift box", description="Benchmark goods. " * 20,
-                           category=CATEGORIES[i % 4], images=[f"https://img.example/{i}.jpg"], skus=skus)
+                           category=CATEGORIES[i % 4], images=[image_id], skus=skus)
         created = goods.publish(supplier.supplier_id, draft, f"supplier:{supplier.supplier_id}")
         goods.approve(created.goods_id, {s["sku_id"]: s["settlement_price"] * 2 for s in skus}, False, ACTOR)
         rules = {s["sku_id"]: ({"price": s["settlement_price"] + 500} if i % 2 else

@@ -29,6 +29,10 @@ UPLOAD_LINK_SECONDS: int = 300
 # Catalog image links: presigned GETs of approved goods images, valid this long; the object behind a
 # link never changes (images are copied once to their own prefix), so browsers may cache it as long.
 IMAGE_LINK_SECONDS: int = 900
+# One process signs a given image's link once per this window and hands the same link out meanwhile
+# (so every link it returns has at least IMAGE_LINK_SECONDS - IMAGE_LINK_REUSE_SECONDS = 600 s left,
+# browsers hit their cache across pages, and a catalog page does not re-sign every card).
+IMAGE_LINK_REUSE_SECONDS: int = 300
 IMAGE_CACHE_CONTROL: str = f"private, max-age={IMAGE_LINK_SECONDS}, immutable"
 
 
