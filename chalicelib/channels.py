@@ -92,7 +92,9 @@ def _update(channel: Channel, actions: list, changes: list[tuple[str, str, objec
             for action, field, old, new in changes:
                 audit.add(tx, f"channel#{channel.code}", actor, action, field, old, new)
     except TransactWriteError as exc:
-        if condition_failed(exc):
+        # A condition that no longer holds, or (on DynamoDB) a transaction that lost a race on the same item.
+        if condition_failed(exc) or exc.cause_response_code in ("TransactionCanceledException",
+                                                                "TransactionConflictException"):
             raise Conflict("concurrent_update", f"channel {channel.code} changed meanwhile; retry") from None
         raise
     channel.refresh()
@@ -161,7 +163,9 @@ def rotate_secret(code: str, overlap_seconds: int, actor: str) -> tuple[Channel,
                                                   | (Channel.previous_secret_until <= now)),
         )
     except Conflict:
-        raise Conflict("rotation_in_progress", f"the secret of {code} was rotated meanwhile") from None
+        if in_overlap(get(code), time.time()):
+            raise Conflict("rotation_in_progress", f"the secret of {code} was rotated meanwhile") from None
+        raise
     return channel, secret
 
 
