@@ -154,7 +154,7 @@ def test_images_must_be_the_suppliers_own_processed_image_uploads(system, ops):
     ]
     for images, code, field in cases:
         assert_error(sup.patch(f"/supplier/goods/{gid}", json={"title": "x", "images": images}), 422, code, field)
-        assert_error(sup.post("/supplier/goods", json={**{k: v for k, v in CHANGE.items()}, "ref": "bad-image",
+        assert_error(sup.post("/supplier/goods", json={**CHANGE, "ref": "bad-image",
                                                        "images": images, "skus": [sku()]}), 422, code, field)
     # nothing was written: no goods, no change, no audit row
     assert "bad-image" not in [g["ref"] for g in ok(sup.get("/supplier/goods"))["goods"]]
