@@ -129,3 +129,13 @@ def test_code_sends_are_limited_per_channel_under_a_burst(system, ops, channel_s
     assert sent == channel_send_limit, results
     assert set(results) == {(200, None), (429, "otp_send_limited")}
     assert sum(len(outbox_to(shop, n)) for n in numbers.values()) == channel_send_limit
+
+
+def test_a_burst_of_orders_with_the_right_password_is_not_held_back(system, ops):
+    """Slots are per distinct password: 30 orders at once with the member's own password all pay."""
+    clear_of_boundary(WINDOW_SECONDS)
+    shop = make_shop(system, ops, "hosted")
+    member = hosted_member(shop, points=30 * 1200)
+    paid = burst(system.base_url, [lambda s: shop.place(s, member) for _ in range(30)], 30)
+    assert summary(paid) == {(201, None): 30}, summary(paid)
+    assert shop.wallet(member)["spent"] == 30 * 1200
