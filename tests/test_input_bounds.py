@@ -31,7 +31,7 @@ def tables_digest() -> str:
     """Every item of every table, as one digest (this pytest process has its own engine and tables)."""
     digest = hashlib.sha256()
     for model in ALL_MODELS:
-        items = sorted(json.dumps(i.to_simple_dict(), sort_keys=True, default=str) for i in model.scan())
+        items = sorted(json.dumps(i.to_simple_dict(force=True), sort_keys=True, default=str) for i in model.scan())
         digest.update(model.Meta.table_name.encode())
         for item in items:
             digest.update(item.encode())
