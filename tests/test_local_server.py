@@ -7,8 +7,9 @@ all released together, and must get an HTTP answer.
 from __future__ import annotations
 
 import socket
-import threading
 from urllib.parse import urlsplit
+
+from helpers import race
 
 CLIENTS = 200
 
@@ -16,25 +17,18 @@ CLIENTS = 200
 def test_a_burst_of_new_connections_is_all_answered(system):
     address = urlsplit(system.base_url)
     host, port = address.hostname, address.port
-    start = threading.Barrier(CLIENTS)
-    answers: list[str] = [""] * CLIENTS
 
-    def client(i: int) -> None:
-        start.wait(timeout=60)
+    def client(i: int) -> str:
         try:
             with socket.create_connection((host, port), timeout=60) as conn:
                 conn.sendall(f"GET /store/burst-{i} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
                 answer = b""
                 while chunk := conn.recv(65536):  # to the end, so the server never writes to a closed socket
                     answer += chunk
-                answers[i] = answer[:64].decode(errors="replace")
+                return answer[:64].decode(errors="replace")
         except OSError as exc:
-            answers[i] = repr(exc)
+            return repr(exc)
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    answers = race(CLIENTS, client)
     failed = [a for a in answers if not a.startswith("HTTP/1.")]
     assert not failed, f"{len(failed)} of {CLIENTS} not answered, e.g. {failed[:3]}"
