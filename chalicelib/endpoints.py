@@ -5,7 +5,8 @@ outside the local stage, and it must never lead into our own network (a
 private, loopback, link-local or otherwise non-public address: the instance
 metadata service, a VPC neighbour). Literal addresses are refused when the
 URL is set; a host name is resolved and checked again before every call,
-since what it resolves to can change after it was set. The local stage
+since what it resolves to can change after it was set, and the call then
+connects to exactly the address that was checked (``pinned``). The local stage
 allows http and loopback, where the channel fakes and the reference back end
 live.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from chalicelib import config
 from chalicelib.errors import Unprocessable
@@ -60,12 +61,28 @@ def check_base_url(url: str, local: bool | None = None) -> None:
                             "a channel's API base URL must not point to a private or reserved address", FIELD)
 
 
-def refused_addresses(url: str, local: bool | None = None) -> list[str]:
-    """Resolve the URL's host now: the addresses it leads to that are not allowed (empty when all are).
+def resolve(url: str) -> list[str]:
+    """The addresses the URL's host resolves to now, in the resolver's order.
 
     Raises ``OSError`` (``socket.gaierror``) when the name does not resolve."""
-    local = config.IS_LOCAL if local is None else local
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    found = {info[4][0] for info in socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)}
-    return sorted(a for a in found if not allowed_address(a, local))
+    return list(dict.fromkeys(info[4][0] for info in socket.getaddrinfo(parts.hostname, port,
+                                                                       type=socket.SOCK_STREAM)))
+
+
+def refused_addresses(addresses: list[str], local: bool | None = None) -> list[str]:
+    """The ones among ``addresses`` that are not allowed (empty when all are)."""
+    local = config.IS_LOCAL if local is None else local
+    return sorted(a for a in addresses if not allowed_address(a, local))
+
+
+def pinned(url: str, address: str) -> tuple[str, str]:
+    """``url`` with its host replaced by the checked ``address``, and the ``Host`` header naming the host.
+
+    Connecting to the address itself, rather than to the name, is what keeps a DNS answer that
+    changes after the check (DNS rebinding) from leading the connection elsewhere."""
+    parts = urlsplit(url)
+    host = f"[{address}]" if ":" in address else address
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc)), parts.netloc

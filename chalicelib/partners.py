@@ -1,5 +1,6 @@
 """Calls to a channel's back end: signed per the contract (version 2: method and path bound),
-with the secret the rotation rule picks, only to allowed addresses, never following a redirect,
+with the secret the rotation rule picks, only to allowed addresses (connecting to exactly the address
+that was checked, TLS still verified for the host's name), never following a redirect,
 with a timeout, bounded retries with backoff, and a log line and metrics per channel for every call."""
 from __future__ import annotations
 
@@ -39,28 +40,33 @@ def _http():
     if _session is None:
         import requests
 
+        from chalicelib.pinned_http import PinnedHostAdapter
+
         _session = requests.Session()
+        _session.mount("https://", PinnedHostAdapter())
     return _session
 
 
-def _destination(channel: Channel) -> str:
-    """The channel's base URL once it passed the address rules right now (see ``endpoints``)."""
+def _destination(channel: Channel) -> tuple[str, str]:
+    """The channel's base URL pinned to an address that passed the address rules right now (see
+    ``endpoints``), and the ``Host`` header to send with it."""
     if not channel.api_base_url:
         raise PartnerError("channel_api_not_configured", f"channel {channel.code} has no API base URL")
     base = channel.api_base_url.rstrip("/")
     try:
         endpoints.check_base_url(base)
-        refused = endpoints.refused_addresses(base)
+        addresses = endpoints.resolve(base)
     except DomainError as error:  # a URL stored before the rules (or written behind the API) is refused here too
         code = "channel_api_address_refused" if error.code == "private_api_base_url" else "channel_api_url_refused"
         raise PartnerError(code, f"channel {channel.code}'s API base URL is not allowed ({error.code})") from None
     except OSError:
         raise PartnerError("channel_api_unavailable", f"channel {channel.code}'s API host does not resolve") from None
+    refused = endpoints.refused_addresses(addresses)
     if refused:
         logger.warning("partner address refused", extra={"channel": channel.code, "addresses": refused})
         raise PartnerError("channel_api_address_refused",
                            f"channel {channel.code}'s API host resolves to a non-public address")
-    return base
+    return endpoints.pinned(base, addresses[0])
 
 
 def _measure(channel: Channel, api: str, outcome: str, millis: float) -> None:
@@ -77,12 +83,13 @@ def call(channel: Channel, api: str, payload: dict[str, Any]) -> dict[str, Any]:
     import requests
 
     path = f"/{api}"
-    url = _destination(channel) + path
+    base, host = _destination(channel)
+    url = base + path
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
     secret = channels.outbound_secret(channel)
     last = "unavailable"
     for attempt in range(ATTEMPTS):
-        headers = {"Content-Type": "application/json", **request_headers("POST", path, body, secret)}
+        headers = {"Host": host, "Content-Type": "application/json", **request_headers("POST", path, body, secret)}
         started = time.perf_counter()
         try:
             # Never follow a redirect: a member's password must reach only the registered back end.

@@ -1,6 +1,7 @@
 """A real HTTP server on 127.0.0.1 (a free port) in a daemon thread: the base of every fake partner."""
 from __future__ import annotations
 
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -17,6 +18,7 @@ class LocalHttpFake:
     def __init__(self) -> None:
         self._stopping = threading.Event()
         self._server: _Server | None = None
+        self.tls: ssl.SSLContext | None = None  # set before start() to answer https (handshake on accept)
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         raise NotImplementedError
@@ -36,6 +38,8 @@ class LocalHttpFake:
 
         self._stopping.clear()
         self._server = _Server(("127.0.0.1", 0), Handler)
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         threading.Thread(target=self._server.serve_forever, name=type(self).__name__, daemon=True).start()
         return self
 
@@ -56,4 +60,4 @@ class LocalHttpFake:
     def url(self) -> str:
         assert self._server is not None, "start() the fake first"
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}"

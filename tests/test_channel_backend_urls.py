@@ -8,7 +8,11 @@ deployed-shape API Gateway events through the real handler with the stage's ``IS
 from __future__ import annotations
 
 import json
+import socket
+import ssl
+import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
@@ -138,3 +142,130 @@ def test_a_redirect_from_the_channel_is_a_failed_call_never_followed(system, ops
         assert elsewhere.calls == []                         # and never followed
     finally:
         elsewhere.stop()
+
+
+# --- the call connects to exactly the address that was checked (DNS rebinding) ---------------------------
+
+REAL_GETADDRINFO = socket.getaddrinfo
+
+
+class Resolver:
+    """Stands in for DNS for the names given (``answers``: name → the addresses answered, one per lookup,
+    the last repeated); any other name or literal goes to the real resolver. Records each lookup."""
+
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    def __call__(self, host, port, *args, **kwargs):
+        if host not in self.answers:
+            return REAL_GETADDRINFO(host, port, *args, **kwargs)
+        self.asked.append(host)
+        queue = self.answers[host]
+        address = queue.pop(0) if len(queue) > 1 else queue[0]
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, int(port)))]
+
+
+class Decoy:
+    """A listener that only counts the connections it accepts and closes them: the address a rebound
+    name would lead to."""
+
+    def __init__(self, address: str, port: int) -> None:
+        self.accepted = 0
+        self._sock = socket.create_server((address, port))
+        self._sock.settimeout(0.2)
+        self._open = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while self._open:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._open = False
+        self._sock.close()
+
+
+def test_a_name_rebound_after_the_check_cannot_move_the_call(system, ops, fake, monkeypatch):
+    """The check resolves ``rebind.test`` to the channel's (allowed) address; every later lookup answers
+    another address, where a decoy listens (on the local stage loopback is the allowed address, so a second
+    loopback address plays the private one). The call still reaches only the checked address, carrying
+    the name in ``Host``, and the name is looked up once."""
+    port = int(fake.url.rsplit(":", 1)[1])
+    decoy = Decoy("127.0.0.2", port)
+    resolver = Resolver({"rebind.test": ["127.0.0.1", "127.0.0.2"]})
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    try:
+        view, fake.secret = channel(ops, entry_mode="code", api_base_url=f"http://rebind.test:{port}/")
+        fake.member("one-time", uid("EXT-"))
+        assert code_entry(system, view["code"], "one-time").status_code == 302
+    finally:
+        decoy.close()
+    assert [(c.signature_ok, c.headers["host"]) for c in fake.calls] == [(True, f"rebind.test:{port}")]
+    assert decoy.accepted == 0
+    assert resolver.asked == ["rebind.test"]
+
+
+def tls_files(tmp_path, name: str) -> tuple[str, ssl.SSLContext]:
+    """A test CA (its PEM path, to trust) and a server context holding a certificate for ``name`` it signed."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def certificate(subject: str, key, issuer: str, signer, ca: bool) -> x509.Certificate:
+        now = datetime.now(timezone.utc)
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(hours=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_cert = certificate("Test CA", ca_key, "Test CA", ca_key, ca=True)
+    server_cert = certificate(name, server_key, "Test CA", ca_key, ca=False)
+    ca_path, chain_path, key_path = tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key"
+    ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    chain_path.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain_path, key_path)
+    return str(ca_path), context
+
+
+def test_https_to_the_pinned_address_names_and_verifies_the_host(system, ops, tmp_path, monkeypatch):
+    """Connecting to the checked address keeps TLS about the name: SNI carries it and the certificate
+    is verified for it, so a host whose certificate names another host is still refused."""
+    ca, context = tls_files(tmp_path, "partner.test")
+    sni: list[str | None] = []
+    context.sni_callback = lambda sock, name, ctx: sni.append(name)
+    server = FakeChannel()
+    server.tls = context
+    server.start()
+    try:
+        port = int(server.url.rsplit(":", 1)[1])
+        monkeypatch.setattr(socket, "getaddrinfo", Resolver({"partner.test": ["127.0.0.1"],
+                                                             "impostor.test": ["127.0.0.1"]}))
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca)   # requests trusts the test CA (and only it) for these calls
+        view, server.secret = channel(ops, entry_mode="code", api_base_url=f"https://partner.test:{port}")
+        server.member("one-time", uid("EXT-"))
+        assert code_entry(system, view["code"], "one-time").status_code == 302
+        assert sni == ["partner.test"]
+        assert [(c.signature_ok, c.headers["host"]) for c in server.calls] == [(True, f"partner.test:{port}")]
+
+        other, server.secret = channel(ops, entry_mode="code", api_base_url=f"https://impostor.test:{port}")
+        server.member("two-time", uid("EXT-"))
+        assert_error(code_entry(system, other["code"], "two-time"), 502, "channel_api_unavailable")
+        assert len(server.calls) == 1                   # the handshake failed: nothing was sent
+    finally:
+        server.stop()
