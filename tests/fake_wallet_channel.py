@@ -8,7 +8,7 @@ answering the APIs our app calls (``POST {api_base_url}/{api}``, JSON body):
                                                         ``{"result": "insufficient"}`` (409);
                                                         idempotent by ``order_id``; ``{"result":
                                                         "cancelled"}`` (409) for a cancelled order
-``points/query``    ``{order_id}``                    → ``{"status": "deducted" | "not_found"}``
+``points/query``    ``{order_id}``                    → ``{"status": "deducted" | "not_found" | "failed"}``
 ``points/cancel``   ``{order_id}``                    → ``{"result": "cancelled", "refunded": bool}``: a later
                                                         deduct for the order is refused, one already
                                                         applied is refunded; idempotent
@@ -25,7 +25,8 @@ Behaviour is set per test:
                  on the answer past our read timeout) | timeout_before (sit on the request past
                  our read timeout and never deduct)
                  (``member_modes`` sets it per member, for mixed bursts)
-``query_mode``   normal | down (answer 503)
+``query_mode``   normal | down (answer 503) | failed (an order it did not deduct is ``failed``, not
+                 ``not_found``: its deduction failed on the channel's side)
 ``cancel_mode``  normal | down (answer 503)
 ``password_status`` an HTTP error status for password/verify (e.g. 500), or None to answer normally
 """
@@ -44,6 +45,7 @@ from chalicelib.partners import READ_TIMEOUT
 from chalicelib.signing import body_sha256, check_envelope, check_signature
 
 NORMAL, FAIL, TIMEOUT_AFTER, TIMEOUT_BEFORE, DOWN = "normal", "fail", "timeout_after", "timeout_before", "down"
+FAILED = "failed"
 
 
 class FakeWalletChannel(LocalHttpFake):
@@ -188,7 +190,8 @@ class FakeWalletChannel(LocalHttpFake):
             self._count("points/query down")
             self._send(handler, 503, {"error": "maintenance"})
             return
-        status = "deducted" if self.deducted(str(data.get("order_id"))) else "not_found"
+        status = "deducted" if self.deducted(str(data.get("order_id"))) else (
+            FAILED if self.query_mode == FAILED else "not_found")
         self._count(f"points/query {status}")
         self._send(handler, 200, {"status": status})
 
