@@ -13,7 +13,12 @@ class _Server(ThreadingHTTPServer):
 
 
 class LocalHttpFake:
-    """Subclasses answer each request in ``_handle(handler)``; this runs the server around it."""
+    """Subclasses answer each request in ``_handle(handler)``; this runs the server around it.
+
+    ``protocol_version`` "HTTP/1.1" keeps connections open between requests (every answer then needs its
+    Content-Length); the default closes each after its answer."""
+
+    protocol_version = "HTTP/1.0"
 
     def __init__(self) -> None:
         self._stopping = threading.Event()
@@ -27,6 +32,8 @@ class LocalHttpFake:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = fake.protocol_version
+
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 fake._handle(self)
 

@@ -2,23 +2,19 @@
 refusal is named, and every price an order uses is guarded in its transaction."""
 from __future__ import annotations
 
-import http.client
 import json
-import threading
 import time
-from urllib.parse import urlsplit
 
 import pytest
 import requests
-from pynamodb.connection import Connection
 
 from chalice.local import LambdaContext
 
 from checkout_helpers import SETTLEMENT, Shop, assert_error, burst, make_shop, ok, summary
-from chalicelib import channels, checkout, config, models, partners
+from chalicelib import channels, checkout, partners
 from chalicelib.models import Goods, MemberRedemption, Order, PoolItem, Wallet
+from dynamo_proxy import DynamoProxy, route_through
 from fake_wallet_channel import DOWN, FAIL, NORMAL, TIMEOUT_AFTER, TIMEOUT_BEFORE
-from local_http import LocalHttpFake
 from test_events import EVENTS
 
 
@@ -167,50 +163,12 @@ def test_the_base_sale_price_is_guarded_in_the_checkout_transaction(system, ops,
 
 # --- a commit whose response was lost is not a duplicate; a replay finishes the order ----------------
 
-class LossyDynamoProxy(LocalHttpFake):
-    """An HTTP proxy in front of Dynoxide that forwards every request, but for a ``TransactWriteItems``
-    putting the order ``drop_for`` forwards it, lets Dynoxide commit it, and closes the connection without
-    the answer — the response lost after the commit that makes botocore send the request again.
-    ``drops`` is how many such answers to lose; ``seen`` records (upstream status, request token) of each."""
-
-    def __init__(self, upstream: str) -> None:
-        super().__init__()
-        self.upstream = urlsplit(upstream)
-        self.drop_for, self.drops = "", 0
-        self.seen: list[tuple[int, str | None]] = []
-        self._lock = threading.Lock()
-
-    def _handle(self, handler) -> None:
-        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
-        upstream = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=30)
-        upstream.request("POST", handler.path, body=body, headers={k: v for k, v in handler.headers.items()})
-        response = upstream.getresponse()
-        answer = response.read()
-        target = handler.headers.get("X-Amz-Target", "")
-        ours = (bool(self.drop_for) and target.endswith("TransactWriteItems") and self.drop_for.encode() in body
-                and b'"Put"' in body)  # the checkout's commit (it puts the order), not the later confirm
-        with self._lock:
-            if ours:
-                self.seen.append((response.status, json.loads(body).get("ClientRequestToken")))
-            drop = ours and self.drops > 0
-            self.drops -= drop
-        if drop:
-            handler.close_connection = True
-            return  # committed upstream; the caller never hears of it
-        handler.send_response(response.status)
-        for name, value in response.getheaders():
-            if name.lower() not in ("connection", "transfer-encoding", "content-length"):
-                handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(answer)))
-        handler.end_headers()
-        handler.wfile.write(answer)
-
-
 @pytest.fixture
 def lossy(system, monkeypatch):
-    """Transactions go through the proxy (the app runs in this process: its one transaction client is swapped)."""
-    proxy = LossyDynamoProxy(system.dynamodb.endpoint).start()
-    monkeypatch.setattr(models, "_TX_CONNECTION", Connection(region=config.REGION, host=proxy.url))
+    """Transactions go through a proxy that can lose the answer to the checkout's commit (it puts the order;
+    the later confirm does not): ``drop_for`` names the order, ``drops`` how many answers to lose."""
+    proxy = DynamoProxy(system.dynamodb.endpoint).start()
+    route_through(proxy, monkeypatch)
     yield proxy
     proxy.stop()
 
