@@ -144,14 +144,16 @@ def _price(channel: Channel, lines: Sequence[LineRequest], reads: Reads) -> tupl
 def _order(order_id: str, channel: Channel, member: Member, period_id: str, lines: list[PricedLine],
            request_hash: str) -> Order:
     remote = channel.points_mode == "remote"
+    points = sum(l.points * l.qty for l in lines)
     return Order(
         order_id, channel_code=channel.code, member_id=member.member_id, period_id=period_id,
         request_hash=request_hash, status=AWAITING if remote else PAID, points_mode=channel.points_mode,
         lines=[{"goods_id": l.goods_id, "sku_id": l.sku_id, "qty": l.qty, "price": l.price, "points": l.points,
                 "settlement_price": l.settlement_price, "supplier_id": l.supplier_id, "title": l.title,
                 "spec": l.spec} for l in lines],
-        points=sum(l.points * l.qty for l in lines), amount=sum(l.price * l.qty for l in lines),
+        points=points, amount=sum(l.price * l.qty for l in lines),
         pending_channel=channel.code if remote else None, sandbox=bool(channel.sandbox),
+        cap_counted=points if remote else None,  # what ``_count_redemption`` adds in the same transaction
     )
 
 
@@ -470,8 +472,9 @@ def _release(order: Order, reason: str) -> Order:
                                    Order.pending_channel.remove(), Order.updated_at.set(now_iso())],
                   condition=Order.status == AWAITING)
         _move_quota(tx, order, "remaining")
-        tx.update("member_cap", MemberRedemption(order.member_id, order.period_id),
-                  [MemberRedemption.redeemed.add(-int(order.points))])  # the member's cap room comes back too
+        if order.cap_counted:  # the member's cap room comes back: exactly what this order took of it
+            tx.update("member_cap", MemberRedemption(order.member_id, order.period_id),
+                      [MemberRedemption.redeemed.add(-int(order.cap_counted))])
         _stock_updates(tx, lines, {}, +1, guard_prices=False)
         return tx
 

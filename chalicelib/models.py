@@ -398,6 +398,9 @@ class Order(Model):
     failure = UnicodeAttribute(null=True)
     pending_channel = UnicodeAttribute(null=True)
     quota_takes = MapAttribute(null=True)  # quota shard number (as a string) → points debited from it
+    # Remote mode: the points this order added to the member's ``MemberRedemption`` counter at checkout,
+    # all a release may give back (orders from before the counter added nothing and have none).
+    cap_counted = NumberAttribute(null=True)
     resolve_attempts = NumberAttribute(default=0)
     sandbox = BooleanAttribute(default=False)  # a sandbox channel's: never reaches a supplier, never settled
     created_at = UnicodeAttribute(default=now_iso)

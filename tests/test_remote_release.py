@@ -4,6 +4,7 @@ cancel, and a release gives back to the member's cap counter only what the order
 from __future__ import annotations
 
 from checkout_helpers import make_shop, ok
+from chalicelib.models import MemberRedemption, Order
 from fake_wallet_channel import DOWN, FAILED, NORMAL, TIMEOUT_BEFORE
 
 
@@ -29,3 +30,32 @@ def test_a_query_answering_failed_releases_the_order_after_the_cancel(system, op
     assert order["status"] == "failed"
     assert shop.fake.balance(member) == 5000 and not shop.fake.deducted(stuck.order_id)
     assert not ok(ops.get(f"/ops/channels/{shop.code}/pending-orders"))["orders"]
+
+
+def test_a_release_gives_back_only_what_the_order_counted_against_the_cap(system, ops):
+    """An order placed before the per-member counter existed added nothing to it: released, it leaves the
+    counter as it is (before: it pushed the counter 1,200 lower than the member's redemptions, loosening
+    the cap by as much); an order that counted gives back exactly its points."""
+    shop = make_shop(system, ops, "remote", cap=3 * 1200)
+    member = shop.member(points=10**6)
+    usage = lambda: int(MemberRedemption.get(shop.member_ids[member], shop.period_id,  # noqa: E731
+                                             consistent_read=True).redeemed)
+    assert shop.place(ops.session, member).body["status"] == "paid"
+    shop.fake.deduct_mode, shop.fake.cancel_mode = TIMEOUT_BEFORE, DOWN
+    legacy, counted = shop.place(ops.session, member), shop.place(ops.session, member)
+    assert [a.body["status"] for a in (legacy, counted)] == ["awaiting_deduction"] * 2
+    assert Order.get(counted.order_id, consistent_read=True).cap_counted == 1200
+    assert usage() == 3 * 1200
+    # ``legacy`` as an order from before the counter: no record on it, and its points not in the counter.
+    Order(legacy.order_id).update(actions=[Order.cap_counted.remove()])
+    MemberRedemption(shop.member_ids[member], shop.period_id).update(actions=[MemberRedemption.redeemed.add(-1200)])
+    assert usage() == 2 * 1200
+
+    shop.fake.deduct_mode, shop.fake.cancel_mode = NORMAL, NORMAL
+    assert ok(ops.post(f"/ops/channels/{shop.code}/pending-orders/resolve")) == {
+        "paid": 0, "failed": 2, "awaiting_deduction": 0}
+    assert usage() == 1200                            # the paid order's points, and nothing taken below them
+    assert [shop.place(ops.session, member).body["status"] for _ in range(2)] == ["paid", "paid"]
+    refused = shop.place(ops.session, member)
+    assert (refused.status, refused.code) == (409, "member_cap_exceeded"), refused.body
+    assert usage() == 3 * 1200 and shop.fake.deducted_total() == 3 * 1200
