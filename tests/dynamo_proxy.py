@@ -55,7 +55,7 @@ class DynamoProxy(LocalHttpFake):
     * ``conflicts(share, plain_share)``: that share of ``TransactWriteItems`` (and of plain writes) is answered
       with DynamoDB's conflict error instead of being forwarded; ``rng`` is seeded, so a run draws the same
       sequence. ``injected`` counts the answers made up, ``forwarded`` the requests Dynoxide saw, by operation.
-      ``only`` narrows the injection to requests whose body it accepts (e.g. those naming a table).
+      ``only`` narrows the injection to requests whose body it accepts (``writing(Model)``), ``times`` caps it.
     * ``drop_for`` / ``drops``: for a ``TransactWriteItems`` putting an item whose body contains ``drop_for``,
       forward it (Dynoxide commits), then close the connection without the answer, ``drops`` times; ``seen``
       records (upstream status, ClientRequestToken) of every such request.
@@ -69,6 +69,7 @@ class DynamoProxy(LocalHttpFake):
         self.rng = random.Random(seed)
         self.share = self.plain_share = 0.0
         self.only: Callable[[bytes], bool] = lambda body: True
+        self.times: int | None = None
         self.injected: Counter = Counter()
         self.forwarded: Counter = Counter()
         self.drop_for, self.drops = "", 0
@@ -76,10 +77,10 @@ class DynamoProxy(LocalHttpFake):
         self._lock = threading.Lock()
         self._local = threading.local()
 
-    def conflicts(self, share: float, plain_share: float = 0.0,
-                  only: Callable[[bytes], bool] | None = None) -> "DynamoProxy":
+    def conflicts(self, share: float, plain_share: float = 0.0, only: Callable[[bytes], bool] | None = None,
+                  times: int | None = None) -> "DynamoProxy":
         with self._lock:
-            self.share, self.plain_share = share, plain_share
+            self.share, self.plain_share, self.times = share, plain_share, times
             self.only = only or (lambda body: True)
         return self
 
@@ -92,9 +93,10 @@ class DynamoProxy(LocalHttpFake):
         else:
             return None
         with self._lock:
-            if not share or not self.only(body) or self.rng.random() >= share:
+            if not share or self.times == 0 or not self.only(body) or self.rng.random() >= share:
                 return None
             self.injected[operation] += 1
+            self.times = None if self.times is None else self.times - 1
             if operation != "TransactWriteItems":
                 return plain_conflict_answer()
             actions = len(json.loads(body)["TransactItems"])
