@@ -120,6 +120,25 @@ def test_redeem_from_a_printed_entry_link(system, ops, shown: Demo, code: str) -
         assert (deduction["outcome"], deduction["points"]) == ("deducted", order["points"])
 
 
+@pytest.mark.parametrize("code", ["bank-a", "telecom-b"])
+def test_demo_goods_show_their_pictures(system, shown: Demo, code: str) -> None:
+    """Every demo goods carries the picture its supplier uploaded: the catalog and the detail link PNGs."""
+    channel = next(c for c in shown.seeded.channels if c["code"] == code)
+    browser = _enter(shown.reference.open_store_link(code, channel["members"][0], "signed"))
+    items = _ok(browser.get(f"{system.base_url}/api/{code}/catalog", timeout=30))["items"]
+    assert items and all(item["image"] for item in items), items
+    pictures = set()
+    for item in items:
+        picture = requests.get(item["image"], timeout=30)   # a presigned link: no session needed
+        assert picture.status_code == 200 and picture.headers["Content-Type"] == "image/png", picture.text[:200]
+        assert picture.content.startswith(b"\x89PNG\r\n\x1a\n") and picture.content[12:16] == b"IHDR"
+        pictures.add(picture.content)
+    assert len(pictures) == len(items)                        # each goods its own tile
+    detail = _ok(browser.get(f"{system.base_url}/api/{code}/goods/{items[0]['goods_id']}", timeout=30))
+    assert len(detail["images"]) == 1
+    assert requests.get(detail["images"][0], timeout=30).content.startswith(b"\x89PNG")
+
+
 def test_wrong_payment_password_is_refused_by_the_reference_back_end(system, shown: Demo) -> None:
     browser = _enter(shown.reference.open_store_link("bank-a", "M1002", "signed"))
     goods_id = _ok(browser.get(f"{system.base_url}/api/bank-a/catalog", timeout=30))["items"][0]["goods_id"]

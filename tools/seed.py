@@ -2,7 +2,9 @@
 and (``demo``) a reference channel back end wired to both channels so a person can redeem in each.
 
 Catalogue seeding goes through the same business functions the API calls, so demo data obeys every
-rule (review, loss guard, audit). Wiring the channels goes over HTTP, as ops and a channel would:
+rule (review, loss guard, audit). Each goods' picture (``tools.demo_images``) is uploaded over HTTP as a
+supplier would: a signed upload link, the POST to storage, the upload check, then the goods reference
+it. Wiring the channels goes over HTTP, as ops and a channel would:
 ops set the back end URL and open a period; the hosted channel grants its members points through
 the signed partner API; the remote channel's members hold points in the reference back end's wallet.
 """
@@ -15,6 +17,7 @@ import requests
 
 from chalicelib import channels, goods, pools, suppliers
 from chalicelib.schemas import ChannelCreate, GoodsDraft, PoolPricing, SupplierApplication
+from tools.demo_images import tile
 from tools.reference_channel import ReferenceChannel
 
 ACTOR = "ops:seed"
@@ -39,6 +42,10 @@ GOODS = [
      ("NW-LAMP", "LED desk lamp", "home", [("STD", "standard", 11900, 70)]),
      ("NW-BOTTLE", "Insulated bottle 500 ml", "home", [("RED", "red", 3900, 300), ("BLUE", "blue", 3900, 300)])],
 ]
+
+# One tile colour per goods, in catalogue order.
+COLOURS = [(46, 125, 50), (121, 85, 72), (239, 108, 0), (249, 168, 37), (255, 143, 0), (198, 40, 40),
+           (84, 110, 122), (0, 131, 143), (40, 53, 147), (106, 27, 154), (0, 105, 92), (173, 20, 87)]
 
 CHANNELS = [
     dict(code="bank-a", name="Bank A Rewards", contact_name="Chen Jie", phone="4008800001",
@@ -67,22 +74,52 @@ class Seeded:
     goods_ids: list[str] = field(default_factory=list)
 
 
-def seed() -> Seeded:
+def upload_image(base_url: str, api_key: str, png: bytes) -> str:
+    """An image uploaded the way a supplier does: a signed upload link, then the POST to storage. Its
+    upload id; the upload check (S3's event runs the ``upload_created`` Lambda) follows on its own."""
+    link = _ok(requests.post(f"{base_url}/supplier/uploads", headers={"X-Api-Key": api_key}, timeout=30,
+                             json={"kind": "image", "content_type": "image/png"}), "image upload link")
+    stored = requests.post(link["url"], data=link["fields"], timeout=30,
+                           files={"file": ("picture.png", png, link["content_type"])})
+    if stored.status_code not in (200, 201, 204):
+        raise RuntimeError(f"image upload: {stored.status_code} {stored.text}")
+    return link["upload_id"]
+
+
+def wait_checked(base_url: str, api_key: str, upload_id: str) -> None:
+    """Until the upload check passed the image (goods may only reference a processed image upload)."""
+    deadline = time.monotonic() + 30
+    while (status := _ok(requests.get(f"{base_url}/supplier/uploads/{upload_id}", headers={"X-Api-Key": api_key},
+                                      timeout=30), "image upload status")["status"]) == "issued":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"image upload {upload_id} was not checked within 30 s")
+        time.sleep(0.02)
+    if status != "processed":
+        raise RuntimeError(f"image upload {upload_id} is {status}")
+
+
+def seed(base_url: str) -> Seeded:
+    """The demo catalogue and channels on the app running at ``base_url`` (goods pictures go through it)."""
     out = Seeded()
-    for (name, contact, phone, licence), catalogue in zip(SUPPLIERS, GOODS):
+    for name, contact, phone, licence in SUPPLIERS:
         supplier, key = suppliers.create_by_ops(SupplierApplication(
             name=name, contact_name=contact, phone=phone, licence_no=licence,
             bank_account={"bank": "ICBC Shanghai", "account_name": name, "account_no": "6222020000000000"},
         ), ACTOR)
         out.suppliers.append({"id": supplier.supplier_id, "name": name, "api_key": key.api_key})
-        for ref, title, category, skus in catalogue:
-            draft = GoodsDraft(ref=ref, title=title, category=category, description=f"{title} from {name}.",
-                               skus=[{"sku_id": s, "spec": spec, "settlement_price": p, "stock": n}
-                                     for s, spec, p, n in skus])
-            created = goods.publish(supplier.supplier_id, draft, f"supplier:{supplier.supplier_id}")
-            # Base sale price: settlement plus 20 %, rounded up to a whole yuan.
-            goods.approve(created.goods_id, {s: -(-p * 12 // 1000) * 100 for s, _, p, _ in skus}, False, ACTOR)
-            out.goods_ids.append(created.goods_id)
+    listed = [(supplier, row) for supplier, catalogue in zip(out.suppliers, GOODS) for row in catalogue]
+    # Every picture uploaded first, so their checks run while the next ones upload.
+    images = [upload_image(base_url, supplier["api_key"], tile(title[0], COLOURS[i % len(COLOURS)]))
+              for i, (supplier, (_, title, _, _)) in enumerate(listed)]
+    for (supplier, (ref, title, category, skus)), image in zip(listed, images):
+        wait_checked(base_url, supplier["api_key"], image)
+        draft = GoodsDraft(ref=ref, title=title, category=category, description=f"{title} from {supplier['name']}.",
+                           images=[image], skus=[{"sku_id": s, "spec": spec, "settlement_price": p, "stock": n}
+                                                 for s, spec, p, n in skus])
+        created = goods.publish(supplier["id"], draft, f"supplier:{supplier['id']}")
+        # Base sale price: settlement plus 20 %, rounded up to a whole yuan.
+        goods.approve(created.goods_id, {s: -(-p * 12 // 1000) * 100 for s, _, p, _ in skus}, False, ACTOR)
+        out.goods_ids.append(created.goods_id)
     for spec in CHANNELS:
         channel = channels.create(ChannelCreate(**spec), ACTOR)
         out.channels.append({"code": channel.code, "secret": channel.secret, "points_mode": channel.points_mode,
@@ -120,7 +157,7 @@ def _ok(response: requests.Response, what: str) -> dict:
 
 def demo(base_url: str, ops_token: str, reference_port: int = 0) -> Demo:
     """Seed, start the reference channel back end, and make both demo channels ready to redeem."""
-    seeded = seed()
+    seeded = seed(base_url)
     reference = ReferenceChannel(base_url, reference_port).start()
     ops = requests.Session()
     ops.headers["Authorization"] = f"Bearer {ops_token}"
