@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterable
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.models import Model
 
-from chalicelib import audit, endpoints
+from chalicelib import audit, endpoints, quotas
 from chalicelib.errors import Conflict, NotFound
 from chalicelib.models import Channel, Quota, condition_failed, now_iso, transaction
 if TYPE_CHECKING:  # annotations only: pydantic loads with the first request that sends a body
@@ -116,6 +116,10 @@ def edit(code: str, fields: ChannelFields, actor: str) -> Channel:
         return channel
     actions = [getattr(Channel, k).set(v) for k, v in changed.items()]
     changes = [("edited", k, getattr(channel, k), v) for k, v in changed.items()]
+    if "points_per_yuan" in changed:  # every price in points moves: re-price, as a sub-pool change does
+        return _update(channel, actions + [Channel.pricing_version.add(1)], changes, actor,
+                       Channel.code.exists() & quotas.same_period(channel),
+                       [(Quota(code, key), [Quota.pricing_version.add(1)]) for key in quotas.current_keys(channel)])
     return _update(channel, actions, changes, actor)
 
 

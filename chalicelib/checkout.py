@@ -2,10 +2,11 @@
 
 Everything that limits a redemption is a condition inside one
 ``TransactWriteItems``: the channel is active and still in this period, the
-quota shard(s) debited have room and are in the period, the wallet lots hold
-the points and are unexpired, each SKU has stock at the settlement price and
-channel price read, and the order id (derived from the member's idempotency
-key) is unused. Over-redemption is impossible because no write happens unless
+quota shard(s) debited have room, are in the period and carry the channel's
+pricing version read (no sub-pool price or points rate changed since), the
+wallet lots hold the points and are unexpired, each SKU has stock at the
+settlement and base price read, and the order id (derived from the member's
+idempotency key) is unused. Over-redemption is impossible because no write happens unless
 every condition holds at once.
 
 Remote mode reserves quota and stock in that transaction, then asks the
@@ -28,8 +29,8 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from chalicelib import channels, goods as goods_mod, members, partners, payment_auth, pools, quotas
 from chalicelib.errors import Busy, Conflict, DomainError, Forbidden, NotFound, Unprocessable
 from chalicelib.models import (
-    Channel, Contended, Goods, LabelledTransaction, Member, MemberRedemption, Order, PoolItem, Quota, Refused, Stock,
-    Wallet, batch_read, commit_retrying, now_iso,
+    Channel, Contended, Goods, LabelledTransaction, Member, MemberRedemption, Order, PaymentGuard, PoolItem, Quota,
+    Refused, Stock, Wallet, batch_read, commit_retrying, now_iso,
 )
 from chalicelib.observability import count, logger
 from chalicelib.orders import lines_of
@@ -98,17 +99,26 @@ class Reads:
     wallet: Wallet | None
     items: dict[str, PoolItem]
     goods: dict[str, Goods]
+    quota: quotas.Period | None  # None: read it with ``quotas.current`` (no shard count, or no period)
+    guard: PaymentGuard | None  # where a one-time code confirms the payment (blank if the member has none)
 
 
 def _read(channel: Channel, member_id: str, order_id: str, lines: Sequence[LineRequest]) -> Reads:
-    """The order (a replay?), member, wallet, sub-pool items, goods and their lines' ``Stock`` items in one
-    round trip instead of six; goods from before ``Stock`` items get theirs here (backfill on read)."""
+    """The order (a replay?), member, wallet, sub-pool items, goods, their lines' ``Stock`` items, the
+    period's quota shards and (OTP) the payment guard in one round trip; goods from before ``Stock``
+    items get theirs here (backfill on read), channels from before the shard count a Query for the shards.
+
+    Sub-pool items are read strongly consistent and after the channel (the route's read): with the
+    shards' condition on the channel's pricing version, they are the prices in force at commit."""
     ids = sorted({l.goods_id for l in lines})
     stock_keys = sorted({(l.goods_id, l.sku_id) for l in lines})
+    shard_keys = quotas.shard_keys(channel) or []
     found = batch_read({Order: [(order_id,)], Member: [(member_id,)],
                         Wallet: [(member_id,)] if channel.points_mode == "hosted" else [],
                         PoolItem: [(channel.code, g) for g in ids], Goods: [(g,) for g in ids],
-                        Stock: stock_keys}, consistent=(Order, Wallet))
+                        Stock: stock_keys, Quota: [(channel.code, k) for k in shard_keys],
+                        PaymentGuard: [(member_id,)] if channel.payment_auth == "otp" else []},
+                       consistent=(Order, Wallet, PoolItem, Quota, PaymentGuard))
     goods = {g.goods_id: g for g in found[Goods]}
     have = {(s.goods_id, s.sku_id) for s in found[Stock]}
     missing = {gid for gid, sku in stock_keys if (gid, sku) not in have and gid in goods
@@ -116,8 +126,11 @@ def _read(channel: Channel, member_id: str, order_id: str, lines: Sequence[LineR
     if missing:
         goods_mod.stock_items([goods[g] for g in sorted(missing)])
     first = lambda items: items[0] if items else None  # noqa: E731
+    quota = quotas.of_items(channel.code, channel.current_period, found[Quota]) if shard_keys else None
+    guard = (first(found[PaymentGuard]) or payment_auth.blank_guard(member_id)) if channel.payment_auth == "otp" \
+        else None
     return Reads(first(found[Order]), first(found[Member]), first(found[Wallet]),
-                 {i.goods_id: i for i in found[PoolItem]}, goods)
+                 {i.goods_id: i for i in found[PoolItem]}, goods, quota, guard)
 
 
 def _price(channel: Channel, lines: Sequence[LineRequest], reads: Reads) -> tuple[list[PricedLine], dict[str, Goods],
@@ -229,12 +242,27 @@ def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineReques
     member = reads.member
     if member is None or member.channel_code != channel.code:
         raise NotFound("member_not_found", "no such member")
-    proof = payment_auth.confirm(channel, member, password, otp, now)
+    proof = payment_auth.confirm(channel, member, password, otp, now, reads.guard)
+    try:
+        return _commit(channel, member, order_id, request_hash, lines, reads, proof, now)
+    finally:
+        proof.settle()  # after the commit (or refusal): a right answer gives its attempt slot back
+
+
+def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, lines: Sequence[LineRequest],
+            reads: Reads, proof: payment_auth.Proof, now: float | None) -> tuple[Order, bool]:
+    """Price and commit the order, reading again after each lost race (the first attempt uses ``reads``)."""
     for attempt in range(COMMIT_ATTEMPTS):
-        if attempt:  # lost a race: read again (the first attempt uses the reads above)
-            reads = _read(channel, member_id, order_id, lines)
+        if attempt:
+            reads = _read(channel, member.member_id, order_id, lines)
         now_ = time.time() if now is None else now
-        quota = quotas.current(channel)  # every shard of the period, one Query
+        quota = reads.quota or quotas.current(channel)
+        version = quotas.pricing_version(channel)
+        if quota.selling and quota.pricing_versions != {version}:
+            # Ops re-priced after the channel was read, or between the reads: read the channel (strongly) and
+            # then everything again, so the sub-pool prices read are those of the version the shards carry.
+            channel = _reread(channel)
+            continue
         if not quota.selling:
             raise _not_selling(channel)
         if not int(quota.starts_at) <= now_ < int(quota.ends_at):
@@ -259,14 +287,12 @@ def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineReques
         order.quota_takes = {str(shard): used for shard, used in takes.items()}
         tx = LabelledTransaction(_request_token(order_id, attempt))
         tx.put("order", order, condition=Order.order_id.does_not_exist())
-        for goods_id, item in items.items():
-            tx.check(f"price:{goods_id}", PoolItem, channel.code, goods_id,
-                     condition=PoolItem.updated_at == item.updated_at)
-        for shard, used in takes.items():  # the period condition rides on every shard debited
+        for shard, used in takes.items():  # the period and pricing conditions ride on every shard debited
             held = Quota.reserved.add(used) if channel.points_mode == "remote" else Quota.spent.add(used)
             tx.update(f"quota:{shard}", quota.shards[shard], [Quota.remaining.add(-used), held],
                       condition=(Quota.remaining >= used) & (Quota.starts_at <= int(now_))
-                      & (Quota.ends_at > int(now_)) & (Quota.selling == True))  # noqa: E712
+                      & (Quota.ends_at > int(now_)) & (Quota.selling == True)  # noqa: E712
+                      & quotas.priced_at(version))
         if wallet is not None:
             _debit_wallet(tx, wallet, points, now_)
         else:
@@ -281,9 +307,10 @@ def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineReques
                 if replay is not None:
                     return _finish(replay, channel, replay=True), False
             rest = [l for l in refused.labels if not l.startswith("quota:")]
-            if len(rest) < len(refused.labels) or rest == ["wallet"] or any(l.startswith("price:") for l in rest):
-                # Another order took the chosen quota shard or spent from the same lots, or ops re-priced:
-                # read again. The reads decide a real refusal (quota total short, period over, points short).
+            if len(rest) < len(refused.labels) or rest == ["wallet"]:
+                # Another order took the chosen quota shard or spent from the same lots, or ops re-priced (the
+                # shard's pricing version moved): read again. The reads decide a real refusal (quota total
+                # short, period over, points short); a new pricing version is seen there and re-read.
                 _backoff(attempt)
                 continue
             count("CheckoutRefused")
@@ -294,6 +321,13 @@ def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineReques
         count("OrdersPlaced")
         return _finish(order, channel, member), True
     raise Busy("busy", "too many orders at once; retry with the same Idempotency-Key")
+
+
+def _reread(channel: Channel) -> Channel:
+    try:
+        return Channel.get(channel.code, consistent_read=True)
+    except DoesNotExist:
+        raise NotFound("channel_not_found", f"no channel {channel.code}") from None
 
 
 def _request_token(order_id: str, attempt: int) -> str:

@@ -207,6 +207,13 @@ class Channel(Model):
     secret_proven_at = NumberAttribute(null=True)
     status = UnicodeAttribute(default="active")
     current_period = UnicodeAttribute(null=True)
+    # How many quota shard items the current period has (written with ``current_period``), so checkout
+    # reads them by key in its one BatchGetItem; channels from before it are found by a Query.
+    quota_shards = NumberAttribute(null=True)
+    # Raised, with the same field on every shard of the current period, by every change of what the
+    # channel sells at which price (sub-pool items, points per yuan): checkout conditions the shards it
+    # debits on the version it read with the channel, instead of a condition check per sub-pool item.
+    pricing_version = NumberAttribute(null=True)
     payment_auth = UnicodeAttribute(default="channel_password")
     created_at = UnicodeAttribute(default=now_iso)
     updated_at = UnicodeAttribute(default=now_iso)
@@ -314,6 +321,9 @@ class Quota(Model):
     grant_room = NumberAttribute()
     granted = NumberAttribute(default=0)
     selling = BooleanAttribute(default=True)
+    # The channel's ``pricing_version`` (copied when the period opens, raised with it): checkout's guard
+    # that the sub-pool prices it read are still the channel's at commit.
+    pricing_version = NumberAttribute(null=True)
     created_at = UnicodeAttribute(default=now_iso)
 
 
@@ -532,6 +542,10 @@ class LabelledTransaction:
     def check(self, label: str, model: type[Model], hash_key: Any, range_key: Any = None, condition=None) -> None:
         self._tx.condition_check(model, hash_key, range_key, condition=condition)
         self._labels["check"].append(label)
+
+    def delete(self, label: str, item: Model, condition=None) -> None:
+        self._tx.delete(item, condition=condition)
+        self._labels["delete"].append(label)
 
     def put(self, label: str, item: Model, condition=None) -> None:
         self._tx.save(item, condition=condition)

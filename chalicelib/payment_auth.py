@@ -45,11 +45,16 @@ class Locked(DomainError):
     status = 429
 
 
+def blank_guard(member_id: str) -> PaymentGuard:
+    """The state of a member who has no guard item yet."""
+    return PaymentGuard(member_id, failures=0, locked_until=0, otp_attempts=0)
+
+
 def _guard(member_id: str) -> PaymentGuard:
     try:
         return PaymentGuard.get(member_id, consistent_read=True)
     except DoesNotExist:
-        return PaymentGuard(member_id, failures=0, locked_until=0, otp_attempts=0)
+        return blank_guard(member_id)
 
 
 def _locked(guard: PaymentGuard, now: float) -> bool:
@@ -152,8 +157,13 @@ def send_otp(channel: Channel, member: Member, now: float | None = None) -> dict
 
 @dataclass(frozen=True)
 class Proof:
-    """A verified confirmation; an OTP proof is spent by the transaction it is bound to."""
+    """A verified confirmation; an OTP proof is spent by the transaction it is bound to.
 
+    A right answer still holds its attempt slot until ``settle``: the caller settles once its
+    transaction committed or was refused (in a ``finally``), so clearing the slot is not one more
+    round trip before the transaction, and a right answer never ends up counted as a wrong one."""
+
+    member_id: str
     guard: PaymentGuard | None = None
     otp_hash: str | None = None
 
@@ -162,11 +172,14 @@ class Proof:
             tx.update("otp", self.guard, [PaymentGuard.otp_hash.remove(), PaymentGuard.failures.set(0)],
                       condition=PaymentGuard.otp_hash == self.otp_hash)
 
+    def settle(self) -> None:
+        _right(self.member_id)
 
-def _confirm_otp(member: Member, otp: str | None, now: float) -> Proof:
+
+def _confirm_otp(member: Member, otp: str | None, now: float, guard: PaymentGuard | None) -> Proof:
     if not otp:
         raise Unprocessable("validation_error", "this channel confirms payments with a one-time code", "otp")
-    guard = _guard(member.member_id)
+    guard = _guard(member.member_id) if guard is None else guard
     if _locked(guard, now):
         raise _locked_error()
     if not guard.otp_hash or int(guard.otp_expires_at or 0) <= now:
@@ -174,8 +187,7 @@ def _confirm_otp(member: Member, otp: str | None, now: float) -> Proof:
     taken = _reserve(member.member_id, _fingerprint(member.member_id, "otp", otp), now)
     if not hmac.compare_digest(guard.otp_hash, _otp_hash(member.member_id, otp)):
         raise _wrong(member.member_id, taken, now, True, "wrong_otp", "the code is not right")
-    _right(member.member_id)
-    return Proof(guard, guard.otp_hash)
+    return Proof(member.member_id, guard, guard.otp_hash)
 
 
 def _confirm_password(channel: Channel, member: Member, password: str | None, now: float) -> Proof:
@@ -194,14 +206,16 @@ def _confirm_password(channel: Channel, member: Member, password: str | None, no
         raise
     if answer["valid"] is not True:
         raise _wrong(member.member_id, taken, now, False, "wrong_password", "the payment password is not right")
-    _right(member.member_id)
-    return Proof()
+    return Proof(member.member_id)
 
 
 def confirm(channel: Channel, member: Member, password: str | None, otp: str | None,
-            now: float | None = None) -> Proof:
-    """Verify before any spend: the channel's password API, or the member's current one-time code."""
+            now: float | None = None, guard: PaymentGuard | None = None) -> Proof:
+    """Verify before any spend: the channel's password API, or the member's current one-time code.
+
+    ``guard`` is the member's guard as the caller already read it (strongly consistent, ``blank_guard``
+    when absent), to spare a read; the returned proof must be ``settle``d once the spend is decided."""
     now = time.time() if now is None else now
     if channel.payment_auth == "otp":
-        return _confirm_otp(member, otp, now)
+        return _confirm_otp(member, otp, now, guard)
     return _confirm_password(channel, member, password, now)

@@ -3,7 +3,9 @@
 The sale view joins each sub-pool item with its goods at read time, so goods
 that leave the master pool (off sale, rejected, back in review) leave every
 channel's sale view at once, and a price rule is evaluated against the
-settlement price in force.
+settlement price in force. Every sub-pool change re-prices the channel
+(``quotas.reprice``) in its own transaction: checkouts priced before it fail
+their quota shard's pricing-version condition and read the new prices.
 """
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ from typing import TYPE_CHECKING
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib import audit, channels, goods as goods_mod
+from chalicelib import audit, channels, goods as goods_mod, quotas
 from chalicelib.errors import Conflict, NotFound, Unprocessable
-from chalicelib.models import Goods, PoolItem, now_iso, transaction
+from chalicelib.models import Channel, Goods, LabelledTransaction, PoolItem, Refused, commit_retrying, now_iso
 from chalicelib.pricing import SkuPrice, guard_loss, points_for, rule_price, sku_price
 if TYPE_CHECKING:  # annotations only: pydantic loads with the first request that sends a body
     from chalicelib.schemas import PoolPricing
@@ -26,7 +28,7 @@ def _rules(item: PoolItem) -> dict[str, dict]:
 
 def put(code: str, goods_id: str, pricing: PoolPricing, actor: str) -> PoolItem:
     """Add goods to the sub-pool, or replace its prices. Loss prices need ``allow_loss`` per SKU."""
-    channels.get(code)
+    channel = channels.get(code)
     goods = goods_mod.get(goods_id)
     if goods.status != goods_mod.APPROVED:
         raise Conflict("goods_not_in_master_pool", f"goods {goods_id} is {goods.status}, not approved")
@@ -44,9 +46,9 @@ def put(code: str, goods_id: str, pricing: PoolPricing, actor: str) -> PoolItem:
     except DoesNotExist:
         old = None
     item = PoolItem(code, goods_id, prices=rules, added_by=actor, updated_at=now_iso())
-    with transaction() as tx:
-        tx.save(item)
-        audit.add(tx, f"pool#{code}#{goods_id}", actor, "priced" if old is not None else "added", "prices", old, rules)
+    _commit(channel, lambda tx: tx.put("pool", item),
+            lambda: audit.row(f"pool#{code}#{goods_id}", actor, "priced" if old is not None else "added", "prices",
+                              old, rules))
     return item
 
 
@@ -55,9 +57,25 @@ def remove(code: str, goods_id: str, actor: str) -> None:
         item = PoolItem.get(code, goods_id)
     except DoesNotExist:
         raise NotFound("pool_item_not_found", f"goods {goods_id} is not in channel {code}'s sub-pool") from None
-    with transaction() as tx:
-        tx.delete(item)
-        audit.add(tx, f"pool#{code}#{goods_id}", actor, "removed", "prices", _rules(item), None)
+    channel = channels.get(code)
+    _commit(channel, lambda tx: tx.delete("pool", item),
+            lambda: audit.row(f"pool#{code}#{goods_id}", actor, "removed", "prices", _rules(item), None))
+
+
+def _commit(channel: Channel, change, audit_row) -> None:
+    """A sub-pool change with its audit row and the channel's re-price (``quotas.reprice``) in one
+    transaction, so no checkout priced before it can commit after it."""
+    def build() -> LabelledTransaction:
+        tx = LabelledTransaction()
+        change(tx)
+        tx.put("audit", audit_row())
+        quotas.reprice(tx, channel)
+        return tx
+
+    try:
+        commit_retrying(build)
+    except Refused:
+        raise Conflict("concurrent_update", f"channel {channel.code} changed meanwhile; retry") from None
 
 
 def _goods_by_id(ids: list[str]) -> dict[str, Goods]:

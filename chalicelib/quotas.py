@@ -65,8 +65,65 @@ class Period:
     def selling(self) -> bool:
         return all(q.selling is not False for q in self.shards.values())
 
+    @property
+    def pricing_versions(self) -> set[int]:
+        """The channel pricing versions the shards carry (one, unless a re-price committed between reads)."""
+        return {int(q.pricing_version or 0) for q in self.shards.values()}
+
     def by_shard(self, field: str) -> dict[int, int]:
         return {i: int(getattr(q, field)) for i, q in self.shards.items()}
+
+
+def pricing_version(channel: Channel) -> int:
+    return int(channel.pricing_version or 0)
+
+
+def priced_at(version: int):
+    """The condition a debited shard carries: the channel's prices are still those of ``version``."""
+    if version == 0:  # never re-priced since the field exists: absent on the shards, or 0
+        return Quota.pricing_version.does_not_exist() | (Quota.pricing_version == 0)
+    return Quota.pricing_version == version
+
+
+def shard_keys(channel: Channel) -> list[str] | None:
+    """The current period's shard keys when the channel item knows how many there are, else None."""
+    if not channel.current_period or not channel.quota_shards:
+        return None
+    return [shard_key(channel.current_period, i) for i in range(int(channel.quota_shards))]
+
+
+def of_items(code: str, period_id: str, items: list[Quota]) -> Period | None:
+    """A period from its shard items as read by key; None unless every shard is there."""
+    found = {_shard_number(period_id, q.period_id): q for q in items}
+    found.pop(None, None)
+    if 0 not in found or len(found) != len(items) or sorted(found) != list(range(len(found))):
+        return None
+    return Period(code, period_id, dict(sorted(found.items())))
+
+
+def reprice(tx: LabelledTransaction, channel: Channel) -> None:
+    """In a transaction that changes what the channel sells at which price: raise its pricing version on the
+    channel and on every shard of its current period, and refuse (label ``channel``) if the period changed
+    since ``channel`` was read. Checkouts priced before it then fail their shard condition and read again."""
+    tx.update("channel", channel, [Channel.pricing_version.add(1), Channel.updated_at.set(now_iso())],
+              condition=same_period(channel))
+    for key in current_keys(channel):
+        tx.update(f"reprice:{key}", Quota(channel.code, key), [Quota.pricing_version.add(1)],
+                  condition=Quota.period_id.exists())
+
+
+def current_keys(channel: Channel) -> list[str]:
+    """The current period's shard keys: from the channel item, or one Query for channels from before the count."""
+    if not channel.current_period:
+        return []
+    return shard_keys(channel) or [q.period_id for q in get(channel.code, channel.current_period).shards.values()]
+
+
+def same_period(channel: Channel):
+    """Condition on the channel item: its current period is still the one ``channel`` was read with."""
+    if channel.current_period:
+        return Channel.current_period == channel.current_period
+    return Channel.code.exists() & Channel.current_period.does_not_exist()
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -114,8 +171,10 @@ def open_period(code: str, period_id: str, starts_at: int, ends_at: int, quota_p
         raise Conflict("period_exists", f"channel {code} already has period {period_id}", "period_id")
     limit = int(channel.redemption_quota) if quota_points is None else quota_points
     selling = channel.status == channels.ACTIVE
+    version = pricing_version(channel)  # the new shards carry it; the channel's condition below keeps it current
     items = {i: Quota(code, shard_key(period_id, i), starts_at=starts_at, ends_at=ends_at, limit=share,
-                      remaining=share, reserved=0, spent=0, grant_room=share, granted=0, selling=selling)
+                      remaining=share, reserved=0, spent=0, grant_room=share, granted=0, selling=selling,
+                      pricing_version=version)
              for i, share in enumerate(split(limit, shards))}
     previous = get(code, channel.current_period) if channel.current_period else None
 
@@ -125,10 +184,11 @@ def open_period(code: str, period_id: str, starts_at: int, ends_at: int, quota_p
             tx.put(f"period:{i}", item, condition=Quota.period_id.does_not_exist())
         for i, item in (previous.shards.items() if previous else ()):
             tx.update(f"closed:{i}", item, [Quota.selling.set(False)])  # the old period stops selling with it
-        tx.update("channel", channel, [Channel.current_period.set(period_id), Channel.updated_at.set(now_iso())],
-                  condition=(Channel.status == channel.status) & (Channel.current_period == channel.current_period)
-                  if channel.current_period else (Channel.status == channel.status)
-                  & Channel.current_period.does_not_exist())
+        same_version = (Channel.pricing_version == version) if version else (
+            Channel.pricing_version.does_not_exist() | (Channel.pricing_version == 0))
+        tx.update("channel", channel, [Channel.current_period.set(period_id), Channel.quota_shards.set(shards),
+                                       Channel.updated_at.set(now_iso())],
+                  condition=(Channel.status == channel.status) & same_period(channel) & same_version)
         tx.put("audit", audit.row(f"channel#{code}", actor, "period_opened", "current_period",
                                   channel.current_period, {"period_id": period_id, "quota": limit, "shards": shards,
                                                            "starts_at": starts_at, "ends_at": ends_at}))

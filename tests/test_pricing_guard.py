@@ -1,0 +1,164 @@
+"""The channel's prices are guarded by its pricing version (issue 7, checkout capacity): every sub-pool
+change and every points-per-yuan change raises the version on the channel and on the current period's
+quota shards in its own transaction, and a checkout conditions the shards it debits on the version it
+read with the channel. So a checkout priced before a change never commits after it: it reads again
+and sells at the new price."""
+from __future__ import annotations
+
+import threading
+import time
+
+from checkout_helpers import PRICE, burst, make_shop, ok, summary, ts
+from chalicelib import checkout
+from chalicelib.models import Channel, Quota
+
+NEW_PRICE = 1500
+
+
+class CommitCounter:
+    """Counts checkout transactions, and runs ``change`` once just before the first one commits: the
+    window between a checkout's reads (prices, channel) and its commit."""
+
+    def __init__(self, monkeypatch, change=None) -> None:
+        self.change, self.commits = change, 0
+        real, counter = checkout.LabelledTransaction, self
+
+        class Hooked(real):
+            def commit(self) -> None:
+                counter.commits += 1
+                if counter.commits == 1 and counter.change is not None:
+                    counter.change()
+                super().commit()
+
+        monkeypatch.setattr(checkout, "LabelledTransaction", Hooked)
+
+
+def funded(system, ops, **shop_args):
+    shop = make_shop(system, ops, "hosted", **shop_args)
+    member = shop.member()
+    ok(shop.grant(member, 100_000), 201)
+    return shop, member
+
+
+def reprice(shop, price: int) -> None:
+    ok(shop.ops.put(f"/ops/channels/{shop.code}/pool/{shop.goods_id}", json={"prices": {shop.sku_id: {"price": price}}}))
+
+
+def test_a_reprice_between_read_and_commit_makes_the_checkout_read_again_and_sell_at_the_new_price(
+        system, ops, monkeypatch):
+    shop, member = funded(system, ops)
+    hook = CommitCounter(monkeypatch, lambda: reprice(shop, NEW_PRICE))
+    attempt = shop.place(ops.session, member)
+    assert attempt.status == 201, attempt.body
+    assert hook.commits == 2  # the first transaction was refused on the shard's pricing version
+    assert attempt.body["points"] == NEW_PRICE and attempt.body["amount"] == NEW_PRICE, attempt.body
+    assert shop.wallet(member)["balance"] == 100_000 - NEW_PRICE
+    assert shop.quota()["spent"] == NEW_PRICE
+
+
+def test_a_removal_from_the_sub_pool_between_read_and_commit_never_sells(system, ops, monkeypatch):
+    shop, member = funded(system, ops)
+    hook = CommitCounter(monkeypatch, lambda: ok(ops.delete(f"/ops/channels/{shop.code}/pool/{shop.goods_id}")))
+    attempt = shop.place(ops.session, member)
+    assert (attempt.status, attempt.code, hook.commits) == (404, "goods_unavailable", 1), attempt.body
+    assert shop.quota()["spent"] == 0 and shop.wallet(member)["balance"] == 100_000
+    assert shop.orders() == []
+
+
+def test_a_points_rate_change_between_read_and_commit_charges_the_new_rate(system, ops, monkeypatch):
+    shop, member = funded(system, ops)
+    hook = CommitCounter(monkeypatch, lambda: ok(ops.patch(f"/ops/channels/{shop.code}", json={"points_per_yuan": 200})))
+    attempt = shop.place(ops.session, member)
+    assert attempt.status == 201 and hook.commits == 2, attempt.body
+    assert attempt.body["points"] == 2 * PRICE, attempt.body  # 12.00 yuan at 200 points per yuan
+
+
+def test_every_shard_carries_the_channel_version_and_a_new_period_copies_it(system, ops):
+    shop, member = funded(system, ops, shards=4)
+    reprice(shop, NEW_PRICE)
+    reprice(shop, PRICE)
+    channel = Channel.get(shop.code, consistent_read=True)
+    assert int(channel.pricing_version) == 3 and int(channel.quota_shards) == 4  # the set-up's put, then two
+    assert {int(q.pricing_version) for q in shop.quota_shards()} == {3}
+    now = int(time.time())
+    opened = ok(ops.post(f"/ops/channels/{shop.code}/periods", json={
+        "period_id": "P2", "starts_at": now - 5, "ends_at": now + 3600, "shards": 2}), 201)
+    assert opened["shards"] == 2
+    shards = list(Quota.query(shop.code, Quota.period_id.startswith("P2"), consistent_read=True))
+    assert len(shards) == 2 and {int(q.pricing_version) for q in shards} == {3}
+    assert int(Channel.get(shop.code, consistent_read=True).quota_shards) == 2
+    attempt = shop.place(ops.session, member)
+    assert attempt.status == 201 and attempt.body["points"] == PRICE, attempt.body
+
+
+def test_a_checkout_makes_three_dynamodb_round_trips_before_its_transaction(system, ops, monkeypatch):
+    """The route's channel read, one BatchGetItem (order, member, wallet, sub-pool, goods, stock, quota
+    shards) and the payment attempt's reservation; the right password's slot is cleared after the commit."""
+    shop, member = funded(system, ops, shards=3)
+    shop.place(ops.session, member)  # warm: connections, the goods' Stock item
+    calls: list[str] = []
+    from chalicelib import models
+
+    def seen(model, **_) -> None:
+        if threading.current_thread().name != "MainThread":  # the app's request threads, not this test's reads
+            calls.append(model.name)
+
+    models.transaction()  # the shared client exists
+    clients = {id(c): c for c in [m._get_connection().connection.client for m in models.ALL_MODELS]
+               + [models._TX_CONNECTION.client]}
+    for client in clients.values():
+        client.meta.events.register("after-call.dynamodb", seen, unique_id="round-trips")
+    try:
+        attempt = shop.place(ops.session, member)
+    finally:
+        for client in clients.values():
+            client.meta.events.unregister("after-call.dynamodb", unique_id="round-trips")
+    assert attempt.status == 201, attempt.body
+    before = calls[:calls.index("TransactWriteItems")]
+    assert before == ["GetItem", "BatchGetItem", "UpdateItem"], calls
+    assert calls[calls.index("TransactWriteItems") + 1] == "UpdateItem", calls  # the slot cleared after it
+
+
+def test_a_reprice_racing_a_burst_never_sells_at_a_price_not_current_at_commit(system, ops, monkeypatch):
+    """A burst of checkouts, each held 30 ms between its reads and its commit, while ops re-price three
+    times. An order sold at a price was stamped (just before its commit) while that price was current:
+    after the request that set it was sent and before the request that replaced it answered."""
+    shop = make_shop(system, ops, "hosted")
+    members = shop.members(60)
+    for m in members:
+        ok(shop.grant(m, 100_000), 201)
+    real_price = checkout._price
+
+    def slow_price(*args, **kwargs):
+        priced = real_price(*args, **kwargs)
+        time.sleep(0.03)  # widen the read → commit window
+        return priced
+
+    monkeypatch.setattr(checkout, "_price", slow_price)
+    prices = [PRICE, 1300, 1400, 1500]
+    windows: dict[int, list[float]] = {PRICE: [0.0, 0.0]}  # price → [set sent, replaced answered]
+
+    def ops_reprices() -> None:
+        for previous, price in zip(prices, prices[1:]):
+            time.sleep(0.15)
+            sent = time.time()
+            reprice(shop, price)
+            windows[price] = [sent, 0.0]
+            windows[previous][1] = time.time()
+
+    changer = threading.Thread(target=ops_reprices)
+    tasks = [lambda s, m=m: shop.place(s, m) for m in members * 3]
+    changer.start()
+    attempts = burst(system.base_url, tasks, workers=48)
+    changer.join()
+    assert summary(attempts) == {(201, None): len(tasks)}, summary(attempts)
+    sold = {}
+    for order in shop.orders():
+        (line,) = order.lines
+        price, at = int(line["price"]), ts(order.created_at)
+        sold[price] = sold.get(price, 0) + 1
+        start, end = windows[price]
+        assert at >= start, (price, order.created_at, windows)
+        assert end == 0.0 or at <= end, (price, order.created_at, windows)
+        assert int(order.points) == price  # at 100 points per yuan
+    assert len(sold) >= 2, sold  # the burst did straddle a re-price
