@@ -4,8 +4,8 @@ Starts its own local system (Dynoxide + the app over HTTP) and a fast local fake
 channel back end that answers the payment-password API, seeds one hosted channel with a big
 quota, one goods with a big stock and a wallet per member, then, on the same Dynoxide:
 
-1. **raw commit rate** — the exact ``TransactWriteItems`` a checkout sends (order put, channel
-   condition check, pool price check, quota update, wallet update, goods stock update), captured
+1. **raw commit rate** — the exact ``TransactWriteItems`` a checkout sends (order put, quota shard
+   update with the period and pricing-version conditions, wallet update, ``Stock`` update), captured
    from a real checkout and replayed with boto3 from ``--threads`` threads, each thread its own
    member and order ids, all on the same channel, quota and goods items (as checkouts are);
 2. **checkout rate over HTTP** — ``POST /api/{code}/orders`` from ``--clients`` concurrent
@@ -17,7 +17,9 @@ quota, one goods with a big stock and a wallet per member, then, on the same Dyn
    route's channel read) while botocore hooks ask for ``ReturnConsumedCapacity=TOTAL``, sum the
    ``ConsumedCapacity`` DynamoDB answers (reads and writes), count the DynamoDB calls (round trips)
    before and at the transaction, and the checking thread's own CPU time (``time.thread_time``:
-   Dynoxide is another process and the fake channel answers on other threads).
+   Dynoxide is another process and the fake channel answers on other threads);
+6. **a remote-mode order** — the same for a remote channel (the fake keeps the points and deducts):
+   its checkout transaction's WCU apart from the confirm transaction after the deduct.
 
 Dynoxide, the app and the fake share this machine (and the app and fake one Python
 process), so rates and latencies are a floor for the code path, not a forecast for AWS.
@@ -93,6 +95,25 @@ def seed(members: int, fake_url: str) -> dict:
     with ThreadPoolExecutor(8) as pool:
         people = list(pool.map(one, range(members)))
     return {"code": code, "secret": channel.secret, "goods_id": created.goods_id, "members": people}
+
+
+def seed_remote(goods_id: str, fake) -> dict:
+    """A remote-mode channel (the fake keeps the members' points) selling the same goods, one member."""
+    from chalicelib import channels, members as members_mod, pools, quotas
+    from chalicelib.schemas import ChannelCreate, PoolPricing
+
+    code = f"benchr-{uuid.uuid4().hex[:6]}"
+    channel = channels.create(ChannelCreate(
+        code=code, name="Bench Remote Bank", contact_name="Bench", phone="4008800009", points_mode="remote",
+        points_per_yuan=100, member_points_cap=10**12, redemption_quota=10**12, api_base_url=fake.url,
+        payment_auth="channel_password"), ACTOR)
+    fake.secret = channel.secret
+    now = int(time.time())
+    quotas.open_period(code, "P1", now - 10, now + 3600, None, ACTOR)
+    pools.put(code, goods_id, PoolPricing(prices={}), ACTOR)
+    fake.member("BR00001", PASSWORD, 10**12)
+    member = members_mod.enter(code, "BR00001", nickname="Bench remote")
+    return {"code": code, "goods_id": goods_id, "member_id": member.member_id}
 
 
 def run_all(run, people: list[dict]) -> float:
@@ -231,6 +252,8 @@ class Capacity:
 
     def __init__(self) -> None:
         self.on = False
+        self.tx_seconds = 0.0  # wall time inside TransactWriteItems calls
+        self._tx_started = 0.0
         self.read: dict[str, float] = defaultdict(float)
         self.write: dict[str, float] = defaultdict(float)
         self.calls: Counter = Counter()
@@ -240,19 +263,25 @@ class Capacity:
     def ask(self, params: dict, model, **_) -> None:
         if self.on and (model.name in READ_OPS or model.name in WRITE_OPS):
             params["ReturnConsumedCapacity"] = "TOTAL"
+            if model.name == "TransactWriteItems":
+                self._tx_started = time.perf_counter()
 
     def add(self, parsed: dict, model, **_) -> None:
         if not self.on or model.name not in READ_OPS | WRITE_OPS:
             return
-        self.calls[model.name] += 1
-        if model.name == "TransactWriteItems":
+        name = model.name
+        if name == "TransactWriteItems" and self._seen_tx:
+            name = "TransactWriteItems after"  # a remote order's confirm, not the checkout's own transaction
+        elif name == "TransactWriteItems":
+            self.tx_seconds += time.perf_counter() - self._tx_started
             self._seen_tx = True
         elif not self._seen_tx:
             self.before_tx += 1
+        self.calls[name] += 1
         found = parsed.get("ConsumedCapacity")
         for e in found if isinstance(found, list) else [found] if found else []:
             table = e.get("TableName", "?").rsplit("-", 1)[-1]
-            label = f"{model.name} {table}"
+            label = f"{name} {table}"
             if "ReadCapacityUnits" in e or "WriteCapacityUnits" in e:
                 self.read[label] += float(e.get("ReadCapacityUnits") or 0)
                 self.write[label] += float(e.get("WriteCapacityUnits") or 0)
@@ -263,6 +292,12 @@ class Capacity:
 
     def next_order(self) -> None:
         self._seen_tx = False
+
+    def transaction_wcu(self, orders: int) -> str:
+        """The checkout transaction's write units per order, in all and per table."""
+        parts = {label.split()[1]: w / orders for label, w in sorted(self.write.items())
+                 if label.startswith("TransactWriteItems ") and not label.startswith("TransactWriteItems after")}
+        return f"{sum(parts.values()):g} WCU (" + ", ".join(f"{t} {w:g}" for t, w in parts.items()) + ")"
 
     def install(self) -> None:
         from chalicelib import models
@@ -279,6 +314,9 @@ def capacity_per_order(shop: dict, member: dict, orders: int) -> tuple[Capacity,
     from chalicelib import checkout, entry
 
     lines = [checkout.LineRequest(shop["goods_id"], "S1", 1)]
+    for _ in range(3):  # warm: the route's and the checkout's code paths, connections
+        checkout.place(entry.active_channel(shop["code"]), member["member_id"], uuid.uuid4().hex, lines,
+                       password=PASSWORD)
     capacity = Capacity()
     capacity.install()
     capacity.on = True
@@ -322,6 +360,22 @@ def sequential(base_url: str, endpoint: str, shop: dict, member: dict, template:
     return checkouts, raw
 
 
+def report_capacity(title: str, capacity: Capacity, n: int, seconds: float, cpu: float) -> None:
+    reads, writes = sum(capacity.read.values()) / n, sum(capacity.write.values()) / n
+    print(f"{title}: {n} in-process checkouts ({n / seconds:.0f}/s sequential), ReturnConsumedCapacity=TOTAL")
+    print(f"    transaction writes   {capacity.transaction_wcu(n)}")
+    print(f"    read  {reads:6.2f} RCU/order     write {writes:6.2f} WCU/order in all     "
+          f"(calls/order: {', '.join(f'{k} {v / n:g}' for k, v in sorted(capacity.calls.items()))})")
+    for label in sorted(set(capacity.read) | set(capacity.write)):
+        r, w = capacity.read.get(label, 0) / n, capacity.write.get(label, 0) / n
+        print(f"      {label:<36} {r:5.2f} RCU   {w:5.2f} WCU")
+    print(f"    DynamoDB round trips/order: {sum(capacity.calls.values()) / n:g} in all, "
+          f"{capacity.before_tx / n:g} before the transaction (route's channel read included)")
+    print(f"    app CPU per checkout: {cpu / n * 1000:.1f} ms (thread CPU time; wall {seconds / n * 1000:.1f} ms, "
+          f"of it in the transaction call {capacity.tx_seconds / n * 1000:.1f} ms)")
+    print("    (as Dynoxide reports it; the password check is the channel's API, no DynamoDB)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=32, help="raw TransactWriteItems threads")
@@ -329,11 +383,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each timed concurrent phase")
     parser.add_argument("--sequential", type=int, default=100, help="one-client checkouts and raw transactions")
     parser.add_argument("--orders", type=int, default=300, help="in-process checkouts measured for cost")
+    parser.add_argument("--remote-orders", type=int, default=50, help="in-process remote-mode checkouts measured")
     args = parser.parse_args()
 
     wall = time.perf_counter()
     noise = io.StringIO()  # the app's request log lines, JSON logs and EMF metrics; shown only on failure
-    system = fake = None
+    system = fake = fake_remote = None
     try:
         with contextlib.redirect_stdout(noise), contextlib.redirect_stderr(noise):
             system = LocalSystem().start()
@@ -356,6 +411,9 @@ def main() -> None:
             seq_http, seq_raw = sequential(system.base_url, system.dynamodb.endpoint, shop, alone, template, solo,
                                            args.sequential)
             capacity, capacity_seconds, capacity_cpu = capacity_per_order(shop, solo, args.orders)
+            fake_remote = FakeWalletChannel().start()
+            remote = seed_remote(shop["goods_id"], fake_remote)
+            remote_capacity, remote_seconds, remote_cpu = capacity_per_order(remote, remote, args.remote_orders)
 
             from chalicelib import quotas
             from chalicelib.models import Channel, Stock
@@ -366,16 +424,18 @@ def main() -> None:
         raise
     finally:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            if fake is not None:
-                fake.stop()
+            for each in (fake, fake_remote):
+                if each is not None:
+                    each.stop()
             if system is not None:
                 system.stop()
 
     committed = raw["outcome"]["committed"]
     paid = http["outcome"]["201 paid"]
-    # the capture's warm-up and captured checkouts, the in-process ones, the one-client checkouts and
-    # raw transactions (and its connecting one)
-    orders_total = args.orders + 2 + 2 * args.sequential + 1
+    # the capture's warm-up and captured checkouts, the in-process ones and their warm-up, the one-client
+    # checkouts and raw transactions (and its connecting one)
+    orders_total = args.orders + 3 + 2 + 2 * args.sequential + 1
+    remote_total = args.remote_orders + 3
     line = "-" * 78
     print(line)
     print("checkout benchmark  (local: Dynoxide + chalice local + fake channel, one machine)")
@@ -403,25 +463,16 @@ def main() -> None:
           f"   vs raw transaction p50 {statistics.median(seq_raw):6.1f} ms  p95 {pct(seq_raw, 95):6.1f} ms"
           f"  ({args.sequential} each, sequential)")
     print(line)
-    n = args.orders
-    reads, writes = sum(capacity.read.values()) / n, sum(capacity.write.values()) / n
-    print(f"(5) capacity per order   {n} in-process checkouts ({n / capacity_seconds:.0f}/s sequential), "
-          f"ReturnConsumedCapacity=TOTAL")
-    print(f"    read  {reads:6.2f} RCU/order     write {writes:6.2f} WCU/order     "
-          f"(calls/order: {', '.join(f'{k} {v / n:g}' for k, v in sorted(capacity.calls.items()))})")
-    for label in sorted(set(capacity.read) | set(capacity.write)):
-        r, w = capacity.read.get(label, 0) / n, capacity.write.get(label, 0) / n
-        print(f"      {label:<36} {r:5.2f} RCU   {w:5.2f} WCU")
-    print(f"    DynamoDB round trips/order: {sum(capacity.calls.values()) / n:g} in all, "
-          f"{capacity.before_tx / n:g} before the transaction (route's channel read included)")
-    print(f"    app CPU per checkout: {capacity_cpu / n * 1000:.1f} ms (thread CPU time; "
-          f"wall {capacity_seconds / n * 1000:.1f} ms)")
-    print("    (as Dynoxide reports it; the password check is the channel's API, no DynamoDB)")
+    report_capacity("(5) hosted one-line order", capacity, args.orders, capacity_seconds, capacity_cpu)
+    print(line)
+    report_capacity("(6) remote one-line order", remote_capacity, args.remote_orders, remote_seconds, remote_cpu)
+    print("    (a remote order's deduct, and its confirm transaction, come after the checkout's transaction)")
     print(line)
     spent_expected = (committed + paid + orders_total) * PRICE
+    left = 10_000_000 - committed - paid - orders_total - remote_total
     print(f"books                    quota spent {int(quota.spent):,} = {committed + paid + orders_total} orders"
           f" x {PRICE} ({'ok' if int(quota.spent) == spent_expected else 'MISMATCH'}); "
-          f"stock left {stock:,} ({'ok' if stock == 10_000_000 - committed - paid - orders_total else 'MISMATCH'})")
+          f"stock left {stock:,} ({'ok' if stock == left else 'MISMATCH'}, {remote_total} of them remote orders)")
     print(f"wall time {time.perf_counter() - wall:.1f} s")
 
 

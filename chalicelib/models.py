@@ -377,12 +377,6 @@ class OrderMemberIndex(GlobalSecondaryIndex):
     created_at = UnicodeAttribute(range_key=True)
 
 
-class OrderChannelIndex(GlobalSecondaryIndex):
-    Meta = _index_meta("channel-index")
-    channel_code = UnicodeAttribute(hash_key=True)
-    created_at = UnicodeAttribute(range_key=True)
-
-
 class OrderPendingIndex(GlobalSecondaryIndex):
     """Sparse: only remote-mode orders still waiting for the channel's deduction."""
 
@@ -415,8 +409,9 @@ class Order(Model):
     sandbox = BooleanAttribute(default=False)  # a sandbox channel's: never reaches a supplier, never settled
     created_at = UnicodeAttribute(default=now_iso)
     updated_at = UnicodeAttribute(default=now_iso)
+    # No index by channel: nothing reads one, and each index costs every order 1 WCU more (issue 7 holds a
+    # one-line order's transaction to 10 WCU; a remote order already writes member and pending index entries).
     member_index = OrderMemberIndex()
-    channel_index = OrderChannelIndex()
     pending_index = OrderPendingIndex()
 
 

@@ -21,7 +21,7 @@ STOCK = 5000
 
 def check_channel_books(shop: Shop) -> dict:
     quota = ok(shop.ops.get(f"/ops/channels/{shop.code}/quota"))
-    orders = list(Order.channel_index.query(shop.code))
+    orders = shop.orders()
     points = defaultdict(int)
     for o in orders:
         points[o.status] += int(o.points)
