@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import secrets
 import time
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from chalicelib import channels, goods as goods_mod, members, partners, payment_
 from chalicelib.errors import Busy, Conflict, DomainError, Forbidden, NotFound, Unprocessable
 from chalicelib.models import (
     Channel, Contended, Goods, LabelledTransaction, Member, MemberRedemption, Order, PaymentGuard, PoolItem, Quota,
-    Refused, Stock, Wallet, batch_read, commit_retrying, now_iso,
+    Refused, Stock, Wallet, backoff, batch_read, commit_retrying, now_iso, write_retrying,
 )
 from chalicelib.observability import count, logger
 from chalicelib.orders import lines_of
@@ -311,12 +310,12 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
                 # Another order took the chosen quota shard or spent from the same lots, or ops re-priced (the
                 # shard's pricing version moved): read again. The reads decide a real refusal (quota total
                 # short, period over, points short); a new pricing version is seen there and re-read.
-                _backoff(attempt)
+                backoff(attempt)
                 continue
             count("CheckoutRefused")
             raise _refusal(refused, channel, quota, now_, priced, items) from None
         except Contended:
-            _backoff(attempt)
+            backoff(attempt)
             continue
         count("OrdersPlaced")
         return _finish(order, channel, member), True
@@ -379,10 +378,6 @@ def _count_redemption(tx: LabelledTransaction, channel: Channel, member: Member,
 
 def _iso(at: float) -> str:
     return datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _backoff(attempt: int) -> None:
-    time.sleep(random.uniform(0, min(0.5, 0.005 * 2 ** min(attempt, 7))))
 
 
 def _debit_wallet(tx: LabelledTransaction, wallet: Wallet, points: int, now: float) -> None:
@@ -464,7 +459,7 @@ def _cancel(order: Order, channel: Channel, reason: str) -> Order:
 
 
 def _still_waiting(order: Order) -> Order:
-    order.update([Order.resolve_attempts.add(1), Order.updated_at.set(now_iso())])
+    write_retrying(lambda: order.update([Order.resolve_attempts.add(1), Order.updated_at.set(now_iso())]))
     count("RemoteUnresolved")
     return order
 

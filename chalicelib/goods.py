@@ -23,7 +23,7 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib import audit
 from chalicelib.errors import Conflict, NotFound, Unprocessable
-from chalicelib.models import Goods, Stock, Upload, condition_failed, now_iso, transaction
+from chalicelib.models import Goods, Stock, Upload, condition_failed, lost_race, now_iso, transaction
 from chalicelib.pricing import guard_loss
 if TYPE_CHECKING:  # annotations only: pydantic loads with the first request that sends a body
     from chalicelib.schemas import GoodsDraft, GoodsEdit, SkuChange
@@ -156,18 +156,12 @@ def _backfill(goods: Goods) -> dict[StockKey, Stock]:
                 for item in missing:
                     tx.save(item, condition=Stock.sku_id.does_not_exist())
         except TransactWriteError as exc:
-            if not (condition_failed(exc) or _lost_race(exc)):
+            if not (condition_failed(exc) or lost_race(exc)):
                 raise
             goods = Goods.get(goods.goods_id, consistent_read=True)  # changed meanwhile, or created by another read
             continue
         return have | {(s.goods_id, s.sku_id): s for s in missing}
     raise Conflict("concurrent_update", "the goods changed meanwhile; read it again and retry")
-
-
-def _lost_race(exc: TransactWriteError) -> bool:
-    """DynamoDB cancelled the transaction because another one was writing one of its items at the same time
-    (a checkout taking the same ``Stock`` item): nothing was written, and reading again and retrying is safe."""
-    return exc.cause_response_code in ("TransactionCanceledException", "TransactionConflictException")
 
 
 def _stock_writes(goods_id: str, updates: dict[str, list]) -> Callable[[TransactWrite], None]:
@@ -234,7 +228,7 @@ def _commit(goods: Goods, actions: list, changes: Iterable[tuple[str, str, objec
             if stock is not None:
                 stock(tx)
     except TransactWriteError as exc:
-        if condition_failed(exc) or _lost_race(exc):
+        if condition_failed(exc) or lost_race(exc):
             raise Conflict("concurrent_update", "the goods changed meanwhile; read it again and retry") from None
         raise
     goods.refresh()

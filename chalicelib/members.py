@@ -6,13 +6,12 @@ exactly one member, and no member ever has two external ids.
 """
 from __future__ import annotations
 
-import time
 import uuid
 
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 
 from chalicelib.errors import NotFound
-from chalicelib.models import Member, MemberLink, get_owned, now_iso, transaction
+from chalicelib.models import Member, MemberLink, backoff, get_owned, now_iso, transaction
 
 ATTEMPTS = 8
 
@@ -49,7 +48,7 @@ def enter(channel_code: str, external_id: str, nickname: str | None = None, mobi
             if exc.cause_response_code != "TransactionCanceledException":
                 raise
             # Lost the race (or a transaction conflict with the winner): read the winner's link.
-            time.sleep(0.01 * (attempt + 1))
+            backoff(attempt)
     member = _linked(channel_code, external_id)
     if member is None:
         raise RuntimeError(f"could not map member {external_id} in {channel_code}")

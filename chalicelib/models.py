@@ -20,7 +20,7 @@ from pynamodb.attributes import (
     UnicodeSetAttribute,
 )
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
@@ -566,6 +566,41 @@ class LabelledTransaction:
             raise
 
 
+def backoff(attempt: int, base: float = 0.005, cap: float = 0.5) -> None:
+    """The one wait before a retry (a lost race here, a partner call in ``partners``): exponential with full
+    jitter, capped, so racing callers spread out instead of colliding again in step."""
+    time.sleep(random.uniform(0, min(cap, base * 2 ** min(attempt, 16))))
+
+
+def lost_race(error: Exception) -> bool:
+    """True when DynamoDB refused a write only because another transaction was writing one of its items
+    at the same time (nothing was written; reading again and retrying is safe)."""
+    cause = getattr(error, "cause_response_code", None)
+    if cause == "TransactionConflictException":
+        return True
+    reasons = getattr(error, "cancellation_reasons", None) or []
+    return cause == "TransactionCanceledException" and not any(
+        r is not None and r.code == "ConditionalCheckFailed" for r in reasons)
+
+
+W = TypeVar("W")
+
+
+def write_retrying(write: Callable[[], W], attempts: int = 8) -> W:
+    """A plain (non-transactional) write, retried while it meets a transaction on its item.
+
+    DynamoDB answers ``TransactionConflictException`` to a write racing a transaction on the same item;
+    a failed condition or any other error still reaches the caller."""
+    for attempt in range(attempts - 1):
+        try:
+            return write()
+        except (PutError, UpdateError, DeleteError) as exc:
+            if not lost_race(exc):
+                raise
+            backoff(attempt)
+    return write()
+
+
 def commit_retrying(build: Callable[[], LabelledTransaction], attempts: int = 25) -> None:
     """Commit a transaction built afresh each try, retrying only when it lost a race (``Contended``).
 
@@ -579,5 +614,5 @@ def commit_retrying(build: Callable[[], LabelledTransaction], attempts: int = 25
             build().commit()
             return
         except Contended:
-            time.sleep(random.uniform(0, min(0.5, 0.005 * 2 ** min(attempt, 7))))
+            backoff(attempt)
     raise Busy("busy", "too many concurrent changes; retry")

@@ -12,7 +12,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from chalicelib import channels, endpoints
 from chalicelib.errors import DomainError
-from chalicelib.models import Channel
+from chalicelib.models import Channel, backoff
 from chalicelib.observability import logger
 from chalicelib.signing import request_headers
 
@@ -122,7 +122,7 @@ def call(channel: Channel, api: str, payload: dict[str, Any]) -> dict[str, Any]:
                 data["_status"] = response.status_code
                 return data
         if attempt + 1 < ATTEMPTS:
-            time.sleep(BACKOFF * (2 ** attempt))
+            backoff(attempt, BACKOFF, 2.0)
     raise PartnerError("channel_api_unavailable", f"channel {channel.code}'s API is unavailable ({last})")
 
 

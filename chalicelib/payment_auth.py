@@ -30,7 +30,7 @@ from pynamodb.expressions.condition import size
 
 from chalicelib import config, partners, ratelimit, sms
 from chalicelib.errors import DomainError, Unauthorized, Unprocessable
-from chalicelib.models import Channel, LabelledTransaction, Member, PaymentGuard, condition_failed
+from chalicelib.models import Channel, LabelledTransaction, Member, PaymentGuard, condition_failed, write_retrying
 
 MAX_FAILURES = 5
 LOCK_SECONDS = 15 * 60
@@ -101,7 +101,7 @@ def _reserve(member_id: str, fingerprint: str, now: float) -> int:
     for _ in range(_RESERVE_TRIES):
         for actions, condition in attempts:
             try:
-                guard.update(actions, condition=condition)
+                write_retrying(lambda: guard.update(actions, condition=condition))
                 return len(guard.tried or ())
             except UpdateError as exc:
                 if not condition_failed(exc):
@@ -117,7 +117,7 @@ def _reserve(member_id: str, fingerprint: str, now: float) -> int:
 
 def _release(member_id: str, fingerprint: str) -> None:
     """Give back a slot that was not the member's to lose (the channel failed to answer)."""
-    PaymentGuard(member_id).update([PaymentGuard.tried.delete({fingerprint})])
+    write_retrying(lambda: PaymentGuard(member_id).update([PaymentGuard.tried.delete({fingerprint})]))
 
 
 def _wrong(member_id: str, taken: int, now: float, otp: bool, code: str, message: str) -> DomainError:
@@ -125,12 +125,12 @@ def _wrong(member_id: str, taken: int, now: float, otp: bool, code: str, message
     actions = [PaymentGuard.failures.add(1)] + ([PaymentGuard.otp_attempts.add(1)] if otp else [])
     if taken >= MAX_FAILURES:
         actions += [PaymentGuard.locked_until.set(int(now) + LOCK_SECONDS), PaymentGuard.tried.remove()]
-    PaymentGuard(member_id).update(actions)
+    write_retrying(lambda: PaymentGuard(member_id).update(actions))
     return Unauthorized(code, message)
 
 
 def _right(member_id: str) -> None:
-    PaymentGuard(member_id).update([PaymentGuard.tried.remove(), PaymentGuard.failures.set(0)])
+    write_retrying(lambda: PaymentGuard(member_id).update([PaymentGuard.tried.remove(), PaymentGuard.failures.set(0)]))
 
 
 def send_otp(channel: Channel, member: Member, now: float | None = None) -> dict:
@@ -147,10 +147,10 @@ def send_otp(channel: Channel, member: Member, now: float | None = None) -> dict
                   code="otp_send_limited", message="too many codes sent in this channel this hour; try again later")
     code = f"{secrets.randbelow(10**6):06d}"
     # Only the code's own fields: a lock or a failure count written meanwhile survives the send.
-    PaymentGuard(member.member_id).update([
+    write_retrying(lambda: PaymentGuard(member.member_id).update([
         PaymentGuard.otp_hash.set(_otp_hash(member.member_id, code)),
         PaymentGuard.otp_expires_at.set(int(now) + OTP_SECONDS),
-        PaymentGuard.otp_attempts.set(0)])
+        PaymentGuard.otp_attempts.set(0)]))
     sms.send(member.mobile, f"Your {channel.name} payment code is {code}. It expires in 5 minutes.")
     return {"sent_to": f"***{member.mobile[-4:]}", "expires_in": OTP_SECONDS}
 

@@ -14,7 +14,6 @@ instead of growing by one lot per grant forever (DynamoDB's 400 KB item limit).
 """
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass
 
@@ -22,7 +21,9 @@ from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from chalicelib import members, quotas
 from chalicelib.errors import Busy, Conflict, Unprocessable
-from chalicelib.models import Channel, Grant, LabelledTransaction, Member, Quota, Refused, Wallet, commit_retrying
+from chalicelib.models import (
+    Channel, Grant, LabelledTransaction, Member, Quota, Refused, Wallet, backoff, commit_retrying,
+)
 from chalicelib.points import dead_lots, expiring_soon, spendable
 
 
@@ -116,7 +117,7 @@ def grant(channel: Channel, external_id: str, grant_id: str, points: int, expire
                 return _replayed(Grant.get(key, consistent_read=True), external_id, points, expires_at)
             if "wallet" in refused.labels and not _lots_moved(member.member_id, lots):
                 raise over_cap from None
-            time.sleep(random.uniform(0, min(0.5, 0.005 * 2 ** min(attempt, 7))))
+            backoff(attempt)
             continue
         return GrantResult(record, True)
     raise Busy("busy", "too many concurrent grants; retry with the same grant id")

@@ -234,8 +234,6 @@ def test_a_suppliers_sku_change_that_meets_a_checkout_is_a_409_not_a_500(system,
 
 # --- a plain write to an item a checkout transaction is writing -----------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="payment_auth._reserve re-raises TransactionConflictException (500); "
-                                       "reported to the lead, payment_auth.py is being reworked")
 def test_an_otp_checkout_whose_guard_write_meets_another_orders_transaction_pays(system, ops, proxy, monkeypatch):
     """One-time-code channels: each checkout reserves its attempt on the member's ``PaymentGuard`` item with a
     plain conditional update, and a placed order consumes the code on that same item in its transaction. On
