@@ -441,9 +441,49 @@ class RateCounter(Model):
     expires_at = TTLAttribute()
 
 
+class OutboxPendingIndex(GlobalSecondaryIndex):
+    """Sparse: only events still to be delivered, by when they are next due."""
+
+    Meta = _index_meta("pending-index")
+    pending = UnicodeAttribute(hash_key=True)  # the channel code while undelivered; removed once delivered or parked
+    due_at = NumberAttribute(range_key=True)
+
+
+class OutboxParkedIndex(GlobalSecondaryIndex):
+    """Sparse: events whose last retry failed, waiting for ops to redrive them."""
+
+    Meta = _index_meta("parked-index")
+    parked = UnicodeAttribute(hash_key=True)  # the channel code while parked
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class OutboxEvent(Model):
+    """An event for a channel's webhook, written in the same transaction as the change that causes it.
+
+    ``event_id`` is the Standard Webhooks ``webhook-id``: stable, the same on every retry, so the channel
+    can dedupe. ``payload`` is the exact JSON body sent, frozen at the change."""
+
+    Meta = _meta("outbox")
+    event_id = UnicodeAttribute(hash_key=True)
+    channel_code = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    payload = UnicodeAttribute()
+    state = UnicodeAttribute(default="pending")  # pending | delivered | parked
+    attempts = NumberAttribute(default=0)
+    last_error = UnicodeAttribute(null=True)
+    pending = UnicodeAttribute(null=True)
+    due_at = NumberAttribute(null=True)
+    parked = UnicodeAttribute(null=True)
+    sandbox = BooleanAttribute(default=False)
+    created_at = UnicodeAttribute(default=now_iso)
+    delivered_at = UnicodeAttribute(null=True)
+    pending_index = OutboxPendingIndex()
+    parked_index = OutboxParkedIndex()
+
+
 ALL_MODELS: tuple[type[Model], ...] = (
     Supplier, SupplierKey, Goods, Stock, Audit, Channel, PoolItem, Upload, Nonce, MemberLink, Member, Topic,
-    Quota, Wallet, Grant, MemberRedemption, Order, PaymentGuard, RateCounter,
+    Quota, Wallet, Grant, MemberRedemption, Order, PaymentGuard, RateCounter, OutboxEvent,
 )
 
 
