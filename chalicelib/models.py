@@ -215,6 +215,17 @@ class Channel(Model):
     # debits on the version it read with the channel, instead of a condition check per sub-pool item.
     pricing_version = NumberAttribute(null=True)
     payment_auth = UnicodeAttribute(default="channel_password")
+    # Order fulfilment (``fulfilment.start``): a parcel unshipped this long after payment is cancelled and
+    # refunded; a shipped one completes this long after the shipping deadline unless the member confirms first.
+    shipping_deadline_hours = NumberAttribute(default=72)
+    receipt_days = NumberAttribute(default=10)
+    # Where order events go (``webhooks``), signed per Standard Webhooks with ``webhook_secret``
+    # ("whsec_" + base64), a key apart from the signing secret; during a rotation's overlap the
+    # previous one signs too (both signatures sent), so the channel may switch when it likes.
+    webhook_url = UnicodeAttribute(null=True)
+    webhook_secret = UnicodeAttribute(null=True)
+    previous_webhook_secret = UnicodeAttribute(null=True)
+    previous_webhook_secret_until = NumberAttribute(null=True)
     created_at = UnicodeAttribute(default=now_iso)
     updated_at = UnicodeAttribute(default=now_iso)
 
@@ -407,6 +418,9 @@ class Order(Model):
     cap_counted = NumberAttribute(null=True)
     resolve_attempts = NumberAttribute(default=0)
     sandbox = BooleanAttribute(default=False)  # a sandbox channel's: never reaches a supplier, never settled
+    # Ship-to the member gave at checkout (name, phone, lines): shown to the member and to the supplier
+    # of each of its parcels, nobody else. Orders from before it, and API orders without one, have none.
+    address = MapAttribute(null=True)
     created_at = UnicodeAttribute(default=now_iso)
     updated_at = UnicodeAttribute(default=now_iso)
     # No index by channel: nothing reads one, and each index costs every order 1 WCU more (issue 7 holds a
@@ -481,9 +495,65 @@ class OutboxEvent(Model):
     parked_index = OutboxParkedIndex()
 
 
+class Cart(Model):
+    """A member's cart in a cart-enabled channel: lines only (``{goods_id, sku_id, qty}``), priced when read.
+
+    Every change rewrites the lines under a condition on ``version`` (``carts``), so concurrent changes never
+    lose a line or pass the line bound; ``expires_at`` (TTL) is pushed back by each change."""
+
+    Meta = _meta("carts")
+    member_id = UnicodeAttribute(hash_key=True)
+    channel_code = UnicodeAttribute()
+    lines = ListAttribute(of=MapAttribute, default=list)
+    version = NumberAttribute(default=0)
+    updated_at = UnicodeAttribute(default=now_iso)
+    expires_at = TTLAttribute(null=True)
+
+
+class ParcelOrderIndex(GlobalSecondaryIndex):
+    Meta = _index_meta("order-index")
+    order_id = UnicodeAttribute(hash_key=True)
+
+
+class ParcelSupplierIndex(GlobalSecondaryIndex):
+    Meta = _index_meta("supplier-index")
+    supplier_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class Parcel(Model):
+    """One supplier's part of a paid order (a sub-order), shipped and refunded on its own.
+
+    ``parcel_id`` is ``{order_id}-{n}``, n = 1.. over the order's suppliers sorted by id, so a re-run of the
+    split writes the same keys (refused by ``does_not_exist``). ``lines`` keep the prices frozen at checkout
+    and the points allocated to each line (``allocation``); ``state`` moves only by ``parcel_states``, each
+    move a conditional write on the state read. A sandbox order's parcels are never shown to a supplier."""
+
+    Meta = _meta("parcels")
+    parcel_id = UnicodeAttribute(hash_key=True)
+    order_id = UnicodeAttribute()
+    channel_code = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    supplier_id = UnicodeAttribute()
+    lines = ListAttribute(of=MapAttribute)  # goods_id, sku_id, qty, price, settlement_price, points, title, spec
+    points = NumberAttribute()
+    amount = NumberAttribute()
+    state = UnicodeAttribute()
+    carrier = UnicodeAttribute(null=True)
+    tracking_no = UnicodeAttribute(null=True)
+    shipped_at = UnicodeAttribute(null=True)
+    completed_at = UnicodeAttribute(null=True)
+    sandbox = BooleanAttribute(default=False)
+    created_at = UnicodeAttribute(default=now_iso)
+    updated_at = UnicodeAttribute(default=now_iso)
+    order_index = ParcelOrderIndex()
+    supplier_index = ParcelSupplierIndex()
+
+
 ALL_MODELS: tuple[type[Model], ...] = (
     Supplier, SupplierKey, Goods, Stock, Audit, Channel, PoolItem, Upload, Nonce, MemberLink, Member, Topic,
-    Quota, Wallet, Grant, MemberRedemption, Order, PaymentGuard, RateCounter, OutboxEvent,
+    Quota, Wallet, Grant, MemberRedemption, Order, PaymentGuard, RateCounter, OutboxEvent, Cart,
+    Parcel,
 )
 
 
