@@ -8,7 +8,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from chalice import Chalice, ConvertToMiddleware, IAMAuthorizer, Rate, Response
 
 from chalicelib import (
-    audit, catalog, channels, checkout, entry, goods, imports, members, orders, payment_auth, pools, quotas, sandbox,
+    audit, carts, catalog, channels, checkout, entry, goods, imports, members, orders, payment_auth, pools, quotas, sandbox,
     sessions, store, suppliers, wallets, web,
 )
 from chalicelib.errors import DomainError, Forbidden, Unprocessable
@@ -523,7 +523,28 @@ def member_checkout(code: str) -> Response:
     key = req().headers.get("idempotency-key") or ""
     lines = [checkout.LineRequest(l.goods_id, l.sku_id, l.qty) for l in data.lines]
     order, created = checkout.place(channel, session.member_id, key, lines, data.password, data.otp)
+    if data.cart_version is not None:
+        carts.emptied_by(order, session.member_id, data.cart_version)
     return Response(body=orders.view(order), status_code=201 if created else 200, headers=web.JSON)
+
+
+@route("/api/{code}/cart")
+def member_cart(code: str) -> dict:
+    session, channel = member_channel(code)
+    return carts.view(channel, members.get(session.member_id, code))
+
+
+@route("/api/{code}/cart/lines/{goods_id}/{sku_id}", methods=("PUT",))
+def member_cart_put(code: str, goods_id: str, sku_id: str) -> dict:
+    session, channel = member_channel(code)
+    qty = web.body(req(), schemas.CartLineQty).qty
+    return carts.put_line(channel, members.get(session.member_id, code), goods_id, sku_id, qty)
+
+
+@route("/api/{code}/cart/lines/{goods_id}/{sku_id}", methods=("DELETE",))
+def member_cart_remove(code: str, goods_id: str, sku_id: str) -> dict:
+    session, channel = member_channel(code)
+    return carts.remove_line(channel, members.get(session.member_id, code), goods_id, sku_id)
 
 
 @route("/api/{code}/orders")

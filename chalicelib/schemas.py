@@ -219,6 +219,12 @@ class OrderRequest(Strict):
     lines: list[OrderLine] = Field(min_length=1, max_length=20)
     password: Optional[str] = Field(default=None, min_length=1, max_length=64)
     otp: Optional[str] = Field(default=None, pattern=r"^[0-9]{6}$")
+    # Checkout of the member's cart: the cart version read; the placed order empties the cart if still that one.
+    cart_version: Optional[int] = Field(default=None, ge=0, le=1_000_000_000)
+
+
+class CartLineQty(Strict):
+    qty: int = Field(ge=1, le=99)
 
 
 class GrantRequest(Strict):
