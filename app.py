@@ -9,7 +9,7 @@ from chalice import Chalice, ConvertToMiddleware, IAMAuthorizer, Rate, Response
 
 from chalicelib import (
     audit, carts, catalog, channels, checkout, entry, goods, imports, members, orders, payment_auth, pools, quotas, sandbox,
-    sessions, store, suppliers, wallets, web,
+    sessions, store, suppliers, wallets, web, webhooks,
 )
 from chalicelib.errors import DomainError, Forbidden, Unprocessable
 from chalicelib.observability import count, logger, metrics, tracer
@@ -273,7 +273,8 @@ def ops_channel_list() -> dict:
 def ops_channel_create() -> dict:
     actor = web.ops_actor(req())
     channel = channels.create(web.body(req(), schemas.ChannelCreate), actor)
-    return {"channel": channels.view(channel, web.base_url(req())), "secret": channel.secret}
+    return {"channel": channels.view(channel, web.base_url(req())), "secret": channel.secret,
+            "webhook_secret": channel.webhook_secret}
 
 
 @route("/ops/channels/{code}", ops=True)
@@ -305,6 +306,26 @@ def ops_channel_rotate_secret(code: str) -> dict:
     actor = web.ops_actor(req())
     channel, secret = channels.rotate_secret(code, web.body(req(), schemas.SecretRotation).overlap_seconds, actor)
     return {"channel": channels.view(channel, web.base_url(req())), "secret": secret}
+
+
+@route("/ops/channels/{code}/webhook-secret", methods=("POST",), ops=True)
+def ops_channel_rotate_webhook_secret(code: str) -> dict:
+    actor = web.ops_actor(req())
+    channel, secret = channels.rotate_webhook_secret(code, web.body(req(), schemas.SecretRotation).overlap_seconds,
+                                                     actor)
+    return {"channel": channels.view(channel, web.base_url(req())), "webhook_secret": secret}
+
+
+@route("/ops/channels/{code}/webhooks/parked", ops=True)
+def ops_webhooks_parked(code: str) -> dict:
+    web.ops_actor(req())
+    return {"events": [webhooks.view(e) for e in webhooks.parked(code)]}
+
+
+@route("/ops/channels/{code}/webhooks/redrive", methods=("POST",), ops=True)
+def ops_webhooks_redrive(code: str) -> dict:
+    web.ops_actor(req())
+    return webhooks.redrive(code)
 
 
 @route("/ops/channels/{code}/audit", ops=True)

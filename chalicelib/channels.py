@@ -7,6 +7,7 @@ the new one. Whether a channel is a sandbox is fixed when it is created.
 """
 from __future__ import annotations
 
+import base64
 import secrets
 import time
 from typing import TYPE_CHECKING, Iterable
@@ -23,11 +24,17 @@ if TYPE_CHECKING:  # annotations only: pydantic loads with the first request tha
 ACTIVE, SUSPENDED = "active", "suspended"
 # Limits and money terms are audited with their old and new values.
 AUDITED = ("points_mode", "points_per_yuan", "member_points_cap", "redemption_quota", "settlement_period",
-           "api_base_url", "entry_mode", "sandbox", "cart_enabled", "payment_auth")
+           "api_base_url", "entry_mode", "sandbox", "cart_enabled", "payment_auth", "webhook_url",
+           "shipping_deadline_hours", "receipt_days")
 
 
 def new_secret() -> str:
     return secrets.token_urlsafe(32)
+
+
+def new_webhook_secret() -> str:
+    """A Standard Webhooks secret: "whsec_" and the base64 of 32 random bytes (the key itself)."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def get(code: str) -> Channel:
@@ -52,22 +59,32 @@ def view(c: Channel, base_url: str) -> dict:
         "current_period": c.current_period,
         "previous_secret_until": int(c.previous_secret_until) if c.previous_secret_until else None,
         "secret_proven_at": int(c.secret_proven_at) if c.secret_proven_at else None,
+        "webhook_url": c.webhook_url, "webhook_secret_set": bool(c.webhook_secret),
+        "shipping_deadline_hours": int(c.shipping_deadline_hours), "receipt_days": int(c.receipt_days),
+        "previous_webhook_secret_until": int(c.previous_webhook_secret_until)
+        if c.previous_webhook_secret_until else None,
         "entry_link": entry_link(c, base_url), "created_at": c.created_at, "updated_at": c.updated_at,
     }
 
 
 def _plain(fields: ChannelFields) -> dict:
     values = fields.model_dump(exclude_none=True)
-    if "api_base_url" in values:
-        values["api_base_url"] = str(values["api_base_url"])
+    for url in ("api_base_url", "webhook_url"):
+        if url in values:
+            values[url] = str(values[url])
     return values
+
+
+def _check_urls(values: dict) -> None:
+    for field in ("api_base_url", "webhook_url"):
+        if field in values:
+            endpoints.check_base_url(values[field], field=field)
 
 
 def create(data: ChannelCreate, actor: str) -> Channel:
     values = _plain(data)
-    if "api_base_url" in values:
-        endpoints.check_base_url(values["api_base_url"])
-    channel = Channel(values.pop("code"), secret=new_secret(), **values)
+    _check_urls(values)
+    channel = Channel(values.pop("code"), secret=new_secret(), webhook_secret=new_webhook_secret(), **values)
     try:
         with transaction() as tx:
             tx.save(channel, condition=Channel.code.does_not_exist())
@@ -109,8 +126,7 @@ def edit(code: str, fields: ChannelFields, actor: str) -> Channel:
         # gain that route, and a sandbox's test data must never become money.
         raise Conflict("sandbox_immutable", "whether a channel is a sandbox is set at creation and never changes",
                        "sandbox")
-    if "api_base_url" in values:
-        endpoints.check_base_url(values["api_base_url"])
+    _check_urls(values)
     changed = {k: v for k, v in values.items() if getattr(channel, k) != v}
     if not changed:
         return channel
@@ -171,6 +187,39 @@ def rotate_secret(code: str, overlap_seconds: int, actor: str) -> tuple[Channel,
             raise Conflict("rotation_in_progress", f"the secret of {code} was rotated meanwhile") from None
         raise
     return channel, secret
+
+
+def rotate_webhook_secret(code: str, overlap_seconds: int, actor: str) -> tuple[Channel, str]:
+    """New webhook secret now; deliveries carry a signature with the current one too for ``overlap_seconds``.
+
+    Also how a channel from before webhook secrets gets its first. Refused inside an overlap, like the
+    signing secret: a second rotation would drop the key the channel may still verify with."""
+    channel = get(code)
+    now = int(time.time())
+    if channel.previous_webhook_secret_until and now < channel.previous_webhook_secret_until:
+        raise Conflict("rotation_in_progress", f"the previous webhook secret of {code} is valid until "
+                       f"{int(channel.previous_webhook_secret_until)}; rotate again after that")
+    secret = new_webhook_secret()
+    until = now + overlap_seconds
+    keep = channel.webhook_secret is not None and overlap_seconds > 0
+    actions = [Channel.webhook_secret.set(secret)] + (
+        [Channel.previous_webhook_secret.set(channel.webhook_secret), Channel.previous_webhook_secret_until.set(until)]
+        if keep else [Channel.previous_webhook_secret.remove(), Channel.previous_webhook_secret_until.remove()])
+    current = (Channel.webhook_secret == channel.webhook_secret if channel.webhook_secret
+               else Channel.webhook_secret.does_not_exist())
+    channel = _update(channel, actions,
+                      [("webhook_secret_rotated", "webhook_secret", None,
+                        {"previous_webhook_secret_until": until if keep else None})], actor, current)
+    return channel, secret
+
+
+def webhook_secrets(channel: Channel, now: float | None = None) -> list[str]:
+    """The webhook secrets a delivery is signed with right now: the current one, and the previous during its
+    overlap (Standard Webhooks: several space-separated signatures, the receiver accepts any it can verify)."""
+    now = time.time() if now is None else now
+    previous = channel.previous_webhook_secret
+    overlap = previous and channel.previous_webhook_secret_until and now < channel.previous_webhook_secret_until
+    return [s for s in (channel.webhook_secret, previous if overlap else None) if s]
 
 
 def accepted_secrets(channel: Channel, now: float | None = None) -> list[str]:

@@ -46,19 +46,21 @@ def _literal(host: str) -> str | None:
     return None
 
 
-def check_base_url(url: str, local: bool | None = None) -> None:
-    """Refuse a base URL we must never send a channel's members' data to (422, field ``api_base_url``)."""
+def check_base_url(url: str, local: bool | None = None, field: str = FIELD) -> None:
+    """Refuse a base URL we must never send a channel's members' data to (422, named after ``field``:
+    ``api_base_url`` or ``webhook_url``, which follow the same rules)."""
     local = config.IS_LOCAL if local is None else local
     parts = urlsplit(url)
+    what = "API base URL" if field == FIELD else "webhook URL"
     if parts.scheme != "https" and not (local and parts.scheme == "http"):
-        raise Unprocessable("insecure_api_base_url", "a channel's API base URL must use https", FIELD)
+        raise Unprocessable(f"insecure_{field}", f"a channel's {what} must use https", field)
     if not parts.hostname or parts.username or parts.password or parts.query or parts.fragment:
-        raise Unprocessable("invalid_api_base_url",
-                            "a channel's API base URL is scheme, host, optional port and path only", FIELD)
+        raise Unprocessable(f"invalid_{field}",
+                            f"a channel's {what} is scheme, host, optional port and path only", field)
     literal = _literal(parts.hostname)
     if literal is not None and not allowed_address(literal, local):
-        raise Unprocessable("private_api_base_url",
-                            "a channel's API base URL must not point to a private or reserved address", FIELD)
+        raise Unprocessable(f"private_{field}",
+                            f"a channel's {what} must not point to a private or reserved address", field)
 
 
 def resolve(url: str) -> list[str]:

@@ -29,7 +29,10 @@ def record(tx: LabelledTransaction, channel_code: str, kind: str, subject: str, 
         raise ValueError(f"unknown event kind {kind}")
     eid = event_id(kind, subject)
     at = now_iso()
-    body = json.dumps({"id": eid, "type": kind, "created_at": at, "channel": channel_code, "data": data},
+    envelope = {"id": eid, "type": kind, "created_at": at, "channel": channel_code, "data": data}
+    if sandbox:  # a sandbox channel's events reach its integrator too, marked as test data
+        envelope["sandbox"] = True
+    body = json.dumps(envelope,
                       separators=(",", ":"), ensure_ascii=False, sort_keys=True)
     due = int(time.time() if now is None else now)
     tx.put(f"event:{kind}", OutboxEvent(eid, channel_code=channel_code, kind=kind, payload=body, pending=channel_code,

@@ -226,6 +226,13 @@ class Channel(Model):
     webhook_secret = UnicodeAttribute(null=True)
     previous_webhook_secret = UnicodeAttribute(null=True)
     previous_webhook_secret_until = NumberAttribute(null=True)
+    # Where order events go (``webhooks``), signed per Standard Webhooks with ``webhook_secret``
+    # ("whsec_" + base64), a key apart from the signing secret; during a rotation's overlap the
+    # previous one signs too (both signatures sent), so the channel may switch when it likes.
+    webhook_url = UnicodeAttribute(null=True)
+    webhook_secret = UnicodeAttribute(null=True)
+    previous_webhook_secret = UnicodeAttribute(null=True)
+    previous_webhook_secret_until = NumberAttribute(null=True)
     created_at = UnicodeAttribute(default=now_iso)
     updated_at = UnicodeAttribute(default=now_iso)
 

@@ -118,6 +118,7 @@ class ChannelFields(Strict):
     sandbox: Optional[bool] = None
     cart_enabled: Optional[bool] = None
     payment_auth: Optional[Literal["channel_password", "otp"]] = None
+    webhook_url: Optional[HttpUrl] = None  # order events go here (``webhooks``); same address rules as api_base_url
 
 
 class ChannelCreate(ChannelFields):
