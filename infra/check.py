@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -107,11 +108,26 @@ def dangling_targets(definition: dict[str, Any], where: str = "") -> list[str]:
     return found
 
 
+def unsubstituted(definition: Any, substitutions: dict[str, Any]) -> list[str]:
+    """Every ``${name}`` in the definition that ``DefinitionSubstitutions`` does not fill (a Task that would
+    call a resource literally named "${fulfil_split}")."""
+    if isinstance(definition, dict):
+        return [p for v in definition.values() for p in unsubstituted(v, substitutions)]
+    if isinstance(definition, list):
+        return [p for v in definition for p in unsubstituted(v, substitutions)]
+    if isinstance(definition, str):
+        return [f"${{{n}}}" for n in re.findall(r"\$\{([^}]+)\}", definition) if n not in substitutions]
+    return []
+
+
 def state_machine_problems(template: dict[str, Any]) -> tuple[int, list[str]]:
-    """How many state machines carry an inline definition, and their dangling targets."""
-    machines = {name: r["Properties"]["Definition"] for name, r in template["Resources"].items()
+    """How many state machines carry an inline definition, their dangling targets and unfilled substitutions."""
+    machines = {name: r["Properties"] for name, r in template["Resources"].items()
                 if r.get("Type") in STATE_MACHINE_TYPES and isinstance(r.get("Properties", {}).get("Definition"), dict)}
-    return len(machines), [f"{name}: {p}" for name, d in machines.items() for p in dangling_targets(d)]
+    problems = [f"{name}: {p}" for name, m in machines.items() for p in dangling_targets(m["Definition"])]
+    problems += [f"{name}: {p} is not substituted" for name, m in machines.items()
+                 for p in unsubstituted(m["Definition"], m.get("DefinitionSubstitutions", {}))]
+    return len(machines), problems
 
 
 def unmanaged_functions(template: dict[str, Any]) -> list[str]:
@@ -146,7 +162,8 @@ def check(build_dir: Path) -> str:
         raise CheckFailed("dependencies must deploy in the managed layer (automatic_layer): " + "; ".join(layering))
     machines, dangling = state_machine_problems(template)
     if dangling:
-        raise CheckFailed("state machine transitions to missing states:\n" + "\n".join(dangling))
+        raise CheckFailed("state machine transitions to missing states or unfilled substitutions:\n"
+                          + "\n".join(dangling))
     resources = template["Resources"].values()
     tables = sum(r["Type"] == "AWS::DynamoDB::Table" for r in resources)
     functions = sum(r["Type"] == "AWS::Serverless::Function" for r in resources)

@@ -6,17 +6,21 @@ free, so two runs never collide. Nothing here is deployed.
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import subprocess
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Callable
+from urllib.parse import unquote
 
 import logging
 
 import boto3
+import requests
 from botocore.config import Config
 from werkzeug.formparser import parse_form_data
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -125,25 +129,83 @@ class S3EventBridge:
         return result
 
 
-class MotoServer:
-    """moto server (S3, SNS, Step Functions) on a free port, in a thread."""
+# The function a Lambda name stands for (None: no such function); called with (event, context).
+LambdaHandler = Callable[[dict, object], object]
+FindLambda = Callable[[str], "LambdaHandler | None"]
+INVOKE_PATH = "/2015-03-31/functions/"
 
-    def __init__(self, on_object_created: ObjectCreated | None = None, port: int | None = None) -> None:
+
+class LambdaInvoke:
+    """WSGI layer in front of moto that answers Lambda ``Invoke`` from the app's own handlers.
+
+    moto runs a Lambda only in Docker; its Step Functions executions call Lambda through this
+    server (``MOTO_PORT``), so the state machine's Task states reach the app's functions here,
+    in this process. The answer is what Lambda gives: the handler's JSON result, or, when it
+    raises, ``X-Amz-Function-Error: Unhandled`` with the ``errorType``/``errorMessage`` payload
+    that Retry and Catch match on.
+    """
+
+    def __init__(self, app: Callable, find: FindLambda) -> None:
+        self._app = app
+        self._find = find
+
+    def __call__(self, environ: dict, start_response: Callable):
+        path = environ.get("PATH_INFO", "")
+        if environ.get("REQUEST_METHOD") != "POST" or not path.startswith(INVOKE_PATH) \
+                or not path.endswith("/invocations"):
+            return self._app(environ, start_response)
+        name = unquote(path[len(INVOKE_PATH):-len("/invocations")]).rsplit(":", 1)[-1]
+        handler = self._find(name)
+        if handler is None:
+            return self._answer(start_response, "404 Not Found", {
+                "Type": "User", "message": f"Function not found: {name}"}, {"x-amzn-ErrorType": "ResourceNotFoundException"})
+        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        from chalice.local import LambdaContext
+
+        try:
+            result = handler(json.loads(raw or b"{}"), LambdaContext(name, 256))
+        except Exception as error:  # noqa: BLE001 - Lambda reports any exception as a function error
+            return self._answer(start_response, "200 OK", {
+                "errorType": type(error).__name__, "errorMessage": str(error),
+                "stackTrace": traceback.format_tb(error.__traceback__)}, {"X-Amz-Function-Error": "Unhandled"})
+        return self._answer(start_response, "200 OK", result, {})
+
+    @staticmethod
+    def _answer(start_response: Callable, status: str, body: object, headers: dict[str, str]):
+        data = json.dumps(body).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
+                                ("X-Amz-Executed-Version", "$LATEST"), *headers.items()])
+        return [data]
+
+
+class MotoServer:
+    """moto server (S3, SNS, Step Functions executing definitions) on a free port, in a thread."""
+
+    def __init__(self, on_object_created: ObjectCreated | None = None, port: int | None = None,
+                 find_lambda: FindLambda | None = None) -> None:
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._on_created = on_object_created
+        self._find_lambda = find_lambda
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> "MotoServer":
+        # moto's Step Functions call Lambda (and any service) at localhost:MOTO_PORT, read on every call.
+        os.environ["MOTO_PORT"] = str(self.port)
         from moto.server import DomainDispatcherApplication, create_backend_app
 
         app: Callable = DomainDispatcherApplication(create_backend_app)
         if self._on_created:
             app = S3EventBridge(app, self._on_created)
+        if self._find_lambda:
+            app = LambdaInvoke(app, self._find_lambda)
         self._server = make_server("127.0.0.1", self.port, app, threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
+        # Step Functions run the definitions (moto's own default only records executions).
+        requests.post(f"{self.endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}},
+                      timeout=10).raise_for_status()
         return self
 
     def stop(self) -> None:

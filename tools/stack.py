@@ -5,17 +5,19 @@ so what the tests exercise is what a person tries.
 """
 from __future__ import annotations
 
+import json
 import secrets
 import socket
 import threading
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from chalice import Chalice
 from chalice.config import Config
 from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer, ThreadedHTTPServer
 
+from infra.state_machines import FULFILMENT_FUNCTIONS, ORDER_FULFILMENT, order_fulfilment, substituted
 from tools.engines import ROOT, Dynoxide, MotoServer, aws_environment, apply_environment, free_port
 
 
@@ -28,6 +30,31 @@ def s3_object_created_event(bucket: str, key: str) -> dict[str, Any]:
         "detail": {"version": "0", "bucket": {"name": bucket}, "object": {"key": key},
                    "reason": "PostObject"},
     }
+
+
+# The local stack's account, and the names its Lambda functions and state machines have in it (as deployed:
+# ``<app>-<stage>-<function>``), so a state machine's Task reaches the app's own handler (``LambdaInvoke``).
+ACCOUNT = "123456789012"
+LAMBDA_PREFIX = "channel-mall-local-"
+
+
+def lambda_arn(function: str) -> str:
+    return f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{LAMBDA_PREFIX}{function}"
+
+
+def state_machine_arn(name: str) -> str:
+    return f"arn:aws:states:us-east-1:{ACCOUNT}:stateMachine:channelmall-local-{name}"
+
+
+def create_state_machines() -> None:
+    """The deployed definitions on moto's Step Functions, their Tasks pointing at the local functions."""
+    import boto3
+
+    sfn = boto3.client("stepfunctions")
+    definition = substituted(order_fulfilment(), {f: lambda_arn(f) for f in FULFILMENT_FUNCTIONS})
+    sfn.create_state_machine(name=state_machine_arn(ORDER_FULFILMENT).rsplit(":", 1)[-1],
+                             definition=json.dumps(definition),
+                             roleArn=f"arn:aws:iam::{ACCOUNT}:role/channelmall-local-{ORDER_FULFILMENT}")
 
 
 # Connections the kernel may hold before the server accepts them. Python's default is 5: a burst of 40
@@ -64,7 +91,7 @@ class LocalSystem:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.ops_token = ops_token or f"local-ops-{secrets.token_hex(12)}"
         self.dynamodb = Dynoxide()
-        self.moto = MotoServer(on_object_created=self.deliver_object_created)
+        self.moto = MotoServer(on_object_created=self.deliver_object_created, find_lambda=self.find_lambda)
         self._server = None
         self.app = None
         self.deliveries: list[dict] = []
@@ -77,7 +104,8 @@ class LocalSystem:
         self.moto.start()
         env = aws_environment(self.dynamodb, self.moto)
         env.update({"LOCAL_OPS_TOKEN": self.ops_token, "PUBLIC_BASE_URL": self.base_url,
-                    "UPLOAD_BUCKET": "channelmall-local-uploads", "SMS_OUTBOX": self.sms_outbox})
+                    "UPLOAD_BUCKET": "channelmall-local-uploads", "SMS_OUTBOX": self.sms_outbox,
+                    "FULFILMENT_STATE_MACHINE_ARN": state_machine_arn(ORDER_FULFILMENT)})
         apply_environment(env)
         import boto3
 
@@ -90,11 +118,18 @@ class LocalSystem:
         s3.create_bucket(Bucket=config.UPLOAD_BUCKET)
         s3.put_bucket_cors(Bucket=config.UPLOAD_BUCKET, CORSConfiguration={"CORSRules": [
             {"AllowedMethods": ["POST"], "AllowedOrigins": ["*"], "AllowedHeaders": ["*"], "MaxAgeSeconds": 300}]})
+        create_state_machines()
         self.app = app_module
         self._server = local_server(app_module.app, Config.create(chalice_stage="local", app_name="channel-mall"),
                                     "127.0.0.1", self.port)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
+
+    def find_lambda(self, name: str) -> Callable | None:
+        """The app's handler a deployed Lambda name stands for (``channel-mall-local-<function>``), if any."""
+        if self.app is None or not name.startswith(LAMBDA_PREFIX):
+            return None
+        return self.app.app.handler_map.get(name.removeprefix(LAMBDA_PREFIX))
 
     def deliver_object_created(self, bucket: str, key: str) -> None:
         """What EventBridge does in AWS: invoke the ``upload_created`` Lambda with the S3 event."""

@@ -1,0 +1,64 @@
+"""Step Functions definitions as Python objects: the deployed template and the local stack use the same one.
+
+Task ``Resource`` values are ``${name}`` placeholders naming the Chalice function they call; the
+template fills them with ``DefinitionSubstitutions`` (the functions' ARNs), the local stack with the
+ARNs of the app's own functions on moto. JSONPath only (no JSONata, no ``Assign``): what Step
+Functions and moto's local executions both run.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+ORDER_FULFILMENT = "order_fulfilment"
+# The Lambdas the fulfilment states call, in order; the state machine's role may invoke exactly these.
+FULFILMENT_FUNCTIONS = ("fulfil_split", "fulfil_deadline", "fulfil_complete")
+
+# A task's transient faults (a lost transaction race, a throttled table, a Lambda hiccup) are retried;
+# each task is idempotent, so a retry after a fault that hid a success changes nothing. Retries
+# exhausted fail the execution, which the ExecutionsFailed alarm reports.
+_RETRY = [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 2, "MaxAttempts": 6, "BackoffRate": 2.0,
+           "MaxDelaySeconds": 60}]
+
+
+def _task(function: str, result: str, then: str | None) -> dict[str, Any]:
+    """Call one fulfilment Lambda with the order id; its answer is kept under ``$.{result}``."""
+    state: dict[str, Any] = {
+        "Type": "Task", "Resource": f"${{{function}}}", "Parameters": {"order_id.$": "$.order_id"},
+        "ResultPath": f"$.{result}", "Retry": _RETRY,
+    }
+    if then is None:
+        state["End"] = True
+    else:
+        state["Next"] = then
+    return state
+
+
+def order_fulfilment() -> dict[str, Any]:
+    """One paid order: split into parcels, wait for shipment, cancel what is unshipped at the deadline,
+    wait out the receipt window, complete what was shipped. Input: ``{order_id, shipping_seconds,
+    receipt_seconds}`` (durations from the channel, so tests run the whole life in seconds)."""
+    return {
+        "Comment": "Channel Mall order fulfilment: split per supplier, shipping deadline, receipt window",
+        "StartAt": "Split",
+        "States": {
+            "Split": _task("fulfil_split", "parcels", "AwaitShipment"),
+            "AwaitShipment": {"Type": "Wait", "SecondsPath": "$.shipping_seconds", "Next": "Deadline"},
+            "Deadline": _task("fulfil_deadline", "cancelled", "AwaitReceipt"),
+            "AwaitReceipt": {"Type": "Wait", "SecondsPath": "$.receipt_seconds", "Next": "Complete"},
+            "Complete": _task("fulfil_complete", "completed", None),
+        },
+    }
+
+
+def substituted(definition: dict[str, Any], arns: dict[str, str]) -> dict[str, Any]:
+    """The definition with each ``${name}`` Task resource replaced by ``arns[name]`` (what
+    ``DefinitionSubstitutions`` does in CloudFormation), for the local stack."""
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, str) and value.startswith("${") and value.endswith("}"):
+            return arns[value[2:-1]]
+        return value
+    return walk(definition)
