@@ -8,7 +8,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from chalice import Chalice, ConvertToMiddleware, IAMAuthorizer, Rate, Response
 
 from chalicelib import (
-    audit, carts, catalog, channels, checkout, entry, goods, imports, members, orders, payment_auth, pools, quotas, sandbox,
+    audit, carts, catalog, channel_orders, channels, checkout, entry, goods, imports, members, orders, payment_auth, pools, quotas, sandbox,
     sessions, store, suppliers, wallets, web, webhooks,
 )
 from chalicelib.errors import DomainError, Forbidden, Unprocessable
@@ -520,6 +520,17 @@ def partner_grant(code: str) -> Response:
 def partner_quota(code: str) -> dict:
     channel = partner_channel(code)
     return quotas.view(quotas.current(channel), channel)
+
+
+@route("/partner/{code}/orders/{order_id}")
+def partner_order(code: str, order_id: str) -> dict:
+    return channel_orders.get(partner_channel(code), order_id)
+
+
+@route("/partner/{code}/members/{member_id}/orders")
+def partner_member_orders(code: str, member_id: str) -> dict:
+    channel = partner_channel(code)
+    return channel_orders.of_member(channel, member_id, web.query(req(), "cursor"), web.query(req(), "limit"))
 
 
 @route("/api/{code}/wallet")
