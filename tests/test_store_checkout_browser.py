@@ -90,6 +90,13 @@ def sms_code(system, mobile: str, seen: int) -> str:
     raise AssertionError(f"no text message to {mobile}")
 
 
+def fill_address(page) -> None:
+    """The delivery address every order needs (the page remembers it on this phone for the next one)."""
+    page.get_by_test_id("address-name").fill("Li Mei")
+    page.get_by_test_id("address-phone").fill("139 0000 0000")
+    page.get_by_test_id("address-line1").fill("8 Jianguo Road, Chaoyang, Beijing")
+
+
 def api_get(page, base_url: str, path: str) -> dict:
     """A JSON read with the browser's own session cookie, outside the page."""
     response = page.request.get(base_url + path)
@@ -179,6 +186,7 @@ def test_member_redeems_with_an_sms_code(system, browser, otp_shop):
     page.get_by_test_id("buy-button").tap()
     page.get_by_test_id("confirm").wait_for()
     assert page.url.endswith(f"#/checkout/{tea['goods_id']}/T1/2")
+    fill_address(page)
     total = 2 * 12_900
     expect(page.get_by_test_id("confirm-title")).to_have_text(tea["title"])
     expect(page.get_by_test_id("confirm-spec")).to_have_text("100 g tin")
@@ -356,6 +364,7 @@ def test_remote_points_with_a_payment_password(system, ops, browser, channel_api
     page.get_by_test_id("buy-button").tap()
     page.get_by_test_id("confirm").wait_for()
     expect(page.get_by_test_id("confirm-total-points")).to_have_attribute("data-points", "6900")
+    fill_address(page)
     password = page.get_by_test_id("password-input")
     assert password.get_attribute("type") == "password"
     assert password.get_attribute("inputmode") == "numeric"

@@ -50,7 +50,7 @@ COLOURS = [(46, 125, 50), (121, 85, 72), (239, 108, 0), (249, 168, 37), (255, 14
 CHANNELS = [
     dict(code="bank-a", name="Bank A Rewards", contact_name="Chen Jie", phone="4008800001",
          points_mode="hosted", points_per_yuan=100, member_points_cap=500_000, redemption_quota=10_000_000,
-         payment_auth="channel_password"),
+         payment_auth="channel_password", cart_enabled=True),  # its store has a cart; Telecom B's is buy-now only
     # Telecom B's app hands the store a one-time code that we exchange through its member API; signed
     # links work there too.
     dict(code="telecom-b", name="Telecom B Mall", contact_name="Wang Fang", phone="4008800002",

@@ -1,0 +1,130 @@
+"""The cart in the mobile H5 store, in a real browser (Debian's Chromium driven by Playwright) at a phone viewport.
+
+A hosted, cart-enabled channel whose payment password is checked by a stand-in of its back end: the member adds
+goods of two suppliers from their pages, changes a quantity and removes a line on the cart page (total and
+points left follow), checks the whole cart out with the payment password and a delivery address, and sees the
+one order in the order centre; the cart is empty afterwards. A channel without cart shows no cart anywhere.
+
+Screenshots go to build/screenshots/cart-*.png.
+"""
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from test_store_browser import browser, make_goods, make_supplier, ok, phone, price_in  # noqa: F401
+from test_store_browser import shot as store_shot
+from test_store_checkout_browser import (  # noqa: F401
+    api_get, channel_api, fill_address, make_channel, open_period, signed_post, watch,
+)
+from tools.sign import entry_link
+
+
+def shot(page, name: str, full_page: bool = False) -> Path:
+    return store_shot(page, name, full_page, prefix="cart")
+
+
+def test_member_fills_a_cart_and_redeems_it_as_one_order(system, ops, anon, browser, channel_api):
+    from playwright.sync_api import expect
+    tag = uuid.uuid4().hex[:6]
+    tea = make_goods(ops, make_supplier(system, ops), f"Jasmine Tea {tag}", "Tea",
+                     [("J1", "50 g pouch", 8_000, 30), ("J2", "100 g tin", 15_000, 30)])
+    mug = make_goods(ops, make_supplier(system, ops), f"Ceramic Mug {tag}", "Kitchen", [("C1", "350 ml", 4_000, 20)])
+    code, secret = make_channel(ops, f"Harbour Bank {tag}", points_mode="hosted", payment_auth="channel_password",
+                                api_base_url=channel_api.url, cart_enabled=True)
+    period_end = open_period(ops, code)
+    price_in(ops, code, tea["goods_id"], {"J1": 9_900, "J2": 17_900})
+    price_in(ops, code, mug["goods_id"], {"C1": 4_900})
+    member = f"M-{uuid.uuid4().hex[:8]}"
+    ok(signed_post(anon, code, secret, f"/partner/{code}/grants",
+                   {"grant_id": f"g-{tag}", "member_id": member, "points": 50_000, "expires_at": period_end - 60}), 201)
+
+    context = phone(browser)
+    page = context.new_page()
+    problems = watch(page, system.base_url)
+    page.goto(entry_link(system.base_url, code, secret, member, target=f"/goods/{tea['goods_id']}"))
+    page.get_by_test_id("goods-detail").wait_for()
+    expect(page.get_by_test_id("cart-link")).to_be_visible()
+    expect(page.get_by_test_id("cart-count")).to_be_hidden()
+
+    # From the goods pages: two tins of J2, one pouch of J1, one mug.
+    page.locator('[data-testid="sku-option"][data-sku-id="J2"]').tap()
+    page.get_by_test_id("qty-plus").tap()
+    page.get_by_test_id("add-to-cart").tap()
+    expect(page.get_by_test_id("cart-added")).to_be_visible()
+    expect(page.get_by_test_id("cart-count")).to_have_text("2")
+    page.locator('[data-testid="sku-option"][data-sku-id="J1"]').tap()
+    page.get_by_test_id("qty-minus").tap()
+    page.get_by_test_id("add-to-cart").tap()
+    expect(page.get_by_test_id("cart-count")).to_have_text("3")
+    shot(page, "added")
+    page.goto(f"{system.base_url}/store/{code}#/goods/{mug['goods_id']}")
+    page.get_by_test_id("goods-detail").wait_for()
+    page.get_by_test_id("add-to-cart").tap()
+    expect(page.get_by_test_id("cart-count")).to_have_text("4")
+
+    # The cart page: quantities, total and the points left follow every change.
+    page.get_by_test_id("view-cart").tap()
+    page.get_by_test_id("cart").wait_for()
+    lines = page.get_by_test_id("cart-line")
+    expect(lines).to_have_count(3)
+    expect(page.get_by_test_id("cart-total-points")).to_have_attribute("data-points", str(2 * 17_900 + 9_900 + 4_900))
+    mug_line = page.locator(f'[data-testid="cart-line"][data-goods-id="{mug["goods_id"]}"]')
+    mug_line.get_by_test_id("cart-qty-plus").tap()
+    expect(mug_line).to_have_attribute("data-qty", "2")
+    pouch = page.locator('[data-testid="cart-line"][data-sku-id="J1"]')
+    pouch.get_by_test_id("cart-remove").tap()
+    expect(pouch.get_by_test_id("cart-remove")).to_have_text("Tap to remove")
+    pouch.get_by_test_id("cart-remove").tap()
+    expect(lines).to_have_count(2)
+    total = 2 * 17_900 + 2 * 4_900
+    expect(page.get_by_test_id("cart-total-points")).to_have_attribute("data-points", str(total))
+    expect(page.get_by_test_id("cart-after")).to_have_attribute("data-points", str(50_000 - total))
+    expect(page.get_by_test_id("cart-count")).to_have_text("4")
+    shot(page, "page")
+
+    # Check out the whole cart: one confirmation, the address, the payment password.
+    page.get_by_test_id("cart-checkout").tap()
+    page.get_by_test_id("confirm").wait_for()
+    expect(page.get_by_test_id("confirm-item")).to_have_count(2)
+    expect(page.get_by_test_id("confirm-total-points")).to_have_attribute("data-points", str(total))
+    page.get_by_test_id("password-input").fill("123456")
+    page.get_by_test_id("pay-button").tap()
+    expect(page.get_by_test_id("error-message")).to_have_attribute("data-error-code", "address_required")
+    fill_address(page)
+    shot(page, "confirm", full_page=True)
+    page.get_by_test_id("pay-button").tap()
+    success = page.get_by_test_id("order-success")
+    success.wait_for(timeout=30_000)
+    expect(success.get_by_test_id("order-points")).to_have_attribute("data-points", str(total))
+    order_id = success.get_by_test_id("order-id").inner_text()
+    expect(page.get_by_test_id("cart-count")).to_be_hidden()
+    assert api_get(page, system.base_url, f"/api/{code}/cart")["lines"] == []
+    order = api_get(page, system.base_url, f"/api/{code}/orders/{order_id}")
+    assert sorted((l["sku_id"], l["qty"]) for l in order["lines"]) == [("C1", 2), ("J2", 2)]
+    assert api_get(page, system.base_url, f"/api/{code}/wallet")["balance"] == 50_000 - total
+
+    # The order centre: the one order, with both items (or its parcels, once the order is split).
+    page.get_by_test_id("my-orders").tap()
+    expect(page.get_by_test_id("order-row")).to_have_count(1)
+    page.get_by_test_id("order-row").tap()
+    page.get_by_test_id("order-detail").wait_for()
+    expect(page.get_by_test_id("order-id")).to_have_text(order_id)
+    shown = page.get_by_test_id("parcel-line").count() or page.get_by_test_id("order-line").count()
+    assert shown == 2, shown
+    shot(page, "order", full_page=True)
+
+    # The empty cart, and a store without a cart.
+    page.get_by_test_id("cart-link").tap()
+    page.get_by_test_id("cart-empty").wait_for()
+    plain, plain_secret = make_channel(ops, f"Plain Store {tag}", points_mode="hosted", payment_auth="channel_password",
+                                       api_base_url=channel_api.url)
+    open_period(ops, plain)
+    price_in(ops, plain, mug["goods_id"], {"C1": 4_900})
+    page.goto(entry_link(system.base_url, plain, plain_secret, member, target=f"/goods/{mug['goods_id']}"))
+    page.get_by_test_id("goods-detail").wait_for()
+    expect(page.get_by_test_id("buy-button")).to_be_visible()
+    assert page.get_by_test_id("add-to-cart").count() == 0
+    expect(page.get_by_test_id("cart-link")).to_be_hidden()
+    assert problems == [], problems
+    context.close()
