@@ -58,3 +58,18 @@ SESSION_SECONDS: int = int(os.environ.get("SESSION_SECONDS", "7200"))
 
 # Where one-time payment codes go: SNS SMS in AWS; a local outbox file on the local stack.
 SMS_OUTBOX: str = os.environ.get("SMS_OUTBOX", "") if IS_LOCAL else ""
+
+# Order fulfilment (issue 10): the state machine each paid order's execution runs. Set by the template for the
+# functions that start executions, and by the local stack for its machine on moto.
+FULFILMENT_STATE_MACHINE_ARN: str = os.environ.get("FULFILMENT_STATE_MACHINE_ARN", "")
+
+
+def fulfilment_seconds_override() -> tuple[int, int] | None:
+    """Local stage only: ``FULFILMENT_SECONDS_OVERRIDE="shipping,receipt"`` replaces the channel's shipping
+    deadline and receipt window (hours and days) with seconds, so tests run a whole order's life in seconds.
+    Read on every call, so a test can set it around one checkout."""
+    raw = os.environ.get("FULFILMENT_SECONDS_OVERRIDE", "") if IS_LOCAL else ""
+    if not raw:
+        return None
+    shipping, receipt = (int(part) for part in raw.split(","))
+    return shipping, receipt
