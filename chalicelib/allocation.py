@@ -64,3 +64,26 @@ def plan(total: int, lines: Sequence[Mapping[str, Any]]) -> list[ParcelPlan]:
         parcel.points += share
         parcel.amount += int(line["price"]) * int(line["qty"])
     return list(parcels.values())
+
+
+def shard_shares(parcel_points: Sequence[int], takes: Mapping[int, int]) -> list[dict[int, int]]:
+    """Which quota shards each parcel's points were taken from, so a parcel gives back to exactly those.
+
+    The order's points are laid end to end once in parcel order and once in shard order; each parcel owns
+    the overlap of its stretch with each shard's. Both sides sum exactly: every parcel gets its points, and
+    all parcels together give each shard back exactly what the order took from it."""
+    if sum(parcel_points) != sum(takes.values()) or any(p < 0 for p in parcel_points):
+        raise ValueError("the parcels' points must be the order's points taken from the shards")
+    spans = []
+    at = 0
+    for shard, used in sorted(takes.items()):
+        spans.append((shard, at, at + int(used)))
+        at += int(used)
+    shares: list[dict[int, int]] = []
+    at = 0
+    for points in parcel_points:
+        start, end = at, at + points
+        share = {shard: min(end, hi) - max(start, lo) for shard, lo, hi in spans if min(end, hi) > max(start, lo)}
+        shares.append(share)
+        at = end
+    return shares

@@ -226,13 +226,6 @@ class Channel(Model):
     webhook_secret = UnicodeAttribute(null=True)
     previous_webhook_secret = UnicodeAttribute(null=True)
     previous_webhook_secret_until = NumberAttribute(null=True)
-    # Where order events go (``webhooks``), signed per Standard Webhooks with ``webhook_secret``
-    # ("whsec_" + base64), a key apart from the signing secret; during a rotation's overlap the
-    # previous one signs too (both signatures sent), so the channel may switch when it likes.
-    webhook_url = UnicodeAttribute(null=True)
-    webhook_secret = UnicodeAttribute(null=True)
-    previous_webhook_secret = UnicodeAttribute(null=True)
-    previous_webhook_secret_until = NumberAttribute(null=True)
     created_at = UnicodeAttribute(default=now_iso)
     updated_at = UnicodeAttribute(default=now_iso)
 
@@ -348,7 +341,7 @@ class Quota(Model):
 class Wallet(Model):
     """A hosted-mode member's points: one lot per grant, each with its own expiry.
 
-    ``balance`` = ``granted`` − ``spent`` − ``expired`` always; spending takes
+    ``balance`` = ``granted`` − ``spent`` + ``refunded`` − ``expired`` always; spending takes
     from lots by earliest expiry, each lot guarded by ``left >= take`` and
     ``expires_at > now`` in the checkout transaction.
     """
@@ -360,6 +353,9 @@ class Wallet(Model):
     granted = NumberAttribute(default=0)
     spent = NumberAttribute(default=0)
     expired = NumberAttribute(default=0)
+    # Points given back by cancelled or refunded parcels, each as a lot of its own (``parcels.give_back``):
+    # ``balance`` = ``granted`` − ``spent`` + ``refunded`` − ``expired``.
+    refunded = NumberAttribute(default=0)
     lots = MapAttribute(default=dict)
 
 
@@ -550,6 +546,9 @@ class Parcel(Model):
     tracking_no = UnicodeAttribute(null=True)
     shipped_at = UnicodeAttribute(null=True)
     completed_at = UnicodeAttribute(null=True)
+    # What a cancel gave back: ``points``, the refund lot's ``expires_at`` (hosted) and ``quota``: "returned"
+    # to its open period, or "settlement" when the period had closed (settled against the channel instead).
+    returned = MapAttribute(null=True)
     sandbox = BooleanAttribute(default=False)
     created_at = UnicodeAttribute(default=now_iso)
     updated_at = UnicodeAttribute(default=now_iso)
@@ -557,10 +556,58 @@ class Parcel(Model):
     supplier_index = ParcelSupplierIndex()
 
 
+class RefundPendingIndex(GlobalSecondaryIndex):
+    """Sparse: only remote-mode refunds still waiting for the channel's answer (the sweep's list)."""
+
+    Meta = _index_meta("pending-index")
+    pending_channel = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class RefundSupplierIndex(GlobalSecondaryIndex):
+    Meta = _index_meta("supplier-index")
+    supplier_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class Refund(Model):
+    """The refund of one shipped (or completed) parcel: points go back, the goods stay with the member.
+
+    ``refund_id`` is derived from the parcel id (``refunds.refund_id_for``), so a retried or concurrent
+    request names the same refund and a parcel is refunded at most once; it is also the id the channel's
+    ``points/refund`` is idempotent by. ``state``: requested → approved → (remote: awaiting_channel →)
+    refunded, or rejected (by the supplier or ops, with ``reject_reason``; or by the channel's refusal).
+    ``lines`` and ``points`` are the parcel's, with the points allocated to each line: never more than paid."""
+
+    Meta = _meta("refunds")
+    refund_id = UnicodeAttribute(hash_key=True)
+    parcel_id = UnicodeAttribute()
+    order_id = UnicodeAttribute()
+    channel_code = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    supplier_id = UnicodeAttribute()
+    points_mode = UnicodeAttribute()
+    lines = ListAttribute(of=MapAttribute)  # goods_id, sku_id, qty, points
+    points = NumberAttribute()
+    state = UnicodeAttribute()
+    reason = UnicodeAttribute()
+    requested_by = UnicodeAttribute()
+    decided_by = UnicodeAttribute(null=True)
+    reject_reason = UnicodeAttribute(null=True)
+    pending_channel = UnicodeAttribute(null=True)
+    resolve_attempts = NumberAttribute(default=0)
+    sandbox = BooleanAttribute(default=False)
+    created_at = UnicodeAttribute(default=now_iso)
+    updated_at = UnicodeAttribute(default=now_iso)
+    refunded_at = UnicodeAttribute(null=True)
+    pending_index = RefundPendingIndex()
+    supplier_index = RefundSupplierIndex()
+
+
 ALL_MODELS: tuple[type[Model], ...] = (
     Supplier, SupplierKey, Goods, Stock, Audit, Channel, PoolItem, Upload, Nonce, MemberLink, Member, Topic,
     Quota, Wallet, Grant, MemberRedemption, Order, PaymentGuard, RateCounter, OutboxEvent, Cart,
-    Parcel,
+    Parcel, Refund,
 )
 
 

@@ -1,8 +1,9 @@
 """The member's order centre and the ops view of orders."""
 from __future__ import annotations
 
+from chalicelib import parcels as parcels_mod
 from chalicelib.errors import NotFound
-from chalicelib.models import Order, get_owned
+from chalicelib.models import Order, Parcel, get_owned
 
 
 def lines_of(o: Order) -> list[dict]:
@@ -10,8 +11,12 @@ def lines_of(o: Order) -> list[dict]:
     return [line.as_dict() if hasattr(line, "as_dict") else dict(line) for line in o.lines]
 
 
-def view(o: Order) -> dict:
+def view(o: Order, parcels: list[Parcel] | None = None) -> dict:
+    """The order as its member and its channel see it: with its parcels (by neutral name) and the state derived
+    from them once it is split; its checkout ``status`` until then (``state`` repeats it)."""
+    parcels = parcels_mod.of_order(o.order_id, o) if parcels is None else parcels
     return {
+        **parcels_mod.order_view(o, parcels),
         "order_id": o.order_id, "channel_code": o.channel_code, "status": o.status, "points": int(o.points),
         "amount": int(o.amount), "points_mode": o.points_mode, "period_id": o.period_id, "failure": o.failure,
         "sandbox": bool(o.sandbox),  # a sandbox channel's order: test data, never shipped by a supplier or settled
@@ -19,6 +24,19 @@ def view(o: Order) -> dict:
                   for line in lines_of(o)],
         "created_at": o.created_at, "updated_at": o.updated_at,
     }
+
+
+def member_view(o: Order, parcels: list[Parcel] | None = None) -> dict:
+    """The member also sees the delivery address given at checkout (the channel never does)."""
+    address = o.address.as_dict() if hasattr(o.address, "as_dict") else o.address
+    return dict(view(o, parcels), address=address)
+
+
+def member_views(member_id: str) -> list[dict]:
+    """The member's latest orders, their parcels read in one batch."""
+    found = of_member(member_id)
+    grouped = parcels_mod.of_orders(found)
+    return [member_view(o, grouped[o.order_id]) for o in found]
 
 
 def ops_view(o: Order) -> dict:

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from chalicelib.allocation import largest_remainder, line_points, plan
+from chalicelib.allocation import largest_remainder, line_points, plan, shard_shares
 
 
 def _random_lines(rng: random.Random) -> list[dict]:
@@ -82,3 +82,18 @@ def test_negative_or_impossible_input_is_refused() -> None:
     with pytest.raises(ValueError):
         largest_remainder(1, [])
     assert largest_remainder(0, []) == []
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_each_parcel_gives_back_to_the_shards_its_points_came_from(seed: int) -> None:
+    rng = random.Random(5000 + seed)
+    takes = {shard: rng.randint(0, 10**6) for shard in rng.sample(range(32), rng.randint(1, 32))}
+    total = sum(takes.values())
+    parcels = largest_remainder(total, [rng.randint(0, 100) for _ in range(rng.randint(1, 10))])
+    shares = shard_shares(parcels, takes)
+    assert [sum(s.values()) for s in shares] == parcels
+    for shard, used in takes.items():
+        assert sum(s.get(shard, 0) for s in shares) == used
+    assert all(v > 0 for s in shares for v in s.values())
+    with pytest.raises(ValueError):
+        shard_shares([p + 1 for p in parcels], takes)
