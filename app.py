@@ -597,3 +597,9 @@ def resolve_remote_orders(event) -> dict:
     outcome = checkout.sweep_remote()
     logger.info("remote orders resolved", extra={"outcome": outcome})
     return outcome
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="deliver_webhooks")
+def deliver_webhooks(event) -> dict:
+    """Order events to the channels' webhooks: whatever is due (retries, and events no commit delivered)."""
+    return webhooks.sweep()

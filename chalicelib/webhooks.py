@@ -33,6 +33,7 @@ RETRY_BASE = 30.0  # seconds before the 2nd attempt; doubles after each failure 
 RETRY_CAP = 3600.0
 LEASE = TIMEOUT + 15.0  # a claimed event is due again after this if its deliverer vanished mid-call
 BATCH = 50
+SWEEP_BUDGET = 80.0  # the sweep Lambda's timeout is 120 s: the last attempt it starts still ends in time
 ERROR_MAX = 200
 
 
@@ -157,20 +158,36 @@ def _attempt(channel: Channel, event: OutboxEvent, now: float) -> str:
 
 def deliver_due(channel_code: str, now: float | None = None) -> dict[str, int]:
     """Deliver the channel's events that are due, oldest due first: call it right after a commit that
-    recorded events, and the minutely sweep calls it for every channel. Outcomes are counted."""
-    outcome = {"delivered": 0, "retrying": 0, "parked": 0, "taken": 0, "not_configured": 0}
+    recorded events (the minutely ``sweep`` catches whatever this misses). Outcomes are counted."""
     try:
         channel = Channel.get(channel_code)
     except DoesNotExist:
-        return outcome
-    now = time.time() if now is None else now
-    due = list(OutboxEvent.pending_index.query(channel_code, OutboxEvent.due_at <= now, limit=BATCH))
+        return dict.fromkeys(OUTCOMES, 0)
+    return _deliver(channel, time.time() if now is None else now)
+
+
+OUTCOMES = ("delivered", "retrying", "parked", "taken", "not_configured")
+
+
+def _deliver(channel: Channel, now: float, until: float = float("inf")) -> dict[str, int]:
+    """One round over the channel's due events; no new attempt starts after ``until`` (monotonic clock)."""
+    outcome = dict.fromkeys(OUTCOMES, 0)
+    due = list(OutboxEvent.pending_index.query(channel.code, OutboxEvent.due_at <= now, limit=BATCH))
     if not (channel.webhook_url and channel.webhook_secret):  # they wait, due, until ops configure the channel
         outcome["not_configured"] = len(due)
         return outcome
     for event in due:
+        if time.monotonic() > until:
+            break
         outcome[_attempt(channel, event, now)] += 1
     return outcome
+
+
+def sweep(budget_seconds: float = SWEEP_BUDGET) -> dict[str, dict[str, int]]:
+    """The scheduled round: every channel with a webhook URL, its due events; attempts stop starting after
+    ``budget_seconds`` (each may take up to ``TIMEOUT``), leaving the rest due for the next round."""
+    until = time.monotonic() + budget_seconds
+    return {c.code: _deliver(c, time.time(), until) for c in Channel.scan() if c.webhook_url}
 
 
 def view(e: OutboxEvent) -> dict[str, Any]:

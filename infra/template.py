@@ -14,7 +14,7 @@ from typing import Any
 from pynamodb.models import Model
 
 from chalicelib import config
-from chalicelib.models import ALL_MODELS, Audit, Channel, Goods, Order, Quota, Stock, Upload
+from chalicelib.models import ALL_MODELS, Audit, Channel, Goods, Order, OutboxEvent, Quota, Stock, Upload
 
 ROOT = Path(__file__).resolve().parent.parent
 CHALICE_CONFIG = ROOT / ".chalice" / "config.json"
@@ -24,8 +24,10 @@ API_FUNCTION, API_ROLE = "APIHandler", "ApiHandlerRole"
 UPLOAD_FUNCTION, UPLOAD_ROLE = "UploadCreated", "UploadCreatedRole"
 UPLOAD_EVENT = "UploadCreatedEvent"
 RESOLVE_FUNCTION, RESOLVE_ROLE = "ResolveRemoteOrders", "ResolveRemoteOrdersRole"
-FUNCTIONS = (API_FUNCTION, UPLOAD_FUNCTION, RESOLVE_FUNCTION)
-ROLES = {API_FUNCTION: API_ROLE, UPLOAD_FUNCTION: UPLOAD_ROLE, RESOLVE_FUNCTION: RESOLVE_ROLE}
+WEBHOOKS_FUNCTION, WEBHOOKS_ROLE = "DeliverWebhooks", "DeliverWebhooksRole"
+FUNCTIONS = (API_FUNCTION, UPLOAD_FUNCTION, RESOLVE_FUNCTION, WEBHOOKS_FUNCTION)
+ROLES = {API_FUNCTION: API_ROLE, UPLOAD_FUNCTION: UPLOAD_ROLE, RESOLVE_FUNCTION: RESOLVE_ROLE,
+         WEBHOOKS_FUNCTION: WEBHOOKS_ROLE}
 BUCKET = "UploadBucket"
 ALARM_TOPIC = "OpsAlarmTopic"
 SESSION_KEY_SECRET = "SessionKeySecret"
@@ -58,6 +60,12 @@ RESOLVE_BACKFILL_GRANTS: tuple[tuple[type[Model], tuple[str, ...]], ...] = (
     (Goods, ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:ConditionCheckItem")),
     (Stock, ("dynamodb:BatchGetItem", "dynamodb:PutItem")),
 )
+# The webhook sweep (``app.deliver_webhooks`` → ``webhooks.sweep``) lists channels, finds each one's due events
+# on the outbox's sparse pending index and books each attempt with a conditional UpdateItem; nothing else.
+WEBHOOKS_SCAN_MODELS: tuple[type[Model], ...] = (Channel,)
+WEBHOOKS_QUERY_INDEXES: tuple[tuple[type[Model], str], ...] = (
+    (OutboxEvent, OutboxEvent.pending_index.Meta.index_name),)
+WEBHOOKS_UPDATE_MODELS: tuple[type[Model], ...] = (OutboxEvent,)
 SESSION_KEY_LENGTH = 64
 UPLOADS_PREFIX = "uploads/"
 IMAGES_PREFIX = "images/"  # checked images, copied once; no link writes here and nothing expires
@@ -239,6 +247,14 @@ def function_resources(stage: str) -> dict[str, Json]:
             *({"Sid": f"StockBackfill{model.__name__}", "Effect": "Allow", "Action": list(actions),
                "Resource": _table_arns((model,), indexes=False)} for model, actions in RESOLVE_BACKFILL_GRANTS),
         ],
+        WEBHOOKS_FUNCTION: [
+            {"Sid": "Channels", "Effect": "Allow", "Action": ["dynamodb:Scan"],
+             "Resource": _table_arns(WEBHOOKS_SCAN_MODELS, indexes=False)},
+            {"Sid": "DueEvents", "Effect": "Allow", "Action": ["dynamodb:Query"],
+             "Resource": [_index_arn(model, name) for model, name in WEBHOOKS_QUERY_INDEXES]},
+            {"Sid": "Deliveries", "Effect": "Allow", "Action": ["dynamodb:UpdateItem"],
+             "Resource": _table_arns(WEBHOOKS_UPDATE_MODELS, indexes=False)},
+        ],
     }
     resources: dict[str, Json] = {}
     for function in FUNCTIONS:
@@ -294,6 +310,13 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
             "Remote-mode orders whose points deduction the channel has not confirmed or denied: quota and stock "
             "stay reserved; check the channel's API (PartnerCalls by channel) and the pending-orders ops route",
             namespace, "RemoteUnresolved", service_dims, period=900),
+        "DeliverWebhooksErrorsAlarm": _alarm("Webhook delivery sweep Lambda errors", "AWS/Lambda", "Errors",
+                                             [{"Name": "FunctionName", "Value": {"Ref": WEBHOOKS_FUNCTION}}]),
+        # Counted per order event whose last webhook retry failed (``webhooks``): the channel has not heard of it.
+        "WebhooksParkedAlarm": _alarm(
+            "Order events parked after their last webhook retry: the channel has not heard about them; fix its "
+            "webhook, then redrive (GET/POST /ops/channels/{code}/webhooks/parked|redrive)",
+            namespace, "WebhooksParked", service_dims),
     }
 
     def app_metrics(*names: str) -> list[list[str]]:

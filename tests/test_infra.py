@@ -15,14 +15,15 @@ import pytest
 from pynamodb.attributes import Attribute, TTLAttribute
 from pynamodb.models import Model
 
-from chalicelib.models import ALL_MODELS, Audit, Channel, Goods, Order, Quota, Stock, Upload
+from chalicelib.models import ALL_MODELS, Audit, Channel, Goods, Order, OutboxEvent, Quota, Stock, Upload
 from infra.check import dangling_targets, layer_problems, package, unmanaged_functions
 from infra.template import UPLOAD_TABLE_ACTIONS, table_suffix
 
 HTTP_METHODS = ("get", "put", "post", "patch", "delete", "head")
 SIGV4 = [{"sigv4": []}]
 API, UPLOAD, RESOLVE = "app.app", "app.upload_created", "app.resolve_remote_orders"
-HANDLERS = (API, UPLOAD, RESOLVE)
+WEBHOOKS = "app.deliver_webhooks"
+HANDLERS = (API, UPLOAD, RESOLVE, WEBHOOKS)
 # Who calls ``config.session_key()``: sessions and one-time codes are API-only.
 SESSION_KEY_HANDLERS = {API}
 
@@ -231,7 +232,7 @@ IMAGES = {"Fn::Sub": "${UploadBucket.Arn}/images/*"}
     (API, [(["s3:PutObject"], UPLOADS), (["s3:GetObject"], IMAGES)]),
     # the processor reads and deletes uploads, and copies checked images to images/
     (UPLOAD, [(["s3:GetObject", "s3:DeleteObject"], UPLOADS), (["s3:PutObject"], IMAGES)]),
-    (RESOLVE, [])])
+    (RESOLVE, []), (WEBHOOKS, [])])
 def test_functions_reach_only_upload_objects(resources: dict[str, Any], handler: str, grants: list[Any]) -> None:
     role = role_of(resources, handler)
     found = [(as_list(s["Action"]), r) for name, s in allow_statements(resources) if name == role
@@ -405,6 +406,40 @@ def test_unresolved_remote_orders_page_ops(resources: dict[str, Any]) -> None:
     assert alarm["Period"] * alarm["EvaluationPeriods"] == 900
     [topic] = of_type(resources, "AWS::SNS::Topic")
     assert alarm["AlarmActions"] == [{"Ref": topic}]
+
+
+def test_parked_webhooks_page_ops(resources: dict[str, Any]) -> None:
+    """An order event parked after its last retry means a channel did not hear about an order: page ops."""
+    [alarm] = [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()
+               if r["Properties"]["MetricName"] == "WebhooksParked"]
+    assert alarm["Namespace"] == "ChannelMall"
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": "channel-mall"}]
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == ("Sum", 0, "GreaterThanThreshold")
+    [topic] = of_type(resources, "AWS::SNS::Topic")
+    assert alarm["AlarmActions"] == [{"Ref": topic}]
+
+
+def test_webhook_sweep_runs_every_minute_with_least_privilege(resources: dict[str, Any]) -> None:
+    """Scan channels, Query the outbox's pending index, update events (each booking conditional); nothing else."""
+    props = function(resources, WEBHOOKS)["Properties"]
+    [event] = props["Events"].values()
+    assert (event["Type"], event["Properties"]["Schedule"]) == ("Schedule", "rate(1 minute)")
+    assert props["Timeout"] == 120
+    role = role_of(resources, WEBHOOKS)
+    assert role not in {role_of(resources, h) for h in (API, UPLOAD, RESOLVE)}
+    ids = table_ids(resources, Channel, OutboxEvent)
+    granted: dict[str, set[str]] = {}
+    for name, statement in allow_statements(resources):
+        if name == role and statement.get("Sid") not in ("OwnLogs", "Tracing"):
+            for action in as_list(statement["Action"]):
+                granted.setdefault(action, set()).update(json.dumps(r, sort_keys=True)
+                                                         for r in as_list(statement["Resource"]))
+    pending = OutboxEvent.pending_index.Meta.index_name
+    assert granted == {
+        "dynamodb:Scan": {json.dumps({"Fn::GetAtt": [ids[Channel], "Arn"]}, sort_keys=True)},
+        "dynamodb:Query": {json.dumps({"Fn::Sub": f"${{{ids[OutboxEvent]}.Arn}}/index/{pending}"}, sort_keys=True)},
+        "dynamodb:UpdateItem": {json.dumps({"Fn::GetAtt": [ids[OutboxEvent], "Arn"]}, sort_keys=True)},
+    }
 
 
 def test_dashboard_shows_business_and_error_metrics(resources: dict[str, Any]) -> None:

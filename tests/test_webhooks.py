@@ -254,3 +254,17 @@ def test_retry_delays_double_and_are_capped():
     delays = [webhooks.retry_delay(n, 30) for n in range(1, webhooks.MAX_ATTEMPTS)]
     assert delays == [30, 60, 120, 240, 480, 960, 1920]
     assert webhooks.retry_delay(40, 30) == webhooks.RETRY_CAP
+
+
+def test_the_minutely_sweep_delivers_what_no_commit_delivered(system, ops, receiver):
+    from pathlib import Path
+
+    from chalice.local import LambdaContext
+
+    code, secret = webhook_channel(ops, receiver.url)
+    receiver.secrets = [secret]
+    ids = record(code, 2)
+    scheduled = json.loads((Path(__file__).resolve().parent.parent / "events" / "resolve_remote_orders.json")
+                           .read_text())
+    result = system.app.deliver_webhooks(scheduled, LambdaContext("deliver_webhooks", 256))
+    assert result[code]["delivered"] == 2 and set(receiver.processed) == set(ids)
