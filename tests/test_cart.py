@@ -3,8 +3,14 @@ channel's sub-pool when read, safe under concurrent changes, and emptied by the 
 unless it changed meanwhile."""
 from __future__ import annotations
 
+import random
+from datetime import datetime, timezone
+
 import requests
 
+from chalicelib import carts
+from chalicelib.errors import Conflict
+from chalicelib.models import Cart
 from checkout_helpers import PASSWORD, Shop, assert_error, make_shop, ok, uid
 from helpers import race
 
@@ -174,3 +180,41 @@ def test_a_cart_changed_after_it_was_read_survives_the_checkout(system, ops):
     view = cart(shop, member)
     ok(checkout(shop, member, dict(view, lines=view["lines"][:1])), 201)
     assert len(cart(shop, member)["lines"]) == 2
+
+
+def test_with_qty_keeps_lines_unique_ordered_and_bounded():
+    """The pure rule behind every change, over random sequences of sets and removes."""
+    rnd = random.Random(10)
+    for _ in range(300):
+        lines: list[dict] = []
+        for _ in range(rnd.randint(1, 60)):
+            key = (f"G{rnd.randint(1, 6)}", f"S{rnd.randint(1, 5)}")
+            qty = rnd.choice([0, 0, 1, 2, rnd.randint(1, carts.MAX_QTY)])
+            given, before = lines, [dict(l) for l in lines]
+            try:
+                lines = carts.with_qty(given, key[0], key[1], qty)
+            except Conflict as refused:
+                assert refused.code == "cart_full" and len(before) == carts.MAX_LINES and qty > 0
+                assert key not in {(l["goods_id"], l["sku_id"]) for l in before}
+                continue
+            keys = [(l["goods_id"], l["sku_id"]) for l in lines]
+            assert len(keys) == len(set(keys)) <= carts.MAX_LINES
+            assert all(1 <= l["qty"] <= carts.MAX_QTY for l in lines)
+            found = [l for l in lines if (l["goods_id"], l["sku_id"]) == key]
+            assert found == ([{"goods_id": key[0], "sku_id": key[1], "qty": qty}] if qty else [])
+            others = [l for l in before if (l["goods_id"], l["sku_id"]) != key]
+            assert [l for l in lines if (l["goods_id"], l["sku_id"]) != key] == others  # the rest untouched, in order
+            assert given == before  # the input is never changed in place
+
+
+def test_an_expired_cart_reads_empty_and_starts_again(system, ops):
+    shop, sample = cart_shop(system, ops)
+    member = shop.member()
+    ok(put(shop, member, sample, "K01", 2))
+    stored = Cart.get(shop.member_ids[member])
+    stored.update([Cart.expires_at.set(datetime(2020, 1, 1, tzinfo=timezone.utc))])  # DynamoDB's TTL deletes late
+    view = cart(shop, member)
+    assert (view["lines"], view["count"], view["expires_at"]) == ([], 0, None)
+    after = ok(put(shop, member, sample, "K02", 1))
+    assert skus_in(after) == {(sample, "K02"): 1} and after["version"] == view["version"] + 1
+    assert after["expires_at"] > datetime.now(timezone.utc).timestamp() + (carts.TTL_DAYS - 1) * 86_400
