@@ -272,3 +272,20 @@ def test_webhook_receiver_verifies_standard_webhooks_signatures(shown: Demo) -> 
     assert [(w["verified"], w["body"]) for w in mine] == [(True, body), (False, tampered), (False, body)]
     page = requests.get(f"{shown.reference.url}/", timeout=30)
     assert page.status_code == 200 and webhook_id in page.text and "O999" in page.text
+
+
+def test_demo_channels_hear_about_orders_at_the_reference_back_end(ops, shown: Demo) -> None:
+    """The seed points each demo channel's webhook at the reference back end with the channel's own secret."""
+    from chalicelib import events, webhooks
+    from chalicelib.models import LabelledTransaction
+
+    for channel in shown.seeded.channels:
+        code = channel["code"]
+        assert shown.reference.books[code].webhook_secret == channel["webhook_secret"]
+        assert _ok(ops.get(f"/ops/channels/{code}"))["webhook_url"] == f"{shown.reference.api_base_url(code)}/webhooks"
+        tx = LabelledTransaction()
+        event_id = events.record(tx, code, "order.paid", f"demo-{uuid.uuid4().hex}", {"points": 100})
+        tx.commit()
+        assert webhooks.deliver_due(code)["delivered"] >= 1
+        received = _ok(requests.get(f"{shown.reference.url}/webhooks.json", timeout=30))[code]
+        assert [w["verified"] for w in received if w["webhook_id"] == event_id] == [True]

@@ -426,8 +426,12 @@ class ReferenceChannel:
 
     # set-up, as the channel's own systems would do it
 
-    def add_channel(self, code: str, secret: str, points_mode: str, entry_mode: str = "signed") -> Book:
-        self.books[code] = Book(code, [secret], points_mode=points_mode, entry_mode=entry_mode)
+    def add_channel(self, code: str, secret: str, points_mode: str, entry_mode: str = "signed",
+                    webhook_secret: str | None = None) -> Book:
+        """``webhook_secret`` is the one the mall generated for the channel (shown once to its ops); without
+        it (a back end tried on its own) one is made up here."""
+        self.books[code] = Book(code, [secret], webhook_secret=webhook_secret or new_webhook_secret(),
+                                points_mode=points_mode, entry_mode=entry_mode)
         return self.books[code]
 
     def add_member(self, code: str, member_id: str, password: str, points: int = 0, nickname: str | None = None,

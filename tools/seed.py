@@ -122,7 +122,8 @@ def seed(base_url: str) -> Seeded:
         out.goods_ids.append(created.goods_id)
     for spec in CHANNELS:
         channel = channels.create(ChannelCreate(**spec), ACTOR)
-        out.channels.append({"code": channel.code, "secret": channel.secret, "points_mode": channel.points_mode,
+        out.channels.append({"code": channel.code, "secret": channel.secret, "webhook_secret": channel.webhook_secret,
+                             "points_mode": channel.points_mode,
                              "entry_mode": channel.entry_mode, "members": MEMBERS[channel.code]})
     bank, telecom = (c["code"] for c in out.channels)
     for i, goods_id in enumerate(out.goods_ids):
@@ -165,11 +166,13 @@ def demo(base_url: str, ops_token: str, reference_port: int = 0) -> Demo:
     ends_at = now + DEMO_PERIOD_SECONDS
     for channel in seeded.channels:
         code, remote = channel["code"], channel["points_mode"] == "remote"
-        reference.add_channel(code, channel["secret"], channel["points_mode"], channel["entry_mode"])
+        reference.add_channel(code, channel["secret"], channel["points_mode"], channel["entry_mode"],
+                              channel["webhook_secret"])
         for member in channel["members"]:
             reference.add_member(code, member, DEMO_PASSWORD, DEMO_POINTS if remote else 0, NICKNAMES[member])
-        _ok(ops.patch(f"{base_url}/ops/channels/{code}", json={"api_base_url": reference.api_base_url(code)},
-                      timeout=30), f"set {code}'s back end")
+        _ok(ops.patch(f"{base_url}/ops/channels/{code}", timeout=30, json={
+            "api_base_url": reference.api_base_url(code), "webhook_url": f"{reference.api_base_url(code)}/webhooks"}),
+            f"set {code}'s back end")
         _ok(ops.post(f"{base_url}/ops/channels/{code}/periods", timeout=30, json={
             "period_id": DEMO_PERIOD, "starts_at": now - 60, "ends_at": ends_at}), f"open {code}'s period")
         if not remote:
