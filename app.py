@@ -8,7 +8,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from chalice import Chalice, ConvertToMiddleware, IAMAuthorizer, Rate, Response
 
 from chalicelib import (
-    audit, carts, catalog, channel_orders, channels, checkout, entry, goods, imports, members, orders, payment_auth, pools, quotas, sandbox,
+    audit, carts, catalog, channel_orders, channels, checkout, entry, fulfilment, goods, imports, members, orders, payment_auth, pools, quotas, sandbox,
     sessions, store, suppliers, wallets, web, webhooks,
 )
 from chalicelib.errors import DomainError, Forbidden, Unprocessable
@@ -603,3 +603,23 @@ def resolve_remote_orders(event) -> dict:
 def deliver_webhooks(event) -> dict:
     """Order events to the channels' webhooks: whatever is due (retries, and events no commit delivered)."""
     return webhooks.sweep()
+
+
+# --- order fulfilment: the Lambda tasks of the order_fulfilment state machine (infra/state_machines.py) ---
+
+@app.lambda_function(name="fulfil_split")
+def fulfil_split(event: dict, context: Any) -> dict:
+    """Split: one parcel per supplier, written once."""
+    return fulfilment.split(event)
+
+
+@app.lambda_function(name="fulfil_deadline")
+def fulfil_deadline(event: dict, context: Any) -> dict:
+    """Shipping deadline: cancel and refund the parcels still unshipped."""
+    return fulfilment.deadline(event)
+
+
+@app.lambda_function(name="fulfil_complete")
+def fulfil_complete(event: dict, context: Any) -> dict:
+    """End of the receipt window: complete the shipped parcels."""
+    return fulfilment.complete(event)

@@ -25,7 +25,7 @@ from typing import Sequence
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib import channels, goods as goods_mod, members, partners, payment_auth, pools, quotas
+from chalicelib import channels, fulfilment, goods as goods_mod, members, partners, payment_auth, pools, quotas
 from chalicelib.errors import Busy, Conflict, DomainError, Forbidden, NotFound, Unprocessable
 from chalicelib.models import (
     Channel, Contended, Goods, LabelledTransaction, Member, MemberRedemption, Order, PaymentGuard, PoolItem, Quota,
@@ -347,10 +347,12 @@ def _finish(order: Order, channel: Channel, member: Member | None = None, replay
     A replay may be the member's retry after a first call that committed and then died: a remote order
     still awaiting the channel's deduction, untouched for ``DEDUCT_LEASE_SECONDS``, gets its deduct now
     (idempotent by order id at the channel; refused there once we cancelled it). A replay while the first
-    call is still at work answers the order as it is. This is also where a paid order's fulfilment will
-    start (issue 10), so that a replay starts whatever the first call did not."""
+    call is still at work answers the order as it is. This is also where a paid order's fulfilment
+    starts (``fulfilment.start``), so that a replay starts whatever the first call did not."""
     if order.status == AWAITING and (not replay or _take_over(order)):
-        return settle_remote(order, channel, member or members.get(order.member_id, channel.code))
+        order = settle_remote(order, channel, member or members.get(order.member_id, channel.code))
+    if order.status == PAID:  # hosted: at commit; remote: once the channel confirmed (idempotent by order id)
+        fulfilment.start(order, channel)
     return order
 
 
@@ -528,7 +530,10 @@ def resolve_pending(channel: Channel) -> dict[str, int]:
     """Every order of one channel still awaiting the channel's deduction is asked about again."""
     outcome = {PAID: 0, FAILED: 0, AWAITING: 0}
     for order in pending(channel.code):
-        outcome[resolve(order, channel).status] += 1
+        order = resolve(order, channel)
+        if order.status == PAID:  # confirmed by this sweep: its fulfilment starts here
+            fulfilment.start(order, channel)
+        outcome[order.status] += 1
     return outcome
 
 

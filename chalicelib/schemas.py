@@ -118,6 +118,8 @@ class ChannelFields(Strict):
     sandbox: Optional[bool] = None
     cart_enabled: Optional[bool] = None
     payment_auth: Optional[Literal["channel_password", "otp"]] = None
+    shipping_deadline_hours: Optional[int] = Field(default=None, ge=1, le=720)  # up to 30 days to ship
+    receipt_days: Optional[int] = Field(default=None, ge=1, le=60)  # receipt window after the deadline
     webhook_url: Optional[HttpUrl] = None  # order events go here (``webhooks``); same address rules as api_base_url
 
 

@@ -14,7 +14,10 @@ from typing import Any
 from pynamodb.models import Model
 
 from chalicelib import config
-from chalicelib.models import ALL_MODELS, Audit, Channel, Goods, Order, OutboxEvent, Quota, Stock, Upload
+from chalicelib.models import (
+    ALL_MODELS, Audit, Channel, Goods, Member, Order, OutboxEvent, Parcel, Quota, Stock, Upload, Wallet,
+)
+from infra.state_machines import FULFILMENT_FUNCTIONS, ORDER_FULFILMENT, order_fulfilment
 
 ROOT = Path(__file__).resolve().parent.parent
 CHALICE_CONFIG = ROOT / ".chalice" / "config.json"
@@ -25,9 +28,15 @@ UPLOAD_FUNCTION, UPLOAD_ROLE = "UploadCreated", "UploadCreatedRole"
 UPLOAD_EVENT = "UploadCreatedEvent"
 RESOLVE_FUNCTION, RESOLVE_ROLE = "ResolveRemoteOrders", "ResolveRemoteOrdersRole"
 WEBHOOKS_FUNCTION, WEBHOOKS_ROLE = "DeliverWebhooks", "DeliverWebhooksRole"
-FUNCTIONS = (API_FUNCTION, UPLOAD_FUNCTION, RESOLVE_FUNCTION, WEBHOOKS_FUNCTION)
+# The order_fulfilment state machine's Lambda tasks (``@app.lambda_function``), by Chalice's logical id.
+FULFIL_FUNCTIONS = {name: "".join(part.capitalize() for part in name.split("_")) for name in FULFILMENT_FUNCTIONS}
+FUNCTIONS = (API_FUNCTION, UPLOAD_FUNCTION, RESOLVE_FUNCTION, WEBHOOKS_FUNCTION, *FULFIL_FUNCTIONS.values())
 ROLES = {API_FUNCTION: API_ROLE, UPLOAD_FUNCTION: UPLOAD_ROLE, RESOLVE_FUNCTION: RESOLVE_ROLE,
-         WEBHOOKS_FUNCTION: WEBHOOKS_ROLE}
+         WEBHOOKS_FUNCTION: WEBHOOKS_ROLE,
+         **{f: f"{f}Role" for f in FULFIL_FUNCTIONS.values()}}
+STATE_MACHINE, STATE_MACHINE_ROLE = "OrderFulfilmentStateMachine", "OrderFulfilmentRole"
+# The functions that start executions (``fulfilment.start``): checkout in the API, remote confirmations in the sweep.
+EXECUTION_STARTERS = (API_FUNCTION, RESOLVE_FUNCTION)
 BUCKET = "UploadBucket"
 ALARM_TOPIC = "OpsAlarmTopic"
 SESSION_KEY_SECRET = "SessionKeySecret"
@@ -66,6 +75,16 @@ WEBHOOKS_SCAN_MODELS: tuple[type[Model], ...] = (Channel,)
 WEBHOOKS_QUERY_INDEXES: tuple[tuple[type[Model], str], ...] = (
     (OutboxEvent, OutboxEvent.pending_index.Meta.index_name),)
 WEBHOOKS_UPDATE_MODELS: tuple[type[Model], ...] = (OutboxEvent,)
+# What each fulfilment task reads and writes: its tables, and no others (``parcels``' transactions).
+FULFIL_TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem",
+                        "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
+FULFIL_MODELS: dict[str, tuple[type[Model], ...]] = {
+    # the order and its member read; its parcels and the order.paid event written in one transaction
+    "fulfil_split": (Order, Member, Parcel, OutboxEvent),
+    # each cancel: the parcel (its siblings checked), audit row, events; stock, quota and the hosted wallet back
+    "fulfil_deadline": (Order, Member, Parcel, OutboxEvent, Audit, Stock, Quota, Wallet),
+    "fulfil_complete": (Order, Member, Parcel, OutboxEvent, Audit),
+}
 SESSION_KEY_LENGTH = 64
 UPLOADS_PREFIX = "uploads/"
 IMAGES_PREFIX = "images/"  # checked images, copied once; no link writes here and nothing expires
@@ -256,10 +275,17 @@ def function_resources(stage: str) -> dict[str, Json]:
              "Resource": _table_arns(WEBHOOKS_UPDATE_MODELS, indexes=False)},
         ],
     }
+    for name, function in FULFIL_FUNCTIONS.items():
+        grants[function] = [{"Sid": "Tables", "Effect": "Allow", "Action": FULFIL_TABLE_ACTIONS,
+                             "Resource": _table_arns(FULFIL_MODELS[name], indexes=True)}]
     resources: dict[str, Json] = {}
     for function in FUNCTIONS:
         env: Json = {"TABLE_PREFIX": f"channelmall-{stage}-", "UPLOAD_BUCKET": {"Ref": BUCKET}}
         statements = grants[function]
+        if function in EXECUTION_STARTERS:  # the machine's ARN and the right to start it go together
+            env["FULFILMENT_STATE_MACHINE_ARN"] = {"Ref": STATE_MACHINE}
+            statements = statements + [{"Sid": "StartFulfilment", "Effect": "Allow",
+                                        "Action": ["states:StartExecution"], "Resource": {"Ref": STATE_MACHINE}}]
         if function in SESSION_KEY_READERS:  # the ARN and the right to read it go together
             env["SESSION_KEY_SECRET_ARN"] = {"Ref": SESSION_KEY_SECRET}
             statements = statements + [_session_key_grant()]
@@ -274,6 +300,29 @@ def function_resources(stage: str) -> dict[str, Json]:
     resources[UPLOAD_FUNCTION]["Properties"]["Events"] = {UPLOAD_EVENT: {"Properties": {"Pattern": {
         "detail": {"bucket": {"name": [{"Ref": BUCKET}]}}}}}}
     return resources
+
+
+def state_machine_resources(stage: str) -> dict[str, Json]:
+    """The order_fulfilment state machine (definition object from ``infra.state_machines``) and its role,
+    which may invoke exactly the fulfilment Lambdas and nothing else."""
+    arns = {name: {"Fn::GetAtt": [function, "Arn"]} for name, function in FULFIL_FUNCTIONS.items()}
+    role = {"Type": "AWS::IAM::Role", "Properties": {
+        "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}}]},
+        "Policies": [{"PolicyName": f"{STATE_MACHINE_ROLE}Policy", "PolicyDocument": {
+            "Version": "2012-10-17", "Statement": [{
+                "Sid": "FulfilmentTasks", "Effect": "Allow", "Action": ["lambda:InvokeFunction"],
+                "Resource": list(arns.values())}]}}],
+    }}
+    machine = {"Type": "AWS::StepFunctions::StateMachine", "Properties": {
+        "StateMachineName": f"channelmall-{stage}-{ORDER_FULFILMENT}",
+        "StateMachineType": "STANDARD",
+        "Definition": order_fulfilment(),
+        "DefinitionSubstitutions": arns,
+        "RoleArn": {"Fn::GetAtt": [STATE_MACHINE_ROLE, "Arn"]},
+    }}
+    return {STATE_MACHINE_ROLE: role, STATE_MACHINE: machine}
 
 
 def _alarm(description: str, namespace: str, metric: str, dimensions: list[Json], period: int = 300) -> Json:
@@ -304,6 +353,18 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
         "ResolveRemoteOrdersErrorsAlarm": _alarm(
             "Remote order resolver Lambda errors", "AWS/Lambda", "Errors",
             [{"Name": "FunctionName", "Value": {"Ref": RESOLVE_FUNCTION}}]),
+        # Every task retries its faults; an execution fails only when one keeps failing: an order stuck unsplit,
+        # uncancelled or uncompleted. Ops look at the execution's history (named after the order id).
+        "FulfilmentFailedAlarm": _alarm(
+            "Order fulfilment executions failed (a task kept failing through its retries)", "AWS/States", "ExecutionsFailed",
+            [{"Name": "StateMachineArn", "Value": {"Ref": STATE_MACHINE}}]),
+        # A paid order whose execution could not be started (``fulfilment.start``): a member's replay retries it.
+        "FulfilmentStartFailedAlarm": _alarm(
+            "Paid orders whose fulfilment execution did not start", namespace, "FulfilmentStartFailed",
+            service_dims),
+        **{f"{function}ErrorsAlarm": _alarm(f"Fulfilment task {name} Lambda errors (Step Functions retries them)",
+                                            "AWS/Lambda", "Errors", [{"Name": "FunctionName", "Value": {"Ref": function}}])
+           for name, function in FULFIL_FUNCTIONS.items()},
         "Api5xxAlarm": _alarm("API Gateway 5XX responses", "AWS/ApiGateway", "5XXError", api_dims),
         # Counted each time a remote-mode order's deduction stays unknown (at checkout and every sweep).
         "RemoteUnresolvedAlarm": _alarm(
@@ -363,6 +424,7 @@ def build_merge_template(stage: str = "prod") -> Json:
     resources |= bucket_resources(stage)
     resources[SESSION_KEY_SECRET] = session_key_secret()
     resources |= function_resources(stage)
+    resources |= state_machine_resources(stage)
     resources |= monitoring_resources(stage, chalice)
     outputs = {"UploadBucketName": {"Value": {"Ref": BUCKET}}, "AlarmTopicArn": {"Value": {"Ref": ALARM_TOPIC}},
                "SessionKeySecretArn": {"Value": {"Ref": SESSION_KEY_SECRET}}}

@@ -17,13 +17,15 @@ from pynamodb.models import Model
 
 from chalicelib.models import ALL_MODELS, Audit, Channel, Goods, Order, OutboxEvent, Quota, Stock, Upload
 from infra.check import dangling_targets, layer_problems, package, unmanaged_functions
-from infra.template import UPLOAD_TABLE_ACTIONS, table_suffix
+from infra.state_machines import FULFILMENT_FUNCTIONS, order_fulfilment
+from infra.template import FULFIL_MODELS, UPLOAD_TABLE_ACTIONS, table_suffix
 
 HTTP_METHODS = ("get", "put", "post", "patch", "delete", "head")
 SIGV4 = [{"sigv4": []}]
 API, UPLOAD, RESOLVE = "app.app", "app.upload_created", "app.resolve_remote_orders"
 WEBHOOKS = "app.deliver_webhooks"
-HANDLERS = (API, UPLOAD, RESOLVE, WEBHOOKS)
+FULFIL = tuple(f"app.{name}" for name in FULFILMENT_FUNCTIONS)
+HANDLERS = (API, UPLOAD, RESOLVE, WEBHOOKS, *FULFIL)
 # Who calls ``config.session_key()``: sessions and one-time codes are API-only.
 SESSION_KEY_HANDLERS = {API}
 
@@ -232,7 +234,7 @@ IMAGES = {"Fn::Sub": "${UploadBucket.Arn}/images/*"}
     (API, [(["s3:PutObject"], UPLOADS), (["s3:GetObject"], IMAGES)]),
     # the processor reads and deletes uploads, and copies checked images to images/
     (UPLOAD, [(["s3:GetObject", "s3:DeleteObject"], UPLOADS), (["s3:PutObject"], IMAGES)]),
-    (RESOLVE, []), (WEBHOOKS, [])])
+    (RESOLVE, []), (WEBHOOKS, []), *((handler, []) for handler in FULFIL)])
 def test_functions_reach_only_upload_objects(resources: dict[str, Any], handler: str, grants: list[Any]) -> None:
     role = role_of(resources, handler)
     found = [(as_list(s["Action"]), r) for name, s in allow_statements(resources) if name == role
@@ -298,6 +300,8 @@ def test_resolver_role_is_least_privilege(resources: dict[str, Any]) -> None:
         "dynamodb:BatchGetItem": arns(table(Goods), table(Stock)),
         "dynamodb:ConditionCheckItem": arns(table(Goods)),
         "dynamodb:PutItem": arns(table(Stock)),
+        # an order the sweep confirms starts its fulfilment
+        "states:StartExecution": arns({"Ref": "OrderFulfilmentStateMachine"}),
     }
     tracing = [s for n, s in allow_statements(resources) if n == role and s.get("Sid") == "Tracing"]
     assert [set(as_list(s["Action"])) for s in tracing] == [{"xray:PutTraceSegments", "xray:PutTelemetryRecords"}]
@@ -456,6 +460,61 @@ def test_dashboard_shows_business_and_error_metrics(resources: dict[str, Any]) -
     for metric in ("PartnerCalls", "PartnerLatency"):
         assert any(e.startswith("SEARCH('{ChannelMall,channel,outcome,service}") and f'MetricName="{metric}"' in e
                    for e in searches), metric
+
+
+# --- the order_fulfilment state machine -------------------------------------------
+
+def test_fulfilment_machine_runs_the_infra_definition_on_the_fulfilment_functions(resources: dict[str, Any]) -> None:
+    [machine] = of_type(resources, "AWS::StepFunctions::StateMachine").values()
+    props = machine["Properties"]
+    assert props["Definition"] == order_fulfilment() and dangling_targets(props["Definition"]) == []
+    functions = {name: fn for name, fn in of_type(resources, "AWS::Serverless::Function").items()
+                 if fn["Properties"]["Handler"] in FULFIL}
+    assert props["DefinitionSubstitutions"] == {
+        fn["Properties"]["Handler"].removeprefix("app."): {"Fn::GetAtt": [name, "Arn"]} for name, fn in functions.items()}
+    waits = {name: s["SecondsPath"] for name, s in props["Definition"]["States"].items() if s["Type"] == "Wait"}
+    assert waits == {"AwaitShipment": "$.shipping_seconds", "AwaitReceipt": "$.receipt_seconds"}  # from the input
+
+
+def test_fulfilment_role_invokes_exactly_the_fulfilment_functions(resources: dict[str, Any]) -> None:
+    [machine] = of_type(resources, "AWS::StepFunctions::StateMachine").values()
+    role = resources[machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]]
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": "states.amazonaws.com"}
+    [policy] = role["Properties"]["Policies"]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == ["lambda:InvokeFunction"]
+    def keyed(values: list[Any]) -> list[str]:
+        return sorted(json.dumps(v, sort_keys=True) for v in values)
+    assert keyed(statement["Resource"]) == keyed(list(machine["Properties"]["DefinitionSubstitutions"].values()))
+
+
+def test_only_checkout_and_the_sweep_start_executions(resources: dict[str, Any]) -> None:
+    [machine] = of_type(resources, "AWS::StepFunctions::StateMachine")
+    starters = {name for name, s in allow_statements(resources) if "states:StartExecution" in as_list(s["Action"])}
+    assert starters == {role_of(resources, API), role_of(resources, RESOLVE)}
+    for handler in HANDLERS:
+        variables = function(resources, handler)["Properties"]["Environment"]["Variables"]
+        assert variables.get("FULFILMENT_STATE_MACHINE_ARN") == ({"Ref": machine} if handler in (API, RESOLVE)
+                                                                 else None), handler
+    granted = [s["Resource"] for _, s in allow_statements(resources) if "states:StartExecution" in as_list(s["Action"])]
+    assert granted == [{"Ref": machine}, {"Ref": machine}]
+
+
+@pytest.mark.parametrize("name", FULFILMENT_FUNCTIONS)
+def test_fulfilment_tasks_reach_only_their_tables(resources: dict[str, Any], name: str) -> None:
+    actions, arns = data_grants(resources, role_of(resources, f"app.{name}"), "dynamodb")
+    assert "dynamodb:Scan" not in actions and "dynamodb:DeleteItem" not in actions
+    assert {a["Fn::GetAtt"][0] for a in arns if "Fn::GetAtt" in a} == set(
+        table_ids(resources, *FULFIL_MODELS[name]).values())
+
+
+def test_failed_fulfilment_executions_and_starts_page_ops(resources: dict[str, Any]) -> None:
+    [machine] = of_type(resources, "AWS::StepFunctions::StateMachine")
+    alarms = [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()]
+    [failed] = [a for a in alarms if (a["Namespace"], a["MetricName"]) == ("AWS/States", "ExecutionsFailed")]
+    assert failed["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": machine}}]
+    assert [a["Namespace"] for a in alarms if a["MetricName"] == "FulfilmentStartFailed"] == ["ChannelMall"]
 
 
 # --- Step Functions reference check ---------------------------------------------
