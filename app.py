@@ -324,8 +324,7 @@ def ops_webhooks_parked(code: str) -> dict:
 
 @route("/ops/channels/{code}/webhooks/redrive", methods=("POST",), ops=True)
 def ops_webhooks_redrive(code: str) -> dict:
-    web.ops_actor(req())
-    return webhooks.redrive(code)
+    return webhooks.redrive(code, web.ops_actor(req()))
 
 
 @route("/ops/channels/{code}/audit", ops=True)

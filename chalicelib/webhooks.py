@@ -22,9 +22,11 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib import channels, config, endpoints
+from chalicelib import audit, channels, config, endpoints
 from chalicelib.errors import DomainError
-from chalicelib.models import Channel, OutboxEvent, condition_failed, lost_race, now_iso
+from chalicelib.models import (
+    Channel, Contended, LabelledTransaction, OutboxEvent, Refused, condition_failed, lost_race, now_iso,
+)
 from chalicelib.observability import count, logger
 
 TIMEOUT = 15.0
@@ -202,16 +204,25 @@ def parked(channel_code: str) -> list[OutboxEvent]:
     return list(OutboxEvent.parked_index.query(channel_code))
 
 
-def redrive(channel_code: str) -> dict[str, int]:
+def redrive(channel_code: str, actor: str) -> dict[str, int]:
     """Every parked event of the channel back to pending, due now with a fresh set of attempts; the next
     delivery round (the minutely sweep) sends them, so this answers at once however many there are and
-    however slow the channel is. Conditional on each still being parked: two redrives move each event once."""
+    however slow the channel is. Each event moves in one transaction with its audit row, conditional on it
+    still being parked: two redrives move (and audit) each event once."""
     channels.get(channel_code)
     now = time.time()
     moved = 0
     for event in OutboxEvent.parked_index.query(channel_code):
-        moved += _book(event, [OutboxEvent.state.set("pending"), OutboxEvent.parked.remove(),
-                               OutboxEvent.pending.set(channel_code), OutboxEvent.due_at.set(now),
-                               OutboxEvent.attempts.set(0)], OutboxEvent.state == "parked")
+        tx = LabelledTransaction()
+        tx.update("event", event, [OutboxEvent.state.set("pending"), OutboxEvent.parked.remove(),
+                                   OutboxEvent.pending.set(channel_code), OutboxEvent.due_at.set(now),
+                                   OutboxEvent.attempts.set(0)], condition=OutboxEvent.state == "parked")
+        tx.put("audit", audit.row(f"channel#{channel_code}", actor, "webhook_redriven", "event", event.last_error,
+                                  event.event_id))
+        try:
+            tx.commit()
+            moved += 1
+        except (Refused, Contended):  # another redrive moved it first
+            pass
     logger.info("webhooks redriven", extra={"channel": channel_code, "events": moved})
     return {"redriven": moved}

@@ -183,6 +183,8 @@ def test_a_receiver_down_for_good_parks_events_then_ops_redrive_delivers_them(op
     assert set(receiver.processed) == set(ids)
     assert ok(ops.get(f"/ops/channels/{code}/webhooks/parked"))["events"] == []
     assert all(stored(i).state == "delivered" and stored(i).parked is None for i in ids)
+    audit = ok(ops.get(f"/ops/channels/{code}/audit"))["audit"]
+    assert sorted(row["new"] for row in audit if row["action"] == "webhook_redriven") == sorted(ids)
 
 
 def test_a_channel_without_a_webhook_url_keeps_its_events_waiting(ops, receiver):
@@ -268,3 +270,40 @@ def test_the_minutely_sweep_delivers_what_no_commit_delivered(system, ops, recei
                            .read_text())
     result = system.app.deliver_webhooks(scheduled, LambdaContext("deliver_webhooks", 256))
     assert result[code]["delivered"] == 2 and set(receiver.processed) == set(ids)
+
+
+class Redirector(LocalHttpFake):
+    """A webhook endpoint that answers every delivery with a redirect to ``target``."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__()
+        self.target = target
+
+    def _handle(self, handler: Any) -> None:
+        handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        handler.send_response(307)
+        handler.send_header("Location", self.target)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+
+def test_a_redirect_is_a_failed_attempt_never_followed(ops, receiver):
+    with Redirector(receiver.url + "/hooks") as redirector:
+        code, secret = webhook_channel(ops, redirector.url)
+        receiver.secrets = [secret]
+        [event_id] = record(code, 1)
+        assert webhooks.deliver_due(code)["retrying"] == 1
+    assert receiver.posts == Counter()
+    event = stored(event_id)
+    assert event.state == "pending" and event.last_error == "answered 307" and int(event.attempts) == 1
+
+
+def test_a_webhook_url_that_became_private_is_not_called(ops, receiver):
+    """A URL written behind the API (or a name that now resolves inside) is refused at delivery too."""
+    from chalicelib.models import Channel
+
+    code, _ = webhook_channel(ops, receiver.url)
+    Channel(code).update(actions=[Channel.webhook_url.set("http://10.1.2.3/hooks")])
+    [event_id] = record(code, 1)
+    assert webhooks.deliver_due(code)["retrying"] == 1
+    assert stored(event_id).last_error == "webhook URL refused (private_webhook_url)"
