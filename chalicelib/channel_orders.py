@@ -12,21 +12,22 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib import members, orders
+from chalicelib import members, orders, parcels
 from chalicelib.errors import BadRequest, NotFound, Unprocessable
-from chalicelib.models import Channel, Member, MemberLink, Order, get_owned
+from chalicelib.models import Channel, Member, MemberLink, Order, Parcel, get_owned
 
 PAGE_MAX = 50
 ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CREATED_AT = re.compile(r"[0-9T:.+-]{10,40}")
 
 
-def _view(o: Order, external_id: str) -> dict[str, Any]:
-    return dict(orders.view(o), member_id=external_id)
+def _view(o: Order, external_id: str | None, of_order: list[Parcel] | None = None) -> dict[str, Any]:
+    """What the member's order centre shows (lines, parcels with carrier and tracking, the derived state)."""
+    return dict(orders.view(o, of_order), member_id=external_id)
 
 
 def get(channel: Channel, order_id: str) -> dict[str, Any]:
-    """One of the channel's orders, with its lines and status (and whatever the member's view shows)."""
+    """One of the channel's orders with its lines, parcels and state."""
     order = get_owned(Order, order_id, "channel_code", channel.code)
     if order is None:
         raise NotFound("order_not_found", f"no order {order_id}")
@@ -72,4 +73,6 @@ def of_member(channel: Channel, external_id: str, cursor: str | None, limit: str
     page = Order.member_index.query(member_id, scan_index_forward=False, limit=size,
                                     last_evaluated_key=_cursor_in(cursor, member_id))
     found = [o for o in page if o.channel_code == channel.code]
-    return {"orders": [_view(o, external_id) for o in found], "next_cursor": _cursor_out(page.last_evaluated_key)}
+    grouped = parcels.of_orders(found)  # the page's parcels in one batch read
+    return {"orders": [_view(o, external_id, grouped[o.order_id]) for o in found],
+            "next_cursor": _cursor_out(page.last_evaluated_key)}

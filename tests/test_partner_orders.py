@@ -6,6 +6,7 @@ import pytest
 import requests
 
 from checkout_helpers import assert_error, make_shop, ok
+from helpers import wait_for
 from tools.sign import signed_request
 
 
@@ -34,6 +35,10 @@ def test_a_channel_reads_one_of_its_orders(shops):
     assert order["status"] == "paid" and order["points"] == mine.price_points
     assert [(line["goods_id"], line["qty"]) for line in order["lines"]] == [(mine.goods_id, 1)]
     assert all("settlement_price" not in line and "supplier_id" not in line for line in order["lines"])
+    # the workflow splits it into one parcel (one supplier), shown as the member's order centre shows it
+    split = wait_for(lambda: ok(signed_get(mine, f"/partner/{mine.code}/orders/{order_ids[0]}")),
+                     lambda o: len(o["parcels"]) == 1, timeout=30)
+    assert split["parcels"][0]["state"] == "awaiting_shipment" and "supplier_id" not in split["parcels"][0]
 
 
 def test_another_channels_order_is_not_found(shops):
@@ -57,7 +62,7 @@ def test_a_members_orders_are_paged_newest_first(shops):
     assert [o["order_id"] for o in rest["orders"]] == order_ids[:1]
     whole = ok(signed_get(mine, f"/partner/{mine.code}/members/{member}/orders"))
     assert [o["order_id"] for o in whole["orders"]] == order_ids[::-1] and whole["next_cursor"] is None
-    assert all(o["member_id"] == member for o in whole["orders"])
+    assert all(o["member_id"] == member and isinstance(o["parcels"], list) for o in whole["orders"])
 
 
 def test_member_reads_refuse_unknown_members_bad_cursors_and_limits(shops):
