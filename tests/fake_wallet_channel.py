@@ -12,6 +12,11 @@ answering the APIs our app calls (``POST {api_base_url}/{api}``, JSON body):
 ``points/cancel``   ``{order_id}``                    → ``{"result": "cancelled", "refunded": bool}``: a later
                                                         deduct for the order is refused, one already
                                                         applied is refunded; idempotent
+``points/refund``   ``{refund_id, order_id, points}`` → ``{"result": "refunded"}`` (200) or ``{"result":
+                                                        "rejected", "reason"}`` (409: nothing deducted for the
+                                                        order, or more back than it took); idempotent by
+                                                        ``refund_id`` (as ``tools/reference_channel.py``)
+``points/refund/query`` ``{refund_id}``               → ``{"status": "refunded" | "not_found"}``
 
 Every call's ``X-Timestamp`` / ``X-Nonce`` / ``X-Sign`` headers are checked as contract
 version 2 demands (over ``POST``, the path, and timestamp + nonce + body_sha256) with the
@@ -24,10 +29,15 @@ Behaviour is set per test:
 ``deduct_mode``  normal | fail (refuse every deduction) | timeout_after (deduct, then sit
                  on the answer past our read timeout) | timeout_before (sit on the request past
                  our read timeout and never deduct)
+                 | late (sit on the request past our read timeout, then deduct unless the order
+                 was cancelled meanwhile: the deduct that lands after we gave up on it)
                  (``member_modes`` sets it per member, for mixed bursts)
 ``query_mode``   normal | down (answer 503) | failed (an order it did not deduct is ``failed``, not
                  ``not_found``: its deduction failed on the channel's side)
 ``cancel_mode``  normal | down (answer 503)
+``refund_mode``  normal | fail (refuse every refund) | timeout_after (refund, then sit on the answer past
+                 our read timeout) | timeout_before (sit past our read timeout, never refund) | down (503)
+``refund_query_mode`` normal | down (answer 503)
 ``password_status`` an HTTP error status for password/verify (e.g. 500), or None to answer normally
 """
 from __future__ import annotations
@@ -45,6 +55,7 @@ from chalicelib.partners import READ_TIMEOUT
 from chalicelib.signing import body_sha256, check_envelope, check_signature
 
 NORMAL, FAIL, TIMEOUT_AFTER, TIMEOUT_BEFORE, DOWN = "normal", "fail", "timeout_after", "timeout_before", "down"
+LATE = "late"
 FAILED = "failed"
 
 
@@ -60,6 +71,9 @@ class FakeWalletChannel(LocalHttpFake):
         self.query_mode = NORMAL
         self.cancel_mode = NORMAL
         self.cancelled: set[str] = set()  # order ids the platform cancelled
+        self.refunds: dict[str, dict[str, Any]] = {}  # refund id → {order_id, points}
+        self.refund_mode = NORMAL
+        self.refund_query_mode = NORMAL
         self.password_status: int | None = None  # answer password/verify with this error status instead
         self.slow_seconds = READ_TIMEOUT + 0.7
         self.calls: Counter = Counter()  # "api outcome" → count
@@ -86,6 +100,10 @@ class FakeWalletChannel(LocalHttpFake):
     def deducted(self, order_id: str) -> bool:
         with self._lock:
             return order_id in self.deductions
+
+    def refunded_total(self) -> int:
+        with self._lock:
+            return sum(r["points"] for r in self.refunds.values())
 
     # --- the request handler ----------------------------------------------------------
 
@@ -154,6 +172,10 @@ class FakeWalletChannel(LocalHttpFake):
             self._query(handler, data)
         elif api == "points/cancel":
             self._cancel(handler, data)
+        elif api == "points/refund":
+            self._refund(handler, data)
+        elif api == "points/refund/query":
+            self._refund_query(handler, data)
         else:
             self._send(handler, 404, {"error": "no_such_api"})
 
@@ -165,6 +187,9 @@ class FakeWalletChannel(LocalHttpFake):
             self._stopping.wait(self.slow_seconds)
             self._send(handler, 504, {"error": "gateway_timeout"})
             return
+        if mode == LATE:
+            self._count("points/deduct late")
+            self._stopping.wait(self.slow_seconds)
         if mode == FAIL:
             self._count("points/deduct refused")
             self._send(handler, 409, {"result": "insufficient"})
@@ -208,3 +233,45 @@ class FakeWalletChannel(LocalHttpFake):
                 self.wallets[applied["member_id"]] += applied["points"]
         self._count(f"points/cancel {'refunded' if applied else 'cancelled'}")
         self._send(handler, 200, {"result": "cancelled", "refunded": applied is not None})
+
+    def _refund(self, handler: BaseHTTPRequestHandler, data: dict) -> None:
+        refund_id, order_id, points = str(data["refund_id"]), str(data["order_id"]), int(data["points"])
+        if self.refund_mode in (DOWN, FAIL, TIMEOUT_BEFORE):
+            outcome = {DOWN: (503, {"error": "maintenance"}), FAIL: (409, {"result": "rejected", "reason": "closed"}),
+                       TIMEOUT_BEFORE: (504, {"error": "gateway_timeout"})}[self.refund_mode]
+            self._count(f"points/refund {self.refund_mode}")
+            if self.refund_mode == TIMEOUT_BEFORE:
+                self._stopping.wait(self.slow_seconds)
+            self._send(handler, *outcome)
+            return
+        with self._lock:
+            known = self.refunds.get(refund_id)
+            done = self.deductions.get(order_id)
+            back = sum(r["points"] for r in self.refunds.values() if r["order_id"] == order_id)
+            if known is not None:
+                same = (known["order_id"], known["points"]) == (order_id, points)
+                status, answer = (200, {"result": "refunded"}) if same else (
+                    409, {"result": "rejected", "reason": "refund_id_reused"})
+            elif done is None:
+                status, answer = 409, {"result": "rejected", "reason": "not_deducted"}
+            elif back + points > done["points"]:
+                status, answer = 409, {"result": "rejected", "reason": "exceeds_deduction"}
+            else:
+                self.refunds[refund_id] = {"order_id": order_id, "points": points}
+                self.wallets[done["member_id"]] += points
+                status, answer = 200, {"result": "refunded"}
+        self._count(f"points/refund {answer['result']}")
+        if self.refund_mode == TIMEOUT_AFTER:
+            self._stopping.wait(self.slow_seconds)
+        self._send(handler, status, answer)
+
+    def _refund_query(self, handler: BaseHTTPRequestHandler, data: dict) -> None:
+        if self.refund_query_mode == DOWN:
+            self._count("points/refund/query down")
+            self._send(handler, 503, {"error": "maintenance"})
+            return
+        with self._lock:
+            known = self.refunds.get(str(data.get("refund_id")))
+        status = "not_found" if known is None else "refunded"
+        self._count(f"points/refund/query {status}")
+        self._send(handler, 200, {"status": status, **(known or {})})
