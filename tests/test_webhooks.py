@@ -307,3 +307,17 @@ def test_a_webhook_url_that_became_private_is_not_called(ops, receiver):
     [event_id] = record(code, 1)
     assert webhooks.deliver_due(code)["retrying"] == 1
     assert stored(event_id).last_error == "webhook URL refused (private_webhook_url)"
+
+
+def test_a_channel_from_before_webhook_secrets_gets_its_first_by_rotation(ops, receiver):
+    from chalicelib.models import Channel
+
+    code, _ = webhook_channel(ops, receiver.url)
+    Channel(code).update(actions=[Channel.webhook_secret.remove()])
+    [event_id] = record(code, 1)
+    assert webhooks.deliver_due(code)["not_configured"] == 1  # nothing to sign with: the event waits
+    first = ok(ops.post(f"/ops/channels/{code}/webhook-secret", json={"overlap_seconds": 3600}))
+    assert first["channel"]["previous_webhook_secret_until"] is None  # no earlier secret to keep signing with
+    receiver.secrets = [first["webhook_secret"]]
+    assert webhooks.deliver_due(code)["delivered"] == 1
+    assert receiver.headers[event_id]["webhook-signature"].count("v1,") == 1 and receiver.unverified == []
