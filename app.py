@@ -8,8 +8,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from chalice import Chalice, ConvertToMiddleware, IAMAuthorizer, Rate, Response
 
 from chalicelib import (
-    audit, carts, catalog, channel_orders, channels, checkout, entry, fulfilment, goods, imports, members, orders, payment_auth, pools, quotas, sandbox,
-    sessions, store, suppliers, wallets, web, webhooks,
+    audit, carts, catalog, channel_orders, channels, checkout, entry, fulfilment, goods, imports, members, orders,
+    parcels, payment_auth, pools, quotas, sandbox, sessions, store, suppliers, wallets, web, webhooks,
 )
 from chalicelib.errors import DomainError, Forbidden, Unprocessable
 from chalicelib.observability import count, logger, metrics, tracer
@@ -187,6 +187,26 @@ def supplier_upload_get(upload_id: str) -> dict:
     return imports.view(imports.get_own(supplier.supplier_id, upload_id))
 
 
+@route("/supplier/parcels")
+def supplier_parcels() -> dict:
+    supplier = web.supplier(req())
+    params = req().query_params or {}
+    return parcels.list_own(supplier.supplier_id, params.get("state"), params.get("since"), params.get("until"),
+                            params.get("cursor"), params.get("limit"))
+
+
+@route("/supplier/parcels/{parcel_id}")
+def supplier_parcel(parcel_id: str) -> dict:
+    return parcels.supplier_detail(web.supplier(req()).supplier_id, parcel_id)
+
+
+@route("/supplier/parcels/{parcel_id}/ship", methods=("POST",))
+def supplier_parcel_ship(parcel_id: str) -> dict:
+    supplier = web.supplier(req())
+    data = web.body(req(), schemas.Shipment)
+    return parcels.supplier_view(parcels.ship(supplier.supplier_id, parcel_id, data.carrier, data.tracking_no))
+
+
 @app.on_cw_event({"source": ["aws.s3"], "detail-type": ["Object Created"],
                   "detail": {"object": {"key": [{"prefix": "uploads/"}]}}}, name="upload_created")
 def upload_created(event) -> dict:
@@ -324,7 +344,8 @@ def ops_webhooks_parked(code: str) -> dict:
 
 @route("/ops/channels/{code}/webhooks/redrive", methods=("POST",), ops=True)
 def ops_webhooks_redrive(code: str) -> dict:
-    return webhooks.redrive(code, web.ops_actor(req()))
+    web.ops_actor(req())
+    return webhooks.redrive(code)
 
 
 @route("/ops/channels/{code}/audit", ops=True)
@@ -553,10 +574,12 @@ def member_checkout(code: str) -> Response:
     data = web.body(req(), schemas.OrderRequest)
     key = req().headers.get("idempotency-key") or ""
     lines = [checkout.LineRequest(l.goods_id, l.sku_id, l.qty) for l in data.lines]
-    order, created = checkout.place(channel, session.member_id, key, lines, data.password, data.otp)
+    address = data.address.model_dump() if data.address is not None else None
+    order, created = checkout.place(channel, session.member_id, key, lines, data.password, data.otp,
+                                    address=address)
     if data.cart_version is not None:
         carts.emptied_by(order, session.member_id, data.cart_version)
-    return Response(body=orders.view(order), status_code=201 if created else 200, headers=web.JSON)
+    return Response(body=orders.member_view(order), status_code=201 if created else 200, headers=web.JSON)
 
 
 @route("/api/{code}/cart")
@@ -581,13 +604,25 @@ def member_cart_remove(code: str, goods_id: str, sku_id: str) -> dict:
 @route("/api/{code}/orders")
 def member_orders(code: str) -> dict:
     session, _ = member_channel(code)
-    return {"orders": [orders.view(o) for o in orders.of_member(session.member_id)]}
+    return {"orders": orders.member_views(session.member_id)}
 
 
 @route("/api/{code}/orders/{order_id}")
 def member_order(code: str, order_id: str) -> dict:
     session, _ = member_channel(code)
-    return orders.view(orders.get_for_member(order_id, session.member_id))
+    return orders.member_view(orders.get_for_member(order_id, session.member_id))
+
+
+@route("/api/{code}/parcels/{parcel_id}/receipt", methods=("POST",))
+def member_parcel_receipt(code: str, parcel_id: str) -> dict:
+    session, _ = member_channel(code)
+    return parcels.member_order_view(parcels.confirm_receipt(session.member_id, code, parcel_id))
+
+
+@route("/api/{code}/parcels/{parcel_id}/cancel", methods=("POST",))
+def member_parcel_cancel(code: str, parcel_id: str) -> dict:
+    session, _ = member_channel(code)
+    return parcels.member_order_view(parcels.cancel(session.member_id, code, parcel_id))
 
 
 @app.schedule(Rate(5, unit=Rate.MINUTES), name="resolve_remote_orders")

@@ -226,10 +226,11 @@ def _refusal(refused: Refused, channel: Channel, quota: quotas.Period, now: floa
 
 
 def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineRequest], password: str | None = None,
-          otp: str | None = None, now: float | None = None) -> tuple[Order, bool]:
+          otp: str | None = None, now: float | None = None, address: dict | None = None) -> tuple[Order, bool]:
     """Place (or replay) an order in an active channel the caller has just read (the route's own check).
 
-    Returns the order and whether this call created it."""
+    ``address`` (validated ``schemas.Address``) is stored with the order. Returns the order and whether this
+    call created it."""
     if not 8 <= len(key) <= 64:
         raise Unprocessable("validation_error", "Idempotency-Key must be 8 to 64 characters", "Idempotency-Key")
     order_id = order_id_for(channel.code, member_id, key)
@@ -243,13 +244,14 @@ def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineReques
         raise NotFound("member_not_found", "no such member")
     proof = payment_auth.confirm(channel, member, password, otp, now, reads.guard)
     try:
-        return _commit(channel, member, order_id, request_hash, lines, reads, proof, now)
+        return _commit(channel, member, order_id, request_hash, lines, reads, proof, now, address)
     finally:
         proof.settle()  # after the commit (or refusal): a right answer gives its attempt slot back
 
 
 def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, lines: Sequence[LineRequest],
-            reads: Reads, proof: payment_auth.Proof, now: float | None) -> tuple[Order, bool]:
+            reads: Reads, proof: payment_auth.Proof, now: float | None, address: dict | None = None
+            ) -> tuple[Order, bool]:
     """Price and commit the order, reading again after each lost race (the first attempt uses ``reads``)."""
     for attempt in range(COMMIT_ATTEMPTS):
         if attempt:
@@ -275,6 +277,7 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
             raise Conflict("period_ended", "the channel's redemption period is not open")
         order = _order(order_id, channel, member, quota.period_id, priced, request_hash)
         order.created_at = order.updated_at = _iso(now_)
+        order.address = address
         points = int(order.points)
         takes = quotas.take(quota.by_shard("remaining"), points)
         if takes is None:

@@ -163,7 +163,7 @@ class PoolPricing(Strict):
 
 
 class UploadRequest(Strict):
-    kind: Literal["image", "goods_csv"]
+    kind: Literal["image", "goods_csv", "shipments"]
     content_type: str = Field(min_length=3, max_length=100)
 
 
@@ -218,12 +218,28 @@ class OrderLine(Strict):
     qty: int = Field(default=1, ge=1, le=99)
 
 
+class Address(Strict):
+    """Where the member wants the goods: shown only to the member and to the supplier of each parcel."""
+
+    name: str = Field(min_length=1, max_length=50)
+    phone: str = Phone
+    lines: list[Annotated[str, Field(min_length=1, max_length=120)]] = Field(min_length=1, max_length=4)
+
+
 class OrderRequest(Strict):
     lines: list[OrderLine] = Field(min_length=1, max_length=20)
+    # Optional in the API, so callers from before it keep working (such an order shows its suppliers no
+    # ship-to); the H5 store's buy flow always asks for one.
+    address: Optional[Address] = None
     password: Optional[str] = Field(default=None, min_length=1, max_length=64)
     otp: Optional[str] = Field(default=None, pattern=r"^[0-9]{6}$")
     # Checkout of the member's cart: the cart version read; the placed order empties the cart if still that one.
     cart_version: Optional[int] = Field(default=None, ge=0, le=1_000_000_000)
+
+
+class Shipment(Strict):
+    carrier: str = Field(min_length=1, max_length=40)
+    tracking_no: str = Field(pattern=r"^[A-Za-z0-9-]{4,40}$")
 
 
 class CartLineQty(Strict):
