@@ -9,6 +9,7 @@ Screenshots go to build/screenshots/cart-*.png.
 """
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -126,5 +127,78 @@ def test_member_fills_a_cart_and_redeems_it_as_one_order(system, ops, anon, brow
     expect(page.get_by_test_id("buy-button")).to_be_visible()
     assert page.get_by_test_id("add-to-cart").count() == 0
     expect(page.get_by_test_id("cart-link")).to_be_hidden()
+    assert problems == [], problems
+    context.close()
+
+
+def test_order_centre_shows_parcels_and_the_member_cancels_and_confirms(system, ops, anon, browser, channel_api):
+    from playwright.sync_api import expect
+    tag = uuid.uuid4().hex[:6]
+    tea_supplier, mug_supplier = make_supplier(system, ops), make_supplier(system, ops)
+    tea = make_goods(ops, tea_supplier, f"Pu-erh Cake {tag}", "Tea", [("P1", "357 g cake", 10_000, 30)])
+    mug = make_goods(ops, mug_supplier, f"Glass Teapot {tag}", "Kitchen", [("G1", "600 ml", 5_000, 20)])
+    code, secret = make_channel(ops, f"River Bank {tag}", points_mode="hosted", payment_auth="channel_password",
+                                api_base_url=channel_api.url, cart_enabled=True)
+    period_end = open_period(ops, code)
+    price_in(ops, code, tea["goods_id"], {"P1": 12_000})
+    price_in(ops, code, mug["goods_id"], {"G1": 6_000})
+    member = f"M-{uuid.uuid4().hex[:8]}"
+    ok(signed_post(anon, code, secret, f"/partner/{code}/grants",
+                   {"grant_id": f"g-{tag}", "member_id": member, "points": 30_000, "expires_at": period_end - 60}), 201)
+
+    context = phone(browser)
+    page = context.new_page()
+    problems = watch(page, system.base_url)
+    page.goto(entry_link(system.base_url, code, secret, member, target="/cart"))
+    page.get_by_test_id("cart-empty").wait_for()
+    for goods, sku in ((tea, "P1"), (mug, "G1")):
+        answer = page.request.put(f"{system.base_url}/api/{code}/cart/lines/{goods['goods_id']}/{sku}", data={"qty": 1})
+        assert answer.ok, answer.text()
+    page.reload()
+    expect(page.get_by_test_id("cart-line")).to_have_count(2)
+    page.get_by_test_id("cart-checkout").tap()
+    page.get_by_test_id("confirm").wait_for()
+    fill_address(page)
+    page.get_by_test_id("password-input").fill("123456")
+    page.get_by_test_id("pay-button").tap()
+    page.get_by_test_id("order-success").wait_for(timeout=30_000)
+    order_id = page.get_by_test_id("order-id").inner_text()
+
+    # The workflow splits the order into one parcel per supplier; the order centre shows them by neutral name.
+    def parcels() -> list[dict]:
+        return api_get(page, system.base_url, f"/api/{code}/orders/{order_id}").get("parcels") or []
+    deadline = time.time() + 30
+    while len(parcels()) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    split = {p["lines"][0]["goods_id"]: p for p in parcels()}
+    assert set(split) == {tea["goods_id"], mug["goods_id"]}, split
+    ok(tea_supplier.post(f"/supplier/parcels/{split[tea['goods_id']]['parcel_id']}/ship",
+                         json={"carrier": "SF Express", "tracking_no": "SF1234567890"}))
+    page.goto(f"{system.base_url}/store/{code}#/orders/{order_id}")
+    page.get_by_test_id("order-detail").wait_for()
+    expect(page.get_by_test_id("order-address")).to_contain_text("Li Mei")
+    expect(page.get_by_test_id("parcel")).to_have_count(2)
+    expect(page.get_by_test_id("order-status")).to_have_attribute("data-status", "partially_shipped")
+    shipped = page.locator(f'[data-testid="parcel"][data-parcel-id="{split[tea["goods_id"]]["parcel_id"]}"]')
+    waiting = page.locator(f'[data-testid="parcel"][data-parcel-id="{split[mug["goods_id"]]["parcel_id"]}"]')
+    expect(shipped.get_by_test_id("parcel-name")).to_have_text(split[tea["goods_id"]]["name"])
+    expect(shipped.get_by_test_id("parcel-carrier")).to_have_text("SF Express")
+    expect(shipped.get_by_test_id("parcel-tracking")).to_have_text("SF1234567890")
+    assert shipped.get_by_test_id("parcel-cancel").count() == 0 and waiting.get_by_test_id("parcel-confirm").count() == 0
+    shot(page, "parcels", full_page=True)
+
+    # Cancel the unshipped parcel (a second tap confirms): its points come back.
+    waiting.get_by_test_id("parcel-cancel").tap()
+    expect(waiting.get_by_test_id("parcel-cancel")).to_have_text("Tap again to cancel")
+    waiting.get_by_test_id("parcel-cancel").tap()
+    expect(waiting).to_have_attribute("data-state", "cancelled")
+    expect(waiting.get_by_test_id("parcel-returned")).to_have_attribute("data-points", "6000")
+    assert api_get(page, system.base_url, f"/api/{code}/wallet")["balance"] == 30_000 - 12_000
+    expect(page.get_by_test_id("wallet-balance")).to_have_attribute("data-balance", str(30_000 - 12_000))
+    # Confirm receipt of the shipped one: completed.
+    shipped.get_by_test_id("parcel-confirm").tap()
+    expect(shipped).to_have_attribute("data-state", "completed")
+    expect(page.get_by_test_id("order-status")).not_to_have_attribute("data-status", "partially_shipped")
+    shot(page, "parcels-done", full_page=True)
     assert problems == [], problems
     context.close()
