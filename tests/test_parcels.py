@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from checkout_helpers import PRICE, SETTLEMENT, Shop, assert_error, burst, make_shop, ok, uid
-from helpers import supplier_client
+from helpers import supplier_client, wait_for
 from chalicelib import audit, events, orders, parcels
 from chalicelib.models import Order, OutboxEvent, Parcel, Stock, Wallet
 
@@ -116,6 +116,15 @@ def test_split_writes_one_parcel_per_supplier_once(cart: CartShop) -> None:
     assert [(p["name"], p["state"]) for p in view["parcels"]] == [("Parcel 1 of 2", "awaiting_shipment"),
                                                                   ("Parcel 2 of 2", "awaiting_shipment")]
     assert "settlement_price" not in json.dumps(view["parcels"])
+
+
+def test_the_workflow_splits_a_paid_cart_order(cart: CartShop) -> None:
+    """Checkout starts the order's execution; its Split task writes the parcels (no split call here)."""
+    member, order_id = cart.order()
+    view = wait_for(lambda: cart.member_order(member, order_id), lambda v: len(v["parcels"]) == 2, timeout=30)
+    assert view["state"] == "paid" and view["address"] == ADDRESS
+    assert "address" not in orders.view(Order.get(order_id))  # what the channel's server reads: no ship-to
+    assert _event("order.paid", order_id) is not None
 
 
 def test_order_view_before_split_shows_checkout_status(cart: CartShop) -> None:
