@@ -25,7 +25,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from chalicelib import audit, channels, config, endpoints
 from chalicelib.errors import DomainError
 from chalicelib.models import (
-    Channel, Contended, LabelledTransaction, OutboxEvent, Refused, condition_failed, lost_race, now_iso,
+    Channel, LabelledTransaction, OutboxEvent, Refused, commit_retrying, condition_failed, lost_race, now_iso,
 )
 from chalicelib.observability import count, logger
 
@@ -129,11 +129,13 @@ def _book(event: OutboxEvent, actions: list, condition) -> bool:
         raise
 
 
-def _attempt(channel: Channel, event: OutboxEvent, now: float) -> str:
+def _attempt(channel: Channel, event: OutboxEvent) -> str:
     """Claim, call, book: the outcome ``delivered``, ``retrying``, ``parked``, or ``taken`` (another has it)."""
     attempts = int(event.attempts or 0)
     at_claim = (OutboxEvent.state == "pending") & (OutboxEvent.attempts == attempts)
-    if not _book(event, [OutboxEvent.due_at.set(now + LEASE)], at_claim & (OutboxEvent.due_at == event.due_at)):
+    # The lease runs from the claim itself (a long round's ``now`` may be well past), covering the whole call.
+    lease = round(time.time() + LEASE, 3)
+    if not _book(event, [OutboxEvent.due_at.set(lease)], at_claim & (OutboxEvent.due_at == event.due_at)):
         return "taken"
     try:
         _post(channel, event)
@@ -181,7 +183,7 @@ def _deliver(channel: Channel, now: float, until: float = float("inf")) -> dict[
     for event in due:
         if time.monotonic() > until:
             break
-        outcome[_attempt(channel, event, now)] += 1
+        outcome[_attempt(channel, event)] += 1
     return outcome
 
 
@@ -213,16 +215,18 @@ def redrive(channel_code: str, actor: str) -> dict[str, int]:
     now = time.time()
     moved = 0
     for event in OutboxEvent.parked_index.query(channel_code):
-        tx = LabelledTransaction()
-        tx.update("event", event, [OutboxEvent.state.set("pending"), OutboxEvent.parked.remove(),
-                                   OutboxEvent.pending.set(channel_code), OutboxEvent.due_at.set(now),
-                                   OutboxEvent.attempts.set(0)], condition=OutboxEvent.state == "parked")
-        tx.put("audit", audit.row(f"channel#{channel_code}", actor, "webhook_redriven", "event", event.last_error,
-                                  event.event_id))
+        def build(event: OutboxEvent = event) -> LabelledTransaction:
+            tx = LabelledTransaction()
+            tx.update("event", event, [OutboxEvent.state.set("pending"), OutboxEvent.parked.remove(),
+                                       OutboxEvent.pending.set(channel_code), OutboxEvent.due_at.set(now),
+                                       OutboxEvent.attempts.set(0)], condition=OutboxEvent.state == "parked")
+            tx.put("audit", audit.row(f"channel#{channel_code}", actor, "webhook_redriven", "event",
+                                      event.last_error, event.event_id))
+            return tx
         try:
-            tx.commit()
+            commit_retrying(build)
             moved += 1
-        except (Refused, Contended):  # another redrive moved it first
+        except Refused:  # another redrive moved it first
             pass
     logger.info("webhooks redriven", extra={"channel": channel_code, "events": moved})
     return {"redriven": moved}

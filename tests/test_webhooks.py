@@ -321,3 +321,16 @@ def test_a_channel_from_before_webhook_secrets_gets_its_first_by_rotation(ops, r
     receiver.secrets = [first["webhook_secret"]]
     assert webhooks.deliver_due(code)["delivered"] == 1
     assert receiver.headers[event_id]["webhook-signature"].count("v1,") == 1 and receiver.unverified == []
+
+
+def test_concurrent_redrives_move_and_audit_each_parked_event_once(system, ops, receiver, fast_retries):
+    code, secret = webhook_channel(ops, receiver.url)
+    receiver.secrets, receiver.down = [secret], True
+    ids = record(code, 3)
+    deliver_until(code, lambda: all(stored(i).state == "parked" for i in ids))
+    answers = race(20, lambda _: ops.post(f"/ops/channels/{code}/webhooks/redrive", json={}))
+    assert [a.status_code for a in answers] == [200] * 20
+    assert sum(a.json()["redriven"] for a in answers) == 3
+    audit = ok(ops.get(f"/ops/channels/{code}/audit"))["audit"]
+    assert sorted(row["new"] for row in audit if row["action"] == "webhook_redriven") == sorted(ids)
+    assert all(stored(i).state == "pending" and int(stored(i).attempts) == 0 for i in ids)
