@@ -9,7 +9,7 @@ from chalice import Chalice, ConvertToMiddleware, IAMAuthorizer, Rate, Response
 
 from chalicelib import (
     audit, carts, catalog, channel_orders, channels, checkout, entry, fulfilment, goods, imports, members, orders,
-    parcels, payment_auth, pools, quotas, sandbox, sessions, store, suppliers, wallets, web, webhooks,
+    parcels, payment_auth, pools, quotas, refunds, sandbox, sessions, store, suppliers, wallets, web, webhooks,
 )
 from chalicelib.errors import DomainError, Forbidden, Unprocessable
 from chalicelib.observability import count, logger, metrics, tracer
@@ -205,6 +205,24 @@ def supplier_parcel_ship(parcel_id: str) -> dict:
     supplier = web.supplier(req())
     data = web.body(req(), schemas.Shipment)
     return parcels.supplier_view(parcels.ship(supplier.supplier_id, parcel_id, data.carrier, data.tracking_no))
+
+
+@route("/supplier/refunds")
+def supplier_refunds() -> dict:
+    return {"refunds": refunds.list_for_supplier(web.supplier(req()).supplier_id, web.query(req(), "state"))}
+
+
+@route("/supplier/refunds/{refund_id}/approve", methods=("POST",))
+def supplier_refund_approve(refund_id: str) -> dict:
+    supplier, actor = _supplier_actor()
+    return refunds.supplier_view(refunds.approve(refunds.for_supplier(supplier.supplier_id, refund_id), actor))
+
+
+@route("/supplier/refunds/{refund_id}/reject", methods=("POST",))
+def supplier_refund_reject(refund_id: str) -> dict:
+    supplier, actor = _supplier_actor()
+    reason = web.body(req(), schemas.Reason).reason
+    return refunds.supplier_view(refunds.reject(refunds.for_supplier(supplier.supplier_id, refund_id), actor, reason))
 
 
 @app.on_cw_event({"source": ["aws.s3"], "detail-type": ["Object Created"],
@@ -622,6 +640,54 @@ def member_parcel_receipt(code: str, parcel_id: str) -> dict:
 def member_parcel_cancel(code: str, parcel_id: str) -> dict:
     session, _ = member_channel(code)
     return parcels.member_order_view(parcels.cancel(session.member_id, code, parcel_id))
+
+
+@route("/api/{code}/parcels/{parcel_id}/refund-requests", methods=("POST",), status=201)
+def member_refund_request(code: str, parcel_id: str) -> dict:
+    session, _ = member_channel(code)
+    return refunds.view(refunds.request(session.member_id, code, parcel_id, web.body(req(), schemas.Reason).reason))
+
+
+@route("/api/{code}/parcels/{parcel_id}/refund")
+def member_refund(code: str, parcel_id: str) -> dict:
+    session, _ = member_channel(code)
+    return refunds.view(refunds.for_member(session.member_id, code, parcel_id))
+
+
+@route("/ops/refunds/{refund_id}", ops=True)
+def ops_refund(refund_id: str) -> dict:
+    web.ops_actor(req())
+    return refunds.ops_view(refunds.get(refund_id))
+
+
+@route("/ops/refunds/{refund_id}/approve", methods=("POST",), ops=True)
+def ops_refund_approve(refund_id: str) -> dict:
+    actor = web.ops_actor(req())
+    return refunds.ops_view(refunds.approve(refunds.get(refund_id), actor))
+
+
+@route("/ops/refunds/{refund_id}/reject", methods=("POST",), ops=True)
+def ops_refund_reject(refund_id: str) -> dict:
+    actor = web.ops_actor(req())
+    return refunds.ops_view(refunds.reject(refunds.get(refund_id), actor, web.body(req(), schemas.Reason).reason))
+
+
+@route("/ops/parcels/{parcel_id}/refund", methods=("POST",), ops=True)
+def ops_parcel_refund(parcel_id: str) -> dict:
+    actor = web.ops_actor(req())
+    return refunds.ops_view(refunds.refund_parcel(parcel_id, actor, web.body(req(), schemas.Reason).reason))
+
+
+@route("/ops/channels/{code}/pending-refunds", ops=True)
+def ops_pending_refunds(code: str) -> dict:
+    web.ops_actor(req())
+    return {"refunds": [refunds.ops_view(r) for r in refunds.pending(channels.get(code).code)]}
+
+
+@route("/ops/channels/{code}/pending-refunds/resolve", methods=("POST",), ops=True)
+def ops_resolve_pending_refunds(code: str) -> dict:
+    web.ops_actor(req())
+    return refunds.resolve_pending(channels.get(code))
 
 
 @app.schedule(Rate(5, unit=Rate.MINUTES), name="resolve_remote_orders")

@@ -525,14 +525,16 @@ def _settle(order: Order, build) -> Order:
     return order
 
 
-def pending(channel_code: str) -> list[Order]:
-    return list(Order.pending_index.query(channel_code))
+def pending(channel_code: str, older_than: float = 0) -> list[Order]:
+    """Orders of one channel awaiting its deduction, placed at least ``older_than`` seconds ago."""
+    return list(Order.pending_index.query(channel_code, Order.created_at <= _iso(time.time() - older_than)))
 
 
-def resolve_pending(channel: Channel) -> dict[str, int]:
-    """Every order of one channel still awaiting the channel's deduction is asked about again."""
+def resolve_pending(channel: Channel, older_than: float = 0) -> dict[str, int]:
+    """Every order of one channel still awaiting the channel's deduction (placed ``older_than`` seconds ago
+    or earlier) is asked about again."""
     outcome = {PAID: 0, FAILED: 0, AWAITING: 0}
-    for order in pending(channel.code):
+    for order in pending(channel.code, older_than):
         order = resolve(order, channel)
         if order.status == PAID:  # confirmed by this sweep: its fulfilment starts here
             fulfilment.start(order, channel)
@@ -543,13 +545,17 @@ def resolve_pending(channel: Channel) -> dict[str, int]:
 def sweep_remote() -> dict[str, dict]:
     """The scheduler's sweep over every remote-mode channel, suspended ones included (their members' orders
     still hold quota and wait for an answer). Each channel on its own: one that fails is logged and counted
-    (``RemoteSweepFailed``) and answers ``{"error": ...}``; the others go on."""
+    (``RemoteSweepFailed``) and answers ``{"error": ...}``; the others go on.
+
+    Only orders older than ``DEDUCT_LEASE_SECONDS`` are swept: a younger one's deduct may still be on its
+    way to the channel from the request that placed it, and a sweep that queried it now would find nothing
+    and cancel an order the member is about to pay for."""
     outcome: dict[str, dict] = {}
     for channel in channels.list_all():
         if channel.points_mode != "remote":
             continue
         try:
-            outcome[channel.code] = resolve_pending(channel)
+            outcome[channel.code] = resolve_pending(channel, DEDUCT_LEASE_SECONDS)
         except Exception as error:  # noqa: BLE001 - any fault of one channel must not stop the others
             logger.exception("remote sweep failed", extra={"channel": channel.code})
             count("RemoteSweepFailed")

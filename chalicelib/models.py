@@ -589,6 +589,9 @@ class Refund(Model):
     points_mode = UnicodeAttribute()
     lines = ListAttribute(of=MapAttribute)  # goods_id, sku_id, qty, points
     points = NumberAttribute()
+    # "refund": a shipped parcel's points back, the goods stay; "cancel": a remote-mode parcel cancelled
+    # before shipment, whose points only the channel can give back (then stock and quota go back too).
+    action = UnicodeAttribute(default="refund")
     state = UnicodeAttribute()
     reason = UnicodeAttribute()
     requested_by = UnicodeAttribute()

@@ -217,9 +217,11 @@ def _cancel(parcel: Parcel, actor: str) -> Parcel:
     ps.next_state(parcel.state, "cancel")  # a shipped parcel says so before anything else
     order = _order(parcel.order_id)
     if order.points_mode != "hosted" and int(parcel.points):
-        # The channel keeps a remote member's wallet: points go back only by a refund call to it (engineer C's
-        # refunds), which this cancel does not make; refusing keeps our books and the channel's equal.
-        raise Conflict("refund_not_available", "points of a remote-mode channel cannot be given back yet")
+        # The channel keeps a remote member's wallet: its points come back only by a refund call to it, and
+        # the parcel is cancelled (stock and quota back) once the channel has given them back.
+        from chalicelib import refunds  # refunds moves parcels by ``transition``: imported when first needed
+
+        return refunds.cancel_remote(parcel, actor)
     return transition(parcel, "cancel", actor, extra=lambda tx, current, order: [
         Parcel.returned.set(give_back(tx, order, current, time.time()))])
 
@@ -272,7 +274,7 @@ def give_back(tx: LabelledTransaction, order: Order, parcel: Parcel, now: float,
 def expire_unshipped(order_id: str) -> list[str]:
     """The shipping deadline: cancel every parcel still awaiting shipment, giving everything back; tell ops
     (log and ``ParcelsExpired``). One a supplier ships at the same moment stays shipped. A parcel that cannot
-    be given back (``refund_not_available``) is logged and counted (``ParcelExpiryRefused``) for ops."""
+    be given back is logged and counted (``ParcelExpiryRefused``) for ops."""
     cancelled = []
     for parcel in of_order(order_id):
         if parcel.state != ps.AWAITING:

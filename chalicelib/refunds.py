@@ -60,17 +60,17 @@ def _iso(at: float) -> str:
     return datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _create(parcel: Parcel, reason: str, actor: str, approved: bool) -> Refund | None:
+def _create(parcel: Parcel, reason: str, actor: str, approved: bool, action: str = "refund") -> Refund | None:
     """The parcel's refund, created ``requested`` (a member asks) or ``approved`` (ops refund directly);
-    None when the parcel already has one. The parcel must be shipped or completed."""
-    if parcel.state not in parcel_states.sources("refund"):
-        raise parcel_states.refusal(parcel.state, "refund")
+    None when the parcel already has one. The parcel must be shipped or completed (a cancel: unshipped)."""
+    if parcel.state not in parcel_states.sources(action):
+        raise parcel_states.refusal(parcel.state, action)
     lines = [{"goods_id": l["goods_id"], "sku_id": l["sku_id"], "qty": int(l["qty"]), "points": int(l["points"])}
              for l in parcel.lines]
     refund = Refund(refund_id_for(parcel.parcel_id), parcel_id=parcel.parcel_id, order_id=parcel.order_id,
                     channel_code=parcel.channel_code, member_id=parcel.member_id, supplier_id=parcel.supplier_id,
                     points_mode=channels.get(parcel.channel_code).points_mode, lines=lines,
-                    points=int(parcel.points), state=APPROVED if approved else REQUESTED, reason=reason,
+                    points=int(parcel.points), action=action, state=APPROVED if approved else REQUESTED, reason=reason,
                     requested_by=actor, decided_by=actor if approved else None, sandbox=bool(parcel.sandbox),
                     pending_channel=parcel.channel_code if approved else None)
     if sum(l["points"] for l in lines) != int(parcel.points):
@@ -134,6 +134,19 @@ def refund_parcel(parcel_id: str, actor: str, reason: str) -> Refund:
         except UpdateError:
             raise _not_open(refund) from None
     return execute(refund)
+
+
+def cancel_remote(parcel: Parcel, actor: str) -> Parcel:
+    """A remote-mode parcel cancelled before shipment (the member, or the shipping deadline): its points go
+    back through the channel like a refund's (``action`` "cancel"), then the parcel is cancelled with its
+    stock and quota in one transaction. While the channel's answer is in doubt the parcel stays as it is and
+    the refund waits for the sweep; a parcel shipped meanwhile ends refunded (points back, goods kept)."""
+    refund = _create(parcel, "cancelled before shipment", actor, approved=True, action="cancel")
+    if refund is not None:
+        execute(refund)
+    elif get(refund_id_for(parcel.parcel_id)).state == REJECTED:
+        raise Conflict("refund_rejected", "the channel refused to give this parcel's points back")
+    return Parcel.get(parcel.parcel_id, consistent_read=True)
 
 
 def reject(refund: Refund, actor: str, reason: str) -> Refund:
@@ -285,24 +298,27 @@ def sweep() -> dict[str, dict]:
 # --- the one transaction ----------------------------------------------------------------
 
 def _complete(refund: Refund) -> Refund:
-    """The parcel's move to ``refunded`` (``parcels.transition``: its audit row and ``parcel.refunded``
-    event) with the points and quota given back (``parcels.give_back``, goods not: they stay with the
+    """The parcel's move (``parcels.transition``: its audit row and event) with the points and quota given
+    back (``parcels.give_back``; the stock too for a cancel, never for a refund: the goods stay with the
     member) and the refund's own ``refunded``, all in one transaction; once."""
     source = AWAITING_CHANNEL if refund.points_mode == "remote" else APPROVED
+    parcel = Parcel.get(refund.parcel_id, consistent_read=True)
+    # A cancel whose parcel was shipped while the channel gave the points back becomes a refund.
+    action = "cancel" if refund.action == "cancel" and parcel.state == parcel_states.AWAITING else "refund"
 
-    def extra(tx: LabelledTransaction, parcel: Parcel, order: Order) -> list:
-        returned = parcels.give_back(tx, order, parcel, time.time(), stock=False)
+    def extra(tx: LabelledTransaction, current: Parcel, order: Order) -> list:
+        returned = parcels.give_back(tx, order, current, time.time(), stock=action == "cancel")
         tx.update("refund", refund, [Refund.state.set(REFUNDED), Refund.pending_channel.remove(),
                                      Refund.refunded_at.set(now_iso()), Refund.updated_at.set(now_iso())],
                   condition=Refund.state == source)
         return [Parcel.returned.set(returned)]
 
     try:
-        parcels.transition(Parcel.get(refund.parcel_id, consistent_read=True), "refund",
-                           refund.decided_by or refund.requested_by, extra=extra)
+        parcels.transition(parcel, action, refund.decided_by or refund.requested_by, extra=extra)
     except Conflict as refused:
-        if refused.code != parcel_states.REFUSAL_CODES[parcel_states.REFUNDED]:
-            raise
+        done = parcel_states.REFUSAL_CODES[parcel_states.REFUNDED], parcel_states.REFUSAL_CODES[parcel_states.CANCELLED]
+        if refused.code not in done:
+            raise  # a cancel whose parcel shipped this very moment: the next pass (sweep) refunds it
     refund.refresh(consistent_read=True)
     if refund.state == REFUNDED:
         count("ParcelsRefunded")

@@ -15,7 +15,7 @@ from pynamodb.models import Model
 
 from chalicelib import config
 from chalicelib.models import (
-    ALL_MODELS, Audit, Channel, Goods, Member, Order, OutboxEvent, Parcel, Quota, Stock, Upload, Wallet,
+    ALL_MODELS, Audit, Channel, Goods, Member, Order, OutboxEvent, Parcel, Quota, Refund, Stock, Upload, Wallet,
 )
 from infra.state_machines import FULFILMENT_FUNCTIONS, ORDER_FULFILMENT, order_fulfilment
 
@@ -81,8 +81,9 @@ FULFIL_TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Q
 FULFIL_MODELS: dict[str, tuple[type[Model], ...]] = {
     # the order and its member read; its parcels and the order.paid event written in one transaction
     "fulfil_split": (Order, Member, Parcel, OutboxEvent),
-    # each cancel: the parcel (its siblings checked), audit row, events; stock, quota and the hosted wallet back
-    "fulfil_deadline": (Order, Member, Parcel, OutboxEvent, Audit, Stock, Quota, Wallet),
+    # each cancel: the parcel (its siblings checked), audit row, events; stock, quota and the hosted wallet back;
+    # remote mode: the channel read to call its points/refund, and the Refund that tracks that call
+    "fulfil_deadline": (Order, Member, Parcel, OutboxEvent, Audit, Stock, Quota, Wallet, Channel, Refund),
     "fulfil_complete": (Order, Member, Parcel, OutboxEvent, Audit),
 }
 SESSION_KEY_LENGTH = 64

@@ -56,8 +56,8 @@ class DynamoProxy(LocalHttpFake):
       with DynamoDB's conflict error instead of being forwarded; ``rng`` is seeded, so a run draws the same
       sequence. ``injected`` counts the answers made up, ``forwarded`` the requests Dynoxide saw, by operation.
       ``only`` narrows the injection to requests whose body it accepts (``writing(Model)``), ``times`` caps it.
-    * ``drop_for`` / ``drops``: for a ``TransactWriteItems`` putting an item whose body contains ``drop_for``,
-      forward it (Dynoxide commits), then close the connection without the answer, ``drops`` times; ``seen``
+    * ``drop_for`` / ``drops``: for a ``TransactWriteItems`` putting an item whose body contains ``drop_for``
+      and whose ``ClientRequestToken`` starts with it (the checkout's commit of that order id), forward it (Dynoxide commits), then close the connection without the answer, ``drops`` times; ``seen``
       records (upstream status, ClientRequestToken) of every such request.
     """
 
@@ -113,8 +113,10 @@ class DynamoProxy(LocalHttpFake):
                          json.dumps(made_up).encode())
             return
         status, headers, answer = self._forward(handler, body)
+        # the checkout's commit: its request token names the order (the order's split into parcels, which also
+        # names it, is another transaction and is never dropped)
         ours = (bool(self.drop_for) and operation == "TransactWriteItems" and self.drop_for.encode() in body
-                and b'"Put"' in body)
+                and b'"Put"' in body and json.loads(body).get("ClientRequestToken", "").startswith(self.drop_for))
         with self._lock:
             self.forwarded[operation] += 1
             if ours:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections import Counter
 
 import pytest
@@ -24,8 +25,9 @@ PRICE_B = 3000
 class CartShop:
     """A hosted cart channel selling goods of two suppliers (A: the shop's own goods, B: a second one)."""
 
-    def __init__(self, system, ops, points_mode: str = "hosted", sandbox: bool = False) -> None:
-        self.shop: Shop = make_shop(system, ops, points_mode, sandbox=sandbox)
+    def __init__(self, system, ops, points_mode: str = "hosted", sandbox: bool = False,
+                 period_seconds: int = 3600) -> None:
+        self.shop: Shop = make_shop(system, ops, points_mode, sandbox=sandbox, period_seconds=period_seconds)
         ok(ops.patch(f"/ops/channels/{self.shop.code}", json={"cart_enabled": True}))
         created = ok(ops.post("/ops/suppliers", json={
             "name": f"Supplier {uid()}", "contact_name": "Wei", "phone": "+86 138 0000 0001",
@@ -221,6 +223,29 @@ def test_member_cancels_an_unshipped_parcel_and_gets_everything_back(cart: CartS
     assert_error(cart.member_post(other, f"/parcels/{parcel_b.parcel_id}/receipt"), 404, "parcel_not_found")
 
 
+def test_a_cancel_after_the_period_ended_is_settled_and_its_points_expire_at_once(system, ops) -> None:
+    """The documented rule: the refund lot expires with the order's period; once that has ended the points
+    still come back (``refunded``) and expire at once, and the closed period's quota is left for settlement."""
+    late = CartShop(system, ops, period_seconds=8)
+    member, order_id = late.order()
+    parcel = parcels.split(order_id)[0]
+    quota = late.shop.quota_item()
+    time.sleep(max(0.0, late.shop.ends_at - time.time()) + 1)
+    view = ok(late.member_post(member, f"/parcels/{parcel.parcel_id}/cancel"))
+    returned = next(p for p in view["parcels"] if p["parcel_id"] == parcel.parcel_id)["returned"]
+    assert (returned["points"], returned["quota"]) == (int(parcel.points), "settlement")
+    assert (returned["expires_at"], returned["points_expired"]) == (late.shop.ends_at, True)
+    after = late.shop.quota_item()
+    assert (after.spent, after.remaining) == (quota.spent, quota.remaining)  # the closed period is untouched
+    wallet = Wallet.get(late.shop.member_ids[member], consistent_read=True)
+    assert int(wallet.refunded) == int(parcel.points)
+    _ledger(wallet)
+    assert late.shop.wallet(member)["balance"] == 0  # every lot of the period, the refund's too, has expired
+    swept = Wallet.get(late.shop.member_ids[member], consistent_read=True)
+    assert int(swept.expired) == int(swept.granted) - int(swept.spent) + int(swept.refunded)
+    _ledger(swept)
+
+
 def test_cancelling_every_parcel_cancels_the_order(cart: CartShop) -> None:
     member, order_id = cart.order()
     for parcel in parcels.split(order_id):
@@ -311,7 +336,7 @@ def test_address_is_validated(cart: CartShop, address: dict, field: str) -> None
     assert error["code"] == "validation_error" and field in error.get("field", ""), error
 
 
-def test_remote_mode_cancel_is_refused_until_refunds_exist(system, ops) -> None:
+def test_remote_mode_cancel_gives_the_points_back_through_the_channel(system, ops) -> None:
     remote = CartShop(system, ops, points_mode="remote")
     member = remote.shop.member(points=100_000)
     remote.shop.fake.member(member, "246810", 100_000)
@@ -321,9 +346,11 @@ def test_remote_mode_cancel_is_refused_until_refunds_exist(system, ops) -> None:
     assert attempt.status == 201 and attempt.body["status"] == "paid", attempt.body
     [parcel] = parcels.split(attempt.order_id)
     stock = _stock(remote.shop.goods_id, remote.shop.sku_id)
-    assert_error(remote.member_post(member, f"/parcels/{parcel.parcel_id}/cancel"), 409, "refund_not_available")
-    assert Parcel.get(parcel.parcel_id, consistent_read=True).state == "awaiting_shipment"
-    assert _stock(remote.shop.goods_id, remote.shop.sku_id) == stock
+    assert remote.shop.fake.balance(member) == 100_000 - 1200
+    assert remote.member_post(member, f"/parcels/{parcel.parcel_id}/cancel").status_code == 200
+    assert Parcel.get(parcel.parcel_id, consistent_read=True).state == "cancelled"
+    assert _stock(remote.shop.goods_id, remote.shop.sku_id) == stock + 1
+    assert remote.shop.fake.balance(member) == 100_000 and remote.shop.fake.refunded_total() == 1200
 
 
 def test_racing_ship_and_cancel_on_one_parcel_one_wins(cart: CartShop) -> None:

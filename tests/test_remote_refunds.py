@@ -1,0 +1,168 @@
+"""Remote mode: a refund is the channel's ``points/refund`` (idempotent by our refund id), resolved like the
+deduct — a lost answer is settled by ``points/refund/query``, an unknown one is asked about again by the
+sweep. And the late deduct: a deduct the channel applies after we gave up on it. Against the fake channel in
+every mode, the channel's wallet and our books agree."""
+from __future__ import annotations
+
+import time
+
+import requests
+
+from checkout_helpers import Shop, make_shop, ok, uid
+from chalicelib import channels, checkout, parcels, refunds
+from chalicelib.models import Parcel
+from fake_wallet_channel import DOWN, FAIL, LATE, NORMAL, TIMEOUT_AFTER, TIMEOUT_BEFORE
+
+START = 10_000
+
+
+def remote_shop(system, ops) -> tuple[Shop, str]:
+    shop = make_shop(system, ops, "remote")
+    return shop, shop.member(points=START)
+
+
+def shipped(shop: Shop, member: str, qty: int = 2) -> str:
+    placed = shop.place(requests.Session(), member, body=shop.body(qty=qty))
+    assert placed.status == 201 and placed.body["status"] == "paid", placed.body
+    (parcel,) = parcels.split(placed.order_id)
+    ok(requests.post(f"{shop.base_url}/supplier/parcels/{parcel.parcel_id}/ship", timeout=30,
+                     headers={"X-Api-Key": shop.supplier_key}, json={"carrier": "SF", "tracking_no": uid("SF")}))
+    return parcel.parcel_id
+
+
+def assert_books(shop: Shop, member: str, refunded: int, spent: int) -> None:
+    """The channel's wallet and our quota say the same: ``spent`` taken for paid orders, ``refunded`` back."""
+    assert shop.fake.refunded_total() == refunded
+    assert shop.fake.balance(member) == START - shop.fake.deducted_total() + refunded
+    quota = shop.quota()
+    assert quota["spent"] == spent == shop.fake.deducted_total() - refunded, quota
+    assert quota["reserved"] == 0
+    shop.assert_shards_balanced()
+
+
+def test_refund_success_gives_the_points_back_at_the_channel(system, ops):
+    shop, member = remote_shop(system, ops)
+    parcel_id = shipped(shop, member)
+    done = ok(ops.post(f"/ops/parcels/{parcel_id}/refund", json={"reason": "lost in transit"}))
+    assert done["state"] == "refunded" and done["points"] == 2400
+    assert shop.fake.refunds[done["refund_id"]] == {"order_id": Parcel.get(parcel_id).order_id, "points": 2400}
+    assert shop.fake.balance(member) == START and Parcel.get(parcel_id).state == "refunded"
+    assert_books(shop, member, refunded=2400, spent=0)
+    assert shop.stock() == 100_000 - 2
+
+
+def test_refund_the_channel_refuses_moves_nothing(system, ops):
+    shop, member = remote_shop(system, ops)
+    parcel_id = shipped(shop, member)
+    shop.fake.refund_mode = FAIL
+    done = ok(ops.post(f"/ops/parcels/{parcel_id}/refund", json={"reason": "lost"}))
+    assert done["state"] == "rejected" and done["decided_by"] == "channel" and "closed" in done["reject_reason"]
+    assert Parcel.get(parcel_id).state == "shipped" and not ok(ops.get(f"/ops/channels/{shop.code}/pending-refunds"))[
+        "refunds"]
+    assert_books(shop, member, refunded=0, spent=2400)
+    shop.fake.refund_mode = NORMAL  # ops may try again once the channel is ready: the same refund id
+    assert ok(ops.post(f"/ops/parcels/{parcel_id}/refund", json={"reason": "lost"}))["state"] == "refunded"
+    assert_books(shop, member, refunded=2400, spent=0)
+
+
+def test_refund_applied_but_its_answer_lost_is_found_by_the_query(system, ops):
+    shop, member = remote_shop(system, ops)
+    parcel_id = shipped(shop, member)
+    shop.fake.refund_mode = TIMEOUT_AFTER
+    done = ok(ops.post(f"/ops/parcels/{parcel_id}/refund", json={"reason": "lost"}))
+    assert done["state"] == "refunded"
+    assert shop.fake.calls["points/refund/query refunded"] == 1
+    assert_books(shop, member, refunded=2400, spent=0)
+
+
+def test_refund_never_applied_waits_and_the_sweep_sends_it_again_once(system, ops):
+    shop, member = remote_shop(system, ops)
+    parcel_id = shipped(shop, member)
+    shop.fake.refund_mode = TIMEOUT_BEFORE
+    done = ok(ops.post(f"/ops/parcels/{parcel_id}/refund", json={"reason": "lost"}))
+    assert done["state"] == "awaiting_channel" and shop.fake.calls["points/refund/query not_found"] == 1
+    assert Parcel.get(parcel_id).state == "shipped"
+    assert_books(shop, member, refunded=0, spent=2400)  # nothing moved on either side yet
+    waiting = ok(ops.get(f"/ops/channels/{shop.code}/pending-refunds"))["refunds"]
+    assert [r["refund_id"] for r in waiting] == [done["refund_id"]]
+
+    shop.fake.refund_mode, shop.fake.refund_query_mode = NORMAL, DOWN  # no answer: still waiting
+    assert ok(ops.post(f"/ops/channels/{shop.code}/pending-refunds/resolve"))["awaiting_channel"] == 1
+    shop.fake.refund_query_mode = NORMAL
+    assert ok(ops.post(f"/ops/channels/{shop.code}/pending-refunds/resolve")) == {
+        "refunded": 1, "rejected": 0, "awaiting_channel": 0, "approved": 0}
+    assert ok(ops.post(f"/ops/channels/{shop.code}/pending-refunds/resolve"))["refunded"] == 0  # nothing twice
+    assert Parcel.get(parcel_id).state == "refunded"
+    assert_books(shop, member, refunded=2400, spent=0)
+
+
+def test_the_sweep_leaves_refunds_within_their_grace_period_to_their_request(system, ops):
+    shop, member = remote_shop(system, ops)
+    parcel_id = shipped(shop, member)
+    shop.fake.refund_mode, shop.fake.refund_query_mode = DOWN, DOWN
+    assert ok(ops.post(f"/ops/parcels/{parcel_id}/refund", json={"reason": "lost"}))["state"] == "awaiting_channel"
+    shop.fake.refund_mode, shop.fake.refund_query_mode = NORMAL, NORMAL
+    assert refunds.sweep()[shop.code]["refunded"] == 0  # touched a moment ago
+    assert refunds.get(refunds.refund_id_for(parcel_id)).state == "awaiting_channel"
+    assert refunds.resolve_pending(channels.get(shop.code))["refunded"] == 1
+    assert_books(shop, member, refunded=2400, spent=0)
+
+
+def test_a_late_deduct_after_the_cancel_is_refused_and_the_books_agree(system, ops):
+    """The deduct's answer is lost and the channel's query finds nothing; we cancel and release. The deduct
+    the channel then applies late is refused (the order is cancelled): the member keeps every point."""
+    shop, member = remote_shop(system, ops)
+    shop.fake.deduct_mode = LATE
+    placed = shop.place(requests.Session(), member)
+    assert placed.status == 201 and placed.body["status"] == "failed", placed.body
+    deadline = time.time() + 10
+    while shop.fake.calls["points/deduct cancelled"] < 1 and time.time() < deadline:
+        time.sleep(0.1)
+    assert shop.fake.calls["points/deduct cancelled"] == 1 and placed.order_id in shop.fake.cancelled
+    assert shop.fake.balance(member) == START and not shop.fake.deducted(placed.order_id)
+    quota = shop.quota()
+    assert (quota["spent"], quota["reserved"], quota["remaining"]) == (0, 0, quota["limit"])
+    assert shop.stock() == 100_000
+
+
+def test_a_late_deduct_before_the_cancel_is_acknowledged_pays_the_order(system, ops):
+    """The cancel is not acknowledged (channel down), so the order waits; the late deduct lands meanwhile and
+    the sweep's query then finds it: the order is paid, and the books agree."""
+    shop, member = remote_shop(system, ops)
+    shop.fake.deduct_mode, shop.fake.cancel_mode = LATE, DOWN
+    placed = shop.place(requests.Session(), member)
+    assert placed.body["status"] == "awaiting_deduction", placed.body
+    deadline = time.time() + 10
+    while not shop.fake.deducted(placed.order_id) and time.time() < deadline:
+        time.sleep(0.1)
+    shop.fake.cancel_mode = NORMAL
+    channel = channels.get(shop.code)
+    assert checkout.resolve_pending(channel, checkout.DEDUCT_LEASE_SECONDS)[checkout.AWAITING] == 0  # in its grace
+    assert checkout.pending(shop.code) and not checkout.pending(shop.code, checkout.DEDUCT_LEASE_SECONDS)
+    assert checkout.resolve_pending(channel) == {"paid": 1, "failed": 0, "awaiting_deduction": 0}
+    assert shop.fake.balance(member) == START - 1200
+    assert shop.quota()["spent"] == 1200 == shop.fake.deducted_total()
+
+
+def test_a_remote_parcel_cancelled_before_shipment_gets_its_points_back_from_the_channel(system, ops):
+    """Cancelling an unshipped parcel in remote mode: the channel refunds first (in doubt: the parcel waits
+    and the sweep finishes it), then stock, quota and the parcel move; the books agree."""
+    shop, member = remote_shop(system, ops)
+    orders = []
+    for _ in range(2):
+        placed = shop.place(requests.Session(), member)
+        orders.append(parcels.split(placed.order_id)[0].parcel_id)
+    cancel = lambda pid: requests.post(f"{shop.base_url}/api/{shop.code}/parcels/{pid}/cancel",  # noqa: E731
+                                       headers=shop.auth(member), timeout=60)
+    ok(cancel(orders[0]))
+    assert Parcel.get(orders[0]).state == "cancelled" and shop.stock() == 100_000 - 1
+    assert_books(shop, member, refunded=1200, spent=1200)
+
+    shop.fake.refund_mode = TIMEOUT_BEFORE
+    ok(cancel(orders[1]))
+    assert Parcel.get(orders[1]).state == "awaiting_shipment"  # in doubt: nothing moved yet
+    assert refunds.get(refunds.refund_id_for(orders[1])).state == "awaiting_channel"
+    shop.fake.refund_mode = NORMAL
+    assert ok(ops.post(f"/ops/channels/{shop.code}/pending-refunds/resolve"))["refunded"] == 1
+    assert Parcel.get(orders[1]).state == "cancelled" and shop.stock() == 100_000
+    assert_books(shop, member, refunded=2400, spent=0)
