@@ -202,3 +202,56 @@ def test_order_centre_shows_parcels_and_the_member_cancels_and_confirms(system, 
     shot(page, "parcels-done", full_page=True)
     assert problems == [], problems
     context.close()
+
+
+def test_member_asks_for_a_refund_of_a_shipped_parcel_and_sees_the_refusal(system, ops, anon, browser, channel_api):
+    from playwright.sync_api import expect
+    tag = uuid.uuid4().hex[:6]
+    supplier = make_supplier(system, ops)
+    lamp = make_goods(ops, supplier, f"Desk Lamp {tag}", "Home", [("L1", "Warm white", 8_000, 10)])
+    code, secret = make_channel(ops, f"Lake Bank {tag}", points_mode="hosted", payment_auth="channel_password",
+                                api_base_url=channel_api.url)
+    period_end = open_period(ops, code)
+    price_in(ops, code, lamp["goods_id"], {"L1": 9_000})
+    member = f"M-{uuid.uuid4().hex[:8]}"
+    ok(signed_post(anon, code, secret, f"/partner/{code}/grants",
+                   {"grant_id": f"g-{tag}", "member_id": member, "points": 20_000, "expires_at": period_end - 60}), 201)
+
+    context = phone(browser)
+    page = context.new_page()
+    problems = watch(page, system.base_url)
+    page.goto(entry_link(system.base_url, code, secret, member, target="/orders"))
+    page.get_by_test_id("orders-empty").wait_for()
+    placed = page.request.post(f"{system.base_url}/api/{code}/orders", headers={"Idempotency-Key": uuid.uuid4().hex},
+                               data={"lines": [{"goods_id": lamp["goods_id"], "sku_id": "L1", "qty": 1}],
+                                     "password": "123456",
+                                     "address": {"name": "Li Mei", "phone": "13900000000", "lines": ["8 Jianguo Road"]}})
+    assert placed.status == 201, placed.text()
+    order_id = placed.json()["order_id"]
+    deadline = time.time() + 30
+    while not api_get(page, system.base_url, f"/api/{code}/orders/{order_id}").get("parcels") and time.time() < deadline:
+        time.sleep(0.2)
+    parcel_id = api_get(page, system.base_url, f"/api/{code}/orders/{order_id}")["parcels"][0]["parcel_id"]
+    ok(supplier.post(f"/supplier/parcels/{parcel_id}/ship", json={"carrier": "YTO", "tracking_no": "YT55550001"}))
+
+    page.goto(f"{system.base_url}/store/{code}#/orders/{order_id}")
+    parcel = page.get_by_test_id("parcel")
+    expect(parcel).to_have_attribute("data-state", "shipped")
+    parcel.get_by_test_id("parcel-refund-request").tap()
+    expect(parcel.get_by_test_id("refund-reason")).to_be_visible()
+    parcel.get_by_test_id("parcel-refund-request").tap()  # no reason yet: asked for one, nothing sent
+    expect(parcel.get_by_test_id("refund-reason")).to_have_attribute("aria-invalid", "true")
+    parcel.get_by_test_id("refund-reason").fill("The lamp flickers.")
+    parcel.get_by_test_id("parcel-refund-request").tap()
+    expect(parcel.get_by_test_id("parcel-refund")).to_have_attribute("data-state", "requested")
+    expect(parcel.get_by_test_id("parcel-refund-asked")).to_have_text("The lamp flickers.")
+    assert parcel.get_by_test_id("parcel-refund-request").count() == 0
+
+    refund = api_get(page, system.base_url, f"/api/{code}/parcels/{parcel_id}/refund")
+    ok(supplier.post(f"/supplier/refunds/{refund['refund_id']}/reject", json={"reason": "Works when tested here."}))
+    page.reload()
+    expect(parcel.get_by_test_id("parcel-refund")).to_have_attribute("data-state", "rejected")
+    expect(parcel.get_by_test_id("parcel-refund-reason")).to_have_text("Works when tested here.")
+    shot(page, "refund-rejected", full_page=True)
+    assert problems == [], problems
+    context.close()
