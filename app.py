@@ -698,6 +698,15 @@ def resolve_remote_orders(event) -> dict:
     return outcome
 
 
+@app.schedule(Rate(5, unit=Rate.MINUTES), name="resolve_refunds")
+def resolve_refunds(event) -> dict:
+    """Refunds approved but not settled (the channel's answer lost, or their request died): carry each out
+    or ask the channel again, never forget one."""
+    outcome = refunds.sweep()
+    logger.info("refunds resolved", extra={"outcome": outcome})
+    return outcome
+
+
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="deliver_webhooks")
 def deliver_webhooks(event) -> dict:
     """Order events to the channels' webhooks: whatever is due (retries, and events no commit delivered)."""

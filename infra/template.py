@@ -28,11 +28,13 @@ UPLOAD_FUNCTION, UPLOAD_ROLE = "UploadCreated", "UploadCreatedRole"
 UPLOAD_EVENT = "UploadCreatedEvent"
 RESOLVE_FUNCTION, RESOLVE_ROLE = "ResolveRemoteOrders", "ResolveRemoteOrdersRole"
 WEBHOOKS_FUNCTION, WEBHOOKS_ROLE = "DeliverWebhooks", "DeliverWebhooksRole"
+REFUNDS_FUNCTION, REFUNDS_ROLE = "ResolveRefunds", "ResolveRefundsRole"
 # The order_fulfilment state machine's Lambda tasks (``@app.lambda_function``), by Chalice's logical id.
 FULFIL_FUNCTIONS = {name: "".join(part.capitalize() for part in name.split("_")) for name in FULFILMENT_FUNCTIONS}
-FUNCTIONS = (API_FUNCTION, UPLOAD_FUNCTION, RESOLVE_FUNCTION, WEBHOOKS_FUNCTION, *FULFIL_FUNCTIONS.values())
+FUNCTIONS = (API_FUNCTION, UPLOAD_FUNCTION, RESOLVE_FUNCTION, WEBHOOKS_FUNCTION, REFUNDS_FUNCTION,
+             *FULFIL_FUNCTIONS.values())
 ROLES = {API_FUNCTION: API_ROLE, UPLOAD_FUNCTION: UPLOAD_ROLE, RESOLVE_FUNCTION: RESOLVE_ROLE,
-         WEBHOOKS_FUNCTION: WEBHOOKS_ROLE,
+         WEBHOOKS_FUNCTION: WEBHOOKS_ROLE, REFUNDS_FUNCTION: REFUNDS_ROLE,
          **{f: f"{f}Role" for f in FULFIL_FUNCTIONS.values()}}
 STATE_MACHINE, STATE_MACHINE_ROLE = "OrderFulfilmentStateMachine", "OrderFulfilmentRole"
 # The functions that start executions (``fulfilment.start``): checkout in the API, remote confirmations in the sweep.
@@ -75,6 +77,14 @@ WEBHOOKS_SCAN_MODELS: tuple[type[Model], ...] = (Channel,)
 WEBHOOKS_QUERY_INDEXES: tuple[tuple[type[Model], str], ...] = (
     (OutboxEvent, OutboxEvent.pending_index.Meta.index_name),)
 WEBHOOKS_UPDATE_MODELS: tuple[type[Model], ...] = (OutboxEvent,)
+# The refund sweep (``app.resolve_refunds`` → ``refunds.sweep``) lists channels, finds each one's pending refunds
+# on the sparse index, and settles each as a refund does: the refund, the parcel (siblings checked), audit row,
+# events, quota, the hosted wallet, and stock for a remote parcel's cancel; the order and member are read.
+REFUNDS_SCAN_MODELS: tuple[type[Model], ...] = (Channel,)
+REFUNDS_TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem",
+                         "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
+REFUNDS_MODELS: tuple[type[Model], ...] = (Channel, Refund, Parcel, Order, Member, OutboxEvent, Audit, Quota, Wallet,
+                                           Stock)
 # What each fulfilment task reads and writes: its tables, and no others (``parcels``' transactions).
 FULFIL_TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem",
                         "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
@@ -267,6 +277,12 @@ def function_resources(stage: str) -> dict[str, Json]:
             *({"Sid": f"StockBackfill{model.__name__}", "Effect": "Allow", "Action": list(actions),
                "Resource": _table_arns((model,), indexes=False)} for model, actions in RESOLVE_BACKFILL_GRANTS),
         ],
+        REFUNDS_FUNCTION: [
+            {"Sid": "Channels", "Effect": "Allow", "Action": ["dynamodb:Scan"],
+             "Resource": _table_arns(REFUNDS_SCAN_MODELS, indexes=False)},
+            {"Sid": "Refunds", "Effect": "Allow", "Action": REFUNDS_TABLE_ACTIONS,
+             "Resource": _table_arns(REFUNDS_MODELS, indexes=True)},
+        ],
         WEBHOOKS_FUNCTION: [
             {"Sid": "Channels", "Effect": "Allow", "Action": ["dynamodb:Scan"],
              "Resource": _table_arns(WEBHOOKS_SCAN_MODELS, indexes=False)},
@@ -372,6 +388,8 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
             "Remote-mode orders whose points deduction the channel has not confirmed or denied: quota and stock "
             "stay reserved; check the channel's API (PartnerCalls by channel) and the pending-orders ops route",
             namespace, "RemoteUnresolved", service_dims, period=900),
+        "ResolveRefundsErrorsAlarm": _alarm("Refund sweep Lambda errors", "AWS/Lambda", "Errors",
+                                            [{"Name": "FunctionName", "Value": {"Ref": REFUNDS_FUNCTION}}]),
         "DeliverWebhooksErrorsAlarm": _alarm("Webhook delivery sweep Lambda errors", "AWS/Lambda", "Errors",
                                              [{"Name": "FunctionName", "Value": {"Ref": WEBHOOKS_FUNCTION}}]),
         # Counted per order event whose last webhook retry failed (``webhooks``): the channel has not heard of it.

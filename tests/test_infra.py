@@ -24,8 +24,9 @@ HTTP_METHODS = ("get", "put", "post", "patch", "delete", "head")
 SIGV4 = [{"sigv4": []}]
 API, UPLOAD, RESOLVE = "app.app", "app.upload_created", "app.resolve_remote_orders"
 WEBHOOKS = "app.deliver_webhooks"
+REFUNDS = "app.resolve_refunds"
 FULFIL = tuple(f"app.{name}" for name in FULFILMENT_FUNCTIONS)
-HANDLERS = (API, UPLOAD, RESOLVE, WEBHOOKS, *FULFIL)
+HANDLERS = (API, UPLOAD, RESOLVE, WEBHOOKS, REFUNDS, *FULFIL)
 # Who calls ``config.session_key()``: sessions and one-time codes are API-only.
 SESSION_KEY_HANDLERS = {API}
 
@@ -234,7 +235,7 @@ IMAGES = {"Fn::Sub": "${UploadBucket.Arn}/images/*"}
     (API, [(["s3:PutObject"], UPLOADS), (["s3:GetObject"], IMAGES)]),
     # the processor reads and deletes uploads, and copies checked images to images/
     (UPLOAD, [(["s3:GetObject", "s3:DeleteObject"], UPLOADS), (["s3:PutObject"], IMAGES)]),
-    (RESOLVE, []), (WEBHOOKS, []), *((handler, []) for handler in FULFIL)])
+    (RESOLVE, []), (WEBHOOKS, []), (REFUNDS, []), *((handler, []) for handler in FULFIL)])
 def test_functions_reach_only_upload_objects(resources: dict[str, Any], handler: str, grants: list[Any]) -> None:
     role = role_of(resources, handler)
     found = [(as_list(s["Action"]), r) for name, s in allow_statements(resources) if name == role
