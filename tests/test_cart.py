@@ -218,3 +218,15 @@ def test_an_expired_cart_reads_empty_and_starts_again(system, ops):
     after = ok(put(shop, member, sample, "K02", 1))
     assert skus_in(after) == {(sample, "K02"): 1} and after["version"] == view["version"] + 1
     assert after["expires_at"] > datetime.now(timezone.utc).timestamp() + (carts.TTL_DAYS - 1) * 86_400
+
+
+def test_a_remote_channels_cart_checks_out_through_the_channels_deduction(system, ops):
+    shop = make_shop(system, ops, "remote")
+    ok(ops.patch(f"/ops/channels/{shop.code}", json={"cart_enabled": True}))
+    member = shop.member(points=10_000)  # the channel keeps the wallet
+    view = ok(put(shop, member, shop.goods_id, shop.sku_id, 3))
+    assert view["total_points"] == 3 * shop.price_points
+    order = ok(checkout(shop, member, view), 201)
+    assert (order["status"], order["points"]) == ("paid", 3 * shop.price_points)
+    assert shop.fake.wallets[member] == 10_000 - 3 * shop.price_points
+    assert cart(shop, member)["lines"] == []
