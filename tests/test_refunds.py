@@ -3,6 +3,8 @@ decide, ops refund any parcel. Points and quota go back, the goods do not; one r
 many ask at once."""
 from __future__ import annotations
 
+import time
+
 import requests
 
 from checkout_helpers import Shop, assert_error, burst, make_shop, ok, uid
@@ -137,3 +139,24 @@ def test_two_hundred_concurrent_refunds_of_one_parcel_make_one_refund(system, op
     shop.assert_shards_balanced()
     assert sum(a.action == "refund" for a in Audit.query(f"parcel#{parcel_id}")) == 1
     assert OutboxEvent.get(f"evt_parcel.refunded_{parcel_id}")
+
+
+def test_a_refund_after_the_period_closed_is_recorded_for_settlement(system, ops):
+    """The order's period has ended: the points still come back to the member (as a lot that expired with
+    the period), the closed period's quota is left as it was and the parcel records ``settlement``."""
+    shop = make_shop(system, ops, "hosted", stock=STOCK, period_seconds=6)
+    member = shop.member()
+    ok(shop.grant(member, 2400), 201)
+    parcel_id = shipped(shop, member, qty=1)
+    before = shop.quota_item()
+    time.sleep(max(0.0, shop.ends_at - time.time()) + 1)
+    assert ok(ops.post(f"/ops/parcels/{parcel_id}/refund", json={"reason": "late"}))["state"] == "refunded"
+    returned = Parcel.get(parcel_id, consistent_read=True).returned
+    assert (int(returned["points"]), returned["quota"], int(returned["expires_at"])) == (1200, "settlement",
+                                                                                         shop.ends_at)
+    after = shop.quota_item()
+    assert (after.spent, after.remaining) == (before.spent, before.remaining) == (1200, before.limit - 1200)
+    assert shop.wallet(member)["balance"] == 0  # swept: the refund lot expired with its period
+    w = Wallet.get(shop.member_ids[member], consistent_read=True)
+    assert int(w.granted) - int(w.spent) + int(w.refunded) - int(w.expired) == int(w.balance) == 0
+    assert (int(w.refunded), int(w.expired)) == (1200, 1200 + 1200)  # the unspent grant and the refund
