@@ -26,7 +26,8 @@ from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from chalicelib import audit, channels, parcel_states, parcels, partners
 from chalicelib.errors import BadRequest, Conflict, NotFound
 from chalicelib.models import (
-    Channel, LabelledTransaction, Order, Parcel, Refund, Refused, commit_retrying, now_iso, write_retrying,
+    Channel, LabelledTransaction, MemberRedemption, Order, Parcel, Refund, Refused, commit_retrying, now_iso,
+    write_retrying,
 )
 from chalicelib.observability import count, logger
 
@@ -308,6 +309,12 @@ def _complete(refund: Refund) -> Refund:
 
     def extra(tx: LabelledTransaction, current: Parcel, order: Order) -> list:
         returned = parcels.give_back(tx, order, current, time.time(), stock=action == "cancel")
+        points = int(current.points)
+        if order.cap_counted and returned.get("quota") == "returned" and points:
+            # Remote mode: the points are no longer redeemed in the (still open) period, so the member's cap
+            # room comes back with the quota; the counter never goes below what is left of the order's count.
+            tx.update("member_cap", MemberRedemption(order.member_id, order.period_id),
+                      [MemberRedemption.redeemed.add(-points)], condition=MemberRedemption.redeemed >= points)
         tx.update("refund", refund, [Refund.state.set(REFUNDED), Refund.pending_channel.remove(),
                                      Refund.refunded_at.set(now_iso()), Refund.updated_at.set(now_iso())],
                   condition=Refund.state == source)

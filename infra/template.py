@@ -15,7 +15,8 @@ from pynamodb.models import Model
 
 from chalicelib import config
 from chalicelib.models import (
-    ALL_MODELS, Audit, Channel, Goods, Member, Order, OutboxEvent, Parcel, Quota, Refund, Stock, Upload, Wallet,
+    ALL_MODELS, Audit, Channel, Goods, Member, MemberRedemption, Order, OutboxEvent, Parcel, Quota, Refund, Stock,
+    Upload, Wallet,
 )
 from infra.state_machines import FULFILMENT_FUNCTIONS, ORDER_FULFILMENT, order_fulfilment
 
@@ -79,12 +80,12 @@ WEBHOOKS_QUERY_INDEXES: tuple[tuple[type[Model], str], ...] = (
 WEBHOOKS_UPDATE_MODELS: tuple[type[Model], ...] = (OutboxEvent,)
 # The refund sweep (``app.resolve_refunds`` → ``refunds.sweep``) lists channels, finds each one's pending refunds
 # on the sparse index, and settles each as a refund does: the refund, the parcel (siblings checked), audit row,
-# events, quota, the hosted wallet, and stock for a remote parcel's cancel; the order and member are read.
+# events, quota, the hosted wallet or the remote member's cap counter, and stock for a remote parcel's cancel.
 REFUNDS_SCAN_MODELS: tuple[type[Model], ...] = (Channel,)
 REFUNDS_TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem",
                          "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
 REFUNDS_MODELS: tuple[type[Model], ...] = (Channel, Refund, Parcel, Order, Member, OutboxEvent, Audit, Quota, Wallet,
-                                           Stock)
+                                           Stock, MemberRedemption)
 # What each fulfilment task reads and writes: its tables, and no others (``parcels``' transactions).
 FULFIL_TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem",
                         "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
@@ -92,8 +93,9 @@ FULFIL_MODELS: dict[str, tuple[type[Model], ...]] = {
     # the order and its member read; its parcels and the order.paid event written in one transaction
     "fulfil_split": (Order, Member, Parcel, OutboxEvent),
     # each cancel: the parcel (its siblings checked), audit row, events; stock, quota and the hosted wallet back;
-    # remote mode: the channel read to call its points/refund, and the Refund that tracks that call
-    "fulfil_deadline": (Order, Member, Parcel, OutboxEvent, Audit, Stock, Quota, Wallet, Channel, Refund),
+    # remote mode: the channel read to call its points/refund, the Refund that tracks that call, the member's cap
+    "fulfil_deadline": (Order, Member, Parcel, OutboxEvent, Audit, Stock, Quota, Wallet, Channel, Refund,
+                        MemberRedemption),
     "fulfil_complete": (Order, Member, Parcel, OutboxEvent, Audit),
 }
 SESSION_KEY_LENGTH = 64

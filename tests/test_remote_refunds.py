@@ -10,7 +10,7 @@ import requests
 
 from checkout_helpers import Shop, make_shop, ok, uid
 from chalicelib import channels, checkout, parcels, refunds
-from chalicelib.models import Parcel
+from chalicelib.models import MemberRedemption, Parcel
 from fake_wallet_channel import DOWN, FAIL, LATE, NORMAL, TIMEOUT_AFTER, TIMEOUT_BEFORE
 
 START = 10_000
@@ -166,3 +166,17 @@ def test_a_remote_parcel_cancelled_before_shipment_gets_its_points_back_from_the
     assert ok(ops.post(f"/ops/channels/{shop.code}/pending-refunds/resolve"))["refunded"] == 1
     assert Parcel.get(orders[1]).state == "cancelled" and shop.stock() == 100_000
     assert_books(shop, member, refunded=2400, spent=0)
+
+
+def test_a_remote_refund_gives_the_member_cap_room_back_in_its_open_period(system, ops):
+    """The per-member cap counts points redeemed in the period; a refunded parcel's are no longer redeemed."""
+    shop = make_shop(system, ops, "remote", cap=2 * 2400)
+    member = shop.member(points=START)
+    parcel_id = shipped(shop, member)
+    shipped(shop, member)
+    refused = shop.place(requests.Session(), member)
+    assert (refused.status, refused.code) == (409, "member_cap_exceeded")
+    ok(ops.post(f"/ops/parcels/{parcel_id}/refund", json={"reason": "lost"}))
+    assert int(MemberRedemption.get(shop.member_ids[member], shop.period_id, consistent_read=True).redeemed) == 2400
+    assert shop.place(requests.Session(), member, body=shop.body(qty=2)).body["status"] == "paid"
+    assert_books(shop, member, refunded=2400, spent=2 * 2400)
