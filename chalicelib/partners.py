@@ -31,20 +31,11 @@ class EntryRejected(DomainError):
     status = 401
 
 
-_session = None
-
-
 def _http():
-    """One pooled session per container, built on the first call (``requests`` is not needed before)."""
-    global _session
-    if _session is None:
-        import requests
+    """The shared pinned session, imported on the first call (``requests`` is not needed before)."""
+    from chalicelib.pinned_http import session
 
-        from chalicelib.pinned_http import PinnedHostAdapter
-
-        _session = requests.Session()
-        _session.mount("https://", PinnedHostAdapter())
-    return _session
+    return session()
 
 
 def _destination(channel: Channel) -> tuple[str, str]:

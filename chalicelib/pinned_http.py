@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import requests
 from requests.adapters import HTTPAdapter
 
 
@@ -23,3 +24,15 @@ class PinnedHostAdapter(HTTPAdapter):
             # (``assert_hostname`` would switch that off on the shared default context).
             pool_kwargs["server_hostname"] = name  # part of urllib3's pool key: one pool per address and name
         return host_params, pool_kwargs
+
+
+_session: requests.Session | None = None
+
+
+def session() -> requests.Session:
+    """One pooled session per container for every call to a channel (its API and its webhooks)."""
+    global _session
+    if _session is None:
+        _session = requests.Session()
+        _session.mount("https://", PinnedHostAdapter())
+    return _session

@@ -69,20 +69,11 @@ class _Undeliverable(Exception):
     """The attempt failed before or at the call; the message says why (kept on the event)."""
 
 
-_session = None
-
-
 def _http():
-    """One pooled session per container whose https connections verify the certificate for the host's name."""
-    global _session
-    if _session is None:
-        import requests
+    """The shared pinned session, imported on the first call (``requests`` is not needed before)."""
+    from chalicelib.pinned_http import session
 
-        from chalicelib.pinned_http import PinnedHostAdapter
-
-        _session = requests.Session()
-        _session.mount("https://", PinnedHostAdapter())
-    return _session
+    return session()
 
 
 def _destination(url: str) -> tuple[str, str]:
