@@ -692,9 +692,11 @@ def ops_resolve_pending_refunds(code: str) -> dict:
 
 @app.schedule(Rate(5, unit=Rate.MINUTES), name="resolve_remote_orders")
 def resolve_remote_orders(event) -> dict:
-    """Orders whose deduction result was unknown: ask each remote channel again, never forget one."""
+    """Orders whose deduction result was unknown: ask each remote channel again, never forget one; and paid
+    orders whose fulfilment never started: start them (both must never be forgotten, on the same rhythm)."""
     outcome = checkout.sweep_remote()
-    logger.info("remote orders resolved", extra={"outcome": outcome})
+    started = fulfilment.sweep_unstarted()
+    logger.info("remote orders resolved", extra={"outcome": outcome, "fulfilment_started": started})
     return outcome
 
 

@@ -165,6 +165,7 @@ def _order(order_id: str, channel: Channel, member: Member, period_id: str, line
                 "spec": l.spec} for l in lines],
         points=points, amount=sum(l.price * l.qty for l in lines),
         pending_channel=channel.code if remote else None, sandbox=bool(channel.sandbox),
+        unsplit=None if remote else channel.code,  # paid at this commit: on the unsplit index until split
         cap_counted=points if remote else None,  # what ``_count_redemption`` adds in the same transaction
     )
 
@@ -488,7 +489,8 @@ def _confirm(order: Order) -> Order:
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
         tx.update("order", order, [Order.status.set(PAID), Order.pending_channel.remove(),
-                                   Order.updated_at.set(now_iso())], condition=Order.status == AWAITING)
+                                   Order.unsplit.set(order.channel_code), Order.updated_at.set(now_iso())],
+                  condition=Order.status == AWAITING)
         _move_quota(tx, order, "spent")
         return tx
 

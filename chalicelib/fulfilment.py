@@ -7,14 +7,17 @@ execution is named after the order id, so Step Functions itself refuses a second
 from __future__ import annotations
 
 import json
+import time
+from datetime import datetime, timezone
 from functools import cache
 from typing import Any
 
-from chalicelib import config, parcels
+from chalicelib import channels, config, parcels
 from chalicelib.models import Channel, Order
 from chalicelib.observability import count, logger
 
 HOUR, DAY = 3600, 86400
+UNSTARTED_AFTER_SECONDS = 60  # a younger unsplit order's execution may simply not have split it yet
 
 
 @cache
@@ -49,6 +52,35 @@ def start(order: Order, channel: Channel) -> bool:
         return False
     count("FulfilmentStarted")
     return True
+
+
+def start_unsplit(channel: Channel) -> int:
+    """Start the execution of every paid order of the channel still unsplit ``UNSTARTED_AFTER_SECONDS`` after
+    it was placed (its start failed, and no replay came); how many run now. One already running is refused by
+    name, which ``start`` takes as started; its split then takes the order off the index."""
+    cutoff = datetime.fromtimestamp(time.time() - UNSTARTED_AFTER_SECONDS, timezone.utc).isoformat(
+        timespec="milliseconds")
+    started = sum(start(order, channel) for order in Order.unsplit_index.query(channel.code, Order.created_at <= cutoff))
+    if started:
+        logger.warning("fulfilment started by the sweep", extra={"channel": channel.code, "orders": started})
+    return started
+
+
+def sweep_unstarted() -> dict[str, int]:
+    """The resolver's schedule: in every channel, start the paid orders whose execution never started; how
+    many per channel (only channels with some). One channel that fails is logged and counted
+    (``FulfilmentSweepFailed``); the others go on."""
+    outcome: dict[str, int] = {}
+    for channel in channels.list_all():
+        try:
+            started = start_unsplit(channel)
+        except Exception:  # noqa: BLE001 - any fault of one channel must not stop the others
+            logger.exception("fulfilment sweep failed", extra={"channel": channel.code})
+            count("FulfilmentSweepFailed")
+            continue
+        if started:
+            outcome[channel.code] = started
+    return outcome
 
 
 # --- the Lambda tasks: thin, each calls one idempotent service ------------------------------

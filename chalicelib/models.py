@@ -399,6 +399,14 @@ class OrderPendingIndex(GlobalSecondaryIndex):
     created_at = UnicodeAttribute(range_key=True)
 
 
+class OrderUnsplitIndex(GlobalSecondaryIndex):
+    """Sparse: paid orders not yet split into parcels (their fulfilment may never have started)."""
+
+    Meta = _index_meta("unsplit-index")
+    unsplit = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
 class Order(Model):
     """A member's order: lines at the channel price with their settlement price and supplier."""
 
@@ -430,6 +438,9 @@ class Order(Model):
     # one-line order's transaction to 10 WCU; a remote order already writes member and pending index entries).
     member_index = OrderMemberIndex()
     pending_index = OrderPendingIndex()
+    # the channel's code from the write that makes the order paid until its split: the sweep's work list
+    unsplit = UnicodeAttribute(null=True)
+    unsplit_index = OrderUnsplitIndex()
 
 
 class PaymentGuard(Model):

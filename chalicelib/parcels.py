@@ -113,6 +113,7 @@ def split(order_id: str) -> list[Parcel]:
         for parcel in parcels:
             tx.put(f"parcel:{parcel.parcel_id}", parcel, condition=Parcel.parcel_id.does_not_exist())
         events.record(tx, order.channel_code, "order.paid", order_id, data, sandbox=bool(order.sandbox))
+        tx.update("order", order, [Order.unsplit.remove()])  # off the sweep's list of unstarted orders
         return tx
 
     try:

@@ -64,7 +64,9 @@ UPLOAD_MODELS: tuple[type[Model], ...] = (Goods, Stock, Upload, Audit)
 # finds each one's waiting orders on the sparse pending index, re-reads an order after settling it,
 # and settles in transactions of plain UpdateItems: the order, its quota, and (on release) the stock.
 RESOLVE_SCAN_MODELS: tuple[type[Model], ...] = (Channel,)
-RESOLVE_QUERY_INDEXES: tuple[tuple[type[Model], str], ...] = ((Order, Order.pending_index.Meta.index_name),)
+# It also finds every channel's paid orders never split (``fulfilment.start_unsplit``) and starts them.
+RESOLVE_QUERY_INDEXES: tuple[tuple[type[Model], str], ...] = ((Order, Order.pending_index.Meta.index_name),
+                                                              (Order, Order.unsplit_index.Meta.index_name))
 RESOLVE_UPDATE_MODELS: tuple[type[Model], ...] = (Order, Quota, Stock)
 RESOLVE_UPDATE_ACTIONS = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
 # A release first makes sure the goods' Stock items exist (orders from before them: ``goods.stock_items``).

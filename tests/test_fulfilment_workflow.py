@@ -5,6 +5,7 @@ local-only override (seconds), so a whole order's life takes a few seconds."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Iterator
 
 import boto3
@@ -203,3 +204,36 @@ def test_remote_order_starts_once_the_channel_confirmed(system, ops, sfn, second
     assert attempt.body["status"] == "failed", attempt.body
     names = [e["name"] for e in sfn.list_executions(stateMachineArn=MACHINE)["executions"]]
     assert attempt.order_id not in names and parcels_of(attempt.order_id) == []
+
+
+def test_the_resolver_sweep_starts_a_paid_order_whose_start_failed(system, sfn, shop, seconds, started,
+                                                                    monkeypatch) -> None:
+    """No replay comes: the order is on the unsplit index from the commit that paid it, and the 5-minute sweep
+    (the scheduled handler, as EventBridge calls it) starts it once it is older than a minute."""
+    from chalice.local import LambdaContext
+
+    seconds(LONG, LONG)
+    member = shop.member()
+    assert shop.grant(member, 5000).status_code == 201
+    monkeypatch.setattr(config, "FULFILMENT_STATE_MACHINE_ARN", MACHINE + "-missing")
+    attempt = shop.place(requests.Session(), member)
+    assert attempt.status == 201 and attempt.body["status"] == "paid", attempt.body
+    started.append(attempt.order_id)
+    monkeypatch.setattr(config, "FULFILMENT_STATE_MACHINE_ARN", MACHINE)
+    assert Order.get(attempt.order_id).unsplit == shop.code
+
+    event = json.loads((Path(__file__).resolve().parent.parent / "events" / "resolve_remote_orders.json").read_text())
+
+    def sweep() -> dict:
+        return system.app.resolve_remote_orders(event, LambdaContext("resolve_remote_orders", 256))
+
+    sweep()  # younger than a minute: its start may just be on its way, the sweep leaves it
+    names = [e["name"] for e in sfn.list_executions(stateMachineArn=MACHINE)["executions"]]
+    assert attempt.order_id not in names and Order.get(attempt.order_id).unsplit == shop.code
+    monkeypatch.setattr(fulfilment, "UNSTARTED_AFTER_SECONDS", 0)
+    sweep()
+    wait_entered(sfn, attempt.order_id, "AwaitShipment")
+    order = Order.get(attempt.order_id)
+    assert (order.status, order.unsplit) == ("paid", None)  # the split took it off the index
+    assert [p.parcel_id for p in parcels_of(attempt.order_id)] == [f"{attempt.order_id}-1"]
+    assert shop.code not in fulfilment.sweep_unstarted()  # nothing left to start in this channel

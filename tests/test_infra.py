@@ -275,7 +275,8 @@ def test_resolver_is_scheduled_with_its_own_timeout(resources: dict[str, Any]) -
 
 
 def test_resolver_role_is_least_privilege(resources: dict[str, Any]) -> None:
-    """Scan channels, Query the pending index, read and update orders, quotas and stock; nothing else."""
+    """Scan channels, Query the pending and unsplit indexes, read and update orders, quotas and stock; start
+    executions; nothing else."""
     role = role_of(resources, RESOLVE)
     ids = table_ids(resources, Channel, Order, Quota, Goods, Stock)
     granted: dict[str, set[str]] = {}
@@ -294,7 +295,9 @@ def test_resolver_role_is_least_privilege(resources: dict[str, Any]) -> None:
     pending = Order.pending_index.Meta.index_name
     assert granted == {
         "dynamodb:Scan": arns(table(Channel)),
-        "dynamodb:Query": arns({"Fn::Sub": f"${{{ids[Order]}.Arn}}/index/{pending}"}),
+        # the pending index, and the unsplit one: paid orders whose fulfilment never started
+        "dynamodb:Query": arns({"Fn::Sub": f"${{{ids[Order]}.Arn}}/index/{pending}"},
+                               {"Fn::Sub": f"${{{ids[Order]}.Arn}}/index/{Order.unsplit_index.Meta.index_name}"}),
         "dynamodb:GetItem": arns(table(Order), table(Quota), table(Stock), table(Goods)),
         "dynamodb:UpdateItem": arns(table(Order), table(Quota), table(Stock)),
         # a release backfills the Stock items of goods from before them, as every reader does

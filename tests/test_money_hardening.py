@@ -340,6 +340,7 @@ def test_the_sweep_goes_on_past_a_failing_channel_and_covers_suspended_ones(syst
         assert orders[shop.code].body["status"] == "awaiting_deduction"
         shop.fake.query_mode, shop.fake.deduct_mode = NORMAL, NORMAL
     ok(ops.post(f"/ops/channels/{suspended.code}/suspend"))
+    monkeypatch.setattr(checkout, "DEDUCT_LEASE_SECONDS", 0)  # the grace period is tested in test_remote_refunds
     real = partners.call
 
     def failing(channel, api, payload):
@@ -348,6 +349,7 @@ def test_the_sweep_goes_on_past_a_failing_channel_and_covers_suspended_ones(syst
         return real(channel, api, payload)
 
     monkeypatch.setattr(partners, "call", failing)
+    monkeypatch.setattr(checkout, "DEDUCT_LEASE_SECONDS", 0)  # these orders count as past the sweep's grace period
     event = json.loads((EVENTS / "resolve_remote_orders.json").read_text())
     result = system.app.resolve_remote_orders(event, LambdaContext("resolve_remote_orders", 256))
     assert result[broken.code] == {"error": "RuntimeError"}
