@@ -349,7 +349,6 @@ def test_the_sweep_goes_on_past_a_failing_channel_and_covers_suspended_ones(syst
         return real(channel, api, payload)
 
     monkeypatch.setattr(partners, "call", failing)
-    monkeypatch.setattr(checkout, "DEDUCT_LEASE_SECONDS", 0)  # these orders count as past the sweep's grace period
     event = json.loads((EVENTS / "resolve_remote_orders.json").read_text())
     result = system.app.resolve_remote_orders(event, LambdaContext("resolve_remote_orders", 256))
     assert result[broken.code] == {"error": "RuntimeError"}
