@@ -9,7 +9,6 @@ from typing import Any
 
 import boto3
 import pytest
-import requests
 
 from chalicelib.models import OutboxEvent, Parcel, Stock, Wallet
 from checkout_helpers import ok, uid

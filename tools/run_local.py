@@ -4,7 +4,9 @@ Starts Dynoxide (DynamoDB) and moto (S3 with EventBridge delivery), creates the
 tables and bucket, serves the app like ``chalice local``, seeds demo data, starts
 the reference channel back end (``tools/reference_channel.py``) as both demo
 channels' back end with a demo period and points (``tools.seed.demo``), prints
-what a person needs to try it and writes it to ``.local/stack.json``.
+what a person needs to try it and writes it to ``.local/stack.json``. The app's scheduled
+sweeps run on their rates in a background thread (``tools.stack.LocalScheduler``), so
+webhooks reach the reference back end and remote orders and refunds are swept.
 Ctrl-C stops everything it started.
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ def _port(variable: str = "PORT", default: int = 8000) -> int:
 
 def main() -> None:
     system = LocalSystem(port=_port()).start()
+    system.start_scheduler()  # webhooks delivered each minute, remote orders and refunds swept every 5
     from tools.seed import demo
 
     shown = demo(system.base_url, system.ops_token, _port("REFERENCE_PORT", 8100))

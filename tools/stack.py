@@ -83,6 +83,54 @@ def local_server(app: Chalice, config: Config, host: str, port: int) -> LocalDev
     return LocalDevServer(app, config, host, port, server_cls=BurstServer)
 
 
+UNIT_SECONDS = {"MINUTES": 60, "HOURS": 3600, "DAYS": 86400}
+
+
+class LocalScheduler:
+    """What EventBridge does in AWS for the app's ``@app.schedule`` handlers (``chalice local`` runs none):
+    each one called on its rate, times ``scale`` (tests shorten it), with a scheduled event, in one background
+    thread. A handler that raises is recorded and called again next time, like a failed scheduled Lambda."""
+
+    def __init__(self, app: Chalice, scale: float = 1.0) -> None:
+        from chalice.app import ScheduledEventConfig
+
+        self.every = {s.name: s.schedule_expression.value * UNIT_SECONDS[s.schedule_expression.unit] * scale
+                      for s in app.event_sources if isinstance(s, ScheduledEventConfig)}
+        self.handlers = {name: app.handler_map[name] for name in self.every}
+        self.runs: dict[str, list[Any]] = {name: [] for name in self.every}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="local-scheduler")
+
+    def start(self) -> "LocalScheduler":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _loop(self) -> None:
+        import time
+
+        due = {name: time.monotonic() + every for name, every in self.every.items()}
+        while not self._stop.wait(max(0.0, min(due.values()) - time.monotonic())):
+            for name in [n for n, at in due.items() if at <= time.monotonic()]:
+                self.runs[name].append(self._run(name))
+                due[name] = time.monotonic() + self.every[name]
+
+    def _run(self, name: str) -> Any:
+        from chalice.local import LambdaContext
+
+        event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+                 "account": "123456789012", "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                 "region": "us-east-1", "resources": [f"arn:aws:events:us-east-1:123456789012:rule/{name}"],
+                 "detail": {}}
+        try:
+            return self.handlers[name](event, LambdaContext(name, 256))
+        except Exception as exc:  # noqa: BLE001 - a failed scheduled Lambda: recorded, run again next time
+            return {"error": repr(exc)}
+
+
 class LocalSystem:
     """Dynoxide + moto (S3 with EventBridge delivery) + ``chalice local`` on free ports."""
 
@@ -94,6 +142,7 @@ class LocalSystem:
         self.moto = MotoServer(on_object_created=self.deliver_object_created, find_lambda=self.find_lambda)
         self._server = None
         self.app = None
+        self.scheduler: LocalScheduler | None = None
         self.deliveries: list[dict] = []
         outbox_dir = ROOT / ".local"
         outbox_dir.mkdir(exist_ok=True)
@@ -125,6 +174,11 @@ class LocalSystem:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
+    def start_scheduler(self, scale: float = 1.0) -> LocalScheduler:
+        """Run the app's scheduled sweeps (webhooks each minute, remote orders and refunds every 5) as AWS would."""
+        self.scheduler = LocalScheduler(self.app.app, scale).start()
+        return self.scheduler
+
     def find_lambda(self, name: str) -> Callable | None:
         """The app's handler a deployed Lambda name stands for (``channel-mall-local-<function>``), if any."""
         if self.app is None or not name.startswith(LAMBDA_PREFIX):
@@ -143,6 +197,8 @@ class LocalSystem:
         self.deliveries.append({"key": key, "result": result})
 
     def stop(self) -> None:
+        if self.scheduler:
+            self.scheduler.stop()
         if self._server:
             self._server.shutdown()
         self.moto.stop()
