@@ -401,6 +401,24 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
             "Order events parked after their last webhook retry: the channel has not heard about them; fix its "
             "webhook, then redrive (GET/POST /ops/channels/{code}/webhooks/parked|redrive)",
             namespace, "WebhooksParked", service_dims),
+        # A supplier let the shipping deadline pass: the parcel was cancelled and the member given back (ops follow
+        # up with the supplier); one the deadline could not cancel is left for ops to decide.
+        "ParcelsExpiredAlarm": _alarm(
+            "Parcels cancelled at their shipping deadline (the supplier did not ship); follow up with the supplier",
+            namespace, "ParcelsExpired", service_dims),
+        "ParcelExpiryRefusedAlarm": _alarm(
+            "Parcels past their shipping deadline that could not be cancelled; decide by hand", namespace,
+            "ParcelExpiryRefused", service_dims),
+        # Counted each time a remote refund's result stays unknown (at the request and every sweep).
+        "RefundUnresolvedAlarm": _alarm(
+            "Remote refunds the channel has not confirmed; check its refund API and the pending-refunds ops route",
+            namespace, "RefundUnresolved", service_dims, period=900),
+        "RefundRefusedByChannelAlarm": _alarm(
+            "Refunds the channel refused: the member did not get the points back; settle it with the channel",
+            namespace, "RefundRefusedByChannel", service_dims),
+        **{f"{metric}Alarm": _alarm(f"A sweep failed for one channel ({metric}); the others went on", namespace,
+                                    metric, service_dims)
+           for metric in ("RemoteSweepFailed", "RefundSweepFailed", "FulfilmentSweepFailed")},
     }
 
     def app_metrics(*names: str) -> list[list[str]]:

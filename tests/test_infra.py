@@ -416,12 +416,17 @@ def test_unresolved_remote_orders_page_ops(resources: dict[str, Any]) -> None:
     assert alarm["AlarmActions"] == [{"Ref": topic}]
 
 
-def test_parked_webhooks_page_ops(resources: dict[str, Any]) -> None:
-    """An order event parked after its last retry means a channel did not hear about an order: page ops."""
+@pytest.mark.parametrize("metric", [
+    "ParcelsExpired", "ParcelExpiryRefused", "RefundUnresolved", "RefundRefusedByChannel", "RemoteSweepFailed",
+    "RefundSweepFailed", "FulfilmentSweepFailed", "FulfilmentStartFailed", "RemoteUnresolved", "WebhooksParked"])
+def test_every_failure_the_app_counts_pages_ops(resources: dict[str, Any], metric: str) -> None:
+    """Each of these counts means a member, a supplier or a channel is left waiting on ops: one alarm each,
+    on the app's own metric (Powertools adds the service dimension), to the ops topic."""
+    source = "\n".join(p.read_text() for p in (Path(__file__).resolve().parent.parent / "chalicelib").glob("*.py"))
+    assert f'count("{metric}"' in source, f"the app no longer counts {metric}"
     [alarm] = [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()
-               if r["Properties"]["MetricName"] == "WebhooksParked"]
-    assert alarm["Namespace"] == "ChannelMall"
-    assert alarm["Dimensions"] == [{"Name": "service", "Value": "channel-mall"}]
+               if r["Properties"]["MetricName"] == metric]
+    assert (alarm["Namespace"], alarm["Dimensions"]) == ("ChannelMall", [{"Name": "service", "Value": "channel-mall"}])
     assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == ("Sum", 0, "GreaterThanThreshold")
     [topic] = of_type(resources, "AWS::SNS::Topic")
     assert alarm["AlarmActions"] == [{"Ref": topic}]
