@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import secrets
 import time
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.models import Model
@@ -262,3 +262,21 @@ def list_all() -> list[Channel]:
 
 def audit_trail(code: str) -> list[dict]:
     return audit.history(f"channel#{code}")
+
+
+def sweep_each(work: Callable[[Channel], Any], counted: Callable[[], None], channels: Iterable[Channel] | None = None,
+               ) -> dict[str, Any]:
+    """A scheduled sweep, one channel at a time: what ``work`` answered per channel, or ``{"error": code}``
+    for one that failed (logged, and ``counted`` for its alarm), so one channel's fault never stops the
+    others'."""
+    from chalicelib.observability import logger
+
+    outcome: dict[str, Any] = {}
+    for channel in list_all() if channels is None else channels:
+        try:
+            outcome[channel.code] = work(channel)
+        except Exception as error:  # noqa: BLE001 - any fault of one channel must not stop the others
+            logger.exception("sweep failed for a channel", extra={"channel": channel.code})
+            counted()
+            outcome[channel.code] = {"error": getattr(error, "code", type(error).__name__)}
+    return outcome

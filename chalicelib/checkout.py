@@ -552,14 +552,6 @@ def sweep_remote() -> dict[str, dict]:
     Only orders older than ``DEDUCT_LEASE_SECONDS`` are swept: a younger one's deduct may still be on its
     way to the channel from the request that placed it, and a sweep that queried it now would find nothing
     and cancel an order the member is about to pay for."""
-    outcome: dict[str, dict] = {}
-    for channel in channels.list_all():
-        if channel.points_mode != "remote":
-            continue
-        try:
-            outcome[channel.code] = resolve_pending(channel, DEDUCT_LEASE_SECONDS)
-        except Exception as error:  # noqa: BLE001 - any fault of one channel must not stop the others
-            logger.exception("remote sweep failed", extra={"channel": channel.code})
-            count("RemoteSweepFailed")
-            outcome[channel.code] = {"error": getattr(error, "code", type(error).__name__)}
-    return outcome
+    remote = [c for c in channels.list_all() if c.points_mode == "remote"]
+    return channels.sweep_each(lambda channel: resolve_pending(channel, DEDUCT_LEASE_SECONDS),
+                               lambda: count("RemoteSweepFailed"), remote)

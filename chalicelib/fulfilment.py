@@ -70,17 +70,8 @@ def sweep_unstarted() -> dict[str, int]:
     """The resolver's schedule: in every channel, start the paid orders whose execution never started; how
     many per channel (only channels with some). One channel that fails is logged and counted
     (``FulfilmentSweepFailed``); the others go on."""
-    outcome: dict[str, int] = {}
-    for channel in channels.list_all():
-        try:
-            started = start_unsplit(channel)
-        except Exception:  # noqa: BLE001 - any fault of one channel must not stop the others
-            logger.exception("fulfilment sweep failed", extra={"channel": channel.code})
-            count("FulfilmentSweepFailed")
-            continue
-        if started:
-            outcome[channel.code] = started
-    return outcome
+    swept = channels.sweep_each(start_unsplit, lambda: count("FulfilmentSweepFailed"))
+    return {code: started for code, started in swept.items() if isinstance(started, int) and started}
 
 
 # --- the Lambda tasks: thin, each calls one idempotent service ------------------------------

@@ -285,15 +285,8 @@ def resolve_pending(channel: Channel, older_than: float = 0) -> dict[str, int]:
 def sweep() -> dict[str, dict]:
     """The scheduler's pass over every channel's pending refunds (untouched for ``SWEEP_GRACE_SECONDS``):
     none is forgotten. One channel failing is logged and counted and the others go on."""
-    outcome: dict[str, dict] = {}
-    for channel in channels.list_all():
-        try:
-            outcome[channel.code] = resolve_pending(channel, SWEEP_GRACE_SECONDS)
-        except Exception as error:  # noqa: BLE001 - any fault of one channel must not stop the others
-            logger.exception("refund sweep failed", extra={"channel": channel.code})
-            count("RefundSweepFailed")
-            outcome[channel.code] = {"error": getattr(error, "code", type(error).__name__)}
-    return outcome
+    return channels.sweep_each(lambda channel: resolve_pending(channel, SWEEP_GRACE_SECONDS),
+                               lambda: count("RefundSweepFailed"))
 
 
 # --- the one transaction ----------------------------------------------------------------
