@@ -7,7 +7,7 @@ then:
 
 * times ``--requests`` ``GET /api/{code}/catalog?limit=20`` calls over HTTP,
   first pages and cursor pages alike, on one kept-alive connection;
-* calls ``chalicelib.catalog.list_page`` in-process for every page while a
+* calls ``chalicelib.channels.catalog.list_page`` in-process for every page while a
   botocore handler asks DynamoDB for ``ReturnConsumedCapacity=TOTAL`` and sums
   the ``ConsumedCapacity`` it answers, giving the read capacity per page.
 
@@ -96,9 +96,10 @@ class Capacity:
 
 
 def seed(goods_count: int) -> dict:
-    from chalicelib import channels, goods, pools, suppliers
-    from chalicelib.models import Upload
-    from chalicelib.schemas import ChannelCreate, GoodsDraft, PoolPricing, SupplierApplication
+    from chalicelib.channels import channels
+    from chalicelib.supply import goods, pools, suppliers
+    from chalicelib.core.models import Upload
+    from chalicelib.core.schemas import ChannelCreate, GoodsDraft, PoolPricing, SupplierApplication
 
     supplier, _ = suppliers.create_by_ops(SupplierApplication(
         name="Bench Supplier", contact_name="Bench", phone="13800000009", licence_no="BENCH-000001",
@@ -185,8 +186,9 @@ def main() -> None:
                 (later if cursor else first).append(millis)
 
             # read capacity per page, in-process, on the same tables
-            from chalicelib import catalog, entry
-            from chalicelib.models import Channel, Goods, PoolItem
+            from chalicelib.channels import catalog
+            from chalicelib.members import entry
+            from chalicelib.core.models import Channel, Goods, PoolItem
             capacity = Capacity()
             capacity.install(PoolItem, Goods, Channel)
             channel = entry.active_channel(shop["code"])

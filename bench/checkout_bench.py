@@ -13,7 +13,7 @@ quota, one goods with a big stock and a wallet per member, then, on the same Dyn
 3. their ratio: the share of the database's commit ceiling the whole request path reaches;
 4. **sequential latency** — one client: ``--sequential`` HTTP checkouts one after another, next to
    the same number of raw transactions of the same items from one thread;
-5. **cost per order** — ``--orders`` checkouts in-process (``chalicelib.checkout.place`` plus the
+5. **cost per order** — ``--orders`` checkouts in-process (``chalicelib.checkout.checkout.place`` plus the
    route's channel read) while botocore hooks ask for ``ReturnConsumedCapacity=TOTAL``, sum the
    ``ConsumedCapacity`` DynamoDB answers (reads and writes), count the DynamoDB calls (round trips)
    before and at the transaction, and the checking thread's own CPU time (``time.thread_time``:
@@ -83,8 +83,11 @@ def pct(values: list[float], p: float) -> float:
 # --- set-up, through the business functions -------------------------------------------------
 
 def seed(members: int, fake_url: str) -> dict:
-    from chalicelib import channels, goods, members as members_mod, pools, quotas, sessions, suppliers, wallets
-    from chalicelib.schemas import ChannelCreate, GoodsDraft, PoolPricing, SupplierApplication
+    from chalicelib.channels import channels
+    from chalicelib.checkout import quotas, wallets
+    from chalicelib.members import members as members_mod, sessions
+    from chalicelib.supply import goods, pools, suppliers
+    from chalicelib.core.schemas import ChannelCreate, GoodsDraft, PoolPricing, SupplierApplication
 
     code = f"bench-{uuid.uuid4().hex[:6]}"
     channel = channels.create(ChannelCreate(
@@ -118,8 +121,11 @@ def seed(members: int, fake_url: str) -> dict:
 
 def seed_remote(goods_id: str, fake) -> dict:
     """A remote-mode channel (the fake keeps the members' points) selling the same goods, one member."""
-    from chalicelib import channels, members as members_mod, pools, quotas
-    from chalicelib.schemas import ChannelCreate, PoolPricing
+    from chalicelib.channels import channels
+    from chalicelib.checkout import quotas
+    from chalicelib.members import members as members_mod
+    from chalicelib.supply import pools
+    from chalicelib.core.schemas import ChannelCreate, PoolPricing
 
     code = f"benchr-{uuid.uuid4().hex[:6]}"
     channel = channels.create(ChannelCreate(
@@ -150,7 +156,9 @@ def run_all(run, people: list[dict]) -> float:
 
 def capture_transaction(shop: dict, member: dict) -> dict:
     """The TransactWriteItems parameters of one real checkout, as PynamoDB sends them."""
-    from chalicelib import checkout, entry, models
+    from chalicelib.checkout import checkout
+    from chalicelib.core import models
+    from chalicelib.members import entry
 
     lines = [checkout.LineRequest(shop["goods_id"], "S1", 1)]
     channel = entry.active_channel(shop["code"])
@@ -182,7 +190,7 @@ def settle_splits(code: str, since: str, timeout: float = 60.0) -> float:
     ``since``) have split their orders (off the sparse unsplit index): the split's background writes and CPU
     then do not fall into the next phase. Raw replayed orders ("B…", created_at of the captured order) are
     paid orders no execution runs for: they stay on the index and are left out. The seconds waited."""
-    from chalicelib.models import Order
+    from chalicelib.core.models import Order
 
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < timeout:
@@ -349,7 +357,7 @@ class Capacity:
         return f"{sum(parts.values()):g} WCU (" + ", ".join(f"{t} {w:g}" for t, w in parts.items()) + ")"
 
     def install(self) -> None:
-        from chalicelib import models
+        from chalicelib.core import models
 
         clients = {id(c): c for c in [m._get_connection().connection.client for m in models.ALL_MODELS]
                    + [models._TX_CONNECTION.client]}
@@ -360,7 +368,8 @@ class Capacity:
 
 def capacity_per_order(shop: dict, member: dict, orders: int) -> tuple[Capacity, float, float]:
     """Checkouts one after another in this process: capacity, calls, wall time and this thread's CPU time."""
-    from chalicelib import checkout, entry
+    from chalicelib.checkout import checkout
+    from chalicelib.members import entry
 
     lines = [checkout.LineRequest(shop["goods_id"], "S1", 1)]
     for _ in range(3):  # warm: the route's and the checkout's code paths, connections
@@ -474,8 +483,8 @@ def main() -> None:
             remote_capacity, remote_seconds, remote_cpu = capacity_per_order(remote, remote, args.remote_orders)
             settled += settle_splits(remote["code"], before)
 
-            from chalicelib import quotas
-            from chalicelib.models import Channel, Stock
+            from chalicelib.checkout import quotas
+            from chalicelib.core.models import Channel, Stock
             quota = quotas.current(Channel.get(shop["code"]))
             stock = int(Stock.get(shop["goods_id"], "S1", consistent_read=True).stock)
     except BaseException:

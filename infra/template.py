@@ -3,7 +3,7 @@
 Deployed with ``chalice package --merge-template``: one toolchain (Chalice) for code and
 infrastructure, works offline, the result stays plain CloudFormation/SAM that cfn-lint
 checks in CI, and there is no CDK/Node bootstrap. Tables are generated from the PynamoDB
-models, so keys, indexes and TTL are declared once, in ``chalicelib/models.py``.
+models, so keys, indexes and TTL are declared once, in ``chalicelib/core/models.py``.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 
 from pynamodb.models import Model
 
-from chalicelib import config
-from chalicelib.models import (
+from chalicelib.core import config
+from chalicelib.core.models import (
     ALL_MODELS, Audit, Channel, Goods, Member, MemberRedemption, Order, OutboxEvent, Parcel, Quota, Refund, Stock,
     Upload, Wallet,
 )
@@ -428,7 +428,7 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
         return [["AWS/Lambda", metric, "FunctionName", f"${{{f}}}"] for f in FUNCTIONS]
 
     def per_channel(metric: str, stat: str) -> list[list[Json]]:
-        """``partners._measure`` emits one metric per channel and outcome (``single_metric`` adds ``service``)."""
+        """``channel_api._measure`` emits one metric per channel and outcome (``single_metric`` adds ``service``)."""
         query = f"{{{namespace},channel,outcome,service}} MetricName=\"{metric}\""
         return [[{"expression": f"SEARCH('{query}', '{stat}', 300)", "id": metric.lower()}]]
 

@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 import requests
 
-from chalicelib import quotas
-from chalicelib.models import Order, Quota
-from chalicelib.signing import request_headers
+from chalicelib.checkout import quotas
+from chalicelib.core.models import Order, Quota
+from chalicelib.channels.signing import request_headers
 from fake_wallet_channel import FakeWalletChannel
 from tools.sign import entry_link
 

@@ -25,7 +25,7 @@ import pytest
 from pynamodb.connection import Connection
 from pynamodb.models import Model
 
-from chalicelib import config, models
+from chalicelib.core import config, models
 from local_http import LocalHttpFake
 
 ERROR_PREFIX = "com.amazonaws.dynamodb.v20120810#"

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from chalicelib.errors import DomainError
+from chalicelib.core.errors import DomainError
 from local_http import LocalHttpFake
-from chalicelib.partners import READ_TIMEOUT
-from chalicelib.signing import body_sha256, check_envelope, check_signature
+from chalicelib.partners.channel_api import READ_TIMEOUT
+from chalicelib.channels.signing import body_sha256, check_envelope, check_signature
 
 OK, SLOW, GARBAGE, FLAKY, REJECT, REDIRECT = "ok", "slow", "garbage", "flaky", "reject", "redirect"
 

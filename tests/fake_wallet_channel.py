@@ -49,10 +49,10 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from chalicelib.errors import DomainError
+from chalicelib.core.errors import DomainError
 from local_http import LocalHttpFake
-from chalicelib.partners import READ_TIMEOUT
-from chalicelib.signing import body_sha256, check_envelope, check_signature
+from chalicelib.partners.channel_api import READ_TIMEOUT
+from chalicelib.channels.signing import body_sha256, check_envelope, check_signature
 
 NORMAL, FAIL, TIMEOUT_AFTER, TIMEOUT_BEFORE, DOWN = "normal", "fail", "timeout_after", "timeout_before", "down"
 LATE = "late"

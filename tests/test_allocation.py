@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from chalicelib.allocation import largest_remainder, line_points, plan, shard_shares
+from chalicelib.orders.allocation import largest_remainder, line_points, plan, shard_shares
 
 
 def _random_lines(rng: random.Random) -> list[dict]:

@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from chalicelib import sessions
+from chalicelib.members import sessions
 from conftest import Api
 from helpers import approve, assert_error, channel, ok, publish, sku, supplier_api, uid
 from image_helpers import png, upload_image

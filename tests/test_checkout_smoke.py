@@ -3,7 +3,7 @@ import time
 import uuid
 
 from tools.sign import entry_link
-from chalicelib.signing import request_headers
+from chalicelib.channels.signing import request_headers
 import json
 
 

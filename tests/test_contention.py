@@ -15,10 +15,10 @@ import requests
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from checkout_helpers import SETTLEMENT, assert_error, burst, make_shop, summary
-from chalicelib import checkout
-from chalicelib import members as members_mod
-from chalicelib.errors import Busy
-from chalicelib.models import (
+from chalicelib.checkout import checkout
+from chalicelib.members import members as members_mod
+from chalicelib.core.errors import Busy
+from chalicelib.core.models import (
     Contended, Goods, LabelledTransaction, MemberRedemption, Order, PaymentGuard, Wallet, commit_retrying,
     transaction,
 )

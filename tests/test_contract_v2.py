@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from api_gateway import event, invoke
-from chalicelib.signing import request_headers, signed_params
+from chalicelib.channels.signing import request_headers, signed_params
 from fake_channel import FakeChannel
 from helpers import assert_error, channel, error_of, ok, uid
 from tools.sign import entry_link, signed_request

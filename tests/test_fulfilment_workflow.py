@@ -12,8 +12,9 @@ import boto3
 import pytest
 import requests
 
-from chalicelib import config, fulfilment, parcels
-from chalicelib.models import Channel, Order, Parcel
+from chalicelib.core import config
+from chalicelib.orders import fulfilment, parcels
+from chalicelib.core.models import Channel, Order, Parcel
 from checkout_helpers import make_shop, uid
 from helpers import wait_for
 from infra.state_machines import ORDER_FULFILMENT

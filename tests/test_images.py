@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 
 import requests
 
-from chalicelib import config
+from chalicelib.core import config
 from helpers import approve, channel, ok, publish, sku, supplier_api
 from image_helpers import png, upload_image
 from test_catalog import member, put_pool

@@ -15,7 +15,7 @@ import pytest
 from pynamodb.attributes import Attribute, TTLAttribute
 from pynamodb.models import Model
 
-from chalicelib.models import ALL_MODELS, Audit, Channel, Goods, Order, OutboxEvent, Quota, Stock, Upload
+from chalicelib.core.models import ALL_MODELS, Audit, Channel, Goods, Order, OutboxEvent, Quota, Stock, Upload
 from infra.check import dangling_targets, layer_problems, package, unmanaged_functions
 from infra.state_machines import FULFILMENT_FUNCTIONS, order_fulfilment
 from infra.template import FULFIL_MODELS, UPLOAD_TABLE_ACTIONS, table_suffix
@@ -422,7 +422,7 @@ def test_unresolved_remote_orders_page_ops(resources: dict[str, Any]) -> None:
 def test_every_failure_the_app_counts_pages_ops(resources: dict[str, Any], metric: str) -> None:
     """Each of these counts means a member, a supplier or a channel is left waiting on ops: one alarm each,
     on the app's own metric (Powertools adds the service dimension), to the ops topic."""
-    source = "\n".join(p.read_text() for p in (Path(__file__).resolve().parent.parent / "chalicelib").glob("*.py"))
+    source = "\n".join(p.read_text() for p in (Path(__file__).resolve().parent.parent / "chalicelib").rglob("*.py"))
     assert f'count("{metric}"' in source, f"the app no longer counts {metric}"
     [alarm] = [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()
                if r["Properties"]["MetricName"] == metric]

@@ -16,9 +16,9 @@ from collections import defaultdict
 import requests
 
 from checkout_helpers import Shop, burst, make_shop, ok, summary, uid
-from chalicelib import parcels, refunds
-from chalicelib.models import Grant, Order, Parcel, Wallet
-from chalicelib.wallets import sweep
+from chalicelib.orders import parcels, refunds
+from chalicelib.core.models import Grant, Order, Parcel, Wallet
+from chalicelib.checkout.wallets import sweep
 from fake_wallet_channel import DOWN, FAIL, NORMAL, TIMEOUT_AFTER, TIMEOUT_BEFORE
 
 STOCK = 5000

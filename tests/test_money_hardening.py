@@ -11,8 +11,10 @@ import requests
 from chalice.local import LambdaContext
 
 from checkout_helpers import SETTLEMENT, Shop, assert_error, burst, make_shop, ok, summary
-from chalicelib import channels, checkout, partners
-from chalicelib.models import Goods, MemberRedemption, Order, PoolItem, Wallet
+from chalicelib.channels import channels
+from chalicelib.checkout import checkout
+from chalicelib.partners import channel_api
+from chalicelib.core.models import Goods, MemberRedemption, Order, PoolItem, Wallet
 from dynamo_proxy import DynamoProxy, route_through
 from fake_wallet_channel import DOWN, FAIL, NORMAL, TIMEOUT_AFTER, TIMEOUT_BEFORE
 from test_events import EVENTS
@@ -299,7 +301,7 @@ def test_an_order_is_released_only_after_the_channel_acknowledged_its_cancel(sys
     quota = shop.quota()
     assert (quota["reserved"], quota["spent"], quota["remaining"]) == (0, 0, quota["limit"])
     # A deduct for the cancelled order arriving late (a resend, a replay) is refused by the channel.
-    late = partners.call(channels.get(shop.code), "points/deduct",
+    late = channel_api.call(channels.get(shop.code), "points/deduct",
                          {"order_id": stuck.order_id, "member_id": member, "points": 1200})
     assert (late["_status"], late["result"]) == (409, "cancelled")
     assert shop.fake.balance(member) == 5000 and not shop.fake.deducted(stuck.order_id)
@@ -341,14 +343,14 @@ def test_the_sweep_goes_on_past_a_failing_channel_and_covers_suspended_ones(syst
         shop.fake.query_mode, shop.fake.deduct_mode = NORMAL, NORMAL
     ok(ops.post(f"/ops/channels/{suspended.code}/suspend"))
     monkeypatch.setattr(checkout, "DEDUCT_LEASE_SECONDS", 0)  # the grace period is tested in test_remote_refunds
-    real = partners.call
+    real = channel_api.call
 
     def failing(channel, api, payload):
         if channel.code == broken.code:
             raise RuntimeError("the channel's response could not be parsed")
         return real(channel, api, payload)
 
-    monkeypatch.setattr(partners, "call", failing)
+    monkeypatch.setattr(channel_api, "call", failing)
     event = json.loads((EVENTS / "resolve_remote_orders.json").read_text())
     result = system.app.resolve_remote_orders(event, LambdaContext("resolve_remote_orders", 256))
     assert result[broken.code] == {"error": "RuntimeError"}

@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.models import OutboxEvent, Parcel, Stock, Wallet
+from chalicelib.core.models import OutboxEvent, Parcel, Stock, Wallet
 from checkout_helpers import ok, uid
 from helpers import wait_for
 from infra.state_machines import ORDER_FULFILMENT

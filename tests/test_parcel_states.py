@@ -5,8 +5,8 @@ import itertools
 
 import pytest
 
-from chalicelib import parcel_states as ps
-from chalicelib.errors import Conflict
+from chalicelib.orders import parcel_states as ps
+from chalicelib.core.errors import Conflict
 
 
 @pytest.mark.parametrize("current,action", list(itertools.product(ps.STATES, ps.ACTIONS)))

@@ -6,8 +6,8 @@ import random
 import time
 
 from checkout_helpers import PASSWORD, Shop, assert_error, burst, make_shop, ok, summary, uid
-from chalicelib.models import PaymentGuard
-from chalicelib.payment_auth import MAX_FAILURES
+from chalicelib.core.models import PaymentGuard
+from chalicelib.members.payment_auth import MAX_FAILURES
 
 
 def hosted_member(shop: Shop, points: int = 20 * 1200, mobile: str | None = None) -> str:

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from chalicelib.errors import Conflict
-from chalicelib.points import allocate, dead_lots, expiring_soon, spendable
+from chalicelib.core.errors import Conflict
+from chalicelib.checkout.points import allocate, dead_lots, expiring_soon, spendable
 
 NOW = 1_800_000_000
 

@@ -1,4 +1,4 @@
-"""Unit tests of chalicelib.pricing: integer arithmetic in fen and basis points, rounding up."""
+"""Unit tests of chalicelib.channels.pricing: integer arithmetic in fen and basis points, rounding up."""
 from __future__ import annotations
 
 import math
@@ -6,8 +6,8 @@ from fractions import Fraction
 
 import pytest
 
-from chalicelib.errors import Unprocessable
-from chalicelib.pricing import Markup, SkuPrice, guard_loss, points_for, rule_price, sku_price
+from chalicelib.core.errors import Unprocessable
+from chalicelib.channels.pricing import Markup, SkuPrice, guard_loss, points_for, rule_price, sku_price
 
 
 def _exact_markup(settlement: int, bps: int, fixed: int) -> int:

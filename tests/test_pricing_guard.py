@@ -11,8 +11,8 @@ import threading
 import time
 
 from checkout_helpers import PRICE, burst, make_shop, ok, summary, ts
-from chalicelib import checkout
-from chalicelib.models import Channel, Quota
+from chalicelib.checkout import checkout
+from chalicelib.core.models import Channel, Quota
 
 NEW_PRICE = 1500
 
@@ -99,7 +99,7 @@ def test_a_checkout_makes_three_dynamodb_round_trips_before_its_transaction(syst
     shop, member = funded(system, ops, shards=3)
     shop.place(ops.session, member)  # warm: connections, the goods' Stock item
     calls: list[tuple[int, str, bool]] = []
-    from chalicelib import models
+    from chalicelib.core import models
 
     def seen(model, params, **_) -> None:
         """Every call with its thread; ``True`` marks the transaction that puts an order (the checkout's)."""

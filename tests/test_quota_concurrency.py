@@ -10,8 +10,8 @@ from collections import Counter
 import pytest
 
 from checkout_helpers import Shop, assert_error, burst, make_shop, ok, summary, ts
-from chalicelib.checkout import quota_takes
-from chalicelib.models import Audit
+from chalicelib.checkout.checkout import quota_takes
+from chalicelib.core.models import Audit
 
 ATTEMPTS = 500
 WORKERS = 64
@@ -213,7 +213,7 @@ def test_member_balance_is_never_overspent_hosted(system, ops):
 
     wallet = shop.wallet(member)
     assert (wallet["balance"], wallet["granted"], wallet["spent"]) == (0, n * 1200, n * 1200), wallet
-    from chalicelib.models import Wallet
+    from chalicelib.core.models import Wallet
     stored = Wallet.get(shop.member_ids[member], consistent_read=True)
     assert int(stored.balance) == 0 and all(int(l["left"]) >= 0 for l in stored.lots.as_dict().values())
     quota = shop.quota()

@@ -8,8 +8,8 @@ import time
 import requests
 
 from checkout_helpers import Shop, assert_error, burst, make_shop, ok, uid
-from chalicelib import parcels, refunds
-from chalicelib.models import Audit, OutboxEvent, Parcel, Wallet
+from chalicelib.orders import parcels, refunds
+from chalicelib.core.models import Audit, OutboxEvent, Parcel, Wallet
 
 STOCK = 100_000
 

@@ -9,8 +9,10 @@ import time
 import requests
 
 from checkout_helpers import Shop, make_shop, ok, uid
-from chalicelib import channels, checkout, parcels, refunds
-from chalicelib.models import MemberRedemption, Parcel
+from chalicelib.channels import channels
+from chalicelib.checkout import checkout
+from chalicelib.orders import parcels, refunds
+from chalicelib.core.models import MemberRedemption, Parcel
 from fake_wallet_channel import DOWN, FAIL, LATE, NORMAL, TIMEOUT_AFTER, TIMEOUT_BEFORE
 
 START = 10_000

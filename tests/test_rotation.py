@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from chalicelib.signing import request_headers
+from chalicelib.channels.signing import request_headers
 from checkout_helpers import make_shop
 from fake_channel import FakeChannel
 from helpers import assert_error, audit_rows, channel, ok, uid

@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from api_gateway import event, invoke
-from chalicelib.sandbox import PER_ADDRESS, PER_CHANNEL
-from chalicelib.signing import canonical, sign
+from chalicelib.channels.sandbox import PER_ADDRESS, PER_CHANNEL
+from chalicelib.channels.signing import canonical, sign
 from helpers import assert_error, channel, ok, uid
 from test_signing import VECTOR_CANONICAL, VECTOR_PARAMS
 

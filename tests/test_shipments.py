@@ -8,8 +8,8 @@ import requests
 from checkout_helpers import ok
 from helpers import wait_for
 from test_parcels import CartShop
-from chalicelib import parcels
-from chalicelib.models import Parcel
+from chalicelib.orders import parcels
+from chalicelib.core.models import Parcel
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import pytest
 
 from chalice.app import MultiDict
 
-from chalicelib.errors import BadRequest, Unauthorized
-from chalicelib.signing import (
+from chalicelib.core.errors import BadRequest, Unauthorized
+from chalicelib.channels.signing import (
     WINDOW_SECONDS, body_sha256, canonical, check_envelope, check_signature, encode, pairs_of, request_headers, sign,
     signed_params, string_to_sign, unique_params,
 )

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
-from chalicelib import config
+from chalicelib.core import config
 from deployed_lambda import MARK
 from helpers import application, channel, ok, publish, supplier_client, uid
 from tools.engines import ROOT

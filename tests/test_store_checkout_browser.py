@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.signing import request_headers
+from chalicelib.channels.signing import request_headers
 from test_store_browser import browser, make_goods, make_supplier, ok, phone, price_in  # noqa: F401
 from test_store_browser import shot as store_shot
 from tools.sign import entry_link

@@ -80,7 +80,7 @@ def _gone(s3, bucket: str, key: str) -> bool:
 
 
 def _bucket(system) -> str:
-    from chalicelib import config
+    from chalicelib.core import config
     return config.UPLOAD_BUCKET
 
 

@@ -10,9 +10,9 @@ import pytest
 import requests
 
 from checkout_helpers import Shop, assert_error, burst, make_shop, ok, uid
-from chalicelib.models import Grant, Wallet
-from chalicelib.signing import body_sha256, sign
-from chalicelib.wallets import sweep
+from chalicelib.core.models import Grant, Wallet
+from chalicelib.channels.signing import body_sha256, sign
+from chalicelib.checkout.wallets import sweep
 
 
 def wallet_item(shop: Shop, member: str) -> Wallet:

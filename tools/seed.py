@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import requests
 
-from chalicelib import channels, goods, pools, suppliers
-from chalicelib.schemas import ChannelCreate, GoodsDraft, PoolPricing, SupplierApplication
+from chalicelib.channels import channels
+from chalicelib.supply import goods, pools, suppliers
+from chalicelib.core.schemas import ChannelCreate, GoodsDraft, PoolPricing, SupplierApplication
 from tools.demo_images import tile
 from tools.reference_channel import ReferenceChannel
 

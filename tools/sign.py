@@ -19,7 +19,7 @@ import shlex
 import time
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
-from chalicelib.signing import request_headers, signed_params
+from chalicelib.channels.signing import request_headers, signed_params
 from tools.engines import ROOT
 
 

@@ -159,8 +159,8 @@ class LocalSystem:
         import boto3
 
         import app as app_module
-        from chalicelib import config
-        from chalicelib.models import create_tables
+        from chalicelib.core import config
+        from chalicelib.core.models import create_tables
 
         create_tables()
         s3 = boto3.client("s3")

@@ -1,0 +1,285 @@
+"""Channels: the partner apps we sell inside, configured by ops, never coded.
+
+A channel's signing secret is generated here and rotated with an overlap
+window during which the previous secret is still accepted, and our own calls
+to the channel stay on the previous secret until the channel proves it has
+the new one. Whether a channel is a sandbox is fixed when it is created.
+"""
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.models import Model
+
+from chalicelib.checkout import quotas
+from chalicelib.core import audit
+from chalicelib.core.errors import Conflict, NotFound
+from chalicelib.core.models import Channel, Quota, condition_failed, now_iso, transaction
+from chalicelib.partners import endpoints
+
+if TYPE_CHECKING:  # annotations only: pydantic loads with the first request that sends a body
+    from chalicelib.core.schemas import ChannelCreate, ChannelFields
+
+ACTIVE, SUSPENDED = "active", "suspended"
+# Limits and money terms are audited with their old and new values.
+AUDITED = ("points_mode", "points_per_yuan", "member_points_cap", "redemption_quota", "settlement_period",
+           "api_base_url", "entry_mode", "sandbox", "cart_enabled", "payment_auth", "webhook_url",
+           "shipping_deadline_hours", "receipt_days")
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def new_webhook_secret() -> str:
+    """A Standard Webhooks secret: "whsec_" and the base64 of 32 random bytes (the key itself)."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def get(code: str) -> Channel:
+    try:
+        return Channel.get(code)
+    except DoesNotExist:
+        raise NotFound("channel_not_found", f"no channel {code}") from None
+
+
+def entry_link(channel: Channel, base_url: str) -> str:
+    return f"{base_url.rstrip('/')}/entry/{channel.code}"
+
+
+def view(c: Channel, base_url: str) -> dict:
+    """Everything ops see of a channel, except its secret."""
+    return {
+        "code": c.code, "name": c.name, "contact_name": c.contact_name, "phone": c.phone,
+        "settlement_period": c.settlement_period, "points_mode": c.points_mode,
+        "points_per_yuan": int(c.points_per_yuan), "member_points_cap": int(c.member_points_cap),
+        "redemption_quota": int(c.redemption_quota), "api_base_url": c.api_base_url,
+        "entry_mode": c.entry_mode, "sandbox": c.sandbox, "cart_enabled": c.cart_enabled, "payment_auth": c.payment_auth, "status": c.status,
+        "current_period": c.current_period,
+        "previous_secret_until": int(c.previous_secret_until) if c.previous_secret_until else None,
+        "secret_proven_at": int(c.secret_proven_at) if c.secret_proven_at else None,
+        "webhook_url": c.webhook_url, "webhook_secret_set": bool(c.webhook_secret),
+        "shipping_deadline_hours": int(c.shipping_deadline_hours), "receipt_days": int(c.receipt_days),
+        "previous_webhook_secret_until": int(c.previous_webhook_secret_until)
+        if c.previous_webhook_secret_until else None,
+        "entry_link": entry_link(c, base_url), "created_at": c.created_at, "updated_at": c.updated_at,
+    }
+
+
+def _plain(fields: ChannelFields) -> dict:
+    values = fields.model_dump(exclude_none=True)
+    for url in ("api_base_url", "webhook_url"):
+        if url in values:
+            values[url] = str(values[url])
+    return values
+
+
+def _check_urls(values: dict) -> None:
+    for field in ("api_base_url", "webhook_url"):
+        if field in values:
+            endpoints.check_base_url(values[field], field=field)
+
+
+def create(data: ChannelCreate, actor: str) -> Channel:
+    values = _plain(data)
+    _check_urls(values)
+    channel = Channel(values.pop("code"), secret=new_secret(), webhook_secret=new_webhook_secret(), **values)
+    try:
+        with transaction() as tx:
+            tx.save(channel, condition=Channel.code.does_not_exist())
+            audit.add(tx, f"channel#{channel.code}", actor, "created", None, None,
+                      {k: values[k] for k in AUDITED if k in values})
+    except TransactWriteError as exc:
+        if condition_failed(exc):
+            raise Conflict("channel_exists", f"channel {channel.code} already exists", "code") from None
+        raise
+    return channel
+
+
+def _update(channel: Channel, actions: list, changes: list[tuple[str, str, object, object]], actor: str,
+            condition=None, also: Iterable[tuple[Model, list]] = ()) -> Channel:
+    """Update the channel (and ``also`` the items that must change with it) with one audit row per change."""
+    try:
+        with transaction() as tx:
+            tx.update(channel, actions + [Channel.updated_at.set(now_iso())],
+                      condition=Channel.code.exists() if condition is None else condition)
+            for item, item_actions in also:
+                tx.update(item, item_actions)
+            for action, field, old, new in changes:
+                audit.add(tx, f"channel#{channel.code}", actor, action, field, old, new)
+    except TransactWriteError as exc:
+        # A condition that no longer holds, or (on DynamoDB) a transaction that lost a race on the same item.
+        if condition_failed(exc) or exc.cause_response_code in ("TransactionCanceledException",
+                                                                "TransactionConflictException"):
+            raise Conflict("concurrent_update", f"channel {channel.code} changed meanwhile; retry") from None
+        raise
+    channel.refresh()
+    return channel
+
+
+def edit(code: str, fields: ChannelFields, actor: str) -> Channel:
+    channel = get(code)
+    values = _plain(fields)
+    if "sandbox" in values and values["sandbox"] != channel.sandbox:
+        # A sandbox's route explains signatures and its orders are never settled: a live channel must never
+        # gain that route, and a sandbox's test data must never become money.
+        raise Conflict("sandbox_immutable", "whether a channel is a sandbox is set at creation and never changes",
+                       "sandbox")
+    _check_urls(values)
+    changed = {k: v for k, v in values.items() if getattr(channel, k) != v}
+    if not changed:
+        return channel
+    actions = [getattr(Channel, k).set(v) for k, v in changed.items()]
+    changes = [("edited", k, getattr(channel, k), v) for k, v in changed.items()]
+    if "points_per_yuan" in changed:  # every price in points moves: re-price, as a sub-pool change does
+        return _update(channel, actions + [Channel.pricing_version.add(1)], changes, actor,
+                       Channel.code.exists() & quotas.same_period(channel),
+                       [(Quota(code, key), [Quota.pricing_version.add(1)]) for key in quotas.current_keys(channel)])
+    return _update(channel, actions, changes, actor)
+
+
+def set_status(code: str, status: str, actor: str) -> Channel:
+    """Suspend or resume at once: entry reads the status on every request, and checkout conditions on the
+    current period's quota shards, whose ``selling`` flag changes in the same transaction as the status."""
+    channel = get(code)
+    if channel.status == status:
+        return channel
+    shards = list(Quota.query(code, Quota.period_id.between(channel.current_period, channel.current_period + "#~"),
+                              consistent_read=True)) if channel.current_period else []
+    shards = [q for q in shards if q.period_id == channel.current_period
+              or q.period_id.startswith(channel.current_period + "#")]
+    guard = (Channel.status == channel.status) & (
+        Channel.current_period == channel.current_period if channel.current_period
+        else Channel.current_period.does_not_exist())
+    return _update(channel, [Channel.status.set(status)],
+                   [("suspended" if status == SUSPENDED else "resumed", "status", channel.status, status)], actor,
+                   guard, [(q, [Quota.selling.set(status == ACTIVE)]) for q in shards])
+
+
+def in_overlap(channel: Channel, now: float) -> bool:
+    return bool(channel.previous_secret and channel.previous_secret_until and now < channel.previous_secret_until)
+
+
+def rotate_secret(code: str, overlap_seconds: int, actor: str) -> tuple[Channel, str]:
+    """New secret now; the current one stays valid for ``overlap_seconds``.
+
+    Refused inside an overlap: a second rotation would drop the secret the channel (and our own
+    outbound calls, until the channel proves it has the new one) may still be using."""
+    channel = get(code)
+    now = int(time.time())
+    if in_overlap(channel, now):
+        raise Conflict("rotation_in_progress", f"the previous secret of {code} is valid until "
+                       f"{int(channel.previous_secret_until)}; rotate again after that")
+    secret = new_secret()
+    until = now + overlap_seconds
+    try:
+        channel = _update(
+            channel,
+            [Channel.previous_secret.set(channel.secret), Channel.previous_secret_until.set(until),
+             Channel.secret.set(secret), Channel.secret_proven_at.remove()],
+            [("secret_rotated", "secret", None, {"previous_secret_until": until})], actor,
+            (Channel.secret == channel.secret) & (Channel.previous_secret_until.does_not_exist()
+                                                  | (Channel.previous_secret_until <= now)),
+        )
+    except Conflict:
+        if in_overlap(get(code), time.time()):
+            raise Conflict("rotation_in_progress", f"the secret of {code} was rotated meanwhile") from None
+        raise
+    return channel, secret
+
+
+def rotate_webhook_secret(code: str, overlap_seconds: int, actor: str) -> tuple[Channel, str]:
+    """New webhook secret now; deliveries carry a signature with the current one too for ``overlap_seconds``.
+
+    Also how a channel from before webhook secrets gets its first. Refused inside an overlap, like the
+    signing secret: a second rotation would drop the key the channel may still verify with."""
+    channel = get(code)
+    now = int(time.time())
+    if channel.previous_webhook_secret_until and now < channel.previous_webhook_secret_until:
+        raise Conflict("rotation_in_progress", f"the previous webhook secret of {code} is valid until "
+                       f"{int(channel.previous_webhook_secret_until)}; rotate again after that")
+    secret = new_webhook_secret()
+    until = now + overlap_seconds
+    keep = channel.webhook_secret is not None and overlap_seconds > 0
+    actions = [Channel.webhook_secret.set(secret)] + (
+        [Channel.previous_webhook_secret.set(channel.webhook_secret), Channel.previous_webhook_secret_until.set(until)]
+        if keep else [Channel.previous_webhook_secret.remove(), Channel.previous_webhook_secret_until.remove()])
+    current = (Channel.webhook_secret == channel.webhook_secret if channel.webhook_secret
+               else Channel.webhook_secret.does_not_exist())
+    channel = _update(channel, actions,
+                      [("webhook_secret_rotated", "webhook_secret", None,
+                        {"previous_webhook_secret_until": until if keep else None})], actor, current)
+    return channel, secret
+
+
+def webhook_secrets(channel: Channel, now: float | None = None) -> list[str]:
+    """The webhook secrets a delivery is signed with right now: the current one, and the previous during its
+    overlap (Standard Webhooks: several space-separated signatures, the receiver accepts any it can verify)."""
+    now = time.time() if now is None else now
+    previous = channel.previous_webhook_secret
+    overlap = previous and channel.previous_webhook_secret_until and now < channel.previous_webhook_secret_until
+    return [s for s in (channel.webhook_secret, previous if overlap else None) if s]
+
+
+def accepted_secrets(channel: Channel, now: float | None = None) -> list[str]:
+    """The secrets a signature may use right now: the current one, and the previous during its overlap."""
+    now = time.time() if now is None else now
+    return [channel.secret, channel.previous_secret] if in_overlap(channel, now) else [channel.secret]
+
+
+def outbound_secret(channel: Channel, now: float | None = None) -> str:
+    """The secret our calls to the channel are signed with: the previous one during an overlap until the
+    channel has signed a request with the new one (it may not have deployed it yet)."""
+    now = time.time() if now is None else now
+    return channel.previous_secret if in_overlap(channel, now) and not channel.secret_proven_at else channel.secret
+
+
+def record_proof(channel: Channel, secret: str, now: float | None = None) -> None:
+    """An accepted request signed with ``secret``: if that is the rotated-in secret and not yet proven, mark it.
+
+    Conditional on the secret still being current and unproven, so concurrent first requests mark it (and
+    audit it) once; losing that race, or a transaction conflict, leaves it for the winner or the next request."""
+    now = time.time() if now is None else now
+    if secret != channel.secret or channel.secret_proven_at or not in_overlap(channel, now):
+        return
+    try:
+        with transaction() as tx:
+            tx.update(channel, [Channel.secret_proven_at.set(int(now))],
+                      condition=(Channel.secret == secret) & Channel.secret_proven_at.does_not_exist())
+            audit.add(tx, f"channel#{channel.code}", f"channel:{channel.code}", "secret_proven", "secret", None,
+                      {"proven_at": int(now)})
+    except TransactWriteError as exc:
+        if not (condition_failed(exc) or exc.cause_response_code in ("TransactionCanceledException",
+                                                                      "TransactionConflictException")):
+            raise
+    channel.secret_proven_at = channel.secret_proven_at or int(now)  # this request proved it, whoever recorded it
+
+
+def list_all() -> list[Channel]:
+    return sorted(Channel.scan(), key=lambda c: c.code)
+
+
+def audit_trail(code: str) -> list[dict]:
+    return audit.history(f"channel#{code}")
+
+
+def sweep_each(work: Callable[[Channel], Any], counted: Callable[[], None], channels: Iterable[Channel] | None = None,
+               ) -> dict[str, Any]:
+    """A scheduled sweep, one channel at a time: what ``work`` answered per channel, or ``{"error": code}``
+    for one that failed (logged, and ``counted`` for its alarm), so one channel's fault never stops the
+    others'."""
+    from chalicelib.core.observability import logger
+
+    outcome: dict[str, Any] = {}
+    for channel in list_all() if channels is None else channels:
+        try:
+            outcome[channel.code] = work(channel)
+        except Exception as error:  # noqa: BLE001 - any fault of one channel must not stop the others
+            logger.exception("sweep failed for a channel", extra={"channel": channel.code})
+            counted()
+            outcome[channel.code] = {"error": getattr(error, "code", type(error).__name__)}
+    return outcome

@@ -1,0 +1,579 @@
+"""Checkout: one atomic commit of order, quota, wallet and stock.
+
+Everything that limits a redemption is a condition inside one
+``TransactWriteItems``: the channel is active and still in this period, the
+quota shard(s) debited have room, are in the period and carry the channel's
+pricing version read (no sub-pool price or points rate changed since), the
+wallet lots hold the points and are unexpired, each SKU has stock at the
+settlement and base price read, and the order id (derived from the member's
+idempotency key) is unused. Over-redemption is impossible because no write happens unless
+every condition holds at once.
+
+Remote mode reserves quota and stock in that transaction, then asks the
+channel to deduct; ``settle_remote`` confirms, releases, or leaves the order
+waiting for the channel's query API, never guessing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Sequence
+
+from pynamodb.exceptions import DoesNotExist, UpdateError
+
+from chalicelib.channels import channels
+from chalicelib.channels.pricing import points_for
+from chalicelib.checkout import quotas
+from chalicelib.checkout.points import allocate
+from chalicelib.checkout.wallets import wallet_of
+from chalicelib.core.errors import Busy, Conflict, DomainError, Forbidden, NotFound, Unprocessable
+from chalicelib.core.models import (
+    Channel,
+    Contended,
+    Goods,
+    LabelledTransaction,
+    Member,
+    MemberRedemption,
+    Order,
+    PaymentGuard,
+    PoolItem,
+    Quota,
+    Refused,
+    Stock,
+    Wallet,
+    backoff,
+    batch_read,
+    commit_retrying,
+    now_iso,
+    write_retrying,
+)
+from chalicelib.core.observability import count, logger
+from chalicelib.members import members, payment_auth
+from chalicelib.orders import fulfilment
+from chalicelib.orders.orders import lines_of
+from chalicelib.partners import channel_api
+from chalicelib.supply import goods as goods_mod
+from chalicelib.supply import pools
+
+MAX_LINES = 20
+MAX_QTY = 99
+COMMIT_ATTEMPTS = 40
+# How long the request that created a remote order owns its deduct: longer than its deduct, query and cancel
+# calls can take. A replay finding the order untouched for longer takes the deduct over (its creator died).
+DEDUCT_LEASE_SECONDS = 30
+PAID, AWAITING, FAILED = "paid", "awaiting_deduction", "failed"
+
+
+@dataclass(frozen=True)
+class LineRequest:
+    goods_id: str
+    sku_id: str
+    qty: int
+
+
+@dataclass(frozen=True)
+class PricedLine:
+    goods_id: str
+    sku_id: str
+    qty: int
+    price: int
+    points: int
+    settlement_price: int
+    supplier_id: str
+    title: str
+    spec: str
+
+
+def order_id_for(channel_code: str, member_id: str, key: str) -> str:
+    """Same member + same idempotency key → same order id, so the order itself is the idempotency record."""
+    return "O" + hashlib.sha256(f"{channel_code}#{member_id}#{key}".encode()).hexdigest()[:19].upper()
+
+
+def _request_hash(lines: Sequence[LineRequest]) -> str:
+    return hashlib.sha256(json.dumps(sorted((l.goods_id, l.sku_id, l.qty) for l in lines)).encode()).hexdigest()
+
+
+def _validate(channel: Channel, lines: Sequence[LineRequest]) -> None:
+    if not lines:
+        raise Unprocessable("validation_error", "an order needs at least one line", "lines")
+    if len(lines) > 1 and not channel.cart_enabled:
+        raise Unprocessable("cart_disabled", "this channel sells one item per order (buy now)", "lines")
+    if len(lines) > MAX_LINES:
+        raise Unprocessable("validation_error", f"at most {MAX_LINES} lines", "lines")
+    if len({(l.goods_id, l.sku_id) for l in lines}) != len(lines):
+        raise Unprocessable("validation_error", "each SKU once per order", "lines")
+    for i, line in enumerate(lines):
+        if not 1 <= line.qty <= MAX_QTY:
+            raise Unprocessable("validation_error", f"qty must be 1 to {MAX_QTY}", f"lines.{i}.qty")
+
+
+@dataclass(frozen=True)
+class Reads:
+    """What checkout reads by key, from one ``BatchGetItem`` (``_read``)."""
+
+    order: Order | None
+    member: Member | None
+    wallet: Wallet | None
+    items: dict[str, PoolItem]
+    goods: dict[str, Goods]
+    quota: quotas.Period | None  # None: read it with ``quotas.current`` (no shard count, or no period)
+    guard: PaymentGuard | None  # where a one-time code confirms the payment (blank if the member has none)
+
+
+def _read(channel: Channel, member_id: str, order_id: str, lines: Sequence[LineRequest]) -> Reads:
+    """The order (a replay?), member, wallet, sub-pool items, goods, their lines' ``Stock`` items, the
+    period's quota shards and (OTP) the payment guard in one round trip; goods from before ``Stock``
+    items get theirs here (backfill on read), channels from before the shard count a Query for the shards.
+
+    Sub-pool items are read strongly consistent and after the channel (the route's read): with the
+    shards' condition on the channel's pricing version, they are the prices in force at commit."""
+    ids = sorted({l.goods_id for l in lines})
+    stock_keys = sorted({(l.goods_id, l.sku_id) for l in lines})
+    shard_keys = quotas.shard_keys(channel) or []
+    found = batch_read({Order: [(order_id,)], Member: [(member_id,)],
+                        Wallet: [(member_id,)] if channel.points_mode == "hosted" else [],
+                        PoolItem: [(channel.code, g) for g in ids], Goods: [(g,) for g in ids],
+                        Stock: stock_keys, Quota: [(channel.code, k) for k in shard_keys],
+                        PaymentGuard: [(member_id,)] if channel.payment_auth == "otp" else []},
+                       consistent=(Order, Wallet, PoolItem, Quota, PaymentGuard))
+    goods = {g.goods_id: g for g in found[Goods]}
+    have = {(s.goods_id, s.sku_id) for s in found[Stock]}
+    missing = {gid for gid, sku in stock_keys if (gid, sku) not in have and gid in goods
+               and sku in goods_mod.skus_of(goods[gid])}
+    if missing:
+        goods_mod.stock_items([goods[g] for g in sorted(missing)])
+    first = lambda items: items[0] if items else None  # noqa: E731
+    quota = quotas.of_items(channel.code, channel.current_period, found[Quota]) if shard_keys else None
+    guard = (first(found[PaymentGuard]) or payment_auth.blank_guard(member_id)) if channel.payment_auth == "otp" \
+        else None
+    return Reads(first(found[Order]), first(found[Member]), first(found[Wallet]),
+                 {i.goods_id: i for i in found[PoolItem]}, goods, quota, guard)
+
+
+def _price(channel: Channel, lines: Sequence[LineRequest], reads: Reads) -> tuple[list[PricedLine], dict[str, Goods],
+                                                                                  dict[str, PoolItem]]:
+    """Prices from the channel's sub-pool now, never from the client."""
+    items, found = reads.items, reads.goods
+    rate = int(channel.points_per_yuan)
+    priced = []
+    for line in lines:
+        item, goods = items.get(line.goods_id), found.get(line.goods_id)
+        if item is None or goods is None or goods.status != goods_mod.APPROVED:
+            raise NotFound("goods_unavailable", f"goods {line.goods_id} is not on sale here")
+        sku = pools.priced_skus(item, goods).get(line.sku_id)
+        if sku is not None and not sku.valid:  # e.g. a price stored past the API: never sold, never minted
+            raise Conflict("price_not_sellable", f"SKU {line.sku_id} of {line.goods_id} has no sellable price")
+        if sku is None or not sku.sellable:
+            raise NotFound("goods_unavailable", f"SKU {line.sku_id} of {line.goods_id} is not on sale here")
+        spec = goods_mod.skus_of(goods)[line.sku_id]["spec"]
+        priced.append(PricedLine(line.goods_id, line.sku_id, line.qty, sku.price, points_for(sku.price, rate),
+                                 sku.settlement, goods.supplier_id, goods.title, spec))
+    return priced, found, items
+
+
+def _order(order_id: str, channel: Channel, member: Member, period_id: str, lines: list[PricedLine],
+           request_hash: str) -> Order:
+    remote = channel.points_mode == "remote"
+    points = sum(l.points * l.qty for l in lines)
+    return Order(
+        order_id, channel_code=channel.code, member_id=member.member_id, period_id=period_id,
+        request_hash=request_hash, status=AWAITING if remote else PAID, points_mode=channel.points_mode,
+        lines=[{"goods_id": l.goods_id, "sku_id": l.sku_id, "qty": l.qty, "price": l.price, "points": l.points,
+                "settlement_price": l.settlement_price, "supplier_id": l.supplier_id, "title": l.title,
+                "spec": l.spec} for l in lines],
+        points=points, amount=sum(l.price * l.qty for l in lines),
+        pending_channel=channel.code if remote else None, sandbox=bool(channel.sandbox),
+        unsplit=None if remote else channel.code,  # paid at this commit: on the unsplit index until split
+        cap_counted=points if remote else None,  # what ``_count_redemption`` adds in the same transaction
+    )
+
+
+def _stock_updates(tx: LabelledTransaction, lines: list[PricedLine], found: dict[str, Goods], sign: int,
+                   guard_prices: bool) -> None:
+    """One update of each line's small ``Stock`` item (2 WCU), never of the goods item itself.
+
+    Taking stock also guards, on that item, that the goods is still approved and every price the
+    line's price derives from (settlement and base sale price) is still the one read."""
+    for line in sorted(lines, key=lambda l: (l.goods_id, l.sku_id)):
+        check = Stock.stock >= line.qty if sign < 0 else Stock.sku_id.exists()
+        if guard_prices:
+            base = int(goods_mod.skus_of(found[line.goods_id])[line.sku_id]["base_price"])
+            check = check & (Stock.settlement_price == line.settlement_price) & (Stock.base_price == base) & (
+                Stock.selling == True)  # noqa: E712
+        tx.update(f"stock:{line.goods_id}", Stock(line.goods_id, line.sku_id), [Stock.stock.add(sign * line.qty)],
+                  condition=check)
+
+
+def _not_selling(channel: Channel) -> DomainError:
+    """The period's shards stopped selling: the channel was suspended, or a new period replaced this one."""
+    if channels.get(channel.code).status != channels.ACTIVE:
+        return Forbidden("channel_suspended", f"channel {channel.code} is suspended")
+    return Conflict("period_ended", "the settlement period changed; try again")
+
+
+def _goods_refusal(goods_ids: list[str], lines: list[PricedLine], items: dict[str, PoolItem]) -> DomainError:
+    """A refused goods item, read again to say why: it left approval, a price the order uses moved, or stock."""
+    found = {g.goods_id: g for g in Goods.batch_get(goods_ids, consistent_read=True)}
+    for line in (l for l in lines if l.goods_id in goods_ids):
+        goods = found.get(line.goods_id)
+        if goods is None or goods.status != goods_mod.APPROVED:
+            return NotFound("goods_unavailable", f"goods {line.goods_id} is no longer on sale")
+        sku = pools.priced_skus(items[line.goods_id], goods).get(line.sku_id)
+        if sku is None or (sku.price, sku.settlement) != (line.price, line.settlement_price):
+            return Conflict("price_changed", "the price changed; review the order and try again")
+    return Conflict("out_of_stock", "not enough stock for this order")
+
+
+def _refusal(refused: Refused, channel: Channel, quota: quotas.Period, now: float, lines: list[PricedLine],
+             items: dict[str, PoolItem]) -> DomainError:
+    labels = refused.labels
+    if any(l.startswith("quota:") for l in labels):
+        if now >= int(quota.ends_at) or now < int(quota.starts_at):
+            return Conflict("period_ended", "the channel's redemption period is not open")
+        return Conflict("quota_exhausted", "the channel's redemption quota is used up")
+    if "wallet" in labels:
+        return Conflict("insufficient_points", "not enough unexpired points")
+    if "member_cap" in labels:
+        cap = int(channel.member_points_cap)
+        return Conflict("member_cap_exceeded", f"a member may redeem at most {cap} points per period")
+    if "otp" in labels:
+        return Conflict("otp_used", "this code was already used; request a new one")
+    goods_ids = sorted({l.split(":")[1] for l in labels if l.startswith("stock:")})  # stock:{goods}[:{sku}]
+    if goods_ids:
+        return _goods_refusal(goods_ids, lines, items)
+    return Conflict("price_changed", "the price changed; review the order and try again")
+
+
+def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineRequest], password: str | None = None,
+          otp: str | None = None, now: float | None = None, address: dict | None = None) -> tuple[Order, bool]:
+    """Place (or replay) an order in an active channel the caller has just read (the route's own check).
+
+    ``address`` (validated ``schemas.Address``) is stored with the order. Returns the order and whether this
+    call created it."""
+    if not 8 <= len(key) <= 64:
+        raise Unprocessable("validation_error", "Idempotency-Key must be 8 to 64 characters", "Idempotency-Key")
+    order_id = order_id_for(channel.code, member_id, key)
+    request_hash = _request_hash(lines)
+    reads = _read(channel, member_id, order_id, lines)
+    if reads.order is not None:
+        return _finish(_matching(reads.order, request_hash), channel, replay=True), False
+    _validate(channel, lines)
+    member = reads.member
+    if member is None or member.channel_code != channel.code:
+        raise NotFound("member_not_found", "no such member")
+    proof = payment_auth.confirm(channel, member, password, otp, now, reads.guard)
+    try:
+        return _commit(channel, member, order_id, request_hash, lines, reads, proof, now, address)
+    finally:
+        proof.settle()  # after the commit (or refusal): a right answer gives its attempt slot back
+
+
+def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, lines: Sequence[LineRequest],
+            reads: Reads, proof: payment_auth.Proof, now: float | None, address: dict | None = None
+            ) -> tuple[Order, bool]:
+    """Price and commit the order, reading again after each lost race (the first attempt uses ``reads``)."""
+    for attempt in range(COMMIT_ATTEMPTS):
+        if attempt:
+            reads = _read(channel, member.member_id, order_id, lines)
+        now_ = time.time() if now is None else now
+        quota = reads.quota or quotas.current(channel)
+        version = quotas.pricing_version(channel)
+        if quota.selling and quota.pricing_versions != {version}:
+            # Ops re-priced after the channel was read, or between the reads: read the channel (strongly) and
+            # then everything again, so the sub-pool prices read are those of the version the shards carry.
+            channel = _reread(channel)
+            continue
+        if not quota.selling:
+            raise _not_selling(channel)
+        if not int(quota.starts_at) <= now_ < int(quota.ends_at):
+            raise Conflict("period_ended", "the channel's redemption period is not open")
+        priced, found, items = _price(channel, lines, reads)
+        wallet = (reads.wallet or wallet_of(member)) if channel.points_mode == "hosted" else None
+        # Read the clock again after every read, just before the write, and stamp the order with it: the
+        # conditions below (period, lot expiry) must not be judged on a time that went stale while reading.
+        now_ = time.time() if now is None else now
+        if not int(quota.starts_at) <= now_ < int(quota.ends_at):
+            raise Conflict("period_ended", "the channel's redemption period is not open")
+        order = _order(order_id, channel, member, quota.period_id, priced, request_hash)
+        order.created_at = order.updated_at = _iso(now_)
+        order.address = address
+        points = int(order.points)
+        takes = quotas.take(quota.by_shard("remaining"), points)
+        if takes is None:
+            replay = _existing(order_id, request_hash)  # a concurrent send of this order may be what took it
+            if replay is not None:
+                return _finish(replay, channel, replay=True), False
+            count("CheckoutRefused")
+            raise Conflict("quota_exhausted", "the channel's redemption quota is used up")
+        order.quota_takes = {str(shard): used for shard, used in takes.items()}
+        tx = LabelledTransaction(_request_token(order_id, attempt))
+        tx.put("order", order, condition=Order.order_id.does_not_exist())
+        for shard, used in takes.items():  # the period and pricing conditions ride on every shard debited
+            held = Quota.reserved.add(used) if channel.points_mode == "remote" else Quota.spent.add(used)
+            tx.update(f"quota:{shard}", quota.shards[shard], [Quota.remaining.add(-used), held],
+                      condition=(Quota.remaining >= used) & (Quota.starts_at <= int(now_))
+                      & (Quota.ends_at > int(now_)) & (Quota.selling == True)  # noqa: E712
+                      & quotas.priced_at(version))
+        if wallet is not None:
+            _debit_wallet(tx, wallet, points, now_)
+        else:
+            _count_redemption(tx, channel, member, quota.period_id, points)
+        _stock_updates(tx, priced, found, -1, guard_prices=True)
+        proof.bind(tx)
+        try:
+            tx.commit()
+        except Refused as refused:
+            if "order" in refused.labels:
+                replay = _existing(order_id, request_hash, wait=True)
+                if replay is not None:
+                    return _finish(replay, channel, replay=True), False
+            rest = [l for l in refused.labels if not l.startswith("quota:")]
+            if len(rest) < len(refused.labels) or rest == ["wallet"]:
+                # Another order took the chosen quota shard or spent from the same lots, or ops re-priced (the
+                # shard's pricing version moved): read again. The reads decide a real refusal (quota total
+                # short, period over, points short); a new pricing version is seen there and re-read.
+                backoff(attempt)
+                continue
+            count("CheckoutRefused")
+            raise _refusal(refused, channel, quota, now_, priced, items) from None
+        except Contended:
+            backoff(attempt)
+            continue
+        count("OrdersPlaced")
+        return _finish(order, channel, member), True
+    raise Busy("busy", "too many orders at once; retry with the same Idempotency-Key")
+
+
+def _reread(channel: Channel) -> Channel:
+    try:
+        return Channel.get(channel.code, consistent_read=True)
+    except DoesNotExist:
+        raise NotFound("channel_not_found", f"no channel {channel.code}") from None
+
+
+def _request_token(order_id: str, attempt: int) -> str:
+    """The ``ClientRequestToken`` of one built transaction (at most 36 characters).
+
+    When a commit's response is lost (a timeout after DynamoDB committed), botocore resends the same
+    request; with this token DynamoDB answers the resend as the success it was, instead of refusing it on
+    the order's own ``does_not_exist`` condition, which read as "a duplicate" and skipped the deduct. A
+    rebuilt attempt, or a later request for the same order, carries different items and so gets its own
+    token (never ``IdempotentParameterMismatch``): the order id names it, the attempt and a random part
+    keep it to this one request body."""
+    return f"{order_id}-{attempt}-{secrets.token_hex(4)}"
+
+
+def _finish(order: Order, channel: Channel, member: Member | None = None, replay: bool = False) -> Order:
+    """Everything a committed order still needs from a request, on the first call and on a replay.
+
+    A replay may be the member's retry after a first call that committed and then died: a remote order
+    still awaiting the channel's deduction, untouched for ``DEDUCT_LEASE_SECONDS``, gets its deduct now
+    (idempotent by order id at the channel; refused there once we cancelled it). A replay while the first
+    call is still at work answers the order as it is. This is also where a paid order's fulfilment
+    starts (``fulfilment.start``), so that a replay starts whatever the first call did not."""
+    if order.status == AWAITING and (not replay or _take_over(order)):
+        order = settle_remote(order, channel, member or members.get(order.member_id, channel.code))
+    if order.status == PAID:  # hosted: at commit; remote: once the channel confirmed (idempotent by order id)
+        fulfilment.start(order, channel)
+    return order
+
+
+def _take_over(order: Order) -> bool:
+    """Claim an awaiting order's deduct from a creator presumed dead (one claimant wins: conditional write)."""
+    if order.updated_at > _iso(time.time() - DEDUCT_LEASE_SECONDS):
+        return False
+    try:
+        order.update([Order.updated_at.set(now_iso())],
+                      condition=(Order.status == AWAITING) & (Order.updated_at == order.updated_at))
+    except UpdateError:
+        return False
+    return True
+
+
+def _count_redemption(tx: LabelledTransaction, channel: Channel, member: Member, period_id: str, points: int) -> None:
+    """Remote mode's per-member cap: points the member redeemed in this period (orders not released), one
+    counter item per member and period, raised in the order's transaction only while it stays within the cap."""
+    cap = int(channel.member_points_cap)
+    if points > cap:
+        raise Conflict("member_cap_exceeded", f"a member may redeem at most {cap} points per period")
+    tx.update("member_cap", MemberRedemption(member.member_id, period_id), [MemberRedemption.redeemed.add(points)],
+              condition=MemberRedemption.redeemed.does_not_exist() | (MemberRedemption.redeemed <= cap - points))
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _debit_wallet(tx: LabelledTransaction, wallet: Wallet, points: int, now: float) -> None:
+    take = allocate(wallet.lots.as_dict(), points, now)
+    actions = [Wallet.balance.add(-points), Wallet.spent.add(points)]
+    condition = None
+    for grant_id, used in take.items():
+        lot = Wallet.lots[grant_id]
+        actions.append(lot["left"].add(-used))
+        check = (lot["left"] >= used) & (lot["expires_at"] > int(now))
+        condition = check if condition is None else condition & check
+    tx.update("wallet", wallet, actions, condition=condition)
+
+
+def _existing(order_id: str, request_hash: str, wait: bool = False) -> Order | None:
+    for _ in range(20 if wait else 1):
+        try:
+            order = Order.get(order_id, consistent_read=True)
+        except DoesNotExist:
+            if wait:
+                time.sleep(0.02)
+            continue
+        return _matching(order, request_hash)
+    return None
+
+
+def _matching(order: Order, request_hash: str) -> Order:
+    """The order an Idempotency-Key made, if this request is that order's."""
+    if order.request_hash != request_hash:
+        raise Conflict("idempotency_key_reused", "this Idempotency-Key was used for a different order",
+                       "Idempotency-Key")
+    return order
+
+
+# --- remote mode: the channel keeps the wallet ---------------------------------
+
+def settle_remote(order: Order, channel: Channel, member: Member) -> Order:
+    """Ask the channel to deduct (idempotent by our order id); resolve any doubt with its query API."""
+    payload = {"order_id": order.order_id, "member_id": member.external_id, "points": int(order.points)}
+    try:
+        answer = channel_api.call(channel, "points/deduct", payload)
+    except channel_api.PartnerError as error:
+        logger.warning("deduct unresolved, querying", extra={"order_id": order.order_id, "code": error.code})
+        return resolve(order, channel)
+    if answer.get("result") == "deducted":
+        return _confirm(order)
+    if answer["_status"] < 500 and answer.get("result") in ("insufficient", "rejected", "frozen", "cancelled"):
+        return _cancel(order, channel, f"channel refused: {answer.get('result')}")
+    return resolve(order, channel)
+
+
+def resolve(order: Order, channel: Channel) -> Order:
+    """The channel's query API decides: deducted → paid, not deducted → cancelled and released, no answer →
+    keep waiting."""
+    try:
+        answer = channel_api.call(channel, "points/query", {"order_id": order.order_id})
+    except channel_api.PartnerError:
+        return _still_waiting(order)
+    status = answer.get("status")
+    if status == "deducted":
+        return _confirm(order)
+    if status in ("not_found", "failed"):
+        return _cancel(order, channel, "channel has no deduction for this order")
+    return _still_waiting(order)
+
+
+def _cancel(order: Order, channel: Channel, reason: str) -> Order:
+    """Release an order only once the channel acknowledged its cancel (contract: it then refuses any later
+    deduct for the order and refunds one already applied). Without it, a deduct still in flight — a resend,
+    a member's replay — could take points for an order we had released. No acknowledgement: keep waiting."""
+    try:
+        answer = channel_api.call(channel, "points/cancel", {"order_id": order.order_id})
+    except channel_api.PartnerError:
+        return _still_waiting(order)
+    if answer["_status"] >= 300 or answer.get("result") != "cancelled":
+        logger.warning("cancel not acknowledged", extra={"order_id": order.order_id, "status": answer["_status"]})
+        return _still_waiting(order)
+    return _release(order, reason)
+
+
+def _still_waiting(order: Order) -> Order:
+    write_retrying(lambda: order.update([Order.resolve_attempts.add(1), Order.updated_at.set(now_iso())]))
+    count("RemoteUnresolved")
+    return order
+
+
+def quota_takes(order: Order) -> dict[int, int]:
+    """The quota shards this order debited and how much from each (orders from before shards: shard 0, all)."""
+    raw = order.quota_takes
+    takes = raw.as_dict() if hasattr(raw, "as_dict") else dict(raw or {})
+    return {int(shard): int(used) for shard, used in takes.items()} if takes else {0: int(order.points)}
+
+
+def _move_quota(tx: LabelledTransaction, order: Order, to: str) -> None:
+    """Reserved points back to ``remaining`` or on to ``spent``, on exactly the shards the order debited."""
+    for shard, used in quota_takes(order).items():
+        target = Quota.spent if to == "spent" else Quota.remaining
+        tx.update(f"quota:{shard}", Quota(order.channel_code, quotas.shard_key(order.period_id, shard)),
+                  [Quota.reserved.add(-used), target.add(used)])
+
+
+def _confirm(order: Order) -> Order:
+    def build() -> LabelledTransaction:
+        tx = LabelledTransaction()
+        tx.update("order", order, [Order.status.set(PAID), Order.pending_channel.remove(),
+                                   Order.unsplit.set(order.channel_code), Order.updated_at.set(now_iso())],
+                  condition=Order.status == AWAITING)
+        _move_quota(tx, order, "spent")
+        return tx
+
+    return _settle(order, build)
+
+
+def _release(order: Order, reason: str) -> Order:
+    """Give back quota and stock; points were never taken by the channel."""
+    lines = [PricedLine(l["goods_id"], l["sku_id"], int(l["qty"]), 0, 0, 0, "", "", "") for l in lines_of(order)]
+    goods_mod.stock_items(Goods.batch_get(sorted({l.goods_id for l in lines})))  # orders from before Stock items
+
+    def build() -> LabelledTransaction:
+        tx = LabelledTransaction()
+        tx.update("order", order, [Order.status.set(FAILED), Order.failure.set(reason),
+                                   Order.pending_channel.remove(), Order.updated_at.set(now_iso())],
+                  condition=Order.status == AWAITING)
+        _move_quota(tx, order, "remaining")
+        if order.cap_counted:  # the member's cap room comes back: exactly what this order took of it
+            tx.update("member_cap", MemberRedemption(order.member_id, order.period_id),
+                      [MemberRedemption.redeemed.add(-int(order.cap_counted))])
+        _stock_updates(tx, lines, {}, +1, guard_prices=False)
+        return tx
+
+    return _settle(order, build)
+
+
+def _settle(order: Order, build) -> Order:
+    """Move an awaiting order on, once: if it already left "awaiting", someone else settled it."""
+    try:
+        commit_retrying(build, COMMIT_ATTEMPTS)
+    except Refused:
+        pass
+    order.refresh(consistent_read=True)
+    return order
+
+
+def pending(channel_code: str, older_than: float = 0) -> list[Order]:
+    """Orders of one channel awaiting its deduction, placed at least ``older_than`` seconds ago."""
+    return list(Order.pending_index.query(channel_code, Order.created_at <= _iso(time.time() - older_than)))
+
+
+def resolve_pending(channel: Channel, older_than: float = 0) -> dict[str, int]:
+    """Every order of one channel still awaiting the channel's deduction (placed ``older_than`` seconds ago
+    or earlier) is asked about again."""
+    outcome = {PAID: 0, FAILED: 0, AWAITING: 0}
+    for order in pending(channel.code, older_than):
+        order = resolve(order, channel)
+        if order.status == PAID:  # confirmed by this sweep: its fulfilment starts here
+            fulfilment.start(order, channel)
+        outcome[order.status] += 1
+    return outcome
+
+
+def sweep_remote() -> dict[str, dict]:
+    """The scheduler's sweep over every remote-mode channel, suspended ones included (their members' orders
+    still hold quota and wait for an answer). Each channel on its own: one that fails is logged and counted
+    (``RemoteSweepFailed``) and answers ``{"error": ...}``; the others go on.
+
+    Only orders older than ``DEDUCT_LEASE_SECONDS`` are swept: a younger one's deduct may still be on its
+    way to the channel from the request that placed it, and a sweep that queried it now would find nothing
+    and cancel an order the member is about to pay for."""
+    remote = [c for c in channels.list_all() if c.points_mode == "remote"]
+    return channels.sweep_each(lambda channel: resolve_pending(channel, DEDUCT_LEASE_SECONDS),
+                               lambda: count("RemoteSweepFailed"), remote)

@@ -1,0 +1,268 @@
+"""Channel redemption quota per settlement period, split across shard items.
+
+Ops open a period with its quota and raise it (never lower it: orders already
+taken could exceed a lowered limit); every change is audited. A period's quota
+lives in 1 to ``MAX_SHARDS`` shard items whose values sum exactly to it (every
+unit of quota is in exactly one shard), so a hot channel's checkouts spread their
+writes over several items instead of one item's write ceiling. Checkout and
+grants debit the shard(s) chosen by ``take`` with ``remaining >= n`` /
+``grant_room >= n`` on each.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Mapping
+
+from chalicelib.channels import channels
+from chalicelib.channels.pricing import points_for
+from chalicelib.core import audit
+from chalicelib.core.errors import Conflict, NotFound, Unprocessable
+from chalicelib.core.models import Channel, LabelledTransaction, Quota, Refused, commit_retrying, now_iso
+
+MAX_SHARDS = 32
+
+
+def shard_key(period_id: str, shard: int) -> str:
+    """Shard 0 is keyed by the period id itself (a one-shard period is one item, as before); shard i by ``id#i``."""
+    return period_id if shard == 0 else f"{period_id}#{shard}"
+
+
+def _shard_number(period_id: str, key: str) -> int | None:
+    if key == period_id:
+        return 0
+    suffix = key[len(period_id) + 1:] if key.startswith(period_id + "#") else ""
+    return int(suffix) if suffix.isdigit() else None
+
+
+@dataclass(frozen=True)
+class Period:
+    """A period's quota: its shard items by shard number, and their totals."""
+
+    channel_code: str
+    period_id: str
+    shards: dict[int, Quota]
+
+    def _sum(self, field: str) -> int:
+        return sum(int(getattr(q, field) or 0) for q in self.shards.values())
+
+    @property
+    def starts_at(self) -> int:
+        return int(self.shards[0].starts_at)
+
+    @property
+    def ends_at(self) -> int:
+        return int(self.shards[0].ends_at)
+
+    limit = property(lambda self: self._sum("limit"))
+    remaining = property(lambda self: self._sum("remaining"))
+    reserved = property(lambda self: self._sum("reserved"))
+    spent = property(lambda self: self._sum("spent"))
+    granted = property(lambda self: self._sum("granted"))
+    grant_room = property(lambda self: self._sum("grant_room"))
+
+    @property
+    def selling(self) -> bool:
+        return all(q.selling is not False for q in self.shards.values())
+
+    @property
+    def pricing_versions(self) -> set[int]:
+        """The channel pricing versions the shards carry (one, unless a re-price committed between reads)."""
+        return {int(q.pricing_version or 0) for q in self.shards.values()}
+
+    def by_shard(self, field: str) -> dict[int, int]:
+        return {i: int(getattr(q, field)) for i, q in self.shards.items()}
+
+
+def pricing_version(channel: Channel) -> int:
+    return int(channel.pricing_version or 0)
+
+
+def priced_at(version: int):
+    """The condition a debited shard carries: the channel's prices are still those of ``version``."""
+    if version == 0:  # never re-priced since the field exists: absent on the shards, or 0
+        return Quota.pricing_version.does_not_exist() | (Quota.pricing_version == 0)
+    return Quota.pricing_version == version
+
+
+def shard_keys(channel: Channel) -> list[str] | None:
+    """The current period's shard keys when the channel item knows how many there are, else None."""
+    if not channel.current_period or not channel.quota_shards:
+        return None
+    return [shard_key(channel.current_period, i) for i in range(int(channel.quota_shards))]
+
+
+def of_items(code: str, period_id: str, items: list[Quota]) -> Period | None:
+    """A period from its shard items as read by key; None unless every shard is there."""
+    found = {_shard_number(period_id, q.period_id): q for q in items}
+    found.pop(None, None)
+    if 0 not in found or len(found) != len(items) or sorted(found) != list(range(len(found))):
+        return None
+    return Period(code, period_id, dict(sorted(found.items())))
+
+
+def reprice(tx: LabelledTransaction, channel: Channel) -> None:
+    """In a transaction that changes what the channel sells at which price: raise its pricing version on the
+    channel and on every shard of its current period, and refuse (label ``channel``) if the period changed
+    since ``channel`` was read. Checkouts priced before it then fail their shard condition and read again."""
+    tx.update("channel", channel, [Channel.pricing_version.add(1), Channel.updated_at.set(now_iso())],
+              condition=same_period(channel))
+    for key in current_keys(channel):
+        tx.update(f"reprice:{key}", Quota(channel.code, key), [Quota.pricing_version.add(1)],
+                  condition=Quota.period_id.exists())
+
+
+def current_keys(channel: Channel) -> list[str]:
+    """The current period's shard keys: from the channel item, or one Query for channels from before the count."""
+    if not channel.current_period:
+        return []
+    return shard_keys(channel) or [q.period_id for q in get(channel.code, channel.current_period).shards.values()]
+
+
+def same_period(channel: Channel):
+    """Condition on the channel item: its current period is still the one ``channel`` was read with."""
+    if channel.current_period:
+        return Channel.current_period == channel.current_period
+    return Channel.code.exists() & Channel.current_period.does_not_exist()
+
+
+def split(total: int, parts: int) -> list[int]:
+    """``total`` in ``parts`` shares as even as possible, the remainder one unit each to the first shares."""
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def take(available: Mapping[int, int], points: int, rnd: random.Random | None = None) -> dict[int, int] | None:
+    """Which shards pay for ``points``: shard → amount, or None when even their total cannot.
+
+    One shard picked at random among those that cover it alone (spreads the writes); when none
+    does but the total does, the fullest shards in turn, so an order is never refused while the
+    period as a whole still has room. A debit is at least 1 point: a negative one would add quota.
+    """
+    if points < 1:
+        raise ValueError(f"a quota debit is at least 1 point, not {points}")
+    rnd = rnd or random
+    whole = [i for i, amount in available.items() if amount >= points]
+    if whole:
+        return {rnd.choice(whole): points}
+    if sum(available.values()) < points:
+        return None
+    takes, need = {}, points
+    for i in sorted(available, key=lambda i: (-available[i], i)):
+        used = min(available[i], need)
+        if used > 0:
+            takes[i] = used
+            need -= used
+        if need == 0:
+            break
+    return takes
+
+
+def open_period(code: str, period_id: str, starts_at: int, ends_at: int, quota_points: int | None,
+                actor: str, shards: int = 1) -> Period:
+    channel = channels.get(code)
+    if ends_at <= starts_at:
+        raise Unprocessable("validation_error", "ends_at must be after starts_at", "ends_at")
+    if not 1 <= shards <= MAX_SHARDS:
+        raise Unprocessable("validation_error", f"shards must be 1 to {MAX_SHARDS}", "shards")
+    if period_id == channel.current_period:
+        # The transaction below would put and update the same shard items, which DynamoDB refuses outright
+        # (ValidationException), so this case never reaches it; any other existing id fails the put's condition.
+        raise Conflict("period_exists", f"channel {code} already has period {period_id}", "period_id")
+    limit = int(channel.redemption_quota) if quota_points is None else quota_points
+    selling = channel.status == channels.ACTIVE
+    version = pricing_version(channel)  # the new shards carry it; the channel's condition below keeps it current
+    items = {i: Quota(code, shard_key(period_id, i), starts_at=starts_at, ends_at=ends_at, limit=share,
+                      remaining=share, reserved=0, spent=0, grant_room=share, granted=0, selling=selling,
+                      pricing_version=version)
+             for i, share in enumerate(split(limit, shards))}
+    previous = get(code, channel.current_period) if channel.current_period else None
+
+    def build() -> LabelledTransaction:
+        tx = LabelledTransaction()
+        for i, item in items.items():
+            tx.put(f"period:{i}", item, condition=Quota.period_id.does_not_exist())
+        for i, item in (previous.shards.items() if previous else ()):
+            tx.update(f"closed:{i}", item, [Quota.selling.set(False)])  # the old period stops selling with it
+        same_version = (Channel.pricing_version == version) if version else (
+            Channel.pricing_version.does_not_exist() | (Channel.pricing_version == 0))
+        tx.update("channel", channel, [Channel.current_period.set(period_id), Channel.quota_shards.set(shards),
+                                       Channel.updated_at.set(now_iso())],
+                  condition=(Channel.status == channel.status) & same_period(channel) & same_version)
+        tx.put("audit", audit.row(f"channel#{code}", actor, "period_opened", "current_period",
+                                  channel.current_period, {"period_id": period_id, "quota": limit, "shards": shards,
+                                                           "starts_at": starts_at, "ends_at": ends_at}))
+        return tx
+
+    try:
+        commit_retrying(build)
+    except Refused as refused:
+        if "channel" in refused.labels:
+            raise Conflict("concurrent_update", f"channel {code} changed meanwhile; retry") from None
+        raise Conflict("period_exists", f"channel {code} already has period {period_id}", "period_id") from None
+    return Period(code, period_id, items)
+
+
+def get(code: str, period_id: str) -> Period:
+    """Every shard of the period in one consistent Query (keys ``period_id`` .. ``period_id#~``)."""
+    found = {}
+    for item in Quota.query(code, Quota.period_id.between(period_id, period_id + "#~"), consistent_read=True):
+        shard = _shard_number(period_id, item.period_id)
+        if shard is not None:
+            found[shard] = item
+    if 0 not in found:
+        raise NotFound("period_not_found", f"channel {code} has no period {period_id}")
+    return Period(code, period_id, dict(sorted(found.items())))
+
+
+def current(channel: Channel) -> Period:
+    if not channel.current_period:
+        raise Conflict("period_not_open", f"channel {channel.code} has no open settlement period")
+    return get(channel.code, channel.current_period)
+
+
+def spread(points: int, remaining: Mapping[int, int]) -> dict[int, int]:
+    """A raise over the shards as evenly as possible, the remainder to the emptiest shards; no zero entries."""
+    order = sorted(remaining, key=lambda i: (remaining[i], i))
+    shares = split(points, len(order))
+    return {i: share for i, share in zip(order, shares) if share}
+
+
+def raise_quota(code: str, period_id: str, points: int, actor: str) -> Period:
+    period = get(code, period_id)
+    adds = spread(points, period.by_shard("remaining"))
+
+    def build() -> LabelledTransaction:
+        tx = LabelledTransaction()
+        now = int(time.time())
+        for i, add in adds.items():
+            tx.update(f"quota:{i}", period.shards[i], [Quota.limit.add(add), Quota.remaining.add(add),
+                                                       Quota.grant_room.add(add)], condition=Quota.ends_at > now)
+        tx.put("audit", audit.row(f"channel#{code}", actor, "quota_raised", f"quota.{period_id}",
+                                  period.limit, period.limit + points))
+        return tx
+
+    try:
+        commit_retrying(build)
+    except Refused:
+        raise Conflict("period_ended", f"period {period_id} has ended; open a new one") from None
+    return get(code, period_id)
+
+
+def view(period: Period, channel: Channel) -> dict:
+    """Quota in points (totals over the shards) and, at the channel's rate, in money (fen)."""
+    rate = int(channel.points_per_yuan)
+    as_money = lambda points: -(-int(points) * 100 // rate)  # noqa: E731
+    now = time.time()
+    limit, remaining = period.limit, period.remaining
+    return {
+        "channel_code": period.channel_code, "period_id": period.period_id,
+        "starts_at": period.starts_at, "ends_at": period.ends_at,
+        "open": period.starts_at <= now < period.ends_at,
+        "limit": limit, "remaining": remaining, "reserved": period.reserved,
+        "spent": period.spent, "granted": period.granted, "grant_room": period.grant_room,
+        "shards": len(period.shards), "selling": period.selling,
+        "limit_money": as_money(limit), "remaining_money": as_money(remaining),
+        "points_per_yuan": rate, "one_yuan_in_points": points_for(100, rate),
+    }

@@ -1,0 +1,1 @@
+"""Shared ground: PynamoDB models and write helpers, errors, config, HTTP plumbing, request schemas, audit, observability."""

@@ -1,0 +1,795 @@
+"""PynamoDB models: one table per business entity.
+
+The deployment template (``infra/template.py``) is generated from these
+classes, so keys, indexes and TTL are declared once, here.
+"""
+from __future__ import annotations
+
+import random
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, TypeVar
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+)
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWriteError, UpdateError
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.core import config
+
+M = TypeVar("M", bound=Model)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _meta(name: str) -> type:
+    return type(
+        "Meta",
+        (),
+        {
+            "table_name": config.table_name(name),
+            "region": config.REGION,
+            "host": config.DYNAMODB_ENDPOINT,
+            "billing_mode": "PAY_PER_REQUEST",
+            "connect_timeout_seconds": 2,
+            "read_timeout_seconds": 5,
+            "max_retry_attempts": 3,
+        },
+    )
+
+
+def _index_meta(name: str) -> type:
+    return type("Meta", (), {"index_name": name, "projection": AllProjection()})
+
+
+class SupplierStatusIndex(GlobalSecondaryIndex):
+    Meta = _index_meta("status-index")
+    status = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class Supplier(Model):
+    """A supplier account: applied, active, rejected or suspended."""
+
+    Meta = _meta("suppliers")
+    supplier_id = UnicodeAttribute(hash_key=True)
+    name = UnicodeAttribute()
+    contact_name = UnicodeAttribute()
+    phone = UnicodeAttribute()
+    email = UnicodeAttribute(null=True)
+    licence_no = UnicodeAttribute()
+    bank_account = MapAttribute()
+    status = UnicodeAttribute()
+    reject_reason = UnicodeAttribute(null=True)
+    created_by = UnicodeAttribute()
+    created_at = UnicodeAttribute(default=now_iso)
+    updated_at = UnicodeAttribute(default=now_iso)
+    status_index = SupplierStatusIndex()
+
+
+class SupplierKeyIndex(GlobalSecondaryIndex):
+    Meta = _index_meta("supplier-index")
+    supplier_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class SupplierKey(Model):
+    """An API credential; only the SHA-256 of its secret part is kept."""
+
+    Meta = _meta("supplier-keys")
+    key_id = UnicodeAttribute(hash_key=True)
+    supplier_id = UnicodeAttribute()
+    secret_hash = UnicodeAttribute()
+    status = UnicodeAttribute(default="active")
+    created_at = UnicodeAttribute(default=now_iso)
+    revoked_at = UnicodeAttribute(null=True)
+    supplier_index = SupplierKeyIndex()
+
+
+class GoodsSupplierIndex(GlobalSecondaryIndex):
+    Meta = _index_meta("supplier-index")
+    supplier_id = UnicodeAttribute(hash_key=True)
+    updated_at = UnicodeAttribute(range_key=True)
+
+
+class GoodsStatusIndex(GlobalSecondaryIndex):
+    Meta = _index_meta("status-index")
+    status = UnicodeAttribute(hash_key=True)
+    updated_at = UnicodeAttribute(range_key=True)
+
+
+class GoodsRevisionIndex(GlobalSecondaryIndex):
+    """Sparse: only goods with a content revision (``pending`` for ops to review, or ``rejected``)."""
+    Meta = _index_meta("revision-index")
+    revision_state = UnicodeAttribute(hash_key=True)
+    updated_at = UnicodeAttribute(range_key=True)
+
+
+class Goods(Model):
+    """A supplier's goods with its SKUs.
+
+    ``skus`` maps sku_id to ``{spec, settlement_price, base_price, stock}``
+    (prices in minor currency units) so one SKU's stock can be changed by a
+    conditional update on ``skus.<sku_id>.stock`` without reading the list.
+    """
+
+    Meta = _meta("goods")
+    goods_id = UnicodeAttribute(hash_key=True)
+    supplier_id = UnicodeAttribute()
+    ref = UnicodeAttribute()
+    title = UnicodeAttribute()
+    description = UnicodeAttribute(default="")
+    images = ListAttribute(of=UnicodeAttribute, default=list)  # upload ids of the supplier's own images
+    category = UnicodeAttribute()
+    skus = MapAttribute()
+    status = UnicodeAttribute()
+    reject_reason = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute(default=now_iso)
+    updated_at = UnicodeAttribute(default=now_iso)
+    version = NumberAttribute(default=1)
+    # A supplier's change to approved content (title, description, images, category) waits here for
+    # review while members keep seeing the approved fields above; ``revision_state`` keys the sparse index.
+    revision = MapAttribute(null=True)
+    revision_state = UnicodeAttribute(null=True)
+    supplier_index = GoodsSupplierIndex()
+    status_index = GoodsStatusIndex()
+    revision_index = GoodsRevisionIndex()
+
+
+class Stock(Model):
+    """One SKU's stock and the prices checkout guards, kept apart from its goods item.
+
+    A checkout line writes only this small item (2 WCU in a transaction) instead of the whole
+    goods item with every SKU, title and description. ``stock`` is authoritative (checkout takes
+    it with ``stock >= qty``); ``settlement_price`` and ``base_price`` mirror the goods' SKU and
+    ``selling`` is true while the goods is approved, each written in the same transaction that
+    changes it on the goods item, so checkout's conditions here guard the prices and the approval
+    it read. Goods from before this item get it on first read (``goods.stock_items``).
+    """
+
+    Meta = _meta("stock")
+    goods_id = UnicodeAttribute(hash_key=True)
+    sku_id = UnicodeAttribute(range_key=True)
+    stock = NumberAttribute()
+    settlement_price = NumberAttribute()
+    base_price = NumberAttribute(null=True)
+    selling = BooleanAttribute(default=False)
+
+
+class Audit(Model):
+    """Who changed what, when, from which value to which: one row per change."""
+
+    Meta = _meta("audit")
+    entity = UnicodeAttribute(hash_key=True)
+    at = UnicodeAttribute(range_key=True)
+    actor = UnicodeAttribute()
+    action = UnicodeAttribute()
+    field = UnicodeAttribute(null=True)
+    old = UnicodeAttribute(null=True)
+    new = UnicodeAttribute(null=True)
+
+
+class Channel(Model):
+    """A partner app that sells our goods to its members for points."""
+
+    Meta = _meta("channels")
+    code = UnicodeAttribute(hash_key=True)
+    name = UnicodeAttribute()
+    contact_name = UnicodeAttribute()
+    phone = UnicodeAttribute()
+    settlement_period = UnicodeAttribute()
+    points_mode = UnicodeAttribute()
+    points_per_yuan = NumberAttribute()
+    member_points_cap = NumberAttribute()
+    redemption_quota = NumberAttribute()
+    api_base_url = UnicodeAttribute(null=True)
+    entry_mode = UnicodeAttribute(default="signed")
+    sandbox = BooleanAttribute(default=False)
+    cart_enabled = BooleanAttribute(default=False)
+    secret = UnicodeAttribute()
+    previous_secret = UnicodeAttribute(null=True)
+    previous_secret_until = NumberAttribute(null=True)
+    # When the channel first signed a request with the current secret during an overlap (its proof
+    # that it has it); until then, and until the overlap ends, our calls to it use the previous one.
+    secret_proven_at = NumberAttribute(null=True)
+    status = UnicodeAttribute(default="active")
+    current_period = UnicodeAttribute(null=True)
+    # How many quota shard items the current period has (written with ``current_period``), so checkout
+    # reads them by key in its one BatchGetItem; channels from before it are found by a Query.
+    quota_shards = NumberAttribute(null=True)
+    # Raised, with the same field on every shard of the current period, by every change of what the
+    # channel sells at which price (sub-pool items, points per yuan): checkout conditions the shards it
+    # debits on the version it read with the channel, instead of a condition check per sub-pool item.
+    pricing_version = NumberAttribute(null=True)
+    payment_auth = UnicodeAttribute(default="channel_password")
+    # Order fulfilment (``fulfilment.start``): a parcel unshipped this long after payment is cancelled and
+    # refunded; a shipped one completes this long after the shipping deadline unless the member confirms first.
+    shipping_deadline_hours = NumberAttribute(default=72)
+    receipt_days = NumberAttribute(default=10)
+    # Where order events go (``webhooks``), signed per Standard Webhooks with ``webhook_secret``
+    # ("whsec_" + base64), a key apart from the signing secret; during a rotation's overlap the
+    # previous one signs too (both signatures sent), so the channel may switch when it likes.
+    webhook_url = UnicodeAttribute(null=True)
+    webhook_secret = UnicodeAttribute(null=True)
+    previous_webhook_secret = UnicodeAttribute(null=True)
+    previous_webhook_secret_until = NumberAttribute(null=True)
+    created_at = UnicodeAttribute(default=now_iso)
+    updated_at = UnicodeAttribute(default=now_iso)
+
+
+class PoolItem(Model):
+    """A master-pool goods picked into one channel's sub-pool.
+
+    ``prices`` maps sku_id to its rule: ``{"price": n}`` or
+    ``{"markup": {...}}``, with ``allow_loss`` when ops accepted a price
+    below settlement. A SKU without a rule sells at the base sale price.
+    """
+
+    Meta = _meta("pool")
+    channel_code = UnicodeAttribute(hash_key=True)
+    goods_id = UnicodeAttribute(range_key=True)
+    prices = MapAttribute(default=dict)
+    added_by = UnicodeAttribute()
+    added_at = UnicodeAttribute(default=now_iso)
+    updated_at = UnicodeAttribute(default=now_iso)
+
+
+class Upload(Model):
+    """A signed upload link handed to a supplier, and what its object became."""
+
+    Meta = _meta("uploads")
+    upload_id = UnicodeAttribute(hash_key=True)
+    supplier_id = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    key = UnicodeAttribute()
+    content_type = UnicodeAttribute()
+    status = UnicodeAttribute(default="issued")
+    result = MapAttribute(default=dict)
+    created_at = UnicodeAttribute(default=now_iso)
+    processed_at = UnicodeAttribute(null=True)
+    expires_at = TTLAttribute()
+
+
+class Nonce(Model):
+    """A signed request's nonce, kept past the time window so a replay is refused."""
+
+    Meta = _meta("nonces")
+    key = UnicodeAttribute(hash_key=True)  # "{channel}#{nonce}"
+    expires_at = TTLAttribute()
+
+
+class MemberLink(Model):
+    """One channel's external member id → our member id; created only with its member."""
+
+    Meta = _meta("member-links")
+    link = UnicodeAttribute(hash_key=True)  # "{channel}#{external_id}"
+    member_id = UnicodeAttribute()
+
+
+class Member(Model):
+    """A channel member as we know it: exactly one external id in exactly one channel."""
+
+    Meta = _meta("members")
+    member_id = UnicodeAttribute(hash_key=True)
+    channel_code = UnicodeAttribute()
+    external_id = UnicodeAttribute()
+    nickname = UnicodeAttribute(null=True)
+    mobile = UnicodeAttribute(null=True)
+    remote_points = NumberAttribute(null=True)
+    created_at = UnicodeAttribute(default=now_iso)
+    last_entry_at = UnicodeAttribute(default=now_iso)
+
+
+class Topic(Model):
+    """An ops-curated collection on a channel's store home, with its own goods order."""
+
+    Meta = _meta("topics")
+    channel_code = UnicodeAttribute(hash_key=True)
+    topic_id = UnicodeAttribute(range_key=True)
+    title = UnicodeAttribute()
+    position = NumberAttribute(default=0)
+    goods_ids = ListAttribute(of=UnicodeAttribute, default=list)
+    updated_at = UnicodeAttribute(default=now_iso)
+
+
+class Quota(Model):
+    """One shard of a channel's redemption quota for one settlement period, in points.
+
+    A period is 1 to 32 shard items (so one hot channel is not capped by one item's write
+    ceiling): shard 0 is keyed ``period_id`` itself, shard i > 0 ``{period_id}#{i}``
+    (``quotas.shard_key``); every field below is that shard's share and the period's
+    figures are the sums. ``remaining`` is what checkout may still take (condition
+    ``remaining >= n``), ``reserved`` holds remote-mode orders waiting for the channel's
+    deduction, ``spent`` is confirmed; ``grant_room`` caps hosted grants at the same quota.
+    Per shard, ``remaining + reserved + spent == limit == grant_room + granted``.
+    ``selling`` is the checkout gate: true only while the channel is active and this is its
+    current period. It is written with the channel's status and period changes, so checkout
+    conditions on the shards it debits and never on the (single, hot) channel item.
+    """
+
+    Meta = _meta("quotas")
+    channel_code = UnicodeAttribute(hash_key=True)
+    period_id = UnicodeAttribute(range_key=True)
+    starts_at = NumberAttribute()
+    ends_at = NumberAttribute()
+    limit = NumberAttribute()
+    remaining = NumberAttribute()
+    reserved = NumberAttribute(default=0)
+    spent = NumberAttribute(default=0)
+    grant_room = NumberAttribute()
+    granted = NumberAttribute(default=0)
+    selling = BooleanAttribute(default=True)
+    # The channel's ``pricing_version`` (copied when the period opens, raised with it): checkout's guard
+    # that the sub-pool prices it read are still the channel's at commit.
+    pricing_version = NumberAttribute(null=True)
+    created_at = UnicodeAttribute(default=now_iso)
+
+
+class Wallet(Model):
+    """A hosted-mode member's points: one lot per grant, each with its own expiry.
+
+    ``balance`` = ``granted`` − ``spent`` + ``refunded`` − ``expired`` always; spending takes
+    from lots by earliest expiry, each lot guarded by ``left >= take`` and
+    ``expires_at > now`` in the checkout transaction.
+    """
+
+    Meta = _meta("wallets")
+    member_id = UnicodeAttribute(hash_key=True)
+    channel_code = UnicodeAttribute()
+    balance = NumberAttribute(default=0)
+    granted = NumberAttribute(default=0)
+    spent = NumberAttribute(default=0)
+    expired = NumberAttribute(default=0)
+    # Points given back by cancelled or refunded parcels, each as a lot of its own (``parcels.give_back``):
+    # ``balance`` = ``granted`` − ``spent`` + ``refunded`` − ``expired``.
+    refunded = NumberAttribute(default=0)
+    lots = MapAttribute(default=dict)
+
+
+class Grant(Model):
+    """A channel's points grant, keyed by the channel's own grant id: one grant, once."""
+
+    Meta = _meta("grants")
+    grant_key = UnicodeAttribute(hash_key=True)  # "{channel}#{grant_id}"
+    member_id = UnicodeAttribute()
+    external_id = UnicodeAttribute()
+    points = NumberAttribute()
+    expires_at = NumberAttribute()
+    period_id = UnicodeAttribute()
+    created_at = UnicodeAttribute(default=now_iso)
+
+
+class MemberRedemption(Model):
+    """Points one remote-mode member has redeemed in one period: the per-member cap's counter.
+
+    The channel keeps the member's wallet, so the cap is judged here: checkout adds the order's points
+    with ``redeemed <= cap - points`` in its transaction; a release takes them back.
+    """
+
+    Meta = _meta("member-redemptions")
+    member_id = UnicodeAttribute(hash_key=True)
+    period_id = UnicodeAttribute(range_key=True)
+    redeemed = NumberAttribute(default=0)
+
+
+class OrderMemberIndex(GlobalSecondaryIndex):
+    Meta = _index_meta("member-index")
+    member_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class OrderPendingIndex(GlobalSecondaryIndex):
+    """Sparse: only remote-mode orders still waiting for the channel's deduction."""
+
+    Meta = _index_meta("pending-index")
+    pending_channel = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class OrderUnsplitIndex(GlobalSecondaryIndex):
+    """Sparse: paid orders not yet split into parcels (their fulfilment may never have started)."""
+
+    Meta = _index_meta("unsplit-index")
+    unsplit = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class Order(Model):
+    """A member's order: lines at the channel price with their settlement price and supplier."""
+
+    Meta = _meta("orders")
+    order_id = UnicodeAttribute(hash_key=True)
+    channel_code = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    period_id = UnicodeAttribute()
+    request_hash = UnicodeAttribute()
+    status = UnicodeAttribute()
+    points_mode = UnicodeAttribute()
+    lines = ListAttribute(of=MapAttribute)
+    points = NumberAttribute()
+    amount = NumberAttribute()
+    failure = UnicodeAttribute(null=True)
+    pending_channel = UnicodeAttribute(null=True)
+    quota_takes = MapAttribute(null=True)  # quota shard number (as a string) → points debited from it
+    # Remote mode: the points this order added to the member's ``MemberRedemption`` counter at checkout,
+    # all a release may give back (orders from before the counter added nothing and have none).
+    cap_counted = NumberAttribute(null=True)
+    resolve_attempts = NumberAttribute(default=0)
+    sandbox = BooleanAttribute(default=False)  # a sandbox channel's: never reaches a supplier, never settled
+    # Ship-to the member gave at checkout (name, phone, lines): shown to the member and to the supplier
+    # of each of its parcels, nobody else. Orders from before it, and API orders without one, have none.
+    address = MapAttribute(null=True)
+    created_at = UnicodeAttribute(default=now_iso)
+    updated_at = UnicodeAttribute(default=now_iso)
+    # No index by channel: nothing reads one, and each index costs every order 1 WCU more (issue 7 holds a
+    # one-line order's transaction to 10 WCU; a remote order already writes member and pending index entries).
+    member_index = OrderMemberIndex()
+    pending_index = OrderPendingIndex()
+    # the channel's code from the write that makes the order paid until its split: the sweep's work list
+    unsplit = UnicodeAttribute(null=True)
+    unsplit_index = OrderUnsplitIndex()
+
+
+class PaymentGuard(Model):
+    """Per-member payment authentication state: failed attempts, lock, one-time code."""
+
+    Meta = _meta("payment-guards")
+    member_id = UnicodeAttribute(hash_key=True)
+    failures = NumberAttribute(default=0)
+    locked_until = NumberAttribute(default=0)
+    otp_hash = UnicodeAttribute(null=True)
+    otp_expires_at = NumberAttribute(null=True)
+    otp_attempts = NumberAttribute(default=0)
+    # Start of the fixed window attempts are counted in (``payment_auth.WINDOW_SECONDS``), and a keyed
+    # fingerprint of each distinct password or code tried in it: an attempt is reserved here before it is
+    # checked, and a reservation a crashed request never settled expires with its window.
+    attempts_window = NumberAttribute(null=True)
+    tried = UnicodeSetAttribute(null=True)
+
+
+class RateCounter(Model):
+    """Uses of one rate-limited scope in one fixed window (``ratelimit.hit``); expires after it."""
+
+    Meta = _meta("rate-counters")
+    key = UnicodeAttribute(hash_key=True)  # "{scope}#{window start}"
+    count = NumberAttribute(default=0)
+    expires_at = TTLAttribute()
+
+
+class OutboxPendingIndex(GlobalSecondaryIndex):
+    """Sparse: only events still to be delivered, by when they are next due."""
+
+    Meta = _index_meta("pending-index")
+    pending = UnicodeAttribute(hash_key=True)  # the channel code while undelivered; removed once delivered or parked
+    due_at = NumberAttribute(range_key=True)
+
+
+class OutboxParkedIndex(GlobalSecondaryIndex):
+    """Sparse: events whose last retry failed, waiting for ops to redrive them."""
+
+    Meta = _index_meta("parked-index")
+    parked = UnicodeAttribute(hash_key=True)  # the channel code while parked
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class OutboxEvent(Model):
+    """An event for a channel's webhook, written in the same transaction as the change that causes it.
+
+    ``event_id`` is the Standard Webhooks ``webhook-id``: stable, the same on every retry, so the channel
+    can dedupe. ``payload`` is the exact JSON body sent, frozen at the change."""
+
+    Meta = _meta("outbox")
+    event_id = UnicodeAttribute(hash_key=True)
+    channel_code = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    payload = UnicodeAttribute()
+    state = UnicodeAttribute(default="pending")  # pending | delivered | parked
+    attempts = NumberAttribute(default=0)
+    last_error = UnicodeAttribute(null=True)
+    pending = UnicodeAttribute(null=True)
+    due_at = NumberAttribute(null=True)
+    parked = UnicodeAttribute(null=True)
+    sandbox = BooleanAttribute(default=False)
+    created_at = UnicodeAttribute(default=now_iso)
+    delivered_at = UnicodeAttribute(null=True)
+    pending_index = OutboxPendingIndex()
+    parked_index = OutboxParkedIndex()
+
+
+class Cart(Model):
+    """A member's cart in a cart-enabled channel: lines only (``{goods_id, sku_id, qty}``), priced when read.
+
+    Every change rewrites the lines under a condition on ``version`` (``carts``), so concurrent changes never
+    lose a line or pass the line bound; ``expires_at`` (TTL) is pushed back by each change."""
+
+    Meta = _meta("carts")
+    member_id = UnicodeAttribute(hash_key=True)
+    channel_code = UnicodeAttribute()
+    lines = ListAttribute(of=MapAttribute, default=list)
+    version = NumberAttribute(default=0)
+    updated_at = UnicodeAttribute(default=now_iso)
+    expires_at = TTLAttribute(null=True)
+
+
+class ParcelOrderIndex(GlobalSecondaryIndex):
+    Meta = _index_meta("order-index")
+    order_id = UnicodeAttribute(hash_key=True)
+
+
+class ParcelSupplierIndex(GlobalSecondaryIndex):
+    Meta = _index_meta("supplier-index")
+    supplier_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class Parcel(Model):
+    """One supplier's part of a paid order (a sub-order), shipped and refunded on its own.
+
+    ``parcel_id`` is ``{order_id}-{n}``, n = 1.. over the order's suppliers sorted by id, so a re-run of the
+    split writes the same keys (refused by ``does_not_exist``). ``lines`` keep the prices frozen at checkout
+    and the points allocated to each line (``allocation``); ``state`` moves only by ``parcel_states``, each
+    move a conditional write on the state read. A sandbox order's parcels are never shown to a supplier."""
+
+    Meta = _meta("parcels")
+    parcel_id = UnicodeAttribute(hash_key=True)
+    order_id = UnicodeAttribute()
+    channel_code = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    supplier_id = UnicodeAttribute()
+    lines = ListAttribute(of=MapAttribute)  # goods_id, sku_id, qty, price, settlement_price, points, title, spec
+    points = NumberAttribute()
+    amount = NumberAttribute()
+    state = UnicodeAttribute()
+    carrier = UnicodeAttribute(null=True)
+    tracking_no = UnicodeAttribute(null=True)
+    shipped_at = UnicodeAttribute(null=True)
+    completed_at = UnicodeAttribute(null=True)
+    # What a cancel gave back: ``points``, the refund lot's ``expires_at`` (hosted) and ``quota``: "returned"
+    # to its open period, or "settlement" when the period had closed (settled against the channel instead).
+    returned = MapAttribute(null=True)
+    sandbox = BooleanAttribute(default=False)
+    created_at = UnicodeAttribute(default=now_iso)
+    updated_at = UnicodeAttribute(default=now_iso)
+    order_index = ParcelOrderIndex()
+    supplier_index = ParcelSupplierIndex()
+
+
+class RefundPendingIndex(GlobalSecondaryIndex):
+    """Sparse: only remote-mode refunds still waiting for the channel's answer (the sweep's list)."""
+
+    Meta = _index_meta("pending-index")
+    pending_channel = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class RefundSupplierIndex(GlobalSecondaryIndex):
+    Meta = _index_meta("supplier-index")
+    supplier_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class Refund(Model):
+    """The refund of one shipped (or completed) parcel: points go back, the goods stay with the member.
+
+    ``refund_id`` is derived from the parcel id (``refunds.refund_id_for``), so a retried or concurrent
+    request names the same refund and a parcel is refunded at most once; it is also the id the channel's
+    ``points/refund`` is idempotent by. ``state``: requested → approved → (remote: awaiting_channel →)
+    refunded, or rejected (by the supplier or ops, with ``reject_reason``; or by the channel's refusal).
+    ``lines`` and ``points`` are the parcel's, with the points allocated to each line: never more than paid."""
+
+    Meta = _meta("refunds")
+    refund_id = UnicodeAttribute(hash_key=True)
+    parcel_id = UnicodeAttribute()
+    order_id = UnicodeAttribute()
+    channel_code = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    supplier_id = UnicodeAttribute()
+    points_mode = UnicodeAttribute()
+    lines = ListAttribute(of=MapAttribute)  # goods_id, sku_id, qty, points
+    points = NumberAttribute()
+    # "refund": a shipped parcel's points back, the goods stay; "cancel": a remote-mode parcel cancelled
+    # before shipment, whose points only the channel can give back (then stock and quota go back too).
+    action = UnicodeAttribute(default="refund")
+    state = UnicodeAttribute()
+    reason = UnicodeAttribute()
+    requested_by = UnicodeAttribute()
+    decided_by = UnicodeAttribute(null=True)
+    reject_reason = UnicodeAttribute(null=True)
+    pending_channel = UnicodeAttribute(null=True)
+    resolve_attempts = NumberAttribute(default=0)
+    sandbox = BooleanAttribute(default=False)
+    created_at = UnicodeAttribute(default=now_iso)
+    updated_at = UnicodeAttribute(default=now_iso)
+    refunded_at = UnicodeAttribute(null=True)
+    pending_index = RefundPendingIndex()
+    supplier_index = RefundSupplierIndex()
+
+
+ALL_MODELS: tuple[type[Model], ...] = (
+    Supplier, SupplierKey, Goods, Stock, Audit, Channel, PoolItem, Upload, Nonce, MemberLink, Member, Topic,
+    Quota, Wallet, Grant, MemberRedemption, Order, PaymentGuard, RateCounter, OutboxEvent, Cart,
+    Parcel, Refund,
+)
+
+
+def get_owned(model: type[M], key: str, owner_attr: str, owner: str) -> M | None:
+    """The item if it exists and belongs to ``owner``, else None: callers answer both cases alike,
+    so nobody learns that another owner's item exists."""
+    try:
+        item = model.get(key)
+    except DoesNotExist:
+        return None
+    return item if getattr(item, owner_attr) == owner else None
+
+
+def create_tables() -> None:
+    """Create every table that does not exist yet (local stack and tests); PynamoDB enables TTL too."""
+    for model in ALL_MODELS:
+        if not model.exists():
+            model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+
+
+def transaction(token: str | None = None) -> TransactWrite:
+    """A DynamoDB transaction on the configured endpoint: all writes or none."""
+    global _TX_CONNECTION
+    if _TX_CONNECTION is None:  # one shared client: building a botocore client per write costs 50-100+ ms
+        _TX_CONNECTION = Connection(region=config.REGION, host=config.DYNAMODB_ENDPOINT)
+    return TransactWrite(connection=_TX_CONNECTION, client_request_token=token)
+
+
+_TX_CONNECTION: Connection | None = None
+
+
+def batch_read(keys: dict[type[Model], list[tuple]], consistent: tuple[type[Model], ...] = ()
+               ) -> dict[type[Model], list[Model]]:
+    """Items of several tables by key in one ``BatchGetItem`` round trip (``Model.batch_get`` is one
+    table per call); keys are (hash,) or (hash, range), at most 100 in all, each once; ``consistent``
+    names the tables read strongly consistent. Missing items are simply absent."""
+    transaction()  # the shared client
+    request: dict[str, dict] = {}
+    models: dict[str, type[Model]] = {}
+    for model, wanted in keys.items():
+        if not wanted:
+            continue
+        attrs = [model._hash_key_attribute(), model._range_key_attribute()]
+        request[model.Meta.table_name] = {
+            "Keys": [{a.attr_name: {a.attr_type: a.serialize(v)} for a, v in zip(attrs, key)} for key in wanted],
+            "ConsistentRead": model in consistent}
+        models[model.Meta.table_name] = model
+    found: dict[type[Model], list[Model]] = {m: [] for m in keys}
+    while request:
+        answer = _TX_CONNECTION.client.batch_get_item(RequestItems=request)
+        for table, items in answer.get("Responses", {}).items():
+            found[models[table]] += [models[table].from_raw_data(item) for item in items]
+        request = answer.get("UnprocessedKeys") or {}
+    return found
+
+
+def condition_failed(error: Exception) -> bool:
+    """True when a write or transaction failed only because a condition did not hold."""
+    cause = getattr(error, "cause_response_code", None)
+    if cause == "ConditionalCheckFailedException":
+        return True
+    reasons = getattr(error, "cancellation_reasons", None) or []
+    return cause == "TransactionCanceledException" and any(
+        r is not None and r.code == "ConditionalCheckFailed" for r in reasons
+    )
+
+
+class Refused(Exception):
+    """A transaction cancelled because named conditions did not hold (not a conflict)."""
+
+    def __init__(self, labels: list[str]) -> None:
+        super().__init__(", ".join(labels))
+        self.labels = labels
+
+
+class Contended(Exception):
+    """A transaction lost a race with another on the same items; retrying is safe."""
+
+
+class LabelledTransaction:
+    """A transaction whose refused conditions come back by name, not by position.
+
+    DynamoDB reports cancellation reasons in request order; PynamoDB sends
+    condition checks, deletes, puts, then updates, so labels are kept per kind.
+    """
+
+    def __init__(self, token: str | None = None) -> None:
+        self._tx = transaction(token)
+        self._labels: dict[str, list[str]] = {"check": [], "delete": [], "put": [], "update": []}
+
+    def check(self, label: str, model: type[Model], hash_key: Any, range_key: Any = None, condition=None) -> None:
+        self._tx.condition_check(model, hash_key, range_key, condition=condition)
+        self._labels["check"].append(label)
+
+    def delete(self, label: str, item: Model, condition=None) -> None:
+        self._tx.delete(item, condition=condition)
+        self._labels["delete"].append(label)
+
+    def put(self, label: str, item: Model, condition=None) -> None:
+        self._tx.save(item, condition=condition)
+        self._labels["put"].append(label)
+
+    def update(self, label: str, item: Model, actions: list, condition=None) -> None:
+        self._tx.update(item, actions, condition=condition)
+        self._labels["update"].append(label)
+
+    def commit(self) -> None:
+        order = self._labels["check"] + self._labels["delete"] + self._labels["put"] + self._labels["update"]
+        try:
+            with self._tx:
+                pass
+        except TransactWriteError as exc:
+            reasons = exc.cancellation_reasons or []
+            failed = [label for label, r in zip(order, reasons) if r is not None and r.code == "ConditionalCheckFailed"]
+            if failed:
+                raise Refused(failed) from None
+            if exc.cause_response_code in ("TransactionCanceledException", "TransactionConflictException",
+                                           "ProvisionedThroughputExceededException", "ThrottlingException"):
+                raise Contended(str(exc)) from None
+            raise
+
+
+def backoff(attempt: int, base: float = 0.005, cap: float = 0.5) -> None:
+    """The one wait before a retry (a lost race here, a partner call in ``channel_api``): exponential with full
+    jitter, capped, so racing callers spread out instead of colliding again in step."""
+    time.sleep(random.uniform(0, min(cap, base * 2 ** min(attempt, 16))))
+
+
+def lost_race(error: Exception) -> bool:
+    """True when DynamoDB refused a write only because another transaction was writing one of its items
+    at the same time (nothing was written; reading again and retrying is safe)."""
+    cause = getattr(error, "cause_response_code", None)
+    if cause == "TransactionConflictException":
+        return True
+    reasons = getattr(error, "cancellation_reasons", None) or []
+    return cause == "TransactionCanceledException" and not any(
+        r is not None and r.code == "ConditionalCheckFailed" for r in reasons)
+
+
+W = TypeVar("W")
+
+
+def write_retrying(write: Callable[[], W], attempts: int = 8) -> W:
+    """A plain (non-transactional) write, retried while it meets a transaction on its item.
+
+    DynamoDB answers ``TransactionConflictException`` to a write racing a transaction on the same item;
+    a failed condition or any other error still reaches the caller."""
+    for attempt in range(attempts - 1):
+        try:
+            return write()
+        except (PutError, UpdateError, DeleteError) as exc:
+            if not lost_race(exc):
+                raise
+            backoff(attempt)
+    return write()
+
+
+def commit_retrying(build: Callable[[], LabelledTransaction], attempts: int = 25) -> None:
+    """Commit a transaction built afresh each try, retrying only when it lost a race (``Contended``).
+
+    Real DynamoDB cancels transactions that touch an item another transaction is writing; the
+    conditions make a retry safe, so only ``Refused`` (a condition that does not hold) reaches the caller.
+    """
+    from chalicelib.core.errors import Busy
+
+    for attempt in range(attempts):
+        try:
+            build().commit()
+            return
+        except Contended:
+            backoff(attempt)
+    raise Busy("busy", "too many concurrent changes; retry")

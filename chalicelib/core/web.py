@@ -1,0 +1,197 @@
+"""What every route needs from HTTP: bodies, callers, links and error bodies.
+
+Kept apart from the business modules, which never see a request.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from typing import Any
+
+from chalice.app import Request, Response
+
+from chalicelib.core import config
+from chalicelib.core.errors import BadRequest, DomainError, Forbidden, PayloadTooLarge, Unauthorized
+from chalicelib.core.models import Supplier
+from chalicelib.supply import suppliers
+
+JSON = {"Content-Type": "application/json"}
+
+
+class _Schemas:
+    """``chalicelib.core.schemas``, imported on first use: pydantic and the request models are ~85 ms of
+    cold start that requests without a body (store, catalog, entry) never need."""
+
+    def __getattr__(self, name: str) -> Any:
+        from chalicelib.core import schemas as loaded
+
+        return getattr(loaded, name)
+
+
+schemas = _Schemas()
+
+
+def error_response(error: DomainError) -> Response:
+    return Response(body=error.body(), status_code=error.status, headers=JSON)
+
+
+def internal_error() -> Response:
+    return Response(body={"error": {"code": "internal_error", "message": "something went wrong on our side"}},
+                    status_code=500, headers=JSON)
+
+
+# Bounds every request meets before any handler runs (README, "Input bounds").
+BODY_MAX_BYTES = 256 * 1024
+BODY_MAX_DEPTH = 32
+PATH_PARAM = re.compile(r"[A-Za-z0-9_.:~-]{1,128}")
+
+
+def _depth(data: Any) -> int:
+    """How deeply arrays and objects nest (iteratively: the point is to refuse what recursion cannot hold)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, level)
+            if deepest > BODY_MAX_DEPTH:
+                return deepest
+            stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def body(request: Request, model: type | None = None) -> Any:
+    """The JSON body, validated against ``model`` when given; an empty body is ``{}``."""
+    raw = request.raw_body or b"{}"
+    if len(raw) > BODY_MAX_BYTES:
+        raise PayloadTooLarge("body_too_large", f"the body may be at most {BODY_MAX_BYTES} bytes", "body")
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise BadRequest("body_too_deep", f"the body may nest at most {BODY_MAX_DEPTH} levels", "body") from None
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("invalid_json", "the body is not valid JSON", "body") from None
+    if _depth(data) > BODY_MAX_DEPTH:
+        raise BadRequest("body_too_deep", f"the body may nest at most {BODY_MAX_DEPTH} levels", "body")
+    if model is None:
+        return data
+    from chalicelib.core.schemas import validated
+
+    return validated(model, data)
+
+
+def check_path_params(params: dict[str, str]) -> None:
+    """Every path parameter becomes (part of) a key: refuse what no id we issue looks like, before any read.
+
+    DynamoDB refuses keys over 2,048 bytes with an error that would otherwise surface as a 500."""
+    for name, value in params.items():
+        if not PATH_PARAM.fullmatch(value or ""):
+            raise BadRequest("invalid_path_parameter",
+                             f"{name} must be 1 to 128 characters of A-Z a-z 0-9 _ . : ~ -", name)
+
+
+def bearer(request: Request) -> str | None:
+    value = request.headers.get("authorization") or ""
+    return value[7:].strip() if value.lower().startswith("bearer ") else None
+
+
+def ops_actor(request: Request) -> str:
+    """Who is acting as ops: the IAM caller in AWS, the local-only token on the local stack."""
+    if config.IS_LOCAL:
+        token = bearer(request)
+        if not (config.LOCAL_OPS_TOKEN and token and hmac.compare_digest(token, config.LOCAL_OPS_TOKEN)):
+            raise Unauthorized("ops_auth_required", "ops routes need the local ops token as a Bearer token")
+        return "ops:local"
+    identity = (request.context or {}).get("identity") or {}
+    caller = identity.get("userArn") or identity.get("caller")
+    if not caller:
+        raise Forbidden("ops_auth_required", "ops routes need IAM-signed requests")
+    return caller
+
+
+def supplier(request: Request) -> Supplier:
+    key = request.headers.get("x-api-key") or bearer(request)
+    return suppliers.authenticate(key)
+
+
+def base_url(request: Request) -> str:
+    """The public base of this API, for the links we hand out."""
+    if config.PUBLIC_BASE_URL:
+        return config.PUBLIC_BASE_URL.rstrip("/")
+    headers = request.headers
+    scheme = headers.get("x-forwarded-proto", "http")
+    host = headers.get("host", "localhost")
+    stage = (request.context or {}).get("stage")
+    prefix = f"/{stage}" if stage and ".execute-api." in host else ""
+    return f"{scheme}://{host}{prefix}"
+
+
+def query(request: Request, name: str, default: str | None = None) -> str | None:
+    return (request.query_params or {}).get(name, default)
+
+
+def chalice_error_to_contract(response: Response) -> Response:
+    """Chalice's own errors (415, 404 …) into the ``{"error": {code, message}}`` shape."""
+    body = response.body
+    if isinstance(body, dict) and "Code" in body and "error" not in body:
+        code = "".join("_" + c.lower() if c.isupper() else c for c in str(body["Code"])).lstrip("_")
+        response.body = {"error": {"code": code, "message": str(body.get("Message", ""))}}
+        response.headers.update(JSON)
+    return response
+
+
+def session_token(request: Request) -> str | None:
+    """The member session: ``Authorization: Bearer`` for API clients, the cookie for the H5 store."""
+    token = bearer(request)
+    if token:
+        return token
+    for part in (request.headers.get("cookie") or "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == "cm_session":
+            return value
+    return None
+
+
+def wants_html(request: Request) -> bool:
+    return "text/html" in (request.headers.get("accept") or "")
+
+
+def error_page(error: DomainError) -> Response:
+    """What a member's browser shows when an entry fails: plain words and the code to quote."""
+    from html import escape
+
+    html = (f"<!doctype html><html lang=en><meta charset=utf-8><meta name=viewport content='width=device-width'>"
+            f"<title>Cannot open the store</title><body style='font-family:sans-serif;padding:2em'>"
+            f"<h1>We could not open the store</h1><p>{escape(error.message)}</p>"
+            f"<p>Please go back to your app and try again.</p><p><small>Error code: {escape(error.code)}</small></p>")
+    return Response(body=html, status_code=error.status, headers={"Content-Type": "text/html; charset=utf-8"})
+
+
+def partner_params(request: Request) -> dict[str, str]:
+    """What a channel's server signed: query parameters, the envelope (query or X- headers), body hash.
+
+    Every value counts: a key repeated in the query, or given both as a query parameter and a header,
+    or a header given twice (API Gateway's ``multiValueHeaders``) is ``duplicate_parameter``."""
+    from chalicelib.channels.signing import HEADER_FIELDS, body_sha256, pairs_of, unique_params
+
+    pairs = pairs_of(request.query_params or {})
+    multi_headers = {k.lower(): v for k, v in (request.to_original_event().get("multiValueHeaders") or {}).items()}
+    for name, header in HEADER_FIELDS.items():
+        values = multi_headers.get(header.lower())
+        if values is None:
+            values = [request.headers[header]] if header in request.headers else []
+        pairs += [(name, value) for value in values]
+    if request.raw_body:
+        pairs.append(("body_sha256", body_sha256(request.raw_body)))
+    return unique_params(pairs)
+
+
+def signed_path(request: Request) -> str:
+    """The path a server-to-server signature covers: relative to our published base (no stage prefix,
+    nor a custom domain's base path), each path parameter percent-encoded as the contract encodes."""
+    from chalicelib.channels.signing import encode
+
+    path = request.path
+    for name, value in (request.uri_params or {}).items():
+        path = path.replace("{" + name + "}", encode(value))
+    return path

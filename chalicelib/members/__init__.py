@@ -1,0 +1,1 @@
+"""Members and entry: signed entry links, members, sessions, payment password and OTP."""

@@ -1,0 +1,30 @@
+"""Who is calling, and with which proof: a member's session, a channel's signed server, a supplier's key."""
+from __future__ import annotations
+
+from chalice.app import Request
+
+from chalicelib.core import web
+from chalicelib.core.errors import Forbidden
+from chalicelib.core.models import Channel, Supplier
+from chalicelib.members import entry, sessions
+
+
+def member_channel(request: Request, code: str) -> tuple[sessions.Session, Channel]:
+    """The session's member and channel; a session never reaches another channel's data."""
+    session = sessions.read(web.session_token(request))
+    if session.channel_code != code:
+        raise Forbidden("wrong_channel", "this session belongs to another channel")
+    return session, entry.active_channel(code)
+
+
+def partner_channel(request: Request, code: str) -> Channel:
+    """A channel's server calling us: signed per the contract (method and path bound), channel active."""
+    channel = entry.active_channel(code)
+    entry.verify(channel, web.partner_params(request), method=request.method, path=web.signed_path(request))
+    return channel
+
+
+def supplier_actor(request: Request) -> tuple[Supplier, str]:
+    """The supplier behind the API key, and how the audit trail names it."""
+    supplier = web.supplier(request)
+    return supplier, f"supplier:{supplier.supplier_id}"

@@ -1,0 +1,380 @@
+"""Refunds of shipped parcels: points (and quota) go back, the goods stay with the member.
+
+One refund per parcel: its id is derived from the parcel id, so a retried or concurrent request names the
+same ``Refund`` item (created once, under ``does_not_exist``) and every later step is a conditional write on
+its state. The points returned are exactly those allocated to the parcel's lines at the split, never more.
+
+The points move in one transaction (``_complete``): the refund becomes ``refunded``, the parcel moves
+shipped/completed → refunded (``parcels.transition``, with its audit row and ``parcel.refunded`` event), and
+``parcels.give_back`` (the cancel's helper, without the stock) returns the points to a hosted wallet as a lot
+and the quota to the shards the parcel's points came from while that period is open (after it closed, the
+points are recorded for settlement instead).
+
+Remote mode: before that transaction the channel must have given the points back. ``points/refund`` is
+idempotent by our refund id, so it is safe to send again; a lost answer is settled by ``points/refund/query``
+(``refunded`` → complete; ``not_found`` → the channel never applied it, send again later); no answer keeps
+the refund ``awaiting_channel`` on a sparse index that ``sweep`` asks about again. A refund the
+channel refuses (``409 rejected``) is rejected here too, naming the channel's reason, and nothing moved.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+
+from chalicelib.channels import channels
+from chalicelib.core import audit
+from chalicelib.core.errors import BadRequest, Conflict, NotFound
+from chalicelib.core.models import (
+    Channel,
+    LabelledTransaction,
+    MemberRedemption,
+    Order,
+    Parcel,
+    Refund,
+    Refused,
+    commit_retrying,
+    now_iso,
+    write_retrying,
+)
+from chalicelib.core.observability import count, logger
+from chalicelib.orders import parcel_states, parcels
+from chalicelib.partners import channel_api
+
+REQUESTED, APPROVED, AWAITING_CHANNEL, REFUNDED, REJECTED = (
+    "requested", "approved", "awaiting_channel", "refunded", "rejected")
+STATES = (REQUESTED, APPROVED, AWAITING_CHANNEL, REFUNDED, REJECTED)
+# The sweep takes a pending refund only once the request at work on it had time to finish its calls.
+SWEEP_GRACE_SECONDS = 30
+
+
+def refund_id_for(parcel_id: str) -> str:
+    """One refund per parcel, the same id on every retry: the channel dedupes ``points/refund`` by it."""
+    return f"RF{parcel_id}"
+
+
+def get(refund_id: str) -> Refund:
+    try:
+        return Refund.get(refund_id, consistent_read=True)
+    except DoesNotExist:
+        raise NotFound("refund_not_found", "no such refund") from None
+
+
+def of_parcel(parcel_id: str) -> Refund | None:
+    try:
+        return Refund.get(refund_id_for(parcel_id), consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _create(parcel: Parcel, reason: str, actor: str, approved: bool, action: str = "refund") -> Refund | None:
+    """The parcel's refund, created ``requested`` (a member asks) or ``approved`` (ops refund directly);
+    None when the parcel already has one. The parcel must be shipped or completed (a cancel: unshipped)."""
+    if parcel.state not in parcel_states.sources(action):
+        raise parcel_states.refusal(parcel.state, action)
+    lines = [{"goods_id": l["goods_id"], "sku_id": l["sku_id"], "qty": int(l["qty"]), "points": int(l["points"])}
+             for l in parcel.lines]
+    refund = Refund(refund_id_for(parcel.parcel_id), parcel_id=parcel.parcel_id, order_id=parcel.order_id,
+                    channel_code=parcel.channel_code, member_id=parcel.member_id, supplier_id=parcel.supplier_id,
+                    points_mode=channels.get(parcel.channel_code).points_mode, lines=lines,
+                    points=int(parcel.points), action=action, state=APPROVED if approved else REQUESTED, reason=reason,
+                    requested_by=actor, decided_by=actor if approved else None, sandbox=bool(parcel.sandbox),
+                    pending_channel=parcel.channel_code if approved else None)
+    if sum(l["points"] for l in lines) != int(parcel.points):
+        raise ValueError(f"parcel {parcel.parcel_id}'s lines do not sum to its points")
+    try:
+        refund.save(condition=Refund.refund_id.does_not_exist())
+    except PutError:
+        return None
+    return refund
+
+
+def request(member_id: str, channel_code: str, parcel_id: str, reason: str) -> Refund:
+    """The member asks for a refund of its shipped (or completed) parcel, once."""
+    parcel = parcels.for_member(member_id, channel_code, parcel_id)
+    refund = _create(parcel, reason, f"member:{member_id}", approved=False)
+    if refund is None:
+        existing = get(refund_id_for(parcel_id))
+        raise Conflict(f"refund_{existing.state}", f"this parcel's refund is already {_words(existing.state)}")
+    count("RefundsRequested")
+    return refund
+
+
+def for_member(member_id: str, channel_code: str, parcel_id: str) -> Refund:
+    parcels.for_member(member_id, channel_code, parcel_id)
+    refund = of_parcel(parcel_id)
+    if refund is None:
+        raise NotFound("refund_not_found", "this parcel has no refund")
+    return refund
+
+
+def for_supplier(supplier_id: str, refund_id: str) -> Refund:
+    """The supplier's own parcel's refund; another supplier's, a sandbox one or none answer the same 404."""
+    refund = of_id(refund_id)
+    if refund is None or refund.supplier_id != supplier_id or refund.sandbox:
+        raise NotFound("refund_not_found", "no such refund")
+    return refund
+
+
+def of_id(refund_id: str) -> Refund | None:
+    try:
+        return Refund.get(refund_id, consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def refund_parcel(parcel_id: str, actor: str, reason: str) -> Refund:
+    """Ops refund any shipped or completed parcel: its refund is created approved, or a request still open
+    or rejected is approved now; the points go back at once (remote: through the channel)."""
+    try:
+        parcel = Parcel.get(parcel_id, consistent_read=True)
+    except DoesNotExist:
+        raise NotFound("parcel_not_found", f"no parcel {parcel_id}") from None
+    refund = _create(parcel, reason, actor, approved=True)
+    if refund is None:
+        refund = get(refund_id_for(parcel_id))
+        try:
+            write_retrying(lambda: refund.update(
+                [Refund.state.set(APPROVED), Refund.decided_by.set(actor), Refund.reject_reason.remove(),
+                 Refund.pending_channel.set(refund.channel_code), Refund.updated_at.set(now_iso())],
+                condition=Refund.state.is_in(REQUESTED, REJECTED)))
+        except UpdateError:
+            raise _not_open(refund) from None
+    return execute(refund)
+
+
+def cancel_remote(parcel: Parcel, actor: str) -> Parcel:
+    """A remote-mode parcel cancelled before shipment (the member, or the shipping deadline): its points go
+    back through the channel like a refund's (``action`` "cancel"), then the parcel is cancelled with its
+    stock and quota in one transaction. While the channel's answer is in doubt the parcel stays as it is and
+    the refund waits for the sweep; a parcel shipped meanwhile ends refunded (points back, goods kept)."""
+    refund = _create(parcel, "cancelled before shipment", actor, approved=True, action="cancel")
+    if refund is not None:
+        execute(refund)
+    elif get(refund_id_for(parcel.parcel_id)).state == REJECTED:
+        raise Conflict("refund_rejected", "the channel refused to give this parcel's points back")
+    return Parcel.get(parcel.parcel_id, consistent_read=True)
+
+
+def reject(refund: Refund, actor: str, reason: str) -> Refund:
+    """A requested refund turned down, with the reason the member sees."""
+    try:
+        write_retrying(lambda: refund.update(
+            [Refund.state.set(REJECTED), Refund.decided_by.set(actor), Refund.reject_reason.set(reason),
+             Refund.updated_at.set(now_iso())], condition=Refund.state == REQUESTED))
+    except UpdateError:
+        raise _not_open(refund) from None
+    return refund
+
+
+def approve(refund: Refund, actor: str) -> Refund:
+    """A requested refund accepted: the points go back now (remote: once the channel gave them back)."""
+    try:
+        write_retrying(lambda: refund.update(
+            [Refund.state.set(APPROVED), Refund.decided_by.set(actor),
+             Refund.pending_channel.set(refund.channel_code), Refund.updated_at.set(now_iso())],
+            condition=Refund.state == REQUESTED))
+    except UpdateError:
+        raise _not_open(refund) from None
+    return execute(refund)
+
+
+def _words(state: str) -> str:
+    return state.replace("_", " ")
+
+
+def _not_open(refund: Refund) -> Conflict:
+    """The 409 for a decision on a refund no longer open: its code names the state it is in."""
+    refund.refresh(consistent_read=True)
+    return Conflict(f"refund_{refund.state}", f"this refund is already {_words(refund.state)}")
+
+
+def execute(refund: Refund) -> Refund:
+    """Give an approved refund's points back: hosted in one transaction, remote through the channel first."""
+    if refund.points_mode == "remote":
+        try:
+            write_retrying(lambda: refund.update(
+                [Refund.state.set(AWAITING_CHANNEL), Refund.pending_channel.set(refund.channel_code),
+                 Refund.updated_at.set(now_iso())], condition=Refund.state == APPROVED))
+        except UpdateError:
+            refund.refresh(consistent_read=True)
+            return refund  # another caller took it on
+        return send(refund, channels.get(refund.channel_code))
+    return _complete(refund)
+
+
+# --- remote mode: the channel gives the points back -----------------------------------
+
+def send(refund: Refund, channel: Channel) -> Refund:
+    """``points/refund``, idempotent by our refund id; a lost answer is asked about with the query."""
+    payload = {"refund_id": refund.refund_id, "order_id": refund.order_id, "points": int(refund.points)}
+    try:
+        answer = channel_api.call(channel, "points/refund", payload)
+    except channel_api.PartnerError as error:
+        logger.warning("refund unresolved, querying", extra={"refund_id": refund.refund_id, "code": error.code})
+        return _query(refund, channel)
+    if answer.get("result") == "refunded":
+        return _complete(refund)
+    if answer["_status"] < 500 and answer.get("result") == "rejected":
+        return _channel_refused(refund, str(answer.get("reason") or "rejected"))
+    return _query(refund, channel)
+
+
+def _query(refund: Refund, channel: Channel) -> Refund:
+    """Did the channel apply it? ``refunded`` → complete; anything else → keep it waiting for the sweep."""
+    try:
+        answer = channel_api.call(channel, "points/refund/query", {"refund_id": refund.refund_id})
+    except channel_api.PartnerError:
+        return _still_waiting(refund)
+    if answer.get("status") == "refunded":
+        return _complete(refund)
+    return _still_waiting(refund)
+
+
+def resolve(refund: Refund, channel: Channel) -> Refund:
+    """The sweep's step for a waiting refund: ask; the channel does not have it → send it again (safe:
+    idempotent by refund id); no answer → wait for the next sweep."""
+    try:
+        answer = channel_api.call(channel, "points/refund/query", {"refund_id": refund.refund_id})
+    except channel_api.PartnerError:
+        return _still_waiting(refund)
+    status = answer.get("status")
+    if status == "refunded":
+        return _complete(refund)
+    if status == "not_found":
+        return send(refund, channel)
+    return _still_waiting(refund)
+
+
+def _still_waiting(refund: Refund) -> Refund:
+    write_retrying(lambda: refund.update([Refund.resolve_attempts.add(1), Refund.updated_at.set(now_iso())]))
+    count("RefundUnresolved")
+    return refund
+
+
+def _channel_refused(refund: Refund, reason: str) -> Refund:
+    """The channel refused to give the points back: nothing moved on either side; ops are told."""
+    logger.warning("channel refused refund", extra={"refund_id": refund.refund_id, "reason": reason})
+    count("RefundRefusedByChannel")
+
+    def build() -> LabelledTransaction:
+        tx = LabelledTransaction()
+        tx.update("refund", refund, [Refund.state.set(REJECTED), Refund.decided_by.set("channel"),
+                                     Refund.reject_reason.set(f"the channel refused the refund: {reason}"),
+                                     Refund.pending_channel.remove(), Refund.updated_at.set(now_iso())],
+                  condition=Refund.state == AWAITING_CHANNEL)
+        tx.put("audit", audit.row(f"parcel#{refund.parcel_id}", "channel", "refund_refused", "refund", None, reason))
+        return tx
+
+    return _settle(refund, build)
+
+
+def pending(channel_code: str, older_than: float = 0) -> list[Refund]:
+    """Refunds of one channel approved but not settled yet (waiting for the channel, or their request
+    died before the points moved), untouched for at least ``older_than`` seconds."""
+    cutoff = _iso(time.time() - older_than)
+    return list(Refund.pending_index.query(channel_code, filter_condition=Refund.updated_at <= cutoff))
+
+
+def resolve_pending(channel: Channel, older_than: float = 0) -> dict[str, int]:
+    """Settle every pending refund of the channel that can be: an approved one is carried out, one waiting
+    for the channel is asked about (and sent again if the channel does not have it). Safe beside the
+    request still at work on it: every step is a conditional write on the refund's state, and the channel
+    dedupes by refund id."""
+    outcome = {REFUNDED: 0, REJECTED: 0, AWAITING_CHANNEL: 0, APPROVED: 0}
+    for refund in pending(channel.code, older_than):
+        refund = execute(refund) if refund.state == APPROVED else resolve(refund, channel)
+        outcome[refund.state] += 1
+    return outcome
+
+
+def sweep() -> dict[str, dict]:
+    """The scheduler's pass over every channel's pending refunds (untouched for ``SWEEP_GRACE_SECONDS``):
+    none is forgotten. One channel failing is logged and counted and the others go on."""
+    return channels.sweep_each(lambda channel: resolve_pending(channel, SWEEP_GRACE_SECONDS),
+                               lambda: count("RefundSweepFailed"))
+
+
+# --- the one transaction ----------------------------------------------------------------
+
+def _complete(refund: Refund) -> Refund:
+    """The parcel's move (``parcels.transition``: its audit row and event) with the points and quota given
+    back (``parcels.give_back``; the stock too for a cancel, never for a refund: the goods stay with the
+    member) and the refund's own ``refunded``, all in one transaction; once."""
+    source = AWAITING_CHANNEL if refund.points_mode == "remote" else APPROVED
+    parcel = Parcel.get(refund.parcel_id, consistent_read=True)
+    # A cancel whose parcel was shipped while the channel gave the points back becomes a refund.
+    action = "cancel" if refund.action == "cancel" and parcel.state == parcel_states.AWAITING else "refund"
+
+    def extra(tx: LabelledTransaction, current: Parcel, order: Order) -> list:
+        returned = parcels.give_back(tx, order, current, time.time(), stock=action == "cancel")
+        points = int(current.points)
+        if order.cap_counted and returned.get("quota") == "returned" and points:
+            # Remote mode: the points are no longer redeemed in the (still open) period, so the member's cap
+            # room comes back with the quota; the counter never goes below what is left of the order's count.
+            tx.update("member_cap", MemberRedemption(order.member_id, order.period_id),
+                      [MemberRedemption.redeemed.add(-points)], condition=MemberRedemption.redeemed >= points)
+        tx.update("refund", refund, [Refund.state.set(REFUNDED), Refund.pending_channel.remove(),
+                                     Refund.refunded_at.set(now_iso()), Refund.updated_at.set(now_iso())],
+                  condition=Refund.state == source)
+        return [Parcel.returned.set(returned)]
+
+    try:
+        parcels.transition(parcel, action, refund.decided_by or refund.requested_by, extra=extra)
+    except Conflict as refused:
+        done = parcel_states.REFUSAL_CODES[parcel_states.REFUNDED], parcel_states.REFUSAL_CODES[parcel_states.CANCELLED]
+        if refused.code not in done:
+            raise  # a cancel whose parcel shipped this very moment: the next pass (sweep) refunds it
+    refund.refresh(consistent_read=True)
+    if refund.state == REFUNDED:
+        count("ParcelsRefunded")
+    return refund
+
+
+def _settle(refund: Refund, build) -> Refund:
+    """Commit once; if the refund already left the state this step starts from, someone else settled it.
+    A refused parcel or quota condition reaches the caller."""
+    try:
+        commit_retrying(build)
+    except Refused as refused:
+        if "refund" not in refused.labels:
+            raise
+    refund.refresh(consistent_read=True)
+    return refund
+
+
+# --- views -------------------------------------------------------------------------------
+
+def view(refund: Refund) -> dict:
+    """The refund as the member sees it: its state, the points, and a rejection's reason."""
+    return {"refund_id": refund.refund_id, "parcel_id": refund.parcel_id, "order_id": refund.order_id,
+            "state": refund.state, "reason": refund.reason, "reject_reason": refund.reject_reason,
+            "points": int(refund.points),
+            "lines": [l.as_dict() if hasattr(l, "as_dict") else dict(l) for l in refund.lines],
+            "created_at": refund.created_at, "updated_at": refund.updated_at, "refunded_at": refund.refunded_at}
+
+
+def supplier_view(refund: Refund) -> dict:
+    return dict(view(refund), decided_by=audit.public_actor(refund.decided_by))
+
+
+def ops_view(refund: Refund) -> dict:
+    return dict(view(refund), channel_code=refund.channel_code, supplier_id=refund.supplier_id,
+                points_mode=refund.points_mode, requested_by=refund.requested_by, decided_by=refund.decided_by,
+                resolve_attempts=int(refund.resolve_attempts or 0))
+
+
+def list_for_supplier(supplier_id: str, state: str | None = None) -> list[dict]:
+    """The supplier's refunds, newest first (at most 100), optionally only those in ``state``."""
+    if state is not None and state not in STATES:
+        raise BadRequest("validation_error", f"state is one of {', '.join(STATES)}", "state")
+    filters = Refund.sandbox == False  # noqa: E712
+    if state is not None:
+        filters = filters & (Refund.state == state)
+    return [supplier_view(r) for r in Refund.supplier_index.query(
+        supplier_id, filter_condition=filters, scan_index_forward=False, limit=100)]

@@ -1,0 +1,1 @@
+"""Partners: calls to the channels' back ends (pinned, signed), the outbox and webhooks."""

@@ -1,0 +1,1 @@
+"""Supply: suppliers, their goods and review, the master pool, goods and shipment imports."""
