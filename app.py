@@ -10,7 +10,7 @@ from chalice import Chalice, ConvertToMiddleware, Rate, Response
 from chalicelib.channels import routes as channel_routes
 from chalicelib.checkout import checkout
 from chalicelib.checkout import routes as checkout_routes
-from chalicelib.core import web
+from chalicelib.core import function_url, web
 from chalicelib.core.observability import count, logger, metrics, tracer
 from chalicelib.members import routes as member_routes
 from chalicelib.orders import fulfilment, refunds
@@ -37,6 +37,12 @@ def error_contract(event: Any, get_response: Callable) -> Response:
 # --- HTTP routes, one Blueprint per business area ----------------------------------------------------
 for area in (supply_routes, channel_routes, member_routes, checkout_routes, order_routes, partner_routes):
     app.register_blueprint(area.routes.blueprint)
+
+
+@app.lambda_function(name="channel_door")
+def channel_door(event: dict, context: Any) -> dict:
+    """The function URL door (payload 2.0) to the same channel-facing routes and code."""
+    return function_url.serve(app, event, context)
 
 
 # --- events and schedules ------------------------------------------------------------------------------

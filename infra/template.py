@@ -30,22 +30,29 @@ UPLOAD_EVENT = "UploadCreatedEvent"
 RESOLVE_FUNCTION, RESOLVE_ROLE = "ResolveRemoteOrders", "ResolveRemoteOrdersRole"
 WEBHOOKS_FUNCTION, WEBHOOKS_ROLE = "DeliverWebhooks", "DeliverWebhooksRole"
 REFUNDS_FUNCTION, REFUNDS_ROLE = "ResolveRefunds", "ResolveRefundsRole"
+# The function URL door (``app.channel_door``): the channel-facing routes again, for channel apps calling a URL.
+DOOR_FUNCTION, DOOR_ROLE = "ChannelDoor", "ChannelDoorRole"
+DOOR_URL = "ChannelDoorUrl"
+# Cross-origin callers of the door: a channel app that hosts its own page and calls the member JSON API.
+# The H5 store itself is served by the door, so its calls are same-origin and need no CORS at all.
+DOOR_ORIGINS = "ChannelAppOrigins"
+DOOR_CORS_HEADERS = ["authorization", "content-type", "idempotency-key"]
 # The order_fulfilment state machine's Lambda tasks (``@app.lambda_function``), by Chalice's logical id.
 FULFIL_FUNCTIONS = {name: "".join(part.capitalize() for part in name.split("_")) for name in FULFILMENT_FUNCTIONS}
-FUNCTIONS = (API_FUNCTION, UPLOAD_FUNCTION, RESOLVE_FUNCTION, WEBHOOKS_FUNCTION, REFUNDS_FUNCTION,
+FUNCTIONS = (API_FUNCTION, DOOR_FUNCTION, UPLOAD_FUNCTION, RESOLVE_FUNCTION, WEBHOOKS_FUNCTION, REFUNDS_FUNCTION,
              *FULFIL_FUNCTIONS.values())
-ROLES = {API_FUNCTION: API_ROLE, UPLOAD_FUNCTION: UPLOAD_ROLE, RESOLVE_FUNCTION: RESOLVE_ROLE,
+ROLES = {API_FUNCTION: API_ROLE, DOOR_FUNCTION: DOOR_ROLE, UPLOAD_FUNCTION: UPLOAD_ROLE, RESOLVE_FUNCTION: RESOLVE_ROLE,
          WEBHOOKS_FUNCTION: WEBHOOKS_ROLE, REFUNDS_FUNCTION: REFUNDS_ROLE,
          **{f: f"{f}Role" for f in FULFIL_FUNCTIONS.values()}}
 STATE_MACHINE, STATE_MACHINE_ROLE = "OrderFulfilmentStateMachine", "OrderFulfilmentRole"
 # The functions that start executions (``fulfilment.start``): checkout in the API, remote confirmations in the sweep.
-EXECUTION_STARTERS = (API_FUNCTION, RESOLVE_FUNCTION)
+EXECUTION_STARTERS = (API_FUNCTION, DOOR_FUNCTION, RESOLVE_FUNCTION)
 BUCKET = "UploadBucket"
 ALARM_TOPIC = "OpsAlarmTopic"
 SESSION_KEY_SECRET = "SessionKeySecret"
 # The functions that sign member sessions or hash one-time codes (``config.session_key``); only they
 # get the secret's ARN and may read it. The upload processor and the resolver sweep never need it.
-SESSION_KEY_READERS = (API_FUNCTION,)
+SESSION_KEY_READERS = (API_FUNCTION, DOOR_FUNCTION)
 
 # What each function may do; transactions need every action of every item they contain,
 # and Scan is there because ops list every channel (``channels.list_all``).
@@ -263,6 +270,14 @@ def function_resources(stage: str) -> dict[str, Json]:
             {"Sid": "Images", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": _objects_arn(IMAGES_PREFIX)},
             *_sms_statements(),
         ],
+        # The door serves the channel-facing routes only (entry, store, member and partner APIs): what they
+        # touch, without the suppliers' upload links.
+        DOOR_FUNCTION: [
+            {"Sid": "Tables", "Effect": "Allow", "Action": API_TABLE_ACTIONS,
+             "Resource": _table_arns(ALL_MODELS, indexes=True)},
+            {"Sid": "Images", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": _objects_arn(IMAGES_PREFIX)},
+            *_sms_statements(),
+        ],
         UPLOAD_FUNCTION: [
             {"Sid": "Tables", "Effect": "Allow", "Action": UPLOAD_TABLE_ACTIONS,
              "Resource": _table_arns(UPLOAD_MODELS, indexes=False)},
@@ -323,6 +338,22 @@ def function_resources(stage: str) -> dict[str, Json]:
     return resources
 
 
+def door_resources() -> dict[str, Json]:
+    """The function URL in front of ``channel_door``. Auth NONE: every channel call is signed and every member
+    call carries a session, checked by the app; the door refuses ops routes (``core/function_url``)."""
+    cors = {"AllowOrigins": {"Ref": DOOR_ORIGINS}, "AllowMethods": ["GET", "POST", "PUT", "DELETE"],
+            "AllowHeaders": DOOR_CORS_HEADERS, "AllowCredentials": False, "MaxAge": 600}
+    return {
+        DOOR_URL: {"Type": "AWS::Lambda::Url", "Properties": {
+            "TargetFunctionArn": {"Fn::GetAtt": [DOOR_FUNCTION, "Arn"]}, "AuthType": "NONE",
+            "InvokeMode": "BUFFERED",
+            "Cors": {"Fn::If": ["HasChannelAppOrigins", cors, {"Ref": "AWS::NoValue"}]}}},
+        f"{DOOR_URL}Permission": {"Type": "AWS::Lambda::Permission", "Properties": {
+            "Action": "lambda:InvokeFunctionUrl", "FunctionName": {"Ref": DOOR_FUNCTION}, "Principal": "*",
+            "FunctionUrlAuthType": "NONE"}},
+    }
+
+
 def state_machine_resources(stage: str) -> dict[str, Json]:
     """The order_fulfilment state machine (definition object from ``infra.state_machines``) and its role,
     which may invoke exactly the fulfilment Lambdas and nothing else."""
@@ -369,6 +400,8 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
         ALARM_TOPIC: {"Type": "AWS::SNS::Topic", "Properties": {"DisplayName": f"Channel Mall {stage} alarms"}},
         "ApiHandlerErrorsAlarm": _alarm("API handler Lambda errors", "AWS/Lambda", "Errors",
                                         [{"Name": "FunctionName", "Value": {"Ref": API_FUNCTION}}]),
+        "ChannelDoorErrorsAlarm": _alarm("Function URL door Lambda errors", "AWS/Lambda", "Errors",
+                                         [{"Name": "FunctionName", "Value": {"Ref": DOOR_FUNCTION}}]),
         "UploadCreatedErrorsAlarm": _alarm("Upload processor Lambda errors", "AWS/Lambda", "Errors",
                                            [{"Name": "FunctionName", "Value": {"Ref": UPLOAD_FUNCTION}}]),
         "ResolveRemoteOrdersErrorsAlarm": _alarm(
@@ -465,11 +498,18 @@ def build_merge_template(stage: str = "prod") -> Json:
     resources |= bucket_resources(stage)
     resources[SESSION_KEY_SECRET] = session_key_secret()
     resources |= function_resources(stage)
+    resources |= door_resources()
     resources |= state_machine_resources(stage)
     resources |= monitoring_resources(stage, chalice)
     outputs = {"UploadBucketName": {"Value": {"Ref": BUCKET}}, "AlarmTopicArn": {"Value": {"Ref": ALARM_TOPIC}},
-               "SessionKeySecretArn": {"Value": {"Ref": SESSION_KEY_SECRET}}}
-    return {"Resources": resources, "Outputs": outputs}
+               "SessionKeySecretArn": {"Value": {"Ref": SESSION_KEY_SECRET}},
+               "ChannelDoorUrl": {"Value": {"Fn::GetAtt": [DOOR_URL, "FunctionUrl"]}}}
+    parameters = {DOOR_ORIGINS: {
+        "Type": "CommaDelimitedList", "Default": "",
+        "Description": "Origins of channel apps that call the member JSON API cross-origin through the function "
+                       "URL (https://app.example.com,...); empty: no CORS (the H5 store is same-origin)"}}
+    conditions = {"HasChannelAppOrigins": {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": DOOR_ORIGINS}]}, ""]}]}}
+    return {"Parameters": parameters, "Conditions": conditions, "Resources": resources, "Outputs": outputs}
 
 
 def write_merge_template(path: Path, stage: str = "prod") -> Path:

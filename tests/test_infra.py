@@ -26,9 +26,10 @@ API, UPLOAD, RESOLVE = "app.app", "app.upload_created", "app.resolve_remote_orde
 WEBHOOKS = "app.deliver_webhooks"
 REFUNDS = "app.resolve_refunds"
 FULFIL = tuple(f"app.{name}" for name in FULFILMENT_FUNCTIONS)
-HANDLERS = (API, UPLOAD, RESOLVE, WEBHOOKS, REFUNDS, *FULFIL)
-# Who calls ``config.session_key()``: sessions and one-time codes are API-only.
-SESSION_KEY_HANDLERS = {API}
+DOOR = "app.channel_door"  # the function URL door: the channel-facing routes again
+HANDLERS = (API, DOOR, UPLOAD, RESOLVE, WEBHOOKS, REFUNDS, *FULFIL)
+# Who calls ``config.session_key()``: sessions and one-time codes are served by the two doors only.
+SESSION_KEY_HANDLERS = {API, DOOR}
 
 
 @pytest.fixture(scope="module")
@@ -312,15 +313,18 @@ def test_resolver_role_is_least_privilege(resources: dict[str, Any]) -> None:
 
 
 def test_only_sms_and_tracing_are_granted_on_any_resource(resources: dict[str, Any]) -> None:
-    """SNS has no ARN for a phone number, so SMS needs "*": only sns:Publish, only for the API, never on topics."""
+    """SNS has no ARN for a phone number, so SMS needs "*": only sns:Publish, only for the two doors that send
+    one-time codes (API Gateway's and the function URL's), never on topics."""
     wildcard = {(name, a) for name, s in allow_statements(resources) if "*" in as_list(s["Resource"])
                 for a in as_list(s["Action"])}
     roles = {role_of(resources, h) for h in HANDLERS}
+    doors = {role_of(resources, API), role_of(resources, DOOR)}
     assert {a for _, a in wildcard} <= {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "sns:Publish"}
-    assert {name for name, a in wildcard if a == "sns:Publish"} == {role_of(resources, API)}
+    assert {name for name, a in wildcard if a == "sns:Publish"} == doors
     assert {name for name, _ in wildcard} <= roles
-    denied = [(n, s) for n, s in statements(resources, "Deny") if n == role_of(resources, API)]
-    assert any(as_list(s["Action"]) == ["sns:Publish"] and s["Resource"] == "arn:aws:sns:*:*:*" for _, s in denied)
+    for door in doors:
+        denied = [s for n, s in statements(resources, "Deny") if n == door]
+        assert any(as_list(s["Action"]) == ["sns:Publish"] and s["Resource"] == "arn:aws:sns:*:*:*" for s in denied)
 
 
 # --- session key secret ---------------------------------------------------------
@@ -501,13 +505,13 @@ def test_fulfilment_role_invokes_exactly_the_fulfilment_functions(resources: dic
 def test_only_checkout_and_the_sweep_start_executions(resources: dict[str, Any]) -> None:
     [machine] = of_type(resources, "AWS::StepFunctions::StateMachine")
     starters = {name for name, s in allow_statements(resources) if "states:StartExecution" in as_list(s["Action"])}
-    assert starters == {role_of(resources, API), role_of(resources, RESOLVE)}
+    assert starters == {role_of(resources, API), role_of(resources, DOOR), role_of(resources, RESOLVE)}
     for handler in HANDLERS:
         variables = function(resources, handler)["Properties"]["Environment"]["Variables"]
-        assert variables.get("FULFILMENT_STATE_MACHINE_ARN") == ({"Ref": machine} if handler in (API, RESOLVE)
+        assert variables.get("FULFILMENT_STATE_MACHINE_ARN") == ({"Ref": machine} if handler in (API, DOOR, RESOLVE)
                                                                  else None), handler
     granted = [s["Resource"] for _, s in allow_statements(resources) if "states:StartExecution" in as_list(s["Action"])]
-    assert granted == [{"Ref": machine}, {"Ref": machine}]
+    assert granted == [{"Ref": machine}] * 3
 
 
 @pytest.mark.parametrize("name", FULFILMENT_FUNCTIONS)
@@ -593,3 +597,18 @@ def test_cfn_lint_passes(sam_path: Path) -> None:
     done = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), str(sam_path)],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_function_url_door_is_public_and_limited(resources: dict[str, Any]) -> None:
+    """Auth NONE (every channel call is signed, every member call carries a session), on the door only; CORS
+    only where ops name channel app origins; the public may invoke the URL and nothing else."""
+    [(url_id, url)] = of_type(resources, "AWS::Lambda::Url").items()
+    door = next(n for n, f in of_type(resources, "AWS::Serverless::Function").items()
+                if f["Properties"]["Handler"] == DOOR)
+    props = url["Properties"]
+    assert (props["AuthType"], props["TargetFunctionArn"]) == ("NONE", {"Fn::GetAtt": [door, "Arn"]})
+    cors = props["Cors"]["Fn::If"][1]
+    assert cors["AllowCredentials"] is False and set(cors["AllowMethods"]) <= {"GET", "POST", "PUT", "DELETE"}
+    [permission] = [p["Properties"] for p in of_type(resources, "AWS::Lambda::Permission").values()
+                    if p["Properties"].get("FunctionUrlAuthType") == "NONE"]
+    assert (permission["Action"], permission["FunctionName"]) == ("lambda:InvokeFunctionUrl", {"Ref": door})
