@@ -227,6 +227,8 @@ class Channel(Model):
     previous_webhook_secret_until = NumberAttribute(null=True)
     created_at = UnicodeAttribute(default=now_iso)
     updated_at = UnicodeAttribute(default=now_iso)
+    # How long we wait for the channel's API to answer (seconds, 0.5–10; unset: ``channel_api.READ_TIMEOUT``).
+    api_timeout_seconds = NumberAttribute(null=True)
 
 
 class PoolItem(Model):
@@ -617,10 +619,58 @@ class Refund(Model):
     supplier_index = RefundSupplierIndex()
 
 
+class PartnerBreaker(Model):
+    """The circuit breaker of one channel's API (``partners.reliability``; rules in ``partners.breaker``)."""
+
+    Meta = _meta("partner-breakers")
+    channel_code = UnicodeAttribute(hash_key=True)
+    api = UnicodeAttribute(range_key=True)  # "points/deduct", …, "webhook"
+    state = UnicodeAttribute(default="closed")
+    failures = NumberAttribute(default=0)
+    open_until = NumberAttribute(null=True)
+    probe = UnicodeAttribute(null=True)  # the correlation id of the probe in flight (half-open)
+    probe_until = NumberAttribute(null=True)
+    last_error = UnicodeAttribute(null=True)
+    changed_at = NumberAttribute(null=True)
+
+
+class PartnerStats(Model):
+    """One minute of one channel's calls to one API: counts by outcome and a latency histogram, all raised
+    with atomic ADDs (``partners.reliability``); expires after a week."""
+
+    Meta = _meta("partner-stats")
+    channel_code = UnicodeAttribute(hash_key=True)
+    minute_api = UnicodeAttribute(range_key=True)  # "{minute:010d}#{api}": a time range is one Query
+    api = UnicodeAttribute()
+    calls = NumberAttribute(default=0)  # attempts sent
+    errors = NumberAttribute(default=0)
+    ok = NumberAttribute(null=True)
+    client_error = NumberAttribute(null=True)
+    timeout = NumberAttribute(null=True)
+    connect_error = NumberAttribute(null=True)
+    server_error = NumberAttribute(null=True)
+    bad_response = NumberAttribute(null=True)
+    refused = NumberAttribute(null=True)  # calls the open breaker refused (never sent)
+    # latency histogram: h00 counts calls within ``breaker.BOUNDS_MS[0]``, h01 within the next edge, …
+    h00 = NumberAttribute(null=True)
+    h01 = NumberAttribute(null=True)
+    h02 = NumberAttribute(null=True)
+    h03 = NumberAttribute(null=True)
+    h04 = NumberAttribute(null=True)
+    h05 = NumberAttribute(null=True)
+    h06 = NumberAttribute(null=True)
+    h07 = NumberAttribute(null=True)
+    h08 = NumberAttribute(null=True)
+    h09 = NumberAttribute(null=True)
+    h10 = NumberAttribute(null=True)
+    h11 = NumberAttribute(null=True)
+    expires_at = TTLAttribute()
+
+
 ALL_MODELS: tuple[type[Model], ...] = (
     Supplier, SupplierKey, Goods, Stock, Audit, Channel, PoolItem, Upload, Nonce, MemberLink, Member, Topic,
     Quota, Wallet, Grant, MemberRedemption, Order, PaymentGuard, RateCounter, OutboxEvent, Cart,
-    Parcel, Refund,
+    Parcel, Refund, PartnerBreaker, PartnerStats,
 )
 
 
