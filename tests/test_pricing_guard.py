@@ -137,8 +137,14 @@ def test_a_reprice_racing_a_burst_never_sells_at_a_price_not_current_at_commit(s
         ok(shop.grant(m, 100_000), 201)
     real_price = checkout._price
 
+    priced_count = [0]
+    progress = threading.Condition()
+
     def slow_price(*args, **kwargs):
         priced = real_price(*args, **kwargs)
+        with progress:
+            priced_count[0] += 1
+            progress.notify_all()
         time.sleep(0.03)  # widen the read → commit window
         return priced
 
@@ -147,8 +153,11 @@ def test_a_reprice_racing_a_burst_never_sells_at_a_price_not_current_at_commit(s
     windows: dict[int, list[float]] = {PRICE: [0.0, 0.0]}  # price → [set sent, replaced answered]
 
     def ops_reprices() -> None:
-        for previous, price in zip(prices, prices[1:]):
-            time.sleep(0.15)
+        # each re-price once another quarter of the burst has been priced: the burst straddles all three,
+        # however slowly a loaded machine starts it
+        for step, (previous, price) in enumerate(zip(prices, prices[1:]), start=1):
+            with progress:
+                progress.wait_for(lambda s=step: priced_count[0] >= s * len(tasks) // 4, timeout=60)
             sent = time.time()
             reprice(shop, price)
             windows[price] = [sent, 0.0]
