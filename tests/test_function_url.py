@@ -19,12 +19,14 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
+import requests
 from chalice.local import LambdaContext
 
 from checkout_helpers import PASSWORD, make_shop
 from chalicelib.channels.signing import request_headers, signed_params
 from chalicelib.core import config, function_url
 from helpers import ok, uid, wait_for
+from tools.sign import entry_link
 
 API_HOST = "abc123.execute-api.us-east-1.amazonaws.com"
 URL_HOST = "k3xq7example.lambda-url.us-east-1.on.aws"
@@ -185,7 +187,8 @@ def entry(code: str, secret: str, member: str, **fields: str) -> Call:
 
 @pytest.fixture(autouse=True)
 def deployed_links(monkeypatch):
-    """Links built from each door's own host, as deployed (the local run pins a public base URL)."""
+    """API Gateway's links as deployed without a custom domain (the local run pins a public base URL); the
+    function URL door builds its links on its own host either way."""
     monkeypatch.setattr(config, "PUBLIC_BASE_URL", "")
 
 
@@ -367,3 +370,25 @@ def test_the_sample_event_replays(system):
     answer = system.app.channel_door(event, LambdaContext("channel_door", 1024))
     assert answer["statusCode"] == 200 and answer["headers"]["Content-Type"].startswith("text/html")
     assert "cookies" not in answer
+
+
+def test_a_member_shops_through_the_local_function_url_door_over_http(system, shop):
+    """The local system serves the door too (``tools.door``): an entry link on the door's URL lands in the store
+    on the door's host, the session cookie it sets works on the member API there, and an order goes through."""
+    member = uid("door-")
+    shop.fake.member(member, PASSWORD, 0)
+    ok(shop.grant(member, 10_000), 201)
+    browser = requests.Session()
+    link = entry_link(system.door_url, shop.code, shop.secret, member, nickname="Wang, Wu")
+    landed = browser.get(link, allow_redirects=False, timeout=30)
+    assert landed.status_code == 302, landed.text
+    assert landed.headers["Location"].startswith(f"{system.door_url}/store/{shop.code}")
+    store = browser.get(landed.headers["Location"], timeout=30)
+    assert store.status_code == 200 and "text/html" in store.headers["Content-Type"]
+    assert ok(browser.get(f"{system.door_url}/api/{shop.code}/wallet", timeout=30))["balance"] == 10_000
+    placed = browser.post(f"{system.door_url}/api/{shop.code}/orders", headers={"Idempotency-Key": uid("k-")},
+                          json={"lines": [{"goods_id": shop.goods_id, "sku_id": shop.sku_id, "qty": 1}],
+                                "password": PASSWORD}, timeout=30)
+    assert placed.status_code == 201, placed.text
+    assert browser.get(f"{system.door_url}/ops/channels", headers={"Authorization": f"Bearer {system.ops_token}"},
+                       timeout=30).status_code == 404  # ops stay behind API Gateway's IAM door

@@ -33,7 +33,7 @@ def _port(variable: str = "PORT", default: int = 8000) -> int:
 
 
 def main() -> None:
-    system = LocalSystem(port=_port()).start()
+    system = LocalSystem(port=_port(), door_port=_port("DOOR_PORT", 8001)).start()
     system.start_scheduler()  # webhooks delivered each minute, remote orders and refunds swept every 5
     from tools.seed import demo
 
@@ -48,6 +48,7 @@ def main() -> None:
             app_links={m: f"{reference.url}/app/{c['code']}/{m}" for m in c["members"]}))
     handle = {
         "base_url": system.base_url,
+        "function_url": system.door_url,
         "ops_token": system.ops_token,
         "channels": channels,
         "suppliers": [{"id": s["id"], "name": s["name"], "api_key": s["api_key"]} for s in shown.seeded.suppliers],
@@ -62,6 +63,7 @@ def main() -> None:
     print(f"""
 Channel Mall is running locally.
   base URL      {system.base_url}
+  function URL  {system.door_url}   (the second door: channel-facing routes only, as a Lambda function URL)
   ops token     {system.ops_token}   (Authorization: Bearer …, local stack only)
   ops CLI       .venv/bin/python -m tools.ops channels
   DynamoDB      {system.dynamodb.endpoint}   S3 (moto) {system.moto.endpoint}

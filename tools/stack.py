@@ -132,11 +132,14 @@ class LocalScheduler:
 
 
 class LocalSystem:
-    """Dynoxide + moto (S3 with EventBridge delivery) + ``chalice local`` on free ports."""
+    """Dynoxide + moto (S3 with EventBridge delivery) + ``chalice local`` and the function URL door on free ports."""
 
-    def __init__(self, port: int | None = None, ops_token: str | None = None) -> None:
+    def __init__(self, port: int | None = None, ops_token: str | None = None, door_port: int | None = None) -> None:
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
+        self.door_port = free_port() if door_port is None else door_port
+        self.door_url = f"http://127.0.0.1:{self.door_port}"  # the function URL door (``tools.door``)
+        self._door = None
         self.ops_token = ops_token or f"local-ops-{secrets.token_hex(12)}"
         self.dynamodb = Dynoxide()
         self.moto = MotoServer(on_object_created=self.deliver_object_created, find_lambda=self.find_lambda)
@@ -172,6 +175,9 @@ class LocalSystem:
         self._server = local_server(app_module.app, Config.create(chalice_stage="local", app_name="channel-mall"),
                                     "127.0.0.1", self.port)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        from tools.door import LocalDoor
+
+        self._door = LocalDoor(app_module.channel_door, self.door_port).start()
         return self
 
     def start_scheduler(self, scale: float = 1.0) -> LocalScheduler:
@@ -201,5 +207,7 @@ class LocalSystem:
             self.scheduler.stop()
         if self._server:
             self._server.shutdown()
+        if self._door:
+            self._door.stop()
         self.moto.stop()
         self.dynamodb.stop()

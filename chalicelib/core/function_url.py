@@ -22,6 +22,8 @@ import json
 from typing import Any
 from urllib.parse import unquote
 
+from chalicelib.core.web import FUNCTION_URL_STAGE
+
 CHANNEL_PREFIXES = ("/entry/", "/store/", "/api/", "/partner/", "/sandbox/", "/docs/")
 JSON_TYPE = "application/json"
 
@@ -91,7 +93,7 @@ def rest_event(event: dict[str, Any], resource: str, params: dict[str, str]) -> 
         "multiValueQueryStringParameters": query or None,
         "pathParameters": params or None, "stageVariables": None,
         "requestContext": {"resourcePath": resource, "httpMethod": method, "path": event.get("rawPath", "/"),
-                           "stage": "$default", "requestId": context.get("requestId", ""),
+                           "stage": FUNCTION_URL_STAGE, "requestId": context.get("requestId", ""),
                            "accountId": context.get("accountId", ""), "apiId": context.get("apiId", ""),
                            "domainName": context.get("domainName", ""),
                            "identity": {"sourceIp": http.get("sourceIp", ""), "userAgent": http.get("userAgent", "")}},

@@ -109,19 +109,26 @@ def ops_actor(request: Request) -> str:
     return caller
 
 
+# What ``function_url`` puts in ``requestContext.stage``, as a function URL's payload 2.0 has it.
+FUNCTION_URL_STAGE = "$default"
+
+
 def supplier(request: Request) -> Supplier:
     key = request.headers.get("x-api-key") or bearer(request)
     return suppliers.authenticate(key)
 
 
 def base_url(request: Request) -> str:
-    """The public base of this API, for the links we hand out."""
-    if config.PUBLIC_BASE_URL:
-        return config.PUBLIC_BASE_URL.rstrip("/")
+    """The public base of this API, for the links we hand out: on the door the request came through (a
+    function URL's own host, no stage; else the configured public base, or API Gateway's host and stage)."""
     headers = request.headers
     scheme = headers.get("x-forwarded-proto", "http")
     host = headers.get("host", "localhost")
     stage = (request.context or {}).get("stage")
+    if stage == FUNCTION_URL_STAGE:
+        return f"{scheme}://{host}"
+    if config.PUBLIC_BASE_URL:
+        return config.PUBLIC_BASE_URL.rstrip("/")
     prefix = f"/{stage}" if stage and ".execute-api." in host else ""
     return f"{scheme}://{host}{prefix}"
 
