@@ -160,6 +160,34 @@ CASES: list[tuple[str, Callable[[World], requests.Response], int, str]] = [
     ("supplier id 3001 chars", lambda w: w.ops("GET", f"/ops/suppliers/{LONG}"), 400, "invalid_path_parameter"),
     ("sandbox code 3001 chars", lambda w: requests.post(f"{w.base}/sandbox/{LONG}/signature-check", json={},
                                                         timeout=60), 400, "invalid_path_parameter"),
+    # orders after payment: parcels, shipping, refunds, carts, partner order reads
+    ("ship parcel id 3001 chars", lambda w: w.supplier("POST", f"/supplier/parcels/{LONG}/ship", json={
+        "carrier": "SF", "tracking_no": "SF1"}), 400, "invalid_path_parameter"),
+    ("ship tracking number 3001 chars", lambda w: w.supplier("POST", "/supplier/parcels/P-none/ship", json={
+        "carrier": "SF", "tracking_no": LONG}), 422, "validation_error"),
+    ("parcel list limit 5000 digits", lambda w: w.supplier("GET", "/supplier/parcels", params={"limit": "9" * 5000}),
+     422, "validation_error"),
+    ("parcel list state 3001 chars", lambda w: w.supplier("GET", "/supplier/parcels", params={"state": LONG}),
+     422, "validation_error"),
+    ("parcel list since 50 digits", lambda w: w.supplier("GET", "/supplier/parcels", params={"since": str(HUGE)}),
+     422, "validation_error"),
+    ("supplier refund id 3001 chars", lambda w: w.supplier("POST", f"/supplier/refunds/{LONG}/approve"),
+     400, "invalid_path_parameter"),
+    ("member refund reason 3001 chars", lambda w: w.member_call("POST", "/parcels/P-none/refund-requests",
+                                                                json={"reason": LONG}), 422, "validation_error"),
+    ("member parcel id 3001 chars", lambda w: w.member_call("POST", f"/parcels/{LONG}/cancel"),
+     400, "invalid_path_parameter"),
+    ("cart qty 50 digits", lambda w: w.member_call("PUT", f"/cart/lines/{w.shop.goods_id}/S1", json={"qty": HUGE}),
+     422, "validation_error"),
+    ("cart goods id 3001 chars", lambda w: w.member_call("PUT", f"/cart/lines/{LONG}/S1", json={"qty": 1}),
+     400, "invalid_path_parameter"),
+    ("partner order id 3001 chars", lambda w: requests.get(f"{w.base}/partner/{w.shop.code}/orders/{LONG}",
+                                                           timeout=60), 400, "invalid_path_parameter"),
+    ("partner member id 3001 chars", lambda w: requests.get(
+        f"{w.base}/partner/{w.shop.code}/members/{LONG}/orders", timeout=60), 400, "invalid_path_parameter"),
+    ("ops refund reason 3001 chars", lambda w: w.ops("POST", "/ops/parcels/P-none/refund", json={"reason": LONG}),
+     422, "validation_error"),
+    ("ops refund id 3001 chars", lambda w: w.ops("GET", f"/ops/refunds/{LONG}"), 400, "invalid_path_parameter"),
 ]
 
 
