@@ -28,7 +28,7 @@ ACTIVE, SUSPENDED = "active", "suspended"
 # Limits and money terms are audited with their old and new values.
 AUDITED = ("points_mode", "points_per_yuan", "member_points_cap", "redemption_quota", "settlement_period",
            "api_base_url", "entry_mode", "sandbox", "cart_enabled", "payment_auth", "webhook_url",
-           "shipping_deadline_hours", "receipt_days")
+           "shipping_deadline_hours", "receipt_days", "api_timeout_seconds")
 
 
 def new_secret() -> str:
@@ -66,6 +66,7 @@ def view(c: Channel, base_url: str) -> dict:
         "shipping_deadline_hours": int(c.shipping_deadline_hours), "receipt_days": int(c.receipt_days),
         "previous_webhook_secret_until": int(c.previous_webhook_secret_until)
         if c.previous_webhook_secret_until else None,
+        "api_timeout_seconds": float(c.api_timeout_seconds) if c.api_timeout_seconds is not None else None,
         "entry_link": entry_link(c, base_url), "created_at": c.created_at, "updated_at": c.updated_at,
     }
 

@@ -39,6 +39,7 @@ from chalicelib.core.models import (
     Member,
     MemberRedemption,
     Order,
+    PartnerBreaker,
     PaymentGuard,
     PoolItem,
     Quota,
@@ -55,7 +56,7 @@ from chalicelib.core.observability import count, logger
 from chalicelib.members import members, payment_auth
 from chalicelib.orders import fulfilment
 from chalicelib.orders.orders import lines_of
-from chalicelib.partners import channel_api
+from chalicelib.partners import channel_api, reliability
 from chalicelib.supply import goods as goods_mod
 from chalicelib.supply import pools
 
@@ -66,6 +67,7 @@ COMMIT_ATTEMPTS = 40
 # calls can take. A replay finding the order untouched for longer takes the deduct over (its creator died).
 DEDUCT_LEASE_SECONDS = 30
 PAID, AWAITING, FAILED = "paid", "awaiting_deduction", "failed"
+DEDUCT = "points/deduct"
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ class Reads:
     goods: dict[str, Goods]
     quota: quotas.Period | None  # None: read it with ``quotas.current`` (no shard count, or no period)
     guard: PaymentGuard | None  # where a one-time code confirms the payment (blank if the member has none)
+    deduct_breaker: PartnerBreaker | None = None  # remote mode: the channel's points/deduct breaker, if stored
 
 
 def _read(channel: Channel, member_id: str, order_id: str, lines: Sequence[LineRequest]) -> Reads:
@@ -138,7 +141,8 @@ def _read(channel: Channel, member_id: str, order_id: str, lines: Sequence[LineR
                         Wallet: [(member_id,)] if channel.points_mode == "hosted" else [],
                         PoolItem: [(channel.code, g) for g in ids], Goods: [(g,) for g in ids],
                         Stock: stock_keys, Quota: [(channel.code, k) for k in shard_keys],
-                        PaymentGuard: [(member_id,)] if channel.payment_auth == "otp" else []},
+                        PaymentGuard: [(member_id,)] if channel.payment_auth == "otp" else [],
+                        PartnerBreaker: [(channel.code, DEDUCT)] if channel.points_mode == "remote" else []},
                        consistent=(Order, Wallet, PoolItem, Quota, PaymentGuard))
     goods = {g.goods_id: g for g in found[Goods]}
     have = {(s.goods_id, s.sku_id) for s in found[Stock]}
@@ -151,7 +155,7 @@ def _read(channel: Channel, member_id: str, order_id: str, lines: Sequence[LineR
     guard = (first(found[PaymentGuard]) or payment_auth.blank_guard(member_id)) if channel.payment_auth == "otp" \
         else None
     return Reads(first(found[Order]), first(found[Member]), first(found[Wallet]),
-                 {i.goods_id: i for i in found[PoolItem]}, goods, quota, guard)
+                 {i.goods_id: i for i in found[PoolItem]}, goods, quota, guard, first(found[PartnerBreaker]))
 
 
 def _price(channel: Channel, lines: Sequence[LineRequest], reads: Reads) -> tuple[list[PricedLine], dict[str, Goods],
@@ -265,6 +269,8 @@ def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineReques
     member = reads.member
     if member is None or member.channel_code != channel.code:
         raise NotFound("member_not_found", "no such member")
+    if channel.points_mode == "remote":  # the channel's deduct is failing: refuse before reserving anything
+        channel_api.refuse_if_open(channel, DEDUCT, reliability.state_of(reads.deduct_breaker))
     proof = payment_auth.confirm(channel, member, password, otp, now, reads.guard)
     try:
         return _commit(channel, member, order_id, request_hash, lines, reads, proof, now, address)

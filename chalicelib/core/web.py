@@ -171,6 +171,9 @@ def error_page(error: DomainError) -> Response:
             f"<title>Cannot open the store</title><body style='font-family:sans-serif;padding:2em'>"
             f"<h1>We could not open the store</h1><p>{escape(error.message)}</p>"
             f"<p>Please go back to your app and try again.</p><p><small>Error code: {escape(error.code)}</small></p>")
+    reference = getattr(error, "correlation_id", None)  # a failed call to the channel: the id both sides logged
+    if reference:
+        html += f"<p><small>Reference: {escape(reference)}</small></p>"
     return Response(body=html, status_code=error.status, headers={"Content-Type": "text/html; charset=utf-8"})
 
 

@@ -202,7 +202,8 @@ def _confirm_password(channel: Channel, member: Member, password: str | None, no
         if not isinstance(answer.get("valid"), bool):
             # The channel failed to answer (an error status, a refused signature): not the member's wrong password.
             raise channel_api.PartnerError("channel_api_bad_response",
-                                        f"channel {channel.code} could not verify the password ({answer['_status']})")
+                                        f"channel {channel.code} could not verify the password ({answer['_status']})",
+                                        correlation_id=answer["_correlation_id"])
     except BaseException:
         _release(member.member_id, fingerprint)
         raise

@@ -10,6 +10,12 @@ so racing deliverers (the sweep, the call after a commit) never book one attempt
 
 The webhook URL follows the ``api_base_url`` rules (``endpoints``): the call connects to exactly the
 address that was checked and never follows a redirect.
+
+Each attempt passes the channel's ``webhook`` circuit breaker first (``reliability``): while a dead or
+slow receiver has it open, a round stops at once and leaves the channel's events due and untouched (no
+attempt spent, so nothing parks for the outage itself), instead of holding the sweep for every event's
+timeout and starving the other channels. It stays open as long as a failed event's first retry waits;
+then one attempt probes, and its success lets the round deliver the rest.
 """
 from __future__ import annotations
 
@@ -36,7 +42,7 @@ from chalicelib.core.models import (
     now_iso,
 )
 from chalicelib.core.observability import count, logger
-from chalicelib.partners import endpoints
+from chalicelib.partners import breaker, endpoints, reliability
 
 TIMEOUT = 15.0
 MAX_ATTEMPTS = 8
@@ -46,6 +52,7 @@ LEASE = TIMEOUT + 15.0  # a claimed event is due again after this if its deliver
 BATCH = 50
 SWEEP_BUDGET = 80.0  # the sweep Lambda's timeout is 120 s: the last attempt it starts still ends in time
 ERROR_MAX = 200
+BREAKER_API = "webhook"  # the breaker's and the figures' name for this channel's webhook endpoint
 
 
 def retry_base() -> float:
@@ -99,23 +106,37 @@ def _destination(url: str) -> tuple[str, str]:
     return endpoints.pinned(url, addresses[0])
 
 
-def _post(channel: Channel, event: OutboxEvent) -> None:
-    """One attempt; returns only when the channel answered 2xx."""
+def _post(channel: Channel, event: OutboxEvent, permit: reliability.Permit) -> None:
+    """One attempt, counted on the permit; returns only when the channel answered 2xx."""
     import requests
 
     url, host = _destination(channel.webhook_url)
     sent = headers(channels.webhook_secrets(channel), event.event_id, int(time.time()), event.payload)
     if event.sandbox:
         sent["webhook-sandbox"] = "true"
+    started = time.perf_counter()
+
+    def measured(kind: str, outcome: str) -> None:
+        millis = (time.perf_counter() - started) * 1000
+        permit.attempt(kind, millis, outcome)
+        logger.info("webhook attempt", extra={"channel": channel.code, "event_id": event.event_id, "outcome": outcome,
+                                              "ms": round(millis, 1), "correlation_id": permit.correlation_id})
+
     try:
-        response = _http().post(url, data=event.payload.encode(), headers={"Host": host, **sent}, timeout=TIMEOUT,
-                                allow_redirects=False)
+        response = _http().post(url, data=event.payload.encode(), timeout=TIMEOUT, allow_redirects=False,
+                                headers={"Host": host, "X-Correlation-Id": permit.correlation_id, **sent})
     except requests.Timeout:
+        measured(breaker.TIMEOUT, "timeout")
         raise _Undeliverable("timed out") from None
     except requests.RequestException as exc:
+        measured(breaker.CONNECT_ERROR, "connect_error")
         raise _Undeliverable(f"connection failed ({type(exc).__name__})") from None
-    if not 200 <= response.status_code < 300:
-        raise _Undeliverable(f"answered {response.status_code}")
+    status = response.status_code
+    kind = breaker.OK if 200 <= status < 300 else (
+        breaker.SERVER_ERROR if status >= 500 else breaker.BAD_RESPONSE if status < 400 else breaker.CLIENT_ERROR)
+    measured(kind, f"http_{status}")
+    if kind != breaker.OK:
+        raise _Undeliverable(f"answered {status}")
 
 
 def _book(event: OutboxEvent, actions: list, condition) -> bool:
@@ -130,7 +151,16 @@ def _book(event: OutboxEvent, actions: list, condition) -> bool:
 
 
 def _attempt(channel: Channel, event: OutboxEvent) -> str:
-    """Claim, call, book: the outcome ``delivered``, ``retrying``, ``parked``, or ``taken`` (another has it)."""
+    """Pass the breaker (``BreakerOpen`` when it refuses), claim, call, book: the outcome ``delivered``,
+    ``retrying``, ``parked``, or ``taken`` (another has it)."""
+    permit = reliability.admit(channel.code, BREAKER_API, lease=LEASE, open_for=retry_base())
+    try:
+        return _claim_and_post(channel, event, permit)
+    finally:
+        permit.finish()
+
+
+def _claim_and_post(channel: Channel, event: OutboxEvent, permit: reliability.Permit) -> str:
     attempts = int(event.attempts or 0)
     at_claim = (OutboxEvent.state == "pending") & (OutboxEvent.attempts == attempts)
     # The lease runs from the claim itself (a long round's ``now`` may be well past), covering the whole call.
@@ -138,7 +168,7 @@ def _attempt(channel: Channel, event: OutboxEvent) -> str:
     if not _book(event, [OutboxEvent.due_at.set(lease)], at_claim & (OutboxEvent.due_at == event.due_at)):
         return "taken"
     try:
-        _post(channel, event)
+        _post(channel, event, permit)
     except _Undeliverable as failure:
         error = str(failure)[:ERROR_MAX]
         if attempts + 1 >= MAX_ATTEMPTS:
@@ -170,7 +200,8 @@ def deliver_due(channel_code: str, now: float | None = None) -> dict[str, int]:
     return _deliver(channel, time.time() if now is None else now)
 
 
-OUTCOMES = ("delivered", "retrying", "parked", "taken", "not_configured")
+# paused: due events left untouched because the channel's webhook breaker is open
+OUTCOMES = ("delivered", "retrying", "parked", "taken", "not_configured", "paused")
 
 
 def _deliver(channel: Channel, now: float, until: float = float("inf")) -> dict[str, int]:
@@ -180,10 +211,14 @@ def _deliver(channel: Channel, now: float, until: float = float("inf")) -> dict[
     if not (channel.webhook_url and channel.webhook_secret):  # they wait, due, until ops configure the channel
         outcome["not_configured"] = len(due)
         return outcome
-    for event in due:
+    for i, event in enumerate(due):
         if time.monotonic() > until:
             break
-        outcome[_attempt(channel, event)] += 1
+        try:
+            outcome[_attempt(channel, event)] += 1
+        except reliability.BreakerOpen:
+            outcome["paused"] += len(due) - i
+            break
     return outcome
 
 
@@ -210,8 +245,10 @@ def redrive(channel_code: str, actor: str) -> dict[str, int]:
     """Every parked event of the channel back to pending, due now with a fresh set of attempts; the next
     delivery round (the minutely sweep) sends them, so this answers at once however many there are and
     however slow the channel is. Each event moves in one transaction with its audit row, conditional on it
-    still being parked: two redrives move (and audit) each event once."""
+    still being parked: two redrives move (and audit) each event once. A redrive is ops saying the webhook
+    works again, so it closes the channel's webhook breaker too: the next round sends without waiting."""
     channels.get(channel_code)
+    reliability.close(channel_code, BREAKER_API)
     now = time.time()
     moved = 0
     for event in OutboxEvent.parked_index.query(channel_code):
