@@ -18,7 +18,7 @@ from chalicelib.channels.signing import WINDOW_SECONDS, check_envelope, check_si
 from chalicelib.core.errors import BadRequest, DomainError, Forbidden, Unauthorized
 from chalicelib.core.models import Channel, Member, Nonce, condition_failed
 from chalicelib.members import members, sessions
-from chalicelib.partners import channel_api
+from chalicelib.partners import channel_api, metering
 
 TARGET = re.compile(r"^/(?!/)[A-Za-z0-9/_.~\-?=&%]*$")
 
@@ -115,4 +115,5 @@ def enter(channel_code: str, params: Mapping[str, str], now: float | None = None
     member = members.enter(channel.code, external_id, remote_points=_optional_int(points),
                            nickname=profile["nickname"] or None, mobile=profile["mobile"] or None)
     token, _ = sessions.issue(member.member_id, channel.code, now)
+    metering.entry(channel.code, member.member_id, now)
     return Entry(member, token, store_path(channel.code, params.get("target")))

@@ -42,7 +42,7 @@ from chalicelib.core.models import (
 from chalicelib.core.observability import count, logger
 from chalicelib.orders import allocation, orders
 from chalicelib.orders import parcel_states as ps
-from chalicelib.partners import events
+from chalicelib.partners import events, metering
 
 ATTEMPTS = 25
 PAGE_MAX = 100
@@ -197,6 +197,8 @@ def transition(parcel: Parcel, action: str, actor: str, actions: list | None = N
         except (Refused, Contended):  # the parcel or a sibling moved, or a lost race: read again
             backoff(attempt)
             continue
+        if to in (ps.CANCELLED, ps.REFUNDED):  # this commit gave the parcel's points back: metered once, here
+            metering.parcel_returned(parcel)
         return reread()
     raise Busy("busy", "too many concurrent changes to this parcel; retry")
 
