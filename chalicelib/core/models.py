@@ -76,6 +76,9 @@ class Supplier(Model):
     created_by = UnicodeAttribute()
     created_at = UnicodeAttribute(default=now_iso)
     updated_at = UnicodeAttribute(default=now_iso)
+    # Who bears a refund of a parcel it already shipped (``settlement.statements``): "supplier" (unset) — it
+    # comes off the supplier's next statement — or "platform".
+    refunds_borne_by = UnicodeAttribute(null=True)
     status_index = SupplierStatusIndex()
 
 
@@ -442,6 +445,9 @@ class Order(Model):
     # the channel's code from the write that makes the order paid until its split: the sweep's work list
     unsplit = UnicodeAttribute(null=True)
     unsplit_index = OrderUnsplitIndex()
+    # The channel's points per yuan its points were priced at (checkout), copied to the parcels at the split:
+    # settlement turns the points into money at this rate. Orders from before it: the channel's rate at the split.
+    points_per_yuan = NumberAttribute(null=True)
 
 
 class PaymentGuard(Model):
@@ -566,6 +572,8 @@ class Parcel(Model):
     updated_at = UnicodeAttribute(default=now_iso)
     order_index = ParcelOrderIndex()
     supplier_index = ParcelSupplierIndex()
+    # The order's points rate (``Order.points_per_yuan``), so a return is valued at the rate its billing was.
+    points_per_yuan = NumberAttribute(null=True)
 
 
 class RefundPendingIndex(GlobalSecondaryIndex):
@@ -626,7 +634,7 @@ class PartnerBreaker(Model):
     channel_code = UnicodeAttribute(hash_key=True)
     api = UnicodeAttribute(range_key=True)  # "points/deduct", …, "webhook"
     state = UnicodeAttribute(default="closed")
-    failures = NumberAttribute(default=0)
+    failures = NumberAttribute(default=0)  # the minute's failed calls when it last opened (for ops)
     open_until = NumberAttribute(null=True)
     probe = UnicodeAttribute(null=True)  # the correlation id of the probe in flight (half-open)
     probe_until = NumberAttribute(null=True)
@@ -749,10 +757,78 @@ class PrepaidEntry(Model):
     created_at = UnicodeAttribute(default=now_iso)
 
 
+
+class BookEntry(Model):
+    """A parcel's event that settlement counts, written in the same transaction as the event (``settlement.books``):
+    billed to its channel (the split), payable to its supplier (shipped), returned to its channel (cancelled or
+    refunded), refunded after shipment (its supplier's). Read back a business day at a time by the statement of
+    that day, never by a scan; the lines are frozen as the parcel has them (prices, settlement prices, points)."""
+
+    Meta = _meta("settlement-books")
+    book = UnicodeAttribute(hash_key=True)  # "{event}#{party}#{day}#{shard}"
+    parcel_id = UnicodeAttribute(range_key=True)
+    order_id = UnicodeAttribute()
+    lines = ListAttribute(of=MapAttribute)  # goods_id, sku_id, qty, price, settlement_price, points
+    points_per_yuan = NumberAttribute()
+    billed_day = UnicodeAttribute(null=True)  # a return's: the business day its parcel was billed
+    after_shipment = BooleanAttribute(default=False)  # a return's: a refund of a shipped parcel, not a cancel
+    borne_by = UnicodeAttribute(null=True)  # a refund after shipment's: "supplier" or "platform"
+
+
+class SettledDay(Model):
+    """Which statement settles one party's business day: claimed once, by a conditional put, so a day is never
+    in two statements (a channel that moves between weekly and monthly periods) nor lost."""
+
+    Meta = _meta("settled-days")
+    party_day = UnicodeAttribute(hash_key=True)  # "{party}#{day}"
+    statement_id = UnicodeAttribute()
+
+
+class SettlementPeriod(Model):
+    """One run of settlement over a period (``settlement.runs``): ``freezing`` from the first start (the parties
+    and their pages are fixed then, in S3) until every statement is written, then ``settled``. A period with no
+    item is still open (or not yet started)."""
+
+    Meta = _meta("settlement-periods")
+    period_id = UnicodeAttribute(hash_key=True)  # "2026-01", "2026-W05" (``settlement.periods``)
+    kind = UnicodeAttribute()
+    state = UnicodeAttribute()
+    parties = NumberAttribute(default=0)
+    pages_key = UnicodeAttribute()
+    runs = NumberAttribute(default=0)  # how many times a run froze it (a re-run changes no statement)
+    frozen_at = UnicodeAttribute(default=now_iso)
+    settled_at = UnicodeAttribute(null=True)
+    totals = MapAttribute(null=True)
+
+
+class StatementPartyIndex(GlobalSecondaryIndex):
+    Meta = _index_meta("party-index")
+    party = UnicodeAttribute(hash_key=True)
+    period_id = UnicodeAttribute(range_key=True)
+
+
+class Statement(Model):
+    """A party's statement for a period, written once and never changed: its id derives from (period, party),
+    its lines are the CSV export in S3 (``export_key``, with the SHA-256 and length of those exact bytes), its
+    totals are here. Party: ``channel.{code}``, ``supplier.{id}`` or ``platform`` (the margin)."""
+
+    Meta = _meta("statements")
+    statement_id = UnicodeAttribute(hash_key=True)  # "{period_id}.{party}"
+    period_id = UnicodeAttribute()
+    party = UnicodeAttribute()
+    days = ListAttribute(of=UnicodeAttribute, default=list)  # the business days it settles
+    totals = MapAttribute(default=dict)
+    export_key = UnicodeAttribute()
+    sha256 = UnicodeAttribute()
+    byte_length = NumberAttribute()
+    created_at = UnicodeAttribute(default=now_iso)
+    party_index = StatementPartyIndex()
+
 ALL_MODELS: tuple[type[Model], ...] = (
     Supplier, SupplierKey, Goods, Stock, Audit, Channel, PoolItem, Upload, Nonce, MemberLink, Member, Topic,
     Quota, Wallet, Grant, MemberRedemption, Order, PaymentGuard, RateCounter, OutboxEvent, Cart,
     Parcel, Refund, PartnerBreaker, PartnerStats, ChannelDay, MeterMark, BillingPlan, PrepaidAccount, PrepaidEntry,
+    BookEntry, SettledDay, SettlementPeriod, Statement,
 )
 
 
