@@ -56,7 +56,7 @@ from chalicelib.core.observability import count, logger
 from chalicelib.members import members, payment_auth
 from chalicelib.orders import fulfilment
 from chalicelib.orders.orders import lines_of
-from chalicelib.partners import channel_api, reliability
+from chalicelib.partners import billing, channel_api, reliability
 from chalicelib.supply import goods as goods_mod
 from chalicelib.supply import pools
 
@@ -542,7 +542,10 @@ def _release(order: Order, reason: str) -> Order:
         _stock_updates(tx, lines, {}, +1, guard_prices=False)
         return tx
 
-    return _settle(order, build)
+    order = _settle(order, build)
+    if order.status == FAILED:  # a prepaid channel's order price comes back (once, whoever released it)
+        billing.give_back_order(order.channel_code, order.order_id)
+    return order
 
 
 def _settle(order: Order, build) -> Order:

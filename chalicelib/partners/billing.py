@@ -337,8 +337,9 @@ def _charge_order(channel_code: str, order_id: str, plan: Plan) -> bool:
     return True
 
 
-def _give_back_order(channel_code: str, order_id: str) -> None:
-    """The order's price back to the balance, once (the entry's delete is the proof)."""
+def give_back_order(channel_code: str, order_id: str) -> None:
+    """An order's price back to the balance, if one was taken; once (the entry's delete is the proof). For a
+    checkout refused, and a remote order released (``checkout._release``: the channel refused or never deducted)."""
     try:
         entry = PrepaidEntry.get(channel_code, f"order#{order_id}", consistent_read=True)
     except DoesNotExist:
@@ -361,21 +362,18 @@ def charged_checkout(channel: Channel, order_id: str, place: Callable[[], tuple[
                      ) -> tuple[Order, bool]:
     """Run a member's checkout (``place``) on a prepaid plan with an order price: the price is taken first
     (402 when the balance cannot pay, before anything is reserved), once per order id however often the member
-    retries, and given back when the checkout is refused (a 4xx with no order) or the channel refused to deduct
-    (the order failed). Any other plan: ``place`` alone."""
+    retries, and given back when the checkout is refused (a 4xx with no order; a remote order the channel does
+    not deduct gives it back when it is released). Any other plan: ``place`` alone."""
     plan = plan_today(channel.code)
     if plan.kind != PREPAID or not plan.order_price:
         return place()
     took = _charge_order(channel.code, order_id, plan)
     try:
-        order, created = place()
+        return place()
     except DomainError as error:
         if took and error.status < 500 and not Order.count(order_id, consistent_read=True):
-            _give_back_order(channel.code, order_id)
+            give_back_order(channel.code, order_id)
         raise
-    if order.status == "failed":
-        _give_back_order(channel.code, order_id)
-    return order, created
 
 
 def top_up(channel: Channel, topup_id: str, amount: int, actor: str, note: str | None = None
