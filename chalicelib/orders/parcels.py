@@ -21,6 +21,7 @@ from typing import Callable
 
 from pynamodb.exceptions import DoesNotExist
 
+from chalicelib.channels import channels
 from chalicelib.checkout import quotas
 from chalicelib.core import audit
 from chalicelib.core.errors import BadRequest, Busy, Conflict, NotFound, Unprocessable
@@ -43,6 +44,7 @@ from chalicelib.core.observability import count, logger
 from chalicelib.orders import allocation, orders
 from chalicelib.orders import parcel_states as ps
 from chalicelib.partners import events, metering
+from chalicelib.settlement import books
 
 ATTEMPTS = 25
 PAGE_MAX = 100
@@ -116,16 +118,18 @@ def split(order_id: str) -> list[Parcel]:
         return existing
     plans = allocation.plan(int(order.points), orders.lines_of(order))
     now = now_iso()
+    rate = int(order.points_per_yuan or channels.get(order.channel_code).points_per_yuan)  # older orders: today's
     parcels = [Parcel(f"{order_id}-{p.n}", order_id=order_id, channel_code=order.channel_code,
                       member_id=order.member_id, supplier_id=p.supplier_id, lines=p.lines, points=p.points,
                       amount=p.amount, state=ps.AWAITING, sandbox=bool(order.sandbox), created_at=now,
-                      updated_at=now) for p in plans]
+                      updated_at=now, points_per_yuan=rate) for p in plans]
     data = dict(_order_summary(order, parcels), member_id=_external_id(order))
 
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
         for parcel in parcels:
             tx.put(f"parcel:{parcel.parcel_id}", parcel, condition=Parcel.parcel_id.does_not_exist())
+            books.record_billed(tx, parcel)  # the channel owes for it from today
         events.record(tx, order.channel_code, "order.paid", order_id, data, sandbox=bool(order.sandbox))
         tx.update("order", order, [Order.unsplit.remove()])  # off the sweep's list of unstarted orders
         return tx
@@ -211,9 +215,14 @@ def _parcel_event(parcel: Parcel, total: int) -> dict:
 def ship(supplier_id: str, parcel_id: str, carrier: str, tracking_no: str) -> Parcel:
     """The supplier ships its own parcel with carrier and tracking number (once: a second ship is a 409)."""
     parcel = for_supplier(supplier_id, parcel_id)
+
+    def payable(tx: LabelledTransaction, current: Parcel, order: Order) -> list:
+        books.record_payable(tx, current, time.time())  # the supplier is owed for it from today
+        return []
+
     return transition(parcel, "ship", f"supplier:{supplier_id}",
                       [Parcel.carrier.set(carrier), Parcel.tracking_no.set(tracking_no), Parcel.shipped_at.set(now_iso())],
-                      shown={"carrier": carrier, "tracking_no": tracking_no},
+                      extra=payable, shown={"carrier": carrier, "tracking_no": tracking_no},
                       reread=lambda: for_supplier(supplier_id, parcel_id))
 
 
@@ -256,13 +265,16 @@ def give_back(tx: LabelledTransaction, order: Order, parcel: Parcel, now: float,
       period expires by its end, so no lot it spent could outlive that, and a refund never gives points a
       longer life than a grant of that period could have had. If the period has already ended, the points
       still come back (``refunded``) and expire at once (folded into ``expired`` by the next sweep); the
-      member's view says so (``points_expired``).
+      member's view says so (``points_expired``);
+    - settlement: the parcel comes off its channel's bill and, refunded after shipment, is booked for its
+      supplier (``settlement.books.record_returned``).
     Helpers for refunds of shipped parcels reuse this."""
     for line in sorted(parcel.lines, key=lambda l: (l["goods_id"], l["sku_id"])) if stock else []:
         tx.update(f"stock:{line['goods_id']}:{line['sku_id']}", Stock(line["goods_id"], line["sku_id"]),
                   [Stock.stock.add(int(line["qty"]))], condition=Stock.sku_id.exists())
     from chalicelib.checkout import checkout  # see ``split``
 
+    books.record_returned(tx, parcel, now)  # off the channel's bill (and, refunded after shipment, the supplier's)
     points = int(parcel.points)
     returned: dict = {"points": points, "at": now_iso()}
     if not points:
