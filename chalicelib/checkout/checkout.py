@@ -193,6 +193,7 @@ def _order(order_id: str, channel: Channel, member: Member, period_id: str, line
         pending_channel=channel.code if remote else None, sandbox=bool(channel.sandbox),
         unsplit=None if remote else channel.code,  # paid at this commit: on the unsplit index until split
         cap_counted=points if remote else None,  # what ``_count_redemption`` adds in the same transaction
+        points_per_yuan=int(channel.points_per_yuan),  # the rate ``_price`` used (pricing version guards it)
     )
 
 
