@@ -21,7 +21,7 @@ from pynamodb.attributes import (
 )
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWriteError, UpdateError
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -283,6 +283,15 @@ class MemberLink(Model):
     member_id = UnicodeAttribute()
 
 
+class MemberChannelIndex(GlobalSecondaryIndex):
+    """Keys only: a channel's members, for the invariant audit's per-channel read (``settlement.audit``). A member
+    is written at its first entry and later only in fields outside the index, so the index costs one write per
+    member, once; DynamoDB builds it over the members that already exist."""
+
+    Meta = type("Meta", (), {"index_name": "channel-index", "projection": KeysOnlyProjection()})
+    channel_code = UnicodeAttribute(hash_key=True)
+
+
 class Member(Model):
     """A channel member as we know it: exactly one external id in exactly one channel."""
 
@@ -295,6 +304,7 @@ class Member(Model):
     remote_points = NumberAttribute(null=True)
     created_at = UnicodeAttribute(default=now_iso)
     last_entry_at = UnicodeAttribute(default=now_iso)
+    channel_index = MemberChannelIndex()
 
 
 class Topic(Model):
@@ -363,6 +373,14 @@ class Wallet(Model):
     lots = MapAttribute(default=dict)
 
 
+class GrantMemberIndex(GlobalSecondaryIndex):
+    """A member's grants, for the invariant audit (granted = the sum of them); a grant is written once."""
+
+    Meta = _index_meta("member-index")
+    member_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
 class Grant(Model):
     """A channel's points grant, keyed by the channel's own grant id: one grant, once."""
 
@@ -374,6 +392,7 @@ class Grant(Model):
     expires_at = NumberAttribute()
     period_id = UnicodeAttribute()
     created_at = UnicodeAttribute(default=now_iso)
+    member_index = GrantMemberIndex()
 
 
 class MemberRedemption(Model):
@@ -824,11 +843,69 @@ class Statement(Model):
     created_at = UnicodeAttribute(default=now_iso)
     party_index = StatementPartyIndex()
 
+
+class LedgerUpload(Model):
+    """A signed upload link handed to a channel for its ledger of one settlement period, and what the file became
+    (``settlement.ledgers``): ``issued``, then ``processed`` (with the reconciliation's id) or ``refused``."""
+
+    Meta = _meta("ledger-uploads")
+    upload_id = UnicodeAttribute(hash_key=True)
+    channel_code = UnicodeAttribute()
+    period_id = UnicodeAttribute()
+    key = UnicodeAttribute()
+    status = UnicodeAttribute(default="issued")
+    result_id = UnicodeAttribute(null=True)
+    refusal = MapAttribute(null=True)  # {code, message, errors: [{line, field, reason}]}
+    created_at = UnicodeAttribute(default=now_iso)
+    processed_at = UnicodeAttribute(null=True)
+    expires_at = TTLAttribute()
+
+
+class Reconciliation(Model):
+    """A channel's ledger for a period matched against our books, written once: ``result_id`` derives from
+    (channel, period, SHA-256 of the ledger's bytes), so the same ledger imported again names this same result.
+    Totals and counts are here; every difference is in the JSON document ``result_key`` (S3), whose SHA-256 is
+    ``result_sha256``."""
+
+    Meta = _meta("reconciliations")
+    channel_period = UnicodeAttribute(hash_key=True)  # "{channel}#{period_id}"
+    result_id = UnicodeAttribute(range_key=True)
+    channel_code = UnicodeAttribute()
+    period_id = UnicodeAttribute()
+    ledger_sha256 = UnicodeAttribute()
+    ledger_bytes = NumberAttribute()
+    source = UnicodeAttribute()  # "upload" | "post"
+    rows = NumberAttribute()
+    sandbox = BooleanAttribute(default=False)
+    period_open = BooleanAttribute(default=False)  # the period had not ended when it was matched
+    counts = MapAttribute()
+    totals = MapAttribute()
+    result_key = UnicodeAttribute()
+    result_sha256 = UnicodeAttribute()
+    created_at = UnicodeAttribute(default=now_iso)
+
+
+class AuditRun(Model):
+    """One run of the invariant audit (``settlement.audit``): what it checked and every drift it found (the first
+    ``audit.MAX_LISTED`` listed; all are in the run's log lines). Kept 30 days."""
+
+    Meta = _meta("audit-runs")
+    scope = UnicodeAttribute(hash_key=True)  # "invariants"
+    started_at = UnicodeAttribute(range_key=True)
+    finished_at = UnicodeAttribute()
+    checked = MapAttribute()
+    drifts = NumberAttribute()
+    unsettled = NumberAttribute(default=0)
+    findings = UnicodeAttribute()  # JSON list
+    expires_at = TTLAttribute()
+
+
 ALL_MODELS: tuple[type[Model], ...] = (
     Supplier, SupplierKey, Goods, Stock, Audit, Channel, PoolItem, Upload, Nonce, MemberLink, Member, Topic,
     Quota, Wallet, Grant, MemberRedemption, Order, PaymentGuard, RateCounter, OutboxEvent, Cart,
     Parcel, Refund, PartnerBreaker, PartnerStats, ChannelDay, MeterMark, BillingPlan, PrepaidAccount, PrepaidEntry,
     BookEntry, SettledDay, SettlementPeriod, Statement,
+    LedgerUpload, Reconciliation, AuditRun,
 )
 
 
