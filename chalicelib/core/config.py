@@ -73,3 +73,7 @@ def fulfilment_seconds_override() -> tuple[int, int] | None:
         return None
     shipping, receipt = (int(part) for part in raw.split(","))
     return shipping, receipt
+
+# Settlement (issue 8): the state machine a period's run executes. Set by the template for the functions that
+# start runs (the scheduler and the ops API), and by the local stack for its machine on moto.
+SETTLEMENT_STATE_MACHINE_ARN: str = os.environ.get("SETTLEMENT_STATE_MACHINE_ARN", "")
