@@ -16,7 +16,7 @@ from pynamodb.models import Model
 from chalicelib.core import config
 from chalicelib.core.models import (
     ALL_MODELS, Audit, Channel, Goods, Member, MemberRedemption, Order, OutboxEvent, Parcel, Quota, Refund, Stock,
-    Upload, Wallet,
+    Upload, Wallet, PartnerBreaker, PartnerStats,
 )
 from infra.state_machines import FULFILMENT_FUNCTIONS, ORDER_FULFILMENT, order_fulfilment
 
@@ -107,6 +107,12 @@ FULFIL_MODELS: dict[str, tuple[type[Model], ...]] = {
                         MemberRedemption),
     "fulfil_complete": (Order, Member, Parcel, OutboxEvent, Audit),
 }
+# Every function that calls a channel (``channel_api``, ``webhooks``) passes the channel's circuit breaker and books
+# the call (``partners.reliability``): a GetItem and conditional UpdateItems of the breaker, ADDs to the minute's
+# stats item. The API and the door have every table already; these are the others that call.
+PARTNER_HEALTH_MODELS: tuple[type[Model], ...] = (PartnerBreaker, PartnerStats)
+PARTNER_HEALTH_ACTIONS = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+PARTNER_CALLERS = (RESOLVE_FUNCTION, REFUNDS_FUNCTION, WEBHOOKS_FUNCTION, FULFIL_FUNCTIONS["fulfil_deadline"])
 SESSION_KEY_LENGTH = 64
 UPLOADS_PREFIX = "uploads/"
 IMAGES_PREFIX = "images/"  # checked images, copied once; no link writes here and nothing expires
@@ -325,6 +331,9 @@ def function_resources(stage: str) -> dict[str, Json]:
         if function in SESSION_KEY_READERS:  # the ARN and the right to read it go together
             env["SESSION_KEY_SECRET_ARN"] = {"Ref": SESSION_KEY_SECRET}
             statements = statements + [_session_key_grant()]
+        if function in PARTNER_CALLERS:
+            statements = statements + [{"Sid": "PartnerHealth", "Effect": "Allow", "Action": PARTNER_HEALTH_ACTIONS,
+                                        "Resource": _table_arns(PARTNER_HEALTH_MODELS, indexes=False)}]
         resources[f"{function}LogGroup"] = {"Type": "AWS::Logs::LogGroup", "Properties": {
             "LogGroupName": f"/channelmall/{stage}/{function}", "RetentionInDays": LOG_RETENTION_DAYS}}
         resources[function] = {"Properties": {
@@ -452,6 +461,18 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
         **{f"{metric}Alarm": _alarm(f"A sweep failed for one channel ({metric}); the others went on", namespace,
                                     metric, service_dims)
            for metric in ("RemoteSweepFailed", "RefundSweepFailed", "FulfilmentSweepFailed")},
+        # ``partners.reliability``: a channel's API (or webhook) looks dead (this minute, 10 or more of its calls
+        # and three in four failed) and its breaker opened, or a probe failed and reopened it: its callers get
+        # partner_unavailable until a probe succeeds.
+        "PartnerBreakerOpenedAlarm": _alarm(
+            "A channel's API or webhook kept failing and its circuit breaker opened: calls to it fail fast "
+            "(partner_unavailable); see GET /ops/channels/{code}/partner-health and tell the channel",
+            namespace, "PartnerBreakerOpened", service_dims),
+        # A minute in which one channel API's calls (10 or more) failed at a rate of 20 % or more.
+        "PartnerErrorRateHighAlarm": _alarm(
+            "A channel's API failed a fifth or more of its calls in a minute; see GET "
+            "/ops/channels/{code}/partner-health (calls, errors by kind, p95 per API) and tell the channel",
+            namespace, "PartnerErrorRateHigh", service_dims),
     }
 
     def app_metrics(*names: str) -> list[list[str]]:
@@ -477,6 +498,7 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
         ("Points granted", app_metrics("PointsGranted"), "Sum"),
         ("Partner calls by channel and outcome", per_channel("PartnerCalls", "Sum"), "Sum"),
         ("Partner latency by channel and outcome (p99)", per_channel("PartnerLatency", "p99"), "p99"),
+        ("Partner breakers", app_metrics("PartnerBreakerOpened", "PartnerCallsRefused", "PartnerErrorRateHigh"), "Sum"),
     ]
     widgets = [
         {"type": "metric", "x": (i % 2) * 12, "y": (i // 2) * 6, "width": 12, "height": 6,

@@ -15,7 +15,9 @@ import pytest
 from pynamodb.attributes import Attribute, TTLAttribute
 from pynamodb.models import Model
 
-from chalicelib.core.models import ALL_MODELS, Audit, Channel, Goods, Order, OutboxEvent, Quota, Stock, Upload
+from chalicelib.core.models import (
+    ALL_MODELS, Audit, Channel, Goods, Order, OutboxEvent, PartnerBreaker, PartnerStats, Quota, Stock, Upload,
+)
 from infra.check import dangling_targets, layer_problems, package, unmanaged_functions
 from infra.state_machines import FULFILMENT_FUNCTIONS, order_fulfilment
 from infra.template import FULFIL_MODELS, UPLOAD_TABLE_ACTIONS, table_suffix
@@ -279,7 +281,7 @@ def test_resolver_role_is_least_privilege(resources: dict[str, Any]) -> None:
     """Scan channels, Query the pending and unsplit indexes, read and update orders, quotas and stock; start
     executions; nothing else."""
     role = role_of(resources, RESOLVE)
-    ids = table_ids(resources, Channel, Order, Quota, Goods, Stock)
+    ids = table_ids(resources, Channel, Order, Quota, Goods, Stock, PartnerBreaker, PartnerStats)
     granted: dict[str, set[str]] = {}
     for name, statement in allow_statements(resources):
         if name == role and statement.get("Sid") not in ("OwnLogs", "Tracing"):
@@ -299,8 +301,11 @@ def test_resolver_role_is_least_privilege(resources: dict[str, Any]) -> None:
         # the pending index, and the unsplit one: paid orders whose fulfilment never started
         "dynamodb:Query": arns({"Fn::Sub": f"${{{ids[Order]}.Arn}}/index/{pending}"},
                                {"Fn::Sub": f"${{{ids[Order]}.Arn}}/index/{Order.unsplit_index.Meta.index_name}"}),
-        "dynamodb:GetItem": arns(table(Order), table(Quota), table(Stock), table(Goods)),
-        "dynamodb:UpdateItem": arns(table(Order), table(Quota), table(Stock)),
+        # the channel's breaker read and moved, its calls counted (``partners.reliability``)
+        "dynamodb:GetItem": arns(table(Order), table(Quota), table(Stock), table(Goods), table(PartnerBreaker),
+                                 table(PartnerStats)),
+        "dynamodb:UpdateItem": arns(table(Order), table(Quota), table(Stock), table(PartnerBreaker),
+                                    table(PartnerStats)),
         # a release backfills the Stock items of goods from before them, as every reader does
         "dynamodb:BatchGetItem": arns(table(Goods), table(Stock)),
         "dynamodb:ConditionCheckItem": arns(table(Goods)),
@@ -422,7 +427,8 @@ def test_unresolved_remote_orders_page_ops(resources: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("metric", [
     "ParcelsExpired", "ParcelExpiryRefused", "RefundUnresolved", "RefundRefusedByChannel", "RemoteSweepFailed",
-    "RefundSweepFailed", "FulfilmentSweepFailed", "FulfilmentStartFailed", "RemoteUnresolved", "WebhooksParked"])
+    "RefundSweepFailed", "FulfilmentSweepFailed", "FulfilmentStartFailed", "RemoteUnresolved", "WebhooksParked",
+    "PartnerBreakerOpened", "PartnerErrorRateHigh"])
 def test_every_failure_the_app_counts_pages_ops(resources: dict[str, Any], metric: str) -> None:
     """Each of these counts means a member, a supplier or a channel is left waiting on ops: one alarm each,
     on the app's own metric (Powertools adds the service dimension), to the ops topic."""
@@ -444,7 +450,7 @@ def test_webhook_sweep_runs_every_minute_with_least_privilege(resources: dict[st
     assert props["Timeout"] == 120
     role = role_of(resources, WEBHOOKS)
     assert role not in {role_of(resources, h) for h in (API, UPLOAD, RESOLVE)}
-    ids = table_ids(resources, Channel, OutboxEvent)
+    ids = table_ids(resources, Channel, OutboxEvent, PartnerBreaker, PartnerStats)
     granted: dict[str, set[str]] = {}
     for name, statement in allow_statements(resources):
         if name == role and statement.get("Sid") not in ("OwnLogs", "Tracing"):
@@ -455,7 +461,11 @@ def test_webhook_sweep_runs_every_minute_with_least_privilege(resources: dict[st
     assert granted == {
         "dynamodb:Scan": {json.dumps({"Fn::GetAtt": [ids[Channel], "Arn"]}, sort_keys=True)},
         "dynamodb:Query": {json.dumps({"Fn::Sub": f"${{{ids[OutboxEvent]}.Arn}}/index/{pending}"}, sort_keys=True)},
-        "dynamodb:UpdateItem": {json.dumps({"Fn::GetAtt": [ids[OutboxEvent], "Arn"]}, sort_keys=True)},
+        "dynamodb:UpdateItem": {json.dumps({"Fn::GetAtt": [ids[model], "Arn"]}, sort_keys=True)
+                                for model in (OutboxEvent, PartnerBreaker, PartnerStats)},
+        # the channel's webhook breaker (``partners.reliability``)
+        "dynamodb:GetItem": {json.dumps({"Fn::GetAtt": [ids[model], "Arn"]}, sort_keys=True)
+                             for model in (PartnerBreaker, PartnerStats)},
     }
 
 
@@ -518,8 +528,9 @@ def test_only_checkout_and_the_sweep_start_executions(resources: dict[str, Any])
 def test_fulfilment_tasks_reach_only_their_tables(resources: dict[str, Any], name: str) -> None:
     actions, arns = data_grants(resources, role_of(resources, f"app.{name}"), "dynamodb")
     assert "dynamodb:Scan" not in actions and "dynamodb:DeleteItem" not in actions
+    calls_channels = (PartnerBreaker, PartnerStats) if name == "fulfil_deadline" else ()  # a remote parcel's refund
     assert {a["Fn::GetAtt"][0] for a in arns if "Fn::GetAtt" in a} == set(
-        table_ids(resources, *FULFIL_MODELS[name]).values())
+        table_ids(resources, *FULFIL_MODELS[name], *calls_channels).values())
 
 
 def test_failed_fulfilment_executions_and_starts_page_ops(resources: dict[str, Any]) -> None:

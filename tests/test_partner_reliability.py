@@ -90,8 +90,8 @@ def breaker_of(shop: Shop, api: str) -> breaker.State:
 
 
 def open_breaker(shop: Shop, api: str, member: str) -> None:
-    """``FAILURES_TO_OPEN`` orders fail on the dead API one after another; the breaker is then open."""
-    for _ in range(breaker.FAILURES_TO_OPEN):
+    """``MIN_FAILURES`` orders fail on the dead API one after another; the breaker is then open."""
+    for _ in range(breaker.MIN_FAILURES):
         assert shop.place(requests.Session(), member).status in (201, 502)
     assert breaker_of(shop, api).state == breaker.OPEN
 
@@ -110,8 +110,10 @@ def timed(shop: Shop, member: str, n: int) -> list[tuple[float, checkout_helpers
 
 def test_breaker_rules():
     closed = breaker.State()
-    assert breaker.decide(closed, 100) == breaker.CALL and closed.clean
-    assert not breaker.opens(breaker.FAILURES_TO_OPEN - 1) and breaker.opens(breaker.FAILURES_TO_OPEN)
+    assert breaker.decide(closed, 100) == breaker.CALL
+    assert breaker.opens(10, 10) and breaker.opens(40, 30)  # (nearly) dead: ten failed, three in four
+    assert not breaker.opens(9, 9)  # too few to judge
+    assert not breaker.opens(120, 60)  # half its calls still served: degraded, not dead (the rate alarm pages)
     opened = breaker.opened(100, 30)
     assert (opened.state, opened.open_until) == (breaker.OPEN, 130)
     assert breaker.decide(opened, 129.9) == breaker.REFUSE and breaker.retry_at(opened) == 130
@@ -139,19 +141,19 @@ def test_a_dead_password_api_opens_its_breaker_then_orders_fail_fast_and_recover
     shop = shop_of()
     member = shop.member(points=50_000)
     shop.fake.down = {"password/verify"}
-    for i in range(breaker.FAILURES_TO_OPEN):
+    for i in range(breaker.MIN_FAILURES):
         a = shop.place(requests.Session(), member)
         assert (a.status, a.code) == (502, "channel_api_unavailable"), a.body
         # the id we sent is the id the member sees: the partner finds the call in its own logs by it
         assert a.body["error"]["correlation_id"] == shop.fake.seen[-1][1] != ""
-    assert shop.fake.hits["password/verify"] == breaker.FAILURES_TO_OPEN
+    assert shop.fake.hits["password/verify"] == breaker.MIN_FAILURES
     assert breaker_of(shop, "password/verify").state == breaker.OPEN
 
     refused = timed(shop, member, 5)
     assert all((a.status, a.code) == (503, "partner_unavailable") for _, a in refused), refused
     assert all(a.body["error"]["correlation_id"].startswith("cm-") for _, a in refused)
     assert statistics.median(t for t, _ in refused) < 0.1, [round(t * 1000) for t, _ in refused]
-    assert shop.fake.hits["password/verify"] == breaker.FAILURES_TO_OPEN  # nothing reached the partner
+    assert shop.fake.hits["password/verify"] == breaker.MIN_FAILURES  # nothing reached the partner
     assert shop.quota()["reserved"] == 0 and shop.orders() == []
 
     shop.fake.down = set()
@@ -163,10 +165,10 @@ def test_a_dead_password_api_opens_its_breaker_then_orders_fail_fast_and_recover
     verify = health["apis"]["password/verify"]
     assert verify["breaker"]["state"] == "closed" and not verify["breaker"]["refusing"]
     hour = verify["last_hour"]
-    assert (hour["calls"], hour["errors"], hour["refused"]) == (breaker.FAILURES_TO_OPEN + 1,
-                                                               breaker.FAILURES_TO_OPEN, 5), hour
-    assert hour["by_kind"] == {"ok": 1, "server_error": breaker.FAILURES_TO_OPEN}
-    assert hour["error_rate"] == round(breaker.FAILURES_TO_OPEN / (breaker.FAILURES_TO_OPEN + 1), 4)
+    assert (hour["calls"], hour["errors"], hour["refused"]) == (breaker.MIN_FAILURES + 1,
+                                                               breaker.MIN_FAILURES, 5), hour
+    assert hour["by_kind"] == {"ok": 1, "server_error": breaker.MIN_FAILURES}
+    assert hour["error_rate"] == round(breaker.MIN_FAILURES / (breaker.MIN_FAILURES + 1), 4)
     assert hour["p95_ms"] in breaker.BOUNDS_MS and verify["last_day"] == hour
     assert health["apis"]["points/deduct"]["last_hour"]["calls"] == 1
     assert reliability.stats(shop.code, "password/verify", int(time.time()) - 3600)["calls"] == hour["calls"]
@@ -195,15 +197,15 @@ def test_a_slow_partner_is_cut_at_the_channels_own_timeout_then_fails_fast(syste
     shop = shop_of(timeout=0.5)
     member = shop.member(points=50_000)
     shop.fake.pause = {"password/verify": 1.2}
-    slow = timed(shop, member, breaker.FAILURES_TO_OPEN)
+    slow = timed(shop, member, breaker.MIN_FAILURES)
     assert all((a.status, a.code) == (502, "channel_api_timeout") for _, a in slow), slow
     assert all(0.45 < t < 1.1 for t, _ in slow), [round(t, 2) for t, _ in slow]  # 0.5 s, not the default 3 s
-    assert shop.fake.hits["password/verify"] == breaker.FAILURES_TO_OPEN  # a timeout is never sent again
+    assert shop.fake.hits["password/verify"] == breaker.MIN_FAILURES  # a timeout is never sent again
     fast = timed(shop, member, 3)
     assert all((a.status, a.code) == (503, "partner_unavailable") for _, a in fast), fast
     assert max(t for t, _ in fast) < 0.3
     kinds = reliability.stats(shop.code, "password/verify", int(time.time()) - 60)
-    assert kinds["by_kind"] == {"timeout": breaker.FAILURES_TO_OPEN} and kinds["p95_ms"] == 1000
+    assert kinds["by_kind"] == {"timeout": breaker.MIN_FAILURES} and kinds["p95_ms"] == 1000
 
 
 def test_a_dead_deduct_api_refuses_orders_before_anything_is_reserved(system, ops, shop_of):
@@ -215,8 +217,8 @@ def test_a_dead_deduct_api_refuses_orders_before_anything_is_reserved(system, op
     refused = timed(shop, member, 5)
     assert all((a.status, a.code) == (503, "partner_unavailable") for _, a in refused), refused
     assert statistics.median(t for t, _ in refused) < 0.1, [round(t * 1000) for t, _ in refused]
-    assert shop.fake.hits["password/verify"] == breaker.FAILURES_TO_OPEN  # refused before the password, too
-    assert len(shop.orders()) == breaker.FAILURES_TO_OPEN and shop.quota()["reserved"] == 0
+    assert shop.fake.hits["password/verify"] == breaker.MIN_FAILURES  # refused before the password, too
+    assert len(shop.orders()) == breaker.MIN_FAILURES and shop.quota()["reserved"] == 0
     assert_agree(shop)
 
 
@@ -231,7 +233,7 @@ def test_orders_caught_in_an_outage_are_resolved_by_the_sweep_once_the_partner_i
     shop.fake.slow_seconds = 0.8
     shop.fake.down = {"points/query", "points/cancel"}
     waiting = []
-    for i in range(breaker.FAILURES_TO_OPEN):
+    for i in range(breaker.MIN_FAILURES):
         shop.fake.deduct_mode = TIMEOUT_AFTER if i % 2 else TIMEOUT_BEFORE
         a = shop.place(requests.Session(), members[i % 3])
         assert a.status == 201 and a.body["status"] == "awaiting_deduction", a.body
@@ -245,12 +247,12 @@ def test_orders_caught_in_an_outage_are_resolved_by_the_sweep_once_the_partner_i
     monkeypatch.setattr(checkout, "DEDUCT_LEASE_SECONDS", 0)
     monkeypatch.setattr(channels, "list_all", lambda: [channels.get(shop.code)])  # this channel's sweep only
     swept = checkout.sweep_remote()[shop.code]  # still open: every order asked about is refused at once
-    assert swept == {"paid": 0, "failed": 0, "awaiting_deduction": breaker.FAILURES_TO_OPEN}, swept
+    assert swept == {"paid": 0, "failed": 0, "awaiting_deduction": breaker.MIN_FAILURES}, swept
     shop.fake.down, shop.fake.deduct_mode = set(), NORMAL
     time.sleep(OPEN_SECONDS)
     swept = checkout.sweep_remote()[shop.code]
-    applied = breaker.FAILURES_TO_OPEN // 2  # the TIMEOUT_AFTER ones: deducted, the answer lost
-    assert swept == {"paid": applied, "failed": breaker.FAILURES_TO_OPEN - applied, "awaiting_deduction": 0}, swept
+    applied = breaker.MIN_FAILURES // 2  # the TIMEOUT_AFTER ones: deducted, the answer lost
+    assert swept == {"paid": applied, "failed": breaker.MIN_FAILURES - applied, "awaiting_deduction": 0}, swept
     assert_agree(shop)
     assert breaker_of(shop, "points/query").state == breaker.CLOSED
     assert shop.place(requests.Session(), members[0]).status == 201  # the deduct breaker probes and closes
@@ -375,27 +377,27 @@ def test_a_dead_webhook_pauses_its_channel_without_spending_attempts_then_delive
     with Receiver() as receiver:
         code, secret = webhook_channel(ops, receiver.url)
         receiver.secrets, receiver.down = [secret], True
-        n = breaker.FAILURES_TO_OPEN + 2
+        n = breaker.MIN_FAILURES + 2
         ids = record(code, n)
         first = webhooks.deliver_due(code)
-        assert (first["parked"], first["paused"]) == (breaker.FAILURES_TO_OPEN, 2), first
+        assert (first["parked"], first["paused"]) == (breaker.MIN_FAILURES, 2), first
         parked = [i for i in ids if OutboxEvent.get(i).state == "parked"]
         waiting = [i for i in ids if i not in parked]
-        assert len(parked) == breaker.FAILURES_TO_OPEN and all(receiver.posts[i] == 0 for i in waiting)
+        assert len(parked) == breaker.MIN_FAILURES and all(receiver.posts[i] == 0 for i in waiting)
         again = webhooks.deliver_due(code)  # open: the round stops at once, nothing sent, no attempt spent
-        assert again["paused"] == 2 and sum(receiver.posts.values()) == breaker.FAILURES_TO_OPEN, again
+        assert again["paused"] == 2 and sum(receiver.posts.values()) == breaker.MIN_FAILURES, again
         assert all(int(OutboxEvent.get(i).attempts) == 0 for i in waiting)
         health = ok(ops.get(f"/ops/channels/{code}/partner-health"))["apis"]["webhook"]
         assert health["breaker"]["refusing"] and health["last_hour"]["refused"] == 2, health  # one per round
-        assert health["last_hour"]["by_kind"] == {"server_error": breaker.FAILURES_TO_OPEN}
+        assert health["last_hour"]["by_kind"] == {"server_error": breaker.MIN_FAILURES}
 
         receiver.down = False
         time.sleep(OPEN_SECONDS)
         assert webhooks.deliver_due(code)["delivered"] == 2  # the probe delivers and closes; the other follows
         assert breaker_of_channel(code, "webhook") == breaker.State()
         assert ok(ops.post(f"/ops/channels/{code}/webhooks/redrive", json={})) == {
-            "redriven": breaker.FAILURES_TO_OPEN}
-        assert webhooks.deliver_due(code)["delivered"] == breaker.FAILURES_TO_OPEN
+            "redriven": breaker.MIN_FAILURES}
+        assert webhooks.deliver_due(code)["delivered"] == breaker.MIN_FAILURES
         assert set(receiver.processed) == set(ids) and receiver.unverified == []
         assert {h.get("x-correlation-id", "")[:3] for h in receiver.headers.values()} == {"cm-"}
         assert all(OutboxEvent.get(i).state == "delivered" for i in parked + waiting)
@@ -407,8 +409,8 @@ def test_a_redrive_closes_the_webhook_breaker_at_once(ops, monkeypatch):
     with Receiver() as receiver:
         code, secret = webhook_channel(ops, receiver.url)
         receiver.secrets, receiver.down = [secret], True
-        ids = record(code, breaker.FAILURES_TO_OPEN)
-        assert webhooks.deliver_due(code)["parked"] == breaker.FAILURES_TO_OPEN
+        ids = record(code, breaker.MIN_FAILURES)
+        assert webhooks.deliver_due(code)["parked"] == breaker.MIN_FAILURES
         assert breaker_of_channel(code, "webhook").state == breaker.OPEN  # for the default 30 s
         receiver.down = False
         ok(ops.post(f"/ops/channels/{code}/webhooks/redrive", json={}))

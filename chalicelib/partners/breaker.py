@@ -2,9 +2,12 @@
 
 One breaker per channel and API (``reliability`` keeps it in DynamoDB, shared by every Lambda):
 
-* **closed** — calls go through; ``FAILURES_TO_OPEN`` failed calls in a row open it (a success resets
-  the count). A failure is the partner not answering usefully: no connection, a timeout, a 5xx, garbage
-  or a redirect. A 4xx is an answer (a refused code, an unknown order) and counts as a success.
+* **closed** — calls go through. It opens when the partner is (nearly) dead: in the current minute's
+  figures of this API (which every call adds to anyway, so judging costs no extra read or write) at least
+  ``MIN_FAILURES`` calls failed and they are at least ``OPEN_RATE`` of the calls. A partner that still
+  serves most members is degraded, not dead: its calls go on and its error rate pages ops instead. A
+  failure is the partner not answering usefully: no connection, a timeout, a 5xx, garbage or a redirect.
+  A 4xx is an answer (a refused code, an unknown order) and counts as a success.
 * **open** — calls are refused at once, without touching the partner, until ``open_until``: one dead
   partner no longer holds every caller for its timeout.
 * **half-open** — after ``open_until`` the first caller to claim the probe (a conditional write, so exactly
@@ -23,7 +26,8 @@ from typing import Mapping
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 CALL, PROBE, REFUSE = "call", "probe", "refuse"
-FAILURES_TO_OPEN = 10
+MIN_FAILURES = 10
+OPEN_RATE = 0.75
 
 # How one attempt ended. Only the failure kinds count towards opening the breaker and the error rate.
 OK, CLIENT_ERROR = "ok", "client_error"
@@ -37,17 +41,11 @@ BOUNDS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 20000)
 
 @dataclass(frozen=True)
 class State:
-    """A breaker as stored; an absent item is a closed breaker with no failures."""
+    """A breaker as stored; an absent item is a closed breaker."""
 
     state: str = CLOSED
-    failures: int = 0  # failed calls in a row while closed
     open_until: float = 0.0  # open: no call before this (Unix seconds)
     probe_until: float = 0.0  # half-open: the probe's lease
-
-    @property
-    def clean(self) -> bool:
-        """Closed with nothing to reset: a success needs no write."""
-        return self.state == CLOSED and self.failures == 0
 
 
 def decide(s: State, now: float) -> str:
@@ -64,20 +62,20 @@ def retry_at(s: State) -> float:
     return s.open_until if s.state == OPEN else s.probe_until
 
 
-def opens(failures_in_a_row: int) -> bool:
-    """Whether a closed breaker's run of failed calls opens it."""
-    return failures_in_a_row >= FAILURES_TO_OPEN
+def opens(calls: int, errors: int) -> bool:
+    """Whether a closed breaker opens on these figures (this API's calls and failures in the current minute)."""
+    return errors >= MIN_FAILURES and errors >= OPEN_RATE * calls
 
 
 def opened(now: float, open_seconds: float) -> State:
-    """A breaker just opened (a run of failures, or a failed probe): no call for ``open_seconds``."""
-    return State(OPEN, FAILURES_TO_OPEN, now + open_seconds)
+    """A breaker just opened (the partner looks dead, or a probe failed): no call for ``open_seconds``."""
+    return State(OPEN, now + open_seconds)
 
 
 def claimed(s: State, now: float, lease: float) -> State:
     """The breaker while one caller's probe is in flight; its success closes it (``State()``), its failure
     opens it again (``opened``)."""
-    return State(HALF_OPEN, s.failures, s.open_until, now + lease)
+    return State(HALF_OPEN, s.open_until, now + lease)
 
 
 def failed(kind: str) -> bool:

@@ -1,11 +1,11 @@
 """Every call to a channel passes its circuit breaker and is counted, in DynamoDB, so that every Lambda
 instance sees the same breaker and the same figures.
 
-The hot path stays small: ``admit`` reads the breaker with one eventually consistent GetItem (a closed
-breaker with nothing to reset costs nothing more), and ``Permit.finish`` adds the call's attempts to the
-minute's stats item with one UpdateItem of atomic ADDs. Only the transitions write the breaker
-(``breaker`` has the rules), each a conditional write: failures are added while it is closed, one writer
-opens it, exactly one caller claims the half-open probe, and only that probe closes or reopens it.
+The hot path stays small: ``admit`` reads the breaker with one eventually consistent GetItem, and
+``Permit.finish`` adds the call's attempts to the minute's stats item with one UpdateItem of atomic ADDs,
+whose answer (the minute's calls and failures so far) is what a failed call judges opening on. Only the
+transitions write the breaker (``breaker`` has the rules), each a conditional write: one writer opens it,
+exactly one caller claims the half-open probe, and only that probe closes or reopens it.
 
 ``stats`` is the one reader of the figures for everyone else (ops' partner-health view, metering,
 operating data): calls (attempts sent), errors, error rate and p95 latency since a time.
@@ -58,8 +58,7 @@ def state_of(item: PartnerBreaker | None) -> breaker.State:
     """The breaker an item holds; None (no item) is a closed breaker."""
     if item is None:
         return breaker.State()
-    return breaker.State(item.state or CLOSED, int(item.failures or 0), float(item.open_until or 0),
-                         float(item.probe_until or 0))
+    return breaker.State(item.state or CLOSED, float(item.open_until or 0), float(item.probe_until or 0))
 
 
 def read(channel_code: str, api: str) -> breaker.State:
@@ -94,7 +93,6 @@ class Permit:
     api: str
     correlation_id: str
     probe: bool
-    read: breaker.State
     open_seconds: float
     started: float = field(default_factory=time.time)
     kinds: Counter = field(default_factory=Counter)
@@ -111,14 +109,14 @@ class Permit:
     def finish(self) -> None:
         """Book the attempts (stats) and the call's outcome (breaker): the last attempt decides it."""
         now = time.time()
-        if self.kinds:
-            self._book_stats()
+        minute = self._book_stats() if self.kinds else None
         if self.probe:
             self._settle_probe(now)
-        elif self.last is not None:
-            self._settle_call(now)
+        elif minute is not None and breaker.failed(self.last or "") and breaker.opens(*minute):
+            self._open(now, *minute)
 
-    def _book_stats(self) -> None:
+    def _book_stats(self) -> tuple[int, int]:
+        """Add the attempts to the minute's item; its calls and failures so far, as the write answered them."""
         minute = int(self.started // 60)
         errors = sum(n for k, n in self.kinds.items() if breaker.failed(k))
         item = PartnerStats(self.channel_code, f"{minute:010d}#{self.api}")
@@ -129,26 +127,20 @@ class Permit:
         actions += [getattr(PartnerStats, kind).add(n) for kind, n in sorted(self.kinds.items())]
         actions += [getattr(PartnerStats, f"h{i:02d}").add(n) for i, n in sorted(self.latency.items())]
         item.update(actions=actions)
-        if errors and breaker.rate_alarming(int(item.calls), int(item.errors)):
+        calls, failed = int(item.calls), int(item.errors)
+        if errors and breaker.rate_alarming(calls, failed):
             count("PartnerErrorRateHigh")  # this channel's API fails a fifth of its calls this minute: page ops
+        return calls, failed
 
-    def _settle_call(self, now: float) -> None:
-        key = PartnerBreaker(self.channel_code, self.api)
-        if not breaker.failed(self.last or ""):
-            if not self.read.clean:  # a success ends a run of failures
-                _update(key, [PartnerBreaker.failures.set(0)], PartnerBreaker.state == CLOSED)
-            return
-        error = self.detail[:ERROR_MAX]
-        if not _update(key, [PartnerBreaker.failures.add(1), PartnerBreaker.state.set(PartnerBreaker.state | CLOSED),
-                             PartnerBreaker.last_error.set(error)],
-                       PartnerBreaker.state.does_not_exist() | (PartnerBreaker.state == CLOSED)):
-            return  # opened meanwhile by another caller
-        if breaker.opens(int(key.failures)):
-            after = breaker.opened(now, self.open_seconds)
-            if _update(key, [PartnerBreaker.state.set(OPEN), PartnerBreaker.open_until.set(after.open_until),
-                             PartnerBreaker.changed_at.set(now)],
-                       (PartnerBreaker.state == CLOSED) & (PartnerBreaker.failures >= breaker.FAILURES_TO_OPEN)):
-                self._opened(after.open_until, "opened")
+    def _open(self, now: float, calls: int, errors: int) -> None:
+        """The partner looks dead: open a closed breaker (one writer wins; the others find it open)."""
+        after = breaker.opened(now, self.open_seconds)
+        if _update(PartnerBreaker(self.channel_code, self.api),
+                   [PartnerBreaker.state.set(OPEN), PartnerBreaker.open_until.set(after.open_until),
+                    PartnerBreaker.failures.set(errors), PartnerBreaker.last_error.set(self.detail[:ERROR_MAX]),
+                    PartnerBreaker.changed_at.set(now)],
+                   PartnerBreaker.state.does_not_exist() | (PartnerBreaker.state == CLOSED)):
+            self._opened(after.open_until, f"opened ({errors} of {calls} calls failed this minute)")
 
     def _settle_probe(self, now: float) -> None:
         """The probe's outcome closes or reopens the breaker; a probe that sent nothing hands it back at once."""
@@ -162,8 +154,7 @@ class Permit:
             if _update(key, [PartnerBreaker.state.set(OPEN), PartnerBreaker.open_until.set(after.open_until),
                              PartnerBreaker.last_error.set(self.detail[:ERROR_MAX]), *release], mine):
                 self._opened(after.open_until, "reopened")
-        elif _update(key, [PartnerBreaker.state.set(CLOSED), PartnerBreaker.failures.set(0),
-                           PartnerBreaker.open_until.remove(), *release], mine):
+        elif _update(key, [PartnerBreaker.state.set(CLOSED), PartnerBreaker.open_until.remove(), *release], mine):
             logger.info("partner breaker closed", extra={"channel": self.channel_code, "api": self.api,
                                                          "correlation_id": self.correlation_id})
 
@@ -185,7 +176,7 @@ def admit(channel_code: str, api: str, lease: float, open_for: float | None = No
     decision = breaker.decide(state, now)
     correlation_id = new_correlation_id()
     if decision == breaker.CALL:
-        return Permit(channel_code, api, correlation_id, False, state, open_for)
+        return Permit(channel_code, api, correlation_id, False, open_for)
     if decision == breaker.PROBE:
         claim = breaker.claimed(state, now, lease)
         lapsed = ((PartnerBreaker.state == OPEN) & (PartnerBreaker.open_until <= now)) | (
@@ -195,7 +186,7 @@ def admit(channel_code: str, api: str, lease: float, open_for: float | None = No
                     PartnerBreaker.probe_until.set(claim.probe_until), PartnerBreaker.changed_at.set(now)], lapsed):
             logger.info("partner breaker probing", extra={"channel": channel_code, "api": api,
                                                           "correlation_id": correlation_id})
-            return Permit(channel_code, api, correlation_id, True, claim, open_for)
+            return Permit(channel_code, api, correlation_id, True, open_for)
         retry_at = now + lease  # another caller's probe is in flight
     else:
         retry_at = breaker.retry_at(state)
@@ -206,7 +197,7 @@ def admit(channel_code: str, api: str, lease: float, open_for: float | None = No
 def close(channel_code: str, api: str) -> None:
     """Ops say the channel's endpoint works again (a redrive): closed now, no wait for a probe. A probe still in
     flight then finds the breaker no longer its own and leaves it."""
-    PartnerBreaker(channel_code, api, state=CLOSED, failures=0, changed_at=time.time()).save()
+    PartnerBreaker(channel_code, api, state=CLOSED, changed_at=time.time()).save()
 
 
 def refused(channel_code: str, api: str, correlation_id: str, now: float | None = None) -> None:
@@ -254,7 +245,7 @@ def stats(channel_code: str, api: str | None, since_epoch: int) -> dict[str, Any
 
 def _view(item: PartnerBreaker, now: float) -> dict[str, Any]:
     state = state_of(item)
-    return {"state": state.state, "failures_in_a_row": state.failures, "refusing": refuses(state, now),
+    return {"state": state.state, "failures_when_opened": int(item.failures or 0), "refusing": refuses(state, now),
             "retry_at": breaker.retry_at(state) if state.state != CLOSED else None, "last_error": item.last_error}
 
 
@@ -266,7 +257,7 @@ def health(channel_code: str, now: float | None = None) -> dict[str, Any]:
     rows = list(_rows(channel_code, int(now - 86400)))
     breakers = {b.api: b for b in PartnerBreaker.query(channel_code)}
     apis = sorted({r.api for r in rows} | set(breakers))
-    closed = {"state": CLOSED, "failures_in_a_row": 0, "refusing": False, "retry_at": None, "last_error": None}
+    closed = {"state": CLOSED, "failures_when_opened": 0, "refusing": False, "retry_at": None, "last_error": None}
 
     def windows(mine: list[PartnerStats]) -> dict[str, Any]:
         return {"last_hour": _summary(r for r in mine if r.minute_api >= hour_from), "last_day": _summary(mine)}
