@@ -71,3 +71,16 @@ def _signed_image_url(key: str, _window: int) -> str:
     return _s3().generate_presigned_url(
         "get_object", ExpiresIn=config.IMAGE_LINK_SECONDS,
         Params={"Bucket": config.UPLOAD_BUCKET, "Key": key, "ResponseCacheControl": config.IMAGE_CACHE_CONTROL})
+
+
+def put(key: str, data: bytes, content_type: str) -> None:
+    """Write an object we produce ourselves (never under ``uploads/``, which only signed links write)."""
+    _s3().put_object(Bucket=config.UPLOAD_BUCKET, Key=key, Body=data, ContentType=content_type)
+
+
+def download_url(key: str, expires_in: int, filename: str | None = None) -> str:
+    """A short-lived GET link to an object we produced, optionally saved under ``filename``."""
+    params = {"Bucket": config.UPLOAD_BUCKET, "Key": key}
+    if filename:
+        params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+    return _s3().generate_presigned_url("get_object", ExpiresIn=expires_in, Params=params)
