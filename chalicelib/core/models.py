@@ -780,12 +780,14 @@ class PrepaidEntry(Model):
 class BookEntry(Model):
     """A parcel's event that settlement counts, written in the same transaction as the event (``settlement.books``):
     billed to its channel (the split), payable to its supplier (shipped), returned to its channel (cancelled or
-    refunded), refunded after shipment (its supplier's). Read back a business day at a time by the statement of
-    that day, never by a scan; the lines are frozen as the parcel has them (prices, settlement prices, points)."""
+    refunded), refunded after shipment (its supplier's). Read back by the statement of its days with one Query
+    per month and shard, never by a scan; the lines are frozen as the parcel has them (prices, settlement
+    prices, points)."""
 
     Meta = _meta("settlement-books")
-    book = UnicodeAttribute(hash_key=True)  # "{event}#{party}#{day}#{shard}"
-    parcel_id = UnicodeAttribute(range_key=True)
+    book = UnicodeAttribute(hash_key=True)  # "{event}#{party}#{YYYY-MM}#{shard}"
+    entry = UnicodeAttribute(range_key=True)  # "{business day}#{parcel_id}": a range of days is one Query
+    parcel_id = UnicodeAttribute()
     order_id = UnicodeAttribute()
     lines = ListAttribute(of=MapAttribute)  # goods_id, sku_id, qty, price, settlement_price, points
     points_per_yuan = NumberAttribute()
