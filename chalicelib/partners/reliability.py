@@ -61,10 +61,11 @@ def state_of(item: PartnerBreaker | None) -> breaker.State:
     return breaker.State(item.state or CLOSED, float(item.open_until or 0), float(item.probe_until or 0))
 
 
-def read(channel_code: str, api: str) -> breaker.State:
-    """The breaker as stored (one eventually consistent GetItem: a stale "closed" lets one call through)."""
+def read(channel_code: str, api: str, consistent: bool = False) -> breaker.State:
+    """The breaker as stored (one GetItem, eventually consistent unless asked: a stale "closed" lets one more
+    call through, a stale "open" is read again before it refuses anyone)."""
     try:
-        return state_of(PartnerBreaker.get(channel_code, api))
+        return state_of(PartnerBreaker.get(channel_code, api, consistent_read=consistent))
     except DoesNotExist:
         return breaker.State()
 
@@ -187,6 +188,8 @@ def admit(channel_code: str, api: str, lease: float, open_for: float | None = No
             logger.info("partner breaker probing", extra={"channel": channel_code, "api": api,
                                                           "correlation_id": correlation_id})
             return Permit(channel_code, api, correlation_id, True, open_for)
+        if breaker.decide(read(channel_code, api, consistent=True), now) == breaker.CALL:
+            return Permit(channel_code, api, correlation_id, False, open_for)  # a probe closed it meanwhile
         retry_at = now + lease  # another caller's probe is in flight
     else:
         retry_at = breaker.retry_at(state)
