@@ -16,7 +16,7 @@ from pynamodb.models import Model
 from chalicelib.core import config
 from chalicelib.core.models import (
     ALL_MODELS, Audit, Channel, Goods, Member, MemberRedemption, Order, OutboxEvent, Parcel, Quota, Refund, Stock,
-    Upload, Wallet, PartnerBreaker, PartnerStats,
+    Upload, Wallet, PartnerBreaker, PartnerStats, ChannelDay, MeterMark, PrepaidAccount, PrepaidEntry,
 )
 from infra.state_machines import FULFILMENT_FUNCTIONS, ORDER_FULFILMENT, order_fulfilment
 
@@ -113,6 +113,14 @@ FULFIL_MODELS: dict[str, tuple[type[Model], ...]] = {
 PARTNER_HEALTH_MODELS: tuple[type[Model], ...] = (PartnerBreaker, PartnerStats)
 PARTNER_HEALTH_ACTIONS = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
 PARTNER_CALLERS = (RESOLVE_FUNCTION, REFUNDS_FUNCTION, WEBHOOKS_FUNCTION, FULFIL_FUNCTIONS["fulfil_deadline"])
+# Metering outside the API (``partners.metering``): the resolver meters the orders the channel confirmed
+# (``fulfilment.start``: a mark put, then the day's counters), the refund sweep and the deadline task parcels given
+# back. The resolver also gives a prepaid order price back when it releases a remote order (``billing``).
+METERED_FUNCTIONS = (RESOLVE_FUNCTION, REFUNDS_FUNCTION, FULFIL_FUNCTIONS["fulfil_deadline"])
+METERING_GRANTS: tuple[tuple[type[Model], tuple[str, ...]], ...] = (
+    (ChannelDay, ("dynamodb:UpdateItem",)), (MeterMark, ("dynamodb:PutItem",)))
+PREPAID_GIVE_BACK_GRANTS: tuple[tuple[type[Model], tuple[str, ...]], ...] = (
+    (PrepaidEntry, ("dynamodb:GetItem", "dynamodb:DeleteItem")), (PrepaidAccount, ("dynamodb:UpdateItem",)))
 SESSION_KEY_LENGTH = 64
 UPLOADS_PREFIX = "uploads/"
 IMAGES_PREFIX = "images/"  # checked images, copied once; no link writes here and nothing expires
@@ -331,6 +339,10 @@ def function_resources(stage: str) -> dict[str, Json]:
         if function in SESSION_KEY_READERS:  # the ARN and the right to read it go together
             env["SESSION_KEY_SECRET_ARN"] = {"Ref": SESSION_KEY_SECRET}
             statements = statements + [_session_key_grant()]
+        grants_here = (METERING_GRANTS if function in METERED_FUNCTIONS else ()) + (
+            PREPAID_GIVE_BACK_GRANTS if function == RESOLVE_FUNCTION else ())
+        statements = statements + [{"Sid": f"Billing{model.__name__}", "Effect": "Allow", "Action": list(actions),
+                                    "Resource": _table_arns((model,), indexes=False)} for model, actions in grants_here]
         if function in PARTNER_CALLERS:
             statements = statements + [{"Sid": "PartnerHealth", "Effect": "Allow", "Action": PARTNER_HEALTH_ACTIONS,
                                         "Resource": _table_arns(PARTNER_HEALTH_MODELS, indexes=False)}]
@@ -392,6 +404,20 @@ def _alarm(description: str, namespace: str, metric: str, dimensions: list[Json]
         "AlarmDescription": description, "Namespace": namespace, "MetricName": metric, "Dimensions": dimensions,
         "Statistic": "Sum", "Period": period, "EvaluationPeriods": 1, "Threshold": 0,
         "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching",
+        "AlarmActions": [{"Ref": ALARM_TOPIC}], "OKActions": [{"Ref": ALARM_TOPIC}],
+    }}
+
+
+def _anomaly_alarm(description: str, namespace: str, metric: str, dimensions: list[Json]) -> Json:
+    """Pages ops when ``metric`` (a 5-minute sum) rises above the band CloudWatch learnt from its own history."""
+    return {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+        "AlarmDescription": description, "EvaluationPeriods": 1, "ThresholdMetricId": "band",
+        "ComparisonOperator": "GreaterThanUpperThreshold", "TreatMissingData": "notBreaching",
+        "Metrics": [
+            {"Id": "value", "ReturnData": True, "MetricStat": {
+                "Metric": {"Namespace": namespace, "MetricName": metric, "Dimensions": dimensions},
+                "Period": 300, "Stat": "Sum"}},
+            {"Id": "band", "Expression": "ANOMALY_DETECTION_BAND(value, 3)", "Label": f"{metric} (expected)"}],
         "AlarmActions": [{"Ref": ALARM_TOPIC}], "OKActions": [{"Ref": ALARM_TOPIC}],
     }}
 
@@ -473,6 +499,21 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
             "A channel's API failed a fifth or more of its calls in a minute; see GET "
             "/ops/channels/{code}/partner-health (calls, errors by kind, p95 per API) and tell the channel",
             namespace, "PartnerErrorRateHigh", service_dims),
+        # Operating data and billing (``partners.metering``, ``partners.billing``). Refusals are part of the
+        # business (points run out), so their alarm is a spike above the band CloudWatch learns, not any refusal.
+        "RedemptionRefusedSpikeAlarm": _anomaly_alarm(
+            "Checkout refusals (quota, balance, stock, period, password) above their usual band: a limit ran out or "
+            "members are being turned away; see Redemption refusals by channel and reason, and the operating data",
+            namespace, "RedemptionRefused", service_dims),
+        "PrepaidLowAlarm": _alarm(
+            "A prepaid channel's balance fell below its plan's alert threshold: top it up before its calls are refused "
+            "(POST /ops/channels/{code}/prepaid/top-ups)", namespace, "PrepaidLow", service_dims),
+        "PrepaidExhaustedAlarm": _alarm(
+            "A prepaid channel is refused (402 prepaid_exhausted): its balance cannot pay for its calls or orders",
+            namespace, "PrepaidExhausted", service_dims),
+        "MeteringFailedAlarm": _alarm(
+            "Operating counters not raised (the business write stood): the day's figures and usage fees are short",
+            namespace, "MeteringFailed", service_dims),
     }
 
     def app_metrics(*names: str) -> list[list[str]]:
@@ -480,6 +521,11 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
 
     def per_function(metric: str) -> list[list[str]]:
         return [["AWS/Lambda", metric, "FunctionName", f"${{{f}}}"] for f in FUNCTIONS]
+
+    def by_channel(metric: str, stat: str, dimensions: str = "channel,service") -> list[list[Json]]:
+        """``metering.metric``: one metric per channel (and reason), found by a search."""
+        query = f"{{{namespace},{dimensions}}} MetricName=\"{metric}\""
+        return [[{"expression": f"SEARCH('{query}', '{stat}', 300)", "id": metric.lower()}]]
 
     def per_channel(metric: str, stat: str) -> list[list[Json]]:
         """``channel_api._measure`` emits one metric per channel and outcome (``single_metric`` adds ``service``)."""
@@ -499,6 +545,13 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
         ("Partner calls by channel and outcome", per_channel("PartnerCalls", "Sum"), "Sum"),
         ("Partner latency by channel and outcome (p99)", per_channel("PartnerLatency", "p99"), "p99"),
         ("Partner breakers", app_metrics("PartnerBreakerOpened", "PartnerCallsRefused", "PartnerErrorRateHigh"), "Sum"),
+        ("Paid orders by channel", by_channel("ChannelOrders", "Sum"), "Sum"),
+        ("GMV by channel (fen)", by_channel("ChannelGMV", "Sum"), "Sum"),
+        ("Redemption refusals by channel and reason", by_channel("RedemptionRefused", "Sum", "channel,reason,service"),
+         "Sum"),
+        ("Inbound signed calls by channel", by_channel("InboundCalls", "Sum"), "Sum"),
+        ("Entries by channel", by_channel("ChannelEntries", "Sum"), "Sum"),
+        ("Prepaid balances and metering", app_metrics("PrepaidLow", "PrepaidExhausted", "MeteringFailed"), "Sum"),
     ]
     widgets = [
         {"type": "metric", "x": (i % 2) * 12, "y": (i // 2) * 6, "width": 12, "height": 6,

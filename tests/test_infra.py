@@ -17,6 +17,7 @@ from pynamodb.models import Model
 
 from chalicelib.core.models import (
     ALL_MODELS, Audit, Channel, Goods, Order, OutboxEvent, PartnerBreaker, PartnerStats, Quota, Stock, Upload,
+    ChannelDay, MeterMark, PrepaidAccount, PrepaidEntry,
 )
 from infra.check import dangling_targets, layer_problems, package, unmanaged_functions
 from infra.state_machines import FULFILMENT_FUNCTIONS, order_fulfilment
@@ -281,7 +282,8 @@ def test_resolver_role_is_least_privilege(resources: dict[str, Any]) -> None:
     """Scan channels, Query the pending and unsplit indexes, read and update orders, quotas and stock; start
     executions; nothing else."""
     role = role_of(resources, RESOLVE)
-    ids = table_ids(resources, Channel, Order, Quota, Goods, Stock, PartnerBreaker, PartnerStats)
+    ids = table_ids(resources, Channel, Order, Quota, Goods, Stock, PartnerBreaker, PartnerStats, ChannelDay, MeterMark,
+                    PrepaidAccount, PrepaidEntry)
     granted: dict[str, set[str]] = {}
     for name, statement in allow_statements(resources):
         if name == role and statement.get("Sid") not in ("OwnLogs", "Tracing"):
@@ -302,14 +304,17 @@ def test_resolver_role_is_least_privilege(resources: dict[str, Any]) -> None:
         "dynamodb:Query": arns({"Fn::Sub": f"${{{ids[Order]}.Arn}}/index/{pending}"},
                                {"Fn::Sub": f"${{{ids[Order]}.Arn}}/index/{Order.unsplit_index.Meta.index_name}"}),
         # the channel's breaker read and moved, its calls counted (``partners.reliability``)
+        # and a released order's prepaid price given back (``billing.give_back_order``)
         "dynamodb:GetItem": arns(table(Order), table(Quota), table(Stock), table(Goods), table(PartnerBreaker),
-                                 table(PartnerStats)),
+                                 table(PartnerStats), table(PrepaidEntry)),
         "dynamodb:UpdateItem": arns(table(Order), table(Quota), table(Stock), table(PartnerBreaker),
-                                    table(PartnerStats)),
+                                    table(PartnerStats), table(ChannelDay), table(PrepaidAccount)),
+        "dynamodb:DeleteItem": arns(table(PrepaidEntry)),
         # a release backfills the Stock items of goods from before them, as every reader does
         "dynamodb:BatchGetItem": arns(table(Goods), table(Stock)),
         "dynamodb:ConditionCheckItem": arns(table(Goods)),
-        "dynamodb:PutItem": arns(table(Stock)),
+        # an order the sweep confirms is metered: its mark, then the day's counters (``metering.order_paid``)
+        "dynamodb:PutItem": arns(table(Stock), table(MeterMark)),
         # an order the sweep confirms starts its fulfilment
         "states:StartExecution": arns({"Ref": "OrderFulfilmentStateMachine"}),
     }
@@ -402,7 +407,8 @@ def test_upload_rule_matches_s3_object_created_in_uploads(resources: dict[str, A
 
 
 def test_alarms_page_ops(resources: dict[str, Any]) -> None:
-    alarms = [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()]
+    alarms = [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()
+              if "MetricName" in r["Properties"]]  # one metric each; the anomaly alarm has its own test
     watched = {(a["Namespace"], a["MetricName"], json.dumps(a["Dimensions"][0]["Value"])) for a in alarms}
     for fn in of_type(resources, "AWS::Serverless::Function"):
         assert ("AWS/Lambda", "Errors", json.dumps({"Ref": fn})) in watched, fn
@@ -416,7 +422,7 @@ def test_alarms_page_ops(resources: dict[str, Any]) -> None:
 def test_unresolved_remote_orders_page_ops(resources: dict[str, Any]) -> None:
     """Orders whose deduction is unknown hold quota and stock: any within 15 minutes pages ops."""
     [alarm] = [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()
-               if r["Properties"]["MetricName"] == "RemoteUnresolved"]
+               if r["Properties"].get("MetricName") == "RemoteUnresolved"]
     assert alarm["Namespace"] == "ChannelMall"
     assert alarm["Dimensions"] == [{"Name": "service", "Value": "channel-mall"}]
     assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == ("Sum", 0, "GreaterThanThreshold")
@@ -428,14 +434,14 @@ def test_unresolved_remote_orders_page_ops(resources: dict[str, Any]) -> None:
 @pytest.mark.parametrize("metric", [
     "ParcelsExpired", "ParcelExpiryRefused", "RefundUnresolved", "RefundRefusedByChannel", "RemoteSweepFailed",
     "RefundSweepFailed", "FulfilmentSweepFailed", "FulfilmentStartFailed", "RemoteUnresolved", "WebhooksParked",
-    "PartnerBreakerOpened", "PartnerErrorRateHigh"])
+    "PartnerBreakerOpened", "PartnerErrorRateHigh", "PrepaidLow", "PrepaidExhausted", "MeteringFailed"])
 def test_every_failure_the_app_counts_pages_ops(resources: dict[str, Any], metric: str) -> None:
     """Each of these counts means a member, a supplier or a channel is left waiting on ops: one alarm each,
     on the app's own metric (Powertools adds the service dimension), to the ops topic."""
     source = "\n".join(p.read_text() for p in (Path(__file__).resolve().parent.parent / "chalicelib").rglob("*.py"))
     assert f'count("{metric}"' in source, f"the app no longer counts {metric}"
     [alarm] = [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()
-               if r["Properties"]["MetricName"] == metric]
+               if r["Properties"].get("MetricName") == metric]
     assert (alarm["Namespace"], alarm["Dimensions"]) == ("ChannelMall", [{"Name": "service", "Value": "channel-mall"}])
     assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == ("Sum", 0, "GreaterThanThreshold")
     [topic] = of_type(resources, "AWS::SNS::Topic")
@@ -483,6 +489,28 @@ def test_dashboard_shows_business_and_error_metrics(resources: dict[str, Any]) -
     for metric in ("PartnerCalls", "PartnerLatency"):
         assert any(e.startswith("SEARCH('{ChannelMall,channel,outcome,service}") and f'MetricName="{metric}"' in e
                    for e in searches), metric
+    # operating data per channel (``metering.metric``: the channel, and the reason of a refusal)
+    for dimensions, metric in (("channel", "ChannelOrders"), ("channel", "ChannelGMV"), ("channel", "InboundCalls"),
+                               ("channel", "ChannelEntries"), ("channel,reason", "RedemptionRefused")):
+        assert any(e.startswith(f"SEARCH('{{ChannelMall,{dimensions},service}}") and f'MetricName="{metric}"' in e
+                   for e in searches), metric
+
+
+def test_a_refusal_spike_pages_ops(resources: dict[str, Any]) -> None:
+    """Refusals are part of the business (points run out): the alarm is a 5-minute sum above the band CloudWatch
+    learns from the app's own ``RedemptionRefused`` count, not any refusal."""
+    source = "\n".join(p.read_text() for p in (Path(__file__).resolve().parent.parent / "chalicelib").rglob("*.py"))
+    assert 'count("RedemptionRefused")' in source
+    [alarm] = [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()
+               if "Metrics" in r["Properties"]]
+    value, band = alarm["Metrics"]
+    assert value["MetricStat"] == {"Metric": {"Namespace": "ChannelMall", "MetricName": "RedemptionRefused",
+                                              "Dimensions": [{"Name": "service", "Value": "channel-mall"}]},
+                                   "Period": 300, "Stat": "Sum"}
+    assert band["Expression"] == f"ANOMALY_DETECTION_BAND({value['Id']}, 3)"
+    assert (alarm["ThresholdMetricId"], alarm["ComparisonOperator"]) == (band["Id"], "GreaterThanUpperThreshold")
+    [topic] = of_type(resources, "AWS::SNS::Topic")
+    assert alarm["AlarmActions"] == [{"Ref": topic}]
 
 
 # --- the order_fulfilment state machine -------------------------------------------
@@ -529,13 +557,15 @@ def test_fulfilment_tasks_reach_only_their_tables(resources: dict[str, Any], nam
     actions, arns = data_grants(resources, role_of(resources, f"app.{name}"), "dynamodb")
     assert "dynamodb:Scan" not in actions and "dynamodb:DeleteItem" not in actions
     calls_channels = (PartnerBreaker, PartnerStats) if name == "fulfil_deadline" else ()  # a remote parcel's refund
+    metered = (ChannelDay, MeterMark) if name == "fulfil_deadline" else ()  # parcels given back (``metering``)
     assert {a["Fn::GetAtt"][0] for a in arns if "Fn::GetAtt" in a} == set(
-        table_ids(resources, *FULFIL_MODELS[name], *calls_channels).values())
+        table_ids(resources, *FULFIL_MODELS[name], *calls_channels, *metered).values())
 
 
 def test_failed_fulfilment_executions_and_starts_page_ops(resources: dict[str, Any]) -> None:
     [machine] = of_type(resources, "AWS::StepFunctions::StateMachine")
-    alarms = [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()]
+    alarms = [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()
+              if "MetricName" in r["Properties"]]
     [failed] = [a for a in alarms if (a["Namespace"], a["MetricName"]) == ("AWS/States", "ExecutionsFailed")]
     assert failed["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": machine}}]
     assert [a["Namespace"] for a in alarms if a["MetricName"] == "FulfilmentStartFailed"] == ["ChannelMall"]
