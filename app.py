@@ -17,6 +17,9 @@ from chalicelib.orders import fulfilment, refunds
 from chalicelib.orders import routes as order_routes
 from chalicelib.partners import routes as partner_routes
 from chalicelib.partners import webhooks
+from chalicelib.settlement import routes as settlement_routes
+from chalicelib.settlement import runs
+from chalicelib.settlement import statement_routes
 from chalicelib.supply import imports
 from chalicelib.supply import routes as supply_routes
 
@@ -35,7 +38,8 @@ def error_contract(event: Any, get_response: Callable) -> Response:
 
 
 # --- HTTP routes, one Blueprint per business area ----------------------------------------------------
-for area in (supply_routes, channel_routes, member_routes, checkout_routes, order_routes, partner_routes):
+for area in (supply_routes, channel_routes, member_routes, checkout_routes, order_routes, partner_routes,
+             settlement_routes, statement_routes):
     app.register_blueprint(area.routes.blueprint)
 
 
@@ -101,3 +105,35 @@ def fulfil_deadline(event: dict, context: Any) -> dict:
 def fulfil_complete(event: dict, context: Any) -> dict:
     """End of the receipt window: complete the shipped parcels."""
     return fulfilment.complete(event)
+
+
+# --- settlement: the Lambda tasks of the settlement state machine (infra/state_machines.py), and its schedule ---
+
+@app.schedule(Rate(5, unit=Rate.MINUTES), name="start_settlements")
+def start_settlements(event) -> dict:
+    """Each period that ended within the last week and may be settled, started once (``settle-{period}``)."""
+    return {"started": runs.start_due()}
+
+
+@app.lambda_function(name="settle_freeze")
+def settle_freeze(event: dict, context: Any) -> dict:
+    """Freeze: the period's parties fixed, in pages, in S3 (a re-run reads them back)."""
+    return runs.freeze(event["period_id"])
+
+
+@app.lambda_function(name="settle_page")
+def settle_page(event: dict, context: Any) -> dict:
+    """One Map item: the statements of a page of parties, each written once."""
+    return runs.settle_page(event)
+
+
+@app.lambda_function(name="settle_platform")
+def settle_platform(event: dict, context: Any) -> dict:
+    """The platform's margin statement, from the channels' statements."""
+    return runs.settle_platform(event)
+
+
+@app.lambda_function(name="settle_close")
+def settle_close(event: dict, context: Any) -> dict:
+    """Every statement written: the period is settled."""
+    return runs.close(event)

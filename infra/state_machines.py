@@ -62,3 +62,50 @@ def substituted(definition: dict[str, Any], arns: dict[str, str]) -> dict[str, A
             return arns[value[2:-1]]
         return value
     return walk(definition)
+
+
+SETTLEMENT = "settlement"
+# The Lambdas the settlement states call; the state machine's role may invoke exactly these.
+SETTLEMENT_FUNCTIONS = ("settle_freeze", "settle_page", "settle_platform", "settle_close")
+# Parties settled at once; each iteration is one Lambda writing a few statements.
+SETTLEMENT_CONCURRENCY = 10
+
+
+def _settlement_task(function: str, then: str | None, result: str) -> dict[str, Any]:
+    """One settlement Lambda with the period id (and, in the Map, the page of parties); retried like the
+    fulfilment tasks: each is idempotent and deterministic, so a retry writes the same bytes."""
+    state: dict[str, Any] = {"Type": "Task", "Resource": f"${{{function}}}", "Retry": _RETRY,
+                             "ResultPath": f"$.{result}"}
+    if then is None:
+        state["End"] = True
+    else:
+        state["Next"] = then
+    return state
+
+
+def settlement() -> dict[str, Any]:
+    """One period (input ``{period_id}``): Freeze (the parties, in pages, to a JSON file in S3) → a Distributed
+    Map over that file, one child execution per page of parties writing their statements → the platform's
+    margin → Close (the period settled, with its totals). Distributed, so a period with thousands of
+    suppliers is not bound by one execution's 25,000-event history; each item is a page of ids (moto runs
+    an S3 ItemReader but not ItemBatcher)."""
+    page = {"Type": "Task", "Resource": "${settle_page}", "Retry": _RETRY, "End": True}
+    return {
+        "Comment": "Channel Mall settlement of one period: statements both ways, exports, platform margin",
+        "StartAt": "Freeze",
+        "States": {
+            "Freeze": _settlement_task("settle_freeze", "Statements", "frozen"),
+            "Statements": {
+                "Type": "Map",
+                "ItemReader": {"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": {"InputType": "JSON"},
+                               "Parameters": {"Bucket.$": "$.frozen.bucket", "Key.$": "$.frozen.pages_key"}},
+                "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                                  "StartAt": "SettlePage", "States": {"SettlePage": page}},
+                "MaxConcurrency": SETTLEMENT_CONCURRENCY,
+                "ResultPath": None,
+                "Next": "Platform",
+            },
+            "Platform": _settlement_task("settle_platform", "Close", "platform"),
+            "Close": _settlement_task("settle_close", None, "settled"),
+        },
+    }

@@ -17,7 +17,8 @@ def test_scheduler_runs_every_scheduled_handler_on_its_rate(system, ops, receive
     receiver.secrets = [secret]
     ids = record(code, 2)
     scheduler = LocalScheduler(system.app.app, SCALE)
-    assert scheduler.every == {"resolve_remote_orders": 2.5, "resolve_refunds": 2.5, "deliver_webhooks": 0.5}
+    assert scheduler.every == {"resolve_remote_orders": 2.5, "resolve_refunds": 2.5, "deliver_webhooks": 0.5,
+                               "start_settlements": 2.5}
     scheduler.start()
     try:
         wait_for(lambda: {name: len(runs) for name, runs in scheduler.runs.items()},

@@ -17,7 +17,9 @@ from chalice import Chalice
 from chalice.config import Config
 from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer, ThreadedHTTPServer
 
-from infra.state_machines import FULFILMENT_FUNCTIONS, ORDER_FULFILMENT, order_fulfilment, substituted
+from infra.state_machines import (
+    FULFILMENT_FUNCTIONS, ORDER_FULFILMENT, SETTLEMENT, SETTLEMENT_FUNCTIONS, order_fulfilment, settlement, substituted,
+)
 from tools.engines import ROOT, Dynoxide, MotoServer, aws_environment, apply_environment, free_port
 
 
@@ -51,10 +53,11 @@ def create_state_machines() -> None:
     import boto3
 
     sfn = boto3.client("stepfunctions")
-    definition = substituted(order_fulfilment(), {f: lambda_arn(f) for f in FULFILMENT_FUNCTIONS})
-    sfn.create_state_machine(name=state_machine_arn(ORDER_FULFILMENT).rsplit(":", 1)[-1],
-                             definition=json.dumps(definition),
-                             roleArn=f"arn:aws:iam::{ACCOUNT}:role/channelmall-local-{ORDER_FULFILMENT}")
+    for name, definition, functions in ((ORDER_FULFILMENT, order_fulfilment(), FULFILMENT_FUNCTIONS),
+                                        (SETTLEMENT, settlement(), SETTLEMENT_FUNCTIONS)):
+        sfn.create_state_machine(name=state_machine_arn(name).rsplit(":", 1)[-1],
+                                 definition=json.dumps(substituted(definition, {f: lambda_arn(f) for f in functions})),
+                                 roleArn=f"arn:aws:iam::{ACCOUNT}:role/channelmall-local-{name}")
 
 
 # Connections the kernel may hold before the server accepts them. Python's default is 5: a burst of 40
@@ -157,7 +160,8 @@ class LocalSystem:
         env = aws_environment(self.dynamodb, self.moto)
         env.update({"LOCAL_OPS_TOKEN": self.ops_token, "PUBLIC_BASE_URL": self.base_url,
                     "UPLOAD_BUCKET": "channelmall-local-uploads", "SMS_OUTBOX": self.sms_outbox,
-                    "FULFILMENT_STATE_MACHINE_ARN": state_machine_arn(ORDER_FULFILMENT)})
+                    "FULFILMENT_STATE_MACHINE_ARN": state_machine_arn(ORDER_FULFILMENT),
+                    "SETTLEMENT_STATE_MACHINE_ARN": state_machine_arn(SETTLEMENT)})
         apply_environment(env)
         import boto3
 

@@ -1,15 +1,15 @@
 """The settlement books: each parcel event that settlement counts, booked in the transaction of the event.
 
-Four events, each a ``BookEntry`` keyed ``{event}#{party}#{business day}#{shard}`` (range: the parcel id):
+Four events, each a ``BookEntry`` keyed ``{event}#{party}#{month}#{shard}``, range ``{business day}#{parcel id}``:
 
 - ``billed``   (party: channel)  — the split wrote the parcel (``parcels.split``);
 - ``payable``  (party: supplier) — the supplier shipped it (``parcels.ship``);
 - ``returned`` (party: channel)  — it was cancelled before shipment or refunded after (``parcels.give_back``);
 - ``refunded`` (party: supplier) — that return was a refund after shipment, with who bears it.
 
-A statement reads its party's days back with one Query per (event, day, shard): no scan, no index. The shard
-(``SHARDS``, from the parcel id) spreads one busy channel's day over several partitions (a partition takes
-about 1,000 write units a second). A parcel reaches each event at most once (its state moves by conditional
+A statement reads its party's days back with one Query per (event, month, shard), the days a key range: no
+scan, no index. The shard (``SHARDS``, from the parcel id) spreads one busy channel's month over several
+partitions (one partition key takes about 1,000 write units a second). A parcel reaches each event at most once (its state moves by conditional
 writes), and an entry is keyed by the parcel, so a repeated write books nothing twice. Sandbox parcels are
 never booked.
 """
@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Iterable, Iterator
+from typing import Iterator
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib.core.models import BookEntry, Channel, LabelledTransaction, Parcel, Supplier
+from chalicelib.core import audit
+from chalicelib.core.errors import NotFound, Unprocessable
+from chalicelib.core.models import BookEntry, Channel, LabelledTransaction, Parcel, Supplier, now_iso
 from chalicelib.orders import parcel_states as ps
 from chalicelib.settlement import statements
 from chalicelib.settlement.periods import day_of
@@ -37,7 +39,7 @@ def shard_of(parcel_id: str) -> int:
 
 
 def book(event: str, party: str, day: str, shard: int) -> str:
-    return f"{event}#{party}#{day}#{shard}"
+    return f"{event}#{party}#{day[:7]}#{shard}"
 
 
 def day_of_stamp(stamp: str) -> str:
@@ -47,8 +49,9 @@ def day_of_stamp(stamp: str) -> str:
 
 def _entry(event: str, party: str, parcel: Parcel, at: float, **extra) -> BookEntry:
     lines = [line.as_dict() if hasattr(line, "as_dict") else dict(line) for line in parcel.lines]
-    return BookEntry(book(event, party, day_of(at), shard_of(parcel.parcel_id)), parcel.parcel_id,
-                     order_id=parcel.order_id, lines=[{k: line[k] for k in LINE_FIELDS} for line in lines],
+    day = day_of(at)
+    return BookEntry(book(event, party, day, shard_of(parcel.parcel_id)), f"{day}#{parcel.parcel_id}",
+                     parcel_id=parcel.parcel_id, order_id=parcel.order_id, lines=[{k: line[k] for k in LINE_FIELDS} for line in lines],
                      points_per_yuan=int(parcel.points_per_yuan or _rate(parcel.channel_code)), **extra)
 
 
@@ -97,18 +100,43 @@ def bearer(supplier_id: str) -> str:
         return statements.SUPPLIER
 
 
-def read(event: str, party: str, days: Iterable[str]) -> Iterator[BookEntry]:
-    """Every entry of one event for ``party`` on ``days``: one Query per day and shard (paged as needed)."""
-    for day in days:
+def read(event: str, party: str, days: list[str]) -> Iterator[BookEntry]:
+    """Every entry of one event for ``party`` on ``days``: per month and shard one Query over the days'
+    range (paged as needed), keeping only those days."""
+    wanted = set(days)
+    for month in sorted({day[:7] for day in days}):
+        inside = sorted(day for day in days if day[:7] == month)
         for shard in range(SHARDS):
-            yield from BookEntry.query(book(event, party, day, shard))
+            for entry in BookEntry.query(book(event, party, inside[0], shard),
+                                         BookEntry.entry.between(inside[0], inside[-1] + "#~")):
+                if entry.entry.split("#", 1)[0] in wanted:
+                    yield entry
 
 
 def movement(entry: BookEntry) -> statements.Movement:
     """An entry as the statement rules take it."""
-    day = entry.book.split("#")[2]
+    day = entry.entry.split("#", 1)[0]
     items = tuple(statements.Item(str(l["goods_id"]), str(l["sku_id"]), int(l["qty"]), int(l["price"]),
                                   int(l["settlement_price"]), int(l["points"])) for l in entry.lines)
     return statements.Movement(entry.parcel_id, entry.order_id, day, items, int(entry.points_per_yuan),
                                billed_day=entry.billed_day or "", after_shipment=bool(entry.after_shipment),
                                borne_by=entry.borne_by or statements.SUPPLIER)
+
+
+def set_bearer(supplier_id: str, borne_by: str, actor: str) -> dict:
+    """Ops set who bears this supplier's refunds after shipment, from now on (refunds already booked keep
+    theirs); audited in the same transaction."""
+    if borne_by not in statements.BEARERS:
+        raise Unprocessable("validation_error", f"borne_by is one of {', '.join(statements.BEARERS)}", "borne_by")
+    try:
+        supplier = Supplier.get(supplier_id, consistent_read=True)
+    except DoesNotExist:
+        raise NotFound("supplier_not_found", f"no supplier {supplier_id}") from None
+    before = supplier.refunds_borne_by or statements.SUPPLIER
+    tx = LabelledTransaction()
+    tx.update("supplier", supplier, [Supplier.refunds_borne_by.set(borne_by), Supplier.updated_at.set(now_iso())],
+              condition=Supplier.supplier_id.exists())
+    tx.put("audit", audit.row(f"supplier#{supplier_id}", actor, "refunds_borne_by", "refunds_borne_by", before,
+                              borne_by))
+    tx.commit()
+    return {"supplier_id": supplier_id, "refunds_borne_by": borne_by}

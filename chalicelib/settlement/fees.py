@@ -1,11 +1,16 @@
-"""The platform's service fee a channel owes for a settlement period: the one place the channel statement
-asks (``runs`` → ``statements.channel_statement``), so the billing plans plug in here and nowhere else."""
+"""The platform's service fee a channel owes for the days a statement settles: the one place the channel
+statement asks (``runs``), so how fees are computed changes here and nowhere else."""
 from __future__ import annotations
 
-from chalicelib.settlement.periods import Period
+from datetime import date, timedelta
+
+from chalicelib.partners import billing
 
 
-def fee_for(channel_code: str, period: Period) -> int:
-    """The fee in fen under the channel's billing plan for ``period``: a zero line until billing plans
-    (``partners.billing``) give their pure fee function."""
-    return 0
+def fee_for(channel_code: str, days: list[str]) -> int:
+    """The fee in fen under the channel's billing plans over ``days`` (consecutive business days, the
+    statement's): ``partners.billing.fee_for`` over [first day, the day after the last)."""
+    if not days:
+        return 0
+    end = date.fromisoformat(days[-1]) + timedelta(days=1)
+    return int(billing.fee_for(channel_code, days[0], end.isoformat()))
