@@ -17,6 +17,7 @@ from chalicelib.orders import fulfilment, refunds
 from chalicelib.orders import routes as order_routes
 from chalicelib.partners import routes as partner_routes
 from chalicelib.partners import webhooks
+from chalicelib.settlement import audit, ledgers
 from chalicelib.settlement import routes as settlement_routes
 from chalicelib.settlement import runs
 from chalicelib.settlement import statement_routes
@@ -60,6 +61,22 @@ def upload_created(event) -> dict:
     count("UploadsRefused" if "refused" in result else "UploadsProcessed")
     logger.info("upload processed", extra={"key": detail["object"]["key"], "result": result})
     return result
+
+
+@app.on_cw_event({"source": ["aws.s3"], "detail-type": ["Object Created"],
+                  "detail": {"object": {"key": [{"prefix": "ledgers/"}]}}}, name="ledger_uploaded")
+def ledger_uploaded(event) -> dict:
+    """S3 → EventBridge: a channel's ledger uploaded through a signed link, matched against our books."""
+    detail = event.detail
+    result = ledgers.process_object(detail["bucket"]["name"], detail["object"]["key"])
+    logger.info("ledger upload processed", extra={"key": detail["object"]["key"], "result": result})
+    return result
+
+
+@app.schedule(Rate(1, unit=Rate.HOURS), name="invariant_audit")
+def invariant_audit(event) -> dict:
+    """Every hour: quota shards, hosted wallets and orders recomputed from the items (``InvariantDrift``)."""
+    return audit.run()
 
 
 @app.schedule(Rate(5, unit=Rate.MINUTES), name="resolve_remote_orders")

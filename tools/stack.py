@@ -196,15 +196,23 @@ class LocalSystem:
         return self.app.app.handler_map.get(name.removeprefix(LAMBDA_PREFIX))
 
     def deliver_object_created(self, bucket: str, key: str) -> None:
-        """What EventBridge does in AWS: invoke the ``upload_created`` Lambda with the S3 event."""
+        """What EventBridge does in AWS: invoke the Lambda whose rule's key prefix matches (``upload_created`` for
+        ``uploads/``, ``ledger_uploaded`` for ``ledgers/``) with the S3 event; a key no rule matches reaches none."""
+        from chalice.app import CloudWatchEventConfig
         from chalice.local import LambdaContext
 
         event = s3_object_created_event(bucket, key)
-        try:
-            result = self.app.upload_created(event, LambdaContext("upload_created", 256))
-        except Exception as exc:  # a failed Lambda: AWS would retry; here it is recorded for the tests
-            result = {"error": repr(exc)}
-        self.deliveries.append({"key": key, "result": result})
+        for source in self.app.app.event_sources:
+            if not isinstance(source, CloudWatchEventConfig):
+                continue
+            prefixes = [p["prefix"] for p in source.event_pattern.get("detail", {}).get("object", {}).get("key", [])]
+            if not any(key.startswith(prefix) for prefix in prefixes):
+                continue
+            try:
+                result = self.app.app.handler_map[source.name](event, LambdaContext(source.name, 256))
+            except Exception as exc:  # a failed Lambda: AWS would retry; here it is recorded for the tests
+                result = {"error": repr(exc)}
+            self.deliveries.append({"key": key, "result": result})
 
     def stop(self) -> None:
         if self.scheduler:

@@ -5,8 +5,10 @@ from chalice import Response
 
 from chalicelib.channels import channels
 from chalicelib.core import web
+from chalicelib.core.errors import PayloadTooLarge
 from chalicelib.core.routing import Routes
-from chalicelib.settlement import operating
+from chalicelib.members.callers import partner_channel
+from chalicelib.settlement import audit, ledgers, operating
 
 routes = Routes(__name__)
 route = routes.json
@@ -49,3 +51,54 @@ def ops_operating_report() -> Response:
                                first, last)
     return Response(body=page, status_code=200, headers={"Content-Type": "text/html; charset=utf-8",
                                                          "Cache-Control": "no-store"})
+
+
+# --- reconciliation against the channel's ledger; the invariant audit ----------------------------------------
+
+@route("/partner/{code}/ledgers/{period_id}", methods=("POST",), status=201,
+       content_types=("application/x-ndjson", "application/json"))
+def partner_ledger_post(code: str, period_id: str) -> Response:
+    """The channel's ledger of the period as JSON lines: 201 with the result, or 200 with the one already made
+    from the same bytes. Bounds and rows first: a refused ledger spends no nonce and writes nothing."""
+    data = req().raw_body or b""
+    if len(data) > web.BODY_MAX_BYTES:
+        raise PayloadTooLarge("body_too_large", f"a posted ledger is at most {web.BODY_MAX_BYTES} bytes; "
+                              "upload a larger one as CSV (upload-link)", "body")
+    rows = ledgers.parse_post(data)
+    channel = partner_channel(req(), code)
+    item, created = ledgers.take(channel, period_id, data, ledgers.POST, rows)
+    return Response(body=ledgers.created_view(item, created), status_code=201 if created else 200, headers=web.JSON)
+
+
+@route("/partner/{code}/ledgers/{period_id}/upload-link", methods=("POST",), status=201)
+def partner_ledger_link(code: str, period_id: str) -> dict:
+    """A signed S3 POST for the period's ledger as CSV; the result is read back by the upload or the period."""
+    return ledgers.request_link(partner_channel(req(), code), period_id)
+
+
+@route("/partner/{code}/ledger-uploads/{upload_id}")
+def partner_ledger_upload(code: str, upload_id: str) -> dict:
+    return ledgers.upload_view(ledgers.own_upload(partner_channel(req(), code), upload_id))
+
+
+@route("/partner/{code}/reconciliations/{period_id}")
+def partner_reconciliation(code: str, period_id: str) -> dict:
+    """The channel's own latest result for the period (or ``result_id``), a page of differences at a time."""
+    channel = partner_channel(req(), code)
+    return ledgers.view(channel.code, period_id, web.query(req(), "result_id"), web.query(req(), "cursor"),
+                        web.query(req(), "limit"))
+
+
+@route("/ops/channels/{code}/reconciliations/{period_id}", ops=True)
+def ops_reconciliation(code: str, period_id: str) -> dict:
+    web.ops_actor(req())
+    channels.get(code)
+    return ledgers.view(code, period_id, web.query(req(), "result_id"), web.query(req(), "cursor"),
+                        web.query(req(), "limit"), ops=True)
+
+
+@route("/ops/audit/latest", ops=True)
+def ops_audit_latest() -> dict:
+    """The last invariant audit: what it checked and each drift it found."""
+    web.ops_actor(req())
+    return audit.latest()
