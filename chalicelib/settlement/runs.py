@@ -138,24 +138,22 @@ def party_names(item: SettlementPeriod) -> list[str]:
 
 def claim_days(party: str, period: Period, sid: str) -> list[str]:
     """The period's days this statement settles: each day is claimed once (a conditional put); one claimed by
-    another statement of the party (a period of the other kind) stays with it."""
+    another statement of the party (a period of the other kind) stays with it. Usually every day is free or
+    already this statement's (a re-run): one transaction, no read."""
     keys = [f"{party}#{day}" for day in period.days()]
-    owner = {d.party_day: d.statement_id for d in SettledDay.batch_get(keys, consistent_read=True)}
-    missing = [key for key in keys if key not in owner]
-    if missing:  # the usual case, every day free: one transaction claims them all
-        tx = LabelledTransaction()
-        for key in missing:
-            tx.put(key, SettledDay(key, statement_id=sid), condition=SettledDay.party_day.does_not_exist())
-        try:
-            tx.commit()
-            owner.update(dict.fromkeys(missing, sid))
-        except (Refused, Contended):
-            pass  # another statement holds some of them: day by day below
+    free_or_mine = SettledDay.party_day.does_not_exist() | (SettledDay.statement_id == sid)
+    tx = LabelledTransaction()
     for key in keys:
-        if key in owner:
-            continue
+        tx.put(key, SettledDay(key, statement_id=sid), condition=free_or_mine)
+    try:
+        tx.commit()
+        return period.days()
+    except (Refused, Contended):
+        pass  # another statement holds some of them: day by day
+    owner = {}
+    for key in keys:
         try:
-            SettledDay(key, statement_id=sid).save(condition=SettledDay.party_day.does_not_exist())
+            SettledDay(key, statement_id=sid).save(condition=free_or_mine)
             owner[key] = sid
         except PutError as error:
             if not condition_failed(error):
