@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 
 .PHONY: install run test unit infra-check bench clean
 
-install: $(VENV)/.installed tools/node_modules/.installed .browser
+install: $(VENV)/.installed tools/node_modules/.installed .browser .php
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -21,6 +21,11 @@ tools/node_modules/.installed: tools/package.json tools/package-lock.json
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	@touch $@
 
+# The integration kit's PHP snippet is run in CI under Debian's php-cli (Java and Node come with the machine).
+.php:
+	@command -v php >/dev/null || (apt-get update -qq && apt-get install -y -qq php-cli >/dev/null)
+	@touch $@
+
 run: install
 	$(PY) -m tools.run_local
 
@@ -32,4 +37,4 @@ infra-check: install
 	$(PY) -m infra.check
 
 clean:
-	rm -rf $(VENV) tools/node_modules .browser build .local
+	rm -rf $(VENV) tools/node_modules .browser .php build .local
