@@ -263,3 +263,24 @@ class PeriodOpen(Strict):
 
 class QuotaRaise(Strict):
     points: int = Field(gt=0, le=10_000_000_000)
+
+
+# --- billing plans (``partners.billing``: which fields each kind takes is checked there) -------------------
+Fen = Field(default=0, ge=0, le=POINTS_MAX)
+
+
+class BillingPlanInput(Strict):
+    kind: Literal["none", "per_call", "per_member", "prepaid", "package"]
+    call_price: int = Fen
+    member_price: int = Fen
+    order_price: int = Fen
+    monthly_fee: int = Fen
+    included_calls: int = Fen
+    overage_price: int = Fen
+    alert_below: int = Fen
+
+
+class TopUpInput(Strict):
+    topup_id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    amount: int = Field(gt=0, le=POINTS_MAX)
+    note: Optional[str] = Field(default=None, max_length=200)

@@ -1,9 +1,13 @@
-"""Partner routes: ops look at and redrive a channel's parked webhooks."""
+"""Partner routes: ops look at and redrive a channel's parked webhooks, set its billing plan and top up its
+prepaid balance."""
 from __future__ import annotations
 
+from chalice import Response
+
+from chalicelib.channels import channels
 from chalicelib.core import web
 from chalicelib.core.routing import Routes
-from chalicelib.partners import webhooks
+from chalicelib.partners import billing, webhooks
 
 routes = Routes(__name__)
 route = routes.json
@@ -22,3 +26,32 @@ def ops_webhooks_parked(code: str) -> dict:
 @route("/ops/channels/{code}/webhooks/redrive", methods=("POST",), ops=True)
 def ops_webhooks_redrive(code: str) -> dict:
     return webhooks.redrive(code, web.ops_actor(req()))
+
+
+# --- billing plans and prepaid balances ----------------------------------------------------------------------
+
+@route("/ops/channels/{code}/billing-plan", ops=True)
+def ops_billing_plan(code: str) -> dict:
+    """Today's plan, the ones set to start later, every plan so far, and the prepaid balance if any."""
+    web.ops_actor(req())
+    channels.get(code)
+    return billing.plans_view(code)
+
+
+@route("/ops/channels/{code}/billing-plan", methods=("PUT",), ops=True)
+def ops_billing_plan_set(code: str) -> dict:
+    """Set the plan from the next business day on (audited)."""
+    actor = web.ops_actor(req())
+    data = web.body(req(), web.schemas.BillingPlanInput).model_dump()
+    plan = billing.check_plan(data.pop("kind"), data)
+    billing.set_plan(channels.get(code), plan, actor)
+    return billing.plans_view(code)
+
+
+@route("/ops/channels/{code}/prepaid/top-ups", methods=("POST",), ops=True)
+def ops_prepaid_top_up(code: str) -> Response:
+    """Add to the prepaid balance, once per ``topup_id`` (201 the first time, 200 for a retry)."""
+    actor = web.ops_actor(req())
+    data = web.body(req(), web.schemas.TopUpInput)
+    result, created = billing.top_up(channels.get(code), data.topup_id, data.amount, actor, data.note)
+    return Response(body=result, status_code=201 if created else 200, headers=web.JSON)
