@@ -211,7 +211,7 @@ def _read(channel: Channel, since: float) -> tuple[Snapshot, Snapshot]:
 
 
 def _same(a, b) -> bool:
-    return a is not None and b is not None and a.attribute_values == b.attribute_values
+    return a is not None and b is not None and a.serialize() == b.serialize()
 
 
 def _judge(channel: Channel, before: Snapshot, after: Snapshot) -> tuple[list[Finding], int, dict[str, int]]:
