@@ -3,6 +3,7 @@ shard, an order's points) is found, and only it; the hourly Lambda records its r
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import requests
@@ -13,6 +14,7 @@ from chalicelib.core.models import Order, Quota, Wallet
 from chalicelib.orders import parcels
 from chalicelib.settlement import audit
 
+EVENTS = Path(__file__).resolve().parent.parent / "events"
 PAUSE = 0.2  # the confirming second read; the Lambda's own is audit.CONFIRM_PAUSE
 
 
@@ -114,9 +116,7 @@ def test_the_hourly_lambda_records_its_run_for_ops(system, shops: Shops, ops) ->
     code = shops.remote.code
     Quota(code, "P1").update([Quota.reserved.add(3)])
     try:
-        event = {"version": "0", "id": "audit-test", "detail-type": "Scheduled Event", "source": "aws.events",
-                 "account": "123456789012", "time": "2026-11-25T00:00:00Z", "region": "us-east-1",
-                 "resources": ["arn:aws:events:us-east-1:123456789012:rule/invariant_audit"], "detail": {}}
+        event = json.loads((EVENTS / "invariant_audit.json").read_text())  # the sample event
         summary = system.app.invariant_audit(event, LambdaContext("invariant_audit", 256))
     finally:
         Quota(code, "P1").update([Quota.reserved.add(-3)])

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
 from checkout_helpers import Shop, make_shop, ok
 from helpers import assert_error, wait_for
+from chalice.local import LambdaContext
 from chalicelib.channels.signing import request_headers
 from chalicelib.core.models import LedgerUpload, Reconciliation
 from chalicelib.orders import parcels
@@ -260,6 +262,12 @@ def test_another_channels_upload_is_not_found(system, ops, books: Books) -> None
     assert LedgerUpload.get(link["upload_id"]).channel_code == books.shop.code
     assert_error(signed(other, "GET", f"/partner/{other.code}/ledger-uploads/{link['upload_id']}"), 404,
                  "upload_not_found")
+
+
+def test_the_sample_event_for_a_key_no_link_was_issued_for_is_ignored_and_removed(system) -> None:
+    event = json.loads((Path(__file__).resolve().parent.parent / "events" / "ledger_uploaded.json").read_text())
+    result = system.app.ledger_uploaded(event, LambdaContext("ledger_uploaded", 256))
+    assert result == {"ignored": event["detail"]["object"]["key"], "reason": "no ledger link was issued for this key"}
 
 
 def test_a_sandbox_channel_reconciles_its_test_orders_marked_as_such(system, ops) -> None:
