@@ -1,0 +1,1 @@
+"""The channel integration kit: the OpenAPI document, the per-channel guide and the signing snippets."""
