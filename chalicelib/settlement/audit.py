@@ -119,7 +119,8 @@ def period_checks(shards: dict[int, Quota], orders: Iterable[Order], found: dict
         failed += shard_checks(shard, shards[shard])
         q = shards[shard]
         if int(q.spent or 0) != spent.get(shard, 0):
-            failed.append((f"shard {shard}: spent = orders' takes - given back", spent.get(shard, 0), int(q.spent or 0)))
+            failed.append((f"shard {shard}: spent = orders' takes - given back", spent.get(shard, 0),
+                           int(q.spent or 0)))
         if int(q.reserved or 0) != reserved.get(shard, 0):
             failed.append((f"shard {shard}: reserved = awaiting orders' takes", reserved.get(shard, 0),
                            int(q.reserved or 0)))

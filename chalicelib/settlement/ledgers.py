@@ -3,7 +3,7 @@ matched against our books (``reconciliation``), and the result kept and shown.
 
 **Our side** is the settlement books (``settlement.books``): the channel's ``billed`` entries of the period's
 business days, summed per order, are our deducts; its ``returned`` entries are our refunds, one per parcel. That
-is one Query per (event, day, shard) — 2 × 4 × 31 for a month — and never a scan; it is exactly what the
+is a few Queries (per event, month and shard, ``books.read``) and never a scan; it is exactly what the
 channel's statement for the period bills. A sandbox channel's parcels are never booked (they are never settled),
 so its side is read from its members instead (``Member`` channel-index, each member's orders, their parcels):
 test data is small. Then, only for the orders the ledger names: their order and member items (the channel's
@@ -29,6 +29,7 @@ from datetime import timedelta
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import DoesNotExist, PutError
 
+from chalicelib.checkout.checkout import AWAITING, PAID
 from chalicelib.core import bucket, config
 from chalicelib.core.errors import BadRequest, Conflict, NotFound, Unprocessable
 from chalicelib.core.models import Channel, LedgerUpload, Member, Order, Parcel, Reconciliation, batch_read, now_iso
@@ -99,7 +100,7 @@ def _sandbox(channel: Channel, period: periods.Period) -> list[rec.Movement]:
     """A sandbox channel's movements from its members' orders and their parcels (sandbox parcels are not booked)."""
     days = set(period.days())
     paid = [o for m in Member.channel_index.query(channel.code) for o in Order.member_index.query(m.member_id)
-            if o.status == "paid"]
+            if o.status == PAID]
     ours = []
     for order_id, found in parcels.of_orders(paid).items():
         billed = [p for p in found if books.day_of_stamp(p.created_at) in days]
@@ -117,9 +118,9 @@ def _why(order: Order | None, kind: str, found: list[Parcel], channel_code: str)
     """Why our books of the period have no ``kind`` of this order (it is in the ledger)."""
     if order is None or order.channel_code != channel_code:
         return "no such order in this channel"
-    if order.status == "awaiting_deduction":
+    if order.status == AWAITING:
         return "the deduction is not confirmed on our side yet"
-    if order.status != "paid":
+    if order.status != PAID:
         return "released on our side: no points were taken for it"
     if kind == rec.DEDUCT:
         if not found:
@@ -144,7 +145,7 @@ def _enrich(channel: Channel, ours: list[rec.Movement], theirs: list[rec.Row]
                 if m.order_id in orders else m for m in ours]
     wanted = rec.missing_candidates(ours, theirs)
     asked = [orders[oid] for oid in sorted({oid for oid, _ in wanted})
-             if oid in orders and orders[oid].channel_code == channel.code and orders[oid].status == "paid"]
+             if oid in orders and orders[oid].channel_code == channel.code and orders[oid].status == PAID]
     found = parcels.of_orders(asked)
     return enriched, {(oid, kind): _why(orders.get(oid), kind, found.get(oid, []), channel.code)
                       for oid, kind in wanted}
