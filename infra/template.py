@@ -17,8 +17,11 @@ from chalicelib.core import config
 from chalicelib.core.models import (
     ALL_MODELS, Audit, Channel, Goods, Member, MemberRedemption, Order, OutboxEvent, Parcel, Quota, Refund, Stock,
     Upload, Wallet, PartnerBreaker, PartnerStats, ChannelDay, MeterMark, PrepaidAccount, PrepaidEntry,
+    BillingPlan, BookEntry, SettledDay, SettlementPeriod, Statement, Supplier,
 )
-from infra.state_machines import FULFILMENT_FUNCTIONS, ORDER_FULFILMENT, order_fulfilment
+from infra.state_machines import (
+    FULFILMENT_FUNCTIONS, ORDER_FULFILMENT, SETTLEMENT, SETTLEMENT_FUNCTIONS, order_fulfilment, settlement,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CHALICE_CONFIG = ROOT / ".chalice" / "config.json"
@@ -94,17 +97,18 @@ REFUNDS_SCAN_MODELS: tuple[type[Model], ...] = (Channel,)
 REFUNDS_TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem",
                          "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
 REFUNDS_MODELS: tuple[type[Model], ...] = (Channel, Refund, Parcel, Order, Member, OutboxEvent, Audit, Quota, Wallet,
-                                           Stock, MemberRedemption)
+                                           Stock, MemberRedemption, BookEntry, Supplier)
 # What each fulfilment task reads and writes: its tables, and no others (``parcels``' transactions).
 FULFIL_TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem",
                         "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
 FULFIL_MODELS: dict[str, tuple[type[Model], ...]] = {
-    # the order and its member read; its parcels and the order.paid event written in one transaction
-    "fulfil_split": (Order, Member, Parcel, OutboxEvent),
+    # the order and its member read; its parcels, their settlement books and the order.paid event written in one
+    # transaction (an order from before its points rate: the channel's read)
+    "fulfil_split": (Order, Member, Parcel, OutboxEvent, BookEntry, Channel),
     # each cancel: the parcel (its siblings checked), audit row, events; stock, quota and the hosted wallet back;
     # remote mode: the channel read to call its points/refund, the Refund that tracks that call, the member's cap
     "fulfil_deadline": (Order, Member, Parcel, OutboxEvent, Audit, Stock, Quota, Wallet, Channel, Refund,
-                        MemberRedemption),
+                        MemberRedemption, BookEntry, Supplier),  # a return booked for settlement, with its bearer
     "fulfil_complete": (Order, Member, Parcel, OutboxEvent, Audit),
 }
 # Every function that calls a channel (``channel_api``, ``webhooks``) passes the channel's circuit breaker and books
@@ -520,7 +524,8 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
         return [[namespace, name, "service", service] for name in names]
 
     def per_function(metric: str) -> list[list[str]]:
-        return [["AWS/Lambda", metric, "FunctionName", f"${{{f}}}"] for f in FUNCTIONS]
+        return [["AWS/Lambda", metric, "FunctionName", f"${{{f}}}"]
+                for f in (*FUNCTIONS, *SETTLE_FUNCTIONS.values(), START_SETTLEMENTS)]
 
     def by_channel(metric: str, stat: str, dimensions: str = "channel,service") -> list[list[Json]]:
         """``metering.metric``: one metric per channel (and reason), found by a search."""
@@ -552,6 +557,9 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
         ("Inbound signed calls by channel", by_channel("InboundCalls", "Sum"), "Sum"),
         ("Entries by channel", by_channel("ChannelEntries", "Sum"), "Sum"),
         ("Prepaid balances and metering", app_metrics("PrepaidLow", "PrepaidExhausted", "MeteringFailed"), "Sum"),
+        ("Settlement", app_metrics("PeriodsSettled", "StatementMismatch") + [
+            ["AWS/States", m, "StateMachineArn", f"${{{SETTLEMENT_MACHINE}}}"] for m in ("ExecutionsSucceeded",
+                                                                                   "ExecutionsFailed")], "Sum"),
     ]
     widgets = [
         {"type": "metric", "x": (i % 2) * 12, "y": (i // 2) * 6, "width": 12, "height": 6,
@@ -576,6 +584,7 @@ def build_merge_template(stage: str = "prod") -> Json:
     resources |= door_resources()
     resources |= state_machine_resources(stage)
     resources |= monitoring_resources(stage, chalice)
+    resources |= settlement_resources(stage, chalice, resources)
     outputs = {"UploadBucketName": {"Value": {"Ref": BUCKET}}, "AlarmTopicArn": {"Value": {"Ref": ALARM_TOPIC}},
                "SessionKeySecretArn": {"Value": {"Ref": SESSION_KEY_SECRET}},
                "ChannelDoorUrl": {"Value": {"Fn::GetAtt": [DOOR_URL, "FunctionUrl"]}}}
@@ -586,6 +595,105 @@ def build_merge_template(stage: str = "prod") -> Json:
     conditions = {"HasChannelAppOrigins": {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": DOOR_ORIGINS}]}, ""]}]}}
     return {"Parameters": parameters, "Conditions": conditions, "Resources": resources, "Outputs": outputs}
 
+
+
+# --- settlement (``chalicelib/settlement``): the state machine, its four tasks and scheduled starter, their roles ---
+SETTLEMENT_MACHINE, SETTLEMENT_MACHINE_ROLE = "SettlementStateMachine", "SettlementRole"
+SETTLE_FUNCTIONS = {name: "".join(part.capitalize() for part in name.split("_")) for name in SETTLEMENT_FUNCTIONS}
+START_SETTLEMENTS = "StartSettlements"  # the schedule (``app.start_settlements``)
+SETTLEMENT_PREFIX = "settlement/"  # pages of parties, exports, margin files: written by the tasks only
+# A channel's server fetches its own exports through the door: the channel statements' keys only.
+CHANNEL_EXPORTS = f"{SETTLEMENT_PREFIX}*/channel/*"
+READ = ("dynamodb:GetItem",)
+# Each task's tables and actions: freeze lists the parties and records the period; a page claims days, reads the
+# books (and, for the fee, the channel's plans and metered days) and writes statements; the platform reads the
+# period and writes its statement; close reads every statement and settles the period.
+SETTLE_GRANTS: dict[str, tuple[tuple[type[Model], tuple[str, ...]], ...]] = {
+    "settle_freeze": ((Channel, ("dynamodb:Scan",)), (Supplier, ("dynamodb:Scan",)),
+                      (SettlementPeriod, READ + ("dynamodb:PutItem", "dynamodb:UpdateItem"))),
+    "settle_page": ((BookEntry, ("dynamodb:Query",)), (SettledDay, READ + ("dynamodb:PutItem",)),
+                    (Statement, READ + ("dynamodb:PutItem",)), (BillingPlan, ("dynamodb:Query",)),
+                    (ChannelDay, ("dynamodb:Query",))),
+    "settle_platform": ((SettlementPeriod, READ), (Statement, READ + ("dynamodb:PutItem",))),
+    "settle_close": ((SettlementPeriod, READ + ("dynamodb:UpdateItem",)), (Statement, ("dynamodb:BatchGetItem",))),
+}
+SETTLE_OBJECTS = {"settle_freeze": ["s3:PutObject"], "settle_page": ["s3:PutObject"],
+                  "settle_platform": ["s3:GetObject", "s3:PutObject"], "settle_close": ["s3:GetObject"]}
+
+
+def settlement_resources(stage: str, chalice: Json, resources: dict[str, Json]) -> dict[str, Json]:
+    """The settlement state machine (Distributed Map: its role may start, read and stop its own child executions
+    and read the pages file), its tasks and starter with least-privilege roles, the API's and the door's grants
+    (start runs; presign exports: the door channel exports only), and alarms on a failed run or a statement
+    found changed after it closed."""
+    env = chalice["environment_variables"]
+    arns = {name: {"Fn::GetAtt": [function, "Arn"]} for name, function in SETTLE_FUNCTIONS.items()}
+    machine_arn = {"Ref": SETTLEMENT_MACHINE}
+    own_executions = {"Fn::Sub": f"arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:execution:"
+                                 f"channelmall-{stage}-{SETTLEMENT}:*"}
+    role = {"Type": "AWS::IAM::Role", "Properties": {
+        "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}}]},
+        "Policies": [{"PolicyName": f"{SETTLEMENT_MACHINE_ROLE}Policy", "PolicyDocument": {
+            "Version": "2012-10-17", "Statement": [
+                {"Sid": "SettlementTasks", "Effect": "Allow", "Action": ["lambda:InvokeFunction"],
+                 "Resource": list(arns.values())},
+                # by name, not Ref: the machine refers to this role, so a Ref back would be a cycle
+                {"Sid": "MapChildren", "Effect": "Allow", "Action": ["states:StartExecution"], "Resource": {
+                    "Fn::Sub": f"arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:stateMachine:"
+                               f"channelmall-{stage}-{SETTLEMENT}"}},
+                {"Sid": "MapChildrenState", "Effect": "Allow",
+                 "Action": ["states:DescribeExecution", "states:StopExecution"], "Resource": own_executions},
+                {"Sid": "PagesOfParties", "Effect": "Allow", "Action": ["s3:GetObject"],
+                 "Resource": _objects_arn(SETTLEMENT_PREFIX)}]}}],
+    }}
+    out: dict[str, Json] = {SETTLEMENT_MACHINE_ROLE: role, SETTLEMENT_MACHINE: {
+        "Type": "AWS::StepFunctions::StateMachine", "Properties": {
+            "StateMachineName": f"channelmall-{stage}-{SETTLEMENT}", "StateMachineType": "STANDARD",
+            "Definition": settlement(), "DefinitionSubstitutions": arns,
+            "RoleArn": {"Fn::GetAtt": [SETTLEMENT_MACHINE_ROLE, "Arn"]}}}}
+    statements: dict[str, list[Json]] = {
+        function: [{"Sid": f"Settle{model.__name__}", "Effect": "Allow", "Action": list(actions),
+                    "Resource": _table_arns((model,), indexes=False)} for model, actions in SETTLE_GRANTS[name]]
+        + [{"Sid": "SettlementObjects", "Effect": "Allow", "Action": SETTLE_OBJECTS[name],
+            "Resource": _objects_arn(SETTLEMENT_PREFIX)}]
+        for name, function in SETTLE_FUNCTIONS.items()}
+    statements[START_SETTLEMENTS] = [
+        {"Sid": "SettlementPeriods", "Effect": "Allow", "Action": list(READ),
+         "Resource": _table_arns((SettlementPeriod,), indexes=False)},
+        {"Sid": "StartSettlement", "Effect": "Allow", "Action": ["states:StartExecution"], "Resource": machine_arn}]
+    for function, granted in statements.items():
+        variables: Json = {"TABLE_PREFIX": f"channelmall-{stage}-", "UPLOAD_BUCKET": {"Ref": BUCKET}}
+        if function == START_SETTLEMENTS:
+            variables["SETTLEMENT_STATE_MACHINE_ARN"] = machine_arn
+        out[f"{function}LogGroup"] = {"Type": "AWS::Logs::LogGroup", "Properties": {
+            "LogGroupName": f"/channelmall/{stage}/{function}", "RetentionInDays": LOG_RETENTION_DAYS}}
+        out[function] = {"Properties": {"Environment": {"Variables": variables},
+                                        "LoggingConfig": {"LogGroup": {"Ref": f"{function}LogGroup"}}}}
+        out[f"{function}Role"] = _role_policy(f"{function}Role", f"{function}LogGroup", granted)
+        out[f"{function}ErrorsAlarm"] = _alarm(f"Settlement Lambda {function} errors (Step Functions retries tasks)",
+                                               "AWS/Lambda", "Errors", [{"Name": "FunctionName", "Value": {"Ref": function}}])
+    # The API starts runs for ops and presigns exports for all three parties; the door for channels only.
+    extra = {API_FUNCTION: [
+        {"Sid": "StartSettlement", "Effect": "Allow", "Action": ["states:StartExecution"], "Resource": machine_arn},
+        {"Sid": "SettlementExports", "Effect": "Allow", "Action": ["s3:GetObject"],
+         "Resource": _objects_arn(SETTLEMENT_PREFIX)}],
+        DOOR_FUNCTION: [{"Sid": "ChannelExports", "Effect": "Allow", "Action": ["s3:GetObject"],
+                         "Resource": {"Fn::Sub": f"${{{BUCKET}.Arn}}/{CHANNEL_EXPORTS}"}}]}
+    for function, granted in extra.items():
+        [policy] = resources[ROLES[function]]["Properties"]["Policies"]
+        policy["PolicyDocument"]["Statement"] += granted
+    resources[API_FUNCTION]["Properties"]["Environment"]["Variables"]["SETTLEMENT_STATE_MACHINE_ARN"] = machine_arn
+    out["SettlementFailedAlarm"] = _alarm(
+        "Settlement runs failed (a task kept failing through its retries): no statement changes; fix and re-run "
+        "the period (tools.ops settle PERIOD)", "AWS/States", "ExecutionsFailed",
+        [{"Name": "StateMachineArn", "Value": machine_arn}])
+    out["StatementMismatchAlarm"] = _alarm(
+        "A settlement step computed a statement whose closed record holds other bytes: the books of a settled "
+        "period changed; investigate before anyone is paid", env["POWERTOOLS_METRICS_NAMESPACE"], "StatementMismatch",
+        [{"Name": "service", "Value": env["POWERTOOLS_SERVICE_NAME"]}])
+    return out
 
 def write_merge_template(path: Path, stage: str = "prod") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,10 @@ from chalicelib.core.models import (
     ChannelDay, MeterMark, PrepaidAccount, PrepaidEntry,
 )
 from infra.check import dangling_targets, layer_problems, package, unmanaged_functions
-from infra.state_machines import FULFILMENT_FUNCTIONS, order_fulfilment
-from infra.template import FULFIL_MODELS, UPLOAD_TABLE_ACTIONS, table_suffix
+from infra.state_machines import FULFILMENT_FUNCTIONS, SETTLEMENT_FUNCTIONS, order_fulfilment, settlement
+from infra.template import (
+    FULFIL_MODELS, SETTLE_GRANTS, SETTLEMENT_MACHINE, STATE_MACHINE, UPLOAD_TABLE_ACTIONS, table_suffix,
+)
 
 HTTP_METHODS = ("get", "put", "post", "patch", "delete", "head")
 SIGV4 = [{"sigv4": []}]
@@ -30,7 +32,9 @@ WEBHOOKS = "app.deliver_webhooks"
 REFUNDS = "app.resolve_refunds"
 FULFIL = tuple(f"app.{name}" for name in FULFILMENT_FUNCTIONS)
 DOOR = "app.channel_door"  # the function URL door: the channel-facing routes again
-HANDLERS = (API, DOOR, UPLOAD, RESOLVE, WEBHOOKS, REFUNDS, *FULFIL)
+SETTLE = tuple(f"app.{name}" for name in SETTLEMENT_FUNCTIONS)
+START_SETTLEMENTS = "app.start_settlements"
+HANDLERS = (API, DOOR, UPLOAD, RESOLVE, WEBHOOKS, REFUNDS, *FULFIL, *SETTLE, START_SETTLEMENTS)
 # Who calls ``config.session_key()``: sessions and one-time codes are served by the two doors only.
 SESSION_KEY_HANDLERS = {API, DOOR}
 
@@ -232,11 +236,19 @@ def test_functions_reach_only_this_templates_tables(resources: dict[str, Any], h
 
 UPLOADS = {"Fn::Sub": "${UploadBucket.Arn}/uploads/*"}
 IMAGES = {"Fn::Sub": "${UploadBucket.Arn}/images/*"}
+SETTLEMENT_OBJECTS = {"Fn::Sub": "${UploadBucket.Arn}/settlement/*"}
 
 
 @pytest.mark.parametrize("handler, grants", [
-    # the API signs upload POSTs (uploads/) and catalog image GETs (images/ only: never an unchecked upload)
-    (API, [(["s3:PutObject"], UPLOADS), (["s3:GetObject"], IMAGES)]),
+    # the API signs upload POSTs (uploads/) and catalog image GETs (images/ only: never an unchecked upload), and
+    # statement export links (settlement/); the door the channels' exports only
+    (API, [(["s3:PutObject"], UPLOADS), (["s3:GetObject"], IMAGES), (["s3:GetObject"], SETTLEMENT_OBJECTS)]),
+    (DOOR, [(["s3:GetObject"], IMAGES), (["s3:GetObject"], {"Fn::Sub": "${UploadBucket.Arn}/settlement/*/channel/*"})]),
+    # settlement: pages of parties, exports and margin files under settlement/, nothing else
+    ("app.settle_freeze", [(["s3:PutObject"], SETTLEMENT_OBJECTS)]),
+    ("app.settle_page", [(["s3:PutObject"], SETTLEMENT_OBJECTS)]),
+    ("app.settle_platform", [(["s3:GetObject", "s3:PutObject"], SETTLEMENT_OBJECTS)]),
+    ("app.settle_close", [(["s3:GetObject"], SETTLEMENT_OBJECTS)]), (START_SETTLEMENTS, []),
     # the processor reads and deletes uploads, and copies checked images to images/
     (UPLOAD, [(["s3:GetObject", "s3:DeleteObject"], UPLOADS), (["s3:PutObject"], IMAGES)]),
     (RESOLVE, []), (WEBHOOKS, []), (REFUNDS, []), *((handler, []) for handler in FULFIL)])
@@ -434,7 +446,8 @@ def test_unresolved_remote_orders_page_ops(resources: dict[str, Any]) -> None:
 @pytest.mark.parametrize("metric", [
     "ParcelsExpired", "ParcelExpiryRefused", "RefundUnresolved", "RefundRefusedByChannel", "RemoteSweepFailed",
     "RefundSweepFailed", "FulfilmentSweepFailed", "FulfilmentStartFailed", "RemoteUnresolved", "WebhooksParked",
-    "PartnerBreakerOpened", "PartnerErrorRateHigh", "PrepaidLow", "PrepaidExhausted", "MeteringFailed"])
+    "PartnerBreakerOpened", "PartnerErrorRateHigh", "PrepaidLow", "PrepaidExhausted", "MeteringFailed",
+    "StatementMismatch"])
 def test_every_failure_the_app_counts_pages_ops(resources: dict[str, Any], metric: str) -> None:
     """Each of these counts means a member, a supplier or a channel is left waiting on ops: one alarm each,
     on the app's own metric (Powertools adds the service dimension), to the ops topic."""
@@ -516,7 +529,7 @@ def test_a_refusal_spike_pages_ops(resources: dict[str, Any]) -> None:
 # --- the order_fulfilment state machine -------------------------------------------
 
 def test_fulfilment_machine_runs_the_infra_definition_on_the_fulfilment_functions(resources: dict[str, Any]) -> None:
-    [machine] = of_type(resources, "AWS::StepFunctions::StateMachine").values()
+    machine = resources[STATE_MACHINE]
     props = machine["Properties"]
     assert props["Definition"] == order_fulfilment() and dangling_targets(props["Definition"]) == []
     functions = {name: fn for name, fn in of_type(resources, "AWS::Serverless::Function").items()
@@ -528,7 +541,7 @@ def test_fulfilment_machine_runs_the_infra_definition_on_the_fulfilment_function
 
 
 def test_fulfilment_role_invokes_exactly_the_fulfilment_functions(resources: dict[str, Any]) -> None:
-    [machine] = of_type(resources, "AWS::StepFunctions::StateMachine").values()
+    machine = resources[STATE_MACHINE]
     role = resources[machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]]
     assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
         "Service": "states.amazonaws.com"}
@@ -541,14 +554,16 @@ def test_fulfilment_role_invokes_exactly_the_fulfilment_functions(resources: dic
 
 
 def test_only_checkout_and_the_sweep_start_executions(resources: dict[str, Any]) -> None:
-    [machine] = of_type(resources, "AWS::StepFunctions::StateMachine")
-    starters = {name for name, s in allow_statements(resources) if "states:StartExecution" in as_list(s["Action"])}
+    machine = STATE_MACHINE
+    starters = {name for name, s in allow_statements(resources) if "states:StartExecution" in as_list(s["Action"])
+                and s["Resource"] == {"Ref": machine}}
     assert starters == {role_of(resources, API), role_of(resources, DOOR), role_of(resources, RESOLVE)}
     for handler in HANDLERS:
         variables = function(resources, handler)["Properties"]["Environment"]["Variables"]
         assert variables.get("FULFILMENT_STATE_MACHINE_ARN") == ({"Ref": machine} if handler in (API, DOOR, RESOLVE)
                                                                  else None), handler
-    granted = [s["Resource"] for _, s in allow_statements(resources) if "states:StartExecution" in as_list(s["Action"])]
+    granted = [s["Resource"] for _, s in allow_statements(resources) if "states:StartExecution" in as_list(s["Action"])
+               and s["Resource"] != {"Ref": SETTLEMENT_MACHINE} and s.get("Sid") != "MapChildren"]
     assert granted == [{"Ref": machine}] * 3
 
 
@@ -563,11 +578,11 @@ def test_fulfilment_tasks_reach_only_their_tables(resources: dict[str, Any], nam
 
 
 def test_failed_fulfilment_executions_and_starts_page_ops(resources: dict[str, Any]) -> None:
-    [machine] = of_type(resources, "AWS::StepFunctions::StateMachine")
     alarms = [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()
               if "MetricName" in r["Properties"]]
-    [failed] = [a for a in alarms if (a["Namespace"], a["MetricName"]) == ("AWS/States", "ExecutionsFailed")]
-    assert failed["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": machine}}]
+    failed = [a["Dimensions"] for a in alarms if (a["Namespace"], a["MetricName"]) == ("AWS/States", "ExecutionsFailed")]
+    assert sorted(failed, key=json.dumps) == sorted(  # one alarm per machine: fulfilment and settlement
+        [[{"Name": "StateMachineArn", "Value": {"Ref": m}}] for m in (STATE_MACHINE, SETTLEMENT_MACHINE)], key=json.dumps)
     assert [a["Namespace"] for a in alarms if a["MetricName"] == "FulfilmentStartFailed"] == ["ChannelMall"]
 
 
@@ -653,3 +668,50 @@ def test_the_function_url_door_is_public_and_limited(resources: dict[str, Any]) 
     [permission] = [p["Properties"] for p in of_type(resources, "AWS::Lambda::Permission").values()
                     if p["Properties"].get("FunctionUrlAuthType") == "NONE"]
     assert (permission["Action"], permission["FunctionName"]) == ("lambda:InvokeFunctionUrl", {"Ref": door})
+
+
+# --- the settlement state machine ---------------------------------------------------
+
+def test_settlement_machine_runs_the_infra_definition_on_the_settlement_functions(resources: dict[str, Any]) -> None:
+    props = resources[SETTLEMENT_MACHINE]["Properties"]
+    assert props["Definition"] == settlement() and dangling_targets(props["Definition"]) == []
+    functions = {name: fn for name, fn in of_type(resources, "AWS::Serverless::Function").items()
+                 if fn["Properties"]["Handler"] in SETTLE}
+    assert props["DefinitionSubstitutions"] == {
+        fn["Properties"]["Handler"].removeprefix("app."): {"Fn::GetAtt": [name, "Arn"]} for name, fn in functions.items()}
+    reader = props["Definition"]["States"]["Statements"]["ItemReader"]
+    assert reader["Resource"] == "arn:aws:states:::s3:getObject"  # a Distributed Map over the pages file
+
+
+def test_settlement_role_invokes_its_tasks_runs_its_own_children_and_reads_only_its_pages(
+        resources: dict[str, Any]) -> None:
+    props = resources[SETTLEMENT_MACHINE]["Properties"]
+    role = resources[props["RoleArn"]["Fn::GetAtt"][0]]
+    [policy] = role["Properties"]["Policies"]
+    by_sid = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    assert set(by_sid) == {"SettlementTasks", "MapChildren", "MapChildrenState", "PagesOfParties"}
+    assert sorted(map(json.dumps, by_sid["SettlementTasks"]["Resource"])) == sorted(
+        map(json.dumps, props["DefinitionSubstitutions"].values()))
+    assert by_sid["MapChildren"]["Resource"]["Fn::Sub"].endswith(f":stateMachine:{props['StateMachineName']}")
+    assert by_sid["MapChildrenState"]["Resource"]["Fn::Sub"].endswith(f":execution:{props['StateMachineName']}:*")
+    assert (by_sid["PagesOfParties"]["Action"], by_sid["PagesOfParties"]["Resource"]) == (["s3:GetObject"],
+                                                                                          SETTLEMENT_OBJECTS)
+
+
+def test_only_ops_and_the_schedule_start_settlement(resources: dict[str, Any]) -> None:
+    machine = {"Ref": SETTLEMENT_MACHINE}
+    starters = {name for name, s in allow_statements(resources) if "states:StartExecution" in as_list(s["Action"])
+                and s["Resource"] == machine}
+    assert starters == {role_of(resources, API), role_of(resources, START_SETTLEMENTS)}
+    for handler in HANDLERS:
+        variables = function(resources, handler)["Properties"]["Environment"]["Variables"]
+        assert variables.get("SETTLEMENT_STATE_MACHINE_ARN") == (
+            machine if handler in (API, START_SETTLEMENTS) else None), handler
+
+
+@pytest.mark.parametrize("name", SETTLEMENT_FUNCTIONS)
+def test_settlement_tasks_reach_only_their_tables(resources: dict[str, Any], name: str) -> None:
+    actions, arns = data_grants(resources, role_of(resources, f"app.{name}"), "dynamodb")
+    assert "dynamodb:DeleteItem" not in actions and not any("/index/" in json.dumps(a) for a in arns)
+    assert {a["Fn::GetAtt"][0] for a in arns} == set(table_ids(resources, *(m for m, _ in SETTLE_GRANTS[name])).values())
+
