@@ -14,6 +14,7 @@ import hashlib
 import json
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from typing import Any
@@ -23,7 +24,7 @@ import pytest
 import requests
 
 from checkout_helpers import SETTLEMENT, make_shop, ok, uid
-from chalicelib.core.models import BookEntry, Goods, Order, Parcel, SettlementPeriod, Statement
+from chalicelib.core.models import BookEntry, Goods, Parcel, SettledDay, SettlementPeriod, Statement
 from chalicelib.orders import parcels as parcels_mod
 from chalicelib.settlement import books, exports, periods, runs
 from helpers import assert_error, approve, publish, supplier_api, supplier_client, wait_for
@@ -314,3 +315,45 @@ def test_next_period_adjusts_closed_one_and_survives_a_failing_step(world: World
         == [True] * len(closed)  # the closed period did not move
     adjustment = download(ok(signed_get(w.a, f"/partner/{w.a.code}/statements/{found[f'channel.{w.a.code}']['statement_id']}")))
     assert [row.split(",")[11] for row in adjustment.decode().splitlines() if row.startswith("adjustment,")] == [X, X]
+
+
+def test_racing_starts_settle_a_period_once(world: World, first_period: dict) -> None:
+    """The schedule and ops start the same period at once, several times: every run succeeds, each party has one
+    statement (its days claimed once), the same bytes whichever run wrote it."""
+    w = world
+    p3 = periods.containing(f"{YEAR + 1}-06-10", periods.MONTHLY)
+    extra = w.order(w.a, w.ma, w.a.goods_id, 1)
+    w.ship(extra)
+    assert redate(w.parties, f"{YEAR + 1}-06-10", f"{YEAR + 1}-06-10") == 2
+    later = p3.ends_at + periods.SETTLE_AFTER_SECONDS + 60  # the schedule's clock: just after it became settleable
+    with ThreadPoolExecutor(5) as pool:
+        scheduled = [pool.submit(runs.start_due, later) for _ in range(3)]
+        by_ops = [pool.submit(w.ops.post, f"/ops/settlement/{p3.period_id}") for _ in range(2)]
+    started = [period for f in scheduled for period in f.result()]
+    assert p3.period_id in started  # one execution, named after the period: a same-name start answers it again
+    sfn = boto3.client("stepfunctions")
+    arns = [ok(f.result(), 202)["execution_arn"] for f in by_ops] + [
+        sfn.describe_execution(executionArn=runs.config.SETTLEMENT_STATE_MACHINE_ARN.replace(
+            ":stateMachine:", ":execution:") + f":settle-{p3.period_id}")["executionArn"]]
+    for arn in arns:
+        w.finished({"execution_arn": arn, "period_id": p3.period_id})
+    view = ok(w.ops.get(f"/ops/settlement/{p3.period_id}"))
+    assert view["state"] == "settled" and view["runs"] == 3
+    a = statements_of(view)[f"channel.{w.a.code}"]
+    assert a["totals"]["order_money"] == money(w, extra) and a["first_day"] == f"{YEAR + 1}-06-01"
+    assert {SettledDay.get(f"channel.{w.a.code}#{day}").statement_id for day in p3.days()} == {a["statement_id"]}
+    assert runs.start_due(later) == []  # settled: the schedule leaves it
+
+
+def test_a_day_is_settled_by_one_statement_even_when_a_channel_changes_its_rule(world: World) -> None:
+    """A monthly statement and a weekly one racing for the days they share (a channel moved between rules):
+    each day goes to exactly one of them; a re-claim by the same statement keeps its days."""
+    party = f"channel.{uid('rule-')}"
+    month = periods.parse(f"{YEAR + 2}-03")
+    week = periods.containing(month.days()[-1], periods.WEEKLY)  # the week that ends the month (or spills over)
+    with ThreadPoolExecutor(2) as pool:
+        got_month, got_week = pool.map(lambda p: runs.claim_days(party, p, f"{p.period_id}.{party}"), (month, week))
+    shared = set(month.days()) & set(week.days())
+    assert shared and set(got_month) | set(got_week) >= shared and not set(got_month) & set(got_week)
+    assert set(got_month) == set(month.days()) - (shared & set(got_week))
+    assert runs.claim_days(party, month, f"{month.period_id}.{party}") == got_month

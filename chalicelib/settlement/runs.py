@@ -12,8 +12,10 @@ Functions retry, a re-run of the period or two runs at once give byte-identical 
   from scratch and writes the very same bytes; a closed statement is returned as it is, never recomputed;
 - ordering everywhere is by value, never by arrival.
 
-Scheduled: ``start_due`` (hourly) starts each period that ended within the last week once it is settleable
-(execution named ``settle-{period}``: Step Functions refuses a second). Ops start one with ``start``.
+Scheduled: ``start_due`` (every five minutes) starts each period that ended within the last week once it is
+settleable, as the execution ``settle-{period}``: a second start of that name is answered with the same
+execution while it runs and refused after, so the schedule starts a period once. Ops start one (or re-run it)
+with ``start``.
 """
 from __future__ import annotations
 
@@ -270,7 +272,8 @@ def _batch(ids: list[str]) -> list[Statement]:
 # --- starting runs ------------------------------------------------------------------------------------
 
 def _start(period_id: str, name: str) -> str | None:
-    """Start an execution; None if one of that name exists (Step Functions keeps names 90 days)."""
+    """Start an execution; None if one of that name has ended (Step Functions keeps names 90 days; a start while
+    it runs answers the same execution)."""
     try:
         answer = _sfn().start_execution(stateMachineArn=config.SETTLEMENT_STATE_MACHINE_ARN, name=name,
                                         input=json.dumps({"period_id": period_id}))
