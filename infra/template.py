@@ -18,6 +18,7 @@ from chalicelib.core.models import (
     ALL_MODELS, Audit, Channel, Goods, Member, MemberRedemption, Order, OutboxEvent, Parcel, Quota, Refund, Stock,
     Upload, Wallet, PartnerBreaker, PartnerStats, ChannelDay, MeterMark, PrepaidAccount, PrepaidEntry,
     BillingPlan, BookEntry, SettledDay, SettlementPeriod, Statement, Supplier,
+    AuditRun, Grant, LedgerUpload, Reconciliation,
 )
 from infra.state_machines import (
     FULFILMENT_FUNCTIONS, ORDER_FULFILMENT, SETTLEMENT, SETTLEMENT_FUNCTIONS, order_fulfilment, settlement,
@@ -525,7 +526,8 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
 
     def per_function(metric: str) -> list[list[str]]:
         return [["AWS/Lambda", metric, "FunctionName", f"${{{f}}}"]
-                for f in (*FUNCTIONS, *SETTLE_FUNCTIONS.values(), START_SETTLEMENTS)]
+                for f in (*FUNCTIONS, *SETTLE_FUNCTIONS.values(), START_SETTLEMENTS, LEDGER_FUNCTION,
+                          AUDIT_FUNCTION)]
 
     def by_channel(metric: str, stat: str, dimensions: str = "channel,service") -> list[list[Json]]:
         """``metering.metric``: one metric per channel (and reason), found by a search."""
@@ -585,6 +587,7 @@ def build_merge_template(stage: str = "prod") -> Json:
     resources |= state_machine_resources(stage)
     resources |= monitoring_resources(stage, chalice)
     resources |= settlement_resources(stage, chalice, resources)
+    resources |= reconciliation_resources(stage, chalice, resources)
     outputs = {"UploadBucketName": {"Value": {"Ref": BUCKET}}, "AlarmTopicArn": {"Value": {"Ref": ALARM_TOPIC}},
                "SessionKeySecretArn": {"Value": {"Ref": SESSION_KEY_SECRET}},
                "ChannelDoorUrl": {"Value": {"Fn::GetAtt": [DOOR_URL, "FunctionUrl"]}}}
@@ -694,6 +697,101 @@ def settlement_resources(stage: str, chalice: Json, resources: dict[str, Json]) 
         "period changed; investigate before anyone is paid", env["POWERTOOLS_METRICS_NAMESPACE"], "StatementMismatch",
         [{"Name": "service", "Value": env["POWERTOOLS_SERVICE_NAME"]}])
     return out
+
+# --- reconciliation and the invariant audit (``chalicelib/settlement/ledgers.py``, ``audit.py``) ---------------
+LEDGER_FUNCTION, LEDGER_EVENT = "LedgerUploaded", "LedgerUploadedEvent"
+AUDIT_FUNCTION = "InvariantAudit"
+LEDGERS_PREFIX = "ledgers/"  # channels' ledger files: written through signed links only, read and deleted by the Lambda
+RESULTS_PREFIX = "reconciliations/"  # result documents: written once, read by the API and the door
+QUERY, BATCH = ("dynamodb:Query",), ("dynamodb:BatchGetItem",)
+# The ledger Lambda: its upload record, the channel, the results kept, the books of the period (a sandbox channel:
+# its members' orders through the two indexes), then the orders, members and parcels the ledger names.
+LEDGER_GRANTS: tuple[tuple[type[Model], tuple[str, ...]], ...] = (
+    (LedgerUpload, ("dynamodb:GetItem", "dynamodb:UpdateItem")), (Channel, ("dynamodb:GetItem",)),
+    (Reconciliation, ("dynamodb:Query", "dynamodb:GetItem", "dynamodb:PutItem")), (BookEntry, QUERY),
+    (Order, BATCH), (Member, BATCH), (Parcel, BATCH))
+LEDGER_INDEXES = ((Member, Member.channel_index.Meta.index_name), (Order, Order.member_index.Meta.index_name))
+# The audit: every channel, its quota shards, its members (keys only), their orders and grants, wallets and parcels
+# by key; it writes only its run.
+AUDIT_GRANTS: tuple[tuple[type[Model], tuple[str, ...]], ...] = (
+    (Channel, ("dynamodb:Scan",)), (Quota, QUERY), (Wallet, BATCH), (Parcel, BATCH), (AuditRun, ("dynamodb:PutItem",)))
+AUDIT_INDEXES = ((Member, Member.channel_index.Meta.index_name), (Order, Order.member_index.Meta.index_name),
+                 (Grant, Grant.member_index.Meta.index_name))
+
+
+def reconciliation_resources(stage: str, chalice: Json, resources: dict[str, Json]) -> dict[str, Json]:
+    """The ledger Lambda (on its own S3 rule) and the hourly audit with least-privilege roles and error alarms; the
+    API's and the door's grants (sign ledger upload links, write and read result documents); alarms on
+    reconciliation differences, audit drift and a channel the audit could not read; a dashboard panel."""
+    env = chalice["environment_variables"]
+    namespace, service = env["POWERTOOLS_METRICS_NAMESPACE"], env["POWERTOOLS_SERVICE_NAME"]
+    service_dims = [{"Name": "service", "Value": service}]
+
+    def tables(grants, indexes) -> list[Json]:
+        return [{"Sid": model.__name__, "Effect": "Allow", "Action": list(actions),
+                 "Resource": _table_arns((model,), indexes=False)} for model, actions in grants] + [
+            {"Sid": f"{model.__name__}{name.title().replace('-', '')}", "Effect": "Allow", "Action": list(QUERY),
+             "Resource": _index_arn(model, name)} for model, name in indexes]
+
+    statements = {
+        LEDGER_FUNCTION: tables(LEDGER_GRANTS, LEDGER_INDEXES) + [
+            {"Sid": "Ledgers", "Effect": "Allow", "Action": ["s3:GetObject", "s3:DeleteObject"],
+             "Resource": _objects_arn(LEDGERS_PREFIX)},
+            {"Sid": "Results", "Effect": "Allow", "Action": ["s3:PutObject"],
+             "Resource": _objects_arn(RESULTS_PREFIX)}],
+        AUDIT_FUNCTION: tables(AUDIT_GRANTS, AUDIT_INDEXES),
+    }
+    out: dict[str, Json] = {}
+    for function, granted in statements.items():
+        out[f"{function}LogGroup"] = {"Type": "AWS::Logs::LogGroup", "Properties": {
+            "LogGroupName": f"/channelmall/{stage}/{function}", "RetentionInDays": LOG_RETENTION_DAYS}}
+        out[function] = {"Properties": {
+            "Environment": {"Variables": {"TABLE_PREFIX": f"channelmall-{stage}-", "UPLOAD_BUCKET": {"Ref": BUCKET}}},
+            "LoggingConfig": {"LogGroup": {"Ref": f"{function}LogGroup"}}}}
+        out[f"{function}Role"] = _role_policy(f"{function}Role", f"{function}LogGroup", granted)
+        out[f"{function}ErrorsAlarm"] = _alarm(f"{function} Lambda errors", "AWS/Lambda", "Errors",
+                                               [{"Name": "FunctionName", "Value": {"Ref": function}}])
+    # Only this stage's bucket triggers the ledger Lambda (the app's pattern matches any bucket).
+    out[LEDGER_FUNCTION]["Properties"]["Events"] = {LEDGER_EVENT: {"Properties": {"Pattern": {
+        "detail": {"bucket": {"name": [{"Ref": BUCKET}]}}}}}}
+    # A channel's ledger file is read once (its result is kept): it expires like a supplier's upload.
+    resources[BUCKET]["Properties"]["LifecycleConfiguration"]["Rules"].append({
+        "Id": "expire-ledgers", "Status": "Enabled", "Prefix": LEDGERS_PREFIX,
+        "ExpirationInDays": UPLOAD_RETENTION_DAYS, "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}})
+    # Channels call the partner routes on both doors: sign ledger upload links, write and read result documents.
+    results = [{"Sid": "LedgerLinks", "Effect": "Allow", "Action": ["s3:PutObject"],
+                "Resource": _objects_arn(LEDGERS_PREFIX)},
+               {"Sid": "ReconciliationResults", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
+                "Resource": _objects_arn(RESULTS_PREFIX)}]
+    for function in (API_FUNCTION, DOOR_FUNCTION):
+        [policy] = resources[ROLES[function]]["Properties"]["Policies"]
+        policy["PolicyDocument"]["Statement"] += results
+    out["ReconciliationDifferencesAlarm"] = _alarm(
+        "A channel's ledger differs from our books: see GET /ops/channels/{code}/reconciliations/{period} (each "
+        "difference with its reason) and settle it with the channel", namespace, "ReconciliationDifferences",
+        service_dims)
+    out["InvariantDriftAlarm"] = _alarm(
+        "The invariant audit found a counter that its items contradict (quota shard, wallet or order): see GET "
+        "/ops/audit/latest and the 'invariant drift' log lines; it should never happen", namespace, "InvariantDrift",
+        service_dims)
+    dashboard = resources["OpsDashboard"]["Properties"]["DashboardBody"]
+    body = json.loads(dashboard["Fn::Sub"])
+    count = len(body["widgets"])
+    body["widgets"].append({"type": "metric", "x": (count % 2) * 12, "y": (count // 2) * 6, "width": 12, "height": 6,
+                            "properties": {"title": "Reconciliation and invariant audit", "stat": "Sum", "period": 300,
+                                           "region": "${AWS::Region}", "view": "timeSeries", "metrics": [
+                                               [namespace, name, "service", service] for name in (
+                                                   "ReconciliationDifferences", "LedgersRefused", "InvariantDrift",
+                                                   "InvariantAuditFailed")] + [
+                                               [{"expression": f"SEARCH('{{{namespace},channel,service}} MetricName="
+                                                               f"\"{name}\"', 'Sum', 300)", "id": name.lower()}]
+                                               for name in ("ReconciliationDifferences", "InvariantDrift")]}})
+    dashboard["Fn::Sub"] = json.dumps(body)
+    out["InvariantAuditFailedAlarm"] = _alarm(
+        "The invariant audit could not read a channel (its drift would go unseen): see the audit's log",
+        namespace, "InvariantAuditFailed", service_dims)
+    return out
+
 
 def write_merge_template(path: Path, stage: str = "prod") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

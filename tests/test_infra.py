@@ -34,7 +34,8 @@ FULFIL = tuple(f"app.{name}" for name in FULFILMENT_FUNCTIONS)
 DOOR = "app.channel_door"  # the function URL door: the channel-facing routes again
 SETTLE = tuple(f"app.{name}" for name in SETTLEMENT_FUNCTIONS)
 START_SETTLEMENTS = "app.start_settlements"
-HANDLERS = (API, DOOR, UPLOAD, RESOLVE, WEBHOOKS, REFUNDS, *FULFIL, *SETTLE, START_SETTLEMENTS)
+LEDGERS, AUDIT = "app.ledger_uploaded", "app.invariant_audit"
+HANDLERS = (API, DOOR, UPLOAD, RESOLVE, WEBHOOKS, REFUNDS, *FULFIL, *SETTLE, START_SETTLEMENTS, LEDGERS, AUDIT)
 # Who calls ``config.session_key()``: sessions and one-time codes are served by the two doors only.
 SESSION_KEY_HANDLERS = {API, DOOR}
 
@@ -166,8 +167,9 @@ def test_bucket_is_private_and_encrypted(resources: dict[str, Any]) -> None:
     [rule] = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
     assert props["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
-    [lifecycle] = props["LifecycleConfiguration"]["Rules"]
-    assert (lifecycle["Prefix"], lifecycle["ExpirationInDays"], lifecycle["Status"]) == ("uploads/", 90, "Enabled")
+    rules = props["LifecycleConfiguration"]["Rules"]
+    assert [(r["Prefix"], r["ExpirationInDays"], r["Status"]) for r in rules] == [
+        ("uploads/", 90, "Enabled"), ("ledgers/", 90, "Enabled")]
     assert any("POST" in r["AllowedMethods"] for r in props["CorsConfiguration"]["CorsRules"])
 
 
@@ -237,13 +239,21 @@ def test_functions_reach_only_this_templates_tables(resources: dict[str, Any], h
 UPLOADS = {"Fn::Sub": "${UploadBucket.Arn}/uploads/*"}
 IMAGES = {"Fn::Sub": "${UploadBucket.Arn}/images/*"}
 SETTLEMENT_OBJECTS = {"Fn::Sub": "${UploadBucket.Arn}/settlement/*"}
+LEDGER_FILES = {"Fn::Sub": "${UploadBucket.Arn}/ledgers/*"}
+RESULTS = {"Fn::Sub": "${UploadBucket.Arn}/reconciliations/*"}
+# both doors serve the partner routes: sign ledger upload links (ledgers/), write and read reconciliation results
+RECONCILING = [(["s3:PutObject"], LEDGER_FILES), (["s3:GetObject", "s3:PutObject"], RESULTS)]
 
 
 @pytest.mark.parametrize("handler, grants", [
     # the API signs upload POSTs (uploads/) and catalog image GETs (images/ only: never an unchecked upload), and
     # statement export links (settlement/); the door the channels' exports only
-    (API, [(["s3:PutObject"], UPLOADS), (["s3:GetObject"], IMAGES), (["s3:GetObject"], SETTLEMENT_OBJECTS)]),
-    (DOOR, [(["s3:GetObject"], IMAGES), (["s3:GetObject"], {"Fn::Sub": "${UploadBucket.Arn}/settlement/*/channel/*"})]),
+    (API, [(["s3:PutObject"], UPLOADS), (["s3:GetObject"], IMAGES), (["s3:GetObject"], SETTLEMENT_OBJECTS),
+           *RECONCILING]),
+    (DOOR, [(["s3:GetObject"], IMAGES), (["s3:GetObject"], {"Fn::Sub": "${UploadBucket.Arn}/settlement/*/channel/*"}),
+            *RECONCILING]),
+    # the ledger Lambda reads and deletes ledger files and writes result documents; the audit touches no object
+    (LEDGERS, [(["s3:GetObject", "s3:DeleteObject"], LEDGER_FILES), (["s3:PutObject"], RESULTS)]), (AUDIT, []),
     # settlement: pages of parties, exports and margin files under settlement/, nothing else
     ("app.settle_freeze", [(["s3:PutObject"], SETTLEMENT_OBJECTS)]),
     ("app.settle_page", [(["s3:PutObject"], SETTLEMENT_OBJECTS)]),
@@ -418,6 +428,33 @@ def test_upload_rule_matches_s3_object_created_in_uploads(resources: dict[str, A
     assert pattern["detail"]["bucket"]["name"] == [{"Ref": "UploadBucket"}]
 
 
+def test_ledger_rule_matches_s3_object_created_in_ledgers(resources: dict[str, Any]) -> None:
+    [event] = function(resources, LEDGERS)["Properties"]["Events"].values()
+    pattern = event["Properties"]["Pattern"]
+    assert (pattern["source"], pattern["detail-type"]) == (["aws.s3"], ["Object Created"])
+    assert pattern["detail"]["object"]["key"] == [{"prefix": "ledgers/"}]
+    assert pattern["detail"]["bucket"]["name"] == [{"Ref": "UploadBucket"}]
+
+
+@pytest.mark.parametrize("handler, tables, indexes", [
+    # its upload record, the channel, results kept, the period's books; the orders, members, parcels named
+    (LEDGERS, {"LedgerUpload", "Channel", "Reconciliation", "BookEntry", "Order", "Member", "Parcel"},
+     {"MemberTable/index/channel-index", "OrderTable/index/member-index"}),
+    # every channel, its shards, members, their orders and grants, wallets and parcels; it writes its run only
+    (AUDIT, {"Channel", "Quota", "Wallet", "Parcel", "AuditRun"},
+     {"MemberTable/index/channel-index", "OrderTable/index/member-index", "GrantTable/index/member-index"})])
+def test_reconciliation_and_audit_reach_only_their_tables(resources: dict[str, Any], handler: str, tables: set[str],
+                                                           indexes: set[str]) -> None:
+    actions, arns = data_grants(resources, role_of(resources, handler), "dynamodb")
+    assert not {"dynamodb:DeleteItem", "dynamodb:TransactWriteItems"} & actions
+    assert {a["Fn::GetAtt"][0] for a in arns if "Fn::GetAtt" in a} == {f"{t}Table" for t in tables}
+    assert {a["Fn::Sub"].removeprefix("${").replace(".Arn}", "") for a in arns if "Fn::Sub" in a} == indexes
+    writes = {"dynamodb:PutItem", "dynamodb:UpdateItem"}
+    written = {a["Fn::GetAtt"][0] for name, st in allow_statements(resources) if name == role_of(resources, handler)
+               and writes & set(as_list(st["Action"])) for a in as_list(st["Resource"]) if "Fn::GetAtt" in a}
+    assert written == ({"LedgerUploadTable", "ReconciliationTable"} if handler == LEDGERS else {"AuditRunTable"})
+
+
 def test_alarms_page_ops(resources: dict[str, Any]) -> None:
     alarms = [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()
               if "MetricName" in r["Properties"]]  # one metric each; the anomaly alarm has its own test
@@ -447,7 +484,7 @@ def test_unresolved_remote_orders_page_ops(resources: dict[str, Any]) -> None:
     "ParcelsExpired", "ParcelExpiryRefused", "RefundUnresolved", "RefundRefusedByChannel", "RemoteSweepFailed",
     "RefundSweepFailed", "FulfilmentSweepFailed", "FulfilmentStartFailed", "RemoteUnresolved", "WebhooksParked",
     "PartnerBreakerOpened", "PartnerErrorRateHigh", "PrepaidLow", "PrepaidExhausted", "MeteringFailed",
-    "StatementMismatch"])
+    "StatementMismatch", "ReconciliationDifferences", "InvariantDrift", "InvariantAuditFailed"])
 def test_every_failure_the_app_counts_pages_ops(resources: dict[str, Any], metric: str) -> None:
     """Each of these counts means a member, a supplier or a channel is left waiting on ops: one alarm each,
     on the app's own metric (Powertools adds the service dimension), to the ops topic."""
