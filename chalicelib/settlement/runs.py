@@ -30,7 +30,7 @@ from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from chalicelib.channels import channels
 from chalicelib.core import audit, config
-from chalicelib.core.errors import Conflict, Unprocessable
+from chalicelib.core.errors import Conflict, NotFound, Unprocessable
 from chalicelib.core.models import (
     Contended, LabelledTransaction, Refused, SettledDay, SettlementPeriod, Statement, Supplier, condition_failed, now_iso,
 )
@@ -129,7 +129,7 @@ def _frozen(period_id: str) -> SettlementPeriod:
     try:
         return SettlementPeriod.get(period_id, consistent_read=True)
     except DoesNotExist:
-        raise Conflict("period_not_frozen", f"period {period_id} has not been frozen") from None
+        raise NotFound("settlement_not_found", f"period {period_id} has not been settled (or started)") from None
 
 
 def party_names(item: SettlementPeriod) -> list[str]:
