@@ -632,8 +632,9 @@ def settlement_resources(stage: str, chalice: Json, resources: dict[str, Json]) 
     env = chalice["environment_variables"]
     arns = {name: {"Fn::GetAtt": [function, "Arn"]} for name, function in SETTLE_FUNCTIONS.items()}
     machine_arn = {"Ref": SETTLEMENT_MACHINE}
+    # A Distributed Map's child executions are named "{machine}/{map run}:{child}" (what the role describes and stops).
     own_executions = {"Fn::Sub": f"arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:execution:"
-                                 f"channelmall-{stage}-{SETTLEMENT}:*"}
+                                 f"channelmall-{stage}-{SETTLEMENT}/*"}
     role = {"Type": "AWS::IAM::Role", "Properties": {
         "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
             "Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole",

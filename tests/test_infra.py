@@ -730,7 +730,7 @@ def test_settlement_role_invokes_its_tasks_runs_its_own_children_and_reads_only_
     assert sorted(map(json.dumps, by_sid["SettlementTasks"]["Resource"])) == sorted(
         map(json.dumps, props["DefinitionSubstitutions"].values()))
     assert by_sid["MapChildren"]["Resource"]["Fn::Sub"].endswith(f":stateMachine:{props['StateMachineName']}")
-    assert by_sid["MapChildrenState"]["Resource"]["Fn::Sub"].endswith(f":execution:{props['StateMachineName']}:*")
+    assert by_sid["MapChildrenState"]["Resource"]["Fn::Sub"].endswith(f":execution:{props['StateMachineName']}/*")
     assert (by_sid["PagesOfParties"]["Action"], by_sid["PagesOfParties"]["Resource"]) == (["s3:GetObject"],
                                                                                           SETTLEMENT_OBJECTS)
 
