@@ -7,7 +7,7 @@ Functions retry, a re-run of the period or two runs at once give byte-identical 
 - the period is frozen once: its parties (live channels settled in periods of its kind; suppliers in monthly
   periods) are fixed in a pages file in S3 whose key the ``SettlementPeriod`` item records; a re-run reads it;
 - a statement's id derives from (period, party); it claims the party's days of the period (``SettledDay``, one
-  conditional put per day: a day another statement settled stays there), reads those days' book entries,
+  conditional transaction over them: a day another statement settled stays there), reads those days' books,
   writes its export and then its record, once (``does_not_exist``). A step that dies in between is re-run
   from scratch and writes the very same bytes; a closed statement is returned as it is, never recomputed;
 - ordering everywhere is by value, never by arrival.
