@@ -111,9 +111,10 @@ def timed(shop: Shop, member: str, n: int) -> list[tuple[float, checkout_helpers
 def test_breaker_rules():
     closed = breaker.State()
     assert breaker.decide(closed, 100) == breaker.CALL
-    assert breaker.opens(10, 10) and breaker.opens(40, 30)  # (nearly) dead: ten failed, three in four
-    assert not breaker.opens(9, 9)  # too few to judge
-    assert not breaker.opens(120, 60)  # half its calls still served: degraded, not dead (the rate alarm pages)
+    assert breaker.opens(10, 10, 10) and breaker.opens(40, 30, 10)  # (nearly) dead: ten failed, three in four
+    assert not breaker.opens(9, 9, 9)  # too few to judge
+    assert not breaker.opens(120, 60, 60)  # half its calls still served: degraded, not dead (the rate alarm pages)
+    assert not breaker.opens(30, 30, 1)  # just closed by a probe: the failures before do not reopen it
     opened = breaker.opened(100, 30)
     assert (opened.state, opened.open_until) == (breaker.OPEN, 130)
     assert breaker.decide(opened, 129.9) == breaker.REFUSE and breaker.retry_at(opened) == 130
@@ -258,42 +259,49 @@ def test_orders_caught_in_an_outage_are_resolved_by_the_sweep_once_the_partner_i
     assert shop.place(requests.Session(), members[0]).status == 201  # the deduct breaker probes and closes
 
 
-def orders_until(shop: Shop, member: str, deadline: float) -> list[checkout_helpers.Attempt]:
+def orders_until(shop: Shop, member: str, done: threading.Event) -> list[checkout_helpers.Attempt]:
     session, placed = requests.Session(), []
-    while time.monotonic() < deadline:
+    while not done.is_set():
         placed.append(shop.place(session, member))
         time.sleep(0.05)
     return placed
 
 
 def test_a_flapping_partner_loses_nothing(system, ops, shop_of, monkeypatch):
-    """The points APIs go down and up while members order: each order ends paid (deducted once) or failed
-    (never deducted) or is refused at once while a breaker is open (nothing reserved), and the books agree."""
-    monkeypatch.setenv("PARTNER_BREAKER_OPEN_SECONDS", "0.3")  # probes fall in both kinds of window
+    """The points APIs go down until the deduct breaker opens, stay down a moment, come back until a probe
+    closes it, and again, while members keep ordering: each order ends paid (deducted once) or failed (never
+    deducted) or is refused at once while the breaker is open (nothing reserved), and the books agree."""
     shop = shop_of(timeout=3)
     members = shop.members(6, points=1_000_000)
-    stop = threading.Event()
+    done = threading.Event()
+    seen: list[str] = []
 
-    def flap() -> None:  # down 0.6 s (long enough to open a breaker), up 0.6 s, and again
-        while not stop.is_set():
-            shop.fake.down = {"points/deduct", "points/query"}
-            stop.wait(0.6)
-            shop.fake.down = set()
-            stop.wait(0.6)
+    def flap() -> None:
+        try:
+            for _ in range(2):
+                shop.fake.down = {"points/deduct", "points/query"}
+                wait_for(lambda: breaker_of(shop, "points/deduct").state, lambda s: s == breaker.OPEN,
+                         timeout=30, interval=0.05)
+                seen.append(breaker.OPEN)
+                time.sleep(0.3)  # orders meanwhile are refused at once
+                shop.fake.down = set()
+                wait_for(lambda: breaker_of(shop, "points/deduct").state, lambda s: s == breaker.CLOSED,
+                         timeout=30, interval=0.05)  # after the open period, a probing order closes it
+                seen.append(breaker.CLOSED)
+                time.sleep(0.3)
+        finally:
+            done.set()
 
     flapper = threading.Thread(target=flap, daemon=True)
     flapper.start()
-    try:
-        with ThreadPoolExecutor(6) as pool:
-            attempts = [a for batch in pool.map(
-                lambda m: orders_until(shop, m, time.monotonic() + 3.5), members) for a in batch]
-    finally:
-        stop.set()
-        flapper.join()
-    shop.fake.down = set()
+    with ThreadPoolExecutor(6) as pool:
+        attempts = [a for batch in pool.map(lambda m: orders_until(shop, m, done), members) for a in batch]
+    flapper.join()
+    assert seen == [breaker.OPEN, breaker.CLOSED] * 2
     statuses = Counter((a.status, a.code if a.status >= 400 else a.body["status"]) for a in attempts)
     assert set(statuses) <= {(201, "paid"), (201, "failed"), (201, "awaiting_deduction"),
                              (503, "partner_unavailable")}, statuses
+    assert statuses[(503, "partner_unavailable")] > 0 and statuses[(201, "paid")] > 0, statuses
     monkeypatch.setattr(checkout, "DEDUCT_LEASE_SECONDS", 0)
     monkeypatch.setattr(channels, "list_all", lambda: [channels.get(shop.code)])
     wait_for(lambda: checkout.sweep_remote()[shop.code], lambda r: r["awaiting_deduction"] == 0,
@@ -301,7 +309,6 @@ def test_a_flapping_partner_loses_nothing(system, ops, shop_of, monkeypatch):
     assert_agree(shop)
     day = reliability.stats(shop.code, None, int(time.time()) - 86400)
     assert day["errors"] > 0 and day["refused"] > 0, day
-    assert statuses[(503, "partner_unavailable")] > 0 and statuses[(201, "paid")] > 0, statuses
 
 
 # --- which failures are sent again -------------------------------------------------------------------
@@ -335,8 +342,9 @@ def test_a_refused_connection_is_tried_again_even_for_a_password(system, ops, sh
     with pytest.raises(channel_api.PartnerError) as failed:
         channel_api.call(channels.get(shop.code), "password/verify", {"member_id": "m", "password": "x"})
     assert failed.value.code == "channel_api_unavailable" and time.perf_counter() - started < 3
-    assert reliability.stats(shop.code, "password/verify", int(time.time()) - 60)["by_kind"] == {
-        "connect_error": channel_api.ATTEMPTS}
+    figures = reliability.stats(shop.code, "password/verify", int(time.time()) - 60)
+    assert (figures["calls"], figures["errors"], figures["attempts"]) == (1, 1, channel_api.ATTEMPTS)
+    assert figures["by_kind"] == {"connect_error": channel_api.ATTEMPTS}
 
 
 # --- the channel's own timeout, as ops set it -------------------------------------------------------------

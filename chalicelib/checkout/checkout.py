@@ -124,7 +124,8 @@ class Reads:
     goods: dict[str, Goods]
     quota: quotas.Period | None  # None: read it with ``quotas.current`` (no shard count, or no period)
     guard: PaymentGuard | None  # where a one-time code confirms the payment (blank if the member has none)
-    deduct_breaker: PartnerBreaker | None = None  # remote mode: the channel's points/deduct breaker, if stored
+    # The breakers of the channel APIs this order will call (password check, remote deduct), where stored.
+    breakers: dict[str, PartnerBreaker]
 
 
 def _read(channel: Channel, member_id: str, order_id: str, lines: Sequence[LineRequest]) -> Reads:
@@ -142,7 +143,7 @@ def _read(channel: Channel, member_id: str, order_id: str, lines: Sequence[LineR
                         PoolItem: [(channel.code, g) for g in ids], Goods: [(g,) for g in ids],
                         Stock: stock_keys, Quota: [(channel.code, k) for k in shard_keys],
                         PaymentGuard: [(member_id,)] if channel.payment_auth == "otp" else [],
-                        PartnerBreaker: [(channel.code, DEDUCT)] if channel.points_mode == "remote" else []},
+                        PartnerBreaker: [(channel.code, api) for api in _partner_apis(channel)]},
                        consistent=(Order, Wallet, PoolItem, Quota, PaymentGuard))
     goods = {g.goods_id: g for g in found[Goods]}
     have = {(s.goods_id, s.sku_id) for s in found[Stock]}
@@ -155,7 +156,14 @@ def _read(channel: Channel, member_id: str, order_id: str, lines: Sequence[LineR
     guard = (first(found[PaymentGuard]) or payment_auth.blank_guard(member_id)) if channel.payment_auth == "otp" \
         else None
     return Reads(first(found[Order]), first(found[Member]), first(found[Wallet]),
-                 {i.goods_id: i for i in found[PoolItem]}, goods, quota, guard, first(found[PartnerBreaker]))
+                 {i.goods_id: i for i in found[PoolItem]}, goods, quota, guard,
+                 {b.api: b for b in found[PartnerBreaker]})
+
+
+def _partner_apis(channel: Channel) -> list[str]:
+    """The channel APIs an order calls: its payment password check, and in remote mode its deduct."""
+    return ([payment_auth.PASSWORD_API] if channel.payment_auth != "otp" else []) + (
+        [DEDUCT] if channel.points_mode == "remote" else [])
 
 
 def _price(channel: Channel, lines: Sequence[LineRequest], reads: Reads) -> tuple[list[PricedLine], dict[str, Goods],
@@ -270,8 +278,8 @@ def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineReques
     member = reads.member
     if member is None or member.channel_code != channel.code:
         raise NotFound("member_not_found", "no such member")
-    if channel.points_mode == "remote":  # the channel's deduct is failing: refuse before reserving anything
-        channel_api.refuse_if_open(channel, DEDUCT, reliability.state_of(reads.deduct_breaker))
+    for api in _partner_apis(channel):  # one the order needs keeps failing: refuse before anything is written
+        channel_api.refuse_if_open(channel, api, reliability.state_of(reads.breakers.get(api)))
     proof = payment_auth.confirm(channel, member, password, otp, now, reads.guard)
     try:
         return _commit(channel, member, order_id, request_hash, lines, reads, proof, now, address)

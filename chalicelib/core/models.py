@@ -653,7 +653,7 @@ class PartnerBreaker(Model):
     channel_code = UnicodeAttribute(hash_key=True)
     api = UnicodeAttribute(range_key=True)  # "points/deduct", …, "webhook"
     state = UnicodeAttribute(default="closed")
-    failures = NumberAttribute(default=0)  # the minute's failed calls when it last opened (for ops)
+    failures = NumberAttribute(default=0)  # calls that failed since it last closed
     open_until = NumberAttribute(null=True)
     probe = UnicodeAttribute(null=True)  # the correlation id of the probe in flight (half-open)
     probe_until = NumberAttribute(null=True)
@@ -669,8 +669,9 @@ class PartnerStats(Model):
     channel_code = UnicodeAttribute(hash_key=True)
     minute_api = UnicodeAttribute(range_key=True)  # "{minute:010d}#{api}": a time range is one Query
     api = UnicodeAttribute()
-    calls = NumberAttribute(default=0)  # attempts sent
-    errors = NumberAttribute(default=0)
+    calls = NumberAttribute(default=0)  # calls made (a call's resends are one call)
+    errors = NumberAttribute(default=0)  # calls that failed (their last attempt did)
+    attempts = NumberAttribute(null=True)  # requests sent, resends included; the kinds below count these
     ok = NumberAttribute(null=True)
     client_error = NumberAttribute(null=True)
     timeout = NumberAttribute(null=True)

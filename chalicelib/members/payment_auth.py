@@ -41,6 +41,7 @@ OTP_SECONDS = 5 * 60
 OTP_SENDS_PER_MEMBER_HOUR = 5
 OTP_SENDS_PER_CHANNEL_HOUR = 2000
 _RESERVE_TRIES = 4
+PASSWORD_API = "password/verify"  # the channel's payment-password API (``channel_api``)
 
 
 class Locked(DomainError):
@@ -198,7 +199,7 @@ def _confirm_password(channel: Channel, member: Member, password: str | None, no
     fingerprint = _fingerprint(member.member_id, "password", password)
     taken = _reserve(member.member_id, fingerprint, now)
     try:
-        answer = channel_api.call(channel, "password/verify", {"member_id": member.external_id, "password": password})
+        answer = channel_api.call(channel, PASSWORD_API, {"member_id": member.external_id, "password": password})
         if not isinstance(answer.get("valid"), bool):
             # The channel failed to answer (an error status, a refused signature): not the member's wrong password.
             raise channel_api.PartnerError("channel_api_bad_response",

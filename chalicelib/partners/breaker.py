@@ -2,12 +2,15 @@
 
 One breaker per channel and API (``reliability`` keeps it in DynamoDB, shared by every Lambda):
 
-* **closed** — calls go through. It opens when the partner is (nearly) dead: in the current minute's
-  figures of this API (which every call adds to anyway, so judging costs no extra read or write) at least
-  ``MIN_FAILURES`` calls failed and they are at least ``OPEN_RATE`` of the calls. A partner that still
-  serves most members is degraded, not dead: its calls go on and its error rate pages ops instead. A
-  failure is the partner not answering usefully: no connection, a timeout, a 5xx, garbage or a redirect.
-  A 4xx is an answer (a refused code, an unknown order) and counts as a success.
+* **closed** — calls go through. It opens when the partner is (nearly) dead: in this API's figures of the
+  current minute, or of the current and the previous minute together (a run of failures across the minute's
+  turn), at least ``MIN_FAILURES`` calls failed and they are at least ``OPEN_RATE`` of the calls, and at least
+  ``MIN_FAILURES`` calls failed since the breaker last closed (so the failures that opened it before do not
+  reopen it on the first new one). Every call adds to the minute's figures anyway: a success costs nothing
+  more to judge, only a failure is counted on the breaker. A partner that still answers more than one call
+  in four is degraded, not dead: its calls go on and its error rate pages ops instead. A failure is the
+  partner not answering usefully: no connection, a timeout, a 5xx, garbage or a redirect. A 4xx is an
+  answer (a refused code, an unknown order) and counts as a success.
 * **open** — calls are refused at once, without touching the partner, until ``open_until``: one dead
   partner no longer holds every caller for its timeout.
 * **half-open** — after ``open_until`` the first caller to claim the probe (a conditional write, so exactly
@@ -62,9 +65,10 @@ def retry_at(s: State) -> float:
     return s.open_until if s.state == OPEN else s.probe_until
 
 
-def opens(calls: int, errors: int) -> bool:
-    """Whether a closed breaker opens on these figures (this API's calls and failures in the current minute)."""
-    return errors >= MIN_FAILURES and errors >= OPEN_RATE * calls
+def opens(calls: int, errors: int, failed_since_closed: int) -> bool:
+    """Whether a closed breaker opens: this API's calls and failed calls in its window, and the calls that
+    failed since it last closed."""
+    return failed_since_closed >= MIN_FAILURES and errors >= MIN_FAILURES and errors >= OPEN_RATE * calls
 
 
 def opened(now: float, open_seconds: float) -> State:

@@ -3,12 +3,14 @@ instance sees the same breaker and the same figures.
 
 The hot path stays small: ``admit`` reads the breaker with one eventually consistent GetItem, and
 ``Permit.finish`` adds the call's attempts to the minute's stats item with one UpdateItem of atomic ADDs,
-whose answer (the minute's calls and failures so far) is what a failed call judges opening on. Only the
-transitions write the breaker (``breaker`` has the rules), each a conditional write: one writer opens it,
-exactly one caller claims the half-open probe, and only that probe closes or reopens it.
+whose answer (the minute's calls and failures so far) is what a failed call judges opening on (with the
+previous minute's, read only then, if this minute alone is not enough). A success writes nothing more; a
+failed call also adds one to the breaker's count of failures since it last closed. Every transition is a
+conditional write (``breaker`` has the rules): one writer opens it, exactly one caller claims the
+half-open probe, and only that probe closes or reopens it.
 
 ``stats`` is the one reader of the figures for everyone else (ops' partner-health view, metering,
-operating data): calls (attempts sent), errors, error rate and p95 latency since a time.
+operating data): calls, errors, error rate and p95 latency since a time.
 """
 from __future__ import annotations
 
@@ -113,16 +115,34 @@ class Permit:
         minute = self._book_stats() if self.kinds else None
         if self.probe:
             self._settle_probe(now)
-        elif minute is not None and breaker.failed(self.last or "") and breaker.opens(*minute):
-            self._open(now, *minute)
+        elif minute is not None and breaker.failed(self.last or ""):
+            since_closed = self._count_failure()
+            figures = minute if breaker.opens(*minute, since_closed) else self._with_previous_minute(*minute)
+            if breaker.opens(*figures, since_closed):
+                self._open(now, *figures)
+
+    def _count_failure(self) -> int:
+        """One more failed call since the breaker last closed (an atomic ADD); the count after it."""
+        key = PartnerBreaker(self.channel_code, self.api)
+        key.update(actions=[PartnerBreaker.failures.add(1)])
+        return int(key.failures)
+
+    def _with_previous_minute(self, calls: int, errors: int) -> tuple[int, int]:
+        """This minute's figures and the previous minute's together (one GetItem, after a failed call only), so
+        a run of failures across a minute's turn is judged whole."""
+        try:
+            before = PartnerStats.get(self.channel_code, f"{int(self.started // 60) - 1:010d}#{self.api}")
+        except DoesNotExist:
+            return calls, errors
+        return calls + int(before.calls or 0), errors + int(before.errors or 0)
 
     def _book_stats(self) -> tuple[int, int]:
         """Add the attempts to the minute's item; its calls and failures so far, as the write answered them."""
         minute = int(self.started // 60)
-        errors = sum(n for k, n in self.kinds.items() if breaker.failed(k))
+        errors = int(breaker.failed(self.last or ""))
         item = PartnerStats(self.channel_code, f"{minute:010d}#{self.api}")
-        actions = [PartnerStats.api.set(self.api), PartnerStats.calls.add(sum(self.kinds.values())),
-                   PartnerStats.errors.add(errors),
+        actions = [PartnerStats.api.set(self.api), PartnerStats.calls.add(1), PartnerStats.errors.add(errors),
+                   PartnerStats.attempts.add(sum(self.kinds.values())),
                    PartnerStats.expires_at.set(datetime.fromtimestamp((minute + 1) * 60 + STATS_DAYS * 86400,
                                                                       timezone.utc))]
         actions += [getattr(PartnerStats, kind).add(n) for kind, n in sorted(self.kinds.items())]
@@ -138,10 +158,9 @@ class Permit:
         after = breaker.opened(now, self.open_seconds)
         if _update(PartnerBreaker(self.channel_code, self.api),
                    [PartnerBreaker.state.set(OPEN), PartnerBreaker.open_until.set(after.open_until),
-                    PartnerBreaker.failures.set(errors), PartnerBreaker.last_error.set(self.detail[:ERROR_MAX]),
-                    PartnerBreaker.changed_at.set(now)],
+                    PartnerBreaker.last_error.set(self.detail[:ERROR_MAX]), PartnerBreaker.changed_at.set(now)],
                    PartnerBreaker.state.does_not_exist() | (PartnerBreaker.state == CLOSED)):
-            self._opened(after.open_until, f"opened ({errors} of {calls} calls failed this minute)")
+            self._opened(after.open_until, f"opened ({errors} of {calls} calls failed)")
 
     def _settle_probe(self, now: float) -> None:
         """The probe's outcome closes or reopens the breaker; a probe that sent nothing hands it back at once."""
@@ -155,7 +174,8 @@ class Permit:
             if _update(key, [PartnerBreaker.state.set(OPEN), PartnerBreaker.open_until.set(after.open_until),
                              PartnerBreaker.last_error.set(self.detail[:ERROR_MAX]), *release], mine):
                 self._opened(after.open_until, "reopened")
-        elif _update(key, [PartnerBreaker.state.set(CLOSED), PartnerBreaker.open_until.remove(), *release], mine):
+        elif _update(key, [PartnerBreaker.state.set(CLOSED), PartnerBreaker.failures.set(0),
+                           PartnerBreaker.open_until.remove(), *release], mine):
             logger.info("partner breaker closed", extra={"channel": self.channel_code, "api": self.api,
                                                          "correlation_id": self.correlation_id})
 
@@ -223,32 +243,34 @@ def _rows(channel_code: str, since_epoch: int) -> Iterable[PartnerStats]:
 
 
 def _summary(rows: Iterable[PartnerStats]) -> dict[str, Any]:
-    calls = errors = refused = 0
+    totals: Counter = Counter()
     kinds: Counter = Counter()
     latency: Counter = Counter()
     for row in rows:
-        calls, errors, refused = calls + int(row.calls or 0), errors + int(row.errors or 0), refused + int(
-            row.refused or 0)
+        for name in ("calls", "errors", "attempts", "refused"):
+            totals[name] += int(getattr(row, name) or 0)
         for kind in breaker.KINDS:
             kinds[kind] += int(getattr(row, kind) or 0)
         for i in range(len(breaker.BOUNDS_MS)):
             latency[i] += int(getattr(row, f"h{i:02d}") or 0)
+    calls, errors = totals["calls"], totals["errors"]
     return {"calls": calls, "errors": errors, "error_rate": breaker.error_rate(calls, errors),
-            "p95_ms": breaker.percentile(latency), "refused": refused,
+            "p95_ms": breaker.percentile(latency), "attempts": totals["attempts"], "refused": totals["refused"],
             "by_kind": {k: kinds[k] for k in breaker.KINDS if kinds[k]}}
 
 
 def stats(channel_code: str, api: str | None, since_epoch: int) -> dict[str, Any]:
     """The channel's calls to ``api`` (every API when None) from the minute holding ``since_epoch`` on:
-    ``calls`` (requests sent), ``errors`` (no connection, timeout, 5xx, garbage), ``error_rate``, ``p95_ms``
-    (upper edge of the histogram bucket; None without calls), ``refused`` (by the open breaker, never
-    sent) and ``by_kind``."""
+    ``calls`` (a call's resends are one call), ``errors`` (calls whose last attempt failed: no connection,
+    timeout, 5xx, garbage, redirect), ``error_rate``, ``p95_ms`` (per attempt; the upper edge of the
+    histogram bucket, None without calls), ``attempts`` (requests sent), ``by_kind`` (attempts by outcome)
+    and ``refused`` (calls the open breaker refused: never sent, not in ``calls``)."""
     return _summary(r for r in _rows(channel_code, since_epoch) if api is None or r.api == api)
 
 
 def _view(item: PartnerBreaker, now: float) -> dict[str, Any]:
     state = state_of(item)
-    return {"state": state.state, "failures_when_opened": int(item.failures or 0), "refusing": refuses(state, now),
+    return {"state": state.state, "failed_since_closed": int(item.failures or 0), "refusing": refuses(state, now),
             "retry_at": breaker.retry_at(state) if state.state != CLOSED else None, "last_error": item.last_error}
 
 
@@ -260,7 +282,7 @@ def health(channel_code: str, now: float | None = None) -> dict[str, Any]:
     rows = list(_rows(channel_code, int(now - 86400)))
     breakers = {b.api: b for b in PartnerBreaker.query(channel_code)}
     apis = sorted({r.api for r in rows} | set(breakers))
-    closed = {"state": CLOSED, "failures_when_opened": 0, "refusing": False, "retry_at": None, "last_error": None}
+    closed = {"state": CLOSED, "failed_since_closed": 0, "refusing": False, "retry_at": None, "last_error": None}
 
     def windows(mine: list[PartnerStats]) -> dict[str, Any]:
         return {"last_hour": _summary(r for r in mine if r.minute_api >= hour_from), "last_day": _summary(mine)}
