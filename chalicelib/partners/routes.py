@@ -1,5 +1,5 @@
-"""Partner routes: ops look at and redrive a channel's parked webhooks, set its billing plan and top up its
-prepaid balance."""
+"""Partner routes: ops look at and redrive a channel's parked webhooks, see its partner's health, and set its
+billing plan and top up its prepaid balance."""
 from __future__ import annotations
 
 from chalice import Response
@@ -7,7 +7,7 @@ from chalice import Response
 from chalicelib.channels import channels
 from chalicelib.core import web
 from chalicelib.core.routing import Routes
-from chalicelib.partners import billing, webhooks
+from chalicelib.partners import billing, reliability, webhooks
 
 routes = Routes(__name__)
 route = routes.json
@@ -26,6 +26,14 @@ def ops_webhooks_parked(code: str) -> dict:
 @route("/ops/channels/{code}/webhooks/redrive", methods=("POST",), ops=True)
 def ops_webhooks_redrive(code: str) -> dict:
     return webhooks.redrive(code, web.ops_actor(req()))
+
+
+@route("/ops/channels/{code}/partner-health", ops=True)
+def ops_partner_health(code: str) -> dict:
+    """Per API: the breaker, and calls, errors, error rate and p95 latency over the last hour and day."""
+    web.ops_actor(req())
+    channels.get(code)
+    return reliability.health(code)
 
 
 # --- billing plans and prepaid balances ----------------------------------------------------------------------
