@@ -17,10 +17,8 @@ from chalicelib.orders import fulfilment, refunds
 from chalicelib.orders import routes as order_routes
 from chalicelib.partners import routes as partner_routes
 from chalicelib.partners import webhooks
-from chalicelib.settlement import audit, ledgers
+from chalicelib.settlement import audit, ledgers, runs
 from chalicelib.settlement import routes as settlement_routes
-from chalicelib.settlement import runs
-from chalicelib.settlement import statement_routes
 from chalicelib.supply import imports
 from chalicelib.supply import routes as supply_routes
 
@@ -40,7 +38,7 @@ def error_contract(event: Any, get_response: Callable) -> Response:
 
 # --- HTTP routes, one Blueprint per business area ----------------------------------------------------
 for area in (supply_routes, channel_routes, member_routes, checkout_routes, order_routes, partner_routes,
-             settlement_routes, statement_routes):
+             settlement_routes):
     app.register_blueprint(area.routes.blueprint)
 
 

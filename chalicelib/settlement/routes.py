@@ -1,4 +1,6 @@
-"""Settlement routes: ops read each channel's operating data (JSON, CSV) and the operating report page."""
+"""Settlement routes: statements (a channel's server fetches its own, signed; a supplier its own, with its key;
+ops start a period's run and read it), reconciliation against the channel's ledger, the invariant audit, and the
+operating data and report page. A statement fetch answers the record with a presigned link to its export."""
 from __future__ import annotations
 
 from chalice import Response
@@ -8,7 +10,7 @@ from chalicelib.core import web
 from chalicelib.core.errors import PayloadTooLarge
 from chalicelib.core.routing import Routes
 from chalicelib.members.callers import partner_channel
-from chalicelib.settlement import audit, ledgers, operating
+from chalicelib.settlement import audit, books, exports, ledgers, operating, runs
 
 routes = Routes(__name__)
 route = routes.json
@@ -102,3 +104,51 @@ def ops_audit_latest() -> dict:
     """The last invariant audit: what it checked and each drift it found."""
     web.ops_actor(req())
     return audit.latest()
+
+
+# --- statements ------------------------------------------------------------------------------------------
+
+@route("/partner/{code}/statements")
+def partner_statements(code: str) -> dict:
+    channel = partner_channel(req(), code)
+    return {"statements": exports.list_party(f"channel.{channel.code}")}
+
+
+@route("/partner/{code}/statements/{statement_id}")
+def partner_statement(code: str, statement_id: str) -> dict:
+    channel = partner_channel(req(), code)
+    return exports.fetch(f"channel.{channel.code}", statement_id)
+
+
+@route("/supplier/statements")
+def supplier_statements() -> dict:
+    return {"statements": exports.list_party(f"supplier.{web.supplier(req()).supplier_id}")}
+
+
+@route("/supplier/statements/{statement_id}")
+def supplier_statement(statement_id: str) -> dict:
+    return exports.fetch(f"supplier.{web.supplier(req()).supplier_id}", statement_id)
+
+
+@route("/ops/settlement/{period_id}", methods=("POST",), ops=True, status=202)
+def ops_settle(period_id: str) -> dict:
+    return runs.start(period_id, web.ops_actor(req()))
+
+
+@route("/ops/settlement/{period_id}", ops=True)
+def ops_settlement(period_id: str) -> dict:
+    web.ops_actor(req())
+    return runs.view(period_id)
+
+
+@route("/ops/statements/{statement_id}", ops=True)
+def ops_statement(statement_id: str) -> dict:
+    web.ops_actor(req())
+    return exports.fetch_any(statement_id)
+
+
+@route("/ops/suppliers/{supplier_id}/refunds-borne-by", methods=("PUT",), ops=True)
+def ops_refunds_borne_by(supplier_id: str) -> dict:
+    actor = web.ops_actor(req())
+    data = web.body(req())
+    return books.set_bearer(supplier_id, str(data.get("borne_by") if isinstance(data, dict) else None), actor)
