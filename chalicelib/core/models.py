@@ -903,12 +903,27 @@ class AuditRun(Model):
     expires_at = TTLAttribute()
 
 
+class SandboxCall(Model):
+    """A kind of signed call made to a sandbox channel, accepted or refused (``partners.kit.sandbox_log``): counted,
+    with when it was last seen; the integration guide's checklist is ticked from them. Kept 30 days after the last."""
+
+    Meta = _meta("sandbox-calls")
+    channel_code = UnicodeAttribute(hash_key=True)
+    call = UnicodeAttribute(range_key=True)  # "{METHOD} {route}#{accepted or the refusal's code}"
+    method = UnicodeAttribute()
+    route = UnicodeAttribute()  # the route as declared, e.g. "/partner/{code}/grants"
+    outcome = UnicodeAttribute()
+    count = NumberAttribute(default=0)
+    last_at = NumberAttribute()
+    expires_at = TTLAttribute()
+
+
 ALL_MODELS: tuple[type[Model], ...] = (
     Supplier, SupplierKey, Goods, Stock, Audit, Channel, PoolItem, Upload, Nonce, MemberLink, Member, Topic,
     Quota, Wallet, Grant, MemberRedemption, Order, PaymentGuard, RateCounter, OutboxEvent, Cart,
     Parcel, Refund, PartnerBreaker, PartnerStats, ChannelDay, MeterMark, BillingPlan, PrepaidAccount, PrepaidEntry,
     BookEntry, SettledDay, SettlementPeriod, Statement,
-    LedgerUpload, Reconciliation, AuditRun,
+    LedgerUpload, Reconciliation, AuditRun, SandboxCall,
 )
 
 
