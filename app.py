@@ -17,6 +17,7 @@ from chalicelib.orders import fulfilment, refunds
 from chalicelib.orders import routes as order_routes
 from chalicelib.partners import routes as partner_routes
 from chalicelib.partners import webhooks
+from chalicelib.partners.kit import routes as kit_routes
 from chalicelib.settlement import audit, ledgers, runs
 from chalicelib.settlement import routes as settlement_routes
 from chalicelib.supply import imports
@@ -38,7 +39,7 @@ def error_contract(event: Any, get_response: Callable) -> Response:
 
 # --- HTTP routes, one Blueprint per business area ----------------------------------------------------
 for area in (supply_routes, channel_routes, member_routes, checkout_routes, order_routes, partner_routes,
-             settlement_routes):
+             settlement_routes, kit_routes):
     app.register_blueprint(area.routes.blueprint)
 
 
