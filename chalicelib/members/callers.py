@@ -8,6 +8,7 @@ from chalicelib.core.errors import Forbidden
 from chalicelib.core.models import Channel, Supplier
 from chalicelib.members import entry, sessions
 from chalicelib.partners import billing
+from chalicelib.partners.kit import sandbox_log
 
 
 def member_channel(request: Request, code: str) -> tuple[sessions.Session, Channel]:
@@ -22,7 +23,8 @@ def partner_channel(request: Request, code: str) -> Channel:
     """A channel's server calling us: signed per the contract (method and path bound), channel active; then
     metered, and paid for on a prepaid plan (402 ``prepaid_exhausted`` once its balance cannot pay)."""
     channel = entry.active_channel(code)
-    entry.verify(channel, web.partner_params(request), method=request.method, path=web.signed_path(request))
+    with sandbox_log.logged(channel, request.method, request.path):  # a sandbox's calls tick its guide's checklist
+        entry.verify(channel, web.partner_params(request), method=request.method, path=web.signed_path(request))
     billing.admit_call(channel)
     return channel
 

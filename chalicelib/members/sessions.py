@@ -45,7 +45,7 @@ def read(token: str | None, now: float | None = None) -> Session:
     if not token or token.count(".") != 1:
         raise Unauthorized("session_required", "sign in through your app's entry link")
     payload, mac = token.split(".")
-    if not hmac.compare_digest(_mac(payload), mac):
+    if not mac.isascii() or not hmac.compare_digest(_mac(payload), mac):  # compare_digest refuses non-ASCII str
         raise Unauthorized("invalid_session", "this session is not valid")
     try:
         data = json.loads(_unb64(payload))
