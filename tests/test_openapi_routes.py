@@ -12,10 +12,10 @@ import textwrap
 
 import pytest
 import requests
+from helpers import ok
 
 from chalicelib.core import function_url
 from chalicelib.partners import events
-from helpers import ok
 from tools import reference_channel
 
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
