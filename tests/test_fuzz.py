@@ -24,6 +24,7 @@ from checkout_helpers import make_shop, ok
 SEED = 20261125
 MAX_EXAMPLES = 20
 CREDENTIAL_EXAMPLES = 10
+KNOWN_EXAMPLES = 5
 SENT: Counter = Counter()  # "METHOD 2xx" → requests
 REFUSALS: Counter = Counter()  # error code → answers
 
@@ -64,21 +65,35 @@ def ndjson(ctx, value) -> bytes:
 @pytest.fixture(scope="module")
 def shop(system, ops):
     shop = make_shop(system, ops, "hosted", sandbox=True)
+    ok(ops.patch(f"/ops/channels/{shop.code}", json={"cart_enabled": True}))
     member = shop.member()
     ok(shop.grant(member, 50_000), 201)
     return shop, member
 
 
-def load(system, code: str, max_examples: int, credentials: bool):
+@pytest.fixture(scope="module")
+def known_ids(shop) -> dict[str, str]:
+    """Path parameters naming real items of the fuzzed channel (its goods, period, member and a paid order), so
+    the known-ids pass reaches the answers a caller gets on success and checks them against their schemas."""
+    sandbox, member = shop
+    placed = sandbox.place(requests.Session(), member)
+    assert placed.status == 201, placed
+    return {"path.goods_id": sandbox.goods_id, "path.sku_id": sandbox.sku_id, "path.period_id": sandbox.period_id,
+            "path.member_id": member, "path.order_id": placed.order_id}
+
+
+def load(system, code: str, max_examples: int, credentials: bool, mode: str = "all",
+         known: dict[str, str] | None = None):
     """The served document with a bounded, seeded configuration; ``credentials``: the fuzzer makes up the
-    documented credentials itself (sessions, signature headers) instead of leaving them to ``Credentials``."""
+    documented credentials itself (sessions, signature headers) instead of leaving them to ``Credentials``;
+    ``known``: path parameters fixed to real items."""
     config = schemathesis.Config.from_dict({
         "seed": SEED,
-        "generation": {"mode": "all", "max-examples": max_examples, "deterministic": True, "database": "none",
+        "generation": {"mode": mode, "max-examples": max_examples, "deterministic": True, "database": "none",
                        "with-security-parameters": credentials, "no-shrink": True},
         "phases": {"examples": {"enabled": True}, "fuzzing": {"enabled": True}, "coverage": {"enabled": False},
                    "stateful": {"enabled": False}},
-        "parameters": {"path.code": code},
+        "parameters": {"path.code": code, **(known or {})},
         # 413: a body over the size bound is refused before it is validated (``web.BODY_MAX_BYTES``)
         "checks": {"negative_data_rejection": {"expected-statuses": [400, 401, 403, 404, 405, 406, 409, 413, 415,
                                                                      422, 428, 429]}},
@@ -94,6 +109,11 @@ def kit_schema(system, shop):
 @pytest.fixture(scope="module")
 def made_up_credentials_schema(system, shop):
     return load(system, shop[0].code, CREDENTIAL_EXAMPLES, credentials=True)
+
+
+@pytest.fixture(scope="module")
+def known_ids_schema(system, shop, known_ids):
+    return load(system, shop[0].code, KNOWN_EXAMPLES, credentials=False, mode="positive", known=known_ids)
 
 
 def counted_session(auth: requests.auth.AuthBase | None = None) -> requests.Session:
@@ -133,6 +153,8 @@ CHECKS = [core_checks.not_a_server_error, st_checks.status_code_conformance, st_
 
 schema = schemathesis.pytest.from_fixture("kit_schema")
 made_up = schemathesis.pytest.from_fixture("made_up_credentials_schema").include(tag="Member API")
+known = schemathesis.pytest.from_fixture("known_ids_schema").include(
+    path_regex=r"\{(goods_id|period_id|member_id|order_id)\}")
 
 
 @schema.parametrize()
@@ -145,6 +167,13 @@ def test_fuzz(case, session):
 def test_fuzz_member_api_with_made_up_sessions(case, bare_session):
     """Bearer tokens and cookies the fuzzer makes up (any bytes a header may carry): refused, never a 500."""
     response = case.call(session=bare_session, timeout=30, allow_redirects=False)
+    case.validate_response(response, checks=CHECKS)
+
+
+@known.parametrize()
+def test_fuzz_with_the_ids_of_real_items(case, session):
+    """Valid inputs on routes that name an item, the item real: success answers checked against their schemas."""
+    response = case.call(session=session, timeout=30, allow_redirects=False)
     case.validate_response(response, checks=CHECKS)
 
 
