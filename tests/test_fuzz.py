@@ -19,7 +19,9 @@ from schemathesis import checks as core_checks
 from schemathesis.specs.openapi import checks as st_checks
 
 from chalicelib.channels.signing import request_headers
+from chalicelib.partners.kit import error_codes
 from checkout_helpers import make_shop, ok
+from helpers import wait_for
 
 SEED = 20261125
 MAX_EXAMPLES = 20
@@ -73,13 +75,18 @@ def shop(system, ops):
 
 @pytest.fixture(scope="module")
 def known_ids(shop) -> dict[str, str]:
-    """Path parameters naming real items of the fuzzed channel (its goods, period, member and a paid order), so
-    the known-ids pass reaches the answers a caller gets on success and checks them against their schemas."""
+    """Path parameters naming real items of the fuzzed channel (its goods, period, member, a paid order and its
+    parcel), so the known-ids pass reaches the answers a caller gets on success and checks them against their
+    schemas."""
     sandbox, member = shop
     placed = sandbox.place(requests.Session(), member)
     assert placed.status == 201, placed
+    order = wait_for(lambda: ok(requests.get(f"{sandbox.base_url}/api/{sandbox.code}/orders/{placed.order_id}",
+                                             headers=sandbox.auth(member), timeout=30)),
+                     lambda view: view["parcels"], timeout=30)
     return {"path.goods_id": sandbox.goods_id, "path.sku_id": sandbox.sku_id, "path.period_id": sandbox.period_id,
-            "path.member_id": member, "path.order_id": placed.order_id}
+            "path.member_id": member, "path.order_id": placed.order_id,
+            "path.parcel_id": order["parcels"][0]["parcel_id"]}
 
 
 def load(system, code: str, max_examples: int, credentials: bool, mode: str = "all",
@@ -154,7 +161,7 @@ CHECKS = [core_checks.not_a_server_error, st_checks.status_code_conformance, st_
 schema = schemathesis.pytest.from_fixture("kit_schema")
 made_up = schemathesis.pytest.from_fixture("made_up_credentials_schema").include(tag="Member API")
 known = schemathesis.pytest.from_fixture("known_ids_schema").include(
-    path_regex=r"\{(goods_id|period_id|member_id|order_id)\}")
+    path_regex=r"\{(goods_id|period_id|member_id|order_id|parcel_id)\}")
 
 
 @schema.parametrize()
@@ -195,3 +202,5 @@ def test_fuzz_reached_every_operation_and_counted_its_requests(system):
     print(f"\nfuzz: {total} requests sent: {dict(sorted(SENT.items()))}; refusals: {REFUSALS.most_common()}")
     assert total >= 30 * MAX_EXAMPLES // 4, SENT
     assert not [k for k in SENT if k.endswith("5xx")], SENT
+    # every refusal the fuzzer met is one the integration guide lists (read from the code)
+    assert set(REFUSALS) - {e.code for e in error_codes.catalog()} == set(), REFUSALS

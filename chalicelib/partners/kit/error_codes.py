@@ -1,8 +1,9 @@
 """Every error code the code can answer, read from the source itself (so the guide's list cannot drift).
 
-A code is the first argument (or ``code=``) of a ``DomainError`` subclass raised anywhere in ``chalicelib``,
-or the ``code=`` of a rate limit (``ratelimit.hit``); its HTTP status is the class's ``status``, followed
-through the class hierarchy as written in the source. Codes computed at run time (an f-string) are left
+A code is the first argument (or ``code=``) of a ``DomainError`` subclass raised anywhere in ``chalicelib``, or
+the ``code`` given to (or defaulted by) a function that raises with the code it is given (``ratelimit.hit``,
+``entry.check_fields``); its HTTP status is the class's ``status``, followed through the class hierarchy as
+written in the source. Codes computed at run time (an f-string) are left
 out; what Chalice itself answers (``web.chalice_error_to_contract``) and ``internal_error`` are added.
 """
 from __future__ import annotations
@@ -78,31 +79,85 @@ def _code_of(node: ast.Call) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Coder:
+    """A function that raises (or builds) an error with the code it is given."""
+
+    position: int  # of its ``code`` argument at a call site (``self`` not counted)
+    default: str | None
+    status: int
+
+
+def _coders(trees: list[tuple[str, ast.Module]], statuses: dict[str, int]) -> dict[str, _Coder]:
+    """Functions with a ``code`` parameter that they pass on to an error class as its code (``ratelimit.hit``,
+    ``entry.check_fields(..., error=BadRequest, code=...)``, ``payment_auth._wrong``): the status from an ``error=``
+    default, or from the class the function builds with ``code``."""
+    found: dict[str, _Coder] = {}
+    for _, tree in trees:
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            names = [a.arg for a in node.args.args]
+            if "code" not in names:
+                continue
+            defaults = dict(zip(names[::-1], node.args.defaults[::-1]))
+            classes = [d.id for d in defaults.values() if isinstance(d, ast.Name) and d.id in statuses]
+            classes += [_called(c) for c in ast.walk(node) if isinstance(c, ast.Call) and _called(c) in statuses
+                        and c.args and isinstance(c.args[0], ast.Name) and c.args[0].id == "code"]
+            if classes:
+                default = defaults.get("code")
+                text = default.value if isinstance(default, ast.Constant) and isinstance(default.value, str) else None
+                bound = 1 if names[0] in ("self", "cls") else 0
+                found[node.name] = _Coder(names.index("code") - bound, text, statuses[classes[0]])
+    return found
+
+
+def _given(node: ast.Call, coder: _Coder) -> str | None:
+    """The code a call passes to a coder: ``code=``, positionally, or its default."""
+    for keyword in node.keywords:
+        if keyword.arg == "code":
+            value = keyword.value
+            return value.value if isinstance(value, ast.Constant) and isinstance(value.value, str) else None
+    if coder.position < len(node.args):
+        value = node.args[coder.position]
+        return value.value if isinstance(value, ast.Constant) and isinstance(value.value, str) else None
+    return coder.default
+
+
 @cache
 def catalog() -> tuple[ErrorCode, ...]:
     """Every code, sorted by status then code."""
     trees = _sources()
     statuses = _statuses(trees)
+    coders = _coders(trees, statuses)
     found: dict[str, tuple[set[int], set[str]]] = {code: ({status}, {where})
                                                    for code, (status, where) in FRAMEWORK.items()}
+
+    def add(code: str | None, status: int, where: str) -> None:
+        if code and code.replace("_", "").isalnum() and code.islower():
+            entry = found.setdefault(code, (set(), set()))
+            entry[0].add(status)
+            entry[1].add(where)
+
     for where, tree in trees:
         for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name in statuses:  # super().__init__("code", ...) in a class
+                for call in ast.walk(node):
+                    if (isinstance(call, ast.Call) and _called(call) == "__init__"
+                            and isinstance(call.func, ast.Attribute) and isinstance(call.func.value, ast.Call)
+                            and _called(call.func.value) == "super"):
+                        add(_code_of(call), statuses[node.name], where)
             if not isinstance(node, ast.Call):
                 continue
             name = _called(node)
             if name in statuses:
-                code = _code_of(node)
-                status = statuses[name]
-            elif name == "hit" and where != "core/ratelimit":  # ratelimit.hit(..., code=...): RateLimited
-                code = next((k.value.value for k in node.keywords if k.arg == "code"
-                             and isinstance(k.value, ast.Constant)), "rate_limited")
-                status = statuses.get("RateLimited", 429)
-            else:
-                continue
-            if code and code.replace("_", "").isalnum() and code.islower():
-                entry = found.setdefault(code, (set(), set()))
-                entry[0].add(status)
-                entry[1].add(where)
+                add(_code_of(node), statuses[name], where)
+            elif name in coders:
+                add(_given(node, coders[name]), coders[name].status, where)
+    for name, coder in coders.items():  # a coder's own default code is one it can answer
+        if coder.default:
+            add(coder.default, coder.status, next(w for w, t in trees if any(
+                isinstance(n, ast.FunctionDef) and n.name == name for n in ast.walk(t))))
     return tuple(sorted((ErrorCode(code, tuple(sorted(s)), tuple(sorted(w))) for code, (s, w) in found.items()),
                         key=lambda e: (e.statuses[0], e.code)))
 
