@@ -56,7 +56,7 @@ from chalicelib.core.observability import count, logger
 from chalicelib.members import members, payment_auth
 from chalicelib.orders import fulfilment
 from chalicelib.orders.orders import lines_of
-from chalicelib.partners import billing, channel_api, reliability
+from chalicelib.partners import billing, breaker, channel_api, reliability
 from chalicelib.supply import goods as goods_mod
 from chalicelib.supply import pools
 
@@ -278,9 +278,11 @@ def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineReques
     member = reads.member
     if member is None or member.channel_code != channel.code:
         raise NotFound("member_not_found", "no such member")
-    for api in _partner_apis(channel):  # one the order needs keeps failing: refuse before anything is written
-        channel_api.refuse_if_open(channel, api, reliability.state_of(reads.breakers.get(api)))
-    proof = payment_auth.confirm(channel, member, password, otp, now, reads.guard)
+    breakers = {api: reliability.state_of(reads.breakers.get(api)) for api in _partner_apis(channel)}
+    for api, state in breakers.items():  # one the order needs keeps failing: refuse before anything is written
+        channel_api.refuse_if_open(channel, api, state)
+    proof = payment_auth.confirm(channel, member, password, otp, now, reads.guard,
+                                 breakers.get(payment_auth.PASSWORD_API))
     try:
         return _commit(channel, member, order_id, request_hash, lines, reads, proof, now, address)
     finally:
@@ -359,7 +361,7 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
             backoff(attempt)
             continue
         count("OrdersPlaced")
-        return _finish(order, channel, member), True
+        return _finish(order, channel, member, deduct_breaker=reliability.state_of(reads.breakers.get(DEDUCT))), True
     raise Busy("busy", "too many orders at once; retry with the same Idempotency-Key")
 
 
@@ -382,7 +384,8 @@ def _request_token(order_id: str, attempt: int) -> str:
     return f"{order_id}-{attempt}-{secrets.token_hex(4)}"
 
 
-def _finish(order: Order, channel: Channel, member: Member | None = None, replay: bool = False) -> Order:
+def _finish(order: Order, channel: Channel, member: Member | None = None, replay: bool = False,
+            deduct_breaker: breaker.State | None = None) -> Order:
     """Everything a committed order still needs from a request, on the first call and on a replay.
 
     A replay may be the member's retry after a first call that committed and then died: a remote order
@@ -391,7 +394,7 @@ def _finish(order: Order, channel: Channel, member: Member | None = None, replay
     call is still at work answers the order as it is. This is also where a paid order's fulfilment
     starts (``fulfilment.start``), so that a replay starts whatever the first call did not."""
     if order.status == AWAITING and (not replay or _take_over(order)):
-        order = settle_remote(order, channel, member or members.get(order.member_id, channel.code))
+        order = settle_remote(order, channel, member or members.get(order.member_id, channel.code), deduct_breaker)
     if order.status == PAID:  # hosted: at commit; remote: once the channel confirmed (idempotent by order id)
         fulfilment.start(order, channel)
     return order
@@ -457,11 +460,13 @@ def _matching(order: Order, request_hash: str) -> Order:
 
 # --- remote mode: the channel keeps the wallet ---------------------------------
 
-def settle_remote(order: Order, channel: Channel, member: Member) -> Order:
-    """Ask the channel to deduct (idempotent by our order id); resolve any doubt with its query API."""
+def settle_remote(order: Order, channel: Channel, member: Member, breaker_state: breaker.State | None = None
+                  ) -> Order:
+    """Ask the channel to deduct (idempotent by our order id); resolve any doubt with its query API.
+    ``breaker_state``: the deduct API's breaker as the checkout read it before its commit, to spare a read."""
     payload = {"order_id": order.order_id, "member_id": member.external_id, "points": int(order.points)}
     try:
-        answer = channel_api.call(channel, "points/deduct", payload)
+        answer = channel_api.call(channel, DEDUCT, payload, breaker_state)
     except channel_api.PartnerError as error:
         logger.warning("deduct unresolved, querying", extra={"order_id": order.order_id, "code": error.code})
         return resolve(order, channel)

@@ -32,7 +32,7 @@ from chalicelib.core import config, ratelimit
 from chalicelib.core.errors import DomainError, Unauthorized, Unprocessable
 from chalicelib.core.models import Channel, LabelledTransaction, Member, PaymentGuard, condition_failed, write_retrying
 from chalicelib.members import sms
-from chalicelib.partners import channel_api
+from chalicelib.partners import breaker, channel_api
 
 MAX_FAILURES = 5
 LOCK_SECONDS = 15 * 60
@@ -193,13 +193,15 @@ def _confirm_otp(member: Member, otp: str | None, now: float, guard: PaymentGuar
     return Proof(member.member_id, guard, guard.otp_hash)
 
 
-def _confirm_password(channel: Channel, member: Member, password: str | None, now: float) -> Proof:
+def _confirm_password(channel: Channel, member: Member, password: str | None, now: float,
+                      breaker_state: breaker.State | None = None) -> Proof:
     if not password:
         raise Unprocessable("validation_error", "enter your payment password", "password")
     fingerprint = _fingerprint(member.member_id, "password", password)
     taken = _reserve(member.member_id, fingerprint, now)
     try:
-        answer = channel_api.call(channel, PASSWORD_API, {"member_id": member.external_id, "password": password})
+        answer = channel_api.call(channel, PASSWORD_API, {"member_id": member.external_id, "password": password},
+                                  breaker_state)
         if not isinstance(answer.get("valid"), bool):
             # The channel failed to answer (an error status, a refused signature): not the member's wrong password.
             raise channel_api.PartnerError("channel_api_bad_response",
@@ -214,12 +216,14 @@ def _confirm_password(channel: Channel, member: Member, password: str | None, no
 
 
 def confirm(channel: Channel, member: Member, password: str | None, otp: str | None,
-            now: float | None = None, guard: PaymentGuard | None = None) -> Proof:
+            now: float | None = None, guard: PaymentGuard | None = None,
+            breaker_state: breaker.State | None = None) -> Proof:
     """Verify before any spend: the channel's password API, or the member's current one-time code.
 
-    ``guard`` is the member's guard as the caller already read it (strongly consistent, ``blank_guard``
-    when absent), to spare a read; the returned proof must be ``settle``d once the spend is decided."""
+    ``guard`` is the member's guard and ``breaker_state`` the password API's breaker as the caller already
+    read them (the guard strongly consistent, ``blank_guard`` when absent), to spare reads; the returned
+    proof must be ``settle``d once the spend is decided."""
     now = time.time() if now is None else now
     if channel.payment_auth == "otp":
         return _confirm_otp(member, otp, now, guard)
-    return _confirm_password(channel, member, password, now)
+    return _confirm_password(channel, member, password, now, breaker_state)

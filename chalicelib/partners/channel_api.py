@@ -121,8 +121,10 @@ def _measure(channel: Channel, permit: reliability.Permit, kind: str, outcome: s
                                        "correlation_id": permit.correlation_id})
 
 
-def call(channel: Channel, api: str, payload: dict[str, Any]) -> dict[str, Any]:
+def call(channel: Channel, api: str, payload: dict[str, Any], breaker_state: breaker.State | None = None
+         ) -> dict[str, Any]:
     """POST ``payload`` to ``{api_base_url}/{api}``, signed over ``POST``, ``/{api}`` and the body's hash.
+    ``breaker_state``: the API's breaker as the caller just read it (else it is read here).
 
     Returns the channel's JSON object answer (2xx or 4xx: an answer) with ``_status`` and ``_correlation_id``
     added; raises ``PartnerError`` when there was none (no connection, timeout, 5xx, garbage, redirect)
@@ -133,7 +135,7 @@ def call(channel: Channel, api: str, payload: dict[str, Any]) -> dict[str, Any]:
     secret = channels.outbound_secret(channel)
     limits = timeouts(channel)
     try:
-        permit = reliability.admit(channel.code, api, lease=sum(limits) + PROBE_LEASE_MARGIN)
+        permit = reliability.admit(channel.code, api, lease=sum(limits) + PROBE_LEASE_MARGIN, state=breaker_state)
     except reliability.BreakerOpen as refused:
         raise _unavailable(channel, api, refused.correlation_id, refused.retry_at) from None
     try:

@@ -186,14 +186,15 @@ class Permit:
             "correlation_id": self.correlation_id})
 
 
-def admit(channel_code: str, api: str, lease: float, open_for: float | None = None, now: float | None = None
-          ) -> Permit:
+def admit(channel_code: str, api: str, lease: float, open_for: float | None = None, now: float | None = None,
+          state: breaker.State | None = None) -> Permit:
     """Let one call to the channel's API through, as a normal call or as the half-open probe (claimed with a
     lease of ``lease`` seconds, the call's longest run); raise ``BreakerOpen`` when it must not be made.
-    Should the call open the breaker, it stays open ``open_for`` seconds (default ``open_seconds()``)."""
+    Should the call open the breaker, it stays open ``open_for`` seconds (default ``open_seconds()``).
+    ``state``: the breaker as the caller read it moments ago (checkout, in its batch read), to spare a read."""
     now = time.time() if now is None else now
     open_for = open_seconds() if open_for is None else open_for
-    state = read(channel_code, api)
+    state = read(channel_code, api) if state is None else state
     decision = breaker.decide(state, now)
     correlation_id = new_correlation_id()
     if decision == breaker.CALL:
