@@ -1,6 +1,7 @@
 """Every error code the code can answer, read from the source itself (so the guide's list cannot drift).
 
-A code is the first argument (or ``code=``) of a ``DomainError`` subclass raised anywhere in ``chalicelib``, or
+A code is the first argument (or ``code=``) of a ``DomainError`` subclass raised anywhere in ``chalicelib`` (a literal,
+or every value of a module's table of codes it is read from), or
 the ``code`` given to (or defaulted by) a function that raises with the code it is given (``ratelimit.hit``,
 ``entry.check_fields``); its HTTP status is the class's ``status``, followed through the class hierarchy as
 written in the source. Codes computed at run time (an f-string) are left
@@ -70,13 +71,25 @@ def _called(node: ast.Call) -> str:
     return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
 
 
-def _code_of(node: ast.Call) -> str | None:
-    for keyword in node.keywords:
-        if keyword.arg == "code" and isinstance(keyword.value, ast.Constant) and isinstance(keyword.value.value, str):
-            return keyword.value.value
-    if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
-        return node.args[0].value
-    return None
+def _tables(tree: ast.Module) -> dict[str, list[str]]:
+    """A module's dicts of codes (``REFUSAL_CODES = {STATE: "parcel_not_shipped", ...}``): name → the values."""
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict) and len(node.targets) == 1 \
+                and isinstance(node.targets[0], ast.Name) and node.value.values \
+                and all(isinstance(v, ast.Constant) and isinstance(v.value, str) for v in node.value.values):
+            found[node.targets[0].id] = [v.value for v in node.value.values]
+    return found
+
+
+def _code_of(node: ast.Call, tables: dict[str, list[str]]) -> list[str]:
+    """The code(s) an error is built with: a literal (first or ``code=``), or any value of a table it is read from."""
+    given = next((k.value for k in node.keywords if k.arg == "code"), node.args[0] if node.args else None)
+    if isinstance(given, ast.Constant) and isinstance(given.value, str):
+        return [given.value]
+    if isinstance(given, ast.Subscript) and isinstance(given.value, ast.Name):
+        return tables.get(given.value.id, [])
+    return []
 
 
 @dataclass(frozen=True)
@@ -140,18 +153,21 @@ def catalog() -> tuple[ErrorCode, ...]:
             entry[1].add(where)
 
     for where, tree in trees:
+        tables = _tables(tree)
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef) and node.name in statuses:  # super().__init__("code", ...) in a class
                 for call in ast.walk(node):
                     if (isinstance(call, ast.Call) and _called(call) == "__init__"
                             and isinstance(call.func, ast.Attribute) and isinstance(call.func.value, ast.Call)
                             and _called(call.func.value) == "super"):
-                        add(_code_of(call), statuses[node.name], where)
+                        for code in _code_of(call, tables):
+                            add(code, statuses[node.name], where)
             if not isinstance(node, ast.Call):
                 continue
             name = _called(node)
             if name in statuses:
-                add(_code_of(node), statuses[name], where)
+                for code in _code_of(node, tables):
+                    add(code, statuses[name], where)
             elif name in coders:
                 add(_given(node, coders[name]), coders[name].status, where)
     for name, coder in coders.items():  # a coder's own default code is one it can answer
