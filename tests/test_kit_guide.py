@@ -5,21 +5,17 @@ The HTML page is opened in headless Chromium as ops would."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
 
-import pytest
 import requests
 
 from chalicelib.channels.signing import request_headers
 from chalicelib.partners.kit import snippets
+from test_store_browser import browser  # noqa: F401  (a fixture: one headless Chromium)
 from helpers import assert_error, channel_body, ok, uid
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
 
 
@@ -119,18 +115,6 @@ def test_checklist_is_ticked_by_the_calls_the_sandbox_logged(ops, system):
     assert after["See a refusal and read its code: send one request with a wrong `sign`"] is True
     assert after["Read an order back from your server"] is False  # not done yet
 
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing in CI: `make install` installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} is not installed (run `make install`)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield launched
-        launched.close()
 
 
 def test_ops_open_the_html_guide_in_a_browser(browser, ops, system):

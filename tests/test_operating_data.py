@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -17,8 +16,8 @@ from checkout_helpers import PRICE, SETTLEMENT, assert_error, burst, make_shop, 
 from chalicelib.orders import parcels
 from chalicelib.partners import metering
 from chalicelib.settlement.operating import COLUMNS
+from test_store_browser import browser  # noqa: F401  (a fixture: one headless Chromium)
 
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
 
 
@@ -138,20 +137,6 @@ def test_reads_are_ops_only_and_bounded(system, ops, busy):
     assert_error(ops.get(path, params={"from": "2020-01-01", "to": "2026-01-01"}), 400, "range_too_long")
     assert_error(ops.get("/ops/channels/no-such-channel/operating"), 404, "channel_not_found")
     assert_error(ops.get("/ops/reports/operating", params={"channels": "a b"}), 400, "invalid_path_parameter")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing in CI: `make install` installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} is not installed (run `make install`)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                      args=["--headless", "--no-sandbox", "--disable-gpu"])
-        yield launched
-        launched.close()
 
 
 def test_report_page_in_a_browser(system, ops, busy, browser):
