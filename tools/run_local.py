@@ -69,6 +69,8 @@ Channel Mall is running locally.
   DynamoDB      {system.dynamodb.endpoint}   S3 (moto) {system.moto.endpoint}
   reference channel back end  {reference.url}/   (wallets, deductions, webhooks received)
   payment password            {shown.password}   (every demo member, both channels)
+  OpenAPI document            {system.base_url}/docs/openapi.json   (what channels integrate against)
+  ops pages (with the token)  {system.base_url}/ops/reports/operating   {system.base_url}/ops/channels/<code>/guide
 """)
     for c in channels:
         wallet = ("points granted through the signed partner API" if c["points_mode"] == "hosted"
