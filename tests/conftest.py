@@ -1,4 +1,7 @@
-"""One local system for the whole run: Dynoxide, moto S3 and the app over real HTTP."""
+"""One local system per test process: Dynoxide, moto (S3, SNS, Step Functions) and the app over real HTTP.
+
+Under ``pytest -n N`` (pytest-xdist) each worker starts its own system on free ports, so workers share
+nothing but the read-only checkout; the controlling process, which runs no test, starts none."""
 from __future__ import annotations
 
 import sys
@@ -15,10 +18,16 @@ from tools.stack import LocalSystem  # noqa: E402
 SYSTEM: LocalSystem | None = None
 
 
+def _controller(config: pytest.Config) -> bool:
+    """The xdist process that hands tests to workers (and runs none itself)."""
+    return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", None)) \
+        and getattr(config.option, "dist", "no") != "no"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Start before test modules are imported: the app reads its endpoints at import time."""
     global SYSTEM
-    if SYSTEM is None and not hasattr(config, "workerinput"):
+    if SYSTEM is None and not _controller(config):
         SYSTEM = LocalSystem().start()
 
 
@@ -59,3 +68,13 @@ def anon(system: LocalSystem) -> Api:
 @pytest.fixture(scope="session")
 def ops(system: LocalSystem) -> Api:
     return Api(system.base_url, {"Authorization": f"Bearer {system.ops_token}"})
+
+
+# A settlement run settles every party the tables hold (every channel and supplier, as in production): the
+# modules that run one go first in their process, while the tables hold only their own parties, so their
+# time does not grow with every other test's channels.
+RUN_FIRST = ("test_settlement.py",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in RUN_FIRST)  # stable: the rest keep their order

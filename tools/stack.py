@@ -77,13 +77,18 @@ class BurstServer(ThreadedHTTPServer):
         super().server_bind()
 
 
+def as_local_app(app: Chalice) -> Chalice:
+    """The app as ``chalice local`` serves it (what ``create_local_server`` does, once per app object)."""
+    if not isinstance(app, CustomLocalChalice):
+        CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
+        app.__class__ = CustomLocalChalice
+    return app
+
+
 def local_server(app: Chalice, config: Config, host: str, port: int) -> LocalDevServer:
     """What ``chalice.local.create_local_server`` builds, on ``BurstServer``: the backlog is given to
     ``listen`` when the server is made, so it cannot be raised on the server that function returns."""
-    if not isinstance(app, CustomLocalChalice):  # as create_local_server does, once per app object
-        CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
-        app.__class__ = CustomLocalChalice
-    return LocalDevServer(app, config, host, port, server_cls=BurstServer)
+    return LocalDevServer(as_local_app(app), config, host, port, server_cls=BurstServer)
 
 
 UNIT_SECONDS = {"MINUTES": 60, "HOURS": 3600, "DAYS": 86400}
@@ -135,10 +140,18 @@ class LocalScheduler:
 
 
 class LocalSystem:
-    """Dynoxide + moto (S3 with EventBridge delivery) + ``chalice local`` and the function URL door on free ports."""
+    """Dynoxide + moto (S3 with EventBridge delivery) + ``chalice local`` and the function URL door on free ports.
 
-    def __init__(self, port: int | None = None, ops_token: str | None = None, door_port: int | None = None) -> None:
+    ``processes``: serve the app from that many worker processes (``tools.app_server``, ``threads`` each), as
+    Lambda serves a burst from many instances; 0 serves it from a thread of this process, where a test may
+    patch the app it calls. Either way the app is imported here too: the door, the schedules, the state
+    machines' tasks and S3's events run in this process."""
+
+    def __init__(self, port: int | None = None, ops_token: str | None = None, door_port: int | None = None,
+                 processes: int = 0, threads: int = 32) -> None:
         self.port = port or free_port()
+        self.processes, self.threads = processes, threads
+        self._workers = None
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.door_port = free_port() if door_port is None else door_port
         self.door_url = f"http://127.0.0.1:{self.door_port}"  # the function URL door (``tools.door``)
@@ -176,9 +189,14 @@ class LocalSystem:
             {"AllowedMethods": ["POST"], "AllowedOrigins": ["*"], "AllowedHeaders": ["*"], "MaxAgeSeconds": 300}]})
         create_state_machines()
         self.app = app_module
-        self._server = local_server(app_module.app, Config.create(chalice_stage="local", app_name="channel-mall"),
-                                    "127.0.0.1", self.port)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        if self.processes:
+            from tools.app_server import WorkerPool
+
+            self._workers = WorkerPool(self.port, self.processes, self.threads, env).start()
+        else:
+            self._server = local_server(app_module.app, Config.create(chalice_stage="local", app_name="channel-mall"),
+                                        "127.0.0.1", self.port)
+            threading.Thread(target=self._server.serve_forever, daemon=True).start()
         from tools.door import LocalDoor
 
         self._door = LocalDoor(app_module.channel_door, self.door_port).start()
@@ -219,6 +237,8 @@ class LocalSystem:
             self.scheduler.stop()
         if self._server:
             self._server.shutdown()
+        if self._workers:
+            self._workers.stop()
         if self._door:
             self._door.stop()
         self.moto.stop()
