@@ -341,6 +341,13 @@ def function_resources(stage: str) -> dict[str, Json]:
             env["FULFILMENT_STATE_MACHINE_ARN"] = {"Ref": STATE_MACHINE}
             statements = statements + [{"Sid": "StartFulfilment", "Effect": "Allow",
                                         "Action": ["states:StartExecution"], "Resource": {"Ref": STATE_MACHINE}}]
+        if function == RESOLVE_FUNCTION:  # the sweep finds failed executions and restarts them (``restart_failed``)
+            statements = statements + [
+                {"Sid": "FailedFulfilments", "Effect": "Allow", "Action": ["states:ListExecutions"],
+                 "Resource": {"Ref": STATE_MACHINE}},
+                {"Sid": "FulfilmentRuns", "Effect": "Allow", "Action": ["states:DescribeExecution"],
+                 "Resource": {"Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:"
+                                         f"channelmall-{stage}-{ORDER_FULFILMENT}:*"}}]
         if function in SESSION_KEY_READERS:  # the ARN and the right to read it go together
             env["SESSION_KEY_SECRET_ARN"] = {"Ref": SESSION_KEY_SECRET}
             statements = statements + [_session_key_grant()]
@@ -451,6 +458,14 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
         # uncancelled or uncompleted. Ops look at the execution's history (named after the order id).
         "FulfilmentFailedAlarm": _alarm(
             "Order fulfilment executions failed (a task kept failing through its retries)", "AWS/States", "ExecutionsFailed",
+            [{"Name": "StateMachineArn", "Value": {"Ref": STATE_MACHINE}}]),
+        # The sweep restarted a failed or timed-out execution as the order's next run (``fulfilment.restart_failed``):
+        # a fault outlived the task's retries; it repeats, further apart, while the fault lasts.
+        "FulfilmentRestartedAlarm": _alarm(
+            "Order fulfilment executions restarted after they failed or timed out", namespace, "FulfilmentRestarted",
+            service_dims),
+        "FulfilmentTimedOutAlarm": _alarm(
+            "Order fulfilment executions timed out", "AWS/States", "ExecutionsTimedOut",
             [{"Name": "StateMachineArn", "Value": {"Ref": STATE_MACHINE}}]),
         # A paid order whose execution could not be started (``fulfilment.start``): a member's replay retries it.
         "FulfilmentStartFailedAlarm": _alarm(

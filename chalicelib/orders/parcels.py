@@ -303,13 +303,18 @@ def give_back(tx: LabelledTransaction, order: Order, parcel: Parcel, now: float,
 def expire_unshipped(order_id: str) -> list[str]:
     """The shipping deadline: cancel every parcel still awaiting shipment, giving everything back; tell ops
     (log and ``ParcelsExpired``). One a supplier ships at the same moment stays shipped. A parcel that cannot
-    be given back is logged and counted (``ParcelExpiryRefused``) for ops."""
-    cancelled = []
+    be given back is logged and counted (``ParcelExpiryRefused``) for ops. A parcel too contended to cancel
+    now (``Busy``) does not hold up its siblings; the task then raises ``Busy`` so that Step Functions retries
+    it (and, through its retries, the sweep restarts the execution), so Complete still runs after it."""
+    cancelled, busy = [], []
     for parcel in of_order(order_id):
         if parcel.state != ps.AWAITING:
             continue
         try:
             _cancel(parcel, "system:shipping_deadline")
+        except Busy:
+            busy.append(parcel.parcel_id)
+            continue
         except Conflict as refused:
             if refused.code in ps.REFUSAL_CODES.values():
                 continue  # shipped (or cancelled) meanwhile
@@ -322,6 +327,8 @@ def expire_unshipped(order_id: str) -> list[str]:
         logger.warning("parcels not shipped by the deadline were cancelled",
                        extra={"order_id": order_id, "parcel_ids": cancelled})
         count("ParcelsExpired", len(cancelled))
+    if busy:
+        raise Busy("busy", f"parcels {', '.join(busy)} too contended to cancel at the deadline; retry")
     return cancelled
 
 
