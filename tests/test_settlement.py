@@ -15,6 +15,7 @@ import json
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from typing import Any
@@ -24,7 +25,7 @@ import pytest
 import requests
 
 from checkout_helpers import SETTLEMENT, make_shop, ok, uid
-from chalicelib.core.models import BookEntry, Goods, Parcel, SettledDay, SettlementPeriod, Statement
+from chalicelib.core.models import BookEntry, Channel, Goods, Parcel, SettledDay, SettlementPeriod, Statement
 from chalicelib.orders import parcels as parcels_mod
 from chalicelib.settlement import books, exports, periods, runs
 from helpers import assert_error, approve, publish, supplier_api, supplier_client, wait_for
@@ -357,3 +358,59 @@ def test_a_day_is_settled_by_one_statement_even_when_a_channel_changes_its_rule(
     assert shared and set(got_month) | set(got_week) >= shared and not set(got_month) & set(got_week)
     assert set(got_month) == set(month.days()) - (shared & set(got_week))
     assert runs.claim_days(party, month, f"{month.period_id}.{party}") == got_month
+
+
+def test_a_rule_change_mid_month_leaves_no_booked_day_unsettled(world: World, system, ops) -> None:
+    """A monthly channel moves to weekly from the third Monday of a month (issue 16, item 4). The month's run
+    settles its days before the change, the weeks' runs the days from it: every parcel booked in the month is
+    in exactly one of the channel's statements (as the channel lists and downloads them, signed) and in
+    exactly one of its supplier's; no day is in two statements."""
+    shop = make_shop(system, ops, "hosted")
+    supplier = Goods.get(shop.goods_id).supplier_id
+    sup = supplier_client(system, shop.supplier_key)
+    member = shop.member()
+    ok(shop.grant(member, 100_000), 201)
+    month = periods.parse(f"{YEAR + 3}-{MONTH:02d}")
+    first_monday = next(day for day in month.days() if date.fromisoformat(day).isoweekday() == 1)
+    switch = (date.fromisoformat(first_monday) + timedelta(days=14)).isoformat()
+
+    def shift(day: str, n: int) -> str:
+        return (date.fromisoformat(day) + timedelta(days=n)).isoformat()
+    booked = {}
+    for day in (month.days()[1], shift(switch, -1), switch, shift(switch, 8)):
+        parcel = world.order(shop, member, shop.goods_id, 1)
+        ok(sup.post(f"/supplier/parcels/{parcel.parcel_id}/ship", json={"carrier": "SF Express", "tracking_no": uid("SF")}))
+        assert redate([f"channel.{shop.code}", f"supplier.{supplier}"], day, day) == 2
+        booked[parcel.parcel_id] = day
+
+    changed = ok(ops.patch(f"/ops/channels/{shop.code}", json={"settlement_period": "weekly"}))
+    tomorrow = periods.next_day(periods.day_of(time.time()))
+    assert changed["settlement_rules"] == [{"from": periods.SINCE_START, "kind": "monthly"},
+                                           {"from": tomorrow, "kind": "weekly"}]  # from the next business day
+    # ... and that day came: the change as it would stand had it been made the day before the switch
+    Channel.get(shop.code).update([Channel.settlement_rules.set({periods.SINCE_START: "monthly", switch: "weekly"})])
+
+    weeks = [periods.containing(switch, periods.WEEKLY), periods.containing(shift(switch, 8), periods.WEEKLY)]
+    for period in [month] + weeks:
+        world.settle(period.period_id)
+
+    listed = ok(signed_get(shop, f"/partner/{shop.code}/statements"))["statements"]
+    assert sorted((s["period_id"], s["first_day"], s["last_day"]) for s in listed) == sorted(
+        [(month.period_id, month.days()[0], shift(switch, -1))]
+        + [(w.period_id, max(w.days()[0], switch), w.days()[-1]) for w in weeks])
+    seen: list[str] = []
+    for listed_one in listed:
+        fetched = ok(signed_get(shop, f"/partner/{shop.code}/statements/{listed_one['statement_id']}"))
+        rows = download(fetched).decode().splitlines()
+        seen += [row.split(",")[3] for row in rows if row.startswith("order,")]
+        for row in rows:
+            if row.startswith("order,"):
+                assert listed_one["first_day"] <= row.split(",")[1] <= listed_one["last_day"]
+    assert sorted(seen) == sorted(booked)  # each booked parcel once, in the statement of its day
+    days = [set(Statement.get(s["statement_id"]).days) for s in listed]
+    assert sum(len(d) for d in days) == len(set().union(*days))  # no day in two statements
+
+    supplier_side = ok(sup.get("/supplier/statements"))["statements"]
+    assert [s["period_id"] for s in supplier_side] == [month.period_id]  # suppliers stay monthly
+    rows = download(ok(sup.get(f"/supplier/statements/{supplier_side[0]['statement_id']}"))).decode().splitlines()
+    assert sorted(row.split(",")[3] for row in rows if row.startswith("payable,")) == sorted(booked)

@@ -4,8 +4,8 @@ Freeze → one Map iteration per page of parties (a Distributed Map reading the 
 margin → close (``infra/state_machines.settlement``). Every task is idempotent and deterministic, so a Step
 Functions retry, a re-run of the period or two runs at once give byte-identical exports and pay nobody twice:
 
-- the period is frozen once: its parties (live channels settled in periods of its kind; suppliers in monthly
-  periods) are fixed in a pages file in S3 whose key the ``SettlementPeriod`` item records; a re-run reads it;
+- the period is frozen once: its parties (live channels with days of its kind in it, by each day's rule
+  (``periods.rule_on``); suppliers in monthly periods) are fixed in a pages file in S3 whose key the ``SettlementPeriod`` item records; a re-run reads it;
 - a statement's id derives from (period, party); it claims the party's days of the period (``SettledDay``, one
   conditional transaction over them: a day another statement settled stays there), reads those days' books,
   writes its export and then its record, once (``does_not_exist``). A step that dies in between is re-run
@@ -32,7 +32,8 @@ from chalicelib.channels import channels
 from chalicelib.core import audit, config
 from chalicelib.core.errors import Conflict, NotFound, Unprocessable
 from chalicelib.core.models import (
-    Contended, LabelledTransaction, Refused, SettledDay, SettlementPeriod, Statement, Supplier, condition_failed, now_iso,
+    Channel, Contended, LabelledTransaction, Refused, SettledDay, SettlementPeriod, Statement, Supplier, condition_failed,
+    now_iso,
 )
 from chalicelib.core.observability import count, logger
 from chalicelib.settlement import books, exports, fees, periods, statements
@@ -73,10 +74,17 @@ def margin_key(period_id: str, channel_code: str) -> str:
 
 # --- freeze -------------------------------------------------------------------------------------------
 
+def channel_days(channel: Channel, period: Period) -> list[str]:
+    """The period's days a channel settles in it: those its rule of that day puts in a period of this kind
+    (all of them for a channel that never changed its rule to another)."""
+    return periods.days_of_kind(channels.rules_of(channel), channel.settlement_period or periods.MONTHLY, period)
+
+
 def parties(period: Period) -> list[str]:
-    """Who this period settles: live channels whose rule is its kind, then (monthly) every onboarded supplier."""
-    found = [f"channel.{c.code}" for c in channels.list_all()
-             if not c.sandbox and (c.settlement_period or periods.MONTHLY) == period.kind]
+    """Who this period settles: live channels with days of its kind in it (by the rule each day had, not the
+    rule at the run: a channel that moved to the other rule mid-period is settled here for the days before),
+    then (monthly) every onboarded supplier."""
+    found = [f"channel.{c.code}" for c in channels.list_all() if not c.sandbox and channel_days(c, period)]
     if period.kind == periods.MONTHLY:
         found += sorted(f"supplier.{s.supplier_id}" for s in Supplier.scan() if s.status not in UNSETTLED_SUPPLIERS)
     return found
@@ -138,18 +146,32 @@ def party_names(item: SettlementPeriod) -> list[str]:
 
 # --- statements ---------------------------------------------------------------------------------------
 
-def claim_days(party: str, period: Period, sid: str) -> list[str]:
-    """The period's days this statement settles: each day is claimed once (a conditional put); one claimed by
-    another statement of the party (a period of the other kind) stays with it. Usually every day is free or
-    already this statement's (a re-run): one transaction, no read."""
-    keys = [f"{party}#{day}" for day in period.days()]
+def party_days(party: str, period: Period) -> list[str]:
+    """The days of the period the party's statement is for: a channel's by its rule of each day; a supplier's
+    (always monthly) all of them."""
+    if party.startswith("channel."):
+        try:
+            return channel_days(Channel.get(party.split(".", 1)[1]), period)
+        except DoesNotExist:
+            return []
+    return period.days()
+
+
+def claim_days(party: str, period: Period, sid: str, days: list[str] | None = None) -> list[str]:
+    """The days this statement settles (``days``, by default all the period's): each day is claimed once (a
+    conditional put); one claimed by another statement of the party stays with it. Usually every day is free
+    or already this statement's (a re-run): one transaction, no read."""
+    days = period.days() if days is None else days
+    if not days:
+        return []
+    keys = [f"{party}#{day}" for day in days]
     free_or_mine = SettledDay.party_day.does_not_exist() | (SettledDay.statement_id == sid)
     tx = LabelledTransaction()
     for key in keys:
         tx.put(key, SettledDay(key, statement_id=sid), condition=free_or_mine)
     try:
         tx.commit()
-        return period.days()
+        return list(days)
     except (Refused, Contended):
         pass  # another statement holds some of them: day by day
     owner = {}
@@ -186,7 +208,7 @@ def settle_party(period: Period, party: str) -> Statement:
     existing = _statement(sid)
     if existing is not None:
         return existing
-    days = claim_days(party, period, sid)
+    days = claim_days(party, period, sid, party_days(party, period))
     return _record(period, party, days, _compute(period, party, days))
 
 
