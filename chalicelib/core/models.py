@@ -455,6 +455,10 @@ class Order(Model):
     cap_counted = NumberAttribute(null=True)
     resolve_attempts = NumberAttribute(default=0)
     sandbox = BooleanAttribute(default=False)  # a sandbox channel's: never reaches a supplier, never settled
+    # Whether the order took its lines from the goods' live ``Stock`` (and so gives them back): False for a
+    # sandbox order, which only checks the stock is there (``checkout._stock_updates``); None for orders from
+    # before, which all took it.
+    holds_stock = BooleanAttribute(null=True)
     # Ship-to the member gave at checkout (name, phone, lines): shown to the member and to the supplier
     # of each of its parcels, nobody else. Orders from before it, and API orders without one, have none.
     address = MapAttribute(null=True)
