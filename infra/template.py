@@ -625,15 +625,15 @@ CHANNEL_EXPORTS = f"{SETTLEMENT_PREFIX}*/channel/*"
 READ = ("dynamodb:GetItem",)
 # Each task's tables and actions: freeze lists the parties and records the period; a page reads each channel's
 # rule by day, claims days, reads the books (and, for the fee, the channel's plans and metered days) and writes
-# statements; the platform reads the
-# period and writes its statement; close reads every statement and settles the period.
+# statements; the platform reads the period and the channels' statements (their margin files' keys) and writes
+# its statement; close reads every statement and settles the period.
 SETTLE_GRANTS: dict[str, tuple[tuple[type[Model], tuple[str, ...]], ...]] = {
     "settle_freeze": ((Channel, ("dynamodb:Scan",)), (Supplier, ("dynamodb:Scan",)),
                       (SettlementPeriod, READ + ("dynamodb:PutItem", "dynamodb:UpdateItem"))),
     "settle_page": ((BookEntry, ("dynamodb:Query",)), (SettledDay, READ + ("dynamodb:PutItem",)),
                     (Statement, READ + ("dynamodb:PutItem",)), (BillingPlan, ("dynamodb:Query",)),
                     (ChannelDay, ("dynamodb:Query",)), (Channel, READ)),
-    "settle_platform": ((SettlementPeriod, READ), (Statement, READ + ("dynamodb:PutItem",))),
+    "settle_platform": ((SettlementPeriod, READ), (Statement, READ + ("dynamodb:BatchGetItem", "dynamodb:PutItem"))),
     "settle_close": ((SettlementPeriod, READ + ("dynamodb:UpdateItem",)), (Statement, ("dynamodb:BatchGetItem",))),
 }
 SETTLE_OBJECTS = {"settle_freeze": ["s3:PutObject"], "settle_page": ["s3:PutObject"],

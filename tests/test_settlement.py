@@ -269,7 +269,7 @@ def test_a_re_run_changes_nothing_and_writes_the_same_bytes(world: World, first_
     for party in w.parties + ["platform"]:
         stored = Statement.get(before[party]["statement_id"])
         assert hashlib.sha256(exports.get(stored.export_key)).hexdigest() == stored.sha256
-        computed = runs._compute(periods.parse(P1), party, list(stored.days)) if party != "platform" else None
+        computed = runs._compute(periods.parse(P1), party, list(stored.days))[0] if party != "platform" else None
         if computed is not None:  # recomputed from the books now: byte for byte what was exported
             assert hashlib.sha256(computed.render()).hexdigest() == stored.sha256
     assert_error(w.ops.post(f"/ops/settlement/{periods.containing(periods.day_of(time.time()), 'monthly').period_id}"),
@@ -291,7 +291,7 @@ def test_next_period_adjusts_closed_one_and_survives_a_failing_step(world: World
 
     def put_failing_once(key: str, data: bytes, content_type: str) -> str:
         digest = real_put(key, data, content_type)
-        if key.endswith(f"/supplier/{w.sa}.csv") and not failed:
+        if f"/supplier/{w.sa}/" in key and not failed:
             failed.append(key)
             raise RuntimeError("injected: the step dies after writing the export, before the record")
         return digest
@@ -311,7 +311,7 @@ def test_next_period_adjusts_closed_one_and_survives_a_failing_step(world: World
     assert margin["cost"] == -cost(p["o1"])  # SA's refund is clawed back; SC's stays a platform cost
     for party in w.parties:  # the retried step wrote exactly what a clean computation gives
         stored = Statement.get(found[party]["statement_id"])
-        assert runs._compute(periods.parse(P2), party, list(stored.days)).render() == exports.get(stored.export_key)
+        assert runs._compute(periods.parse(P2), party, list(stored.days))[0].render() == exports.get(stored.export_key)
     assert [closed[party] == statements_of(ok(w.ops.get(f"/ops/settlement/{P1}")))[party] for party in closed] \
         == [True] * len(closed)  # the closed period did not move
     adjustment = download(ok(signed_get(w.a, f"/partner/{w.a.code}/statements/{found[f'channel.{w.a.code}']['statement_id']}")))
@@ -414,3 +414,25 @@ def test_a_rule_change_mid_month_leaves_no_booked_day_unsettled(world: World, sy
     assert [s["period_id"] for s in supplier_side] == [month.period_id]  # suppliers stay monthly
     rows = download(ok(sup.get(f"/supplier/statements/{supplier_side[0]['statement_id']}"))).decode().splitlines()
     assert sorted(row.split(",")[3] for row in rows if row.startswith("payable,")) == sorted(booked)
+
+
+def test_a_losing_run_with_other_inputs_never_changes_a_recorded_export(world: World, first_period: dict,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs of a period computed from different inputs (issue 16, item 10): the one that records second
+    finds the record and is refused (``StatementMismatch``), and what the channel downloads through its signed
+    link is still the recorded bytes, SHA-256 and all; the channel's margin file too."""
+    w = world
+    recorded = statements_of(first_period["view"])[f"channel.{w.a.code}"]
+    party, period = f"channel.{w.a.code}", periods.parse(P1)
+    stored = Statement.get(recorded["statement_id"])
+    before = download(ok(signed_get(w.a, f"/partner/{w.a.code}/statements/{recorded['statement_id']}")))
+    margin_before = exports.get(stored.margin_key)
+    monkeypatch.setattr(runs.fees, "fee_for", lambda code, days: 1)  # its plan read differently: other bytes
+    statement, margin = runs._compute(period, party, list(stored.days))
+    assert hashlib.sha256(statement.render()).hexdigest() != stored.sha256
+    with pytest.raises(RuntimeError, match="closed with other content"):
+        runs._record(period, party, list(stored.days), statement, margin)
+    fetched = ok(signed_get(w.a, f"/partner/{w.a.code}/statements/{recorded['statement_id']}"))
+    assert (fetched["sha256"], fetched["bytes"]) == (stored.sha256, stored.byte_length)
+    assert download(fetched) == before  # download() checks the bytes against the recorded SHA-256 and length
+    assert exports.get(Statement.get(recorded["statement_id"]).margin_key) == margin_before

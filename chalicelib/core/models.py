@@ -850,6 +850,9 @@ class Statement(Model):
     export_key = UnicodeAttribute()
     sha256 = UnicodeAttribute()
     byte_length = NumberAttribute()
+    # A channel statement's part of the platform margin (``runs.margin_key``, named by its content like the
+    # export): what the platform's statement reads. None for suppliers and the platform.
+    margin_key = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute(default=now_iso)
     party_index = StatementPartyIndex()
 

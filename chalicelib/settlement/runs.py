@@ -8,8 +8,11 @@ Functions retry, a re-run of the period or two runs at once give byte-identical 
   (``periods.rule_on``); suppliers in monthly periods) are fixed in a pages file in S3 whose key the ``SettlementPeriod`` item records; a re-run reads it;
 - a statement's id derives from (period, party); it claims the party's days of the period (``SettledDay``, one
   conditional transaction over them: a day another statement settled stays there), reads those days' books,
-  writes its export and then its record, once (``does_not_exist``). A step that dies in between is re-run
-  from scratch and writes the very same bytes; a closed statement is returned as it is, never recomputed;
+  writes its export and then its record, once (``does_not_exist``). The export's key names its content (its
+  SHA-256, ``export_key``), as does a channel's margin file's: a run that computed other bytes (its inputs
+  changed) writes them beside, never over, what a record names, so the bytes at a record's key always have
+  its recorded SHA-256. A step that dies in between is re-run from scratch and writes the very same bytes; a
+  closed statement is returned as it is, never recomputed;
 - ordering everywhere is by value, never by arrival.
 
 Scheduled: ``start_due`` (every five minutes) starts each period that ended within the last week once it is
@@ -64,12 +67,15 @@ def statement_id(period_id: str, party: str) -> str:
     return f"{period_id}.{party}"
 
 
-def export_key(period_id: str, party: str) -> str:
-    return f"{exports.PREFIX}{period_id}/{party.replace('.', '/')}.csv"
+def export_key(period_id: str, party: str, sha256: str) -> str:
+    """Where a statement's export with this SHA-256 lives: one key per content, never overwritten with other
+    bytes."""
+    return f"{exports.PREFIX}{period_id}/{party.replace('.', '/')}/{sha256}.csv"
 
 
-def margin_key(period_id: str, channel_code: str) -> str:
-    return f"{exports.PREFIX}{period_id}/margin/{channel_code}.json"
+def margin_key(period_id: str, channel_code: str, sha256: str) -> str:
+    """Where a channel statement's margin file with this SHA-256 lives (the statement records it)."""
+    return f"{exports.PREFIX}{period_id}/margin/{channel_code}/{sha256}.json"
 
 
 # --- freeze -------------------------------------------------------------------------------------------
@@ -118,7 +124,7 @@ def freeze(period_id: str, now: float | None = None) -> dict:
 def _first_freeze(period: Period) -> SettlementPeriod:
     names = parties(period)
     pages = pages_of(period.period_id, names)
-    body = json.dumps(pages, sort_keys=True, separators=(",", ":")).encode()
+    body = exports.json_bytes(pages)
     # The key names its content: two first runs racing write two files, and the item says whose was kept.
     key = f"{exports.PREFIX}{period.period_id}/parties-{hashlib.sha256(body).hexdigest()[:16]}.json"
     exports.put(key, body, "application/json")
@@ -186,20 +192,19 @@ def claim_days(party: str, period: Period, sid: str, days: list[str] | None = No
     return [key.rsplit("#", 1)[1] for key in keys if owner[key] == sid]
 
 
-def _compute(period: Period, party: str, days: list[str]) -> statements.Statement:
+def _compute(period: Period, party: str, days: list[str]
+             ) -> tuple[statements.Statement, statements.ChannelMargin | None]:
+    """The party's statement over ``days`` from the books, and for a channel its part of the platform margin."""
     first = days[0] if days else period.first_day.isoformat()
     if party.startswith("channel."):
         code = party.split(".", 1)[1]
         billed = [books.movement(e) for e in books.read(books.BILLED, party, days)]
         returned = [books.movement(e) for e in books.read(books.RETURNED, party, days)]
         statement = statements.channel_statement(first, billed, returned, fees.fee_for(code, days))
-        # Written before the statement record: once that exists, its margin does too (``settle_platform``).
-        exports.put_json(margin_key(period.period_id, code),
-                         statements.channel_margin(code, statement, billed, returned).as_dict())
-        return statement
+        return statement, statements.channel_margin(code, statement, billed, returned)
     payable = [books.movement(e) for e in books.read(books.PAYABLE, party, days)]
     refunded = [books.movement(e) for e in books.read(books.REFUNDED, party, days)]
-    return statements.supplier_statement(payable, refunded)
+    return statements.supplier_statement(payable, refunded), None
 
 
 def settle_party(period: Period, party: str) -> Statement:
@@ -209,7 +214,7 @@ def settle_party(period: Period, party: str) -> Statement:
     if existing is not None:
         return existing
     days = claim_days(party, period, sid, party_days(party, period))
-    return _record(period, party, days, _compute(period, party, days))
+    return _record(period, party, days, *_compute(period, party, days))
 
 
 def _statement(sid: str) -> Statement | None:
@@ -219,14 +224,24 @@ def _statement(sid: str) -> Statement | None:
         return None
 
 
-def _record(period: Period, party: str, days: list[str], computed: statements.Statement) -> Statement:
-    """Export then record, once. A record already there with other bytes would mean a statement changed after
-    it closed: refused loudly (``StatementMismatch``), never overwritten."""
+def _record(period: Period, party: str, days: list[str], computed: statements.Statement,
+            margin: statements.ChannelMargin | None = None) -> Statement:
+    """Export (and a channel's margin file) then record, once. Both keys name their content, so the record's
+    keys hold exactly the bytes it was computed with, whatever another run wrote. A record already there with
+    other bytes would mean a statement changed after it closed: refused loudly (``StatementMismatch``), and
+    neither it nor its export is touched."""
     data = computed.render()
-    key = export_key(period.period_id, party)
-    digest = exports.put(key, data, "text/csv; charset=utf-8")
+    digest = hashlib.sha256(data).hexdigest()
+    key = export_key(period.period_id, party, digest)
+    exports.put(key, data, "text/csv; charset=utf-8")
+    margin_at = None
+    if margin is not None:
+        body = exports.json_bytes(margin.as_dict())
+        margin_at = margin_key(period.period_id, margin.channel, hashlib.sha256(body).hexdigest())
+        exports.put(margin_at, body, "application/json")
     item = Statement(statement_id(period.period_id, party), period_id=period.period_id, party=party, days=days,
-                     totals=computed.totals, export_key=key, sha256=digest, byte_length=len(data))
+                     totals=computed.totals, export_key=key, sha256=digest, byte_length=len(data),
+                     margin_key=margin_at)
     try:
         item.save(condition=Statement.statement_id.does_not_exist())
     except PutError as error:
@@ -252,9 +267,13 @@ def settle_platform(event: dict) -> dict:
     sid = statement_id(period.period_id, PLATFORM)
     existing = _statement(sid)
     if existing is None:
-        codes = [p.split(".", 1)[1] for p in party_names(_frozen(period.period_id)) if p.startswith("channel.")]
-        margins = [statements.ChannelMargin.from_dict(exports.get_json(margin_key(period.period_id, code)))
-                   for code in codes]
+        channel_parties = [p for p in party_names(_frozen(period.period_id)) if p.startswith("channel.")]
+        recorded = _batch([statement_id(period.period_id, p) for p in channel_parties])
+        if len(recorded) != len(channel_parties):
+            raise RuntimeError(f"{len(channel_parties) - len(recorded)} channel statements missing")
+        margins = [statements.ChannelMargin.from_dict(exports.get_json(
+            s.margin_key or f"{exports.PREFIX}{period.period_id}/margin/{s.party.split('.', 1)[1]}.json"))
+            for s in sorted(recorded, key=lambda s: s.party)]  # (no margin_key: recorded before keys named content)
         _record(period, PLATFORM, period.days(), statements.platform_statement(margins))
     return {"statement_id": sid}
 
