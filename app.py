@@ -81,10 +81,13 @@ def invariant_audit(event) -> dict:
 @app.schedule(Rate(5, unit=Rate.MINUTES), name="resolve_remote_orders")
 def resolve_remote_orders(event) -> dict:
     """Orders whose deduction result was unknown: ask each remote channel again, never forget one; and paid
-    orders whose fulfilment never started: start them (both must never be forgotten, on the same rhythm)."""
+    orders whose fulfilment never started, or whose execution failed: start or restart them (all must never be
+    forgotten, on the same rhythm)."""
     outcome = checkout.sweep_remote()
     started = fulfilment.sweep_unstarted()
-    logger.info("remote orders resolved", extra={"outcome": outcome, "fulfilment_started": started})
+    restarted = fulfilment.restart_failed()
+    logger.info("remote orders resolved", extra={"outcome": outcome, "fulfilment_started": started,
+                                                 "fulfilment_restarted": restarted})
     return outcome
 
 

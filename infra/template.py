@@ -341,6 +341,13 @@ def function_resources(stage: str) -> dict[str, Json]:
             env["FULFILMENT_STATE_MACHINE_ARN"] = {"Ref": STATE_MACHINE}
             statements = statements + [{"Sid": "StartFulfilment", "Effect": "Allow",
                                         "Action": ["states:StartExecution"], "Resource": {"Ref": STATE_MACHINE}}]
+        if function == RESOLVE_FUNCTION:  # the sweep finds failed executions and restarts them (``restart_failed``)
+            statements = statements + [
+                {"Sid": "FailedFulfilments", "Effect": "Allow", "Action": ["states:ListExecutions"],
+                 "Resource": {"Ref": STATE_MACHINE}},
+                {"Sid": "FulfilmentRuns", "Effect": "Allow", "Action": ["states:DescribeExecution"],
+                 "Resource": {"Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:"
+                                         f"channelmall-{stage}-{ORDER_FULFILMENT}:*"}}]
         if function in SESSION_KEY_READERS:  # the ARN and the right to read it go together
             env["SESSION_KEY_SECRET_ARN"] = {"Ref": SESSION_KEY_SECRET}
             statements = statements + [_session_key_grant()]
@@ -451,6 +458,14 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
         # uncancelled or uncompleted. Ops look at the execution's history (named after the order id).
         "FulfilmentFailedAlarm": _alarm(
             "Order fulfilment executions failed (a task kept failing through its retries)", "AWS/States", "ExecutionsFailed",
+            [{"Name": "StateMachineArn", "Value": {"Ref": STATE_MACHINE}}]),
+        # The sweep restarted a failed or timed-out execution as the order's next run (``fulfilment.restart_failed``):
+        # a fault outlived the task's retries; it repeats, further apart, while the fault lasts.
+        "FulfilmentRestartedAlarm": _alarm(
+            "Order fulfilment executions restarted after they failed or timed out", namespace, "FulfilmentRestarted",
+            service_dims),
+        "FulfilmentTimedOutAlarm": _alarm(
+            "Order fulfilment executions timed out", "AWS/States", "ExecutionsTimedOut",
             [{"Name": "StateMachineArn", "Value": {"Ref": STATE_MACHINE}}]),
         # A paid order whose execution could not be started (``fulfilment.start``): a member's replay retries it.
         "FulfilmentStartFailedAlarm": _alarm(
@@ -608,16 +623,17 @@ SETTLEMENT_PREFIX = "settlement/"  # pages of parties, exports, margin files: wr
 # A channel's server fetches its own exports through the door: the channel statements' keys only.
 CHANNEL_EXPORTS = f"{SETTLEMENT_PREFIX}*/channel/*"
 READ = ("dynamodb:GetItem",)
-# Each task's tables and actions: freeze lists the parties and records the period; a page claims days, reads the
-# books (and, for the fee, the channel's plans and metered days) and writes statements; the platform reads the
-# period and writes its statement; close reads every statement and settles the period.
+# Each task's tables and actions: freeze lists the parties and records the period; a page reads each channel's
+# rule by day, claims days, reads the books (and, for the fee, the channel's plans and metered days) and writes
+# statements; the platform reads the period and the channels' statements (their margin files' keys) and writes
+# its statement; close reads every statement and settles the period.
 SETTLE_GRANTS: dict[str, tuple[tuple[type[Model], tuple[str, ...]], ...]] = {
     "settle_freeze": ((Channel, ("dynamodb:Scan",)), (Supplier, ("dynamodb:Scan",)),
                       (SettlementPeriod, READ + ("dynamodb:PutItem", "dynamodb:UpdateItem"))),
     "settle_page": ((BookEntry, ("dynamodb:Query",)), (SettledDay, READ + ("dynamodb:PutItem",)),
                     (Statement, READ + ("dynamodb:PutItem",)), (BillingPlan, ("dynamodb:Query",)),
-                    (ChannelDay, ("dynamodb:Query",))),
-    "settle_platform": ((SettlementPeriod, READ), (Statement, READ + ("dynamodb:PutItem",))),
+                    (ChannelDay, ("dynamodb:Query",)), (Channel, READ)),
+    "settle_platform": ((SettlementPeriod, READ), (Statement, READ + ("dynamodb:BatchGetItem", "dynamodb:PutItem"))),
     "settle_close": ((SettlementPeriod, READ + ("dynamodb:UpdateItem",)), (Statement, ("dynamodb:BatchGetItem",))),
 }
 SETTLE_OBJECTS = {"settle_freeze": ["s3:PutObject"], "settle_page": ["s3:PutObject"],

@@ -5,6 +5,7 @@ local-only override (seconds), so a whole order's life takes a few seconds."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,7 +19,7 @@ from chalicelib.core.models import Channel, Order, Parcel
 from checkout_helpers import make_shop, uid
 from helpers import wait_for
 from infra.state_machines import ORDER_FULFILMENT
-from tools.stack import LAMBDA_PREFIX, state_machine_arn
+from tools.stack import ACCOUNT, LAMBDA_PREFIX, state_machine_arn
 
 MACHINE = state_machine_arn(ORDER_FULFILMENT)
 LONG = 600  # seconds: a wait the test never reaches the end of
@@ -238,3 +239,164 @@ def test_the_resolver_sweep_starts_a_paid_order_whose_start_failed(system, sfn, 
     assert (order.status, order.unsplit) == ("paid", None)  # the split took it off the index
     assert [p.parcel_id for p in parcels_of(attempt.order_id)] == [f"{attempt.order_id}-1"]
     assert shop.code not in fulfilment.sweep_unstarted()  # nothing left to start in this channel
+
+
+# --- failed executions are restarted (issue 16, item 5) -------------------------------------------------
+
+FAST = MACHINE + "-fastretry"
+
+
+@pytest.fixture(scope="module")
+def fast_machine(sfn: Any) -> str:
+    """The deployed definition with one quick retry per task instead of six over two minutes: a task that keeps
+    failing fails its execution within seconds, as the deployed one does after its retries."""
+    from infra.state_machines import FULFILMENT_FUNCTIONS, order_fulfilment, substituted
+    from tools.stack import lambda_arn
+
+    def quick(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: ([{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 1}] if k == "Retry"
+                        else quick(v)) for k, v in value.items()}
+        return value
+    definition = quick(substituted(order_fulfilment(), {f: lambda_arn(f) for f in FULFILMENT_FUNCTIONS}))
+    sfn.create_state_machine(name=FAST.rsplit(":", 1)[-1], definition=json.dumps(definition),
+                             roleArn=f"arn:aws:iam::{ACCOUNT}:role/channelmall-local-fastretry")
+    return FAST
+
+
+def fast_arn(name: str) -> str:
+    return FAST.replace(":stateMachine:", ":execution:") + f":{name}"
+
+
+def runs_of(sfn: Any, order_id: str) -> dict[str, str]:
+    """Every execution of the order on the fast machine: name → status."""
+    return {e["name"]: e["status"] for e in sfn.list_executions(stateMachineArn=FAST, maxResults=1000)["executions"]
+            if e["name"].split("-r")[0] == order_id}
+
+
+def wait_run(sfn: Any, name: str, status: str, timeout: float = 30) -> dict:
+    return wait_for(lambda: sfn.describe_execution(executionArn=fast_arn(name)), lambda d: d["status"] == status,
+                    timeout=timeout)
+
+
+@pytest.fixture
+def on_fast_machine(fast_machine: str, sfn: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Orders placed next start on the fast machine; every run still going afterwards is stopped."""
+    monkeypatch.setattr(config, "FULFILMENT_STATE_MACHINE_ARN", fast_machine)
+    order_ids: list[str] = []
+    yield order_ids
+    for order_id in order_ids:
+        for name, status in runs_of(sfn, order_id).items():
+            if status == "RUNNING":
+                sfn.stop_execution(executionArn=fast_arn(name))
+
+
+def resolver_sweep(system) -> dict:
+    """The 5-minute resolver schedule, as EventBridge calls it."""
+    from chalice.local import LambdaContext
+
+    event = json.loads((Path(__file__).resolve().parent.parent / "events" / "resolve_remote_orders.json").read_text())
+    return system.app.resolve_remote_orders(event, LambdaContext("resolve_remote_orders", 256))
+
+
+def test_a_failed_split_is_restarted_by_the_sweep_and_heals(system, sfn, shop, seconds, on_fast_machine,
+                                                            monkeypatch) -> None:
+    """Split fails through its retries (a throttled table, a bad deploy): the execution is FAILED. The sweep
+    restarts it as ``{order}-r1`` at once, then, while the fault lasts, waits out a backoff before ``-r2``;
+    once healed, the restart splits the order: parcels, off the unsplit list, the member sees them over HTTP."""
+    seconds(LONG, LONG)
+    member = shop.member()
+    assert shop.grant(member, 5000).status_code == 201
+
+    def throttled(order_id: str) -> list:
+        raise RuntimeError("ProvisionedThroughputExceededException (forced)")
+    monkeypatch.setattr(parcels, "split", throttled)
+    attempt = shop.place(requests.Session(), member)
+    assert attempt.status == 201 and attempt.body["status"] == "paid", attempt.body
+    order_id = attempt.order_id
+    on_fast_machine.append(order_id)
+    wait_run(sfn, order_id, "FAILED")
+    assert Order.get(order_id).unsplit == shop.code and parcels_of(order_id) == []
+
+    resolver_sweep(system)  # still broken: restarted at once, and fails again
+    wait_run(sfn, f"{order_id}-r1", "FAILED")
+    resolver_sweep(system)  # the next restart waits out its backoff
+    assert runs_of(sfn, order_id) == {order_id: "FAILED", f"{order_id}-r1": "FAILED"}
+
+    monkeypatch.undo()  # healed (a fix deployed); the test's own machine again, and no backoff left to wait
+    monkeypatch.setattr(config, "FULFILMENT_STATE_MACHINE_ARN", FAST)
+    monkeypatch.setenv("FULFILMENT_SECONDS_OVERRIDE", f"{LONG},{LONG}")
+    monkeypatch.setattr(fulfilment, "RESTART_BACKOFF_SECONDS", 0)
+    started_at = time.time()
+    resolver_sweep(system)
+    events = wait_for(lambda: sfn.get_execution_history(executionArn=fast_arn(f"{order_id}-r2"))["events"],
+                      lambda ev: "AwaitShipment" in states_entered(ev))
+    restarted = json.loads(events[0]["executionStartedEventDetails"]["input"])
+    first = sfn.describe_execution(executionArn=fast_arn(order_id))
+    deadline = first["startDate"].timestamp() + LONG  # the order's own deadline, not a fresh one
+    assert restarted["order_id"] == order_id
+    assert deadline - time.time() - 2 <= restarted["shipping_seconds"] <= deadline - started_at + 1
+    assert restarted["receipt_seconds"] == LONG
+    assert Order.get(order_id).unsplit is None
+    view = requests.get(f"{shop.base_url}/api/{shop.code}/orders/{order_id}", headers=shop.auth(member), timeout=30)
+    assert view.status_code == 200, view.text
+    assert [(p["parcel_id"], p["state"]) for p in view.json()["parcels"]] == [(f"{order_id}-1", "awaiting_shipment")]
+
+    resolver_sweep(system)  # the latest failed run was restarted already: nothing more starts
+    assert runs_of(sfn, order_id) == {order_id: "FAILED", f"{order_id}-r1": "FAILED", f"{order_id}-r2": "RUNNING"}
+
+
+def test_a_deadline_that_stays_busy_fails_and_the_restart_cancels_and_completes(system, sfn, shop, seconds,
+                                                                                on_fast_machine, monkeypatch) -> None:
+    """Deadline meets a parcel too contended to cancel (``Busy``) through its retries: the execution fails
+    before Complete. The sweep restarts it with the deadline already passed: the parcel is cancelled, the points
+    come back and Complete runs."""
+    seconds(1, 1)
+    member = shop.member()
+    assert shop.grant(member, 5000).status_code == 201
+    from chalicelib.core.errors import Busy
+
+    real_transition = parcels.transition
+
+    def contended(parcel, action, *args, **kwargs):
+        if action == "cancel":
+            raise Busy("busy", "too many concurrent changes to this parcel; retry")
+        return real_transition(parcel, action, *args, **kwargs)
+    monkeypatch.setattr(parcels, "transition", contended)
+    attempt = shop.place(requests.Session(), member)
+    assert attempt.status == 201, attempt.body
+    order_id = attempt.order_id
+    on_fast_machine.append(order_id)
+    balance = shop.wallet(member)["balance"]
+    failed = wait_run(sfn, order_id, "FAILED")
+    assert "Busy" in failed.get("error", "") + failed.get("cause", "")
+    assert [p.state for p in parcels_of(order_id)] == ["awaiting_shipment"]
+
+    monkeypatch.setattr(parcels, "transition", real_transition)  # the contention is over
+    resolver_sweep(system)
+    done = wait_run(sfn, f"{order_id}-r1", "SUCCEEDED")
+    assert json.loads(done["input"])["shipping_seconds"] == 0
+    assert states_entered(sfn.get_execution_history(executionArn=fast_arn(f"{order_id}-r1"))["events"]) == [
+        "Split", "AwaitShipment", "Deadline", "AwaitReceipt", "Complete"]
+    assert json.loads(done["output"])["cancelled"] == {"parcel_ids": [f"{order_id}-1"]}
+    assert [p.state for p in parcels_of(order_id)] == ["cancelled"]
+    assert shop.wallet(member)["balance"] == balance + int(Order.get(order_id).points)
+
+
+def test_restart_rules() -> None:
+    """Names, backoff and the restart's waits, as pure rules."""
+    assert fulfilment.run_name("O1A", 0) == "O1A" and fulfilment.run_name("O1A", 3) == "O1A-r3"
+    assert fulfilment.parse_run("O1A") == ("O1A", 0) and fulfilment.parse_run("O1A-r12") == ("O1A", 12)
+    backoff = fulfilment.RESTART_BACKOFF_SECONDS
+    assert fulfilment.restart_due(0, 1000.0, 1000.0)  # the first restart: at once
+    assert not fulfilment.restart_due(1, 1000.0, 1000.0 + backoff - 1) and fulfilment.restart_due(1, 1000.0, 1000.0 + backoff)
+    assert not fulfilment.restart_due(3, 0.0, 4 * backoff - 1) and fulfilment.restart_due(3, 0.0, 4 * backoff)
+    assert fulfilment.restart_due(30, 0.0, fulfilment.RESTART_BACKOFF_MAX_SECONDS)  # at most a day apart
+    assert not fulfilment.restart_due(0, 0.0, fulfilment.RESTART_WINDOW_SECONDS + 1)  # then left to ops
+    failed = {"order_id": "O1A", "shipping_seconds": 100, "receipt_seconds": 50}
+    assert fulfilment.restart_input(failed, 1000.0, 1030.0) == {"order_id": "O1A", "shipping_seconds": 70,
+                                                                "receipt_seconds": 50}
+    assert fulfilment.restart_input(failed, 1000.0, 1120.0) == {"order_id": "O1A", "shipping_seconds": 0,
+                                                                "receipt_seconds": 30}
+    assert fulfilment.restart_input(failed, 1000.0, 9999.0) == {"order_id": "O1A", "shipping_seconds": 0,
+                                                                "receipt_seconds": 0}

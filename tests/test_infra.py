@@ -337,8 +337,11 @@ def test_resolver_role_is_least_privilege(resources: dict[str, Any]) -> None:
         "dynamodb:ConditionCheckItem": arns(table(Goods)),
         # an order the sweep confirms is metered: its mark, then the day's counters (``metering.order_paid``)
         "dynamodb:PutItem": arns(table(Stock), table(MeterMark)),
-        # an order the sweep confirms starts its fulfilment
+        # an order the sweep confirms starts its fulfilment; a failed execution is found and restarted
         "states:StartExecution": arns({"Ref": "OrderFulfilmentStateMachine"}),
+        "states:ListExecutions": arns({"Ref": "OrderFulfilmentStateMachine"}),
+        "states:DescribeExecution": arns({"Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:"
+                                                     "execution:channelmall-prod-order_fulfilment:*"}),
     }
     tracing = [s for n, s in allow_statements(resources) if n == role and s.get("Sid") == "Tracing"]
     assert [set(as_list(s["Action"])) for s in tracing] == [{"xray:PutTraceSegments", "xray:PutTelemetryRecords"}]
@@ -482,7 +485,7 @@ def test_unresolved_remote_orders_page_ops(resources: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("metric", [
     "ParcelsExpired", "ParcelExpiryRefused", "RefundUnresolved", "RefundRefusedByChannel", "RemoteSweepFailed",
-    "RefundSweepFailed", "FulfilmentSweepFailed", "FulfilmentStartFailed", "RemoteUnresolved", "WebhooksParked",
+    "RefundSweepFailed", "FulfilmentSweepFailed", "FulfilmentStartFailed", "FulfilmentRestarted", "RemoteUnresolved", "WebhooksParked",
     "PartnerBreakerOpened", "PartnerErrorRateHigh", "PrepaidLow", "PrepaidExhausted", "MeteringFailed",
     "StatementMismatch", "ReconciliationDifferences", "InvariantDrift", "InvariantAuditFailed"])
 def test_every_failure_the_app_counts_pages_ops(resources: dict[str, Any], metric: str) -> None:

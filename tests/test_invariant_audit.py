@@ -127,3 +127,17 @@ def test_the_hourly_lambda_records_its_run_for_ops(system, shops: Shops, ops) ->
     latest = ok(ops.get("/ops/audit/latest"))["run"]
     assert latest["started_at"] == summary["started_at"] and latest["drifts"] == summary["drifts"] >= 1
     assert subjects(latest)[f"quota:{code}:P1"] == found[f"quota:{code}:P1"]
+
+
+def test_the_hourly_run_does_not_grow_with_sandbox_members(system, ops) -> None:
+    """Anyone with a sandbox channel's code may sign members into it (its purpose): those members add nothing
+    to the hourly run's work (issue 16, item 7). Ops may still audit a sandbox by naming it."""
+    sandbox = make_shop(system, ops, "hosted", sandbox=True)
+    event = json.loads((EVENTS / "invariant_audit.json").read_text())
+    before = system.app.invariant_audit(event, LambdaContext("invariant_audit", 256))["checked"]
+    for _ in range(3):  # forged by whoever holds the code: each signed entry creates a member
+        sandbox.member()
+    after = system.app.invariant_audit(event, LambdaContext("invariant_audit", 256))["checked"]
+    assert (after["channels"], after["members"]) == (before["channels"], before["members"])
+    named = audit.run([sandbox.code], pause=PAUSE)
+    assert (named["checked"]["channels"], named["checked"]["members"], named["drifts"]) == (1, 3, 0)

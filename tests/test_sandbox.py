@@ -360,3 +360,35 @@ def test_sandbox_is_rate_limited_per_caller_address(system, ops):
     statuses = [ask(codes[i % len(codes)], address) for i in range(PER_ADDRESS + 5)]
     assert statuses == [200] * PER_ADDRESS + [429] * 5, statuses
     assert ask(codes[-1], other) == 200                     # another address is not held back
+
+
+def test_a_sandbox_order_never_takes_live_stock(system, ops):
+    """A sandbox channel selling live goods (issue 16, item 7): its orders sell only what is in stock, but take
+    none of it and give none back; live members keep every unit."""
+    from checkout_helpers import make_shop
+    from chalicelib.orders import parcels
+    from helpers import wait_for
+
+    live = make_shop(system, ops, "hosted", stock=3)
+    box = make_shop(system, ops, "hosted", sandbox=True)
+    ok(ops.put(f"/ops/channels/{box.code}/pool/{live.goods_id}", json={"prices": {}}))
+    tester = box.member()
+    ok(box.grant(tester, 100_000), 201)
+    body = lambda qty: {"lines": [{"goods_id": live.goods_id, "sku_id": live.sku_id, "qty": qty}],  # noqa: E731
+                        "password": "246810"}
+    forged = box.place(requests.Session(), tester, body=body(3))
+    assert forged.status == 201 and forged.body["sandbox"] is True, forged.body
+    assert live.stock() == 3  # nothing taken
+
+    member = live.member()
+    ok(live.grant(member, 100_000), 201)
+    bought = live.place(requests.Session(), member, body=live.body(qty=3))
+    assert bought.status == 201, bought.body
+    assert live.stock() == 0
+    refused = box.place(requests.Session(), tester, body=body(1))  # a sandbox still sells only what is in stock
+    assert (refused.status, refused.code) == (409, "out_of_stock"), refused.body
+
+    [parcel] = wait_for(lambda: parcels.of_order(forged.order_id), lambda found: len(found) == 1, timeout=60)
+    ok(requests.post(f"{box.base_url}/api/{box.code}/parcels/{parcel.parcel_id}/cancel", headers=box.auth(tester),
+                     timeout=30))
+    assert live.stock() == 0  # its cancel gives back nothing it never took

@@ -15,6 +15,7 @@ import json
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from typing import Any
@@ -24,7 +25,7 @@ import pytest
 import requests
 
 from checkout_helpers import SETTLEMENT, make_shop, ok, uid
-from chalicelib.core.models import BookEntry, Goods, Parcel, SettledDay, SettlementPeriod, Statement
+from chalicelib.core.models import BookEntry, Channel, Goods, Parcel, SettledDay, SettlementPeriod, Statement
 from chalicelib.orders import parcels as parcels_mod
 from chalicelib.settlement import books, exports, periods, runs
 from helpers import assert_error, approve, publish, supplier_api, supplier_client, wait_for
@@ -268,7 +269,7 @@ def test_a_re_run_changes_nothing_and_writes_the_same_bytes(world: World, first_
     for party in w.parties + ["platform"]:
         stored = Statement.get(before[party]["statement_id"])
         assert hashlib.sha256(exports.get(stored.export_key)).hexdigest() == stored.sha256
-        computed = runs._compute(periods.parse(P1), party, list(stored.days)) if party != "platform" else None
+        computed = runs._compute(periods.parse(P1), party, list(stored.days))[0] if party != "platform" else None
         if computed is not None:  # recomputed from the books now: byte for byte what was exported
             assert hashlib.sha256(computed.render()).hexdigest() == stored.sha256
     assert_error(w.ops.post(f"/ops/settlement/{periods.containing(periods.day_of(time.time()), 'monthly').period_id}"),
@@ -290,7 +291,7 @@ def test_next_period_adjusts_closed_one_and_survives_a_failing_step(world: World
 
     def put_failing_once(key: str, data: bytes, content_type: str) -> str:
         digest = real_put(key, data, content_type)
-        if key.endswith(f"/supplier/{w.sa}.csv") and not failed:
+        if f"/supplier/{w.sa}/" in key and not failed:
             failed.append(key)
             raise RuntimeError("injected: the step dies after writing the export, before the record")
         return digest
@@ -310,7 +311,7 @@ def test_next_period_adjusts_closed_one_and_survives_a_failing_step(world: World
     assert margin["cost"] == -cost(p["o1"])  # SA's refund is clawed back; SC's stays a platform cost
     for party in w.parties:  # the retried step wrote exactly what a clean computation gives
         stored = Statement.get(found[party]["statement_id"])
-        assert runs._compute(periods.parse(P2), party, list(stored.days)).render() == exports.get(stored.export_key)
+        assert runs._compute(periods.parse(P2), party, list(stored.days))[0].render() == exports.get(stored.export_key)
     assert [closed[party] == statements_of(ok(w.ops.get(f"/ops/settlement/{P1}")))[party] for party in closed] \
         == [True] * len(closed)  # the closed period did not move
     adjustment = download(ok(signed_get(w.a, f"/partner/{w.a.code}/statements/{found[f'channel.{w.a.code}']['statement_id']}")))
@@ -357,3 +358,81 @@ def test_a_day_is_settled_by_one_statement_even_when_a_channel_changes_its_rule(
     assert shared and set(got_month) | set(got_week) >= shared and not set(got_month) & set(got_week)
     assert set(got_month) == set(month.days()) - (shared & set(got_week))
     assert runs.claim_days(party, month, f"{month.period_id}.{party}") == got_month
+
+
+def test_a_rule_change_mid_month_leaves_no_booked_day_unsettled(world: World, system, ops) -> None:
+    """A monthly channel moves to weekly from the third Monday of a month (issue 16, item 4). The month's run
+    settles its days before the change, the weeks' runs the days from it: every parcel booked in the month is
+    in exactly one of the channel's statements (as the channel lists and downloads them, signed) and in
+    exactly one of its supplier's; no day is in two statements."""
+    shop = make_shop(system, ops, "hosted")
+    supplier = Goods.get(shop.goods_id).supplier_id
+    sup = supplier_client(system, shop.supplier_key)
+    member = shop.member()
+    ok(shop.grant(member, 100_000), 201)
+    month = periods.parse(f"{YEAR + 3}-{MONTH:02d}")
+    first_monday = next(day for day in month.days() if date.fromisoformat(day).isoweekday() == 1)
+    switch = (date.fromisoformat(first_monday) + timedelta(days=14)).isoformat()
+
+    def shift(day: str, n: int) -> str:
+        return (date.fromisoformat(day) + timedelta(days=n)).isoformat()
+    booked = {}
+    for day in (month.days()[1], shift(switch, -1), switch, shift(switch, 8)):
+        parcel = world.order(shop, member, shop.goods_id, 1)
+        ok(sup.post(f"/supplier/parcels/{parcel.parcel_id}/ship", json={"carrier": "SF Express", "tracking_no": uid("SF")}))
+        assert redate([f"channel.{shop.code}", f"supplier.{supplier}"], day, day) == 2
+        booked[parcel.parcel_id] = day
+
+    changed = ok(ops.patch(f"/ops/channels/{shop.code}", json={"settlement_period": "weekly"}))
+    tomorrow = periods.next_day(periods.day_of(time.time()))
+    assert changed["settlement_rules"] == [{"from": periods.SINCE_START, "kind": "monthly"},
+                                           {"from": tomorrow, "kind": "weekly"}]  # from the next business day
+    # ... and that day came: the change as it would stand had it been made the day before the switch
+    Channel.get(shop.code).update([Channel.settlement_rules.set({periods.SINCE_START: "monthly", switch: "weekly"})])
+
+    weeks = [periods.containing(switch, periods.WEEKLY), periods.containing(shift(switch, 8), periods.WEEKLY)]
+    for period in [month] + weeks:
+        world.settle(period.period_id)
+
+    listed = ok(signed_get(shop, f"/partner/{shop.code}/statements"))["statements"]
+    assert sorted((s["period_id"], s["first_day"], s["last_day"]) for s in listed) == sorted(
+        [(month.period_id, month.days()[0], shift(switch, -1))]
+        + [(w.period_id, max(w.days()[0], switch), w.days()[-1]) for w in weeks])
+    seen: list[str] = []
+    for listed_one in listed:
+        fetched = ok(signed_get(shop, f"/partner/{shop.code}/statements/{listed_one['statement_id']}"))
+        rows = download(fetched).decode().splitlines()
+        seen += [row.split(",")[3] for row in rows if row.startswith("order,")]
+        for row in rows:
+            if row.startswith("order,"):
+                assert listed_one["first_day"] <= row.split(",")[1] <= listed_one["last_day"]
+    assert sorted(seen) == sorted(booked)  # each booked parcel once, in the statement of its day
+    days = [set(Statement.get(s["statement_id"]).days) for s in listed]
+    assert sum(len(d) for d in days) == len(set().union(*days))  # no day in two statements
+
+    supplier_side = ok(sup.get("/supplier/statements"))["statements"]
+    assert [s["period_id"] for s in supplier_side] == [month.period_id]  # suppliers stay monthly
+    rows = download(ok(sup.get(f"/supplier/statements/{supplier_side[0]['statement_id']}"))).decode().splitlines()
+    assert sorted(row.split(",")[3] for row in rows if row.startswith("payable,")) == sorted(booked)
+
+
+def test_a_losing_run_with_other_inputs_never_changes_a_recorded_export(world: World, first_period: dict,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs of a period computed from different inputs (issue 16, item 10): the one that records second
+    finds the record and is refused (``StatementMismatch``), and what the channel downloads through its signed
+    link is still the recorded bytes, SHA-256 and all; the channel's margin file too."""
+    w = world
+    recorded = statements_of(first_period["view"])[f"channel.{w.a.code}"]
+    party, period = f"channel.{w.a.code}", periods.parse(P1)
+    stored = Statement.get(recorded["statement_id"])
+    before = download(ok(signed_get(w.a, f"/partner/{w.a.code}/statements/{recorded['statement_id']}")))
+    margin_before = exports.get(stored.margin_key)
+    monkeypatch.setattr(runs.fees, "fee_for", lambda code, days: 1)  # its plan read differently: other bytes
+    statement, margin = runs._compute(period, party, list(stored.days))
+    assert hashlib.sha256(statement.render()).hexdigest() != stored.sha256
+    with pytest.raises(RuntimeError, match="closed with other content"):
+        runs._record(period, party, list(stored.days), statement, margin)
+    fetched = ok(signed_get(w.a, f"/partner/{w.a.code}/statements/{recorded['statement_id']}"))
+    assert (fetched["sha256"], fetched["bytes"]) == (stored.sha256, stored.byte_length)
+    assert download(fetched) == before  # download() checks the bytes against the recorded SHA-256 and length
+    assert exports.get(Statement.get(recorded["statement_id"]).margin_key) == margin_before

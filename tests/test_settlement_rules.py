@@ -147,3 +147,24 @@ def test_periods_are_months_and_iso_weeks_of_business_days():
         except ValueError:
             continue
         raise AssertionError(bad)
+
+
+def test_a_channel_rule_holds_by_day_and_changes_from_the_next_day():
+    """``periods.rule_on`` / ``with_change`` / ``days_of_kind``: each day has one rule, so each day is in one
+    period of each kind's run at most, and exactly one overall."""
+    assert periods.rule_on(None, periods.WEEKLY, "2026-03-01") == periods.WEEKLY  # never changed
+    rules = periods.with_change(None, periods.MONTHLY, periods.WEEKLY, "2026-03-18")
+    assert rules == {periods.SINCE_START: periods.MONTHLY, "2026-03-18": periods.WEEKLY}
+    assert [periods.rule_on(rules, periods.WEEKLY, d) for d in ("2026-03-17", "2026-03-18")] == [
+        periods.MONTHLY, periods.WEEKLY]
+    assert periods.with_change(rules, periods.WEEKLY, periods.MONTHLY, "2026-03-18") == {
+        periods.SINCE_START: periods.MONTHLY}  # undone the same day: nothing left behind
+    back = periods.with_change(rules, periods.WEEKLY, periods.MONTHLY, "2026-04-08")
+    month = periods.parse("2026-03")
+    for period in (month, periods.parse("2026-04")):
+        weeks = {periods.containing(d, periods.WEEKLY) for d in period.days()}
+        monthly = periods.days_of_kind(back, periods.MONTHLY, period)
+        weekly = [d for w in weeks for d in periods.days_of_kind(back, periods.MONTHLY, w) if d in period.days()]
+        assert sorted(monthly + weekly) == period.days()  # every day once, in one kind or the other
+    assert periods.days_of_kind(back, periods.MONTHLY, month)[-1] == "2026-03-17"
+    assert periods.days_of_kind(back, periods.MONTHLY, periods.parse("2026-04"))[0] == "2026-04-08"

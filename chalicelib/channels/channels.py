@@ -20,6 +20,7 @@ from chalicelib.core import audit
 from chalicelib.core.errors import Conflict, NotFound
 from chalicelib.core.models import Channel, Quota, condition_failed, now_iso, transaction
 from chalicelib.partners import endpoints
+from chalicelib.settlement import periods
 
 if TYPE_CHECKING:  # annotations only: pydantic loads with the first request that sends a body
     from chalicelib.core.schemas import ChannelCreate, ChannelFields
@@ -55,7 +56,9 @@ def view(c: Channel, base_url: str) -> dict:
     """Everything ops see of a channel, except its secret."""
     return {
         "code": c.code, "name": c.name, "contact_name": c.contact_name, "phone": c.phone,
-        "settlement_period": c.settlement_period, "points_mode": c.points_mode,
+        "settlement_period": c.settlement_period,
+        "settlement_rules": [{"from": day, "kind": kind} for day, kind in sorted((rules_of(c) or {}).items())],
+        "points_mode": c.points_mode,
         "points_per_yuan": int(c.points_per_yuan), "member_points_cap": int(c.member_points_cap),
         "redemption_quota": int(c.redemption_quota), "api_base_url": c.api_base_url,
         "entry_mode": c.entry_mode, "sandbox": c.sandbox, "cart_enabled": c.cart_enabled, "payment_auth": c.payment_auth, "status": c.status,
@@ -136,11 +139,27 @@ def edit(code: str, fields: ChannelFields, actor: str) -> Channel:
         return channel
     actions = [getattr(Channel, k).set(v) for k, v in changed.items()]
     changes = [("edited", k, getattr(channel, k), v) for k, v in changed.items()]
+    guard = Channel.code.exists()
+    if "settlement_period" in changed:
+        # Days already booked keep the rule they had: the new one holds from the next business day, and the
+        # rules are rewritten from the ones read, so only if nobody changed the rule meanwhile.
+        tomorrow = periods.next_day(periods.day_of(time.time()))
+        actions.append(Channel.settlement_rules.set(periods.with_change(
+            rules_of(channel), channel.settlement_period, changed["settlement_period"], tomorrow)))
+        guard = guard & (Channel.settlement_period == channel.settlement_period)
     if "points_per_yuan" in changed:  # every price in points moves: re-price, as a sub-pool change does
         return _update(channel, actions + [Channel.pricing_version.add(1)], changes, actor,
-                       Channel.code.exists() & quotas.same_period(channel),
+                       guard & quotas.same_period(channel),
                        [(Quota(code, key), [Quota.pricing_version.add(1)]) for key in quotas.current_keys(channel)])
-    return _update(channel, actions, changes, actor)
+    return _update(channel, actions, changes, actor, guard)
+
+
+def rules_of(channel: Channel) -> dict[str, str] | None:
+    """The channel's settlement rule by the day it holds from (``periods.rule_on``); None: never changed."""
+    rules = channel.settlement_rules
+    if rules is None:
+        return None
+    return {str(k): str(v) for k, v in (rules.as_dict() if hasattr(rules, "as_dict") else dict(rules)).items()}
 
 
 def set_status(code: str, status: str, actor: str) -> Channel:

@@ -199,6 +199,7 @@ def _order(order_id: str, channel: Channel, member: Member, period_id: str, line
                 "spec": l.spec} for l in lines],
         points=points, amount=sum(l.price * l.qty for l in lines),
         pending_channel=channel.code if remote else None, sandbox=bool(channel.sandbox),
+        holds_stock=not channel.sandbox,  # a sandbox order never takes live stock (``_stock_updates``)
         unsplit=None if remote else channel.code,  # paid at this commit: on the unsplit index until split
         cap_counted=points if remote else None,  # what ``_count_redemption`` adds in the same transaction
         points_per_yuan=int(channel.points_per_yuan),  # the rate ``_price`` used (pricing version guards it)
@@ -206,19 +207,25 @@ def _order(order_id: str, channel: Channel, member: Member, period_id: str, line
 
 
 def _stock_updates(tx: LabelledTransaction, lines: list[PricedLine], found: dict[str, Goods], sign: int,
-                   guard_prices: bool) -> None:
+                   guard_prices: bool, sandbox: bool = False) -> None:
     """One update of each line's small ``Stock`` item (2 WCU), never of the goods item itself.
 
     Taking stock also guards, on that item, that the goods is still approved and every price the
-    line's price derives from (settlement and base sale price) is still the one read."""
+    line's price derives from (settlement and base sale price) is still the one read.
+
+    A sandbox order (``sandbox``) only checks those conditions and takes nothing: live stock is for live
+    members, and anyone with a sandbox channel's code may sign its members in (``Order.holds_stock``)."""
     for line in sorted(lines, key=lambda l: (l.goods_id, l.sku_id)):
         check = Stock.stock >= line.qty if sign < 0 else Stock.sku_id.exists()
         if guard_prices:
             base = int(goods_mod.skus_of(found[line.goods_id])[line.sku_id]["base_price"])
             check = check & (Stock.settlement_price == line.settlement_price) & (Stock.base_price == base) & (
                 Stock.selling == True)  # noqa: E712
-        tx.update(f"stock:{line.goods_id}", Stock(line.goods_id, line.sku_id), [Stock.stock.add(sign * line.qty)],
-                  condition=check)
+        if sandbox:
+            tx.check(f"stock:{line.goods_id}", Stock, line.goods_id, line.sku_id, condition=check)
+        else:
+            tx.update(f"stock:{line.goods_id}", Stock(line.goods_id, line.sku_id),
+                      [Stock.stock.add(sign * line.qty)], condition=check)
 
 
 def _not_selling(channel: Channel) -> DomainError:
@@ -339,7 +346,7 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
             _debit_wallet(tx, wallet, points, now_)
         else:
             _count_redemption(tx, channel, member, quota.period_id, points)
-        _stock_updates(tx, priced, found, -1, guard_prices=True)
+        _stock_updates(tx, priced, found, -1, guard_prices=True, sandbox=not order.holds_stock)
         proof.bind(tx)
         try:
             tx.commit()
@@ -553,7 +560,8 @@ def _release(order: Order, reason: str) -> Order:
         if order.cap_counted:  # the member's cap room comes back: exactly what this order took of it
             tx.update("member_cap", MemberRedemption(order.member_id, order.period_id),
                       [MemberRedemption.redeemed.add(-int(order.cap_counted))])
-        _stock_updates(tx, lines, {}, +1, guard_prices=False)
+        if order.holds_stock is not False:  # only what the order took comes back
+            _stock_updates(tx, lines, {}, +1, guard_prices=False)
         return tx
 
     order = _settle(order, build)

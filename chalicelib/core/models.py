@@ -193,6 +193,9 @@ class Channel(Model):
     contact_name = UnicodeAttribute()
     phone = UnicodeAttribute()
     settlement_period = UnicodeAttribute()
+    # Its settlement rule by the first business day it holds (``periods.with_change``: a change holds from the
+    # next day); none until the first change, when ``settlement_period`` held on every day.
+    settlement_rules = MapAttribute(null=True)
     points_mode = UnicodeAttribute()
     points_per_yuan = NumberAttribute()
     member_points_cap = NumberAttribute()
@@ -452,6 +455,10 @@ class Order(Model):
     cap_counted = NumberAttribute(null=True)
     resolve_attempts = NumberAttribute(default=0)
     sandbox = BooleanAttribute(default=False)  # a sandbox channel's: never reaches a supplier, never settled
+    # Whether the order took its lines from the goods' live ``Stock`` (and so gives them back): False for a
+    # sandbox order, which only checks the stock is there (``checkout._stock_updates``); None for orders from
+    # before, which all took it.
+    holds_stock = BooleanAttribute(null=True)
     # Ship-to the member gave at checkout (name, phone, lines): shown to the member and to the supplier
     # of each of its parcels, nobody else. Orders from before it, and API orders without one, have none.
     address = MapAttribute(null=True)
@@ -843,6 +850,9 @@ class Statement(Model):
     export_key = UnicodeAttribute()
     sha256 = UnicodeAttribute()
     byte_length = NumberAttribute()
+    # A channel statement's part of the platform margin (``runs.margin_key``, named by its content like the
+    # export): what the platform's statement reads. None for suppliers and the platform.
+    margin_key = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute(default=now_iso)
     party_index = StatementPartyIndex()
 

@@ -3,14 +3,20 @@
 The definition (``infra/state_machines.py``) only sequences and waits; what each step does is here and in
 ``parcels``. Every task is idempotent (a Step Functions retry, or a re-run, changes nothing twice), and the
 execution is named after the order id, so Step Functions itself refuses a second start of one order.
+
+An execution that fails (a task kept failing through its retries: throttling, a bad deploy) or times out is
+restarted by the resolver's sweep (``restart_failed``): Step Functions' ``RedriveExecution`` is not offered by
+every engine this runs on, so a restart is a new execution named ``{order_id}-r{n}`` (``run_name``), which
+keeps the order's deadlines (``restart_input``) and is again refused a second start by its name.
 """
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import datetime, timezone
 from functools import cache
-from typing import Any
+from typing import Any, Iterator
 
 from chalicelib.channels import channels
 from chalicelib.core import config
@@ -21,6 +27,14 @@ from chalicelib.partners import metering
 
 HOUR, DAY = 3600, 86400
 UNSTARTED_AFTER_SECONDS = 60  # a younger unsplit order's execution may simply not have split it yet
+# Restarts of a failed execution: the first at the next sweep, each later one after twice the wait of the one
+# before (a fault that outlives a few restarts is waited out, not hammered), at most a day apart; a run that
+# failed more than RESTART_WINDOW_SECONDS ago is left to ops (each failure and restart pages them meanwhile).
+RESTART_BACKOFF_SECONDS = 300
+RESTART_BACKOFF_MAX_SECONDS = DAY
+RESTART_WINDOW_SECONDS = 14 * DAY
+RESTARTED_STATUSES = ("FAILED", "TIMED_OUT")  # not ABORTED: an execution stopped on purpose stays stopped
+_RUN = re.compile(r"^(?P<order>.+?)(?:-r(?P<run>[1-9][0-9]*))?$")
 
 
 @cache
@@ -78,6 +92,97 @@ def sweep_unstarted() -> dict[str, int]:
     (``FulfilmentSweepFailed``); the others go on."""
     swept = channels.sweep_each(start_unsplit, lambda: count("FulfilmentSweepFailed"))
     return {code: started for code, started in swept.items() if isinstance(started, int) and started}
+
+
+# --- restarts of failed executions (pure rules first) ---------------------------------------
+
+def run_name(order_id: str, run: int) -> str:
+    """The execution name of an order's ``run``: the order id itself for the first, ``{order_id}-r{run}`` after."""
+    return order_id if run == 0 else f"{order_id}-r{run}"
+
+
+def parse_run(name: str) -> tuple[str, int]:
+    """``run_name`` read back: (order id, run). Order ids never hold ``-r`` (``checkout.order_id_for``)."""
+    match = _RUN.match(name)
+    assert match is not None  # the pattern matches every non-empty name
+    return match["order"], int(match["run"] or 0)
+
+
+def restart_due(run: int, stopped_at: float, now: float) -> bool:
+    """Whether the failed ``run`` of an order is restarted now: at once after the first failure, then after
+    ``RESTART_BACKOFF_SECONDS`` doubling per run (at most a day); never after ``RESTART_WINDOW_SECONDS``."""
+    waited = now - stopped_at
+    backoff = 0 if run == 0 else min(RESTART_BACKOFF_SECONDS * 2 ** (run - 1), RESTART_BACKOFF_MAX_SECONDS)
+    return backoff <= waited <= RESTART_WINDOW_SECONDS
+
+
+def restart_input(failed: dict, started_at: float, now: float) -> dict:
+    """The input of a restart of a run started at ``started_at`` with input ``failed``: the same order, waiting
+    only what is left until that run's shipping deadline and end of receipt window (zero once passed), so a
+    restart never gives a supplier or a member more time than the order had."""
+    deadline = started_at + int(failed["shipping_seconds"])
+    end = deadline + int(failed["receipt_seconds"])
+    return {"order_id": failed["order_id"], "shipping_seconds": max(0, int(deadline - now)),
+            "receipt_seconds": max(0, int(end - max(now, deadline)))}
+
+
+def _failed_runs() -> Iterator[dict]:
+    """Every failed or timed-out execution of the machine, newest first per status (paged)."""
+    for status in RESTARTED_STATUSES:
+        token: dict = {}
+        while True:
+            page = _sfn().list_executions(stateMachineArn=config.FULFILMENT_STATE_MACHINE_ARN, statusFilter=status,
+                                          maxResults=1000, **token)
+            yield from page["executions"]
+            if not page.get("nextToken"):
+                break
+            token = {"nextToken": page["nextToken"]}
+
+
+def _exists(name: str) -> bool:
+    arn = config.FULFILMENT_STATE_MACHINE_ARN.replace(":stateMachine:", ":execution:", 1) + f":{name}"
+    try:
+        _sfn().describe_execution(executionArn=arn)
+    except _sfn().exceptions.ExecutionDoesNotExist:
+        return False
+    return True
+
+
+def restart_failed(now: float | None = None) -> dict[str, str]:
+    """The resolver's schedule: restart each order whose latest execution failed or timed out (``restart_due``)
+    as its next run; the new runs' names by order id. Counted (``FulfilmentRestarted``, alarmed) and logged.
+
+    Only an order's latest failed run is looked at; its next run's name is taken by Step Functions once, so a
+    run already restarted (running or done) is seen by that name and left, and a concurrent sweep's start of the
+    same run is refused by name."""
+    now = time.time() if now is None else now
+    latest: dict[str, tuple[int, dict]] = {}
+    for execution in _failed_runs():
+        order_id, run = parse_run(execution["name"])
+        if order_id not in latest or latest[order_id][0] < run:
+            latest[order_id] = (run, execution)
+    restarted: dict[str, str] = {}
+    for order_id, (run, execution) in sorted(latest.items()):
+        if not restart_due(run, execution["stopDate"].timestamp(), now):
+            continue
+        name = run_name(order_id, run + 1)
+        if _exists(name):
+            continue
+        failed = _sfn().describe_execution(executionArn=execution["executionArn"])
+        payload = restart_input(json.loads(failed["input"]), failed["startDate"].timestamp(), now)
+        try:
+            _sfn().start_execution(stateMachineArn=config.FULFILMENT_STATE_MACHINE_ARN, name=name,
+                                   input=json.dumps(payload))
+        except Exception as error:  # noqa: BLE001 - one order's restart must not stop the others'
+            if getattr(error, "response", {}).get("Error", {}).get("Code") != "ExecutionAlreadyExists":
+                logger.exception("fulfilment not restarted", extra={"order_id": order_id, "run": run + 1})
+                count("FulfilmentStartFailed")
+            continue
+        logger.warning("failed fulfilment restarted", extra={"order_id": order_id, "failed": execution["name"],
+                                                             "status": execution["status"], "run": name})
+        count("FulfilmentRestarted")
+        restarted[order_id] = name
+    return restarted
 
 
 # --- the Lambda tasks: thin, each calls one idempotent service ------------------------------

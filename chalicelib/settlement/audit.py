@@ -261,10 +261,14 @@ def audit_channel(channel: Channel, now: float, pause: float = CONFIRM_PAUSE) ->
 # --- the run -------------------------------------------------------------------------------------------------
 
 def run(codes: Iterable[str] | None = None, now: float | None = None, pause: float = CONFIRM_PAUSE) -> dict:
-    """Audit every channel (or those named), record the run, log and count each drift (``InvariantDrift``)."""
+    """Audit every live channel (or those named, a sandbox too), record the run, log and count each drift
+    (``InvariantDrift``). The hourly run leaves sandbox channels out: anyone with a sandbox's code may sign
+    members into it, so its members would make the audit's work (about three reads per member) grow at
+    will, and its orders move nothing live (no live stock, never settled)."""
     now = time.time() if now is None else now
     started = datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds")
-    chosen = [channels.get(c) for c in codes] if codes is not None else channels.list_all()
+    chosen = [channels.get(c) for c in codes] if codes is not None else [
+        c for c in channels.list_all() if not c.sandbox]
     findings: list[Finding] = []
     unsettled = 0
     totals: dict[str, int] = defaultdict(int)

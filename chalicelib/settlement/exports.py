@@ -20,7 +20,8 @@ LIST_LIMIT = 60
 
 
 def put(key: str, data: bytes, content_type: str) -> str:
-    """Write ``data`` at ``key`` (the same bytes every time for the same key); its SHA-256."""
+    """Write ``data`` at ``key`` (the same bytes every time for the same key: statement keys name their
+    content, ``runs.export_key``); its SHA-256."""
     bucket._s3().put_object(Bucket=config.UPLOAD_BUCKET, Key=key, Body=data, ContentType=content_type)
     return hashlib.sha256(data).hexdigest()
 
@@ -29,8 +30,10 @@ def get(key: str) -> bytes:
     return bucket._s3().get_object(Bucket=config.UPLOAD_BUCKET, Key=key)["Body"].read()
 
 
-def put_json(key: str, value: object) -> None:
-    put(key, json.dumps(value, sort_keys=True, separators=(",", ":")).encode(), "application/json")
+def json_bytes(value: object) -> bytes:
+    """The one JSON form of what settlement writes: sorted keys, no spaces (same value, same bytes)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
 
 
 def get_json(key: str) -> object:

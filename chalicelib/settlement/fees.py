@@ -8,9 +8,19 @@ from chalicelib.partners import billing
 
 
 def fee_for(channel_code: str, days: list[str]) -> int:
-    """The fee in fen under the channel's billing plans over ``days`` (consecutive business days, the
-    statement's): ``partners.billing.fee_for`` over [first day, the day after the last)."""
-    if not days:
-        return 0
-    end = date.fromisoformat(days[-1]) + timedelta(days=1)
-    return int(billing.fee_for(channel_code, days[0], end.isoformat()))
+    """The fee in fen under the channel's billing plans over ``days`` (the statement's business days, in
+    order): ``partners.billing.fee_for`` over each run of consecutive days, [first day, the day after the
+    last). A statement's days have gaps where the channel's rule changed (those days are another statement's),
+    and a gap's days are never charged here."""
+    total, run = 0, []
+    for day in days:
+        if run and date.fromisoformat(day) != date.fromisoformat(run[-1]) + timedelta(days=1):
+            total += _fee(channel_code, run)
+            run = []
+        run.append(day)
+    return total + (_fee(channel_code, run) if run else 0)
+
+
+def _fee(channel_code: str, run: list[str]) -> int:
+    end = date.fromisoformat(run[-1]) + timedelta(days=1)
+    return int(billing.fee_for(channel_code, run[0], end.isoformat()))

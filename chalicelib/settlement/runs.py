@@ -4,12 +4,15 @@ Freeze → one Map iteration per page of parties (a Distributed Map reading the 
 margin → close (``infra/state_machines.settlement``). Every task is idempotent and deterministic, so a Step
 Functions retry, a re-run of the period or two runs at once give byte-identical exports and pay nobody twice:
 
-- the period is frozen once: its parties (live channels settled in periods of its kind; suppliers in monthly
-  periods) are fixed in a pages file in S3 whose key the ``SettlementPeriod`` item records; a re-run reads it;
+- the period is frozen once: its parties (live channels with days of its kind in it, by each day's rule
+  (``periods.rule_on``); suppliers in monthly periods) are fixed in a pages file in S3 whose key the ``SettlementPeriod`` item records; a re-run reads it;
 - a statement's id derives from (period, party); it claims the party's days of the period (``SettledDay``, one
   conditional transaction over them: a day another statement settled stays there), reads those days' books,
-  writes its export and then its record, once (``does_not_exist``). A step that dies in between is re-run
-  from scratch and writes the very same bytes; a closed statement is returned as it is, never recomputed;
+  writes its export and then its record, once (``does_not_exist``). The export's key names its content (its
+  SHA-256, ``export_key``), as does a channel's margin file's: a run that computed other bytes (its inputs
+  changed) writes them beside, never over, what a record names, so the bytes at a record's key always have
+  its recorded SHA-256. A step that dies in between is re-run from scratch and writes the very same bytes; a
+  closed statement is returned as it is, never recomputed;
 - ordering everywhere is by value, never by arrival.
 
 Scheduled: ``start_due`` (every five minutes) starts each period that ended within the last week once it is
@@ -32,7 +35,8 @@ from chalicelib.channels import channels
 from chalicelib.core import audit, config
 from chalicelib.core.errors import Conflict, NotFound, Unprocessable
 from chalicelib.core.models import (
-    Contended, LabelledTransaction, Refused, SettledDay, SettlementPeriod, Statement, Supplier, condition_failed, now_iso,
+    Channel, Contended, LabelledTransaction, Refused, SettledDay, SettlementPeriod, Statement, Supplier, condition_failed,
+    now_iso,
 )
 from chalicelib.core.observability import count, logger
 from chalicelib.settlement import books, exports, fees, periods, statements
@@ -63,20 +67,30 @@ def statement_id(period_id: str, party: str) -> str:
     return f"{period_id}.{party}"
 
 
-def export_key(period_id: str, party: str) -> str:
-    return f"{exports.PREFIX}{period_id}/{party.replace('.', '/')}.csv"
+def export_key(period_id: str, party: str, sha256: str) -> str:
+    """Where a statement's export with this SHA-256 lives: one key per content, never overwritten with other
+    bytes."""
+    return f"{exports.PREFIX}{period_id}/{party.replace('.', '/')}/{sha256}.csv"
 
 
-def margin_key(period_id: str, channel_code: str) -> str:
-    return f"{exports.PREFIX}{period_id}/margin/{channel_code}.json"
+def margin_key(period_id: str, channel_code: str, sha256: str) -> str:
+    """Where a channel statement's margin file with this SHA-256 lives (the statement records it)."""
+    return f"{exports.PREFIX}{period_id}/margin/{channel_code}/{sha256}.json"
 
 
 # --- freeze -------------------------------------------------------------------------------------------
 
+def channel_days(channel: Channel, period: Period) -> list[str]:
+    """The period's days a channel settles in it: those its rule of that day puts in a period of this kind
+    (all of them for a channel that never changed its rule to another)."""
+    return periods.days_of_kind(channels.rules_of(channel), channel.settlement_period or periods.MONTHLY, period)
+
+
 def parties(period: Period) -> list[str]:
-    """Who this period settles: live channels whose rule is its kind, then (monthly) every onboarded supplier."""
-    found = [f"channel.{c.code}" for c in channels.list_all()
-             if not c.sandbox and (c.settlement_period or periods.MONTHLY) == period.kind]
+    """Who this period settles: live channels with days of its kind in it (by the rule each day had, not the
+    rule at the run: a channel that moved to the other rule mid-period is settled here for the days before),
+    then (monthly) every onboarded supplier."""
+    found = [f"channel.{c.code}" for c in channels.list_all() if not c.sandbox and channel_days(c, period)]
     if period.kind == periods.MONTHLY:
         found += sorted(f"supplier.{s.supplier_id}" for s in Supplier.scan() if s.status not in UNSETTLED_SUPPLIERS)
     return found
@@ -110,7 +124,7 @@ def freeze(period_id: str, now: float | None = None) -> dict:
 def _first_freeze(period: Period) -> SettlementPeriod:
     names = parties(period)
     pages = pages_of(period.period_id, names)
-    body = json.dumps(pages, sort_keys=True, separators=(",", ":")).encode()
+    body = exports.json_bytes(pages)
     # The key names its content: two first runs racing write two files, and the item says whose was kept.
     key = f"{exports.PREFIX}{period.period_id}/parties-{hashlib.sha256(body).hexdigest()[:16]}.json"
     exports.put(key, body, "application/json")
@@ -138,18 +152,32 @@ def party_names(item: SettlementPeriod) -> list[str]:
 
 # --- statements ---------------------------------------------------------------------------------------
 
-def claim_days(party: str, period: Period, sid: str) -> list[str]:
-    """The period's days this statement settles: each day is claimed once (a conditional put); one claimed by
-    another statement of the party (a period of the other kind) stays with it. Usually every day is free or
-    already this statement's (a re-run): one transaction, no read."""
-    keys = [f"{party}#{day}" for day in period.days()]
+def party_days(party: str, period: Period) -> list[str]:
+    """The days of the period the party's statement is for: a channel's by its rule of each day; a supplier's
+    (always monthly) all of them."""
+    if party.startswith("channel."):
+        try:
+            return channel_days(Channel.get(party.split(".", 1)[1]), period)
+        except DoesNotExist:
+            return []
+    return period.days()
+
+
+def claim_days(party: str, period: Period, sid: str, days: list[str] | None = None) -> list[str]:
+    """The days this statement settles (``days``, by default all the period's): each day is claimed once (a
+    conditional put); one claimed by another statement of the party stays with it. Usually every day is free
+    or already this statement's (a re-run): one transaction, no read."""
+    days = period.days() if days is None else days
+    if not days:
+        return []
+    keys = [f"{party}#{day}" for day in days]
     free_or_mine = SettledDay.party_day.does_not_exist() | (SettledDay.statement_id == sid)
     tx = LabelledTransaction()
     for key in keys:
         tx.put(key, SettledDay(key, statement_id=sid), condition=free_or_mine)
     try:
         tx.commit()
-        return period.days()
+        return list(days)
     except (Refused, Contended):
         pass  # another statement holds some of them: day by day
     owner = {}
@@ -164,20 +192,19 @@ def claim_days(party: str, period: Period, sid: str) -> list[str]:
     return [key.rsplit("#", 1)[1] for key in keys if owner[key] == sid]
 
 
-def _compute(period: Period, party: str, days: list[str]) -> statements.Statement:
+def _compute(period: Period, party: str, days: list[str]
+             ) -> tuple[statements.Statement, statements.ChannelMargin | None]:
+    """The party's statement over ``days`` from the books, and for a channel its part of the platform margin."""
     first = days[0] if days else period.first_day.isoformat()
     if party.startswith("channel."):
         code = party.split(".", 1)[1]
         billed = [books.movement(e) for e in books.read(books.BILLED, party, days)]
         returned = [books.movement(e) for e in books.read(books.RETURNED, party, days)]
         statement = statements.channel_statement(first, billed, returned, fees.fee_for(code, days))
-        # Written before the statement record: once that exists, its margin does too (``settle_platform``).
-        exports.put_json(margin_key(period.period_id, code),
-                         statements.channel_margin(code, statement, billed, returned).as_dict())
-        return statement
+        return statement, statements.channel_margin(code, statement, billed, returned)
     payable = [books.movement(e) for e in books.read(books.PAYABLE, party, days)]
     refunded = [books.movement(e) for e in books.read(books.REFUNDED, party, days)]
-    return statements.supplier_statement(payable, refunded)
+    return statements.supplier_statement(payable, refunded), None
 
 
 def settle_party(period: Period, party: str) -> Statement:
@@ -186,8 +213,8 @@ def settle_party(period: Period, party: str) -> Statement:
     existing = _statement(sid)
     if existing is not None:
         return existing
-    days = claim_days(party, period, sid)
-    return _record(period, party, days, _compute(period, party, days))
+    days = claim_days(party, period, sid, party_days(party, period))
+    return _record(period, party, days, *_compute(period, party, days))
 
 
 def _statement(sid: str) -> Statement | None:
@@ -197,14 +224,24 @@ def _statement(sid: str) -> Statement | None:
         return None
 
 
-def _record(period: Period, party: str, days: list[str], computed: statements.Statement) -> Statement:
-    """Export then record, once. A record already there with other bytes would mean a statement changed after
-    it closed: refused loudly (``StatementMismatch``), never overwritten."""
+def _record(period: Period, party: str, days: list[str], computed: statements.Statement,
+            margin: statements.ChannelMargin | None = None) -> Statement:
+    """Export (and a channel's margin file) then record, once. Both keys name their content, so the record's
+    keys hold exactly the bytes it was computed with, whatever another run wrote. A record already there with
+    other bytes would mean a statement changed after it closed: refused loudly (``StatementMismatch``), and
+    neither it nor its export is touched."""
     data = computed.render()
-    key = export_key(period.period_id, party)
-    digest = exports.put(key, data, "text/csv; charset=utf-8")
+    digest = hashlib.sha256(data).hexdigest()
+    key = export_key(period.period_id, party, digest)
+    exports.put(key, data, "text/csv; charset=utf-8")
+    margin_at = None
+    if margin is not None:
+        body = exports.json_bytes(margin.as_dict())
+        margin_at = margin_key(period.period_id, margin.channel, hashlib.sha256(body).hexdigest())
+        exports.put(margin_at, body, "application/json")
     item = Statement(statement_id(period.period_id, party), period_id=period.period_id, party=party, days=days,
-                     totals=computed.totals, export_key=key, sha256=digest, byte_length=len(data))
+                     totals=computed.totals, export_key=key, sha256=digest, byte_length=len(data),
+                     margin_key=margin_at)
     try:
         item.save(condition=Statement.statement_id.does_not_exist())
     except PutError as error:
@@ -230,9 +267,13 @@ def settle_platform(event: dict) -> dict:
     sid = statement_id(period.period_id, PLATFORM)
     existing = _statement(sid)
     if existing is None:
-        codes = [p.split(".", 1)[1] for p in party_names(_frozen(period.period_id)) if p.startswith("channel.")]
-        margins = [statements.ChannelMargin.from_dict(exports.get_json(margin_key(period.period_id, code)))
-                   for code in codes]
+        channel_parties = [p for p in party_names(_frozen(period.period_id)) if p.startswith("channel.")]
+        recorded = _batch([statement_id(period.period_id, p) for p in channel_parties])
+        if len(recorded) != len(channel_parties):
+            raise RuntimeError(f"{len(channel_parties) - len(recorded)} channel statements missing")
+        margins = [statements.ChannelMargin.from_dict(exports.get_json(
+            s.margin_key or f"{exports.PREFIX}{period.period_id}/margin/{s.party.split('.', 1)[1]}.json"))
+            for s in sorted(recorded, key=lambda s: s.party)]  # (no margin_key: recorded before keys named content)
         _record(period, PLATFORM, period.days(), statements.platform_statement(margins))
     return {"statement_id": sid}
 
