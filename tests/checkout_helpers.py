@@ -164,15 +164,20 @@ def signed_post(session: requests.Session, base_url: str, code: str, secret: str
 
 def make_shop(system, ops, points_mode: str, quota: int = 10_000_000, cap: int = 500_000, stock: int = 100_000,
               payment_auth: str = "channel_password", period_seconds: int = 3600, price: int = PRICE,
-              starts_ago: int = 10, shards: int | None = None, sandbox: bool = False) -> Shop:
-    """A new channel with its own fake back end (started; stopped at the end of the session)."""
+              starts_ago: int = 10, shards: int | None = None, sandbox: bool = False,
+              api_timeout: float | None = None) -> Shop:
+    """A new channel with its own fake back end (started; stopped at the end of the session).
+
+    ``api_timeout``: the channel's ``api_timeout_seconds`` (unset: the 3 s default). A burst of remote orders
+    sets it far above the fake's normal latency, so no call times out because the machine is busy."""
     fake = FakeWalletChannel().start()
     _FAKES.append(fake)
     code = uid("ck-")
     created = ok(ops.post("/ops/channels", json={
         "code": code, "name": "Bank of Tests", "contact_name": "Han Meimei", "phone": "+86 10 8888 8888",
         "points_mode": points_mode, "points_per_yuan": 100, "member_points_cap": cap, "redemption_quota": quota,
-        "api_base_url": fake.url, "payment_auth": payment_auth, "sandbox": sandbox}), 201)
+        "api_base_url": fake.url, "payment_auth": payment_auth, "sandbox": sandbox,
+        **({"api_timeout_seconds": api_timeout} if api_timeout is not None else {})}), 201)
     fake.secret = created["secret"]
     now = int(time.time())
     shop = Shop(system, ops, code, created["secret"], fake, points_mode, ends_at=now + period_seconds,

@@ -42,6 +42,25 @@ def system() -> LocalSystem:
     return SYSTEM
 
 
+class Pooled:
+    """The worker's system with its app served from worker processes (``LocalSystem.start_workers``), as
+    Lambda serves a burst from many instances: for concurrency tests, so a burst measures the app and not
+    one interpreter's lock. Nothing patched in this process reaches those workers: a test that patches the
+    app uses ``system``."""
+
+    def __init__(self, system: LocalSystem, base_url: str) -> None:
+        self._system = system
+        self.base_url = base_url
+
+    def __getattr__(self, name: str):
+        return getattr(self._system, name)
+
+
+@pytest.fixture(scope="session")
+def pooled(system: LocalSystem) -> Pooled:
+    return Pooled(system, system.start_workers(processes=2, threads=32))
+
+
 class Api:
     """A small HTTP client for the running app; ``as_`` picks the caller's credentials."""
 

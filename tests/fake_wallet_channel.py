@@ -54,6 +54,7 @@ from local_http import LocalHttpFake
 from chalicelib.partners.channel_api import READ_TIMEOUT
 from chalicelib.channels.signing import body_sha256, check_envelope, check_signature
 
+HOLD_SECONDS = 120.0  # far above any channel's api_timeout_seconds (at most 10 s)
 NORMAL, FAIL, TIMEOUT_AFTER, TIMEOUT_BEFORE, DOWN = "normal", "fail", "timeout_after", "timeout_before", "down"
 LATE = "late"
 FAILED = "failed"
@@ -75,12 +76,17 @@ class FakeWalletChannel(LocalHttpFake):
         self.refund_mode = NORMAL
         self.refund_query_mode = NORMAL
         self.password_status: int | None = None  # answer password/verify with this error status instead
-        self.slow_seconds = READ_TIMEOUT + 0.7
+        self.slow_seconds = READ_TIMEOUT + 0.7  # a LATE deduct arrives this long after it was sent
         self.calls: Counter = Counter()  # "api outcome" → count
         self.bad_signatures = 0
         self.signed_ok = 0
         self._nonces: set[str] = set()
         self._lock = threading.Lock()
+
+    def _hold(self) -> None:
+        """A timeout, whatever the machine's speed: the answer is held until the fake stops (or far past any
+        caller's deadline: ``HOLD_SECONDS``), so the caller's own deadline always ends the call first."""
+        self._stopping.wait(HOLD_SECONDS)
 
     # --- test set-up and read-back -------------------------------------------------------
 
@@ -184,7 +190,7 @@ class FakeWalletChannel(LocalHttpFake):
         mode = self.member_modes.get(member_id, self.deduct_mode)
         if mode == TIMEOUT_BEFORE:
             self._count("points/deduct timeout_before")
-            self._stopping.wait(self.slow_seconds)
+            self._hold()
             self._send(handler, 504, {"error": "gateway_timeout"})
             return
         if mode == LATE:
@@ -207,7 +213,7 @@ class FakeWalletChannel(LocalHttpFake):
                 result, status = "insufficient", 409
         self._count(f"points/deduct {result}")
         if mode == TIMEOUT_AFTER:
-            self._stopping.wait(self.slow_seconds)
+            self._hold()
         self._send(handler, status, {"result": result})
 
     def _query(self, handler: BaseHTTPRequestHandler, data: dict) -> None:
@@ -241,7 +247,7 @@ class FakeWalletChannel(LocalHttpFake):
                        TIMEOUT_BEFORE: (504, {"error": "gateway_timeout"})}[self.refund_mode]
             self._count(f"points/refund {self.refund_mode}")
             if self.refund_mode == TIMEOUT_BEFORE:
-                self._stopping.wait(self.slow_seconds)
+                self._hold()
             self._send(handler, *outcome)
             return
         with self._lock:
@@ -262,7 +268,7 @@ class FakeWalletChannel(LocalHttpFake):
                 status, answer = 200, {"result": "refunded"}
         self._count(f"points/refund {answer['result']}")
         if self.refund_mode == TIMEOUT_AFTER:
-            self._stopping.wait(self.slow_seconds)
+            self._hold()
         self._send(handler, status, answer)
 
     def _refund_query(self, handler: BaseHTTPRequestHandler, data: dict) -> None:

@@ -18,9 +18,9 @@ SAMPLE_SKUS = [f"K{i:02d}" for i in range(25)]
 SAMPLE_PRICE = 600  # fen: 600 points a unit at 100 points per yuan
 
 
-def cart_shop(system, ops) -> tuple[Shop, str]:
+def cart_shop(pooled, ops) -> tuple[Shop, str]:
     """A hosted, cart-enabled channel selling the tea box (S1) and a sample box with 25 SKUs."""
-    shop = make_shop(system, ops, "hosted")
+    shop = make_shop(pooled, ops, "hosted")
     ok(ops.patch(f"/ops/channels/{shop.code}", json={"cart_enabled": True}))
     goods = ok(requests.post(f"{shop.base_url}/supplier/goods", headers={"X-Api-Key": shop.supplier_key}, json={
         "ref": uid("ref-"), "title": "Sample box", "category": "food",
@@ -57,8 +57,8 @@ def skus_in(view: dict) -> dict[tuple[str, str], int]:
     return {(l["goods_id"], l["sku_id"]): l["qty"] for l in view["lines"]}
 
 
-def test_a_channel_without_cart_has_none(system, ops):
-    shop = make_shop(system, ops, "hosted")
+def test_a_channel_without_cart_has_none(pooled, ops):
+    shop = make_shop(pooled, ops, "hosted")
     member = shop.member()
     assert_error(requests.get(f"{shop.base_url}/api/{shop.code}/cart", headers=shop.auth(member), timeout=30),
                  404, "cart_disabled")
@@ -68,8 +68,8 @@ def test_a_channel_without_cart_has_none(system, ops):
     assert topics["channel"]["cart_enabled"] is False
 
 
-def test_cart_lines_are_bounded_and_priced_from_the_sub_pool(system, ops):
-    shop, sample = cart_shop(system, ops)
+def test_cart_lines_are_bounded_and_priced_from_the_sub_pool(pooled, ops):
+    shop, sample = cart_shop(pooled, ops)
     member = shop.member()
     ok(shop.grant(member, 10_000), 201)
     empty = cart(shop, member)
@@ -112,8 +112,8 @@ def test_cart_lines_are_bounded_and_priced_from_the_sub_pool(system, ops):
     assert cart(shop, other)["lines"] == []
 
 
-def test_concurrent_changes_never_pass_the_bound_or_lose_a_line(system, ops):
-    shop, sample = cart_shop(system, ops)
+def test_concurrent_changes_never_pass_the_bound_or_lose_a_line(pooled, ops):
+    shop, sample = cart_shop(pooled, ops)
     member = shop.member()
     # 200 writers at once over 25 SKUs (8 quantities each): 20 SKUs get in, the rest are refused as full.
     added = race(200, lambda i: put(shop, member, sample, SAMPLE_SKUS[i % 25], i // 25 + 1))
@@ -144,8 +144,8 @@ def test_concurrent_changes_never_pass_the_bound_or_lose_a_line(system, ops):
     assert len(final) <= 20
 
 
-def test_checkout_of_the_cart_is_one_order_and_empties_it(system, ops):
-    shop, sample = cart_shop(system, ops)
+def test_checkout_of_the_cart_is_one_order_and_empties_it(pooled, ops):
+    shop, sample = cart_shop(pooled, ops)
     member = shop.member()
     ok(shop.grant(member, 10_000), 201)
     ok(put(shop, member, shop.goods_id, shop.sku_id, 1))
@@ -167,8 +167,8 @@ def test_checkout_of_the_cart_is_one_order_and_empties_it(system, ops):
     assert ids == [order["order_id"]]
 
 
-def test_a_cart_changed_after_it_was_read_survives_the_checkout(system, ops):
-    shop, sample = cart_shop(system, ops)
+def test_a_cart_changed_after_it_was_read_survives_the_checkout(pooled, ops):
+    shop, sample = cart_shop(pooled, ops)
     member = shop.member()
     ok(shop.grant(member, 10_000), 201)
     read = ok(put(shop, member, sample, "K01", 1))
@@ -207,8 +207,8 @@ def test_with_qty_keeps_lines_unique_ordered_and_bounded():
             assert given == before  # the input is never changed in place
 
 
-def test_an_expired_cart_reads_empty_and_starts_again(system, ops):
-    shop, sample = cart_shop(system, ops)
+def test_an_expired_cart_reads_empty_and_starts_again(pooled, ops):
+    shop, sample = cart_shop(pooled, ops)
     member = shop.member()
     ok(put(shop, member, sample, "K01", 2))
     stored = Cart.get(shop.member_ids[member])
@@ -220,8 +220,8 @@ def test_an_expired_cart_reads_empty_and_starts_again(system, ops):
     assert after["expires_at"] > datetime.now(timezone.utc).timestamp() + (carts.TTL_DAYS - 1) * 86_400
 
 
-def test_a_remote_channels_cart_checks_out_through_the_channels_deduction(system, ops):
-    shop = make_shop(system, ops, "remote")
+def test_a_remote_channels_cart_checks_out_through_the_channels_deduction(pooled, ops):
+    shop = make_shop(pooled, ops, "remote")
     ok(ops.patch(f"/ops/channels/{shop.code}", json={"cart_enabled": True}))
     member = shop.member(points=10_000)  # the channel keeps the wallet
     view = ok(put(shop, member, shop.goods_id, shop.sku_id, 3))

@@ -118,7 +118,7 @@ def test_quota_holds_exactly_when_checkouts_meet_conflicts(system, ops, proxy):
     only the quota binds), 30% of the transactions (each order's commit, then its confirm) cancelled for a
     conflict: exactly 100 are paid, the others are told the quota is used up; quota, stock and wallets agree."""
     stock = 1000
-    shop = make_shop(system, ops, "remote", quota=100 * 1200, stock=stock)
+    shop = make_shop(system, ops, "remote", quota=100 * 1200, stock=stock, api_timeout=10)
     members = shop.members(50, points=10**9)
     proxy.conflicts(SHARE)
     attempts = burst(system.base_url, [lambda s, m=members[i % 50]: shop.place(s, m) for i in range(300)], 64)
@@ -181,7 +181,7 @@ def test_remote_confirm_and_release_finish_every_order_when_they_meet_conflicts(
     (the order's commit, then its confirm or release) cancelled for a conflict: every order ends paid or failed
     as the channel answered, no quota stays reserved, stock and the members' cap counters come back."""
     stock = 1000
-    shop = make_shop(system, ops, "remote", quota=100 * 1200, stock=stock)
+    shop = make_shop(system, ops, "remote", quota=100 * 1200, stock=stock, api_timeout=10)
     members = shop.members(40, points=10**6)
     refused = set(members[::3])
     for m in refused:

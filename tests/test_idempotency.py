@@ -7,12 +7,12 @@ ATTEMPTS = 500
 WORKERS = 64
 
 
-def test_500_concurrent_retries_of_one_order_make_one_order(system, ops):
-    shop = make_shop(system, ops, "hosted")
+def test_500_concurrent_retries_of_one_order_make_one_order(pooled, ops):
+    shop = make_shop(pooled, ops, "hosted")
     member = shop.member()
     ok(shop.grant(member, 50 * 1200), 201)
     key = uid("retry-")
-    attempts = burst(system.base_url, [lambda s: shop.place(s, member, key=key) for _ in range(ATTEMPTS)], WORKERS)
+    attempts = burst(pooled.base_url, [lambda s: shop.place(s, member, key=key) for _ in range(ATTEMPTS)], WORKERS)
 
     counts = summary(attempts)
     assert counts == {(201, None): 1, (200, None): ATTEMPTS - 1}, counts
@@ -35,14 +35,14 @@ def test_500_concurrent_retries_of_one_order_make_one_order(system, ops):
     assert shop.wallet(member)["balance"] == 49 * 1200
 
 
-def test_same_key_with_two_bodies_at_once_makes_one_order(system, ops):
+def test_same_key_with_two_bodies_at_once_makes_one_order(pooled, ops):
     """Half the racers send qty 1, half qty 2 under one key: one order, the other body refused, never a second."""
-    shop = make_shop(system, ops, "hosted")
+    shop = make_shop(pooled, ops, "hosted")
     member = shop.member()
     ok(shop.grant(member, 50 * 1200), 201)
     key = uid("race-")
     bodies = [shop.body(qty=1 + i % 2) for i in range(ATTEMPTS)]
-    attempts = burst(system.base_url, [lambda s, b=b: shop.place(s, member, key=key, body=b) for b in bodies],
+    attempts = burst(pooled.base_url, [lambda s, b=b: shop.place(s, member, key=key, body=b) for b in bodies],
                      WORKERS)
 
     orders = shop.orders()
@@ -57,8 +57,8 @@ def test_same_key_with_two_bodies_at_once_makes_one_order(system, ops):
     assert shop.wallet(member)["spent"] == won * 1200 == shop.quota()["spent"]
 
 
-def test_keys_are_per_member_and_validated(system, ops):
-    shop = make_shop(system, ops, "hosted")
+def test_keys_are_per_member_and_validated(pooled, ops):
+    shop = make_shop(pooled, ops, "hosted")
     ann, bob = shop.member(), shop.member()
     for m in (ann, bob):
         ok(shop.grant(m, 5 * 1200), 201)
@@ -69,20 +69,20 @@ def test_keys_are_per_member_and_validated(system, ops):
     assert shop.wallet(ann)["spent"] == shop.wallet(bob)["spent"] == 1200
 
     for bad in ("short", "x" * 65):
-        r = ops.session.post(f"{system.base_url}/api/{shop.code}/orders", json=shop.body(),
+        r = ops.session.post(f"{pooled.base_url}/api/{shop.code}/orders", json=shop.body(),
                              headers={**shop.auth(ann), "Idempotency-Key": bad})
         assert_error(r, 422, "validation_error")
-    r = ops.session.post(f"{system.base_url}/api/{shop.code}/orders", json=shop.body(), headers=shop.auth(ann))
+    r = ops.session.post(f"{pooled.base_url}/api/{shop.code}/orders", json=shop.body(), headers=shop.auth(ann))
     assert_error(r, 422, "validation_error")
     assert shop.wallet(ann)["spent"] == 1200
 
 
-def test_remote_retry_deducts_once(system, ops):
+def test_remote_retry_deducts_once(pooled, ops):
     """A remote-mode order retried 100 times at once: the channel is asked to deduct for one order only."""
-    shop = make_shop(system, ops, "remote")
+    shop = make_shop(pooled, ops, "remote")
     member = shop.member(points=10_000)
     key = uid("remote-")
-    attempts = burst(system.base_url, [lambda s: shop.place(s, member, key=key) for _ in range(100)], 50)
+    attempts = burst(pooled.base_url, [lambda s: shop.place(s, member, key=key) for _ in range(100)], 50)
     assert summary(attempts) == {(201, None): 1, (200, None): 99}, summary(attempts)
     order_id = attempts[0].order_id
     assert {a.order_id for a in attempts} == {order_id}
@@ -90,5 +90,5 @@ def test_remote_retry_deducts_once(system, ops):
     assert shop.fake.deducted_total() == 1200 == shop.quota()["spent"]
     assert shop.fake.calls["points/deduct deducted"] == 1
     # The 200s may come back while the first is still asking the channel; read back, it is paid.
-    order = ok(ops.session.get(f"{system.base_url}/api/{shop.code}/orders/{order_id}", headers=shop.auth(member)))
+    order = ok(ops.session.get(f"{pooled.base_url}/api/{shop.code}/orders/{order_id}", headers=shop.auth(member)))
     assert order["status"] == "paid"

@@ -79,10 +79,10 @@ def check_hosted_wallets(shop: Shop, orders: list[Order], quota: dict, back: lis
     assert granted_total == quota["granted"]
 
 
-def test_books_balance_after_a_mixed_workload(system, ops):
+def test_books_balance_after_a_mixed_workload(pooled, ops):
     rnd = random.Random(7)
     # Hosted: wallets run short (grants can never exceed the quota, so it cannot bind here).
-    hosted = make_shop(system, ops, "hosted", quota=330_000, cap=30_000, stock=STOCK)
+    hosted = make_shop(pooled, ops, "hosted", quota=330_000, cap=30_000, stock=STOCK)
     members = hosted.members(30)
     soon = int(time.time()) + 4
     grant_tasks = []
@@ -92,10 +92,10 @@ def test_books_balance_after_a_mixed_workload(system, ops):
         grant_tasks.append(lambda s, m=m: hosted.grant(m, 30_001, session=s))  # over the cap: refused
     grant_tasks.append(lambda s: hosted.grant(members[0], 1200, grant_id="dup", session=s))
     grant_tasks.append(lambda s: hosted.grant(members[0], 1200, grant_id="dup", session=s))
-    grants = burst(system.base_url, grant_tasks, 32)
+    grants = burst(pooled.base_url, grant_tasks, 32)
     assert sum(g.status_code == 201 for g in grants) == 61, [g.text for g in grants if g.status_code >= 300][:3]
 
-    remote = make_shop(system, ops, "remote", quota=60 * 1200, stock=STOCK, shards=3)  # a hot channel's split quota
+    remote = make_shop(pooled, ops, "remote", quota=60 * 1200, stock=STOCK, shards=3, api_timeout=10)  # a hot channel's split quota
     remote_members = remote.members(20, points=20 * 1200)
     modes = [NORMAL, NORMAL, FAIL, TIMEOUT_AFTER, TIMEOUT_BEFORE]
     for i, m in enumerate(remote_members):
@@ -110,7 +110,7 @@ def test_books_balance_after_a_mixed_workload(system, ops):
     tasks += [lambda s, i=i: remote.place(s, remote_members[i % len(remote_members)],
                                           body=remote.body(qty=1 + i % 2)) for i in range(200)]
     rnd.shuffle(tasks)
-    attempts = burst(system.base_url, tasks, 80)
+    attempts = burst(pooled.base_url, tasks, 80)
     allowed = {(201, None), (200, None), (409, "insufficient_points"), (409, "quota_exhausted")}
     assert set(summary(attempts)) == allowed, summary(attempts)  # every limit and retries were exercised
 
@@ -120,7 +120,7 @@ def test_books_balance_after_a_mixed_workload(system, ops):
     hung = [remote.member(points=5000) for _ in range(4)]
     for i, m in enumerate(hung):
         remote.fake.member_modes[m] = TIMEOUT_AFTER if i % 2 else TIMEOUT_BEFORE
-    hanging = burst(system.base_url, [lambda s, m=m: remote.place(s, m) for m in hung], 4)
+    hanging = burst(pooled.base_url, [lambda s, m=m: remote.place(s, m) for m in hung], 4)
     assert {a.body["status"] for a in hanging} == {"awaiting_deduction"}
     check_channel_books(remote)  # balanced while orders are still pending
 

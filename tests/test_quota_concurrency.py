@@ -68,19 +68,19 @@ def shard_spent_matches_paid_orders(shop: Shop) -> None:
 
 
 @pytest.mark.parametrize("shards", [1, 7])
-def test_channel_quota_is_never_exceeded_remote_mode(system, ops, shards):
+def test_channel_quota_is_never_exceeded_remote_mode(pooled, ops, shards):
     """Remote mode: the channel's wallets hold plenty, so only the quota binds: exactly 100 orders.
 
     With 7 shards the quota splits unevenly (17,143 ×6 + 17,142) and no shard holds a whole number
     of 1,200-point orders: 98 orders fit in single shards, so the last ones must debit several shards
     at once while everyone races for them — and still none is refused while the total has room."""
-    shop = make_shop(system, ops, "remote", quota=100 * 1200, shards=shards)
+    shop = make_shop(pooled, ops, "remote", quota=100 * 1200, shards=shards, api_timeout=10)
     if shards == 7:
         assert [int(q.limit) for q in shop.quota_shards()] == [17_143] * 6 + [17_142]
     members = shop.members(50, points=10**9)
     tasks = [lambda s, m=members[i % len(members)]: shop.place(s, m) for i in range(ATTEMPTS)]
     with QuotaWatch(shop) as watch:
-        attempts = burst(system.base_url, tasks, WORKERS)
+        attempts = burst(pooled.base_url, tasks, WORKERS)
     counts = summary(attempts)
     assert counts == {(201, None): 100, (409, "quota_exhausted"): ATTEMPTS - 100}, counts
     assert all(a.body["status"] == "paid" for a in attempts if a.status == 201)
@@ -99,16 +99,16 @@ def test_channel_quota_is_never_exceeded_remote_mode(system, ops, shards):
     assert spanning >= (2 if shards == 7 else 0), spanning
 
 
-def test_no_order_is_refused_while_the_total_covers_it(system, ops):
+def test_no_order_is_refused_while_the_total_covers_it(pooled, ops):
     """Exactly as many simultaneous orders as the quota holds, all racing for the same few shards: every one
     succeeds. 72,000 in 7 shards (10,286 ×5 + 10,285 ×2) holds 56 orders in single shards and 4 that must span
     several; an order that loses its shard to another re-reads and takes another, it is never refused."""
     n = 60
-    shop = make_shop(system, ops, "hosted", quota=n * 1200, shards=7)
+    shop = make_shop(pooled, ops, "hosted", quota=n * 1200, shards=7)
     members = shop.members(n)
-    grants = burst(system.base_url, [lambda s, m=m: shop.grant(m, 1200, session=s) for m in members], 30)
+    grants = burst(pooled.base_url, [lambda s, m=m: shop.grant(m, 1200, session=s) for m in members], 30)
     assert {g.status_code for g in grants} == {201}, [g.text for g in grants if g.status_code != 201][:3]
-    attempts = burst(system.base_url, [lambda s, m=m: shop.place(s, m) for m in members], n)
+    attempts = burst(pooled.base_url, [lambda s, m=m: shop.place(s, m) for m in members], n)
     assert summary(attempts) == {(201, None): n}, summary(attempts)
     shard_spent_matches_paid_orders(shop)
     shards = shop.assert_shards_balanced()
@@ -116,22 +116,22 @@ def test_no_order_is_refused_while_the_total_covers_it(system, ops):
     assert sum(len(quota_takes(o)) > 1 for o in shop.orders()) >= 4
 
 
-def test_retries_of_the_order_that_used_the_last_quota_answer_that_order(system, ops):
+def test_retries_of_the_order_that_used_the_last_quota_answer_that_order(pooled, ops):
     """100 simultaneous sends of one order whose points are the whole quota (two shards of 600): one order, and
     every retry answers it (200), none says ``quota_exhausted`` because its own first send took the quota."""
-    shop = make_shop(system, ops, "remote", quota=1200, shards=2)
+    shop = make_shop(pooled, ops, "remote", quota=1200, shards=2)
     member = shop.member(points=10**6)
-    attempts = burst(system.base_url, [lambda s: shop.place(s, member, key="the-only-order") for _ in range(100)], 50)
+    attempts = burst(pooled.base_url, [lambda s: shop.place(s, member, key="the-only-order") for _ in range(100)], 50)
     assert summary(attempts) == {(201, None): 1, (200, None): 99}, summary(attempts)
     assert len({a.order_id for a in attempts}) == 1 and len(shop.orders()) == 1
     assert quota_takes(shop.orders()[0]) == {0: 600, 1: 600}
     assert shop.quota()["spent"] == 1200 and shop.fake.deducted_total() == 1200
 
 
-def test_an_order_larger_than_any_shard_debits_several(system, ops):
+def test_an_order_larger_than_any_shard_debits_several(pooled, ops):
     """4 shards of 2,500: 6,000 points fit in no single shard but in the total, so the order takes three
     shards in one transaction; the next takes what is left across shards; only a real shortfall refuses."""
-    shop = make_shop(system, ops, "remote", quota=10_000, shards=4)
+    shop = make_shop(pooled, ops, "remote", quota=10_000, shards=4)
     member = shop.member(points=10**6)
     big = shop.place(ops.session, member, body=shop.body(qty=5))
     assert big.status == 201 and big.body["status"] == "paid", big.body
@@ -159,8 +159,8 @@ def test_an_order_larger_than_any_shard_debits_several(system, ops):
     assert len(quota_takes(next(o for o in shop.orders() if o.order_id == failed.order_id))) > 1
 
 
-def test_open_and_raise_split_the_quota_exactly(system, ops):
-    shop = make_shop(system, ops, "hosted", quota=10_001, shards=4)
+def test_open_and_raise_split_the_quota_exactly(pooled, ops):
+    shop = make_shop(pooled, ops, "hosted", quota=10_001, shards=4)
     assert [int(q.limit) for q in shop.assert_shards_balanced()] == [2501, 2500, 2500, 2500]
     member = shop.member()
     ok(shop.grant(member, 3600), 201)
@@ -184,9 +184,9 @@ def test_open_and_raise_split_the_quota_exactly(system, ops):
     assert sum(int(q.limit) for q in shop.assert_shards_balanced()) == 11_006
 
 
-def test_shards_are_configuration(system, ops):
+def test_shards_are_configuration(pooled, ops):
     """1 to 32 shards per period; without ``shards`` a period is one item, keyed by the period id as before."""
-    shop = make_shop(system, ops, "hosted", quota=1000)
+    shop = make_shop(pooled, ops, "hosted", quota=1000)
     assert [q.period_id for q in shop.quota_shards()] == ["P1"] and shop.quota()["shards"] == 1
     now = int(time.time())
     for bad in (0, 33, "many"):
@@ -200,14 +200,14 @@ def test_shards_are_configuration(system, ops):
     assert ok(ops.get(f"/ops/channels/{shop.code}/quota"))["shards"] == 32
 
 
-def test_member_balance_is_never_overspent_hosted(system, ops):
+def test_member_balance_is_never_overspent_hosted(pooled, ops):
     """One member, points for exactly 20 orders, 500 simultaneous orders with distinct keys."""
     n = 20
-    shop = make_shop(system, ops, "hosted")
+    shop = make_shop(pooled, ops, "hosted")
     member = shop.member()
     ok(shop.grant(member, n * 1200), 201)
     tasks = [lambda s: shop.place(s, member) for _ in range(ATTEMPTS)]
-    attempts = burst(system.base_url, tasks, WORKERS)
+    attempts = burst(pooled.base_url, tasks, WORKERS)
     counts = summary(attempts)
     assert counts == {(201, None): n, (409, "insufficient_points"): ATTEMPTS - n}, counts
 
@@ -221,14 +221,14 @@ def test_member_balance_is_never_overspent_hosted(system, ops):
     assert len(shop.orders()) == n
 
 
-def test_sku_stock_is_never_oversold(system, ops):
+def test_sku_stock_is_never_oversold(pooled, ops):
     """Stock 37, 500 simultaneous orders by 100 members who all have points: exactly 37 orders."""
-    shop = make_shop(system, ops, "hosted", stock=37)
+    shop = make_shop(pooled, ops, "hosted", stock=37)
     members = shop.members(100)
-    grants = burst(system.base_url, [lambda s, m=m: shop.grant(m, 10 * 1200, session=s) for m in members], 32)
+    grants = burst(pooled.base_url, [lambda s, m=m: shop.grant(m, 10 * 1200, session=s) for m in members], 32)
     assert {g.status_code for g in grants} == {201}
     tasks = [lambda s, m=members[i % len(members)]: shop.place(s, m) for i in range(ATTEMPTS)]
-    attempts = burst(system.base_url, tasks, WORKERS)
+    attempts = burst(pooled.base_url, tasks, WORKERS)
     counts = summary(attempts)
     assert counts == {(201, None): 37, (409, "out_of_stock"): ATTEMPTS - 37}, counts
     assert shop.stock() == 0
@@ -236,11 +236,11 @@ def test_sku_stock_is_never_oversold(system, ops):
     assert shop.quota()["spent"] == 37 * 1200 == paid_points(shop)
 
 
-def test_no_order_after_the_period_ends(system, ops):
+def test_no_order_after_the_period_ends(pooled, ops):
     """Checkouts fired continuously across the period end: nothing is created at or after ``ends_at``."""
-    shop = make_shop(system, ops, "hosted", period_seconds=14)
+    shop = make_shop(pooled, ops, "hosted", period_seconds=14)
     members = shop.members(40)
-    grants = burst(system.base_url, [lambda s, m=m: shop.grant(m, 100 * 1200, session=s) for m in members], 20)
+    grants = burst(pooled.base_url, [lambda s, m=m: shop.grant(m, 100 * 1200, session=s) for m in members], 20)
     assert {g.status_code for g in grants} == {201}, [g.text for g in grants if g.status_code != 201]
     ends_at = shop.ends_at
     assert time.time() < ends_at - 6, "set-up took too long for this test's period"
@@ -254,7 +254,7 @@ def test_no_order_after_the_period_ends(system, ops):
             made.append(shop.place(session, member))
         return made
 
-    results = burst(system.base_url, [lambda s, m=m: keep_buying(s, m) for m in members], len(members))
+    results = burst(pooled.base_url, [lambda s, m=m: keep_buying(s, m) for m in members], len(members))
     attempts = [a for r in results for a in r]
     assert len(attempts) >= ATTEMPTS, f"only {len(attempts)} attempts"
 
@@ -271,11 +271,11 @@ def test_no_order_after_the_period_ends(system, ops):
     assert shop.quota_item().spent == paid_points(shop)
 
 
-def test_no_order_after_the_channel_is_suspended(system, ops):
+def test_no_order_after_the_channel_is_suspended(pooled, ops):
     """Ops suspend the channel during a 500-order burst: once the suspend call returns, nothing new is created."""
-    shop = make_shop(system, ops, "hosted")
+    shop = make_shop(pooled, ops, "hosted")
     members = shop.members(50)
-    grants = burst(system.base_url, [lambda s, m=m: shop.grant(m, 100 * 1200, session=s) for m in members], 25)
+    grants = burst(pooled.base_url, [lambda s, m=m: shop.grant(m, 100 * 1200, session=s) for m in members], 25)
     assert {g.status_code for g in grants} == {201}
     done = []
     suspended: dict[str, float] = {}
@@ -294,7 +294,7 @@ def test_no_order_after_the_channel_is_suspended(system, ops):
 
     trigger = threading.Thread(target=suspend_when_busy)
     trigger.start()
-    attempts = burst(system.base_url, [lambda s, m=members[i % len(members)]: attempt(s, m)
+    attempts = burst(pooled.base_url, [lambda s, m=members[i % len(members)]: attempt(s, m)
                                        for i in range(ATTEMPTS)], WORKERS)
     trigger.join()
     at = suspended["at"]

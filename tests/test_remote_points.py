@@ -50,11 +50,11 @@ def shards(request) -> int:
 
 
 @pytest.fixture
-def remote_shop(system, ops, shards):
-    return lambda: make_shop(system, ops, "remote", quota=1_000_000, stock=STOCK, shards=shards)
+def remote_shop(pooled, ops, shards):
+    return lambda **options: make_shop(pooled, ops, "remote", quota=1_000_000, stock=STOCK, shards=shards, **options)
 
 
-def test_deduct_succeeds(system, ops, remote_shop):
+def test_deduct_succeeds(pooled, ops, remote_shop):
     shop = remote_shop()
     member = shop.member(points=5000)
     a = shop.place(ops.session, member, body=shop.body(qty=2))
@@ -64,7 +64,7 @@ def test_deduct_succeeds(system, ops, remote_shop):
     assert quota["spent"] == 2400 and quota["remaining"] == 1_000_000 - 2400
 
 
-def test_channel_refuses_the_deduction_and_everything_is_released(system, ops, remote_shop):
+def test_channel_refuses_the_deduction_and_everything_is_released(pooled, ops, remote_shop):
     shop = remote_shop()
     member = shop.member(points=5000)
     shop.fake.deduct_mode = FAIL
@@ -87,7 +87,7 @@ def test_channel_refuses_the_deduction_and_everything_is_released(system, ops, r
     assert_agree(shop)
 
 
-def test_timeout_after_the_channel_deducted_is_confirmed_by_query(system, ops, remote_shop):
+def test_timeout_after_the_channel_deducted_is_confirmed_by_query(pooled, ops, remote_shop):
     shop = remote_shop()
     member = shop.member(points=5000)
     shop.fake.deduct_mode = TIMEOUT_AFTER
@@ -100,7 +100,7 @@ def test_timeout_after_the_channel_deducted_is_confirmed_by_query(system, ops, r
     assert assert_agree(shop)["spent"] == 1200
 
 
-def test_timeout_before_any_deduction_is_released_by_query(system, ops, remote_shop):
+def test_timeout_before_any_deduction_is_released_by_query(pooled, ops, remote_shop):
     shop = remote_shop()
     member = shop.member(points=5000)
     shop.fake.deduct_mode = TIMEOUT_BEFORE
@@ -112,7 +112,7 @@ def test_timeout_before_any_deduction_is_released_by_query(system, ops, remote_s
     assert (quota["spent"], quota["remaining"]) == (0, 1_000_000)
 
 
-def test_query_down_keeps_the_order_pending_for_ops_until_resolved(system, ops, remote_shop):
+def test_query_down_keeps_the_order_pending_for_ops_until_resolved(pooled, ops, remote_shop):
     shop = remote_shop()
     deducted, untouched = shop.member(points=5000), shop.member(points=5000)
     shop.fake.query_mode = DOWN
@@ -140,7 +140,7 @@ def test_query_down_keeps_the_order_pending_for_ops_until_resolved(system, ops, 
         "paid": 1, "failed": 1, "awaiting_deduction": 0}
     quota = assert_agree(shop)
     assert (quota["spent"], quota["remaining"]) == (1200, 1_000_000 - 1200)
-    view = lambda m, a: ok(ops.session.get(f"{system.base_url}/api/{shop.code}/orders/{a.order_id}",  # noqa: E731
+    view = lambda m, a: ok(ops.session.get(f"{pooled.base_url}/api/{shop.code}/orders/{a.order_id}",  # noqa: E731
                                            headers=shop.auth(m)))["status"]
     assert (view(deducted, first), view(untouched, second)) == ("paid", "failed")
     # Resolving again is a no-op.
@@ -149,14 +149,14 @@ def test_query_down_keeps_the_order_pending_for_ops_until_resolved(system, ops, 
     assert_agree(shop)
 
 
-def test_mixed_burst_of_remote_outcomes_agrees(system, ops, remote_shop):
+def test_mixed_burst_of_remote_outcomes_agrees(pooled, ops, remote_shop):
     """120 orders at once from members whose channel wallet succeeds, refuses, or times out either side."""
-    shop = remote_shop()
+    shop = remote_shop(api_timeout=10)  # only the held answers time out, never a normal one on a busy machine
     modes = [NORMAL, FAIL, TIMEOUT_AFTER, TIMEOUT_BEFORE]
     members = shop.members(24, points=100_000)
     for i, m in enumerate(members):
         shop.fake.member_modes[m] = modes[i % len(modes)]
-    attempts = burst(system.base_url, [lambda s, m=members[i % len(members)]: shop.place(s, m)
+    attempts = burst(pooled.base_url, [lambda s, m=members[i % len(members)]: shop.place(s, m)
                                        for i in range(120)], 60)
     assert summary(attempts) == {(201, None): 120}, summary(attempts)
     expected = {NORMAL: "paid", FAIL: "failed", TIMEOUT_AFTER: "paid", TIMEOUT_BEFORE: "failed"}
@@ -172,7 +172,7 @@ def test_mixed_burst_of_remote_outcomes_agrees(system, ops, remote_shop):
     assert shop.fake.bad_signatures == 0
 
 
-def test_bad_signature_is_refused_by_the_channel(system, ops, remote_shop):
+def test_bad_signature_is_refused_by_the_channel(pooled, ops, remote_shop):
     """Our calls are signed with the channel's secret; the fake proves it by refusing a wrong one."""
     shop = remote_shop()
     member = shop.member(points=5000)

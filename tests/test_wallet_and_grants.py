@@ -19,8 +19,8 @@ def wallet_item(shop: Shop, member: str) -> Wallet:
     return Wallet.get(shop.member_ids[member], consistent_read=True)
 
 
-def test_grant_is_idempotent_by_grant_id(system, ops):
-    shop = make_shop(system, ops, "hosted")
+def test_grant_is_idempotent_by_grant_id(pooled, ops):
+    shop = make_shop(pooled, ops, "hosted")
     member = shop.member()
     first = shop.grant(member, 3000, grant_id="g-1")
     body = ok(first, 201)
@@ -34,19 +34,19 @@ def test_grant_is_idempotent_by_grant_id(system, ops):
     assert shop.quota()["granted"] == 3000
 
 
-def test_grant_validation(system, ops):
-    shop = make_shop(system, ops, "hosted")
+def test_grant_validation(pooled, ops):
+    shop = make_shop(pooled, ops, "hosted")
     member = shop.member()
     assert_error(shop.grant(member, 100, expires_at=shop.ends_at + 1), 422, "expiry_after_period_end")
     assert_error(shop.grant(member, 100, expires_at=int(time.time()) - 5), 422, "validation_error")
     assert_error(shop.grant(member, 0), 422, "validation_error")
-    remote = make_shop(system, ops, "remote")
+    remote = make_shop(pooled, ops, "remote")
     assert_error(remote.grant("anyone", 100), 409, "not_hosted_mode")
     assert shop.wallet(member)["granted"] == 0 and shop.quota()["granted"] == 0
 
 
-def test_member_cap_refuses_and_never_trims(system, ops):
-    shop = make_shop(system, ops, "hosted", cap=10_000)
+def test_member_cap_refuses_and_never_trims(pooled, ops):
+    shop = make_shop(pooled, ops, "hosted", cap=10_000)
     member = shop.member()
     ok(shop.grant(member, 6000), 201)
     assert_error(shop.grant(member, 5000), 409, "member_cap_exceeded")
@@ -62,9 +62,9 @@ def test_member_cap_refuses_and_never_trims(system, ops):
 
 
 @pytest.mark.parametrize("shards", [1, 4])
-def test_grants_never_exceed_the_channel_quota(system, ops, shards):
+def test_grants_never_exceed_the_channel_quota(pooled, ops, shards):
     """With 4 shards of 5,000, the 15,000 grant takes three shards' grant room in one transaction."""
-    shop = make_shop(system, ops, "hosted", quota=20_000, shards=shards)
+    shop = make_shop(pooled, ops, "hosted", quota=20_000, shards=shards)
     a, b = shop.member(), shop.member()
     ok(shop.grant(a, 15_000), 201)
     assert_error(shop.grant(b, 6000), 409, "grant_quota_exhausted")
@@ -79,49 +79,49 @@ def test_grants_never_exceed_the_channel_quota(system, ops, shards):
     assert [int(q.grant_room) for q in shop.assert_shards_balanced()] == [0] * shards
 
 
-def test_partner_signature_is_checked(system, ops):
-    shop = make_shop(system, ops, "hosted")
+def test_partner_signature_is_checked(pooled, ops):
+    shop = make_shop(pooled, ops, "hosted")
     member = shop.member()
     assert_error(shop.grant(member, 100, secret="not-the-secret"), 401, "bad_signature")
     payload = {"grant_id": uid("g-"), "member_id": member, "points": 100, "expires_at": shop.ends_at}
     body = json.dumps(payload).encode()
     grants, quota = f"/partner/{shop.code}/grants", f"/partner/{shop.code}/quota"  # contract v2 signs these
     params = {"timestamp": str(int(time.time()) - 400), "nonce": secrets.token_hex(12), "body_sha256": body_sha256(body)}
-    r = requests.post(f"{system.base_url}{grants}", data=body, timeout=30, headers={
+    r = requests.post(f"{pooled.base_url}{grants}", data=body, timeout=30, headers={
         "X-Timestamp": params["timestamp"], "X-Nonce": params["nonce"],
         "X-Sign": sign(params, shop.secret, "POST", grants)})
     assert_error(r, 401, "timestamp_expired")
     params = {"timestamp": str(int(time.time())), "nonce": secrets.token_hex(12), "body_sha256": body_sha256(body)}
     headers = {"X-Timestamp": params["timestamp"], "X-Nonce": params["nonce"],
                "X-Sign": sign(params, shop.secret, "POST", grants)}
-    assert requests.post(f"{system.base_url}/partner/{shop.code}/grants", data=body, headers=headers,
+    assert requests.post(f"{pooled.base_url}/partner/{shop.code}/grants", data=body, headers=headers,
                          timeout=30).status_code == 201
-    replayed = requests.post(f"{system.base_url}/partner/{shop.code}/grants", data=body, headers=headers, timeout=30)
+    replayed = requests.post(f"{pooled.base_url}/partner/{shop.code}/grants", data=body, headers=headers, timeout=30)
     assert_error(replayed, 401, "nonce_replayed")
     # A body changed after signing.
     tampered = body.replace(b'"points": 100', b'"points": 900')
     headers["X-Nonce"] = params["nonce"] = secrets.token_hex(12)
     headers["X-Sign"] = sign(params, shop.secret, "POST", grants)
-    r = requests.post(f"{system.base_url}/partner/{shop.code}/grants", data=tampered, headers=headers, timeout=30)
+    r = requests.post(f"{pooled.base_url}/partner/{shop.code}/grants", data=tampered, headers=headers, timeout=30)
     assert_error(r, 401, "bad_signature")
     assert shop.wallet(member)["granted"] == 100
     # The channel reads its quota with a signed GET (no body, so no body_sha256).
     params = {"timestamp": str(int(time.time())), "nonce": secrets.token_hex(12)}
-    r = requests.get(f"{system.base_url}{quota}", timeout=30, headers={
+    r = requests.get(f"{pooled.base_url}{quota}", timeout=30, headers={
         "X-Timestamp": params["timestamp"], "X-Nonce": params["nonce"],
         "X-Sign": sign(params, shop.secret, "GET", quota)})
     assert ok(r)["granted"] == 100
     # Version 2: a signature for one route (or an entry link's) never authorises another.
     params = {"timestamp": str(int(time.time())), "nonce": secrets.token_hex(12)}
-    r = requests.get(f"{system.base_url}{quota}", timeout=30, headers={
+    r = requests.get(f"{pooled.base_url}{quota}", timeout=30, headers={
         "X-Timestamp": params["timestamp"], "X-Nonce": params["nonce"], "X-Sign": sign(params, shop.secret)})
     assert_error(r, 401, "bad_signature")
 
 
-def test_500_concurrent_grants_never_exceed_the_member_cap(system, ops):
-    shop = make_shop(system, ops, "hosted", cap=5000)
+def test_500_concurrent_grants_never_exceed_the_member_cap(pooled, ops):
+    shop = make_shop(pooled, ops, "hosted", cap=5000)
     member = shop.member()
-    results = burst(system.base_url, [lambda s: shop.grant(member, 100, session=s) for _ in range(500)], 64)
+    results = burst(pooled.base_url, [lambda s: shop.grant(member, 100, session=s) for _ in range(500)], 64)
     counts = {}
     for r in results:
         key = (r.status_code, r.json().get("error", {}).get("code") if r.status_code >= 400 else None)
@@ -133,12 +133,12 @@ def test_500_concurrent_grants_never_exceed_the_member_cap(system, ops):
 
 
 @pytest.mark.parametrize("shards", [1, 3])
-def test_500_concurrent_grants_never_exceed_the_quota(system, ops, shards):
+def test_500_concurrent_grants_never_exceed_the_quota(pooled, ops, shards):
     """With 3 shards (6,667 + 6,667 + 6,666) no shard holds a whole number of 100-point grants: the last
     ones must take grant room from two shards at once, and still exactly 200 of 500 get through."""
-    shop = make_shop(system, ops, "hosted", quota=20_000, cap=100_000, shards=shards)
+    shop = make_shop(pooled, ops, "hosted", quota=20_000, cap=100_000, shards=shards)
     members = shop.members(50)
-    results = burst(system.base_url, [lambda s, m=members[i % 50]: shop.grant(m, 100, session=s)
+    results = burst(pooled.base_url, [lambda s, m=members[i % 50]: shop.grant(m, 100, session=s)
                                       for i in range(500)], 64)
     counts = {}
     for r in results:
@@ -154,20 +154,20 @@ def test_500_concurrent_grants_never_exceed_the_quota(system, ops, shards):
 
 
 @pytest.mark.parametrize("quota,shards", [(10_000_000, None), (700, 2)], ids=["plenty", "the-whole-quota"])
-def test_concurrent_replays_of_one_grant_credit_once(system, ops, quota, shards):
+def test_concurrent_replays_of_one_grant_credit_once(pooled, ops, quota, shards):
     """Also when the grant takes the whole quota (two shards of 350): its replays answer it, not
     ``grant_quota_exhausted``."""
-    shop = make_shop(system, ops, "hosted", quota=quota, shards=shards)
+    shop = make_shop(pooled, ops, "hosted", quota=quota, shards=shards)
     member = shop.member()
-    results = burst(system.base_url, [lambda s: shop.grant(member, 700, grant_id="same", session=s)
+    results = burst(pooled.base_url, [lambda s: shop.grant(member, 700, grant_id="same", session=s)
                                       for _ in range(100)], 50)
     statuses = sorted(r.status_code for r in results)
     assert statuses == [200] * 99 + [201], statuses
     assert shop.wallet(member)["balance"] == 700 and shop.quota()["granted"] == 700
 
 
-def test_expired_points_cannot_be_spent(system, ops):
-    shop = make_shop(system, ops, "hosted")
+def test_expired_points_cannot_be_spent(pooled, ops):
+    shop = make_shop(pooled, ops, "hosted")
     member = shop.member()
     ok(shop.grant(member, 5000, expires_at=int(time.time()) + 2), 201)
     assert shop.wallet(member)["balance"] == 5000
@@ -182,8 +182,8 @@ def test_expired_points_cannot_be_spent(system, ops):
     assert shop.quota()["spent"] == 0 and not shop.orders()
 
 
-def test_spending_takes_the_soonest_expiring_points_first(system, ops):
-    shop = make_shop(system, ops, "hosted")
+def test_spending_takes_the_soonest_expiring_points_first(pooled, ops):
+    shop = make_shop(pooled, ops, "hosted")
     member = shop.member()
     soon, late = int(time.time()) + 3, shop.ends_at
     ok(shop.grant(member, 1000, expires_at=soon, grant_id="soon"), 201)

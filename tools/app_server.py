@@ -3,8 +3,8 @@
 One Python process with a thread per connection makes every request of a burst crawl through the same
 interpreter lock (1,000 members paying at once held 3,007 threads there and answered none within 120 s).
 Here ``processes`` interpreters share one port (``SO_REUSEPORT``: the kernel spreads connections over
-them), each serving with at most ``threads`` threads; a keep-alive connection left idle for
-``IDLE_SECONDS`` is closed, so idle readers never hold the threads a waiting request needs.
+them), each serving requests with at most ``threads`` threads; an open connection between two requests
+holds no thread (``PooledServer``).
 
 Run by ``tools.stack.LocalSystem`` (``processes``): ``python -m tools.app_server PORT THREADS FD`` with the
 system's environment; each child writes ``ready`` to the pipe ``FD`` once it listens (its stdout carries the
@@ -17,18 +17,26 @@ import socket
 import subprocess
 import sys
 import select
+import selectors
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import HTTPServer
+from socketserver import StreamRequestHandler
 
 from tools.engines import ROOT
 
-IDLE_SECONDS = 5.0
+IDLE_SECONDS = 30.0
 LISTEN_BACKLOG = 1024
 
 
 class PooledServer(HTTPServer):
-    """An HTTP server whose connections are served by a bounded pool of threads (the rest wait, accepted)."""
+    """An HTTP server whose requests are served by a bounded pool of threads.
+
+    A thread serves one request and hands the connection back: between requests, a keep-alive connection
+    waits in one selector (``_watch``), holding no thread, and goes back to the pool when its next request
+    arrives; one idle for ``IDLE_SECONDS`` is closed. So a thousand open connections need no thousand
+    threads, and no waiting request stands behind an idle one."""
 
     request_queue_size = LISTEN_BACKLOG
     threads = 32
@@ -41,17 +49,58 @@ class PooledServer(HTTPServer):
     def server_activate(self) -> None:
         super().server_activate()
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="app")
+        self._idle = selectors.DefaultSelector()
+        self._since: dict[int, float] = {}
+        self._lock = threading.Lock()  # the selector's map is changed by the pool's threads and read here
+        threading.Thread(target=self._watch, name="idle-connections", daemon=True).start()
 
     def process_request(self, request, client_address) -> None:
-        self._pool.submit(self._serve, request, client_address)
+        self._pool.submit(self._first, request, client_address)
 
-    def _serve(self, request, client_address) -> None:
+    def _first(self, request, client_address) -> None:
         try:
-            self.finish_request(request, client_address)
-        except Exception:  # noqa: BLE001 - a dropped client is the client's business, never the server's
-            pass
-        finally:
+            handler = self.RequestHandlerClass(request, client_address, self)  # serves the first request
+        except Exception:  # noqa: BLE001 - a client gone mid-request is its own business
             self.shutdown_request(request)
+            return
+        self._after(handler)
+
+    def _next(self, handler) -> None:
+        try:
+            handler.handle()
+        except Exception:  # noqa: BLE001
+            handler.close_connection = True
+        self._after(handler)
+
+    def _after(self, handler) -> None:
+        if handler.close_connection:
+            self._close(handler)
+            return
+        with self._lock:
+            self._since[handler.connection.fileno()] = time.monotonic()
+            self._idle.register(handler.connection, selectors.EVENT_READ, handler)
+
+    def _close(self, handler) -> None:
+        try:
+            StreamRequestHandler.finish(handler)
+        except OSError:
+            pass
+        self.shutdown_request(handler.connection)
+
+    def _watch(self) -> None:
+        while True:
+            ready = self._idle.select(timeout=1.0)
+            now = time.monotonic()
+            with self._lock:
+                for key, _ in ready:
+                    self._idle.unregister(key.fileobj)
+                    self._pool.submit(self._next, key.data)
+                stale = [key for key in self._idle.get_map().values()
+                         if now - self._since.get(key.fd, now) > IDLE_SECONDS]
+                for key in stale:
+                    self._idle.unregister(key.fileobj)
+            for key in stale:
+                self._close(key.data)
 
 
 def serve(port: int, threads: int, ready_fd: int) -> None:
@@ -63,7 +112,16 @@ def serve(port: int, threads: int, ready_fd: int) -> None:
     from tools.stack import as_local_app
 
     class Handler(ChaliceRequestHandler):
-        timeout = IDLE_SECONDS  # an idle keep-alive connection gives its thread back
+        """One request per call of ``handle``; the connection stays open for the next (``PooledServer``)."""
+
+        timeout = IDLE_SECONDS  # a request that stops arriving half-way gives its thread back
+
+        def handle(self) -> None:
+            self.close_connection = True
+            self.handle_one_request()
+
+        def finish(self) -> None:
+            self.wfile.flush()  # the files stay open: the server closes them with the connection
 
         def log_message(self, *args) -> None:
             pass

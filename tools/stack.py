@@ -151,7 +151,7 @@ class LocalSystem:
                  processes: int = 0, threads: int = 32) -> None:
         self.port = port or free_port()
         self.processes, self.threads = processes, threads
-        self._workers = None
+        self._workers: list = []
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.door_port = free_port() if door_port is None else door_port
         self.door_url = f"http://127.0.0.1:{self.door_port}"  # the function URL door (``tools.door``)
@@ -171,7 +171,7 @@ class LocalSystem:
         self.dynamodb.start()
         self.moto.start()
         env = aws_environment(self.dynamodb, self.moto)
-        env.update({"LOCAL_OPS_TOKEN": self.ops_token, "PUBLIC_BASE_URL": self.base_url,
+        env.update({"LOCAL_OPS_TOKEN": self.ops_token, "SESSION_KEY": secrets.token_hex(32),  # one for every worker "PUBLIC_BASE_URL": self.base_url,
                     "UPLOAD_BUCKET": "channelmall-local-uploads", "SMS_OUTBOX": self.sms_outbox,
                     "FULFILMENT_STATE_MACHINE_ARN": state_machine_arn(ORDER_FULFILMENT),
                     "SETTLEMENT_STATE_MACHINE_ARN": state_machine_arn(SETTLEMENT)})
@@ -190,9 +190,7 @@ class LocalSystem:
         create_state_machines()
         self.app = app_module
         if self.processes:
-            from tools.app_server import WorkerPool
-
-            self._workers = WorkerPool(self.port, self.processes, self.threads, env).start()
+            self.start_workers(self.port, self.processes, self.threads)
         else:
             self._server = local_server(app_module.app, Config.create(chalice_stage="local", app_name="channel-mall"),
                                         "127.0.0.1", self.port)
@@ -201,6 +199,14 @@ class LocalSystem:
 
         self._door = LocalDoor(app_module.channel_door, self.door_port).start()
         return self
+
+    def start_workers(self, port: int | None = None, processes: int = 2, threads: int = 32) -> str:
+        """Serve the app (also) from ``processes`` worker processes on ``port``; returns their base URL."""
+        from tools.app_server import WorkerPool
+
+        port = port or free_port()
+        self._workers.append(WorkerPool(port, processes, threads, {}).start())
+        return f"http://127.0.0.1:{port}"
 
     def start_scheduler(self, scale: float = 1.0) -> LocalScheduler:
         """Run the app's scheduled sweeps (webhooks each minute, remote orders and refunds every 5) as AWS would."""
@@ -237,8 +243,8 @@ class LocalSystem:
             self.scheduler.stop()
         if self._server:
             self._server.shutdown()
-        if self._workers:
-            self._workers.stop()
+        for workers in self._workers:
+            workers.stop()
         if self._door:
             self._door.stop()
         self.moto.stop()
