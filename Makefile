@@ -29,9 +29,13 @@ tools/node_modules/.installed: tools/package.json tools/package-lock.json
 run: install
 	$(PY) -m tools.run_local
 
+# Each pytest-xdist worker starts its own local system; modules go to workers in tests/conftest.py's order.
+TEST_WORKERS ?= 3
 test: install
-	$(PY) -m pytest -q tests
-	$(MAKE) --no-print-directory infra-check
+	@start=$$(date +%s); status=0; \
+	$(PY) -m pytest -q tests -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 || status=$$?; \
+	$(MAKE) --no-print-directory infra-check || status=$$((status ? status : 1)); \
+	echo "make test: $$(( $$(date +%s) - start )) s in all (tests and infra check), exit $$status"; exit $$status
 
 infra-check: install
 	$(PY) -m infra.check

@@ -89,11 +89,16 @@ def ops(system: LocalSystem) -> Api:
     return Api(system.base_url, {"Authorization": f"Bearer {system.ops_token}"})
 
 
-# A settlement run settles every party the tables hold (every channel and supplier, as in production): the
-# modules that run one go first in their process, while the tables hold only their own parties, so their
-# time does not grow with every other test's channels.
-RUN_FIRST = ("test_settlement.py",)
+# Modules in the order workers take them (``--dist loadfile --no-loadscope-reorder``); the rest follow in
+# file order. A settlement run settles every party the tables hold (every channel and supplier, as in
+# production): test_settlement goes first in its worker, while the tables hold only its own parties, so its
+# time does not grow with every other test's channels. Then the longest modules, so none starts last.
+RUN_FIRST = ("test_settlement.py", "test_quota_concurrency.py", "test_ledger.py", "test_contention.py",
+             "test_pricing_guard.py", "test_remote_points.py", "test_wallet_and_grants.py", "test_money_hardening.py",
+             "test_partner_reliability.py", "test_idempotency.py", "test_order_lifecycle.py", "test_webhooks.py",
+             "test_fuzz.py", "test_cart.py", "test_local_scheduler.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.path.name not in RUN_FIRST)  # stable: the rest keep their order
+    rank = {name: i for i, name in enumerate(RUN_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(RUN_FIRST)))  # stable: the rest keep their order

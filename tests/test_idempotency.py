@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from checkout_helpers import assert_error, burst, make_shop, ok, summary, uid
 
-ATTEMPTS = 500
-WORKERS = 64
+ATTEMPTS = 200
+WORKERS = 100  # one key's uniqueness proven at ≥ 100-way
 
 
-def test_500_concurrent_retries_of_one_order_make_one_order(pooled, ops):
+def test_concurrent_retries_of_one_order_make_one_order(pooled, ops):
     shop = make_shop(pooled, ops, "hosted")
     member = shop.member()
     ok(shop.grant(member, 50 * 1200), 201)
@@ -41,9 +41,8 @@ def test_same_key_with_two_bodies_at_once_makes_one_order(pooled, ops):
     member = shop.member()
     ok(shop.grant(member, 50 * 1200), 201)
     key = uid("race-")
-    bodies = [shop.body(qty=1 + i % 2) for i in range(ATTEMPTS)]
-    attempts = burst(pooled.base_url, [lambda s, b=b: shop.place(s, member, key=key, body=b) for b in bodies],
-                     WORKERS)
+    bodies = [shop.body(qty=1 + i % 2) for i in range(100)]
+    attempts = burst(pooled.base_url, [lambda s, b=b: shop.place(s, member, key=key, body=b) for b in bodies], 50)
 
     orders = shop.orders()
     assert len(orders) == 1

@@ -1,6 +1,6 @@
-"""Over-redemption is impossible under concurrency: channel quota, member balance, SKU stock,
-period end and suspension, each hammered by 500 simultaneous checkouts over real HTTP on
-Dynoxide."""
+"""Over-redemption is impossible under concurrency: channel quota, member balance and SKU stock, each
+proven once at full concurrency (200 checkouts, 100 at a time, over real HTTP on Dynoxide, served by the
+app's worker processes); period end and suspension with the smallest burst that still crosses them."""
 from __future__ import annotations
 
 import threading
@@ -13,8 +13,8 @@ from checkout_helpers import Shop, assert_error, burst, make_shop, ok, summary, 
 from chalicelib.checkout.checkout import quota_takes
 from chalicelib.core.models import Audit
 
-ATTEMPTS = 500
-WORKERS = 64
+ATTEMPTS = 200
+WORKERS = 100  # ≥ 100-way: the limits below are proven at this concurrency
 
 
 class QuotaWatch:
@@ -201,7 +201,7 @@ def test_shards_are_configuration(pooled, ops):
 
 
 def test_member_balance_is_never_overspent_hosted(pooled, ops):
-    """One member, points for exactly 20 orders, 500 simultaneous orders with distinct keys."""
+    """One member, points for exactly 20 orders, 200 orders 100 at a time with distinct keys."""
     n = 20
     shop = make_shop(pooled, ops, "hosted")
     member = shop.member()
@@ -222,7 +222,7 @@ def test_member_balance_is_never_overspent_hosted(pooled, ops):
 
 
 def test_sku_stock_is_never_oversold(pooled, ops):
-    """Stock 37, 500 simultaneous orders by 100 members who all have points: exactly 37 orders."""
+    """Stock 37, 200 orders 100 at a time by 100 members who all have points: exactly 37 orders."""
     shop = make_shop(pooled, ops, "hosted", stock=37)
     members = shop.members(100)
     grants = burst(pooled.base_url, [lambda s, m=m: shop.grant(m, 10 * 1200, session=s) for m in members], 32)
@@ -249,7 +249,7 @@ def test_no_order_after_the_period_ends(pooled, ops):
 
     def keep_buying(session, member):
         made = []
-        while time.time() < ends_at + 2 or len(fired) < ATTEMPTS:  # across the end, 500 attempts at least
+        while time.time() < ends_at + 2 or len(fired) < ATTEMPTS:  # across the end, ATTEMPTS at least
             fired.append(1)
             made.append(shop.place(session, member))
         return made
@@ -272,7 +272,7 @@ def test_no_order_after_the_period_ends(pooled, ops):
 
 
 def test_no_order_after_the_channel_is_suspended(pooled, ops):
-    """Ops suspend the channel during a 500-order burst: once the suspend call returns, nothing new is created."""
+    """Ops suspend the channel during a 200-order burst: once the suspend call returns, nothing new is created."""
     shop = make_shop(pooled, ops, "hosted")
     members = shop.members(50)
     grants = burst(pooled.base_url, [lambda s, m=m: shop.grant(m, 100 * 1200, session=s) for m in members], 25)
@@ -281,7 +281,7 @@ def test_no_order_after_the_channel_is_suspended(pooled, ops):
     suspended: dict[str, float] = {}
 
     def suspend_when_busy():
-        while len(done) < 120:
+        while len(done) < 60:
             time.sleep(0.01)
         response = ops.post(f"/ops/channels/{shop.code}/suspend")
         suspended["at"] = time.time()
@@ -295,13 +295,13 @@ def test_no_order_after_the_channel_is_suspended(pooled, ops):
     trigger = threading.Thread(target=suspend_when_busy)
     trigger.start()
     attempts = burst(pooled.base_url, [lambda s, m=members[i % len(members)]: attempt(s, m)
-                                       for i in range(ATTEMPTS)], WORKERS)
+                                       for i in range(ATTEMPTS)], 50)  # 90 wait their turn past the suspension
     trigger.join()
     at = suspended["at"]
 
     counts = summary(attempts)
     assert set(counts) <= {(201, None), (403, "channel_suspended")}, counts
-    assert counts.get((201, None), 0) >= 100, counts
+    assert counts.get((201, None), 0) >= 60, counts  # every order done before the trigger was paid
     after = [a for a in attempts if a.sent > at]
     assert after and summary(after) == {(403, "channel_suspended"): len(after)}, summary(after)
 
