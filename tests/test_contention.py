@@ -14,7 +14,7 @@ import pytest
 import requests
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
-from checkout_helpers import SETTLEMENT, assert_error, burst, make_shop, summary
+from checkout_helpers import BURST_TIMEOUT, SETTLEMENT, assert_error, burst, make_shop, summary
 from chalicelib.checkout import checkout
 from chalicelib.members import members as members_mod
 from chalicelib.core.errors import Busy
@@ -118,7 +118,7 @@ def test_quota_holds_exactly_when_checkouts_meet_conflicts(system, ops, proxy):
     only the quota binds), 30% of the transactions (each order's commit, then its confirm) cancelled for a
     conflict: exactly 100 are paid, the others are told the quota is used up; quota, stock and wallets agree."""
     stock = 1000
-    shop = make_shop(system, ops, "remote", quota=100 * 1200, stock=stock, api_timeout=10)
+    shop = make_shop(system, ops, "remote", quota=100 * 1200, stock=stock, api_timeout=BURST_TIMEOUT)
     members = shop.members(50, points=10**9)
     proxy.conflicts(SHARE)
     attempts = burst(system.base_url, [lambda s, m=members[i % 50]: shop.place(s, m) for i in range(300)], 64)
@@ -181,7 +181,7 @@ def test_remote_confirm_and_release_finish_every_order_when_they_meet_conflicts(
     (the order's commit, then its confirm or release) cancelled for a conflict: every order ends paid or failed
     as the channel answered, no quota stays reserved, stock and the members' cap counters come back."""
     stock = 1000
-    shop = make_shop(system, ops, "remote", quota=100 * 1200, stock=stock, api_timeout=10)
+    shop = make_shop(system, ops, "remote", quota=100 * 1200, stock=stock, api_timeout=BURST_TIMEOUT)
     members = shop.members(40, points=10**6)
     refused = set(members[::3])
     for m in refused:

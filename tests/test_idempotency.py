@@ -1,14 +1,14 @@
 """The Idempotency-Key makes retries safe: one key, one order, points spent once, whatever the concurrency."""
 from __future__ import annotations
 
-from checkout_helpers import assert_error, burst, make_shop, ok, summary, uid
+from checkout_helpers import assert_error, burst, burst_shop, ok, summary, uid
 
 ATTEMPTS = 200
 WORKERS = 100  # one key's uniqueness proven at ≥ 100-way
 
 
 def test_concurrent_retries_of_one_order_make_one_order(pooled, ops):
-    shop = make_shop(pooled, ops, "hosted")
+    shop = burst_shop(pooled, ops, "hosted")
     member = shop.member()
     ok(shop.grant(member, 50 * 1200), 201)
     key = uid("retry-")
@@ -37,7 +37,7 @@ def test_concurrent_retries_of_one_order_make_one_order(pooled, ops):
 
 def test_same_key_with_two_bodies_at_once_makes_one_order(pooled, ops):
     """Half the racers send qty 1, half qty 2 under one key: one order, the other body refused, never a second."""
-    shop = make_shop(pooled, ops, "hosted")
+    shop = burst_shop(pooled, ops, "hosted")
     member = shop.member()
     ok(shop.grant(member, 50 * 1200), 201)
     key = uid("race-")
@@ -57,7 +57,7 @@ def test_same_key_with_two_bodies_at_once_makes_one_order(pooled, ops):
 
 
 def test_keys_are_per_member_and_validated(pooled, ops):
-    shop = make_shop(pooled, ops, "hosted")
+    shop = burst_shop(pooled, ops, "hosted")
     ann, bob = shop.member(), shop.member()
     for m in (ann, bob):
         ok(shop.grant(m, 5 * 1200), 201)
@@ -78,7 +78,7 @@ def test_keys_are_per_member_and_validated(pooled, ops):
 
 def test_remote_retry_deducts_once(pooled, ops):
     """A remote-mode order retried 100 times at once: the channel is asked to deduct for one order only."""
-    shop = make_shop(pooled, ops, "remote")
+    shop = burst_shop(pooled, ops, "remote")
     member = shop.member(points=10_000)
     key = uid("remote-")
     attempts = burst(pooled.base_url, [lambda s: shop.place(s, member, key=key) for _ in range(100)], 50)

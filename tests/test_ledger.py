@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import requests
 
-from checkout_helpers import Shop, burst, make_shop, ok, summary, uid
+from checkout_helpers import BURST_TIMEOUT, Shop, burst, make_shop, ok, summary, uid
 from chalicelib.orders import parcels, refunds
 from chalicelib.core.models import Grant, Order, Parcel, Wallet
 from chalicelib.checkout.wallets import sweep
@@ -95,7 +95,8 @@ def test_books_balance_after_a_mixed_workload(pooled, ops):
     grants = burst(pooled.base_url, grant_tasks, 32)
     assert sum(g.status_code == 201 for g in grants) == 61, [g.text for g in grants if g.status_code >= 300][:3]
 
-    remote = make_shop(pooled, ops, "remote", quota=60 * 1200, stock=STOCK, shards=3, api_timeout=10)  # a hot channel's split quota
+    # A hot channel's split quota; during the burst, only the held answers time out (10 s: never a normal one).
+    remote = make_shop(pooled, ops, "remote", quota=60 * 1200, stock=STOCK, shards=3, api_timeout=BURST_TIMEOUT)
     remote_members = remote.members(20, points=20 * 1200)
     modes = [NORMAL, NORMAL, FAIL, TIMEOUT_AFTER, TIMEOUT_BEFORE]
     for i, m in enumerate(remote_members):
@@ -114,7 +115,9 @@ def test_books_balance_after_a_mixed_workload(pooled, ops):
     allowed = {(201, None), (200, None), (409, "insufficient_points"), (409, "quota_exhausted")}
     assert set(summary(attempts)) == allowed, summary(attempts)  # every limit and retries were exercised
 
-    # A few remote orders left hanging: the query API is down while their deduction times out.
+    # A few remote orders left hanging: the query API is down while their deduction times out (the fake holds
+    # those answers until it stops; from here the channel waits 1 s for any answer).
+    ok(ops.patch(f"/ops/channels/{remote.code}", json={"api_timeout_seconds": 1}))
     remote.fake.query_mode = DOWN
     ok(ops.post(f"/ops/channels/{remote.code}/periods/{remote.period_id}/raise", json={"points": 10 * 1200}))
     hung = [remote.member(points=5000) for _ in range(4)]

@@ -10,7 +10,7 @@ import requests
 
 from chalice.local import LambdaContext
 
-from checkout_helpers import SETTLEMENT, Shop, assert_error, burst, make_shop, ok, summary
+from checkout_helpers import BURST_TIMEOUT, SETTLEMENT, Shop, assert_error, burst, make_shop, ok, summary
 from chalicelib.channels import channels
 from chalicelib.checkout import checkout
 from chalicelib.partners import channel_api
@@ -252,7 +252,7 @@ def test_hosted_cap_counts_live_points_only_under_concurrency(system, ops):
 def test_remote_cap_holds_under_100_parallel_checkouts(system, ops):
     """Remote mode: the channel's wallet holds plenty and the quota is large; one member's cap of 12,000 points
     per period lets exactly 10 of 100 simultaneous orders through (before: all 100)."""
-    shop = make_shop(system, ops, "remote", cap=10 * 1200)
+    shop = make_shop(system, ops, "remote", cap=10 * 1200, api_timeout=BURST_TIMEOUT)
     member = shop.member(points=10**9)
 
     def through_the_password_guard(session):

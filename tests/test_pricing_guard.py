@@ -10,7 +10,7 @@ import json
 import threading
 import time
 
-from checkout_helpers import PRICE, burst, make_shop, ok, summary, ts
+from checkout_helpers import BURST_TIMEOUT, PRICE, burst, make_shop, ok, summary, ts
 from chalicelib.checkout import checkout
 from chalicelib.core.models import Channel, Quota
 
@@ -133,8 +133,8 @@ def test_a_reprice_racing_a_burst_never_sells_at_a_price_not_current_at_commit(s
     """A burst of checkouts, each held 30 ms between its reads and its commit, while ops re-price three
     times. An order sold at a price was stamped (just before its commit) while that price was current:
     after the request that set it was sent and before the request that replaced it answered."""
-    shop = make_shop(system, ops, "hosted")
-    members = shop.members(60)
+    shop = make_shop(system, ops, "hosted", api_timeout=BURST_TIMEOUT)
+    members = shop.members(30)
     for m in members:
         ok(shop.grant(m, 100_000), 201)
     real_price = checkout._price
@@ -168,7 +168,7 @@ def test_a_reprice_racing_a_burst_never_sells_at_a_price_not_current_at_commit(s
     changer = threading.Thread(target=ops_reprices)
     tasks = [lambda s, m=m: shop.place(s, m) for m in members * 3]
     changer.start()
-    attempts = burst(system.base_url, tasks, workers=48)
+    attempts = burst(system.base_url, tasks, workers=30)
     changer.join()
     assert summary(attempts) == {(201, None): len(tasks)}, summary(attempts)
     sold = {}

@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from checkout_helpers import Shop, assert_error, burst, make_shop, ok, summary, ts
+from checkout_helpers import Shop, assert_error, burst, burst_shop, ok, summary, ts
 from chalicelib.checkout.checkout import quota_takes
 from chalicelib.core.models import Audit
 
@@ -74,7 +74,7 @@ def test_channel_quota_is_never_exceeded_remote_mode(pooled, ops, shards):
     With 7 shards the quota splits unevenly (17,143 ×6 + 17,142) and no shard holds a whole number
     of 1,200-point orders: 98 orders fit in single shards, so the last ones must debit several shards
     at once while everyone races for them — and still none is refused while the total has room."""
-    shop = make_shop(pooled, ops, "remote", quota=100 * 1200, shards=shards, api_timeout=10)
+    shop = burst_shop(pooled, ops, "remote", quota=100 * 1200, shards=shards)
     if shards == 7:
         assert [int(q.limit) for q in shop.quota_shards()] == [17_143] * 6 + [17_142]
     members = shop.members(50, points=10**9)
@@ -104,7 +104,7 @@ def test_no_order_is_refused_while_the_total_covers_it(pooled, ops):
     succeeds. 72,000 in 7 shards (10,286 ×5 + 10,285 ×2) holds 56 orders in single shards and 4 that must span
     several; an order that loses its shard to another re-reads and takes another, it is never refused."""
     n = 60
-    shop = make_shop(pooled, ops, "hosted", quota=n * 1200, shards=7)
+    shop = burst_shop(pooled, ops, "hosted", quota=n * 1200, shards=7)
     members = shop.members(n)
     grants = burst(pooled.base_url, [lambda s, m=m: shop.grant(m, 1200, session=s) for m in members], 30)
     assert {g.status_code for g in grants} == {201}, [g.text for g in grants if g.status_code != 201][:3]
@@ -119,7 +119,7 @@ def test_no_order_is_refused_while_the_total_covers_it(pooled, ops):
 def test_retries_of_the_order_that_used_the_last_quota_answer_that_order(pooled, ops):
     """100 simultaneous sends of one order whose points are the whole quota (two shards of 600): one order, and
     every retry answers it (200), none says ``quota_exhausted`` because its own first send took the quota."""
-    shop = make_shop(pooled, ops, "remote", quota=1200, shards=2)
+    shop = burst_shop(pooled, ops, "remote", quota=1200, shards=2)
     member = shop.member(points=10**6)
     attempts = burst(pooled.base_url, [lambda s: shop.place(s, member, key="the-only-order") for _ in range(100)], 50)
     assert summary(attempts) == {(201, None): 1, (200, None): 99}, summary(attempts)
@@ -131,7 +131,7 @@ def test_retries_of_the_order_that_used_the_last_quota_answer_that_order(pooled,
 def test_an_order_larger_than_any_shard_debits_several(pooled, ops):
     """4 shards of 2,500: 6,000 points fit in no single shard but in the total, so the order takes three
     shards in one transaction; the next takes what is left across shards; only a real shortfall refuses."""
-    shop = make_shop(pooled, ops, "remote", quota=10_000, shards=4)
+    shop = burst_shop(pooled, ops, "remote", quota=10_000, shards=4)
     member = shop.member(points=10**6)
     big = shop.place(ops.session, member, body=shop.body(qty=5))
     assert big.status == 201 and big.body["status"] == "paid", big.body
@@ -160,7 +160,7 @@ def test_an_order_larger_than_any_shard_debits_several(pooled, ops):
 
 
 def test_open_and_raise_split_the_quota_exactly(pooled, ops):
-    shop = make_shop(pooled, ops, "hosted", quota=10_001, shards=4)
+    shop = burst_shop(pooled, ops, "hosted", quota=10_001, shards=4)
     assert [int(q.limit) for q in shop.assert_shards_balanced()] == [2501, 2500, 2500, 2500]
     member = shop.member()
     ok(shop.grant(member, 3600), 201)
@@ -186,7 +186,7 @@ def test_open_and_raise_split_the_quota_exactly(pooled, ops):
 
 def test_shards_are_configuration(pooled, ops):
     """1 to 32 shards per period; without ``shards`` a period is one item, keyed by the period id as before."""
-    shop = make_shop(pooled, ops, "hosted", quota=1000)
+    shop = burst_shop(pooled, ops, "hosted", quota=1000)
     assert [q.period_id for q in shop.quota_shards()] == ["P1"] and shop.quota()["shards"] == 1
     now = int(time.time())
     for bad in (0, 33, "many"):
@@ -203,7 +203,7 @@ def test_shards_are_configuration(pooled, ops):
 def test_member_balance_is_never_overspent_hosted(pooled, ops):
     """One member, points for exactly 20 orders, 200 orders 100 at a time with distinct keys."""
     n = 20
-    shop = make_shop(pooled, ops, "hosted")
+    shop = burst_shop(pooled, ops, "hosted")
     member = shop.member()
     ok(shop.grant(member, n * 1200), 201)
     tasks = [lambda s: shop.place(s, member) for _ in range(ATTEMPTS)]
@@ -223,7 +223,7 @@ def test_member_balance_is_never_overspent_hosted(pooled, ops):
 
 def test_sku_stock_is_never_oversold(pooled, ops):
     """Stock 37, 200 orders 100 at a time by 100 members who all have points: exactly 37 orders."""
-    shop = make_shop(pooled, ops, "hosted", stock=37)
+    shop = burst_shop(pooled, ops, "hosted", stock=37)
     members = shop.members(100)
     grants = burst(pooled.base_url, [lambda s, m=m: shop.grant(m, 10 * 1200, session=s) for m in members], 32)
     assert {g.status_code for g in grants} == {201}
@@ -238,7 +238,7 @@ def test_sku_stock_is_never_oversold(pooled, ops):
 
 def test_no_order_after_the_period_ends(pooled, ops):
     """Checkouts fired continuously across the period end: nothing is created at or after ``ends_at``."""
-    shop = make_shop(pooled, ops, "hosted", period_seconds=14)
+    shop = burst_shop(pooled, ops, "hosted", period_seconds=14)
     members = shop.members(40)
     grants = burst(pooled.base_url, [lambda s, m=m: shop.grant(m, 100 * 1200, session=s) for m in members], 20)
     assert {g.status_code for g in grants} == {201}, [g.text for g in grants if g.status_code != 201]
@@ -273,7 +273,7 @@ def test_no_order_after_the_period_ends(pooled, ops):
 
 def test_no_order_after_the_channel_is_suspended(pooled, ops):
     """Ops suspend the channel during a 200-order burst: once the suspend call returns, nothing new is created."""
-    shop = make_shop(pooled, ops, "hosted")
+    shop = burst_shop(pooled, ops, "hosted")
     members = shop.members(50)
     grants = burst(pooled.base_url, [lambda s, m=m: shop.grant(m, 100 * 1200, session=s) for m in members], 25)
     assert {g.status_code for g in grants} == {201}

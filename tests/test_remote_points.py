@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from checkout_helpers import Shop, burst, make_shop, ok, summary
+from checkout_helpers import BURST_TIMEOUT, Shop, burst, make_shop, ok, summary
 from fake_wallet_channel import DOWN, FAIL, NORMAL, TIMEOUT_AFTER, TIMEOUT_BEFORE
 
 STOCK = 1000
@@ -151,7 +151,7 @@ def test_query_down_keeps_the_order_pending_for_ops_until_resolved(pooled, ops, 
 
 def test_mixed_burst_of_remote_outcomes_agrees(pooled, ops, remote_shop):
     """120 orders at once from members whose channel wallet succeeds, refuses, or times out either side."""
-    shop = remote_shop(api_timeout=10)  # only the held answers time out, never a normal one on a busy machine
+    shop = remote_shop(api_timeout=BURST_TIMEOUT)  # only the held answers time out, never a normal one on a busy machine
     modes = [NORMAL, FAIL, TIMEOUT_AFTER, TIMEOUT_BEFORE]
     members = shop.members(24, points=100_000)
     for i, m in enumerate(members):
