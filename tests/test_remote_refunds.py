@@ -8,11 +8,13 @@ import time
 
 import requests
 
-from checkout_helpers import Shop, make_shop, ok, uid
+from checkout_helpers import Shop, assert_error, make_shop, ok, uid
 from chalicelib.channels import channels
 from chalicelib.checkout import checkout
 from chalicelib.orders import parcels, refunds
 from chalicelib.core.models import MemberRedemption, Parcel
+from chalicelib.settlement import books
+from chalicelib.settlement.periods import day_of
 from fake_wallet_channel import DOWN, FAIL, LATE, NORMAL, TIMEOUT_AFTER, TIMEOUT_BEFORE
 
 START = 10_000
@@ -162,7 +164,7 @@ def test_a_remote_parcel_cancelled_before_shipment_gets_its_points_back_from_the
 
     shop.fake.refund_mode = TIMEOUT_BEFORE
     ok(cancel(orders[1]))
-    assert Parcel.get(orders[1]).state == "awaiting_shipment"  # in doubt: nothing moved yet
+    assert Parcel.get(orders[1]).state == "cancelling"  # in doubt: out of shipment, nothing given back yet
     assert refunds.get(refunds.refund_id_for(orders[1])).state == "awaiting_channel"
     shop.fake.refund_mode = NORMAL
     assert ok(ops.post(f"/ops/channels/{shop.code}/pending-refunds/resolve"))["refunded"] == 1
@@ -182,3 +184,81 @@ def test_a_remote_refund_gives_the_member_cap_room_back_in_its_open_period(syste
     assert int(MemberRedemption.get(shop.member_ids[member], shop.period_id, consistent_read=True).redeemed) == 2400
     assert shop.place(requests.Session(), member, body=shop.body(qty=2)).body["status"] == "paid"
     assert_books(shop, member, refunded=2400, spent=2 * 2400)
+
+
+# --- issue 16 #2: a pending cancel holds the parcel out of shipment ---------------------------------------
+
+def _supplier(shop: Shop, method: str, path: str, **body) -> requests.Response:
+    return requests.request(method, f"{shop.base_url}/supplier/parcels/{path}", json=body or None, timeout=30,
+                            headers={"X-Api-Key": shop.supplier_key})
+
+
+def _books_of(parcel: Parcel) -> dict[str, list[str]]:
+    """The parcel's settlement entries today, by event: payable and refunded (the supplier's), returned."""
+    today = day_of(time.time())
+    return {event: [e.entry for e in books.read(event, party, [today]) if e.parcel_id == parcel.parcel_id]
+            for event, party in ((books.PAYABLE, f"supplier.{parcel.supplier_id}"),
+                                 (books.REFUNDED, f"supplier.{parcel.supplier_id}"),
+                                 (books.RETURNED, f"channel.{parcel.channel_code}"))}
+
+
+def _assert_cancelled_not_shipped(shop: Shop, member: str, parcel_id: str) -> None:
+    parcel = Parcel.get(parcel_id, consistent_read=True)
+    assert (parcel.state, parcel.carrier, parcel.tracking_no) == ("cancelled", None, None)
+    assert shop.fake.balance(member) == START and shop.stock() == 100_000
+    entries = _books_of(parcel)  # never both payable and a clawback for one parcel because of a cancel
+    assert (len(entries[books.PAYABLE]), len(entries[books.REFUNDED]), len(entries[books.RETURNED])) == (0, 0, 1)
+    assert_books(shop, member, refunded=2400, spent=0)
+
+
+def test_a_pending_remote_cancel_cannot_be_shipped(system, ops):
+    """The channel's refund API is down: the member's cancel waits on it. The parcel leaves shippable state in
+    the write that starts the cancel, so the supplier's ship is a 409 and the cancel ends as a cancel (no
+    shipment, no payable, no clawback) once the channel answers."""
+    shop, member = remote_shop(system, ops)
+    placed = shop.place(requests.Session(), member, body=shop.body(qty=2))
+    (parcel,) = parcels.split(placed.order_id)
+    shop.fake.refund_mode, shop.fake.refund_query_mode = DOWN, DOWN
+    answer = requests.post(f"{shop.base_url}/api/{shop.code}/parcels/{parcel.parcel_id}/cancel",
+                           headers=shop.auth(member), timeout=60)
+    assert answer.status_code in (200, 202), answer.text
+    assert ok(_supplier(shop, "GET", parcel.parcel_id))["state"] == "cancelling"
+    assert_error(_supplier(shop, "POST", f"{parcel.parcel_id}/ship", carrier="SF", tracking_no=uid("SF")),
+                 409, "parcel_cancelling")
+    shop.fake.refund_mode, shop.fake.refund_query_mode = NORMAL, NORMAL
+    assert ok(ops.post(f"/ops/channels/{shop.code}/pending-refunds/resolve"))["refunded"] == 1
+    _assert_cancelled_not_shipped(shop, member, parcel.parcel_id)
+    assert_error(_supplier(shop, "POST", f"{parcel.parcel_id}/ship", carrier="SF", tracking_no=uid("SF")),
+                 409, "parcel_already_cancelled")
+
+
+def test_a_pending_deadline_cancel_refuses_a_late_shipment(system, ops):
+    """The shipping deadline's cancel in remote mode, the channel down: a late shipment is refused (409)."""
+    shop, member = remote_shop(system, ops)
+    placed = shop.place(requests.Session(), member, body=shop.body(qty=2))
+    (parcel,) = parcels.split(placed.order_id)
+    shop.fake.refund_mode, shop.fake.refund_query_mode = DOWN, DOWN
+    assert parcels.expire_unshipped(placed.order_id) == [parcel.parcel_id]  # what the Deadline task runs
+    assert Parcel.get(parcel.parcel_id, consistent_read=True).state == "cancelling"
+    assert_error(_supplier(shop, "POST", f"{parcel.parcel_id}/ship", carrier="SF", tracking_no=uid("SF")),
+                 409, "parcel_cancelling")
+    shop.fake.refund_mode, shop.fake.refund_query_mode = NORMAL, NORMAL
+    assert ok(ops.post(f"/ops/channels/{shop.code}/pending-refunds/resolve"))["refunded"] == 1
+    _assert_cancelled_not_shipped(shop, member, parcel.parcel_id)
+
+
+def test_a_cancel_the_channel_refuses_puts_the_parcel_back_to_shipment(system, ops):
+    """The channel refuses to give the points back: nothing moved, the parcel is shippable again, the member
+    is told (409 ``refund_rejected``) and may ask again once the channel is ready."""
+    shop, member = remote_shop(system, ops)
+    placed = shop.place(requests.Session(), member, body=shop.body(qty=2))
+    (parcel,) = parcels.split(placed.order_id)
+    shop.fake.refund_mode = FAIL
+    cancel = lambda: requests.post(f"{shop.base_url}/api/{shop.code}/parcels/{parcel.parcel_id}/cancel",  # noqa: E731
+                                   headers=shop.auth(member), timeout=60)
+    assert_error(cancel(), 409, "refund_rejected")
+    assert Parcel.get(parcel.parcel_id, consistent_read=True).state == "awaiting_shipment"
+    assert_books(shop, member, refunded=0, spent=2400)
+    shop.fake.refund_mode = NORMAL
+    ok(cancel())
+    _assert_cancelled_not_shipped(shop, member, parcel.parcel_id)

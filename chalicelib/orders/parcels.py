@@ -244,7 +244,8 @@ def _cancel(parcel: Parcel, actor: str) -> Parcel:
     order = _order(parcel.order_id)
     if order.points_mode != "hosted" and int(parcel.points):
         # The channel keeps a remote member's wallet: its points come back only by a refund call to it, and
-        # the parcel is cancelled (stock and quota back) once the channel has given them back.
+        # the parcel is cancelled (stock and quota back) once the channel has given them back; it is
+        # ``cancelling`` (not shippable) from the moment the cancel starts.
         from chalicelib.orders import refunds  # refunds moves parcels by ``transition``: imported when first needed
 
         return refunds.cancel_remote(parcel, actor)

@@ -15,6 +15,7 @@ idempotent by our refund id, so it is safe to send again; a lost answer is settl
 (``refunded`` → complete; ``not_found`` → the channel never applied it, send again later); no answer keeps
 the refund ``awaiting_channel`` on a sparse index that ``sweep`` asks about again. A refund the
 channel refuses (``409 rejected``) is rejected here too, naming the channel's reason, and nothing moved.
+A remote cancel (``cancel_remote``) is such a refund whose parcel waits in ``cancelling`` meanwhile.
 """
 from __future__ import annotations
 
@@ -72,21 +73,27 @@ def _iso(at: float) -> str:
     return datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _create(parcel: Parcel, reason: str, actor: str, approved: bool, action: str = "refund") -> Refund | None:
-    """The parcel's refund, created ``requested`` (a member asks) or ``approved`` (ops refund directly);
-    None when the parcel already has one. The parcel must be shipped or completed (a cancel: unshipped)."""
+def _new(parcel: Parcel, reason: str, actor: str, approved: bool, action: str = "refund") -> Refund:
+    """The parcel's refund, ``requested`` (a member asks) or ``approved`` (ops refund directly), not yet
+    written. The parcel must be in a state ``action`` starts from (a refund: shipped or completed; a cancel:
+    awaiting shipment)."""
     if parcel.state not in parcel_states.sources(action):
         raise parcel_states.refusal(parcel.state, action)
     lines = [{"goods_id": l["goods_id"], "sku_id": l["sku_id"], "qty": int(l["qty"]), "points": int(l["points"])}
              for l in parcel.lines]
-    refund = Refund(refund_id_for(parcel.parcel_id), parcel_id=parcel.parcel_id, order_id=parcel.order_id,
-                    channel_code=parcel.channel_code, member_id=parcel.member_id, supplier_id=parcel.supplier_id,
-                    points_mode=channels.get(parcel.channel_code).points_mode, lines=lines,
-                    points=int(parcel.points), action=action, state=APPROVED if approved else REQUESTED, reason=reason,
-                    requested_by=actor, decided_by=actor if approved else None, sandbox=bool(parcel.sandbox),
-                    pending_channel=parcel.channel_code if approved else None)
     if sum(l["points"] for l in lines) != int(parcel.points):
         raise ValueError(f"parcel {parcel.parcel_id}'s lines do not sum to its points")
+    return Refund(refund_id_for(parcel.parcel_id), parcel_id=parcel.parcel_id, order_id=parcel.order_id,
+                  channel_code=parcel.channel_code, member_id=parcel.member_id, supplier_id=parcel.supplier_id,
+                  points_mode=channels.get(parcel.channel_code).points_mode, lines=lines,
+                  points=int(parcel.points), action=action, state=APPROVED if approved else REQUESTED, reason=reason,
+                  requested_by=actor, decided_by=actor if approved else None, sandbox=bool(parcel.sandbox),
+                  pending_channel=parcel.channel_code if approved else None)
+
+
+def _create(parcel: Parcel, reason: str, actor: str, approved: bool) -> Refund | None:
+    """The parcel's refund written once (``_new``); None when the parcel already has one."""
+    refund = _new(parcel, reason, actor, approved)
     try:
         refund.save(condition=Refund.refund_id.does_not_exist())
     except PutError:
@@ -149,14 +156,33 @@ def refund_parcel(parcel_id: str, actor: str, reason: str) -> Refund:
 
 
 def cancel_remote(parcel: Parcel, actor: str) -> Parcel:
-    """A remote-mode parcel cancelled before shipment (the member, or the shipping deadline): its points go
-    back through the channel like a refund's (``action`` "cancel"), then the parcel is cancelled with its
-    stock and quota in one transaction. While the channel's answer is in doubt the parcel stays as it is and
-    the refund waits for the sweep; a parcel shipped meanwhile ends refunded (points back, goods kept)."""
-    refund = _create(parcel, "cancelled before shipment", actor, approved=True, action="cancel")
-    if refund is not None:
-        execute(refund)
-    elif get(refund_id_for(parcel.parcel_id)).state == REJECTED:
+    """A remote-mode parcel cancelled before shipment (the member, or the shipping deadline). Its points come
+    back only through the channel (``points/refund``, the refund's ``action`` "cancel"), so the parcel first
+    leaves shippable state: awaiting_shipment → cancelling in the same transaction that writes its refund
+    (awaiting the channel). A supplier's ship then answers 409 ``parcel_cancelling``: goods can never leave
+    for a parcel whose points are on their way back. Once the channel gave them back, the parcel is cancelled
+    with its stock and quota (``_complete``); refused, it is shippable again (``_channel_refused``) and a
+    later cancel asks the channel again under the same refund id; no answer, it stays cancelling for the
+    retries and the sweep."""
+    existing = of_parcel(parcel.parcel_id)
+    if existing is not None and existing.state != REJECTED:
+        raise Conflict(f"refund_{existing.state}", f"this parcel's refund is already {_words(existing.state)}")
+    refund = _new(parcel, "cancelled before shipment", actor, approved=True, action="cancel")
+    refund.state = AWAITING_CHANNEL
+
+    def start(tx: LabelledTransaction, current: Parcel, order: Order) -> list:
+        if existing is None:
+            tx.put("refund", refund, condition=Refund.refund_id.does_not_exist())
+        else:  # the channel refused an earlier cancel: asked again, under the same refund id
+            tx.update("refund", existing, [
+                Refund.state.set(AWAITING_CHANNEL), Refund.requested_by.set(actor), Refund.decided_by.set(actor),
+                Refund.reject_reason.remove(), Refund.pending_channel.set(existing.channel_code),
+                Refund.updated_at.set(now_iso())], condition=Refund.state == REJECTED)
+        return []
+
+    parcels.transition(parcel, "begin_cancel", actor, extra=start)
+    refund = send(get(refund.refund_id), channels.get(parcel.channel_code))
+    if refund.state == REJECTED:
         raise Conflict("refund_rejected", "the channel refused to give this parcel's points back")
     return Parcel.get(parcel.parcel_id, consistent_read=True)
 
@@ -258,17 +284,31 @@ def _still_waiting(refund: Refund) -> Refund:
 
 
 def _channel_refused(refund: Refund, reason: str) -> Refund:
-    """The channel refused to give the points back: nothing moved on either side; ops are told."""
+    """The channel refused to give the points back: nothing moved on either side; ops are told. A cancel's
+    parcel goes back from cancelling to awaiting shipment in the same transaction (the member still paid)."""
     logger.warning("channel refused refund", extra={"refund_id": refund.refund_id, "reason": reason})
     count("RefundRefusedByChannel")
 
-    def build() -> LabelledTransaction:
-        tx = LabelledTransaction()
+    def refuse(tx: LabelledTransaction) -> None:
         tx.update("refund", refund, [Refund.state.set(REJECTED), Refund.decided_by.set("channel"),
                                      Refund.reject_reason.set(f"the channel refused the refund: {reason}"),
                                      Refund.pending_channel.remove(), Refund.updated_at.set(now_iso())],
                   condition=Refund.state == AWAITING_CHANNEL)
-        tx.put("audit", audit.row(f"parcel#{refund.parcel_id}", "channel", "refund_refused", "refund", None, reason))
+        tx.put("refund_audit", audit.row(f"parcel#{refund.parcel_id}", "channel", "refund_refused", "refund", None,
+                                         reason))
+
+    parcel = Parcel.get(refund.parcel_id, consistent_read=True)
+    if refund.action == "cancel" and parcel.state == parcel_states.CANCELLING:
+        try:
+            parcels.transition(parcel, "abandon_cancel", "channel", extra=lambda tx, current, order: refuse(tx) or [])
+        except Conflict:
+            pass  # settled by another pass meanwhile (the parcel left cancelling with it)
+        refund.refresh(consistent_read=True)
+        return refund
+
+    def build() -> LabelledTransaction:
+        tx = LabelledTransaction()
+        refuse(tx)
         return tx
 
     return _settle(refund, build)
@@ -308,11 +348,13 @@ def _complete(refund: Refund) -> Refund:
     member) and the refund's own ``refunded``, all in one transaction; once."""
     source = AWAITING_CHANNEL if refund.points_mode == "remote" else APPROVED
     parcel = Parcel.get(refund.parcel_id, consistent_read=True)
-    # A cancel whose parcel was shipped while the channel gave the points back becomes a refund.
-    action = "cancel" if refund.action == "cancel" and parcel.state == parcel_states.AWAITING else "refund"
+    action = "refund"
+    if refund.action == "cancel":  # a cancel started before parcels had ``cancelling`` left its parcel awaiting
+        action = {parcel_states.CANCELLING: "finish_cancel", parcel_states.AWAITING: "cancel"}.get(parcel.state,
+                                                                                                    "refund")
 
     def extra(tx: LabelledTransaction, current: Parcel, order: Order) -> list:
-        returned = parcels.give_back(tx, order, current, time.time(), stock=action == "cancel")
+        returned = parcels.give_back(tx, order, current, time.time(), stock=action != "refund")
         points = int(current.points)
         if order.cap_counted and returned.get("quota") == "returned" and points:
             # Remote mode: the points are no longer redeemed in the (still open) period, so the member's cap
@@ -329,7 +371,7 @@ def _complete(refund: Refund) -> Refund:
     except Conflict as refused:
         done = parcel_states.REFUSAL_CODES[parcel_states.REFUNDED], parcel_states.REFUSAL_CODES[parcel_states.CANCELLED]
         if refused.code not in done:
-            raise  # a cancel whose parcel shipped this very moment: the next pass (sweep) refunds it
+            raise
     refund.refresh(consistent_read=True)
     if refund.state == REFUNDED:
         count("ParcelsRefunded")
