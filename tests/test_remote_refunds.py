@@ -12,7 +12,7 @@ from checkout_helpers import Shop, assert_error, make_shop, ok, uid
 from chalicelib.channels import channels
 from chalicelib.checkout import checkout
 from chalicelib.orders import parcels, refunds
-from chalicelib.core.models import MemberRedemption, Parcel
+from chalicelib.core.models import MemberRedemption, Parcel, Wallet
 from chalicelib.settlement import books
 from chalicelib.settlement.periods import day_of
 from fake_wallet_channel import DOWN, FAIL, LATE, NORMAL, TIMEOUT_AFTER, TIMEOUT_BEFORE
@@ -262,3 +262,47 @@ def test_a_cancel_the_channel_refuses_puts_the_parcel_back_to_shipment(system, o
     shop.fake.refund_mode = NORMAL
     ok(cancel())
     _assert_cancelled_not_shipped(shop, member, parcel.parcel_id)
+
+
+# --- issue 16 #3: every step of an order's life uses the points mode it recorded --------------------------
+
+def test_a_refund_follows_the_orders_points_mode_after_the_channel_switched_to_hosted(system, ops):
+    """remote → hosted: the points were taken by the channel, so the channel gives them back (not our wallet)."""
+    shop, member = remote_shop(system, ops)
+    parcel_id = shipped(shop, member)
+    ok(ops.patch(f"/ops/channels/{shop.code}", json={"points_mode": "hosted"}))
+    done = ok(ops.post(f"/ops/parcels/{parcel_id}/refund", json={"reason": "lost"}))
+    assert (done["state"], done["points_mode"]) == ("refunded", "remote")
+    assert shop.fake.calls["points/refund refunded"] == 1 and shop.fake.balance(member) == START
+    assert shop.wallet(member)["balance"] == 0  # no hosted credit for points the channel took
+    assert_books(shop, member, refunded=2400, spent=0)
+
+
+def test_a_refund_follows_the_orders_points_mode_after_the_channel_switched_to_remote(system, ops):
+    """hosted → remote: the points came from our wallet, so they go back to it; the channel is not asked."""
+    shop = make_shop(system, ops, "hosted")
+    member = shop.member()
+    ok(shop.grant(member, 6000), 201)
+    parcel_id = shipped(shop, member)
+    ok(ops.patch(f"/ops/channels/{shop.code}", json={"points_mode": "remote"}))
+    done = ok(ops.post(f"/ops/parcels/{parcel_id}/refund", json={"reason": "lost"}))
+    assert (done["state"], done["points_mode"]) == ("refunded", "hosted")
+    assert not [c for c in shop.fake.calls if c.startswith("points/refund")]
+    assert int(Wallet.get(shop.member_ids[member], consistent_read=True).balance) == 6000
+    assert shop.quota()["spent"] == 0
+
+
+def test_an_order_awaiting_its_deduction_is_still_resolved_after_the_channel_switched_to_hosted(
+        system, ops, monkeypatch):
+    """The deduction's answer is unknown when ops switch the channel to hosted: the remote-order sweep still
+    asks the channel about it (the order recorded remote) and releases what it held."""
+    shop, member = remote_shop(system, ops)
+    shop.fake.deduct_mode, shop.fake.query_mode = TIMEOUT_BEFORE, DOWN
+    placed = shop.place(requests.Session(), member)
+    assert placed.body["status"] == "awaiting_deduction", placed.body
+    ok(ops.patch(f"/ops/channels/{shop.code}", json={"points_mode": "hosted"}))
+    shop.fake.deduct_mode, shop.fake.query_mode = NORMAL, NORMAL
+    monkeypatch.setattr(checkout, "DEDUCT_LEASE_SECONDS", 0)  # the sweep's grace is not what is tested here
+    assert checkout.sweep_remote()[shop.code] == {"paid": 0, "failed": 1, "awaiting_deduction": 0}
+    quota = shop.quota()
+    assert (quota["spent"], quota["reserved"]) == (0, 0) and shop.stock() == 100_000

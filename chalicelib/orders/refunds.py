@@ -83,9 +83,12 @@ def _new(parcel: Parcel, reason: str, actor: str, approved: bool, action: str = 
              for l in parcel.lines]
     if sum(l["points"] for l in lines) != int(parcel.points):
         raise ValueError(f"parcel {parcel.parcel_id}'s lines do not sum to its points")
+    # The mode the order was paid in, never the channel's today: the points go back where they were taken
+    # from (the channel's wallet, or ours) however the channel has been switched since.
+    points_mode = Order.get(parcel.order_id, consistent_read=True).points_mode
     return Refund(refund_id_for(parcel.parcel_id), parcel_id=parcel.parcel_id, order_id=parcel.order_id,
                   channel_code=parcel.channel_code, member_id=parcel.member_id, supplier_id=parcel.supplier_id,
-                  points_mode=channels.get(parcel.channel_code).points_mode, lines=lines,
+                  points_mode=points_mode, lines=lines,
                   points=int(parcel.points), action=action, state=APPROVED if approved else REQUESTED, reason=reason,
                   requested_by=actor, decided_by=actor if approved else None, sandbox=bool(parcel.sandbox),
                   pending_channel=parcel.channel_code if approved else None)
