@@ -306,3 +306,36 @@ def test_an_order_awaiting_its_deduction_is_still_resolved_after_the_channel_swi
     assert checkout.sweep_remote()[shop.code] == {"paid": 0, "failed": 1, "awaiting_deduction": 0}
     quota = shop.quota()
     assert (quota["spent"], quota["reserved"]) == (0, 0) and shop.stock() == 100_000
+
+
+# --- issue 16 #12: a cancel still waiting for the channel says so; a refund in doubt is retried in seconds ------
+
+def test_a_cancel_waiting_for_the_channel_answers_202_cancelling_and_cannot_be_repeated(system, ops):
+    shop, member = remote_shop(system, ops)
+    placed = shop.place(requests.Session(), member, body=shop.body(qty=2))
+    (parcel,) = parcels.split(placed.order_id)
+    shop.fake.refund_mode, shop.fake.refund_query_mode = DOWN, DOWN
+    cancel = lambda: requests.post(f"{shop.base_url}/api/{shop.code}/parcels/{parcel.parcel_id}/cancel",  # noqa: E731
+                                   headers=shop.auth(member), timeout=60)
+    pending = cancel()
+    assert pending.status_code == 202, pending.text
+    [seen] = pending.json()["parcels"]
+    assert (seen["state"], seen["can_cancel"], seen["returned"]) == ("cancelling", False, None)
+    asked = sum(shop.fake.calls.values())
+    assert_error(cancel(), 409, "parcel_cancelling")
+    assert sum(shop.fake.calls.values()) == asked  # the second cancel asked the channel nothing
+    order = ok(requests.get(f"{shop.base_url}/api/{shop.code}/orders/{placed.order_id}", headers=shop.auth(member),
+                            timeout=30))
+    assert [p["state"] for p in order["parcels"]] == ["cancelling"]
+    shop.fake.refund_mode, shop.fake.refund_query_mode = NORMAL, NORMAL
+    assert ok(ops.post(f"/ops/channels/{shop.code}/pending-refunds/resolve"))["refunded"] == 1
+    assert_error(cancel(), 409, "parcel_already_cancelled")
+
+
+def test_a_cancel_the_channel_confirms_at_once_answers_200_cancelled(system, ops):
+    shop, member = remote_shop(system, ops)
+    placed = shop.place(requests.Session(), member)
+    (parcel,) = parcels.split(placed.order_id)
+    done = requests.post(f"{shop.base_url}/api/{shop.code}/parcels/{parcel.parcel_id}/cancel",
+                         headers=shop.auth(member), timeout=60)
+    assert done.status_code == 200 and [p["state"] for p in done.json()["parcels"]] == ["cancelled"]

@@ -1,12 +1,15 @@
 """Order routes: members' orders, parcels and refunds; suppliers' parcels, shipping and refunds; ops refunds; channels' order reads."""
 from __future__ import annotations
 
+from chalice import Response
+
 from chalicelib.channels import channels
 from chalicelib.core import web
 from chalicelib.core.routing import Routes
 from chalicelib.core.web import schemas  # loads on first use (pydantic is ~85 ms of cold start)
 from chalicelib.members.callers import member_channel, partner_channel, supplier_actor
 from chalicelib.orders import channel_orders, orders, parcels, refunds
+from chalicelib.orders.parcel_states import CANCELLING
 
 routes = Routes(__name__)
 route = routes.json
@@ -84,9 +87,13 @@ def member_parcel_receipt(code: str, parcel_id: str) -> dict:
 
 
 @route("/api/{code}/parcels/{parcel_id}/cancel", methods=("POST",))
-def member_parcel_cancel(code: str, parcel_id: str) -> dict:
+def member_parcel_cancel(code: str, parcel_id: str) -> dict | Response:
+    """200 once cancelled; 202 while a remote channel has not yet given the points back (the parcel is
+    ``cancelling``: not shippable, not cancellable again), the same order view either way."""
     session, _ = member_channel(req(), code)
-    return parcels.member_order_view(parcels.cancel(session.member_id, code, parcel_id))
+    parcel = parcels.cancel(session.member_id, code, parcel_id)
+    view = parcels.member_order_view(parcel)
+    return Response(body=view, status_code=202, headers=web.JSON) if parcel.state == CANCELLING else view
 
 
 @route("/api/{code}/parcels/{parcel_id}/refund-requests", methods=("POST",), status=201)

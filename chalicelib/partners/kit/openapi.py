@@ -225,7 +225,11 @@ OPERATIONS: tuple[Op, ...] = (
     Op("POST", "/api/{code}/parcels/{parcel_id}/receipt", "Member API", "Confirm receipt of a shipped parcel",
        MEMBER, "Order"),
     Op("POST", "/api/{code}/parcels/{parcel_id}/cancel", "Member API", "Cancel an unshipped parcel (points back)",
-       MEMBER, "Order"),
+       MEMBER, "Order", also=(202,),
+       description="200: cancelled, points, stock and quota back. 202 (remote mode): your `points/refund` has not "
+                   "answered yet; the parcel is `cancelling` (it cannot be shipped or cancelled again: 409 "
+                   "`parcel_cancelling`) until you give the points back, then `cancelled` with `parcel.cancelled`. "
+                   "If you refuse, 409 `refund_rejected` and the parcel is `awaiting_shipment` again."),
     Op("POST", "/api/{code}/parcels/{parcel_id}/refund-requests", "Member API", "Ask for a refund of a parcel",
        MEMBER, "Refund", 201, "Reason"),
     Op("GET", "/api/{code}/parcels/{parcel_id}/refund", "Member API", "A parcel's refund", MEMBER, "Refund"),
