@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import requests
 
 from checkout_helpers import Shop, assert_error, make_shop, ok, uid
@@ -15,9 +16,17 @@ from chalicelib.orders import parcels, refunds
 from chalicelib.core.models import MemberRedemption, Parcel, Wallet
 from chalicelib.settlement import books
 from chalicelib.settlement.periods import day_of
+from helpers import wait_for
 from fake_wallet_channel import DOWN, FAIL, LATE, NORMAL, TIMEOUT_AFTER, TIMEOUT_BEFORE
 
 START = 10_000
+
+
+@pytest.fixture
+def sweep_only(monkeypatch):
+    """A refund left in doubt is not retried by its own fast workflow (``refunds.retry_soon``): these tests drive
+    the sweep's path step by step, with nothing racing it; the fast retries are tested on their own."""
+    monkeypatch.setattr(refunds, "retry_soon", lambda refund: None)
 
 
 def remote_shop(system, ops) -> tuple[Shop, str]:
@@ -79,6 +88,7 @@ def test_refund_applied_but_its_answer_lost_is_found_by_the_query(system, ops):
     assert_books(shop, member, refunded=2400, spent=0)
 
 
+@pytest.mark.usefixtures("sweep_only")
 def test_refund_never_applied_waits_and_the_sweep_sends_it_again_once(system, ops):
     shop, member = remote_shop(system, ops)
     parcel_id = shipped(shop, member)
@@ -100,6 +110,7 @@ def test_refund_never_applied_waits_and_the_sweep_sends_it_again_once(system, op
     assert_books(shop, member, refunded=2400, spent=0)
 
 
+@pytest.mark.usefixtures("sweep_only")
 def test_the_sweep_leaves_refunds_within_their_grace_period_to_their_request(system, ops):
     shop, member = remote_shop(system, ops)
     parcel_id = shipped(shop, member)
@@ -148,6 +159,7 @@ def test_a_late_deduct_before_the_cancel_is_acknowledged_pays_the_order(system, 
     assert shop.quota()["spent"] == 1200 == shop.fake.deducted_total()
 
 
+@pytest.mark.usefixtures("sweep_only")
 def test_a_remote_parcel_cancelled_before_shipment_gets_its_points_back_from_the_channel(system, ops):
     """Cancelling an unshipped parcel in remote mode: the channel refunds first (in doubt: the parcel waits
     and the sweep finishes it), then stock, quota and the parcel move; the books agree."""
@@ -163,7 +175,7 @@ def test_a_remote_parcel_cancelled_before_shipment_gets_its_points_back_from_the
     assert_books(shop, member, refunded=1200, spent=1200)
 
     shop.fake.refund_mode = TIMEOUT_BEFORE
-    ok(cancel(orders[1]))
+    ok(cancel(orders[1]), 202)
     assert Parcel.get(orders[1]).state == "cancelling"  # in doubt: out of shipment, nothing given back yet
     assert refunds.get(refunds.refund_id_for(orders[1])).state == "awaiting_channel"
     shop.fake.refund_mode = NORMAL
@@ -211,6 +223,7 @@ def _assert_cancelled_not_shipped(shop: Shop, member: str, parcel_id: str) -> No
     assert_books(shop, member, refunded=2400, spent=0)
 
 
+@pytest.mark.usefixtures("sweep_only")
 def test_a_pending_remote_cancel_cannot_be_shipped(system, ops):
     """The channel's refund API is down: the member's cancel waits on it. The parcel leaves shippable state in
     the write that starts the cancel, so the supplier's ship is a 409 and the cancel ends as a cancel (no
@@ -232,6 +245,7 @@ def test_a_pending_remote_cancel_cannot_be_shipped(system, ops):
                  409, "parcel_already_cancelled")
 
 
+@pytest.mark.usefixtures("sweep_only")
 def test_a_pending_deadline_cancel_refuses_a_late_shipment(system, ops):
     """The shipping deadline's cancel in remote mode, the channel down: a late shipment is refused (409)."""
     shop, member = remote_shop(system, ops)
@@ -310,6 +324,7 @@ def test_an_order_awaiting_its_deduction_is_still_resolved_after_the_channel_swi
 
 # --- issue 16 #12: a cancel still waiting for the channel says so; a refund in doubt is retried in seconds ------
 
+@pytest.mark.usefixtures("sweep_only")
 def test_a_cancel_waiting_for_the_channel_answers_202_cancelling_and_cannot_be_repeated(system, ops):
     shop, member = remote_shop(system, ops)
     placed = shop.place(requests.Session(), member, body=shop.body(qty=2))
@@ -339,3 +354,63 @@ def test_a_cancel_the_channel_confirms_at_once_answers_200_cancelled(system, ops
     done = requests.post(f"{shop.base_url}/api/{shop.code}/parcels/{parcel.parcel_id}/cancel",
                          headers=shop.auth(member), timeout=60)
     assert done.status_code == 200 and [p["state"] for p in done.json()["parcels"]] == ["cancelled"]
+
+
+def _retries(refund_id: str) -> list[dict]:
+    """The refund's ``refund_retry`` executions on the local Step Functions."""
+    import boto3
+
+    from chalicelib.core import config
+
+    sfn = boto3.client("stepfunctions")
+    listed = sfn.list_executions(stateMachineArn=config.REFUND_RETRY_STATE_MACHINE_ARN)["executions"]
+    return [e for e in listed if e["name"].startswith(f"{refund_id}-")]
+
+
+def test_a_timed_out_cancel_refund_is_retried_within_seconds_not_at_the_sweep(system, ops):
+    """The channel's ``points/refund`` times out (and it has no record of it): the member gets 202 cancelling.
+    The channel is back a moment later: the refund is sent again within seconds by the refund's own retry
+    workflow (waits of 2, 4, 8… s), not 5 minutes later by the sweep (which never runs in this test)."""
+    shop, member = remote_shop(system, ops)
+    placed = shop.place(requests.Session(), member, body=shop.body(qty=2))
+    (parcel,) = parcels.split(placed.order_id)
+    shop.fake.refund_mode = TIMEOUT_BEFORE
+    pending = requests.post(f"{shop.base_url}/api/{shop.code}/parcels/{parcel.parcel_id}/cancel",
+                            headers=shop.auth(member), timeout=60)
+    assert pending.status_code == 202, pending.text
+    shop.fake.refund_mode = NORMAL
+    started = time.monotonic()
+    refund_id = refunds.refund_id_for(parcel.parcel_id)
+    wait_for(lambda: Parcel.get(parcel.parcel_id, consistent_read=True).state, lambda s: s == "cancelled",
+             timeout=sum(refunds.RETRY_WAITS) + 30)
+    assert time.monotonic() - started < sum(refunds.RETRY_WAITS) < refunds.SWEEP_GRACE_SECONDS + 300
+    assert refunds.get(refund_id).state == "refunded" and shop.fake.refunds[refund_id]["points"] == 2400
+    _assert_cancelled_not_shipped(shop, member, parcel.parcel_id)
+    [execution] = _retries(refund_id)
+    wait_for(lambda: _retries(refund_id)[0]["status"], lambda s: s != "RUNNING", timeout=30)
+    assert _retries(refund_id)[0]["status"] == "SUCCEEDED"
+
+
+@pytest.mark.usefixtures("sweep_only")
+def test_a_refund_the_channel_never_answers_stops_fast_retries_and_waits_for_the_sweep(system, ops):
+    """The fast retries are few (``RETRY_WAITS``): a channel down for longer leaves the refund to the sweep.
+    The workflow's task is called here step by step (its own execution is not started, so nothing races)."""
+    from chalicelib.core.models import Refund
+
+    shop, member = remote_shop(system, ops)
+    placed = shop.place(requests.Session(), member, body=shop.body(qty=2))
+    (parcel,) = parcels.split(placed.order_id)
+    refund_id = refunds.refund_id_for(parcel.parcel_id)
+    shop.fake.refund_mode, shop.fake.refund_query_mode = DOWN, DOWN
+    steps = [refunds.retry_step({"refund_id": refund_id, "attempt": n}) for n in range(len(refunds.RETRY_WAITS))]
+    assert [s["state"] for s in steps] == [None] * len(steps) and all(s["done"] for s in steps)  # no such refund
+    assert requests.post(f"{shop.base_url}/api/{shop.code}/parcels/{parcel.parcel_id}/cancel",
+                         headers=shop.auth(member), timeout=60).status_code == 202
+    steps = [refunds.retry_step({"refund_id": refund_id, "attempt": n}) for n in range(len(refunds.RETRY_WAITS))]
+    assert [s["wait_seconds"] for s in steps] == [*refunds.RETRY_WAITS[1:], refunds.RETRY_WAITS[-1]]
+    assert [s["done"] for s in steps] == [False] * (len(steps) - 1) + [True]
+    assert {s["state"] for s in steps} == {"awaiting_channel"}
+    assert int(Refund.get(refund_id, consistent_read=True).resolve_attempts) >= len(steps)
+    shop.fake.refund_mode, shop.fake.refund_query_mode = NORMAL, NORMAL
+    assert refunds.resolve_pending(channels.get(shop.code))["refunded"] == 1
+    _assert_cancelled_not_shipped(shop, member, parcel.parcel_id)

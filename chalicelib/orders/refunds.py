@@ -19,13 +19,17 @@ A remote cancel (``cancel_remote``) is such a refund whose parcel waits in ``can
 """
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from datetime import datetime, timezone
+from functools import cache
+from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from chalicelib.channels import channels
-from chalicelib.core import audit
+from chalicelib.core import audit, config
 from chalicelib.core.errors import BadRequest, Conflict, NotFound
 from chalicelib.core.models import (
     Channel,
@@ -48,6 +52,9 @@ REQUESTED, APPROVED, AWAITING_CHANNEL, REFUNDED, REJECTED = (
 STATES = (REQUESTED, APPROVED, AWAITING_CHANNEL, REFUNDED, REJECTED)
 # The sweep takes a pending refund only once the request at work on it had time to finish its calls.
 SWEEP_GRACE_SECONDS = 30
+# Seconds before each fast retry of a refund its request left in doubt (the ``refund_retry`` workflow): about a
+# minute in all, so a channel's blip costs the member seconds, not the sweep's 5 minutes (still the backstop).
+RETRY_WAITS = (2, 4, 8, 16, 32)
 
 
 def refund_id_for(parcel_id: str) -> str:
@@ -184,7 +191,7 @@ def cancel_remote(parcel: Parcel, actor: str) -> Parcel:
         return []
 
     parcels.transition(parcel, "begin_cancel", actor, extra=start)
-    refund = send(get(refund.refund_id), channels.get(parcel.channel_code))
+    refund = _send_first(get(refund.refund_id), channels.get(parcel.channel_code))
     if refund.state == REJECTED:
         raise Conflict("refund_rejected", "the channel refused to give this parcel's points back")
     return Parcel.get(parcel.parcel_id, consistent_read=True)
@@ -233,11 +240,56 @@ def execute(refund: Refund) -> Refund:
         except UpdateError:
             refund.refresh(consistent_read=True)
             return refund  # another caller took it on
-        return send(refund, channels.get(refund.channel_code))
+        return _send_first(refund, channels.get(refund.channel_code))
     return _complete(refund)
 
 
 # --- remote mode: the channel gives the points back -----------------------------------
+
+def _send_first(refund: Refund, channel: Channel) -> Refund:
+    """The request's own ``points/refund``; left in doubt, its fast retries start (``retry_soon``)."""
+    refund = send(refund, channel)
+    if refund.state == AWAITING_CHANNEL:
+        retry_soon(refund)
+    return refund
+
+
+@cache
+def _sfn() -> Any:
+    """The Step Functions client, built on first use (boto3's import costs cold start elsewhere)."""
+    import boto3
+
+    return boto3.client("stepfunctions", region_name=config.REGION)
+
+
+def retry_soon(refund: Refund) -> None:
+    """Start the refund's ``refund_retry`` execution: asked again after 2, 4, 8… seconds (``RETRY_WAITS``).
+    Never raises: the answer to the member stands whatever happens here, and the sweep is the backstop; a start
+    that fails is logged and counted (``RefundRetryNotStarted``, alarmed). Each start has its own name: a
+    refund asked again after the channel refused it retries again, and two executions of one refund are
+    harmless (every step is a conditional write, the channel dedupes by refund id)."""
+    payload = {"refund_id": refund.refund_id, "attempt": 0, "wait_seconds": RETRY_WAITS[0]}
+    try:
+        _sfn().start_execution(stateMachineArn=config.REFUND_RETRY_STATE_MACHINE_ARN,
+                               name=f"{refund.refund_id}-{uuid.uuid4().hex[:12]}", input=json.dumps(payload))
+    except Exception:  # noqa: BLE001 - see above
+        logger.exception("refund retry not started", extra={"refund_id": refund.refund_id})
+        count("RefundRetryNotStarted")
+
+
+def retry_step(event: dict) -> dict:
+    """One fast retry (the workflow's ``AskAgain`` task): a refund still waiting for the channel is asked about,
+    and sent again if the channel does not have it (``resolve``). ``done`` once it left ``awaiting_channel`` (or
+    is gone) or the retries are used up; else the next wait, doubled."""
+    attempt = int(event["attempt"]) + 1
+    refund = of_id(str(event["refund_id"]))
+    if refund is not None and refund.state == AWAITING_CHANNEL:
+        refund = resolve(refund, channels.get(refund.channel_code))
+    state = refund.state if refund is not None else None
+    return {"refund_id": str(event["refund_id"]), "attempt": attempt, "state": state,
+            "wait_seconds": RETRY_WAITS[min(attempt, len(RETRY_WAITS) - 1)],
+            "done": state != AWAITING_CHANNEL or attempt >= len(RETRY_WAITS)}
+
 
 def send(refund: Refund, channel: Channel) -> Refund:
     """``points/refund``, idempotent by our refund id; a lost answer is asked about with the query."""
