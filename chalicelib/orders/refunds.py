@@ -30,7 +30,7 @@ from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from chalicelib.channels import channels
 from chalicelib.core import audit, config
-from chalicelib.core.errors import BadRequest, Conflict, NotFound
+from chalicelib.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from chalicelib.core.models import (
     Channel,
     LabelledTransaction,
@@ -46,6 +46,7 @@ from chalicelib.core.models import (
 from chalicelib.core.observability import count, logger
 from chalicelib.orders import parcel_states, parcels
 from chalicelib.partners import channel_api
+from chalicelib.settlement import books, statements
 
 REQUESTED, APPROVED, AWAITING_CHANNEL, REFUNDED, REJECTED = (
     "requested", "approved", "awaiting_channel", "refunded", "rejected")
@@ -111,9 +112,24 @@ def _create(parcel: Parcel, reason: str, actor: str, approved: bool) -> Refund |
     return refund
 
 
+DAY = 86400
+
+
+def window_closed(completed_at: str | None, window_days: int, now: float) -> bool:
+    """A completed parcel's refund window (the channel's ``refund_window_days`` from completion) has passed:
+    without one, a refund could be asked for (and a supplier's payment clawed back) at any time."""
+    if completed_at is None:
+        return False  # not completed: shipped parcels are refundable until they complete
+    return now >= datetime.fromisoformat(completed_at).timestamp() + window_days * DAY
+
+
 def request(member_id: str, channel_code: str, parcel_id: str, reason: str) -> Refund:
-    """The member asks for a refund of its shipped (or completed) parcel, once."""
+    """The member asks for a refund of its shipped parcel, or of a completed one within the channel's refund
+    window, once."""
     parcel = parcels.for_member(member_id, channel_code, parcel_id)
+    if parcel.state == parcel_states.COMPLETED and window_closed(
+            parcel.completed_at, int(channels.get(channel_code).refund_window_days), time.time()):
+        raise Conflict("refund_window_closed", "the time to ask for a refund of this parcel has passed")
     refund = _create(parcel, reason, f"member:{member_id}", approved=False)
     if refund is None:
         existing = get(refund_id_for(parcel_id))
@@ -135,6 +151,16 @@ def for_supplier(supplier_id: str, refund_id: str) -> Refund:
     refund = of_id(refund_id)
     if refund is None or refund.supplier_id != supplier_id or refund.sandbox:
         raise NotFound("refund_not_found", "no such refund")
+    return refund
+
+
+def for_supplier_to_decide(supplier_id: str, refund_id: str) -> Refund:
+    """The supplier's own refund, which it may approve or reject only if it bears it (``books.bearer``): a
+    refund the platform bears is ops' to decide, or a supplier and a member together could fake a failed
+    delivery and have the platform pay (403 ``refund_decided_by_ops``)."""
+    refund = for_supplier(supplier_id, refund_id)
+    if books.bearer(supplier_id) != statements.SUPPLIER:
+        raise Forbidden("refund_decided_by_ops", "the platform bears this refund: ops decide it")
     return refund
 
 

@@ -47,14 +47,16 @@ def supplier_refunds() -> dict:
 @route("/supplier/refunds/{refund_id}/approve", methods=("POST",))
 def supplier_refund_approve(refund_id: str) -> dict:
     supplier, actor = supplier_actor(req())
-    return refunds.supplier_view(refunds.approve(refunds.for_supplier(supplier.supplier_id, refund_id), actor))
+    return refunds.supplier_view(refunds.approve(refunds.for_supplier_to_decide(supplier.supplier_id, refund_id),
+                                                 actor))
 
 
 @route("/supplier/refunds/{refund_id}/reject", methods=("POST",))
 def supplier_refund_reject(refund_id: str) -> dict:
     supplier, actor = supplier_actor(req())
     reason = web.body(req(), schemas.Reason).reason
-    return refunds.supplier_view(refunds.reject(refunds.for_supplier(supplier.supplier_id, refund_id), actor, reason))
+    return refunds.supplier_view(refunds.reject(refunds.for_supplier_to_decide(supplier.supplier_id, refund_id),
+                                                actor, reason))
 
 
 @route("/partner/{code}/orders/{order_id}")
