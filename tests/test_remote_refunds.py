@@ -14,6 +14,7 @@ from chalicelib.channels import channels
 from chalicelib.checkout import checkout
 from chalicelib.orders import parcels, refunds
 from chalicelib.core.models import MemberRedemption, Parcel, Wallet
+from chalicelib.settlement import audit as invariant_audit
 from chalicelib.settlement import books
 from chalicelib.settlement.periods import day_of
 from helpers import wait_for
@@ -221,6 +222,12 @@ def _assert_cancelled_not_shipped(shop: Shop, member: str, parcel_id: str) -> No
     entries = _books_of(parcel)  # never both payable and a clawback for one parcel because of a cancel
     assert (len(entries[books.PAYABLE]), len(entries[books.REFUNDED]), len(entries[books.RETURNED])) == (0, 0, 1)
     assert_books(shop, member, refunded=2400, spent=0)
+    assert_no_drift(shop)
+
+
+def assert_no_drift(shop: Shop) -> None:
+    """The invariant audit (quota shards, wallets, orders recomputed from the items) finds nothing."""
+    assert invariant_audit.run([shop.code], pause=0.2)["drifts"] == 0
 
 
 @pytest.mark.usefixtures("sweep_only")
@@ -290,6 +297,7 @@ def test_a_refund_follows_the_orders_points_mode_after_the_channel_switched_to_h
     assert shop.fake.calls["points/refund refunded"] == 1 and shop.fake.balance(member) == START
     assert shop.wallet(member)["balance"] == 0  # no hosted credit for points the channel took
     assert_books(shop, member, refunded=2400, spent=0)
+    assert_no_drift(shop)
 
 
 def test_a_refund_follows_the_orders_points_mode_after_the_channel_switched_to_remote(system, ops):
@@ -304,6 +312,7 @@ def test_a_refund_follows_the_orders_points_mode_after_the_channel_switched_to_r
     assert not [c for c in shop.fake.calls if c.startswith("points/refund")]
     assert int(Wallet.get(shop.member_ids[member], consistent_read=True).balance) == 6000
     assert shop.quota()["spent"] == 0
+    assert_no_drift(shop)
 
 
 def test_an_order_awaiting_its_deduction_is_still_resolved_after_the_channel_switched_to_hosted(
