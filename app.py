@@ -126,6 +126,12 @@ def fulfil_complete(event: dict, context: Any) -> dict:
     return fulfilment.complete(event)
 
 
+@app.lambda_function(name="retry_refund")
+def retry_refund(event: dict, context: Any) -> dict:
+    """The refund_retry state machine's task: a remote refund in doubt asked about again within seconds."""
+    return refunds.retry_step(event)
+
+
 # --- settlement: the Lambda tasks of the settlement state machine (infra/state_machines.py), and its schedule ---
 
 @app.schedule(Rate(5, unit=Rate.MINUTES), name="start_settlements")

@@ -109,3 +109,29 @@ def settlement() -> dict[str, Any]:
             "Close": _settlement_task("settle_close", None, "settled"),
         },
     }
+
+
+REFUND_RETRY = "refund_retry"
+# The one Lambda the refund retry calls; its role may invoke exactly this.
+REFUND_RETRY_FUNCTIONS = ("retry_refund",)
+
+
+def refund_retry() -> dict[str, Any]:
+    """One remote refund (or cancel) whose channel call failed or timed out: wait a few seconds, ask the channel
+    again (``retry_refund``: query, and send again if it does not have the refund), and again after a longer
+    wait while it stays in doubt. Input ``{refund_id, attempt: 0, wait_seconds}``; each answer carries the next
+    ``attempt``, ``wait_seconds`` (the backoff, ``refunds.RETRY_WAITS``) and ``done`` (settled, or the fast
+    retries used up: the 5-minute refund sweep is the backstop)."""
+    return {
+        "Comment": "Channel Mall: a remote refund in doubt retried within seconds, with backoff",
+        "StartAt": "Backoff",
+        "States": {
+            "Backoff": {"Type": "Wait", "SecondsPath": "$.wait_seconds", "Next": "AskAgain"},
+            "AskAgain": {"Type": "Task", "Resource": "${retry_refund}",
+                         "Parameters": {"refund_id.$": "$.refund_id", "attempt.$": "$.attempt"},
+                         "ResultPath": "$", "Retry": _RETRY, "Next": "Settled"},
+            "Settled": {"Type": "Choice", "Choices": [{"Variable": "$.done", "BooleanEquals": True, "Next": "Done"}],
+                        "Default": "Backoff"},
+            "Done": {"Type": "Succeed"},
+        },
+    }

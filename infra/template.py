@@ -23,6 +23,7 @@ from chalicelib.core.models import (
 from infra.state_machines import (
     FULFILMENT_FUNCTIONS, ORDER_FULFILMENT, SETTLEMENT, SETTLEMENT_FUNCTIONS, order_fulfilment, settlement,
 )
+from infra.state_machines import REFUND_RETRY, refund_retry
 
 ROOT = Path(__file__).resolve().parent.parent
 CHALICE_CONFIG = ROOT / ".chalice" / "config.json"
@@ -542,7 +543,7 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
     def per_function(metric: str) -> list[list[str]]:
         return [["AWS/Lambda", metric, "FunctionName", f"${{{f}}}"]
                 for f in (*FUNCTIONS, *SETTLE_FUNCTIONS.values(), START_SETTLEMENTS, LEDGER_FUNCTION,
-                          AUDIT_FUNCTION)]
+                          AUDIT_FUNCTION, RETRY_FUNCTION)]
 
     def by_channel(metric: str, stat: str, dimensions: str = "channel,service") -> list[list[Json]]:
         """``metering.metric``: one metric per channel (and reason), found by a search."""
@@ -603,6 +604,7 @@ def build_merge_template(stage: str = "prod") -> Json:
     resources |= monitoring_resources(stage, chalice)
     resources |= settlement_resources(stage, chalice, resources)
     resources |= reconciliation_resources(stage, chalice, resources)
+    resources |= refund_retry_resources(stage, resources)
     outputs = {"UploadBucketName": {"Value": {"Ref": BUCKET}}, "AlarmTopicArn": {"Value": {"Ref": ALARM_TOPIC}},
                "SessionKeySecretArn": {"Value": {"Ref": SESSION_KEY_SECRET}},
                "ChannelDoorUrl": {"Value": {"Fn::GetAtt": [DOOR_URL, "FunctionUrl"]}}}
@@ -807,6 +809,66 @@ def reconciliation_resources(stage: str, chalice: Json, resources: dict[str, Jso
     out["InvariantAuditFailedAlarm"] = _alarm(
         "The invariant audit could not read a channel (its drift would go unseen): see the audit's log",
         namespace, "InvariantAuditFailed", service_dims)
+    return out
+
+
+# --- the fast retry of a remote refund in doubt (``refunds.retry_soon``; issue 16 #12) -------------------------
+RETRY_MACHINE, RETRY_MACHINE_ROLE = "RefundRetryStateMachine", "RefundRetryRole"
+RETRY_FUNCTION = "RetryRefund"  # the machine's one task (``app.retry_refund``)
+# Who starts a refund's retries: whoever sends its first ``points/refund`` (ops and members on both doors, the
+# shipping-deadline task's cancels, the refund sweep carrying out an approved refund whose request died).
+RETRY_STARTERS = (API_FUNCTION, DOOR_FUNCTION, FULFIL_FUNCTIONS["fulfil_deadline"], REFUNDS_FUNCTION)
+# The task settles a refund as the sweep does (``refunds.resolve``): its tables, read by key (no scan, no index).
+RETRY_MODELS: tuple[type[Model], ...] = REFUNDS_MODELS
+
+
+def refund_retry_resources(stage: str, resources: dict[str, Json]) -> dict[str, Json]:
+    """The refund_retry state machine (its role invokes only ``retry_refund``), that Lambda with least privilege
+    (the refund sweep's tables, the channel's breaker and stats, metering), the starters' grant and ARN, and
+    alarms on a failed execution, a Lambda error and a retry that could not be started."""
+    machine_arn = {"Ref": RETRY_MACHINE}
+    role = {"Type": "AWS::IAM::Role", "Properties": {
+        "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}}]},
+        "Policies": [{"PolicyName": f"{RETRY_MACHINE_ROLE}Policy", "PolicyDocument": {
+            "Version": "2012-10-17", "Statement": [{
+                "Sid": "RetryTask", "Effect": "Allow", "Action": ["lambda:InvokeFunction"],
+                "Resource": {"Fn::GetAtt": [RETRY_FUNCTION, "Arn"]}}]}}],
+    }}
+    out: dict[str, Json] = {RETRY_MACHINE_ROLE: role, RETRY_MACHINE: {
+        "Type": "AWS::StepFunctions::StateMachine", "Properties": {
+            "StateMachineName": f"channelmall-{stage}-{REFUND_RETRY}", "StateMachineType": "STANDARD",
+            "Definition": refund_retry(), "DefinitionSubstitutions": {"retry_refund": {"Fn::GetAtt": [RETRY_FUNCTION, "Arn"]}},
+            "RoleArn": {"Fn::GetAtt": [RETRY_MACHINE_ROLE, "Arn"]}}}}
+    granted = [{"Sid": "Refunds", "Effect": "Allow", "Action": REFUNDS_TABLE_ACTIONS,
+                "Resource": _table_arns(RETRY_MODELS, indexes=False)},
+               {"Sid": "PartnerHealth", "Effect": "Allow", "Action": PARTNER_HEALTH_ACTIONS,
+                "Resource": _table_arns(PARTNER_HEALTH_MODELS, indexes=False)},
+               *({"Sid": f"Billing{model.__name__}", "Effect": "Allow", "Action": list(actions),
+                  "Resource": _table_arns((model,), indexes=False)} for model, actions in METERING_GRANTS)]
+    out[f"{RETRY_FUNCTION}LogGroup"] = {"Type": "AWS::Logs::LogGroup", "Properties": {
+        "LogGroupName": f"/channelmall/{stage}/{RETRY_FUNCTION}", "RetentionInDays": LOG_RETENTION_DAYS}}
+    out[RETRY_FUNCTION] = {"Properties": {
+        "Environment": {"Variables": {"TABLE_PREFIX": f"channelmall-{stage}-", "UPLOAD_BUCKET": {"Ref": BUCKET}}},
+        "LoggingConfig": {"LogGroup": {"Ref": f"{RETRY_FUNCTION}LogGroup"}}}}
+    out[f"{RETRY_FUNCTION}Role"] = _role_policy(f"{RETRY_FUNCTION}Role", f"{RETRY_FUNCTION}LogGroup", granted)
+    for function in RETRY_STARTERS:  # the machine's ARN and the right to start it go together
+        resources[function]["Properties"]["Environment"]["Variables"]["REFUND_RETRY_STATE_MACHINE_ARN"] = machine_arn
+        [policy] = resources[ROLES[function]]["Properties"]["Policies"]
+        policy["PolicyDocument"]["Statement"].append({"Sid": "StartRefundRetry", "Effect": "Allow",
+                                                      "Action": ["states:StartExecution"], "Resource": machine_arn})
+    alarms = resources["RefundUnresolvedAlarm"]["Properties"]  # the app's own metrics: same namespace and dimension
+    namespace, service_dims = alarms["Namespace"], alarms["Dimensions"]
+    out[f"{RETRY_FUNCTION}ErrorsAlarm"] = _alarm("Refund retry Lambda errors (Step Functions retries them)",
+                                                 "AWS/Lambda", "Errors",
+                                                 [{"Name": "FunctionName", "Value": {"Ref": RETRY_FUNCTION}}])
+    out["RefundRetryFailedAlarm"] = _alarm(
+        "Refund retry executions failed (the task kept failing): the refund waits for the 5-minute sweep",
+        "AWS/States", "ExecutionsFailed", [{"Name": "StateMachineArn", "Value": machine_arn}])
+    out["RefundRetryNotStartedAlarm"] = _alarm(
+        "A remote refund in doubt whose fast retries could not be started: it waits for the 5-minute sweep",
+        namespace, "RefundRetryNotStarted", service_dims)
     return out
 
 

@@ -24,6 +24,8 @@ from infra.state_machines import FULFILMENT_FUNCTIONS, SETTLEMENT_FUNCTIONS, ord
 from infra.template import (
     FULFIL_MODELS, SETTLE_GRANTS, SETTLEMENT_MACHINE, STATE_MACHINE, UPLOAD_TABLE_ACTIONS, table_suffix,
 )
+from infra.state_machines import REFUND_RETRY_FUNCTIONS, refund_retry
+from infra.template import REFUNDS_MODELS, RETRY_MACHINE
 
 HTTP_METHODS = ("get", "put", "post", "patch", "delete", "head")
 SIGV4 = [{"sigv4": []}]
@@ -33,9 +35,11 @@ REFUNDS = "app.resolve_refunds"
 FULFIL = tuple(f"app.{name}" for name in FULFILMENT_FUNCTIONS)
 DOOR = "app.channel_door"  # the function URL door: the channel-facing routes again
 SETTLE = tuple(f"app.{name}" for name in SETTLEMENT_FUNCTIONS)
+RETRY_REFUND = "app.retry_refund"  # the refund_retry state machine's task
 START_SETTLEMENTS = "app.start_settlements"
 LEDGERS, AUDIT = "app.ledger_uploaded", "app.invariant_audit"
-HANDLERS = (API, DOOR, UPLOAD, RESOLVE, WEBHOOKS, REFUNDS, *FULFIL, *SETTLE, START_SETTLEMENTS, LEDGERS, AUDIT)
+HANDLERS = (API, DOOR, UPLOAD, RESOLVE, WEBHOOKS, REFUNDS, *FULFIL, *SETTLE, START_SETTLEMENTS, LEDGERS, AUDIT,
+            RETRY_REFUND)
 # Who calls ``config.session_key()``: sessions and one-time codes are served by the two doors only.
 SESSION_KEY_HANDLERS = {API, DOOR}
 
@@ -487,7 +491,8 @@ def test_unresolved_remote_orders_page_ops(resources: dict[str, Any]) -> None:
     "ParcelsExpired", "ParcelExpiryRefused", "RefundUnresolved", "RefundRefusedByChannel", "RemoteSweepFailed",
     "RefundSweepFailed", "FulfilmentSweepFailed", "FulfilmentStartFailed", "FulfilmentRestarted", "RemoteUnresolved", "WebhooksParked",
     "PartnerBreakerOpened", "PartnerErrorRateHigh", "PrepaidLow", "PrepaidExhausted", "MeteringFailed",
-    "StatementMismatch", "ReconciliationDifferences", "InvariantDrift", "InvariantAuditFailed"])
+    "StatementMismatch", "ReconciliationDifferences", "InvariantDrift", "InvariantAuditFailed",
+    "RefundRetryNotStarted"])
 def test_every_failure_the_app_counts_pages_ops(resources: dict[str, Any], metric: str) -> None:
     """Each of these counts means a member, a supplier or a channel is left waiting on ops: one alarm each,
     on the app's own metric (Powertools adds the service dimension), to the ops topic."""
@@ -603,7 +608,8 @@ def test_only_checkout_and_the_sweep_start_executions(resources: dict[str, Any])
         assert variables.get("FULFILMENT_STATE_MACHINE_ARN") == ({"Ref": machine} if handler in (API, DOOR, RESOLVE)
                                                                  else None), handler
     granted = [s["Resource"] for _, s in allow_statements(resources) if "states:StartExecution" in as_list(s["Action"])
-               and s["Resource"] != {"Ref": SETTLEMENT_MACHINE} and s.get("Sid") != "MapChildren"]
+               and s["Resource"] not in ({"Ref": SETTLEMENT_MACHINE}, {"Ref": RETRY_MACHINE})
+               and s.get("Sid") != "MapChildren"]
     assert granted == [{"Ref": machine}] * 3
 
 
@@ -621,8 +627,9 @@ def test_failed_fulfilment_executions_and_starts_page_ops(resources: dict[str, A
     alarms = [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()
               if "MetricName" in r["Properties"]]
     failed = [a["Dimensions"] for a in alarms if (a["Namespace"], a["MetricName"]) == ("AWS/States", "ExecutionsFailed")]
-    assert sorted(failed, key=json.dumps) == sorted(  # one alarm per machine: fulfilment and settlement
-        [[{"Name": "StateMachineArn", "Value": {"Ref": m}}] for m in (STATE_MACHINE, SETTLEMENT_MACHINE)], key=json.dumps)
+    assert sorted(failed, key=json.dumps) == sorted(  # one alarm per machine: fulfilment, settlement, refund retry
+        [[{"Name": "StateMachineArn", "Value": {"Ref": m}}] for m in (STATE_MACHINE, SETTLEMENT_MACHINE, RETRY_MACHINE)],
+        key=json.dumps)
     assert [a["Namespace"] for a in alarms if a["MetricName"] == "FulfilmentStartFailed"] == ["ChannelMall"]
 
 
@@ -755,3 +762,43 @@ def test_settlement_tasks_reach_only_their_tables(resources: dict[str, Any], nam
     assert "dynamodb:DeleteItem" not in actions and not any("/index/" in json.dumps(a) for a in arns)
     assert {a["Fn::GetAtt"][0] for a in arns} == set(table_ids(resources, *(m for m, _ in SETTLE_GRANTS[name])).values())
 
+
+
+# --- the refund_retry state machine (issue 16 #12) --------------------------------------------------------
+
+def test_refund_retry_machine_runs_the_infra_definition_on_its_one_task(resources: dict[str, Any]) -> None:
+    props = resources[RETRY_MACHINE]["Properties"]
+    assert props["Definition"] == refund_retry() and dangling_targets(props["Definition"]) == []
+    assert set(props["DefinitionSubstitutions"]) == set(REFUND_RETRY_FUNCTIONS)
+    [statement] = [s for name, s in allow_statements(resources) if name == props["RoleArn"]["Fn::GetAtt"][0]]
+    assert (as_list(statement["Action"]), statement["Resource"]) == (
+        ["lambda:InvokeFunction"], props["DefinitionSubstitutions"]["retry_refund"])
+    task = [r for r in of_type(resources, "AWS::Serverless::Function").values()
+            if r["Properties"]["Handler"] == RETRY_REFUND]
+    assert statement["Resource"] == {"Fn::GetAtt": [next(n for n, r in resources.items() if r in task), "Arn"]}
+
+
+def test_only_who_sends_a_first_refund_starts_its_retries(resources: dict[str, Any]) -> None:
+    machine = {"Ref": RETRY_MACHINE}
+    starters = {name for name, s in allow_statements(resources) if "states:StartExecution" in as_list(s["Action"])
+                and s["Resource"] == machine}
+    expected = (API, DOOR, "app.fulfil_deadline", REFUNDS)
+    assert starters == {role_of(resources, h) for h in expected}
+    for handler in HANDLERS:
+        variables = function(resources, handler)["Properties"]["Environment"]["Variables"]
+        assert variables.get("REFUND_RETRY_STATE_MACHINE_ARN") == (machine if handler in expected else None), handler
+
+
+def test_refund_retry_task_reaches_only_the_refund_tables_by_key(resources: dict[str, Any]) -> None:
+    actions, arns = data_grants(resources, role_of(resources, RETRY_REFUND), "dynamodb")
+    assert not {"dynamodb:Scan", "dynamodb:DeleteItem"} & actions
+    assert all("Fn::GetAtt" in a for a in arns)  # no index: the refund is read by its id
+    assert {a["Fn::GetAtt"][0] for a in arns} == set(table_ids(
+        resources, *REFUNDS_MODELS, PartnerBreaker, PartnerStats, ChannelDay, MeterMark).values())
+
+
+def test_a_failed_refund_retry_pages_ops(resources: dict[str, Any]) -> None:
+    alarms = [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()
+              if "MetricName" in r["Properties"]]
+    assert [{"Name": "StateMachineArn", "Value": {"Ref": RETRY_MACHINE}}] in [
+        a["Dimensions"] for a in alarms if (a["Namespace"], a["MetricName"]) == ("AWS/States", "ExecutionsFailed")]

@@ -140,9 +140,11 @@ def test_books_balance_after_a_mixed_workload(pooled, ops):
     remote.fake.refund_mode = NORMAL
     remote_back = settle_after_payment(remote, rnd, cancel=False)
     assert hosted_back["refunded"] and hosted_back["cancelled"] and remote_back["refunded"]
-    assert {refunds.get(r).state for r in doubtful["refund_ids"]} == {"awaiting_channel"}
+    # each refund left in doubt is settled by its own fast retries (``refunds.retry_soon``) or by the sweep
+    assert {refunds.get(r).state for r in doubtful["refund_ids"]} <= {"awaiting_channel", "refunded"}
     resolved = ok(ops.post(f"/ops/channels/{remote.code}/pending-refunds/resolve"))
-    assert resolved == {"refunded": len(doubtful["refund_ids"]), "rejected": 0, "awaiting_channel": 0, "approved": 0}
+    assert (resolved["rejected"], resolved["awaiting_channel"], resolved["approved"]) == (0, 0, 0), resolved
+    assert {refunds.get(r).state for r in doubtful["refund_ids"]} == {"refunded"}
 
     books = check_channel_books(hosted)
     check_hosted_wallets(hosted, books["orders"], books["quota"], books["given_back"])

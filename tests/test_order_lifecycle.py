@@ -133,4 +133,4 @@ def test_an_unshipped_parcel_is_cancelled_and_given_back_the_shipped_one_complet
     assert {p["parcel_id"]: p["state"] for p in final["parcels"]} == {parcel_a: "cancelled", parcel_b: "completed"}
     assert outbox(shop.code) == sorted([
         ("order.paid", order_id), ("parcel.shipped", parcel_b), ("order.partially_shipped", order_id),
-        ("order.shipped", order_id), ("order.completed", order_id)])
+        ("parcel.cancelled", parcel_a), ("order.shipped", order_id), ("order.completed", order_id)])

@@ -13,7 +13,8 @@ from chalicelib.core.errors import Conflict
 def test_every_state_and_action(current: str, action: str) -> None:
     legal = {("awaiting_shipment", "ship"): "shipped", ("shipped", "complete"): "completed",
              ("awaiting_shipment", "cancel"): "cancelled", ("shipped", "refund"): "refunded",
-             ("completed", "refund"): "refunded"}
+             ("completed", "refund"): "refunded", ("awaiting_shipment", "begin_cancel"): "cancelling",
+             ("cancelling", "finish_cancel"): "cancelled", ("cancelling", "abandon_cancel"): "awaiting_shipment"}
     if (current, action) in legal:
         assert ps.next_state(current, action) == legal[(current, action)]
         assert current in ps.sources(action)
@@ -21,8 +22,8 @@ def test_every_state_and_action(current: str, action: str) -> None:
         with pytest.raises(Conflict) as refused:
             ps.next_state(current, action)
         assert refused.value.status == 409
-        assert refused.value.code == ("parcel_not_shipped" if current == "awaiting_shipment"
-                                      else f"parcel_already_{current}")
+        assert refused.value.code == {"awaiting_shipment": "parcel_not_shipped",
+                                      "cancelling": "parcel_cancelling"}.get(current, f"parcel_already_{current}")
         assert current not in ps.sources(action)
 
 
@@ -33,6 +34,10 @@ def test_refusal_codes_name_the_current_state() -> None:
     with pytest.raises(Conflict) as refused:
         ps.next_state("awaiting_shipment", "complete")
     assert refused.value.code == "parcel_not_shipped"
+    for action in ("ship", "cancel", "begin_cancel", "refund", "complete"):  # a pending cancel holds the parcel
+        with pytest.raises(Conflict) as refused:
+            ps.next_state("cancelling", action)
+        assert refused.value.code == "parcel_cancelling"
     with pytest.raises(ValueError):
         ps.next_state("shipped", "teleport")
 
@@ -72,6 +77,8 @@ def test_order_state_examples() -> None:
     assert ps.order_state(["refunded", "completed"]) == "partially_refunded"
     assert ps.order_state(["refunded", "cancelled"]) == "refunded"
     assert ps.order_state(["cancelled"]) == "cancelled"
+    assert ps.order_state(["cancelling", "shipped"]) == "partially_shipped"
+    assert ps.order_state(["cancelling", "cancelled"]) == "paid"
     with pytest.raises(ValueError):
         ps.order_state([])
     with pytest.raises(ValueError):

@@ -388,3 +388,71 @@ def test_racing_ship_and_cancel_on_one_parcel_one_wins(cart: CartShop) -> None:
         assert _stock(cart.goods_b, "B1") == stock and int(back.balance) == int(wallet.balance)
         assert final.tracking_no == wins[0].json()["tracking_no"]
     _ledger(back)
+
+
+# --- issue 16 #13: a channel hears of each parcel cancelled and of refunds at the order level -----------------
+
+def _hooked(cart: CartShop, ops):
+    """A receiver set as the cart channel's webhook, knowing the channel's (rotated-in) webhook secret."""
+    from test_webhooks import Receiver
+
+    receiver = Receiver().start()
+    code = cart.shop.code
+    ok(ops.patch(f"/ops/channels/{code}", json={"webhook_url": receiver.url + "/hooks"}))
+    receiver.secrets = [ok(ops.post(f"/ops/channels/{code}/webhook-secret", json={"overlap_seconds": 0}))[
+        "webhook_secret"]]
+    return receiver
+
+
+def _heard(receiver, code: str, kind: str, subject: str) -> dict:
+    """The event as the channel's webhook received it (verified), after the delivery rounds the sweep runs."""
+    from chalicelib.partners import webhooks
+
+    event_id = events.event_id(kind, subject)
+    for _ in range(5):
+        if event_id in receiver.processed:
+            break
+        webhooks.deliver_due(code)
+    assert event_id in receiver.processed, (kind, subject, sorted(receiver.processed))
+    return receiver.processed[event_id]["data"]
+
+
+def test_cancelling_one_parcel_of_two_and_the_deadline_tell_the_channel(system, ops) -> None:
+    cart = CartShop(system, ops)
+    receiver = _hooked(cart, ops)
+    try:
+        member, order_id = cart.order()
+        first, second = parcels.split(order_id)
+        ok(cart.member_post(member, f"/parcels/{first.parcel_id}/cancel"))
+        heard = _heard(receiver, cart.shop.code, "parcel.cancelled", first.parcel_id)
+        assert (heard["parcel_id"], heard["state"], heard["order_state"]) == (first.parcel_id, "cancelled", "paid")
+        assert (heard["points_returned"], heard["cancelled_by"]) == (int(first.points), "member")
+        assert parcels.expire_unshipped(order_id) == [second.parcel_id]  # the shipping deadline
+        heard = _heard(receiver, cart.shop.code, "parcel.cancelled", second.parcel_id)
+        assert (heard["order_state"], heard["points_returned"], heard["cancelled_by"]) == (
+            "cancelled", int(second.points), "shipping_deadline")
+        assert _heard(receiver, cart.shop.code, "order.cancelled", order_id)["state"] == "cancelled"
+        assert receiver.unverified == []
+    finally:
+        receiver.stop()
+
+
+def test_refunds_tell_the_channel_when_the_order_becomes_partially_refunded_then_refunded(system, ops) -> None:
+    cart = CartShop(system, ops)
+    receiver = _hooked(cart, ops)
+    try:
+        member, order_id = cart.order()
+        first, second = sorted(parcels.split(order_id), key=lambda p: p.supplier_id == cart.supplier_b)
+        ok(_ship(cart.sup_a, first.parcel_id))
+        ok(_ship(cart.sup_b, second.parcel_id))
+        ok(ops.post(f"/ops/parcels/{first.parcel_id}/refund", json={"reason": "lost"}))
+        heard = _heard(receiver, cart.shop.code, "order.partially_refunded", order_id)
+        assert heard["state"] == "partially_refunded"
+        assert {p["parcel_id"]: p["state"] for p in heard["parcels"]} == {first.parcel_id: "refunded",
+                                                                         second.parcel_id: "shipped"}
+        assert _heard(receiver, cart.shop.code, "parcel.refunded", first.parcel_id)["points_returned"] == int(
+            first.points)
+        ok(ops.post(f"/ops/parcels/{second.parcel_id}/refund", json={"reason": "lost"}))
+        assert _heard(receiver, cart.shop.code, "order.refunded", order_id)["state"] == "refunded"
+    finally:
+        receiver.stop()

@@ -4,6 +4,7 @@ many ask at once."""
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
 import requests
 
@@ -160,3 +161,44 @@ def test_a_refund_after_the_period_closed_is_recorded_for_settlement(system, ops
     w = Wallet.get(shop.member_ids[member], consistent_read=True)
     assert int(w.granted) - int(w.spent) + int(w.refunded) - int(w.expired) == int(w.balance) == 0
     assert (int(w.refunded), int(w.expired)) == (1200, 1200 + 1200)  # the unspent grant and the refund
+
+
+# --- issue 16 #9: who decides a refund follows who bears it; refunds after completion close -------------------
+
+def test_a_refund_the_platform_bears_is_decided_by_ops_not_the_supplier(system, ops):
+    """A supplier whose refunds the platform bears could approve a refund a member and it made up (a faked
+    delivery) and have the platform pay: such refunds are ops' to decide."""
+    shop, member = hosted_shop(system, ops)
+    parcel_id = shipped(shop, member, qty=1)
+    supplier_id = Parcel.get(parcel_id).supplier_id
+    ok(ops.put(f"/ops/suppliers/{supplier_id}/refunds-borne-by", json={"borne_by": "platform"}))
+    refund_id = ok(ask(shop, member, parcel_id), 201)["refund_id"]
+    assert_error(supplier(shop, f"{refund_id}/approve"), 403, "refund_decided_by_ops")
+    assert_error(supplier(shop, f"{refund_id}/reject", reason="no"), 403, "refund_decided_by_ops")
+    assert refunds.get(refund_id).state == "requested" and shop.wallet(member)["balance"] == 6000 - 1200
+    done = ok(ops.post(f"/ops/refunds/{refund_id}/approve"))
+    assert done["state"] == "refunded" and shop.wallet(member)["balance"] == 6000
+
+    ok(ops.put(f"/ops/suppliers/{supplier_id}/refunds-borne-by", json={"borne_by": "supplier"}))
+    other = shipped(shop, member, qty=1)  # the supplier bears it again: its own to decide
+    assert ok(supplier(shop, f"{ok(ask(shop, member, other), 201)['refund_id']}/approve"))["state"] == "refunded"
+
+
+def test_a_refund_request_after_the_channels_window_from_completion_is_refused(system, ops):
+    shop, member = hosted_shop(system, ops)
+    assert ok(ops.get(f"/ops/channels/{shop.code}"))["refund_window_days"] == 15  # the default
+    assert_error(ops.patch(f"/ops/channels/{shop.code}", json={"refund_window_days": 366}), 422, "validation_error")
+    late, in_time = shipped(shop, member, qty=1), shipped(shop, member, qty=1)
+    for parcel_id in (late, in_time):
+        ok(requests.post(f"{shop.base_url}/api/{shop.code}/parcels/{parcel_id}/receipt", headers=shop.auth(member),
+                         timeout=30))
+    completed = Parcel.get(late, consistent_read=True).completed_at
+    Parcel(late).update(actions=[Parcel.completed_at.set(  # completed long ago: the window has passed
+        datetime.fromtimestamp(time.time() - 8 * 86400, timezone.utc).isoformat(timespec="milliseconds"))])
+    ok(ops.patch(f"/ops/channels/{shop.code}", json={"refund_window_days": 7}))
+    assert_error(ask(shop, member, late), 409, "refund_window_closed")
+    assert refunds.of_parcel(late) is None
+    assert ok(ask(shop, member, in_time), 201)["state"] == "requested"  # completed just now: within the window
+    ok(ops.patch(f"/ops/channels/{shop.code}", json={"refund_window_days": 0}))  # no refunds after completion
+    Parcel(late).update(actions=[Parcel.completed_at.set(completed)])
+    assert_error(ask(shop, member, late), 409, "refund_window_closed")

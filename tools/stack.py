@@ -20,6 +20,7 @@ from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer, Thre
 from infra.state_machines import (
     FULFILMENT_FUNCTIONS, ORDER_FULFILMENT, SETTLEMENT, SETTLEMENT_FUNCTIONS, order_fulfilment, settlement, substituted,
 )
+from infra.state_machines import REFUND_RETRY, REFUND_RETRY_FUNCTIONS, refund_retry
 from tools.engines import ROOT, Dynoxide, MotoServer, aws_environment, apply_environment, free_port
 
 
@@ -54,7 +55,8 @@ def create_state_machines() -> None:
 
     sfn = boto3.client("stepfunctions")
     for name, definition, functions in ((ORDER_FULFILMENT, order_fulfilment(), FULFILMENT_FUNCTIONS),
-                                        (SETTLEMENT, settlement(), SETTLEMENT_FUNCTIONS)):
+                                        (SETTLEMENT, settlement(), SETTLEMENT_FUNCTIONS),
+                                        (REFUND_RETRY, refund_retry(), REFUND_RETRY_FUNCTIONS)):
         sfn.create_state_machine(name=state_machine_arn(name).rsplit(":", 1)[-1],
                                  definition=json.dumps(substituted(definition, {f: lambda_arn(f) for f in functions})),
                                  roleArn=f"arn:aws:iam::{ACCOUNT}:role/channelmall-local-{name}")
@@ -174,7 +176,8 @@ class LocalSystem:
         env.update({"LOCAL_OPS_TOKEN": self.ops_token, "SESSION_KEY": secrets.token_hex(32),  # one for every worker "PUBLIC_BASE_URL": self.base_url,
                     "UPLOAD_BUCKET": "channelmall-local-uploads", "SMS_OUTBOX": self.sms_outbox,
                     "FULFILMENT_STATE_MACHINE_ARN": state_machine_arn(ORDER_FULFILMENT),
-                    "SETTLEMENT_STATE_MACHINE_ARN": state_machine_arn(SETTLEMENT)})
+                    "SETTLEMENT_STATE_MACHINE_ARN": state_machine_arn(SETTLEMENT),
+                    "REFUND_RETRY_STATE_MACHINE_ARN": state_machine_arn(REFUND_RETRY)})
         apply_environment(env)
         import boto3
 

@@ -29,7 +29,7 @@ ACTIVE, SUSPENDED = "active", "suspended"
 # Limits and money terms are audited with their old and new values.
 AUDITED = ("points_mode", "points_per_yuan", "member_points_cap", "redemption_quota", "settlement_period",
            "api_base_url", "entry_mode", "sandbox", "cart_enabled", "payment_auth", "webhook_url",
-           "shipping_deadline_hours", "receipt_days", "api_timeout_seconds")
+           "shipping_deadline_hours", "receipt_days", "api_timeout_seconds", "refund_window_days")
 
 
 def new_secret() -> str:
@@ -67,6 +67,7 @@ def view(c: Channel, base_url: str) -> dict:
         "secret_proven_at": int(c.secret_proven_at) if c.secret_proven_at else None,
         "webhook_url": c.webhook_url, "webhook_secret_set": bool(c.webhook_secret),
         "shipping_deadline_hours": int(c.shipping_deadline_hours), "receipt_days": int(c.receipt_days),
+        "refund_window_days": int(c.refund_window_days),
         "previous_webhook_secret_until": int(c.previous_webhook_secret_until)
         if c.previous_webhook_secret_until else None,
         "api_timeout_seconds": float(c.api_timeout_seconds) if c.api_timeout_seconds is not None else None,

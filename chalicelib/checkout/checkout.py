@@ -598,13 +598,14 @@ def resolve_pending(channel: Channel, older_than: float = 0) -> dict[str, int]:
 
 
 def sweep_remote() -> dict[str, dict]:
-    """The scheduler's sweep over every remote-mode channel, suspended ones included (their members' orders
-    still hold quota and wait for an answer). Each channel on its own: one that fails is logged and counted
-    (``RemoteSweepFailed``) and answers ``{"error": ...}``; the others go on.
+    """The scheduler's sweep over every channel, suspended ones included (their members' orders still hold
+    quota and wait for an answer), and hosted ones too: an order keeps the points mode it recorded, so one
+    placed before ops switched its channel to hosted still waits for the channel's answer (the sparse pending
+    index makes a channel with none one empty Query). Each channel on its own: one that fails is logged and
+    counted (``RemoteSweepFailed``) and answers ``{"error": ...}``; the others go on.
 
     Only orders older than ``DEDUCT_LEASE_SECONDS`` are swept: a younger one's deduct may still be on its
     way to the channel from the request that placed it, and a sweep that queried it now would find nothing
     and cancel an order the member is about to pay for."""
-    remote = [c for c in channels.list_all() if c.points_mode == "remote"]
     return channels.sweep_each(lambda channel: resolve_pending(channel, DEDUCT_LEASE_SECONDS),
-                               lambda: count("RemoteSweepFailed"), remote)
+                               lambda: count("RemoteSweepFailed"))

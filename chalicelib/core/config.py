@@ -62,6 +62,8 @@ SMS_OUTBOX: str = os.environ.get("SMS_OUTBOX", "") if IS_LOCAL else ""
 # Order fulfilment (issue 10): the state machine each paid order's execution runs. Set by the template for the
 # functions that start executions, and by the local stack for its machine on moto.
 FULFILMENT_STATE_MACHINE_ARN: str = os.environ.get("FULFILMENT_STATE_MACHINE_ARN", "")
+# Issue 16 #12: the state machine that retries a remote refund in doubt within seconds (``refunds.retry_soon``).
+REFUND_RETRY_STATE_MACHINE_ARN: str = os.environ.get("REFUND_RETRY_STATE_MACHINE_ARN", "")
 
 
 def fulfilment_seconds_override() -> tuple[int, int] | None:

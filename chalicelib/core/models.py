@@ -224,6 +224,8 @@ class Channel(Model):
     # refunded; a shipped one completes this long after the shipping deadline unless the member confirms first.
     shipping_deadline_hours = NumberAttribute(default=72)
     receipt_days = NumberAttribute(default=10)
+    # A member may ask for a refund of a completed parcel for this many days after it completed (0: never).
+    refund_window_days = NumberAttribute(default=15)
     # Where order events go (``webhooks``), signed per Standard Webhooks with ``webhook_secret``
     # ("whsec_" + base64), a key apart from the signing secret; during a rotation's overlap the
     # previous one signs too (both signatures sent), so the channel may switch when it likes.

@@ -120,6 +120,7 @@ class ChannelFields(Strict):
     payment_auth: Optional[Literal["channel_password", "otp"]] = None
     shipping_deadline_hours: Optional[int] = Field(default=None, ge=1, le=720)  # up to 30 days to ship
     receipt_days: Optional[int] = Field(default=None, ge=1, le=60)  # receipt window after the deadline
+    refund_window_days: Optional[int] = Field(default=None, ge=0, le=365)  # refund requests after completion
     webhook_url: Optional[HttpUrl] = None  # order events go here (``webhooks``); same address rules as api_base_url
     # How long a call to the channel's API may wait for its answer (``channel_api``); unset: the default (3 s).
     api_timeout_seconds: Optional[float] = Field(default=None, ge=0.5, le=10, allow_inf_nan=False)

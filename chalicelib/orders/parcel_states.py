@@ -3,6 +3,12 @@
 A parcel: ``awaiting_shipment`` → ``shipped`` → ``completed``; ``awaiting_shipment`` → ``cancelled``
 (before shipment, everything goes back); ``shipped`` / ``completed`` → ``refunded`` (points back, the goods
 usually stay with the member). Nothing leaves ``cancelled`` or ``refunded``.
+
+A remote-mode cancel waits for the channel to give the points back, so it goes through ``cancelling``:
+``awaiting_shipment`` → ``cancelling`` in the same write that starts the cancel, then ``cancelled`` once the
+channel gave them back, or back to ``awaiting_shipment`` if the channel refused. A cancelling parcel cannot be
+shipped, cancelled again, completed or refunded: otherwise a supplier could ship goods whose points the member
+is being given back (points back, goods kept, the supplier paid and clawed back for one parcel).
 """
 from __future__ import annotations
 
@@ -11,24 +17,28 @@ from typing import Iterable
 from chalicelib.core.errors import Conflict
 
 AWAITING = "awaiting_shipment"
+CANCELLING = "cancelling"
 SHIPPED = "shipped"
 COMPLETED = "completed"
 CANCELLED = "cancelled"
 REFUNDED = "refunded"
-STATES = (AWAITING, SHIPPED, COMPLETED, CANCELLED, REFUNDED)
+STATES = (AWAITING, CANCELLING, SHIPPED, COMPLETED, CANCELLED, REFUNDED)
 
 # (from state, action) → to state. Anything not here is illegal.
 TRANSITIONS: dict[tuple[str, str], str] = {
     (AWAITING, "ship"): SHIPPED,
     (SHIPPED, "complete"): COMPLETED,
     (AWAITING, "cancel"): CANCELLED,
+    (AWAITING, "begin_cancel"): CANCELLING,  # remote: out of shippable state while the channel gives points back
+    (CANCELLING, "finish_cancel"): CANCELLED,  # the channel gave them back
+    (CANCELLING, "abandon_cancel"): AWAITING,  # the channel refused: nothing moved, the parcel ships as before
     (SHIPPED, "refund"): REFUNDED,
     (COMPLETED, "refund"): REFUNDED,
 }
 ACTIONS = tuple(sorted({action for _, action in TRANSITIONS}))
 
 # The code an illegal transition answers with: it names the state the parcel is in.
-REFUSAL_CODES = {AWAITING: "parcel_not_shipped", SHIPPED: "parcel_already_shipped",
+REFUSAL_CODES = {AWAITING: "parcel_not_shipped", CANCELLING: "parcel_cancelling", SHIPPED: "parcel_already_shipped",
                  COMPLETED: "parcel_already_completed", CANCELLED: "parcel_already_cancelled",
                  REFUNDED: "parcel_already_refunded"}
 
@@ -69,7 +79,7 @@ def order_state(states: Iterable[str]) -> str:
     3. any parcel refunded → ``partially_refunded`` (refunds matter more to the member than shipping);
     4. of the parcels not cancelled: all completed → ``completed``; all shipped or completed → ``shipped``;
        any shipped or completed → ``partially_shipped``; else → ``paid`` (a cancelled parcel next to live
-       ones does not change what the live ones say).
+       ones does not change what the live ones say; a ``cancelling`` one is still live, not yet shipped).
     """
     states = list(states)
     if not states:

@@ -50,7 +50,8 @@ ATTEMPTS = 25
 PAGE_MAX = 100
 # The order event that a change of the derived order state records (states without one record none).
 ORDER_EVENTS = {ps.PARTIALLY_SHIPPED: "order.partially_shipped", ps.ORDER_SHIPPED: "order.shipped",
-                ps.ORDER_COMPLETED: "order.completed", ps.ORDER_CANCELLED: "order.cancelled"}
+                ps.ORDER_COMPLETED: "order.completed", ps.ORDER_CANCELLED: "order.cancelled",
+                ps.PARTIALLY_REFUNDED: "order.partially_refunded", ps.ORDER_REFUNDED: "order.refunded"}
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -189,7 +190,8 @@ def transition(parcel: Parcel, action: str, actor: str, actions: list | None = N
         total = len(siblings) + 1
         if f"parcel.{to}" in events.KINDS:
             events.record(tx, order.channel_code, f"parcel.{to}", parcel.parcel_id,
-                          dict(_parcel_event(parcel, total), **(shown or {}), state=to, order_state=after), sandbox=bool(order.sandbox))
+                          dict(_parcel_event(parcel, total), **(shown or {}), **_given_back(parcel, to, actor),
+                               state=to, order_state=after), sandbox=bool(order.sandbox))
         if after != before and after in ORDER_EVENTS:
             states = {s.parcel_id: s.state for s in siblings} | {parcel.parcel_id: to}
             events.record(tx, order.channel_code, ORDER_EVENTS[after], order.order_id,
@@ -205,6 +207,18 @@ def transition(parcel: Parcel, action: str, actor: str, actions: list | None = N
             metering.parcel_returned(parcel)
         return reread()
     raise Busy("busy", "too many concurrent changes to this parcel; retry")
+
+
+def _given_back(parcel: Parcel, to: str, actor: str) -> dict:
+    """What a parcel event tells the channel a cancel or refund gave back: the points (a channel shows its member
+    the points coming back, cancelled parcel by parcel), and who cancelled: the member or the shipping deadline."""
+    if to == ps.REFUNDED:
+        return {"points_returned": int(parcel.points)}
+    if to == ps.CANCELLED:
+        by = "member" if actor.startswith("member:") else (
+            "shipping_deadline" if actor == "system:shipping_deadline" else "platform")
+        return {"points_returned": int(parcel.points), "cancelled_by": by}
+    return {}
 
 
 def _parcel_event(parcel: Parcel, total: int) -> dict:
@@ -244,7 +258,8 @@ def _cancel(parcel: Parcel, actor: str) -> Parcel:
     order = _order(parcel.order_id)
     if order.points_mode != "hosted" and int(parcel.points):
         # The channel keeps a remote member's wallet: its points come back only by a refund call to it, and
-        # the parcel is cancelled (stock and quota back) once the channel has given them back.
+        # the parcel is cancelled (stock and quota back) once the channel has given them back; it is
+        # ``cancelling`` (not shippable) from the moment the cancel starts.
         from chalicelib.orders import refunds  # refunds moves parcels by ``transition``: imported when first needed
 
         return refunds.cancel_remote(parcel, actor)

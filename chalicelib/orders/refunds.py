@@ -15,17 +15,22 @@ idempotent by our refund id, so it is safe to send again; a lost answer is settl
 (``refunded`` → complete; ``not_found`` → the channel never applied it, send again later); no answer keeps
 the refund ``awaiting_channel`` on a sparse index that ``sweep`` asks about again. A refund the
 channel refuses (``409 rejected``) is rejected here too, naming the channel's reason, and nothing moved.
+A remote cancel (``cancel_remote``) is such a refund whose parcel waits in ``cancelling`` meanwhile.
 """
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from datetime import datetime, timezone
+from functools import cache
+from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from chalicelib.channels import channels
-from chalicelib.core import audit
-from chalicelib.core.errors import BadRequest, Conflict, NotFound
+from chalicelib.core import audit, config
+from chalicelib.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from chalicelib.core.models import (
     Channel,
     LabelledTransaction,
@@ -41,12 +46,16 @@ from chalicelib.core.models import (
 from chalicelib.core.observability import count, logger
 from chalicelib.orders import parcel_states, parcels
 from chalicelib.partners import channel_api
+from chalicelib.settlement import books, statements
 
 REQUESTED, APPROVED, AWAITING_CHANNEL, REFUNDED, REJECTED = (
     "requested", "approved", "awaiting_channel", "refunded", "rejected")
 STATES = (REQUESTED, APPROVED, AWAITING_CHANNEL, REFUNDED, REJECTED)
 # The sweep takes a pending refund only once the request at work on it had time to finish its calls.
 SWEEP_GRACE_SECONDS = 30
+# Seconds before each fast retry of a refund its request left in doubt (the ``refund_retry`` workflow): about a
+# minute in all, so a channel's blip costs the member seconds, not the sweep's 5 minutes (still the backstop).
+RETRY_WAITS = (2, 4, 8, 16, 32)
 
 
 def refund_id_for(parcel_id: str) -> str:
@@ -72,21 +81,30 @@ def _iso(at: float) -> str:
     return datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _create(parcel: Parcel, reason: str, actor: str, approved: bool, action: str = "refund") -> Refund | None:
-    """The parcel's refund, created ``requested`` (a member asks) or ``approved`` (ops refund directly);
-    None when the parcel already has one. The parcel must be shipped or completed (a cancel: unshipped)."""
+def _new(parcel: Parcel, reason: str, actor: str, approved: bool, action: str = "refund") -> Refund:
+    """The parcel's refund, ``requested`` (a member asks) or ``approved`` (ops refund directly), not yet
+    written. The parcel must be in a state ``action`` starts from (a refund: shipped or completed; a cancel:
+    awaiting shipment)."""
     if parcel.state not in parcel_states.sources(action):
         raise parcel_states.refusal(parcel.state, action)
     lines = [{"goods_id": l["goods_id"], "sku_id": l["sku_id"], "qty": int(l["qty"]), "points": int(l["points"])}
              for l in parcel.lines]
-    refund = Refund(refund_id_for(parcel.parcel_id), parcel_id=parcel.parcel_id, order_id=parcel.order_id,
-                    channel_code=parcel.channel_code, member_id=parcel.member_id, supplier_id=parcel.supplier_id,
-                    points_mode=channels.get(parcel.channel_code).points_mode, lines=lines,
-                    points=int(parcel.points), action=action, state=APPROVED if approved else REQUESTED, reason=reason,
-                    requested_by=actor, decided_by=actor if approved else None, sandbox=bool(parcel.sandbox),
-                    pending_channel=parcel.channel_code if approved else None)
     if sum(l["points"] for l in lines) != int(parcel.points):
         raise ValueError(f"parcel {parcel.parcel_id}'s lines do not sum to its points")
+    # The mode the order was paid in, never the channel's today: the points go back where they were taken
+    # from (the channel's wallet, or ours) however the channel has been switched since.
+    points_mode = Order.get(parcel.order_id, consistent_read=True).points_mode
+    return Refund(refund_id_for(parcel.parcel_id), parcel_id=parcel.parcel_id, order_id=parcel.order_id,
+                  channel_code=parcel.channel_code, member_id=parcel.member_id, supplier_id=parcel.supplier_id,
+                  points_mode=points_mode, lines=lines,
+                  points=int(parcel.points), action=action, state=APPROVED if approved else REQUESTED, reason=reason,
+                  requested_by=actor, decided_by=actor if approved else None, sandbox=bool(parcel.sandbox),
+                  pending_channel=parcel.channel_code if approved else None)
+
+
+def _create(parcel: Parcel, reason: str, actor: str, approved: bool) -> Refund | None:
+    """The parcel's refund written once (``_new``); None when the parcel already has one."""
+    refund = _new(parcel, reason, actor, approved)
     try:
         refund.save(condition=Refund.refund_id.does_not_exist())
     except PutError:
@@ -94,9 +112,24 @@ def _create(parcel: Parcel, reason: str, actor: str, approved: bool, action: str
     return refund
 
 
+DAY = 86400
+
+
+def window_closed(completed_at: str | None, window_days: int, now: float) -> bool:
+    """A completed parcel's refund window (the channel's ``refund_window_days`` from completion) has passed:
+    without one, a refund could be asked for (and a supplier's payment clawed back) at any time."""
+    if completed_at is None:
+        return False  # not completed: shipped parcels are refundable until they complete
+    return now >= datetime.fromisoformat(completed_at).timestamp() + window_days * DAY
+
+
 def request(member_id: str, channel_code: str, parcel_id: str, reason: str) -> Refund:
-    """The member asks for a refund of its shipped (or completed) parcel, once."""
+    """The member asks for a refund of its shipped parcel, or of a completed one within the channel's refund
+    window, once."""
     parcel = parcels.for_member(member_id, channel_code, parcel_id)
+    if parcel.state == parcel_states.COMPLETED and window_closed(
+            parcel.completed_at, int(channels.get(channel_code).refund_window_days), time.time()):
+        raise Conflict("refund_window_closed", "the time to ask for a refund of this parcel has passed")
     refund = _create(parcel, reason, f"member:{member_id}", approved=False)
     if refund is None:
         existing = get(refund_id_for(parcel_id))
@@ -118,6 +151,16 @@ def for_supplier(supplier_id: str, refund_id: str) -> Refund:
     refund = of_id(refund_id)
     if refund is None or refund.supplier_id != supplier_id or refund.sandbox:
         raise NotFound("refund_not_found", "no such refund")
+    return refund
+
+
+def for_supplier_to_decide(supplier_id: str, refund_id: str) -> Refund:
+    """The supplier's own refund, which it may approve or reject only if it bears it (``books.bearer``): a
+    refund the platform bears is ops' to decide, or a supplier and a member together could fake a failed
+    delivery and have the platform pay (403 ``refund_decided_by_ops``)."""
+    refund = for_supplier(supplier_id, refund_id)
+    if books.bearer(supplier_id) != statements.SUPPLIER:
+        raise Forbidden("refund_decided_by_ops", "the platform bears this refund: ops decide it")
     return refund
 
 
@@ -149,14 +192,33 @@ def refund_parcel(parcel_id: str, actor: str, reason: str) -> Refund:
 
 
 def cancel_remote(parcel: Parcel, actor: str) -> Parcel:
-    """A remote-mode parcel cancelled before shipment (the member, or the shipping deadline): its points go
-    back through the channel like a refund's (``action`` "cancel"), then the parcel is cancelled with its
-    stock and quota in one transaction. While the channel's answer is in doubt the parcel stays as it is and
-    the refund waits for the sweep; a parcel shipped meanwhile ends refunded (points back, goods kept)."""
-    refund = _create(parcel, "cancelled before shipment", actor, approved=True, action="cancel")
-    if refund is not None:
-        execute(refund)
-    elif get(refund_id_for(parcel.parcel_id)).state == REJECTED:
+    """A remote-mode parcel cancelled before shipment (the member, or the shipping deadline). Its points come
+    back only through the channel (``points/refund``, the refund's ``action`` "cancel"), so the parcel first
+    leaves shippable state: awaiting_shipment → cancelling in the same transaction that writes its refund
+    (awaiting the channel). A supplier's ship then answers 409 ``parcel_cancelling``: goods can never leave
+    for a parcel whose points are on their way back. Once the channel gave them back, the parcel is cancelled
+    with its stock and quota (``_complete``); refused, it is shippable again (``_channel_refused``) and a
+    later cancel asks the channel again under the same refund id; no answer, it stays cancelling for the
+    retries and the sweep."""
+    existing = of_parcel(parcel.parcel_id)
+    if existing is not None and existing.state != REJECTED:
+        raise Conflict(f"refund_{existing.state}", f"this parcel's refund is already {_words(existing.state)}")
+    refund = _new(parcel, "cancelled before shipment", actor, approved=True, action="cancel")
+    refund.state = AWAITING_CHANNEL
+
+    def start(tx: LabelledTransaction, current: Parcel, order: Order) -> list:
+        if existing is None:
+            tx.put("refund", refund, condition=Refund.refund_id.does_not_exist())
+        else:  # the channel refused an earlier cancel: asked again, under the same refund id
+            tx.update("refund", existing, [
+                Refund.state.set(AWAITING_CHANNEL), Refund.requested_by.set(actor), Refund.decided_by.set(actor),
+                Refund.reject_reason.remove(), Refund.pending_channel.set(existing.channel_code),
+                Refund.updated_at.set(now_iso())], condition=Refund.state == REJECTED)
+        return []
+
+    parcels.transition(parcel, "begin_cancel", actor, extra=start)
+    refund = _send_first(get(refund.refund_id), channels.get(parcel.channel_code))
+    if refund.state == REJECTED:
         raise Conflict("refund_rejected", "the channel refused to give this parcel's points back")
     return Parcel.get(parcel.parcel_id, consistent_read=True)
 
@@ -204,11 +266,56 @@ def execute(refund: Refund) -> Refund:
         except UpdateError:
             refund.refresh(consistent_read=True)
             return refund  # another caller took it on
-        return send(refund, channels.get(refund.channel_code))
+        return _send_first(refund, channels.get(refund.channel_code))
     return _complete(refund)
 
 
 # --- remote mode: the channel gives the points back -----------------------------------
+
+def _send_first(refund: Refund, channel: Channel) -> Refund:
+    """The request's own ``points/refund``; left in doubt, its fast retries start (``retry_soon``)."""
+    refund = send(refund, channel)
+    if refund.state == AWAITING_CHANNEL:
+        retry_soon(refund)
+    return refund
+
+
+@cache
+def _sfn() -> Any:
+    """The Step Functions client, built on first use (boto3's import costs cold start elsewhere)."""
+    import boto3
+
+    return boto3.client("stepfunctions", region_name=config.REGION)
+
+
+def retry_soon(refund: Refund) -> None:
+    """Start the refund's ``refund_retry`` execution: asked again after 2, 4, 8… seconds (``RETRY_WAITS``).
+    Never raises: the answer to the member stands whatever happens here, and the sweep is the backstop; a start
+    that fails is logged and counted (``RefundRetryNotStarted``, alarmed). Each start has its own name: a
+    refund asked again after the channel refused it retries again, and two executions of one refund are
+    harmless (every step is a conditional write, the channel dedupes by refund id)."""
+    payload = {"refund_id": refund.refund_id, "attempt": 0, "wait_seconds": RETRY_WAITS[0]}
+    try:
+        _sfn().start_execution(stateMachineArn=config.REFUND_RETRY_STATE_MACHINE_ARN,
+                               name=f"{refund.refund_id}-{uuid.uuid4().hex[:12]}", input=json.dumps(payload))
+    except Exception:  # noqa: BLE001 - see above
+        logger.exception("refund retry not started", extra={"refund_id": refund.refund_id})
+        count("RefundRetryNotStarted")
+
+
+def retry_step(event: dict) -> dict:
+    """One fast retry (the workflow's ``AskAgain`` task): a refund still waiting for the channel is asked about,
+    and sent again if the channel does not have it (``resolve``). ``done`` once it left ``awaiting_channel`` (or
+    is gone) or the retries are used up; else the next wait, doubled."""
+    attempt = int(event["attempt"]) + 1
+    refund = of_id(str(event["refund_id"]))
+    if refund is not None and refund.state == AWAITING_CHANNEL:
+        refund = resolve(refund, channels.get(refund.channel_code))
+    state = refund.state if refund is not None else None
+    return {"refund_id": str(event["refund_id"]), "attempt": attempt, "state": state,
+            "wait_seconds": RETRY_WAITS[min(attempt, len(RETRY_WAITS) - 1)],
+            "done": state != AWAITING_CHANNEL or attempt >= len(RETRY_WAITS)}
+
 
 def send(refund: Refund, channel: Channel) -> Refund:
     """``points/refund``, idempotent by our refund id; a lost answer is asked about with the query."""
@@ -258,17 +365,31 @@ def _still_waiting(refund: Refund) -> Refund:
 
 
 def _channel_refused(refund: Refund, reason: str) -> Refund:
-    """The channel refused to give the points back: nothing moved on either side; ops are told."""
+    """The channel refused to give the points back: nothing moved on either side; ops are told. A cancel's
+    parcel goes back from cancelling to awaiting shipment in the same transaction (the member still paid)."""
     logger.warning("channel refused refund", extra={"refund_id": refund.refund_id, "reason": reason})
     count("RefundRefusedByChannel")
 
-    def build() -> LabelledTransaction:
-        tx = LabelledTransaction()
+    def refuse(tx: LabelledTransaction) -> None:
         tx.update("refund", refund, [Refund.state.set(REJECTED), Refund.decided_by.set("channel"),
                                      Refund.reject_reason.set(f"the channel refused the refund: {reason}"),
                                      Refund.pending_channel.remove(), Refund.updated_at.set(now_iso())],
                   condition=Refund.state == AWAITING_CHANNEL)
-        tx.put("audit", audit.row(f"parcel#{refund.parcel_id}", "channel", "refund_refused", "refund", None, reason))
+        tx.put("refund_audit", audit.row(f"parcel#{refund.parcel_id}", "channel", "refund_refused", "refund", None,
+                                         reason))
+
+    parcel = Parcel.get(refund.parcel_id, consistent_read=True)
+    if refund.action == "cancel" and parcel.state == parcel_states.CANCELLING:
+        try:
+            parcels.transition(parcel, "abandon_cancel", "channel", extra=lambda tx, current, order: refuse(tx) or [])
+        except Conflict:
+            pass  # settled by another pass meanwhile (the parcel left cancelling with it)
+        refund.refresh(consistent_read=True)
+        return refund
+
+    def build() -> LabelledTransaction:
+        tx = LabelledTransaction()
+        refuse(tx)
         return tx
 
     return _settle(refund, build)
@@ -308,11 +429,13 @@ def _complete(refund: Refund) -> Refund:
     member) and the refund's own ``refunded``, all in one transaction; once."""
     source = AWAITING_CHANNEL if refund.points_mode == "remote" else APPROVED
     parcel = Parcel.get(refund.parcel_id, consistent_read=True)
-    # A cancel whose parcel was shipped while the channel gave the points back becomes a refund.
-    action = "cancel" if refund.action == "cancel" and parcel.state == parcel_states.AWAITING else "refund"
+    action = "refund"
+    if refund.action == "cancel":  # a cancel started before parcels had ``cancelling`` left its parcel awaiting
+        action = {parcel_states.CANCELLING: "finish_cancel", parcel_states.AWAITING: "cancel"}.get(parcel.state,
+                                                                                                    "refund")
 
     def extra(tx: LabelledTransaction, current: Parcel, order: Order) -> list:
-        returned = parcels.give_back(tx, order, current, time.time(), stock=action == "cancel")
+        returned = parcels.give_back(tx, order, current, time.time(), stock=action != "refund")
         points = int(current.points)
         if order.cap_counted and returned.get("quota") == "returned" and points:
             # Remote mode: the points are no longer redeemed in the (still open) period, so the member's cap
@@ -329,7 +452,7 @@ def _complete(refund: Refund) -> Refund:
     except Conflict as refused:
         done = parcel_states.REFUSAL_CODES[parcel_states.REFUNDED], parcel_states.REFUSAL_CODES[parcel_states.CANCELLED]
         if refused.code not in done:
-            raise  # a cancel whose parcel shipped this very moment: the next pass (sweep) refunds it
+            raise
     refund.refresh(consistent_read=True)
     if refund.state == REFUNDED:
         count("ParcelsRefunded")

@@ -1,12 +1,15 @@
 """Order routes: members' orders, parcels and refunds; suppliers' parcels, shipping and refunds; ops refunds; channels' order reads."""
 from __future__ import annotations
 
+from chalice import Response
+
 from chalicelib.channels import channels
 from chalicelib.core import web
 from chalicelib.core.routing import Routes
 from chalicelib.core.web import schemas  # loads on first use (pydantic is ~85 ms of cold start)
 from chalicelib.members.callers import member_channel, partner_channel, supplier_actor
 from chalicelib.orders import channel_orders, orders, parcels, refunds
+from chalicelib.orders.parcel_states import CANCELLING
 
 routes = Routes(__name__)
 route = routes.json
@@ -44,14 +47,16 @@ def supplier_refunds() -> dict:
 @route("/supplier/refunds/{refund_id}/approve", methods=("POST",))
 def supplier_refund_approve(refund_id: str) -> dict:
     supplier, actor = supplier_actor(req())
-    return refunds.supplier_view(refunds.approve(refunds.for_supplier(supplier.supplier_id, refund_id), actor))
+    return refunds.supplier_view(refunds.approve(refunds.for_supplier_to_decide(supplier.supplier_id, refund_id),
+                                                 actor))
 
 
 @route("/supplier/refunds/{refund_id}/reject", methods=("POST",))
 def supplier_refund_reject(refund_id: str) -> dict:
     supplier, actor = supplier_actor(req())
     reason = web.body(req(), schemas.Reason).reason
-    return refunds.supplier_view(refunds.reject(refunds.for_supplier(supplier.supplier_id, refund_id), actor, reason))
+    return refunds.supplier_view(refunds.reject(refunds.for_supplier_to_decide(supplier.supplier_id, refund_id),
+                                                actor, reason))
 
 
 @route("/partner/{code}/orders/{order_id}")
@@ -84,9 +89,13 @@ def member_parcel_receipt(code: str, parcel_id: str) -> dict:
 
 
 @route("/api/{code}/parcels/{parcel_id}/cancel", methods=("POST",))
-def member_parcel_cancel(code: str, parcel_id: str) -> dict:
+def member_parcel_cancel(code: str, parcel_id: str) -> dict | Response:
+    """200 once cancelled; 202 while a remote channel has not yet given the points back (the parcel is
+    ``cancelling``: not shippable, not cancellable again), the same order view either way."""
     session, _ = member_channel(req(), code)
-    return parcels.member_order_view(parcels.cancel(session.member_id, code, parcel_id))
+    parcel = parcels.cancel(session.member_id, code, parcel_id)
+    view = parcels.member_order_view(parcel)
+    return Response(body=view, status_code=202, headers=web.JSON) if parcel.state == CANCELLING else view
 
 
 @route("/api/{code}/parcels/{parcel_id}/refund-requests", methods=("POST",), status=201)

@@ -14,7 +14,7 @@ from typing import Any
 from chalicelib.core.models import LabelledTransaction, OutboxEvent, now_iso
 
 KINDS = ("order.paid", "parcel.shipped", "order.partially_shipped", "order.shipped", "order.completed",
-         "parcel.refunded", "order.cancelled")
+         "parcel.refunded", "order.cancelled", "parcel.cancelled", "order.partially_refunded", "order.refunded")
 
 
 def event_id(kind: str, subject: str) -> str:

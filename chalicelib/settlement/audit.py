@@ -198,16 +198,16 @@ def _wallets(member_ids: list[str]) -> dict[str, Wallet]:
 
 
 def _read(channel: Channel, since: float) -> tuple[Snapshot, Snapshot]:
-    """The channel's items, with the shards and wallets read again at the end (what moved meanwhile)."""
-    hosted = channel.points_mode == "hosted"
+    """The channel's items, with the shards and wallets read again at the end (what moved meanwhile). Wallets
+    and grants are read whatever the channel's points mode is now: a channel switched between hosted and remote
+    keeps the grants, wallets and orders of its earlier mode (each order stays on the mode it recorded)."""
     members = sorted(m.member_id for m in Member.channel_index.query(channel.code))
-    before = Snapshot(_shards(channel.code, since), members, _wallets(members) if hosted else {})
+    before = Snapshot(_shards(channel.code, since), members, _wallets(members))
     for member_id in members:
         before.orders[member_id] = list(Order.member_index.query(member_id))
-        if hosted:
-            before.grants[member_id] = list(Grant.member_index.query(member_id))
+        before.grants[member_id] = list(Grant.member_index.query(member_id))
     before.parcels = parcels.of_orders([o for found in before.orders.values() for o in found if o.status == PAID])
-    after = Snapshot(_shards(channel.code, since), members, _wallets(members) if hosted else {})
+    after = Snapshot(_shards(channel.code, since), members, _wallets(members))
     return before, after
 
 

@@ -332,6 +332,11 @@ def blocks(channel: Channel, base_url: str, now: float | None = None) -> list[Bl
              "backoff, then park the event for ops to redrive. Dedupe on `webhook-id`."),
         Para("Events: " + ", ".join(f"`{k}`" for k in openapi.EVENT_KINDS) + "."
              + (" Sandbox events also carry `webhook-sandbox: true`." if sandbox else "")),
+        Para("Each parcel cancelled, by the member or at the shipping deadline, sends `parcel.cancelled` with "
+             "`points_returned` and `cancelled_by` (`member` or `shipping_deadline`), even while the order's other "
+             "parcels go on; `parcel.refunded` also carries `points_returned`. When the order's state (derived "
+             "from its parcels) becomes `partially_refunded` or `refunded`, `order.partially_refunded` or "
+             "`order.refunded` follows, with every parcel's state."),
         *_webhook_example(channel),
         Heading(2, "8. Error codes"),
         Para("Every refusal is `{\"error\": {\"code\", \"message\", \"field\"?}}` with the HTTP status below; the "

@@ -225,7 +225,12 @@ OPERATIONS: tuple[Op, ...] = (
     Op("POST", "/api/{code}/parcels/{parcel_id}/receipt", "Member API", "Confirm receipt of a shipped parcel",
        MEMBER, "Order"),
     Op("POST", "/api/{code}/parcels/{parcel_id}/cancel", "Member API", "Cancel an unshipped parcel (points back)",
-       MEMBER, "Order"),
+       MEMBER, "Order", also=(202,),
+       description="200: cancelled, points, stock and quota back. 202 (remote mode): your `points/refund` has not "
+                   "answered yet; the parcel is `cancelling` (it cannot be shipped or cancelled again: 409 "
+                   "`parcel_cancelling`) until you give the points back, then `cancelled` (webhook "
+                   "`parcel.cancelled`). If you refuse, 409 `refund_rejected` and the parcel is `awaiting_shipment` "
+                   "again."),
     Op("POST", "/api/{code}/parcels/{parcel_id}/refund-requests", "Member API", "Ask for a refund of a parcel",
        MEMBER, "Refund", 201, "Reason"),
     Op("GET", "/api/{code}/parcels/{parcel_id}/refund", "Member API", "A parcel's refund", MEMBER, "Refund"),
@@ -325,7 +330,11 @@ EVENT = obj({"id": STR, "type": {"enum": list(EVENT_KINDS)}, "created_at": STR, 
              "sandbox": {"type": "boolean", "description": "present (true) for a sandbox channel's test data"},
              "data": {"type": "object", "description": "order.*: order_id, state, parcels; parcel.*: order_id, "
                                                        "parcel_id, name, state, order_state, carrier, tracking_no; "
-                                                       "order.paid also member_id (yours), points, amount"}},
+                                                       "order.paid also member_id (yours), points, amount; "
+                                                       "parcel.cancelled and parcel.refunded also points_returned, "
+                                                       "parcel.cancelled also cancelled_by (member or "
+                                                       "shipping_deadline); order.partially_refunded and "
+                                                       "order.refunded when the order's state becomes so"}},
             "id", "type", "created_at", "channel", "data")
 
 # --- the document -------------------------------------------------------------------------------------------------
