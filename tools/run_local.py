@@ -33,7 +33,8 @@ def _port(variable: str = "PORT", default: int = 8000) -> int:
 
 
 def main() -> None:
-    system = LocalSystem(port=_port(), door_port=_port("DOOR_PORT", 8001)).start()
+    # The app from two worker processes, as Lambda serves a burst from many instances (tools/app_server.py).
+    system = LocalSystem(port=_port(), door_port=_port("DOOR_PORT", 8001), processes=2).start()
     system.start_scheduler()  # webhooks delivered each minute, remote orders and refunds swept every 5
     from tools.seed import demo
 
