@@ -103,8 +103,19 @@ class PooledServer(HTTPServer):
                 self._close(key.data)
 
 
+def _die_with_parent() -> None:
+    """Linux ``PR_SET_PDEATHSIG``: the worker ends when the process that started it does, however it ended."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent was already gone before the call
+        sys.exit(0)
+
+
 def serve(port: int, threads: int, ready_fd: int) -> None:
     """One worker: import the app, listen on the shared port, say ``ready``, serve until killed."""
+    _die_with_parent()
     from chalice.config import Config
     from chalice.local import ChaliceRequestHandler, LocalDevServer
 
