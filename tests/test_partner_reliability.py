@@ -8,11 +8,10 @@ flapping, API by API); every order goes over HTTP through the app. Breakers are 
 makes its own channels, so no breaker opened here reaches another test."""
 from __future__ import annotations
 
-import statistics
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
 
 import pytest
@@ -23,8 +22,9 @@ from chalicelib.channels import channels
 from chalicelib.checkout import checkout
 from chalicelib.core.models import Channel, LabelledTransaction, OutboxEvent, PartnerBreaker
 from chalicelib.partners import breaker, channel_api, events, reliability, webhooks
-from checkout_helpers import Shop, burst, make_shop, summary
-from fake_wallet_channel import NORMAL, TIMEOUT_AFTER, TIMEOUT_BEFORE, FakeWalletChannel
+from checkout_helpers import Shop, make_shop, summary
+from chalicelib.partners.channel_api import READ_TIMEOUT
+from fake_wallet_channel import HOLD_SECONDS, NORMAL, TIMEOUT_AFTER, TIMEOUT_BEFORE, FakeWalletChannel
 from test_remote_points import STOCK, assert_agree
 from tests.helpers import assert_error, channel_body, ok, uid, wait_for
 from tests.test_webhooks import Receiver, webhook_channel
@@ -44,6 +44,7 @@ class Partner(FakeWalletChannel):
         self.down: set[str] = set()
         self.down_status = 500
         self.pause: dict[str, float] = {}
+        self.gate: threading.Event | None = None  # when set up, every answer waits for it (released by the test)
         self.hits: Counter = Counter()
         self.seen: list[tuple[str, str]] = []
 
@@ -59,6 +60,9 @@ class Partner(FakeWalletChannel):
         pause = self.pause.get(api) or self.pause.get("*")
         if pause:
             self._stopping.wait(pause)
+        gate = self.gate
+        if gate is not None:
+            gate.wait(HOLD_SECONDS)
         super()._handle(handler)
 
 
@@ -153,8 +157,7 @@ def test_a_dead_password_api_opens_its_breaker_then_orders_fail_fast_and_recover
     refused = timed(shop, member, 5)
     assert all((a.status, a.code) == (503, "partner_unavailable") for _, a in refused), refused
     assert all(a.body["error"]["correlation_id"].startswith("cm-") for _, a in refused)
-    assert statistics.median(t for t, _ in refused) < 0.1, [round(t * 1000) for t, _ in refused]
-    assert shop.fake.hits["password/verify"] == breaker.MIN_FAILURES  # nothing reached the partner
+    assert shop.fake.hits["password/verify"] == breaker.MIN_FAILURES  # fail fast: nothing reached the partner
     assert shop.quota()["reserved"] == 0 and shop.orders() == []
 
     shop.fake.down = set()
@@ -178,33 +181,40 @@ def test_a_dead_password_api_opens_its_breaker_then_orders_fail_fast_and_recover
 
 
 def test_exactly_one_caller_probes_a_half_open_breaker(system, ops, shop_of):
-    shop = shop_of(timeout=5)
+    shop = shop_of(timeout=10)
     members = shop.members(20, points=50_000)
     shop.fake.down = {"password/verify"}
     open_breaker(shop, "password/verify", members[0])
     shop.fake.down = set()
-    shop.fake.pause = {"password/verify": 1.5}  # the probe is slow: every other caller arrives during it
+    shop.fake.gate = threading.Event()  # the probe's answer waits until every other caller has been answered
     time.sleep(OPEN_SECONDS)
     before = shop.fake.hits["password/verify"]
-    attempts = burst(shop.base_url, [lambda s, m=m: shop.place(s, m) for m in members], workers=20)
+    with ThreadPoolExecutor(20) as pool:
+        pending = {pool.submit(shop.place, requests.Session(), m) for m in members}
+        finished, pending = wait(pending, timeout=120, return_when=FIRST_COMPLETED)
+        while len(finished) < len(members) - 1 and pending:
+            done, pending = wait(pending, timeout=120, return_when=FIRST_COMPLETED)
+            finished |= done
+        shop.fake.gate.set()
+        attempts = [f.result() for f in finished | pending]
     assert shop.fake.hits["password/verify"] - before == 1, shop.fake.hits
     assert summary(attempts) == {(201, None): 1, (503, "partner_unavailable"): 19}, summary(attempts)
     assert breaker_of(shop, "password/verify").state == breaker.CLOSED
-    shop.fake.pause = {}
+    shop.fake.gate = None
     assert shop.place(requests.Session(), members[1]).status == 201
 
 
 def test_a_slow_partner_is_cut_at_the_channels_own_timeout_then_fails_fast(system, ops, shop_of):
     shop = shop_of(timeout=0.5)
     member = shop.member(points=50_000)
-    shop.fake.pause = {"password/verify": 1.2}
+    shop.fake.pause = {"password/verify": HOLD_SECONDS}  # never answers in time, however fast the machine
     slow = timed(shop, member, breaker.MIN_FAILURES)
     assert all((a.status, a.code) == (502, "channel_api_timeout") for _, a in slow), slow
-    assert all(0.45 < t < 1.1 for t, _ in slow), [round(t, 2) for t, _ in slow]  # 0.5 s, not the default 3 s
+    assert all(0.45 < t < READ_TIMEOUT for t, _ in slow), [round(t, 2) for t, _ in slow]  # 0.5 s, not the default
     assert shop.fake.hits["password/verify"] == breaker.MIN_FAILURES  # a timeout is never sent again
     fast = timed(shop, member, 3)
     assert all((a.status, a.code) == (503, "partner_unavailable") for _, a in fast), fast
-    assert max(t for t, _ in fast) < 0.3
+    assert shop.fake.hits["password/verify"] == breaker.MIN_FAILURES  # fail fast: nothing more was sent
     kinds = reliability.stats(shop.code, "password/verify", int(time.time()) - 60)
     assert kinds["by_kind"] == {"timeout": breaker.MIN_FAILURES} and kinds["p95_ms"] == 1000
 
@@ -217,7 +227,7 @@ def test_a_dead_deduct_api_refuses_orders_before_anything_is_reserved(system, op
     assert all(o.status == "failed" for o in shop.orders())
     refused = timed(shop, member, 5)
     assert all((a.status, a.code) == (503, "partner_unavailable") for _, a in refused), refused
-    assert statistics.median(t for t, _ in refused) < 0.1, [round(t * 1000) for t, _ in refused]
+    assert shop.fake.hits["points/deduct"] == breaker.MIN_FAILURES  # fail fast: no deduct was sent
     assert shop.fake.hits["password/verify"] == breaker.MIN_FAILURES  # refused before the password, too
     assert len(shop.orders()) == breaker.MIN_FAILURES and shop.quota()["reserved"] == 0
     assert_agree(shop)
@@ -231,7 +241,6 @@ def test_orders_caught_in_an_outage_are_resolved_by_the_sweep_once_the_partner_i
     the breakers open, and once the channel is back the scheduled sweep settles every one of them right."""
     shop = shop_of(timeout=0.5)
     members = [shop.member(points=50_000) for _ in range(3)]
-    shop.fake.slow_seconds = 0.8
     shop.fake.down = {"points/query", "points/cancel"}
     waiting = []
     for i in range(breaker.MIN_FAILURES):
