@@ -439,10 +439,8 @@ def test_code_exchange_success(system, ops, fake):
 
 def test_code_exchange_channel_down(system, ops):
     code, _ = code_channel(ops, closed_url())
-    started = time.monotonic()
     r = enter(system, code, {"code": "abc"})
-    assert_error(r, 502, "channel_api_unavailable")
-    assert time.monotonic() - started < 5
+    assert_error(r, 502, "channel_api_unavailable")  # refused at connect: not a timeout
     assert all_members(code) == []
 
 
