@@ -11,7 +11,6 @@ import json
 import socket
 import ssl
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
