@@ -27,6 +27,7 @@ from checkout_helpers import Shop, burst, make_shop, summary
 from fake_wallet_channel import NORMAL, TIMEOUT_AFTER, TIMEOUT_BEFORE, FakeWalletChannel
 from test_remote_points import STOCK, assert_agree
 from tests.helpers import assert_error, channel_body, ok, uid, wait_for
+from tests.local_http import Drip
 from tests.test_webhooks import Receiver, webhook_channel
 
 OPEN_SECONDS = 1.0
@@ -37,6 +38,7 @@ class Partner(FakeWalletChannel):
 
     ``down``   APIs answering ``down_status`` (default 500) without doing anything
     ``pause``  API → seconds to sit on each request before answering it normally (slow, or past our timeout)
+    ``drips``  API → a ``Drip``: its answer dripped a byte at a time until released
     ``hits`` counts the requests per API and ``seen`` keeps each one's ``X-Correlation-Id``."""
 
     def __init__(self) -> None:
@@ -44,6 +46,7 @@ class Partner(FakeWalletChannel):
         self.down: set[str] = set()
         self.down_status = 500
         self.pause: dict[str, float] = {}
+        self.drips: dict[str, Drip] = {}
         self.hits: Counter = Counter()
         self.seen: list[tuple[str, str]] = []
 
@@ -52,6 +55,9 @@ class Partner(FakeWalletChannel):
         with self._lock:
             self.hits[api] += 1
             self.seen.append((api, handler.headers.get("X-Correlation-Id", "")))
+        if api in self.drips:
+            self.drips[api].answer(handler)
+            return
         if api in self.down or "*" in self.down:
             handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
             self._send(handler, self.down_status, {"error": "down"})

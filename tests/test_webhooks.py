@@ -14,14 +14,15 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from chalicelib.partners import events, webhooks
 from chalicelib.core.models import LabelledTransaction, OutboxEvent
 from tests.helpers import assert_error, channel_body, ok, race, uid, wait_for
-from tests.local_http import LocalHttpFake
+from tests.local_http import Drip, LocalHttpFake
 
 
 class Receiver(LocalHttpFake):
     """A channel's webhook endpoint: verifies every delivery with each secret it knows, dedupes by webhook-id.
 
     ``down_for`` answers 503 to the first n deliveries of each id without processing them; ``lost_answers``
-    processes the first n and still answers 500 (the answer lost on the way back), so the sender retries."""
+    processes the first n and still answers 500 (the answer lost on the way back), so the sender retries;
+    ``drip`` (a ``Drip``) drips every answer a byte at a time until released."""
 
     protocol_version = "HTTP/1.1"
 
@@ -37,8 +38,12 @@ class Receiver(LocalHttpFake):
         self.verified_with: dict[str, set[int]] = {}  # webhook-id → indexes of the secrets that verified it
         self.unverified: list[str] = []
         self.headers: dict[str, dict[str, str]] = {}
+        self.drip: Drip | None = None
 
     def _handle(self, handler: Any) -> None:
+        if self.drip is not None:
+            self.drip.answer(handler)
+            return
         body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
         sent = {k.lower(): v for k, v in handler.headers.items()}
         msg_id = sent.get("webhook-id", "")

@@ -288,19 +288,35 @@ def audit_trail(code: str) -> list[dict]:
     return audit.history(f"channel#{code}")
 
 
-def sweep_each(work: Callable[[Channel], Any], counted: Callable[[], None], channels: Iterable[Channel] | None = None,
-               ) -> dict[str, Any]:
-    """A scheduled sweep, one channel at a time: what ``work`` answered per channel, or ``{"error": code}``
-    for one that failed (logged, and ``counted`` for its alarm), so one channel's fault never stops the
-    others'."""
-    from chalicelib.core.observability import logger
+SWEEP_WORKERS = 16
+SWEEP_BUDGET = 80.0  # seconds; the sweep Lambdas' timeout is 120 s
 
-    outcome: dict[str, Any] = {}
-    for channel in list_all() if channels is None else channels:
+
+def sweep_each(work: Callable[[Channel], Any], counted: Callable[[], None], channels: Iterable[Channel] | None = None,
+               budget_seconds: float = SWEEP_BUDGET) -> dict[str, Any]:
+    """A scheduled sweep: what ``work`` answered per channel, or ``{"error": code}`` for one that failed
+    (logged, and ``counted`` for its alarm), so one channel's fault never stops the others'. The channels run
+    side by side, each with the same budget for its calls to its back end (``reliability.within``: none
+    starts that would end after ``budget_seconds``), so one slow channel costs only its own work, and the
+    sweep ends in time for whatever its Lambda does next."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chalicelib.core.observability import logger
+    from chalicelib.partners import reliability
+
+    until = time.monotonic() + budget_seconds
+
+    def one(channel: Channel) -> Any:
         try:
-            outcome[channel.code] = work(channel)
+            with reliability.within(until):
+                return work(channel)
         except Exception as error:  # noqa: BLE001 - any fault of one channel must not stop the others
             logger.exception("sweep failed for a channel", extra={"channel": channel.code})
             counted()
-            outcome[channel.code] = {"error": getattr(error, "code", type(error).__name__)}
-    return outcome
+            return {"error": getattr(error, "code", type(error).__name__)}
+
+    todo = list(list_all() if channels is None else channels)
+    if not todo:
+        return {}
+    with ThreadPoolExecutor(min(SWEEP_WORKERS, len(todo)), thread_name_prefix="sweep") as pool:
+        return dict(zip([c.code for c in todo], pool.map(one, todo)))

@@ -9,7 +9,8 @@ conditional write (its due time moves past the call's timeout), and every bookin
 so racing deliverers (the sweep, the call after a commit) never book one attempt twice.
 
 The webhook URL follows the ``api_base_url`` rules (``endpoints``): the call connects to exactly the
-address that was checked and never follows a redirect.
+address that was checked and never follows a redirect, and it ends within ``TIMEOUT`` in all, however slowly
+the receiver drips its answer (``pinned_http``).
 
 Each attempt passes the channel's ``webhook`` circuit breaker first (``reliability``): while a dead or
 slow receiver has it open, a round stops at once and leaves the channel's events due and untouched (no
@@ -50,7 +51,7 @@ RETRY_BASE = 30.0  # seconds before the 2nd attempt; doubles after each failure 
 RETRY_CAP = 3600.0
 LEASE = TIMEOUT + 15.0  # a claimed event is due again after this if its deliverer vanished mid-call
 BATCH = 50
-SWEEP_BUDGET = 80.0  # the sweep Lambda's timeout is 120 s: the last attempt it starts still ends in time
+SWEEP_BUDGET = 80.0  # every attempt of a round ends by then: the sweep Lambda's timeout is 120 s
 ERROR_MAX = 200
 BREAKER_API = "webhook"  # the breaker's and the figures' name for this channel's webhook endpoint
 
@@ -85,11 +86,12 @@ class _Undeliverable(Exception):
     """The attempt failed before or at the call; the message says why (kept on the event)."""
 
 
-def _http():
-    """The shared pinned session, imported on the first call (``requests`` is not needed before)."""
-    from chalicelib.partners.pinned_http import session
+def _http_post(url: str, deadline: float, **kwargs: Any):
+    """A POST through the shared pinned session under a total deadline (``pinned_http``, imported on the first
+    call: ``requests`` is not needed before)."""
+    from chalicelib.partners import pinned_http
 
-    return session()
+    return pinned_http.post(url, deadline, **kwargs)
 
 
 def _destination(url: str) -> tuple[str, str]:
@@ -123,8 +125,9 @@ def _post(channel: Channel, event: OutboxEvent, permit: reliability.Permit) -> N
                                               "ms": round(millis, 1), "correlation_id": permit.correlation_id})
 
     try:
-        response = _http().post(url, data=event.payload.encode(), timeout=TIMEOUT, allow_redirects=False,
-                                headers={"Host": host, "X-Correlation-Id": permit.correlation_id, **sent})
+        response = _http_post(url, TIMEOUT, data=event.payload.encode(), timeout=TIMEOUT,
+                              allow_redirects=False,
+                              headers={"Host": host, "X-Correlation-Id": permit.correlation_id, **sent})
     except requests.Timeout:
         measured(breaker.TIMEOUT, "timeout")
         raise _Undeliverable("timed out") from None
@@ -204,15 +207,16 @@ def deliver_due(channel_code: str, now: float | None = None) -> dict[str, int]:
 OUTCOMES = ("delivered", "retrying", "parked", "taken", "not_configured", "paused")
 
 
-def _deliver(channel: Channel, now: float, until: float = float("inf")) -> dict[str, int]:
-    """One round over the channel's due events; no new attempt starts after ``until`` (monotonic clock)."""
+def _deliver(channel: Channel, now: float) -> dict[str, int]:
+    """One round over the channel's due events; no attempt starts that could outlast the round's budget
+    (``reliability.within``)."""
     outcome = dict.fromkeys(OUTCOMES, 0)
     due = list(OutboxEvent.pending_index.query(channel.code, OutboxEvent.due_at <= now, limit=BATCH))
     if not (channel.webhook_url and channel.webhook_secret):  # they wait, due, until ops configure the channel
         outcome["not_configured"] = len(due)
         return outcome
     for i, event in enumerate(due):
-        if time.monotonic() > until:
+        if not reliability.fits(TIMEOUT):
             break
         try:
             outcome[_attempt(channel, event)] += 1
@@ -223,10 +227,12 @@ def _deliver(channel: Channel, now: float, until: float = float("inf")) -> dict[
 
 
 def sweep(budget_seconds: float = SWEEP_BUDGET) -> dict[str, dict[str, int]]:
-    """The scheduled round: every channel with a webhook URL, its due events; attempts stop starting after
-    ``budget_seconds`` (each may take up to ``TIMEOUT``), leaving the rest due for the next round."""
-    until = time.monotonic() + budget_seconds
-    return {c.code: _deliver(c, time.time(), until) for c in Channel.scan() if c.webhook_url}
+    """The scheduled round: every channel with a webhook URL, its due events, the channels side by side
+    (``channels.sweep_each``), each ending within ``budget_seconds`` (every attempt within ``TIMEOUT``) and
+    leaving the rest due for the next round: a slow receiver delays only its own channel's events."""
+    now = time.time()
+    return channels.sweep_each(lambda channel: _deliver(channel, now), lambda: count("WebhookSweepFailed"),
+                               [c for c in channels.list_all() if c.webhook_url], budget_seconds)
 
 
 def view(e: OutboxEvent) -> dict[str, Any]:
