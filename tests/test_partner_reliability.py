@@ -387,7 +387,7 @@ def record(code: str, n: int) -> list[str]:
 
 def test_a_dead_webhook_pauses_its_channel_without_spending_attempts_then_delivers_and_redrives(ops, monkeypatch):
     monkeypatch.setenv("WEBHOOK_RETRY_BASE_SECONDS", str(OPEN_SECONDS))  # the webhook breaker's open period too
-    monkeypatch.setattr(webhooks, "MAX_ATTEMPTS", 1)  # the first failure parks: ops must redrive
+    monkeypatch.setenv("WEBHOOK_RETRY_WINDOW_SECONDS", "0")  # the first failure parks: ops must redrive
     with Receiver() as receiver:
         code, secret = webhook_channel(ops, receiver.url)
         receiver.secrets, receiver.down = [secret], True
@@ -419,7 +419,7 @@ def test_a_dead_webhook_pauses_its_channel_without_spending_attempts_then_delive
 
 def test_a_redrive_closes_the_webhook_breaker_at_once(ops, monkeypatch):
     """Ops fixed the receiver and redrive: the next round sends, without waiting out the open period."""
-    monkeypatch.setattr(webhooks, "MAX_ATTEMPTS", 1)
+    monkeypatch.setenv("WEBHOOK_RETRY_WINDOW_SECONDS", "0")
     with Receiver() as receiver:
         code, secret = webhook_channel(ops, receiver.url)
         receiver.secrets, receiver.down = [secret], True

@@ -246,6 +246,39 @@ def webhook_secrets(channel: Channel, now: float | None = None) -> list[str]:
     return [s for s in (channel.webhook_secret, previous if overlap else None) if s]
 
 
+def rotate_webhook_signing_key(code: str, overlap_seconds: int, actor: str) -> Channel:
+    """New Ed25519 key for ``v1a`` signatures now (the first one too); for ``overlap_seconds`` deliveries carry
+    the previous key's signature as well, so a channel switches to the new public key when it likes. Refused
+    inside an overlap (a second rotation would drop the key the channel may still verify with)."""
+    from chalicelib.partners import webhook_signing
+
+    channel = get(code)
+    now = int(time.time())
+    if channel.previous_webhook_signing_key_until and now < channel.previous_webhook_signing_key_until:
+        raise Conflict("rotation_in_progress", f"the previous webhook signing key of {code} is valid until "
+                       f"{int(channel.previous_webhook_signing_key_until)}; rotate again after that")
+    key, until = webhook_signing.new_signing_key(), now + overlap_seconds
+    keep = channel.webhook_signing_key is not None and overlap_seconds > 0
+    actions = [Channel.webhook_signing_key.set(key)] + (
+        [Channel.previous_webhook_signing_key.set(channel.webhook_signing_key),
+         Channel.previous_webhook_signing_key_until.set(until)] if keep else
+        [Channel.previous_webhook_signing_key.remove(), Channel.previous_webhook_signing_key_until.remove()])
+    current = (Channel.webhook_signing_key == channel.webhook_signing_key if channel.webhook_signing_key
+               else Channel.webhook_signing_key.does_not_exist())
+    return _update(channel, actions, [("webhook_signing_key_rotated", "webhook_signing_key", None,
+                                       {"public_key": webhook_signing.public_key(key),
+                                        "previous_until": until if keep else None})], actor, current)
+
+
+def webhook_signing_keys(channel: Channel, now: float | None = None) -> list[str]:
+    """The private keys a delivery is signed with (``v1a``) right now: the current one, and the previous
+    during its overlap."""
+    now = time.time() if now is None else now
+    previous = channel.previous_webhook_signing_key
+    overlap = previous and channel.previous_webhook_signing_key_until and now < channel.previous_webhook_signing_key_until
+    return [k for k in (channel.webhook_signing_key, previous if overlap else None) if k]
+
+
 def accepted_secrets(channel: Channel, now: float | None = None) -> list[str]:
     """The secrets a signature may use right now: the current one, and the previous during its overlap."""
     now = time.time() if now is None else now

@@ -250,6 +250,19 @@ def close(channel_code: str, api: str) -> None:
     PartnerBreaker(channel_code, api, state=CLOSED, changed_at=time.time()).save()
 
 
+def hold_open(channel_code: str, api: str, until: float, why: str) -> None:
+    """The partner asked us to wait (``Retry-After``): its breaker is open until ``until``, calls refused
+    meanwhile, then one probes. Never shortens an open period already longer."""
+    now = time.time()
+    if _update(PartnerBreaker(channel_code, api),
+               [PartnerBreaker.state.set(OPEN), PartnerBreaker.open_until.set(round(until, 3)),
+                PartnerBreaker.probe.remove(), PartnerBreaker.probe_until.remove(),
+                PartnerBreaker.last_error.set(why[:ERROR_MAX]), PartnerBreaker.changed_at.set(now)],
+               PartnerBreaker.open_until.does_not_exist() | (PartnerBreaker.state != OPEN)
+               | (PartnerBreaker.open_until < until)):
+        logger.info("partner asked us to wait", extra={"channel": channel_code, "api": api, "until": round(until, 3)})
+
+
 def refused(channel_code: str, api: str, correlation_id: str, now: float | None = None) -> None:
     """Count and log a call the open breaker refused (nothing was sent)."""
     now = time.time() if now is None else now
