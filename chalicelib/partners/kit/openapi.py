@@ -338,7 +338,10 @@ WEBHOOK_HEADERS = (
     ("webhook-id", "the event id: the same on every retry (your idempotency key)"),
     ("webhook-timestamp", "Unix seconds of this attempt; refuse one more than 300 s from your clock"),
     ("webhook-signature", "`v1,` + base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{raw body}` keyed with "
-                          "the base64 after `whsec_` of your webhook secret; two, space-separated, during a rotation"),
+                          "the base64 after `whsec_` of your webhook secret; once ops gave your channel a signing "
+                          "key, also `v1a,` + base64 Ed25519 signature of the same string, verified with the "
+                          "`whpk_` public key; space-separated, both keys' during a rotation: accept when any "
+                          "verifies"),
 )
 EVENT = obj({"id": STR, "type": {"enum": list(EVENT_KINDS)}, "created_at": STR, "channel": STR,
              "sandbox": {"type": "boolean", "description": "present (true) for a sandbox channel's test data"},
