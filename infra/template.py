@@ -490,6 +490,14 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
             "Order events parked after their last webhook retry: the channel has not heard about them; fix its "
             "webhook, then redrive (GET/POST /ops/channels/{code}/webhooks/parked|redrive)",
             namespace, "WebhooksParked", service_dims),
+        # A channel's webhook answered 410 Gone (``webhooks.disable``): nothing is delivered until ops enable it.
+        "WebhookEndpointDisabledAlarm": _alarm(
+            "A channel's webhook endpoint answered 410 Gone and was disabled: its events wait; once the channel "
+            "fixed it, POST /ops/channels/{code}/webhooks/enable",
+            namespace, "WebhookEndpointDisabled", service_dims),
+        "WebhookSweepFailedAlarm": _alarm(
+            "The webhook sweep failed for a channel (logged with the channel); its events wait for the next round",
+            namespace, "WebhookSweepFailed", service_dims),
         # A supplier let the shipping deadline pass: the parcel was cancelled and the member given back (ops follow
         # up with the supplier); one the deadline could not cancel is left for ops to decide.
         "ParcelsExpiredAlarm": _alarm(

@@ -68,3 +68,45 @@ class LocalHttpFake:
         assert self._server is not None, "start() the fake first"
         host, port = self._server.server_address[:2]
         return f"{'https' if self.tls else 'http'}://{host}:{port}"
+
+
+class Drip:
+    """An answer dripped one byte at a time until ``release()``: each byte comes well within any per-read
+    timeout, so only a deadline on the whole call ends it. It never completes on its own (a test that
+    hangs before the fix is caught by its own generous wait, then released). ``holding`` counts the requests
+    being dripped right now, ``served`` those dripped so far."""
+
+    def __init__(self, every: float = 0.05) -> None:
+        self.every = every
+        self._released = threading.Event()
+        self._lock = threading.Lock()
+        self.holding = 0
+        self.served = 0
+
+    def release(self) -> None:
+        self._released.set()
+
+    @property
+    def released(self) -> bool:
+        return self._released.is_set()
+
+    def answer(self, handler: BaseHTTPRequestHandler) -> None:
+        """Read the request, then drip a status line and an endless header until released (the answer then
+        ends: 200, no body) or hung up on."""
+        handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        with self._lock:
+            self.holding += 1
+            self.served += 1
+        try:
+            handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+            handler.wfile.flush()
+            while not self._released.wait(self.every):
+                handler.wfile.write(b".")
+                handler.wfile.flush()
+            handler.wfile.write(b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        except OSError:  # the caller hung up: its deadline passed
+            pass
+        finally:
+            with self._lock:
+                self.holding -= 1
+            handler.close_connection = True

@@ -255,10 +255,19 @@ def test_webhook_receiver_verifies_standard_webhooks_signatures(shown: Demo) -> 
     body = json.dumps({"type": "order.paid", "data": {"order_id": "O123"}}, separators=(",", ":"))
     webhook_id = f"msg_{uuid.uuid4().hex}"
     now = datetime.now(timezone.utc)
+    from chalicelib.core.models import Channel
+    from chalicelib.partners import webhook_signing
+
     signature = Webhook(book.webhook_secret).sign(webhook_id, now, body)
     old_secret = Webhook(ref.new_webhook_secret()).sign(webhook_id, now, body)  # a rotation sends two
+    # The seed gave the channel a signing key: the back end insists on a v1a signature with its public key too.
+    signing_key = Channel.get("bank-a").webhook_signing_key
+    assert book.webhook_public_keys == [webhook_signing.public_key(signing_key)]
+    v1a = webhook_signing.v1a(signing_key, webhook_id, int(now.timestamp()), body)
     headers = {"webhook-id": webhook_id, "webhook-timestamp": str(int(now.timestamp())),
                "webhook-signature": f"{old_secret} {signature}", "Content-Type": "application/json"}
+    without_v1a = dict(headers)
+    headers["webhook-signature"] += f" {v1a}"
 
     assert _ok(requests.post(url, data=body, headers=headers, timeout=30)) == {"received": True, "duplicate": False}
     assert _ok(requests.post(url, data=body, headers=headers, timeout=30)) == {"received": True, "duplicate": True}
@@ -266,10 +275,13 @@ def test_webhook_receiver_verifies_standard_webhooks_signatures(shown: Demo) -> 
     assert _ok(requests.post(url, data=tampered, headers=headers, timeout=30), 401)["error"] == "bad_signature"
     only_old = dict(headers, **{"webhook-signature": old_secret})
     assert requests.post(url, data=body, headers=only_old, timeout=30).status_code == 401
+    # whoever holds only the shared secret (a leak of it) cannot forge a delivery any more
+    assert _ok(requests.post(url, data=body, headers=without_v1a, timeout=30), 401)["error"] == "bad_signature"
 
     received = _ok(requests.get(f"{shown.reference.url}/webhooks.json", timeout=30))["bank-a"]
     mine = [w for w in received if w["webhook_id"] == webhook_id]
-    assert [(w["verified"], w["body"]) for w in mine] == [(True, body), (False, tampered), (False, body)]
+    assert [(w["verified"], w["body"]) for w in mine] == [(True, body), (False, tampered), (False, body),
+                                                         (False, body)]
     page = requests.get(f"{shown.reference.url}/", timeout=30)
     assert page.status_code == 200 and webhook_id in page.text and "O999" in page.text
 

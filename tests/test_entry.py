@@ -187,9 +187,65 @@ def test_same_nonce_in_two_channels_is_not_a_replay(system, ops):
     token_of(enter(system, view_b["code"], link_params(secret_b, "M-1", nonce=nonce)))
 
 
-def test_channel_not_found(system, anon):
-    params = link_params("whatever", "M-1")
-    assert_error(enter(system, uid("nochan-"), params), 404, "channel_not_found")
+def test_an_unknown_channel_answers_as_a_wrong_signature_does(system, live):
+    """Which channel codes exist is nobody's business but a signer's: an unknown code and a known one with a
+    forged link get the same answer."""
+    code, _ = live
+    forged = link_params("not-the-secret", "M-1")
+    known, unknown = enter(system, code, forged), enter(system, uid("nochan-"), forged)
+    assert (known.status_code, error_of(known)) == (unknown.status_code, error_of(unknown)) == (
+        401, {"code": "bad_signature", "message": "the signature does not match", "field": "sign"})
+    unsigned = {"member_id": "M-1", "timestamp": str(int(time.time()))}
+    assert error_of(enter(system, code, unsigned)) == error_of(enter(system, uid("nochan-"), unsigned))
+
+
+def test_a_suspended_channel_is_told_only_to_a_proven_signer(system, ops, live):
+    code, secret = live
+    ok(ops.post(f"/ops/channels/{code}/suspend"))
+    assert_error(enter(system, code, link_params("not-" + secret, uid("M-"))), 401, "bad_signature")
+    assert_error(enter(system, code, link_params(secret, uid("M-"))), 403, "channel_suspended")
+    ok(ops.post(f"/ops/channels/{code}/resume"))
+
+
+def test_signed_partner_calls_tell_nothing_of_unknown_or_suspended_channels_to_a_forger(system, ops, live):
+    from tools.sign import signed_request
+
+    code, secret = live
+    nobody = uid("nochan-")
+
+    def call(channel_code: str, with_secret: str) -> requests.Response:
+        url, headers = signed_request(system.base_url, with_secret, "GET", f"/partner/{channel_code}/members/M-1/orders")
+        return requests.get(url, headers=headers, timeout=30)
+
+    known, unknown = call(code, "forged"), call(nobody, "forged")
+    assert (known.status_code, error_of(known)) == (unknown.status_code, error_of(unknown))
+    assert known.status_code == 401 and error_of(known)["code"] == "bad_signature"
+    ok(ops.post(f"/ops/channels/{code}/suspend"))
+    assert_error(call(code, "forged"), 401, "bad_signature")
+    assert_error(call(code, secret), 403, "channel_suspended")
+    ok(ops.post(f"/ops/channels/{code}/resume"))
+
+
+@pytest.mark.parametrize("member_id", ["ann@example.com", "+8613800000000", "a.b:c~d_e-f", "Zoë 张", "x/y#1?"])
+def test_every_member_id_entry_takes_can_be_named_in_a_path(system, live, member_id):
+    """One member-id alphabet: a member a channel can create it can read back through its path routes."""
+    from tools.sign import signed_request
+
+    from chalicelib.channels.signing import encode
+
+    code, secret = live
+    token_of(enter(system, code, link_params(secret, member_id)))
+    path = f"/partner/{code}/members/{encode(member_id)}/orders"  # path parameters go percent-encoded (contract)
+    url, headers = signed_request(system.base_url, secret, "GET", path)
+    assert ok(requests.get(url, headers=headers, timeout=30))["orders"] == []
+
+
+@pytest.mark.parametrize("member_id", ["100%", "%41", "a\tb", "m" * 65])
+def test_a_member_id_a_path_could_not_name_for_sure_is_refused_at_entry_and_creates_nobody(system, live, member_id):
+    code, secret = live
+    params = link_params(secret, member_id)
+    assert_error(enter(system, code, params), 400, "invalid_field", "member_id")
+    assert members_of(code, member_id) == [] and not nonce_spent(code, params["nonce"])
 
 
 def test_channel_suspended_then_resumed(system, ops, live):
@@ -208,7 +264,7 @@ def test_channel_suspended_then_resumed(system, ops, live):
     ("missing", 400, "missing_field"),
     ("bad_sign", 401, "bad_signature"),
     ("expired", 401, "timestamp_expired"),
-    ("no_channel", 404, "channel_not_found"),
+    ("no_channel", 401, "bad_signature"),
     ("suspended", 403, "channel_suspended"),
 ])
 def test_browser_gets_an_html_error_page_with_the_code(system, ops, case, status, error_code):

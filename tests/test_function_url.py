@@ -324,6 +324,9 @@ def test_partner_routes_signed_over_the_same_path_on_both_doors(system, shop, tw
                                               {"code": shop.code, "member_id": members[door]}, shop.secret,
                                               query=[("limit", "5")]))
     assert listed[0].status == 200, listed[0]
+    points = both(system, lambda door: signed("GET", "/partner/{code}/members/{member_id}/points",
+                                              {"code": shop.code, "member_id": members[door]}, shop.secret))
+    assert points[0].status == 200 and points[0].json()["balance"] == 700, points[0]
     missing = both(system, lambda door: signed("GET", "/partner/{code}/orders/{order_id}",
                                                {"code": shop.code, "order_id": "O-none"}, shop.secret))
     assert missing[0].status == 404, missing[0]
@@ -448,8 +451,8 @@ def test_the_comparisons_cover_every_channel_facing_route(system):
         "/api/{code}/cart/lines/{goods_id}/{sku_id}", "/api/{code}/otp", "/api/{code}/parcels/{parcel_id}/receipt",
         "/api/{code}/parcels/{parcel_id}/refund", "/api/{code}/parcels/{parcel_id}/refund-requests",
         "/api/{code}/parcels/{parcel_id}/cancel", "/partner/{code}/grants", "/partner/{code}/quota",
-        "/partner/{code}/members/{member_id}/orders", "/partner/{code}/orders/{order_id}",
-        "/partner/{code}/statements", "/partner/{code}/statements/{statement_id}",
+        "/partner/{code}/members/{member_id}/orders", "/partner/{code}/members/{member_id}/points",
+        "/partner/{code}/orders/{order_id}", "/partner/{code}/statements", "/partner/{code}/statements/{statement_id}",
         "/partner/{code}/reconciliations/{period_id}", "/partner/{code}/ledger-uploads/{upload_id}",
         "/partner/{code}/ledgers/{period_id}", "/partner/{code}/ledgers/{period_id}/upload-link",
     }

@@ -490,6 +490,7 @@ def test_unresolved_remote_orders_page_ops(resources: dict[str, Any]) -> None:
 @pytest.mark.parametrize("metric", [
     "ParcelsExpired", "ParcelExpiryRefused", "RefundUnresolved", "RefundRefusedByChannel", "RemoteSweepFailed",
     "RefundSweepFailed", "FulfilmentSweepFailed", "FulfilmentStartFailed", "FulfilmentRestarted", "RemoteUnresolved", "WebhooksParked",
+    "WebhookEndpointDisabled", "WebhookSweepFailed",
     "PartnerBreakerOpened", "PartnerErrorRateHigh", "PrepaidLow", "PrepaidExhausted", "MeteringFailed",
     "StatementMismatch", "ReconciliationDifferences", "InvariantDrift", "InvariantAuditFailed",
     "RefundRetryNotStarted"])

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from datetime import datetime, timezone
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,47 @@ def _webhook_cases() -> list[tuple[dict, dict]]:
         (task({k: v for k, v in good.items() if k != "webhook-signature"}), refused("missing_header")),
         (task(dict(good, **{"webhook-timestamp": "soon"})), refused("invalid_timestamp")),
         (task(dict(good, **{"webhook-id": "evt_other"})), refused("bad_signature")),  # the id is signed too
+        *_v1a_cases(body, secret),
+    ]
+
+
+def _ed25519_pair() -> tuple[Any, str]:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    private = Ed25519PrivateKey.generate()
+    raw = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return private, "whpk_" + base64.b64encode(raw).decode()
+
+
+def _v1a_cases(body: str, secret: str) -> list[tuple[dict, dict]]:
+    """Standard Webhooks ``v1a``: Ed25519 over ``{id}.{timestamp}.{body}``, signed here with ``cryptography``,
+    verified by each snippet with the ``whpk_`` public key; beside a ``v1`` one, and two during a rotation."""
+    (new, new_pk), (old, old_pk), (_, other_pk) = _ed25519_pair(), _ed25519_pair(), _ed25519_pair()
+
+    def v1a(private: Any, msg_id: str, at: int, signed_body: str) -> str:
+        return "v1a," + base64.b64encode(private.sign(f"{msg_id}.{at}.{signed_body}".encode())).decode()
+
+    def delivery(msg_id: str, signatures: list[str], at: int = NOW) -> dict:
+        return {"webhook-id": msg_id, "webhook-timestamp": str(at), "webhook-signature": " ".join(signatures)}
+
+    def task(headers: dict, key: str, sent_body: str = body) -> dict:
+        return {"op": "verify_webhook", "secret": key, "headers": headers, "body": sent_body, "now": NOW}
+
+    stamp = datetime.fromtimestamp(NOW, tz=timezone.utc)
+    both = delivery("evt_a1", [Webhook(secret).sign("evt_a1", stamp, body), v1a(new, "evt_a1", NOW, body)])
+    rotated = delivery("evt_a2", [v1a(old, "evt_a2", NOW, body), v1a(new, "evt_a2", NOW, body)])
+    only_v1 = delivery("evt_a3", [Webhook(secret).sign("evt_a3", stamp, body)])
+    return [
+        (task(both, new_pk), {"ok": True, "webhook_id": "evt_a1"}),  # the public key checks the v1a signature
+        (task(both, secret), {"ok": True, "webhook_id": "evt_a1"}),  # the secret still checks the v1 one
+        (task(both, other_pk), {"ok": False, "error": "bad_signature"}),
+        (task(both, new_pk, sent_body=body + " "), {"ok": False, "error": "bad_signature"}),
+        (task(rotated, old_pk), {"ok": True, "webhook_id": "evt_a2"}),
+        (task(rotated, new_pk), {"ok": True, "webhook_id": "evt_a2"}),
+        (task(only_v1, new_pk), {"ok": False, "error": "bad_signature"}),  # a v1 never passes for a v1a
+        (task(delivery("evt_a4", [v1a(new, "evt_a4", NOW, body).replace("v1a,", "v1,")]), new_pk),
+         {"ok": False, "error": "bad_signature"}),
     ]
 
 

@@ -27,6 +27,7 @@ from chalicelib.partners.channel_api import READ_TIMEOUT
 from fake_wallet_channel import HOLD_SECONDS, NORMAL, TIMEOUT_AFTER, TIMEOUT_BEFORE, FakeWalletChannel
 from test_remote_points import STOCK, assert_agree
 from tests.helpers import assert_error, channel_body, ok, uid, wait_for
+from tests.local_http import Drip
 from tests.test_webhooks import Receiver, webhook_channel
 
 OPEN_SECONDS = 1.0
@@ -37,6 +38,7 @@ class Partner(FakeWalletChannel):
 
     ``down``   APIs answering ``down_status`` (default 500) without doing anything
     ``pause``  API → seconds to sit on each request before answering it normally (slow, or past our timeout)
+    ``drips``  API → a ``Drip``: its answer dripped a byte at a time until released
     ``hits`` counts the requests per API and ``seen`` keeps each one's ``X-Correlation-Id``."""
 
     def __init__(self) -> None:
@@ -45,6 +47,7 @@ class Partner(FakeWalletChannel):
         self.down_status = 500
         self.pause: dict[str, float] = {}
         self.gate: threading.Event | None = None  # when set up, every answer waits for it (released by the test)
+        self.drips: dict[str, Drip] = {}
         self.hits: Counter = Counter()
         self.seen: list[tuple[str, str]] = []
 
@@ -53,6 +56,9 @@ class Partner(FakeWalletChannel):
         with self._lock:
             self.hits[api] += 1
             self.seen.append((api, handler.headers.get("X-Correlation-Id", "")))
+        if api in self.drips:
+            self.drips[api].answer(handler)
+            return
         if api in self.down or "*" in self.down:
             handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
             self._send(handler, self.down_status, {"error": "down"})
@@ -390,7 +396,7 @@ def record(code: str, n: int) -> list[str]:
 
 def test_a_dead_webhook_pauses_its_channel_without_spending_attempts_then_delivers_and_redrives(ops, monkeypatch):
     monkeypatch.setenv("WEBHOOK_RETRY_BASE_SECONDS", str(OPEN_SECONDS))  # the webhook breaker's open period too
-    monkeypatch.setattr(webhooks, "MAX_ATTEMPTS", 1)  # the first failure parks: ops must redrive
+    monkeypatch.setenv("WEBHOOK_RETRY_WINDOW_SECONDS", "0")  # the first failure parks: ops must redrive
     with Receiver() as receiver:
         code, secret = webhook_channel(ops, receiver.url)
         receiver.secrets, receiver.down = [secret], True
@@ -422,7 +428,7 @@ def test_a_dead_webhook_pauses_its_channel_without_spending_attempts_then_delive
 
 def test_a_redrive_closes_the_webhook_breaker_at_once(ops, monkeypatch):
     """Ops fixed the receiver and redrive: the next round sends, without waiting out the open period."""
-    monkeypatch.setattr(webhooks, "MAX_ATTEMPTS", 1)
+    monkeypatch.setenv("WEBHOOK_RETRY_WINDOW_SECONDS", "0")
     with Receiver() as receiver:
         code, secret = webhook_channel(ops, receiver.url)
         receiver.secrets, receiver.down = [secret], True

@@ -19,6 +19,12 @@ from chalicelib.orders import parcels
 from chalicelib.settlement import periods
 from chalicelib.settlement import reconciliation as rec
 
+
+def entry_fields() -> dict:
+    from chalicelib.members import entry
+
+    return entry.FIELDS
+
 PERIOD = periods.containing(periods.day_of(time.time()), periods.MONTHLY).period_id
 
 
@@ -317,3 +323,32 @@ def test_rules_csv_header_in_any_order_and_row_errors_all_listed() -> None:
     with pytest.raises(rec.LedgerInvalid):
         rec.parse_csv(b"order_id,member_id,points,kind,at\n" + b"O1,m,1,deduct,2026-11-01T00:00:00Z\n" * 3,
                       max_rows=2)
+
+
+# Every pattern that bounds a number, with the bounds its own refusal text states: the pattern must admit
+# exactly those (a 13-digit ledger line once passed a "1 to 999,999,999,999" check).
+STATED_BOUNDS = [
+    ("ledger line points", rec.POINTS, 1, rec.MAX_POINTS - 1),
+    ("entry link points", entry_fields()["points"][0], 0, 999_999_999_999_999),
+]
+
+
+@pytest.mark.parametrize("name,pattern,low,high", STATED_BOUNDS, ids=[b[0] for b in STATED_BOUNDS])
+def test_every_numeric_pattern_admits_exactly_its_stated_bounds(name, pattern, low, high) -> None:
+    assert pattern.fullmatch(str(low)) and pattern.fullmatch(str(high)), name
+    assert not pattern.fullmatch(str(high + 1)), f"{name} admits {high + 1}"
+    assert low == 0 or not pattern.fullmatch(str(low - 1)), f"{name} admits {low - 1}"
+
+
+@pytest.mark.parametrize("points,status", [(rec.MAX_POINTS - 1, 201), (rec.MAX_POINTS, 422),
+                                           (rec.MAX_POINTS + 1, 422)])
+def test_a_ledger_line_at_and_past_its_stated_bound(books: Books, points: int, status: int) -> None:
+    shop = books.shop
+    response = signed(shop, "POST", f"/partner/{shop.code}/ledgers/{PERIOD}",
+                      lines(row(books.orders[0][0], books.orders[0][1], points)))
+    if status == 201:
+        assert ok(response, 201)["counts"]["amount_differs"] == 1, response.json()
+    else:
+        error = assert_error(response, 422, "invalid_ledger")
+        assert [(e["line"], e["field"]) for e in error["errors"]] == [(1, "points")]
+        assert "999999999999" in error["errors"][0]["reason"]

@@ -7,7 +7,8 @@ to sell through Channel Mall. It is self-contained on purpose (standard library 
 1. Request signing, contract version 2 — sign our calls to the mall and verify the
    mall's calls to us (``canonical_query``, ``string_to_sign``, ``sign``,
    ``verify_signed_request``).
-2. Webhooks from the mall (Standard Webhooks) — ``verify_webhook``.
+2. Webhooks from the mall (Standard Webhooks) — ``verify_webhook``: ``v1`` (HMAC, the shared secret) and,
+   once the mall gave the channel a public key, ``v1a`` (Ed25519) as well.
 3. The APIs the mall calls, under the base URL the channel registered with the mall
    (here ``{url}/channels/{code}``), every one ``POST`` with a JSON body, signed:
 
@@ -189,12 +190,15 @@ def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def verify_webhook(webhook_secret: str, headers: Mapping[str, str], body: bytes, now: float | None = None) -> str:
+def verify_webhook(webhook_secret: str, headers: Mapping[str, str], body: bytes, now: float | None = None,
+                   public_keys: Iterable[str] = ()) -> str:
     """Check a delivery; returns its ``webhook-id`` (stable across retries: the idempotency key).
 
     ``webhook-signature`` holds one or more space-separated ``v1,<base64 HMAC-SHA256>`` of
     ``{webhook-id}.{webhook-timestamp}.{raw body}``, keyed with the base64-decoded part of ``whsec_...``;
-    during the mall's secret rotation it sends two, and either may match."""
+    during the mall's secret rotation it sends two, and either may match. Once the mall gave us public keys
+    (``whpk_``: base64 of a raw Ed25519 key), a ``v1a,<base64 Ed25519>`` signature of the same string must
+    verify with one of them too: that one nobody holding only our copy of the secret could have made."""
     now = time.time() if now is None else now
     lower = {k.lower(): v for k, v in headers.items()}
     webhook_id, stamp, signatures = (lower.get(h, "") for h in ("webhook-id", "webhook-timestamp",
@@ -219,7 +223,33 @@ def verify_webhook(webhook_secret: str, headers: Mapping[str, str], body: bytes,
         matched |= version == "v1" and hmac.compare_digest(expected, given)
     if not matched:
         raise Refused("bad_signature", "no webhook signature matches")
+    keys = list(public_keys)
+    if keys and not _v1a_verifies(keys, signatures, f"{webhook_id}.{stamp}.".encode() + body):
+        raise Refused("bad_signature", "no v1a signature verifies with the mall's public keys")
     return webhook_id
+
+
+def _v1a_verifies(public_keys: list[str], signatures: str, signed: bytes) -> bool:
+    """Whether any ``v1a`` signature verifies with any of the public keys (``cryptography``: Ed25519)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    keys = [Ed25519PublicKey.from_public_bytes(base64.b64decode(k.removeprefix("whpk_"))) for k in public_keys]
+    for candidate in signatures.split(" "):
+        version, _, value = candidate.partition(",")
+        if version != "v1a":
+            continue
+        try:
+            given = base64.b64decode(value, validate=True)
+        except ValueError:
+            continue
+        for key in keys:
+            try:
+                key.verify(given, signed)
+                return True
+            except InvalidSignature:
+                pass
+    return False
 
 
 # --- 3. The channel's books: members, wallet, deductions, refunds ----------------------------
@@ -249,6 +279,7 @@ class Book:
     code: str
     signing_secrets: list[str]  # newest first (we sign with it); during a rotation every one is accepted
     webhook_secret: str = field(default_factory=new_webhook_secret)
+    webhook_public_keys: list[str] = field(default_factory=list)  # the mall's whpk_ keys: v1a must verify too
     points_mode: str = "hosted"
     entry_mode: str = "signed"  # how our app opens the store: a signed link, or a one-time code ("code")
     members: dict[str, Member] = field(default_factory=dict)
@@ -398,7 +429,7 @@ def receive_webhook(book: Book, headers: Mapping[str, str], body: bytes) -> tupl
     entry: dict[str, Any] = {"webhook_id": lower.get("webhook-id"), "timestamp": lower.get("webhook-timestamp"),
                              "received_at": int(time.time()), "body": body.decode("utf-8", "replace")[:4000]}
     try:
-        verify_webhook(book.webhook_secret, headers, body)
+        verify_webhook(book.webhook_secret, headers, body, public_keys=book.webhook_public_keys)
     except Refused as refused:
         with book.lock:
             book.webhooks.append(dict(entry, verified=False, reason=refused.code))
@@ -427,11 +458,13 @@ class ReferenceChannel:
     # set-up, as the channel's own systems would do it
 
     def add_channel(self, code: str, secret: str, points_mode: str, entry_mode: str = "signed",
-                    webhook_secret: str | None = None) -> Book:
+                    webhook_secret: str | None = None, webhook_public_keys: Iterable[str] = ()) -> Book:
         """``webhook_secret`` is the one the mall generated for the channel (shown once to its ops); without
-        it (a back end tried on its own) one is made up here."""
+        it (a back end tried on its own) one is made up here. ``webhook_public_keys``: the mall's ``whpk_``
+        keys, once its ops gave the channel a signing key (then ``v1a`` signatures are checked too)."""
         self.books[code] = Book(code, [secret], webhook_secret=webhook_secret or new_webhook_secret(),
-                                points_mode=points_mode, entry_mode=entry_mode)
+                                webhook_public_keys=list(webhook_public_keys), points_mode=points_mode,
+                                entry_mode=entry_mode)
         return self.books[code]
 
     def add_member(self, code: str, member_id: str, password: str, points: int = 0, nickname: str | None = None,

@@ -167,8 +167,12 @@ def demo(base_url: str, ops_token: str, reference_port: int = 0) -> Demo:
     ends_at = now + DEMO_PERIOD_SECONDS
     for channel in seeded.channels:
         code, remote = channel["code"], channel["points_mode"] == "remote"
+        # Deliveries carry v1a (Ed25519) signatures beside v1: the back end checks both, with the public key.
+        keys = _ok(ops.post(f"{base_url}/ops/channels/{code}/webhook-signing-key", timeout=30, json={}),
+                   f"give {code} a webhook signing key")
+        channel["webhook_public_key"] = keys["public_key"]
         reference.add_channel(code, channel["secret"], channel["points_mode"], channel["entry_mode"],
-                              channel["webhook_secret"])
+                              channel["webhook_secret"], [keys["public_key"]])
         for member in channel["members"]:
             reference.add_member(code, member, DEMO_PASSWORD, DEMO_POINTS if remote else 0, NICKNAMES[member])
         _ok(ops.patch(f"{base_url}/ops/channels/{code}", timeout=30, json={

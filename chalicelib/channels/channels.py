@@ -246,6 +246,39 @@ def webhook_secrets(channel: Channel, now: float | None = None) -> list[str]:
     return [s for s in (channel.webhook_secret, previous if overlap else None) if s]
 
 
+def rotate_webhook_signing_key(code: str, overlap_seconds: int, actor: str) -> Channel:
+    """New Ed25519 key for ``v1a`` signatures now (the first one too); for ``overlap_seconds`` deliveries carry
+    the previous key's signature as well, so a channel switches to the new public key when it likes. Refused
+    inside an overlap (a second rotation would drop the key the channel may still verify with)."""
+    from chalicelib.partners import webhook_signing
+
+    channel = get(code)
+    now = int(time.time())
+    if channel.previous_webhook_signing_key_until and now < channel.previous_webhook_signing_key_until:
+        raise Conflict("rotation_in_progress", f"the previous webhook signing key of {code} is valid until "
+                       f"{int(channel.previous_webhook_signing_key_until)}; rotate again after that")
+    key, until = webhook_signing.new_signing_key(), now + overlap_seconds
+    keep = channel.webhook_signing_key is not None and overlap_seconds > 0
+    actions = [Channel.webhook_signing_key.set(key)] + (
+        [Channel.previous_webhook_signing_key.set(channel.webhook_signing_key),
+         Channel.previous_webhook_signing_key_until.set(until)] if keep else
+        [Channel.previous_webhook_signing_key.remove(), Channel.previous_webhook_signing_key_until.remove()])
+    current = (Channel.webhook_signing_key == channel.webhook_signing_key if channel.webhook_signing_key
+               else Channel.webhook_signing_key.does_not_exist())
+    return _update(channel, actions, [("webhook_signing_key_rotated", "webhook_signing_key", None,
+                                       {"public_key": webhook_signing.public_key(key),
+                                        "previous_until": until if keep else None})], actor, current)
+
+
+def webhook_signing_keys(channel: Channel, now: float | None = None) -> list[str]:
+    """The private keys a delivery is signed with (``v1a``) right now: the current one, and the previous
+    during its overlap."""
+    now = time.time() if now is None else now
+    previous = channel.previous_webhook_signing_key
+    overlap = previous and channel.previous_webhook_signing_key_until and now < channel.previous_webhook_signing_key_until
+    return [k for k in (channel.webhook_signing_key, previous if overlap else None) if k]
+
+
 def accepted_secrets(channel: Channel, now: float | None = None) -> list[str]:
     """The secrets a signature may use right now: the current one, and the previous during its overlap."""
     now = time.time() if now is None else now
@@ -288,19 +321,35 @@ def audit_trail(code: str) -> list[dict]:
     return audit.history(f"channel#{code}")
 
 
-def sweep_each(work: Callable[[Channel], Any], counted: Callable[[], None], channels: Iterable[Channel] | None = None,
-               ) -> dict[str, Any]:
-    """A scheduled sweep, one channel at a time: what ``work`` answered per channel, or ``{"error": code}``
-    for one that failed (logged, and ``counted`` for its alarm), so one channel's fault never stops the
-    others'."""
-    from chalicelib.core.observability import logger
+SWEEP_WORKERS = 16
+SWEEP_BUDGET = 80.0  # seconds; the sweep Lambdas' timeout is 120 s
 
-    outcome: dict[str, Any] = {}
-    for channel in list_all() if channels is None else channels:
+
+def sweep_each(work: Callable[[Channel], Any], counted: Callable[[], None], channels: Iterable[Channel] | None = None,
+               budget_seconds: float = SWEEP_BUDGET) -> dict[str, Any]:
+    """A scheduled sweep: what ``work`` answered per channel, or ``{"error": code}`` for one that failed
+    (logged, and ``counted`` for its alarm), so one channel's fault never stops the others'. The channels run
+    side by side, each with the same budget for its calls to its back end (``reliability.within``: none
+    starts that would end after ``budget_seconds``), so one slow channel costs only its own work, and the
+    sweep ends in time for whatever its Lambda does next."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chalicelib.core.observability import logger
+    from chalicelib.partners import reliability
+
+    until = time.monotonic() + budget_seconds
+
+    def one(channel: Channel) -> Any:
         try:
-            outcome[channel.code] = work(channel)
+            with reliability.within(until):
+                return work(channel)
         except Exception as error:  # noqa: BLE001 - any fault of one channel must not stop the others
             logger.exception("sweep failed for a channel", extra={"channel": channel.code})
             counted()
-            outcome[channel.code] = {"error": getattr(error, "code", type(error).__name__)}
-    return outcome
+            return {"error": getattr(error, "code", type(error).__name__)}
+
+    todo = list(list_all() if channels is None else channels)
+    if not todo:
+        return {}
+    with ThreadPoolExecutor(min(SWEEP_WORKERS, len(todo)), thread_name_prefix="sweep") as pool:
+        return dict(zip([c.code for c in todo], pool.map(one, todo)))

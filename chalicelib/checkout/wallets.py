@@ -187,3 +187,51 @@ def view(member: Member, now: float | None = None) -> dict:
 def grant_view(g: Grant, created: bool) -> dict:
     return {"grant_id": g.grant_key.split("#", 1)[1], "member_id": g.external_id, "points": int(g.points),
             "expires_at": int(g.expires_at), "period_id": g.period_id, "created": created}
+
+
+MOVEMENTS_MAX = 50
+
+
+def channel_view(channel: Channel, external_id: str, now: float | None = None) -> dict:
+    """What a hosted channel may show its member of "your points in the mall" (signed ``GET
+    /partner/{code}/members/{id}/points``): the spendable balance and the totals behind it, the live lots
+    with their expiry (soonest first, the order checkout spends them in), and the latest movements (grants,
+    redemptions, points given back by cancels and refunds), newest first. A remote channel keeps its members'
+    points itself: 409 ``points_not_hosted``."""
+    from chalicelib.core.errors import NotFound
+    from chalicelib.core.models import MemberLink, Order
+    from chalicelib.orders import parcel_states, parcels
+
+    if channel.points_mode != "hosted":
+        raise Conflict("points_not_hosted", f"channel {channel.code} keeps its members' points itself")
+    try:
+        member_id = MemberLink.get(members.link_key(channel.code, external_id)).member_id
+    except DoesNotExist:
+        raise NotFound("member_not_found", f"no member {external_id} in channel {channel.code}") from None
+    now = time.time() if now is None else now
+    sweep(member_id, now)
+    try:
+        wallet = Wallet.get(member_id, consistent_read=True)
+    except DoesNotExist:
+        wallet = Wallet(member_id, channel_code=channel.code)
+    lots = wallet.lots.as_dict()
+    live = sorted(({"lot_id": lot_id, "points": int(l["left"]), "expires_at": int(l["expires_at"])}
+                   for lot_id, l in lots.items() if int(l["left"]) > 0 and int(l["expires_at"]) > now),
+                  key=lambda l: (l["expires_at"], l["lot_id"]))
+    moves = [{"kind": "grant", "points": int(g.points), "at": g.created_at, "grant_id": g.grant_key.split("#", 1)[1],
+              "expires_at": int(g.expires_at)}
+             for g in Grant.member_index.query(member_id, scan_index_forward=False, limit=MOVEMENTS_MAX)]
+    orders = [o for o in Order.member_index.query(member_id, scan_index_forward=False, limit=MOVEMENTS_MAX)
+              if o.channel_code == channel.code and o.points_mode == "hosted" and o.status != "failed"]
+    moves += [{"kind": "redeem", "points": -int(o.points), "at": o.created_at, "order_id": o.order_id}
+              for o in orders]
+    for order_parcels in parcels.of_orders(orders).values():
+        for parcel in order_parcels:
+            if parcel.state in (parcel_states.CANCELLED, parcel_states.REFUNDED):  # its points came back as a lot
+                moves.append({"kind": "refund" if parcel.state == parcel_states.REFUNDED else "cancel",
+                              "points": int(parcel.points), "at": parcel.updated_at,
+                              "order_id": parcel.order_id, "parcel_id": parcel.parcel_id})
+    moves.sort(key=lambda m: m["at"], reverse=True)
+    return {"member_id": external_id, "balance": spendable(lots, now), "granted": int(wallet.granted or 0),
+            "spent": int(wallet.spent or 0), "refunded": int(wallet.refunded or 0),
+            "expired": int(wallet.expired or 0), "lots": live, "movements": moves[:MOVEMENTS_MAX]}

@@ -233,6 +233,14 @@ class Channel(Model):
     webhook_secret = UnicodeAttribute(null=True)
     previous_webhook_secret = UnicodeAttribute(null=True)
     previous_webhook_secret_until = NumberAttribute(null=True)
+    # Asymmetric signatures beside them (Standard Webhooks ``v1a``, Ed25519): our private key ("whsk_"), the
+    # channel verifies with its public key; rotated the same way (both signatures during the overlap).
+    webhook_signing_key = UnicodeAttribute(null=True)
+    previous_webhook_signing_key = UnicodeAttribute(null=True)
+    previous_webhook_signing_key_until = NumberAttribute(null=True)
+    # Set when the receiver answered 410 Gone: no delivery is attempted until ops enable the endpoint again.
+    webhook_disabled_at = NumberAttribute(null=True)
+    webhook_disabled_reason = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute(default=now_iso)
     updated_at = UnicodeAttribute(default=now_iso)
     # How long we wait for the channel's API to answer (seconds, 0.5–10; unset: ``channel_api.READ_TIMEOUT``).
@@ -540,6 +548,9 @@ class OutboxEvent(Model):
     sandbox = BooleanAttribute(default=False)
     created_at = UnicodeAttribute(default=now_iso)
     delivered_at = UnicodeAttribute(null=True)
+    # Failures before this (Unix seconds) are retried, later ones park the event; unset: created_at plus the
+    # retry window (``webhooks``). A redrive starts a new window.
+    retry_until = NumberAttribute(null=True)
     pending_index = OutboxPendingIndex()
     parked_index = OutboxParkedIndex()
 

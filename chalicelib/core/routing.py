@@ -35,8 +35,7 @@ class Routes:
             @functools.wraps(view)
             def handle(**params: str) -> Response:
                 try:
-                    web.check_path_params(params)
-                    result = view(**params)
+                    result = view(**web.path_params(params))
                     return result if isinstance(result, Response) else Response(
                         body=result, status_code=status, headers=web.JSON)
                 except DomainError as error:

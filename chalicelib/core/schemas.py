@@ -251,7 +251,7 @@ class CartLineQty(Strict):
 
 class GrantRequest(Strict):
     grant_id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
-    member_id: str = Field(min_length=1, max_length=64)
+    member_id: str = Field(pattern=r"^[^\x00-\x1f\x7f%]{1,64}$")  # ``web.MEMBER_ID``: one alphabet everywhere
     points: int = Field(gt=0, le=1_000_000_000)
     expires_at: int = Field(gt=0, le=EPOCH_MAX)
 

@@ -45,6 +45,13 @@ def internal_error() -> Response:
 BODY_MAX_BYTES = 256 * 1024
 BODY_MAX_DEPTH = 32
 PATH_PARAM = re.compile(r"[A-Za-z0-9_.:~-]{1,128}")
+# A channel's member id, wherever it comes in (entry link or code exchange, grants) and wherever it is named
+# (``/partner/{code}/members/{member_id}/…``, percent-encoded as the contract encodes every path parameter and
+# decoded once here): one alphabet, so every member a channel can create it can also read back. No ``%``: a
+# value decoded once more (by a gateway that decodes too) could otherwise name another member.
+MEMBER_ID = re.compile(r"[^\x00-\x1f\x7f%]{1,64}")
+MEMBER_ID_RULE = "1 to 64 characters, no control characters, no %"
+_PATH_RULES = {"member_id": (MEMBER_ID, MEMBER_ID_RULE)}
 
 
 def _depth(data: Any) -> int:
@@ -80,14 +87,25 @@ def body(request: Request, model: type | None = None) -> Any:
     return validated(model, data)
 
 
+def path_params(params: dict[str, str]) -> dict[str, str]:
+    """The path parameters as the caller meant them, bounded: a member id goes percent-encoded (the contract
+    encodes every path parameter), and whether the gateway decoded it already or not, it is decoded here
+    exactly once (no accepted value holds a ``%``, so a second decode could never change one)."""
+    from urllib.parse import unquote
+
+    decoded = {name: unquote(value or "") for name, value in params.items()}
+    check_path_params(decoded)
+    return decoded
+
+
 def check_path_params(params: dict[str, str]) -> None:
     """Every path parameter becomes (part of) a key: refuse what no id we issue looks like, before any read.
 
     DynamoDB refuses keys over 2,048 bytes with an error that would otherwise surface as a 500."""
     for name, value in params.items():
-        if not PATH_PARAM.fullmatch(value or ""):
-            raise BadRequest("invalid_path_parameter",
-                             f"{name} must be 1 to 128 characters of A-Z a-z 0-9 _ . : ~ -", name)
+        pattern, rule = _PATH_RULES.get(name, (PATH_PARAM, "1 to 128 characters of A-Z a-z 0-9 _ . : ~ -"))
+        if not pattern.fullmatch(value or ""):
+            raise BadRequest("invalid_path_parameter", f"{name} must be {rule}", name)
 
 
 def bearer(request: Request) -> str | None:
@@ -201,7 +219,9 @@ def signed_path(request: Request) -> str:
     nor a custom domain's base path), each path parameter percent-encoded as the contract encodes."""
     from chalicelib.channels.signing import encode
 
+    from urllib.parse import unquote
+
     path = request.path
     for name, value in (request.uri_params or {}).items():
-        path = path.replace("{" + name + "}", encode(value))
+        path = path.replace("{" + name + "}", encode(unquote(value)))  # decoded once, as ``path_params``
     return path

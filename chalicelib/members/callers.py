@@ -20,11 +20,15 @@ def member_channel(request: Request, code: str) -> tuple[sessions.Session, Chann
 
 
 def partner_channel(request: Request, code: str) -> Channel:
-    """A channel's server calling us: signed per the contract (method and path bound), channel active; then
+    """A channel's server calling us: signed per the contract (method and path bound), channel active (an
+    unknown or suspended channel is told apart only after the signature is proven: ``entry.verify``); then
     metered, and paid for on a prepaid plan (402 ``prepaid_exhausted`` once its balance cannot pay)."""
-    channel = entry.active_channel(code)
+    channel = entry.named_channel(code)
+    params, path = web.partner_params(request), web.signed_path(request)
+    if channel is None:  # fails as a wrong signature: unknown and unsigned look alike
+        entry.verify(None, params, method=request.method, path=path)
     with sandbox_log.logged(channel, request.method, request.path):  # a sandbox's calls tick its guide's checklist
-        entry.verify(channel, web.partner_params(request), method=request.method, path=web.signed_path(request))
+        entry.verify(channel, params, method=request.method, path=path)
     billing.admit_call(channel)
     return channel
 

@@ -6,6 +6,7 @@ proven, so a forged request can neither create a member nor burn a nonce.
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -15,7 +16,8 @@ from pynamodb.exceptions import PutError
 
 from chalicelib.channels import channels
 from chalicelib.channels.signing import WINDOW_SECONDS, check_envelope, check_signature, pairs_of, unique_params
-from chalicelib.core.errors import BadRequest, DomainError, Forbidden, Unauthorized
+from chalicelib.core import web
+from chalicelib.core.errors import BadRequest, DomainError, Forbidden, NotFound, Unauthorized
 from chalicelib.core.models import Channel, Member, Nonce, condition_failed
 from chalicelib.members import members, sessions
 from chalicelib.partners import channel_api, metering
@@ -33,9 +35,27 @@ class Entry:
 
 def active_channel(code: str) -> Channel:
     channel = channels.get(code)
-    if channel.status != channels.ACTIVE:
-        raise Forbidden("channel_suspended", f"channel {code} is suspended")
+    refuse_suspended(channel)
     return channel
+
+
+def refuse_suspended(channel: Channel) -> None:
+    if channel.status != channels.ACTIVE:
+        raise Forbidden("channel_suspended", f"channel {channel.code} is suspended")
+
+
+# No channel has it: a request naming an unknown channel is checked against it, and so fails exactly as a
+# request with a wrong signature does.
+_NOBODYS_SECRET = secrets.token_urlsafe(32)
+
+
+def named_channel(code: str) -> Channel | None:
+    """The channel a signed request names, or None for an unknown code. Callers must not tell the two apart
+    before the signature is proven (``verify``): an unsigned caller learns nothing of which codes exist."""
+    try:
+        return channels.get(code)
+    except NotFound:
+        return None
 
 
 def spend_nonce(channel_code: str, nonce: str, timestamp: int) -> None:
@@ -49,20 +69,26 @@ def spend_nonce(channel_code: str, nonce: str, timestamp: int) -> None:
         raise
 
 
-def verify(channel: Channel, params: Mapping[str, str], now: float | None = None,
-           method: str | None = None, path: str | None = None) -> None:
-    """Everything the contract demands of a signed request, nonce spent last.
+def verify(channel: Channel | None, params: Mapping[str, str], now: float | None = None,
+           method: str | None = None, path: str | None = None) -> Channel:
+    """Everything the contract demands of a signed request, nonce spent last; the channel, proven.
 
     Keys and repeated keys are refused before any signature is looked at (``params`` may be a
     multi-valued mapping: every value counts). An entry link signs its query alone; a server-to-server
-    call (``method`` and ``path`` given) signs them too, so neither authorises the other. A request
+    call (``method`` and ``path`` given) signs them too, so neither authorises the other. An unknown
+    channel (None) fails as a wrong signature does, and a suspended one is told only to a caller whose
+    signature is proven: who cannot sign learns nothing of which channel codes exist. A request
     accepted with a rotated-in secret is the channel's proof that it has it (our calls switch to it)."""
     now = time.time() if now is None else now
     params = unique_params(pairs_of(params))
     timestamp = check_envelope(params, now)
-    secret = check_signature(params, channels.accepted_secrets(channel, now), method, path)
+    accepted = channels.accepted_secrets(channel, now) if channel is not None else [_NOBODYS_SECRET]
+    secret = check_signature(params, accepted, method, path)
+    assert channel is not None  # nobody's secret never verifies
+    refuse_suspended(channel)
     spend_nonce(channel.code, params["nonce"], timestamp)
     channels.record_proof(channel, secret, now)
+    return channel
 
 
 def store_path(channel_code: str, target: str | None) -> str:
@@ -74,7 +100,7 @@ def store_path(channel_code: str, target: str | None) -> str:
 # What an entry may carry (README, "Input bounds"), checked before any write: a member id becomes part of
 # a key (DynamoDB: under 2,048 bytes) and points a stored number (DynamoDB: 38 digits).
 FIELDS = {
-    "member_id": (re.compile(r"[^\x00-\x1f\x7f]{1,64}"), "1 to 64 characters, no control characters"),
+    "member_id": (web.MEMBER_ID, web.MEMBER_ID_RULE),
     "nickname": (re.compile(r"[^\x00-\x1f\x7f]{0,64}"), "at most 64 characters, no control characters"),
     "mobile": (re.compile(r"(\+?[0-9 -]{5,20})?"), "5 to 20 digits, spaces or dashes, optionally after +"),
     "points": (re.compile(r"([0-9]{1,15})?"), "a whole number from 0 to 999,999,999,999,999"),
@@ -92,15 +118,25 @@ def check_fields(values: Mapping[str, object], error: type[DomainError] = BadReq
             raise error(code, f"{name} must be {bound}", name)
 
 
+def _check_link(channel: Channel | None, params: Mapping[str, str], now: float | None) -> None:
+    check_fields(params)
+    if not params.get("member_id"):
+        raise BadRequest("missing_field", "the signed field member_id is missing", "member_id")
+    verify(channel, params, now)
+
+
 def _optional_int(value: object) -> int | None:
     return int(value) if value not in (None, "") else None
 
 
 def enter(channel_code: str, params: Mapping[str, str], now: float | None = None) -> Entry:
-    channel = active_channel(channel_code)
+    channel = named_channel(channel_code)
+    if channel is None:  # refused as a signed link whose signature does not match: unknown and unsigned alike
+        _check_link(None, params, now)
     with sandbox_log.logged(channel, "GET", sandbox_log.ENTRY_ROUTE):  # what the guide's checklist ticks
         check_fields(params)
         if params.get("code") and channel.entry_mode == "code":
+            refuse_suspended(channel)  # unsigned, so told at once; a suspended channel's API is never called
             identity = channel_api.exchange_code(channel, params["code"])
             check_fields({k: identity.get(k) for k in ("member_id", "nickname", "mobile", "points")},
                          channel_api.PartnerError, "channel_api_bad_response")
@@ -108,9 +144,7 @@ def enter(channel_code: str, params: Mapping[str, str], now: float | None = None
             profile = {k: identity.get(k) for k in ("nickname", "mobile")}
             points = identity.get("points")
         else:
-            if not params.get("member_id"):
-                raise BadRequest("missing_field", "the signed field member_id is missing", "member_id")
-            verify(channel, params, now)
+            _check_link(channel, params, now)
             external_id = params["member_id"]
             profile = {k: params.get(k) for k in ("nickname", "mobile")}
             points = params.get("points")

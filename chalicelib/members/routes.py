@@ -8,7 +8,7 @@ from chalicelib.core.errors import DomainError
 from chalicelib.core.observability import count, logger
 from chalicelib.core.routing import Routes
 from chalicelib.members import entry, members, payment_auth, sessions
-from chalicelib.members.callers import member_channel
+from chalicelib.members.callers import member_channel, partner_channel
 
 routes = Routes(__name__)
 route = routes.json
@@ -50,3 +50,11 @@ def member_me(code: str) -> dict:
 def member_otp(code: str) -> dict:
     session, channel = member_channel(req(), code)
     return payment_auth.send_otp(channel, members.get(session.member_id, code))
+
+
+@route("/partner/{code}/members/{member_id}/points")
+def partner_member_points(code: str, member_id: str) -> dict:
+    """A hosted member's points as the channel's own app may show them: balance, lots with expiry, movements."""
+    from chalicelib.checkout import wallets
+
+    return wallets.channel_view(partner_channel(req(), code), member_id)

@@ -3,8 +3,10 @@ with the secret the rotation rule picks, only to allowed addresses (connecting t
 that was checked, TLS still verified for the host's name), never following a redirect.
 
 Reliability (``reliability``, rules in ``breaker``): each call passes the channel's circuit breaker for
-that API (refused at once while it is open: ``partner_unavailable``, 503), waits at most the channel's
-own timeout (``api_timeout_seconds``), carries a correlation id (``X-Correlation-Id``, logged, and in our
+that API (refused at once while it is open: ``partner_unavailable``, 503), ends within a total deadline
+(connect + read timeout, resends included, however slowly the channel drips its answer; not started when
+it would outlast a sweep's budget for the channel), waits at most the channel's own
+timeout (``api_timeout_seconds``) for each read, carries a correlation id (``X-Correlation-Id``, logged, and in our
 error when the call fails) and is counted per channel and API. A request is sent again, after a backoff
 with full jitter, only when that cannot do anything twice: it never reached the channel (no connection,
 or a 503, which says the request was not processed), or the API is idempotent by contract (deduct, query,
@@ -65,11 +67,12 @@ class EntryRejected(DomainError):
     status = 401
 
 
-def _http():
-    """The shared pinned session, imported on the first call (``requests`` is not needed before)."""
-    from chalicelib.partners.pinned_http import session
+def _post(url: str, deadline: float, **kwargs: Any):
+    """A POST through the shared pinned session under a total deadline (``pinned_http``, imported on the first
+    call: ``requests`` is not needed before)."""
+    from chalicelib.partners import pinned_http
 
-    return session()
+    return pinned_http.post(url, deadline, **kwargs)
 
 
 def _destination(channel: Channel) -> tuple[str, str]:
@@ -134,18 +137,23 @@ def call(channel: Channel, api: str, payload: dict[str, Any], breaker_state: bre
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
     secret = channels.outbound_secret(channel)
     limits = timeouts(channel)
+    deadline = sum(limits)
+    if not reliability.fits(deadline):  # a sweep's budget for this channel is spent: nothing sent, next round
+        raise PartnerError("channel_api_deferred", f"no time left in this round for channel {channel.code}")
     try:
-        permit = reliability.admit(channel.code, api, lease=sum(limits) + PROBE_LEASE_MARGIN, state=breaker_state)
+        permit = reliability.admit(channel.code, api, lease=deadline + PROBE_LEASE_MARGIN, state=breaker_state)
     except reliability.BreakerOpen as refused:
         raise _unavailable(channel, api, refused.correlation_id, refused.retry_at) from None
     try:
-        return _send(channel, permit, base + path, host, path, body, secret, limits)
+        return _send(channel, permit, base + path, host, path, body, secret, limits, time.monotonic() + deadline)
     finally:
         permit.finish()
 
 
 def _send(channel: Channel, permit: reliability.Permit, url: str, host: str, path: str, body: bytes, secret: str,
-          limits: tuple[float, float]) -> dict[str, Any]:
+          limits: tuple[float, float], ends: float) -> dict[str, Any]:
+    """The call's attempts, all ending by ``ends`` (``time.monotonic()``): a resend starts only while time is
+    left."""
     import requests
 
     api, correlation_id = permit.api, permit.correlation_id
@@ -157,7 +165,8 @@ def _send(channel: Channel, permit: reliability.Permit, url: str, host: str, pat
         started = time.perf_counter()
         try:
             # Never follow a redirect: a member's password must reach only the registered back end.
-            response = _http().post(url, data=body, headers=headers, timeout=limits, allow_redirects=False)
+            response = _post(url, ends - time.monotonic(), data=body, headers=headers, timeout=limits,
+                             allow_redirects=False)
         except requests.ConnectionError as error:  # ConnectTimeout included: it never connected
             _measure(channel, permit, breaker.CONNECT_ERROR, "connect_error", started, attempt)
             why, again = "no connection", _not_sent(error) or api in IDEMPOTENT
@@ -189,10 +198,11 @@ def _send(channel: Channel, permit: reliability.Permit, url: str, host: str, pat
                          "ok" if response.ok else f"http_{status}", started, attempt)
                 data["_status"], data["_correlation_id"] = status, correlation_id
                 return data
-        if not again:
+        if not again or attempt + 1 >= attempts:
             break
-        if attempt + 1 < attempts:
-            backoff(attempt, BACKOFF, 2.0)
+        backoff(attempt, BACKOFF, 2.0)
+        if time.monotonic() >= ends:
+            break
     raise PartnerError("channel_api_unavailable", f"channel {channel.code}'s API is unavailable ({why})",
                        correlation_id=correlation_id)
 

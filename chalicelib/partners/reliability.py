@@ -11,16 +11,23 @@ half-open probe, and only that probe closes or reopens it.
 
 ``stats`` is the one reader of the figures for everyone else (ops' partner-health view, metering,
 operating data): calls, errors, error rate and p95 latency since a time.
+
+A scheduled sweep gives each channel its own time budget (``within``): a call starts only if its whole
+deadline fits in what is left (``fits``), so a slow channel spends only its own budget and the sweep ends in
+time for whatever comes after it. (Cutting a call short instead would count our hurry as the partner's
+timeout.)
 """
 from __future__ import annotations
 
+import contextvars
 import os
 import secrets
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
@@ -46,6 +53,25 @@ def new_correlation_id() -> str:
     """The id of one logical call, sent to the partner (``X-Correlation-Id``), logged, and returned in our
     error: the one string both sides can quote about it."""
     return "cm-" + secrets.token_hex(12)
+
+
+_until: contextvars.ContextVar[float | None] = contextvars.ContextVar("partner_call_budget", default=None)
+
+
+@contextmanager
+def within(until: float) -> Iterator[None]:
+    """Calls made inside end by ``until`` (``time.monotonic()``): a sweep's budget for one channel."""
+    token = _until.set(until)
+    try:
+        yield
+    finally:
+        _until.reset(token)
+
+
+def fits(seconds: float) -> bool:
+    """Whether a call whose total deadline is ``seconds`` ends within the budget (always, outside one)."""
+    until = _until.get()
+    return until is None or time.monotonic() + seconds <= until
 
 
 class BreakerOpen(Exception):
@@ -222,6 +248,19 @@ def close(channel_code: str, api: str) -> None:
     """Ops say the channel's endpoint works again (a redrive): closed now, no wait for a probe. A probe still in
     flight then finds the breaker no longer its own and leaves it."""
     PartnerBreaker(channel_code, api, state=CLOSED, changed_at=time.time()).save()
+
+
+def hold_open(channel_code: str, api: str, until: float, why: str) -> None:
+    """The partner asked us to wait (``Retry-After``): its breaker is open until ``until``, calls refused
+    meanwhile, then one probes. Never shortens an open period already longer."""
+    now = time.time()
+    if _update(PartnerBreaker(channel_code, api),
+               [PartnerBreaker.state.set(OPEN), PartnerBreaker.open_until.set(round(until, 3)),
+                PartnerBreaker.probe.remove(), PartnerBreaker.probe_until.remove(),
+                PartnerBreaker.last_error.set(why[:ERROR_MAX]), PartnerBreaker.changed_at.set(now)],
+               PartnerBreaker.open_until.does_not_exist() | (PartnerBreaker.state != OPEN)
+               | (PartnerBreaker.open_until < until)):
+        logger.info("partner asked us to wait", extra={"channel": channel_code, "api": api, "until": round(until, 3)})
 
 
 def refused(channel_code: str, api: str, correlation_id: str, now: float | None = None) -> None:

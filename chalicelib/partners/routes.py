@@ -28,6 +28,28 @@ def ops_webhooks_redrive(code: str) -> dict:
     return webhooks.redrive(code, web.ops_actor(req()))
 
 
+@route("/ops/channels/{code}/webhooks", ops=True)
+def ops_webhooks_status(code: str) -> dict:
+    """The webhook endpoint: its URL, whether a 410 disabled it (when, why), and the ``v1a`` public keys."""
+    web.ops_actor(req())
+    return webhooks.status(code)
+
+
+@route("/ops/channels/{code}/webhooks/enable", methods=("POST",), ops=True)
+def ops_webhooks_enable(code: str) -> dict:
+    """Deliver to an endpoint a 410 disabled again (audited); its waiting events go with the next round."""
+    return webhooks.enable(code, web.ops_actor(req()))
+
+
+@route("/ops/channels/{code}/webhook-signing-key", methods=("POST",), ops=True)
+def ops_webhook_signing_key(code: str) -> dict:
+    """A new Ed25519 key for ``v1a`` signatures (the first, or a rotation with ``overlap_seconds``: both sign
+    meanwhile); the answer holds the public keys to give the channel (audited)."""
+    actor = web.ops_actor(req())
+    overlap = web.body(req(), web.schemas.SecretRotation).overlap_seconds
+    return webhooks.public_keys(channels.rotate_webhook_signing_key(code, overlap, actor))
+
+
 @route("/ops/channels/{code}/partner-health", ops=True)
 def ops_partner_health(code: str) -> dict:
     """Per API: the breaker, and calls, errors, error rate and p95 latency over the last hour and day."""

@@ -1,15 +1,25 @@
 """Delivery of the outbox (``events``) to each channel's webhook, signed per Standard Webhooks.
 
-At least once: an event stays on the sparse pending index until a 2xx answer is booked; a failed
-attempt is due again after an exponential delay, and after ``MAX_ATTEMPTS`` it is parked for ops
-(sparse parked index, metric ``WebhooksParked``) until they redrive it. ``webhook-id`` is the event id,
-the same on every attempt, so the channel dedupes. Whoever delivers first claims the event with a
-conditional write (its due time moves past the call's timeout), and every booking after the call
-(delivered, retry, parked) is conditional on the event still being pending at the attempt it claimed,
-so racing deliverers (the sweep, the call after a commit) never book one attempt twice.
+At least once: an event stays on the sparse pending index until a 2xx answer is booked. A failed attempt is
+due again after an exponential delay with jitter (30 s doubling, capped at 4 h), for at least three days from
+the event (``RETRY_WINDOW``, as Stripe: a channel's overnight maintenance never parks a night of events); the
+first failure after that parks it for ops (sparse parked index, metric ``WebhooksParked``) until they redrive
+it, which starts a new window. A 429 or 503 with ``Retry-After`` is honoured: that event is not tried again,
+and the channel's webhook breaker stays open (its other events wait, untouched), until the time asked. A 410
+Gone means the endpoint is no more: the channel's webhook is disabled at once (metric
+``WebhookEndpointDisabled``, alarmed), its events wait, and ops enable it again (``enable``).
+``webhook-id`` is the event id, the same on every attempt, so the channel dedupes. Whoever delivers first
+claims the event with a conditional write (its due time moves past the call's timeout), and every booking
+after the call (delivered, retry, parked) is conditional on the event still being pending at the attempt it
+claimed, so racing deliverers (the sweep, the call after a commit) never book one attempt twice.
+
+Signatures (``webhook_signing``): ``v1`` (HMAC with the channel's ``whsec_`` secret) always, and ``v1a``
+(Ed25519, verified with a public key) once ops gave the channel a signing key; each rotates with an overlap
+during which the old and the new one both sign.
 
 The webhook URL follows the ``api_base_url`` rules (``endpoints``): the call connects to exactly the
-address that was checked and never follows a redirect.
+address that was checked and never follows a redirect, and it ends within ``TIMEOUT`` in all, however slowly
+the receiver drips its answer (``pinned_http``).
 
 Each attempt passes the channel's ``webhook`` circuit breaker first (``reliability``): while a dead or
 slow receiver has it open, a round stops at once and leaves the channel's events due and untouched (no
@@ -19,12 +29,12 @@ then one attempt probes, and its success lets the round deliver the rest.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import os
+import random
 import time
-from typing import Any
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
@@ -42,54 +52,101 @@ from chalicelib.core.models import (
     now_iso,
 )
 from chalicelib.core.observability import count, logger
-from chalicelib.partners import breaker, endpoints, reliability
+from chalicelib.partners import breaker, endpoints, reliability, webhook_signing
 
 TIMEOUT = 15.0
-MAX_ATTEMPTS = 8
-RETRY_BASE = 30.0  # seconds before the 2nd attempt; doubles after each failure (30 s … 32 min: ~1 h in all)
-RETRY_CAP = 3600.0
+RETRY_BASE = 30.0  # seconds before the 2nd attempt; doubles after each failure, up to RETRY_CAP
+RETRY_CAP = 4 * 3600.0
+RETRY_WINDOW = 3 * 86400.0  # failures are retried for at least this long from the event (or its redrive)
+RETRY_AFTER_CAP = 6 * 3600.0  # a receiver's Retry-After is honoured up to this
+RETRY_AFTER_STATUSES = (429, 503)
+GONE = 410
 LEASE = TIMEOUT + 15.0  # a claimed event is due again after this if its deliverer vanished mid-call
 BATCH = 50
-SWEEP_BUDGET = 80.0  # the sweep Lambda's timeout is 120 s: the last attempt it starts still ends in time
+SWEEP_BUDGET = 80.0  # every attempt of a round ends by then: the sweep Lambda's timeout is 120 s
 ERROR_MAX = 200
 BREAKER_API = "webhook"  # the breaker's and the figures' name for this channel's webhook endpoint
 
 
 def retry_base() -> float:
     """The first retry delay; the local stage may shorten it (``WEBHOOK_RETRY_BASE_SECONDS``) so tests
-    see retries and parking in seconds."""
+    see retries in seconds."""
     override = os.environ.get("WEBHOOK_RETRY_BASE_SECONDS") if config.IS_LOCAL else None
     return float(override) if override else RETRY_BASE
 
 
-def retry_delay(attempts: int, base: float, cap: float = RETRY_CAP) -> float:
-    """Seconds until the next attempt after ``attempts`` failed ones (1 → base, 2 → 2·base, …), capped."""
-    return min(cap, base * 2 ** max(0, min(attempts - 1, 30)))
+def retry_window() -> float:
+    """How long failures are retried; the local stage may shorten it (``WEBHOOK_RETRY_WINDOW_SECONDS``) so
+    tests see parking in seconds."""
+    override = os.environ.get("WEBHOOK_RETRY_WINDOW_SECONDS") if config.IS_LOCAL else None
+    return float(override) if override else RETRY_WINDOW
+
+
+def retry_delay(attempts: int, base: float, cap: float = RETRY_CAP, rand: Callable[[], float] = random.random
+                ) -> float:
+    """Seconds until the next attempt after ``attempts`` failed ones: the exponential step (base, 2·base, …,
+    capped) with "equal jitter", between half of it and all of it, so a backlog that failed together (an
+    outage) does not come back in one burst."""
+    step = min(cap, base * 2 ** max(0, min(attempts - 1, 30)))
+    return step / 2 + rand() * step / 2
+
+
+def retry_after(value: str | None, now: float) -> float | None:
+    """The seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), at most
+    ``RETRY_AFTER_CAP``; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - now
+        except (TypeError, ValueError, IndexError):
+            return None
+    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
+
+
+def next_due(attempts: int, failed_at: float, retry_until: float, base: float, asked: float | None = None,
+             rand: Callable[[], float] = random.random) -> float | None:
+    """When to try an event again after its ``attempts``-th failure at ``failed_at``: the jittered backoff,
+    or later if the receiver asked (``asked`` seconds); None once the retry window (``retry_until``) has
+    passed: park it."""
+    if failed_at >= retry_until:
+        return None
+    return failed_at + max(retry_delay(attempts, base, rand=rand), asked or 0.0)
 
 
 def signature(secret: str, msg_id: str, timestamp: int, body: str) -> str:
     """``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`` keyed with the bytes after ``whsec_``."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    mac = hmac.new(key, f"{msg_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
-    return "v1," + base64.b64encode(mac).decode()
+    return webhook_signing.v1(secret, msg_id, timestamp, body)
 
 
-def headers(secrets: list[str], msg_id: str, timestamp: int, body: str) -> dict[str, str]:
-    """The Standard Webhooks headers; one signature per secret, space-separated (a rotation's overlap)."""
-    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": " ".join(signature(s, msg_id, timestamp, body) for s in secrets),
+def headers(secrets: list[str], msg_id: str, timestamp: int, body: str, signing_keys: list[str] = ()
+            ) -> dict[str, str]:
+    """The Standard Webhooks headers; one ``v1`` signature per secret and one ``v1a`` per signing key,
+    space-separated (a rotation's overlap: old and new both)."""
+    signed = [signature(s, msg_id, timestamp, body) for s in secrets]
+    signed += [webhook_signing.v1a(k, msg_id, timestamp, body) for k in signing_keys]
+    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": " ".join(signed),
             "Content-Type": "application/json"}
 
 
 class _Undeliverable(Exception):
-    """The attempt failed before or at the call; the message says why (kept on the event)."""
+    """The attempt failed before or at the call; the message says why (kept on the event). ``asked``: the
+    seconds the receiver's ``Retry-After`` asked for; ``gone``: it answered 410."""
+
+    def __init__(self, message: str, asked: float | None = None, gone: bool = False) -> None:
+        super().__init__(message)
+        self.asked, self.gone = asked, gone
 
 
-def _http():
-    """The shared pinned session, imported on the first call (``requests`` is not needed before)."""
-    from chalicelib.partners.pinned_http import session
+def _http_post(url: str, deadline: float, **kwargs: Any):
+    """A POST through the shared pinned session under a total deadline (``pinned_http``, imported on the first
+    call: ``requests`` is not needed before)."""
+    from chalicelib.partners import pinned_http
 
-    return session()
+    return pinned_http.post(url, deadline, **kwargs)
 
 
 def _destination(url: str) -> tuple[str, str]:
@@ -111,7 +168,8 @@ def _post(channel: Channel, event: OutboxEvent, permit: reliability.Permit) -> N
     import requests
 
     url, host = _destination(channel.webhook_url)
-    sent = headers(channels.webhook_secrets(channel), event.event_id, int(time.time()), event.payload)
+    sent = headers(channels.webhook_secrets(channel), event.event_id, int(time.time()), event.payload,
+                   channels.webhook_signing_keys(channel))
     if event.sandbox:
         sent["webhook-sandbox"] = "true"
     started = time.perf_counter()
@@ -123,8 +181,9 @@ def _post(channel: Channel, event: OutboxEvent, permit: reliability.Permit) -> N
                                               "ms": round(millis, 1), "correlation_id": permit.correlation_id})
 
     try:
-        response = _http().post(url, data=event.payload.encode(), timeout=TIMEOUT, allow_redirects=False,
-                                headers={"Host": host, "X-Correlation-Id": permit.correlation_id, **sent})
+        response = _http_post(url, TIMEOUT, data=event.payload.encode(), timeout=TIMEOUT,
+                              allow_redirects=False,
+                              headers={"Host": host, "X-Correlation-Id": permit.correlation_id, **sent})
     except requests.Timeout:
         measured(breaker.TIMEOUT, "timeout")
         raise _Undeliverable("timed out") from None
@@ -136,7 +195,10 @@ def _post(channel: Channel, event: OutboxEvent, permit: reliability.Permit) -> N
         breaker.SERVER_ERROR if status >= 500 else breaker.BAD_RESPONSE if status < 400 else breaker.CLIENT_ERROR)
     measured(kind, f"http_{status}")
     if kind != breaker.OK:
-        raise _Undeliverable(f"answered {status}")
+        asked = retry_after(response.headers.get("Retry-After"), time.time()) if status in RETRY_AFTER_STATUSES \
+            else None
+        raise _Undeliverable(f"answered {status}" + (f" (Retry-After {asked:g} s)" if asked is not None else ""),
+                             asked, status == GONE)
 
 
 def _book(event: OutboxEvent, actions: list, condition) -> bool:
@@ -160,6 +222,13 @@ def _attempt(channel: Channel, event: OutboxEvent) -> str:
         permit.finish()
 
 
+def _retry_until(event: OutboxEvent) -> float:
+    """Failures before this are retried: the redrive's window, or the event's own from its creation."""
+    if event.retry_until:
+        return float(event.retry_until)
+    return datetime.fromisoformat(event.created_at).timestamp() + retry_window()
+
+
 def _claim_and_post(channel: Channel, event: OutboxEvent, permit: reliability.Permit) -> str:
     attempts = int(event.attempts or 0)
     at_claim = (OutboxEvent.state == "pending") & (OutboxEvent.attempts == attempts)
@@ -170,24 +239,94 @@ def _claim_and_post(channel: Channel, event: OutboxEvent, permit: reliability.Pe
     try:
         _post(channel, event, permit)
     except _Undeliverable as failure:
-        error = str(failure)[:ERROR_MAX]
-        if attempts + 1 >= MAX_ATTEMPTS:
-            if not _book(event, [OutboxEvent.state.set("parked"), OutboxEvent.pending.remove(),
-                                 OutboxEvent.due_at.remove(), OutboxEvent.parked.set(channel.code),
-                                 OutboxEvent.attempts.set(attempts + 1), OutboxEvent.last_error.set(error)], at_claim):
-                return "taken"
-            count("WebhooksParked")
-            logger.warning("webhook parked", extra={"channel": channel.code, "event_id": event.event_id,
-                                                     "error": error})
-            return "parked"
-        due = round(time.time() + retry_delay(attempts + 1, retry_base()), 3)
-        booked = _book(event, [OutboxEvent.due_at.set(due), OutboxEvent.attempts.set(attempts + 1),
-                               OutboxEvent.last_error.set(error)], at_claim)
-        return "retrying" if booked else "taken"
+        return _failed(channel, event, attempts, at_claim, failure)
     booked = _book(event, [OutboxEvent.state.set("delivered"), OutboxEvent.pending.remove(),
                            OutboxEvent.due_at.remove(), OutboxEvent.attempts.set(attempts + 1),
                            OutboxEvent.delivered_at.set(now_iso())], OutboxEvent.state == "pending")
     return "delivered" if booked else "taken"
+
+
+def _failed(channel: Channel, event: OutboxEvent, attempts: int, at_claim, failure: _Undeliverable) -> str:
+    """Book a failed attempt: retried (after the backoff, or the receiver's ``Retry-After``), parked (past the
+    retry window), or waiting for ops (410: the endpoint is disabled, the event due as soon as it is enabled)."""
+    error, now = str(failure)[:ERROR_MAX], time.time()
+    if failure.gone:
+        if not _book(event, [OutboxEvent.due_at.set(round(now, 3)), OutboxEvent.attempts.set(attempts + 1),
+                             OutboxEvent.last_error.set(error)], at_claim):
+            return "taken"
+        disable(channel, error)
+        return "disabled"
+    due = next_due(attempts + 1, now, _retry_until(event), retry_base(), failure.asked)
+    if due is None:
+        if not _book(event, [OutboxEvent.state.set("parked"), OutboxEvent.pending.remove(),
+                             OutboxEvent.due_at.remove(), OutboxEvent.parked.set(channel.code),
+                             OutboxEvent.attempts.set(attempts + 1), OutboxEvent.last_error.set(error)], at_claim):
+            return "taken"
+        count("WebhooksParked")
+        logger.warning("webhook parked", extra={"channel": channel.code, "event_id": event.event_id, "error": error})
+        return "parked"
+    if failure.asked is not None:  # the receiver asked us to wait: none of the channel's events goes before then
+        reliability.hold_open(channel.code, BREAKER_API, now + failure.asked, error)
+    booked = _book(event, [OutboxEvent.due_at.set(round(due, 3)), OutboxEvent.attempts.set(attempts + 1),
+                           OutboxEvent.last_error.set(error)], at_claim)
+    return "retrying" if booked else "taken"
+
+
+def disable(channel: Channel, reason: str) -> None:
+    """The receiver answered 410 Gone: no delivery is attempted until ops enable the endpoint. One transaction
+    with its audit row, conditional on the URL that answered and on not being disabled yet: a burst of 410s
+    disables (and counts, and audits) once."""
+    def build() -> LabelledTransaction:
+        tx = LabelledTransaction()
+        tx.update("channel", channel, [Channel.webhook_disabled_at.set(int(time.time())),
+                                       Channel.webhook_disabled_reason.set(reason)],
+                  condition=Channel.webhook_disabled_at.does_not_exist() & (Channel.webhook_url == channel.webhook_url))
+        tx.put("audit", audit.row(f"channel#{channel.code}", "webhooks", "webhook_disabled", "webhook_url",
+                                  channel.webhook_url, reason))
+        return tx
+    try:
+        commit_retrying(build)
+    except Refused:
+        return
+    count("WebhookEndpointDisabled")
+    logger.warning("webhook endpoint disabled", extra={"channel": channel.code, "reason": reason})
+
+
+def enable(channel_code: str, actor: str) -> dict[str, Any]:
+    """Ops say the endpoint is back: deliveries resume with the next round, the waiting events first."""
+    channel = channels.get(channel_code)
+
+    def build() -> LabelledTransaction:
+        tx = LabelledTransaction()
+        tx.update("channel", channel, [Channel.webhook_disabled_at.remove(), Channel.webhook_disabled_reason.remove()],
+                  condition=Channel.webhook_disabled_at.exists())
+        tx.put("audit", audit.row(f"channel#{channel_code}", actor, "webhook_enabled", "webhook_url",
+                                  channel.webhook_disabled_reason, channel.webhook_url))
+        return tx
+    if channel.webhook_disabled_at:
+        try:
+            commit_retrying(build)
+        except Refused:  # another ops call enabled it first
+            pass
+        reliability.close(channel_code, BREAKER_API)
+    return status(channel_code)
+
+
+def status(channel_code: str) -> dict[str, Any]:
+    """What ops see of a channel's webhook: where, whether disabled and why, and the public keys in force."""
+    channel = channels.get(channel_code)
+    return {"webhook_url": channel.webhook_url, "disabled_at": int(channel.webhook_disabled_at)
+            if channel.webhook_disabled_at else None, "disabled_reason": channel.webhook_disabled_reason,
+            **public_keys(channel)}
+
+
+def public_keys(channel: Channel) -> dict[str, Any]:
+    """The ``whpk_`` keys a channel verifies ``v1a`` signatures with: the current one and, during a rotation's
+    overlap, the previous one with its end."""
+    keys = channels.webhook_signing_keys(channel)
+    return {"public_key": webhook_signing.public_key(keys[0]) if keys else None,
+            "previous_public_key": webhook_signing.public_key(keys[1]) if len(keys) > 1 else None,
+            "previous_public_key_until": int(channel.previous_webhook_signing_key_until) if len(keys) > 1 else None}
 
 
 def deliver_due(channel_code: str, now: float | None = None) -> dict[str, int]:
@@ -200,33 +339,44 @@ def deliver_due(channel_code: str, now: float | None = None) -> dict[str, int]:
     return _deliver(channel, time.time() if now is None else now)
 
 
-# paused: due events left untouched because the channel's webhook breaker is open
-OUTCOMES = ("delivered", "retrying", "parked", "taken", "not_configured", "paused")
+# paused: due events left untouched because the channel's webhook breaker is open; disabled: because its
+# endpoint answered 410 (ops enable it again)
+OUTCOMES = ("delivered", "retrying", "parked", "taken", "not_configured", "paused", "disabled")
 
 
-def _deliver(channel: Channel, now: float, until: float = float("inf")) -> dict[str, int]:
-    """One round over the channel's due events; no new attempt starts after ``until`` (monotonic clock)."""
+def _deliver(channel: Channel, now: float) -> dict[str, int]:
+    """One round over the channel's due events; no attempt starts that could outlast the round's budget
+    (``reliability.within``)."""
     outcome = dict.fromkeys(OUTCOMES, 0)
     due = list(OutboxEvent.pending_index.query(channel.code, OutboxEvent.due_at <= now, limit=BATCH))
     if not (channel.webhook_url and channel.webhook_secret):  # they wait, due, until ops configure the channel
         outcome["not_configured"] = len(due)
         return outcome
+    if channel.webhook_disabled_at:
+        outcome["disabled"] = len(due)
+        return outcome
     for i, event in enumerate(due):
-        if time.monotonic() > until:
+        if not reliability.fits(TIMEOUT):
             break
         try:
-            outcome[_attempt(channel, event)] += 1
+            done = _attempt(channel, event)
         except reliability.BreakerOpen:
             outcome["paused"] += len(due) - i
+            break
+        outcome[done] += 1
+        if done == "disabled":
+            outcome["disabled"] += len(due) - i - 1
             break
     return outcome
 
 
 def sweep(budget_seconds: float = SWEEP_BUDGET) -> dict[str, dict[str, int]]:
-    """The scheduled round: every channel with a webhook URL, its due events; attempts stop starting after
-    ``budget_seconds`` (each may take up to ``TIMEOUT``), leaving the rest due for the next round."""
-    until = time.monotonic() + budget_seconds
-    return {c.code: _deliver(c, time.time(), until) for c in Channel.scan() if c.webhook_url}
+    """The scheduled round: every channel with a webhook URL, its due events, the channels side by side
+    (``channels.sweep_each``), each ending within ``budget_seconds`` (every attempt within ``TIMEOUT``) and
+    leaving the rest due for the next round: a slow receiver delays only its own channel's events."""
+    now = time.time()
+    return channels.sweep_each(lambda channel: _deliver(channel, now), lambda: count("WebhookSweepFailed"),
+                               [c for c in channels.list_all() if c.webhook_url], budget_seconds)
 
 
 def view(e: OutboxEvent) -> dict[str, Any]:
@@ -246,7 +396,8 @@ def redrive(channel_code: str, actor: str) -> dict[str, int]:
     delivery round (the minutely sweep) sends them, so this answers at once however many there are and
     however slow the channel is. Each event moves in one transaction with its audit row, conditional on it
     still being parked: two redrives move (and audit) each event once. A redrive is ops saying the webhook
-    works again, so it closes the channel's webhook breaker too: the next round sends without waiting."""
+    works again, so it closes the channel's webhook breaker too: the next round sends without waiting; each
+    event gets a new retry window. (A disabled endpoint stays disabled: ``enable`` is its own decision.)"""
     channels.get(channel_code)
     reliability.close(channel_code, BREAKER_API)
     now = time.time()
@@ -256,7 +407,9 @@ def redrive(channel_code: str, actor: str) -> dict[str, int]:
             tx = LabelledTransaction()
             tx.update("event", event, [OutboxEvent.state.set("pending"), OutboxEvent.parked.remove(),
                                        OutboxEvent.pending.set(channel_code), OutboxEvent.due_at.set(now),
-                                       OutboxEvent.attempts.set(0)], condition=OutboxEvent.state == "parked")
+                                       OutboxEvent.attempts.set(0),
+                                       OutboxEvent.retry_until.set(round(now + retry_window(), 3))],
+                      condition=OutboxEvent.state == "parked")
             tx.put("audit", audit.row(f"channel#{channel_code}", actor, "webhook_redriven", "event",
                                       event.last_error, event.event_id))
             return tx

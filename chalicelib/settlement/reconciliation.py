@@ -44,7 +44,7 @@ MAX_POINTS = 10**12
 MAX_ERRORS = 50  # errors listed when a ledger is refused (the count says how many there were)
 ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MEMBER_ID = re.compile(r"[^\x00-\x1f\x7f]{1,64}")  # as the entry link takes a member id
-POINTS = re.compile(r"[1-9][0-9]{0,12}")
+POINTS = re.compile(r"[1-9][0-9]{0,11}")  # 1 to MAX_POINTS - 1 (999,999,999,999): twelve digits at most
 AT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
 
 

@@ -328,8 +328,15 @@ def blocks(channel: Channel, base_url: str, now: float | None = None) -> list[Bl
              "act: headers `webhook-id`, `webhook-timestamp`, `webhook-signature`; the signature is `v1,` + base64 "
              "HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{raw body}` keyed with the base64-decoded part of "
              "your webhook secret after `whsec_`; during a rotation two signatures come, space-separated, and "
-             "either may match; refuse a timestamp more than 300 s off. Answer 2xx within 15 s; we retry with "
-             "backoff, then park the event for ops to redrive. Dedupe on `webhook-id`."),
+             "either may match; refuse a timestamp more than 300 s off. Once ops give your channel a signing key, "
+             "each delivery also carries `v1a,` + base64 Ed25519 signature of the same string, which you verify "
+             "with the public key (`whpk_` + base64 of its 32 bytes; no secret: a leaked public key forges "
+             "nothing); on a key rotation both `v1a` signatures come for the overlap, and you accept the delivery "
+             "when any signature you can check verifies. Answer 2xx within 15 s in all; we retry with jittered "
+             "backoff (30 s doubling, at most 4 h apart) for at least 3 days, then park the event for ops to "
+             "redrive. Answer 429 or 503 with `Retry-After` (seconds or a date, up to 6 h) and we send nothing "
+             "to you before then; answer 410 Gone and we stop and disable your endpoint until ops enable it "
+             "again. Dedupe on `webhook-id`."),
         Para("Events: " + ", ".join(f"`{k}`" for k in openapi.EVENT_KINDS) + "."
              + (" Sandbox events also carry `webhook-sandbox: true`." if sandbox else "")),
         Para("Each parcel cancelled, by the member or at the shipping deadline, sends `parcel.cancelled` with "

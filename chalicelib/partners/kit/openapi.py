@@ -96,6 +96,13 @@ RESPONSES: dict[str, Json] = {
     "ChannelOrder": {"allOf": [ref("Order"), obj({"member_id": {
         "type": ["string", "null"], "description": "your own member id"}})]},
     "OrderList": obj({"orders": arr(ref("Order"))}, "orders"),
+    "MemberPoints": obj({
+        "member_id": STR, "balance": INT, "granted": INT, "spent": INT, "refunded": INT, "expired": INT,
+        "lots": arr(obj({"lot_id": STR, "points": INT, "expires_at": INT}, "lot_id", "points", "expires_at")),
+        "movements": arr(obj({"kind": {"type": "string", "enum": ["grant", "redeem", "cancel", "refund"]},
+                              "points": INT, "at": STR, "grant_id": STR, "expires_at": INT, "order_id": STR,
+                              "parcel_id": STR}, "kind", "points", "at"))},
+        "member_id", "balance", "granted", "spent", "refunded", "expired", "lots", "movements"),
     "ChannelOrderPage": obj({"orders": arr(ref("ChannelOrder")), "next_cursor": nullable("string")},
                             "orders", "next_cursor"),
     "Member": obj({"member_id": STR, "channel_code": STR, "external_id": STR, "nickname": nullable("string"),
@@ -243,6 +250,13 @@ OPERATIONS: tuple[Op, ...] = (
     Op("GET", "/partner/{code}/orders/{order_id}", "Partner API", "One of your orders", SIGNED, "ChannelOrder"),
     Op("GET", "/partner/{code}/members/{member_id}/orders", "Partner API", "A member's orders, newest first",
        SIGNED, "ChannelOrderPage", query=(CURSOR, LIMIT)),
+    Op("GET", "/partner/{code}/members/{member_id}/points", "Partner API",
+       "A member's points in the mall (hosted points mode)", SIGNED, "MemberPoints",
+       description="For your app's \"your points in the mall\": the spendable balance and its totals, the live lots "
+                   "with their expiry (soonest first, the order checkout spends them in), and the latest 50 "
+                   "movements, newest first (`grant` +, `redeem` −, `cancel` and `refund` +: points given back). "
+                   "`member_id` is percent-encoded in the path and signed so (contract v2). A remote-mode channel "
+                   "keeps its members' points itself: 409 `points_not_hosted`."),
     Op("POST", "/partner/{code}/ledgers/{period_id}", "Partner API", "Post your ledger of a period (JSON lines)",
        SIGNED, "LedgerTaken", 201, also=(200,),
        description="Matched against our books; 200 answers the result already made from the same bytes.",
@@ -324,7 +338,10 @@ WEBHOOK_HEADERS = (
     ("webhook-id", "the event id: the same on every retry (your idempotency key)"),
     ("webhook-timestamp", "Unix seconds of this attempt; refuse one more than 300 s from your clock"),
     ("webhook-signature", "`v1,` + base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{raw body}` keyed with "
-                          "the base64 after `whsec_` of your webhook secret; two, space-separated, during a rotation"),
+                          "the base64 after `whsec_` of your webhook secret; once ops gave your channel a signing "
+                          "key, also `v1a,` + base64 Ed25519 signature of the same string, verified with the "
+                          "`whpk_` public key; space-separated, both keys' during a rotation: accept when any "
+                          "verifies"),
 )
 EVENT = obj({"id": STR, "type": {"enum": list(EVENT_KINDS)}, "created_at": STR, "channel": STR,
              "sandbox": {"type": "boolean", "description": "present (true) for a sandbox channel's test data"},

@@ -8,8 +8,12 @@
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.security.GeneralSecurityException;
+import java.security.KeyFactory;
 import java.security.MessageDigest;
+import java.security.PublicKey;
 import java.security.SecureRandom;
+import java.security.Signature;
+import java.security.spec.X509EncodedKeySpec;
 import java.util.ArrayList;
 import java.util.Base64;
 import java.util.LinkedHashMap;
@@ -113,14 +117,18 @@ public class Sign {
         return headers;
     }
 
+    /** The DER header of an Ed25519 public key (SubjectPublicKeyInfo); the raw 32 bytes follow it. */
+    static final byte[] ED25519_SPKI_PREFIX = {0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00};
+
     /** A delivery to refuse; getMessage() is the reason code. */
     static class WebhookException extends Exception {
         WebhookException(String code) { super(code); }
     }
 
     /** Check a Standard Webhooks delivery; returns webhook-id (the same on every retry: dedupe on it).
-     *  webhook-signature holds one or more space-separated "v1,<base64 HMAC-SHA256>" of
-     *  "{webhook-id}.{webhook-timestamp}.{raw body}", keyed with the base64 after "whsec_". */
+     *  webhook-signature holds one or more space-separated signatures of "{webhook-id}.{webhook-timestamp}.{raw
+     *  body}": "v1,<base64 HMAC-SHA256>" keyed with the base64 after "whsec_", and "v1a,<base64 Ed25519>". Pass
+     *  your whsec_ secret to check v1, or your whpk_ public key to check v1a; any one that verifies is enough. */
     static String verifyWebhook(String webhookSecret, Map<String, String> headers, byte[] body, long now)
             throws WebhookException, GeneralSecurityException {
         Map<String, String> lower = new TreeMap<>();
@@ -130,14 +138,25 @@ public class Sign {
         if (id.isEmpty() || stamp.isEmpty() || signatures.isEmpty()) throw new WebhookException("missing_header");
         if (!stamp.matches("[0-9]{1,18}")) throw new WebhookException("invalid_timestamp");
         if (Math.abs(now - Long.parseLong(stamp)) > WINDOW_SECONDS) throw new WebhookException("timestamp_expired");
-        byte[] key = Base64.getDecoder().decode(webhookSecret.replaceFirst("^whsec_", ""));
         byte[] prefix = (id + "." + stamp + ".").getBytes(StandardCharsets.UTF_8);
         byte[] signed = new byte[prefix.length + body.length];
         System.arraycopy(prefix, 0, signed, 0, prefix.length);
         System.arraycopy(body, 0, signed, prefix.length, body.length);
-        byte[] expected = hmacSha256(key, signed);
+        boolean publicKey = webhookSecret.startsWith("whpk_");
+        String wanted = publicKey ? "v1a" : "v1";
+        PublicKey ed25519 = null;
+        byte[] expected = null;
+        if (publicKey) { // v1a: Ed25519 with the mall's public key (whpk_ + base64 of its raw 32 bytes)
+            byte[] raw = Base64.getDecoder().decode(webhookSecret.substring(5));
+            byte[] der = new byte[ED25519_SPKI_PREFIX.length + raw.length];
+            System.arraycopy(ED25519_SPKI_PREFIX, 0, der, 0, ED25519_SPKI_PREFIX.length);
+            System.arraycopy(raw, 0, der, ED25519_SPKI_PREFIX.length, raw.length);
+            ed25519 = KeyFactory.getInstance("Ed25519").generatePublic(new X509EncodedKeySpec(der));
+        } else { // v1: HMAC-SHA256 keyed with the base64 after whsec_
+            expected = hmacSha256(Base64.getDecoder().decode(webhookSecret.replaceFirst("^whsec_", "")), signed);
+        }
         boolean matched = false;
-        for (String candidate : signatures.split(" ")) { // compare every one, no early exit
+        for (String candidate : signatures.split(" ")) { // check every one, no early exit
             String[] parts = candidate.split(",", 2);
             byte[] given;
             try {
@@ -145,7 +164,18 @@ public class Sign {
             } catch (IllegalArgumentException notBase64) {
                 given = new byte[0];
             }
-            matched = (parts[0].equals("v1") && MessageDigest.isEqual(expected, given)) || matched;
+            boolean ok = false;
+            if (parts[0].equals(wanted)) {
+                if (publicKey) {
+                    Signature verifier = Signature.getInstance("Ed25519");
+                    verifier.initVerify(ed25519);
+                    verifier.update(signed);
+                    ok = given.length == 64 && verifier.verify(given);
+                } else {
+                    ok = MessageDigest.isEqual(expected, given);
+                }
+            }
+            matched = ok || matched;
         }
         if (!matched) throw new WebhookException("bad_signature");
         return id;

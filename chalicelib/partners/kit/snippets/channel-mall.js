@@ -62,8 +62,13 @@ function signedHeaders(secret, method, path, body = Buffer.alloc(0), query = {})
   return { 'X-Timestamp': params.timestamp, 'X-Nonce': params.nonce, 'X-Sign': sign(secret, params, method, path) };
 }
 
+// The DER header of an Ed25519 public key (SubjectPublicKeyInfo); the raw 32 bytes follow it.
+const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+
 // Check a Standard Webhooks delivery; returns webhook-id (the same on every retry: dedupe on it), or throws
-// an Error whose `code` says why. `body` is the raw body as a Buffer.
+// an Error whose `code` says why. `body` is the raw body as a Buffer. Pass your whsec_ secret to check the
+// v1 (HMAC) signatures, or your whpk_ public key to check the v1a (Ed25519) ones; any one that verifies is
+// enough (a rotation sends two).
 function verifyWebhook(webhookSecret, headers, body, now = Date.now() / 1000) {
   const lower = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
   const [id, stamp, signatures] = ['webhook-id', 'webhook-timestamp', 'webhook-signature'].map((h) => lower[h]);
@@ -71,15 +76,24 @@ function verifyWebhook(webhookSecret, headers, body, now = Date.now() / 1000) {
   if (!id || !stamp || !signatures) throw refuse('missing_header');
   if (!/^[0-9]+$/.test(stamp)) throw refuse('invalid_timestamp');
   if (Math.abs(now - Number(stamp)) > WINDOW_SECONDS) throw refuse('timestamp_expired');
-  const key = Buffer.from(webhookSecret.replace(/^whsec_/, ''), 'base64');
-  const expected = crypto.createHmac('sha256', key).update(Buffer.concat([Buffer.from(`${id}.${stamp}.`), body]))
-    .digest();
+  const signed = Buffer.concat([Buffer.from(`${id}.${stamp}.`), body]);
+  let wanted; let check;
+  if (webhookSecret.startsWith('whpk_')) { // v1a: Ed25519 with the mall's public key (whpk_ + base64 of 32 bytes)
+    const raw = Buffer.from(webhookSecret.slice(5), 'base64');
+    const key = crypto.createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, raw]), format: 'der', type: 'spki' });
+    wanted = 'v1a';
+    check = (given) => given.length === 64 && crypto.verify(null, signed, key, given);
+  } else { // v1: HMAC-SHA256 keyed with the base64 after whsec_
+    const expected = crypto.createHmac('sha256', Buffer.from(webhookSecret.replace(/^whsec_/, ''), 'base64'))
+      .update(signed).digest();
+    wanted = 'v1';
+    check = (given) => given.length === expected.length && crypto.timingSafeEqual(expected, given);
+  }
   let matched = false;
-  for (const candidate of signatures.split(' ')) { // compare every one, no early exit
+  for (const candidate of signatures.split(' ')) { // check every one, no early exit
     const [version, value = ''] = candidate.split(/,(.*)/s);
     const given = /^[A-Za-z0-9+/]*={0,2}$/.test(value) ? Buffer.from(value, 'base64') : Buffer.alloc(0);
-    matched = (version === 'v1' && given.length === expected.length && crypto.timingSafeEqual(expected, given))
-      || matched;
+    matched = (version === wanted && check(given)) || matched;
   }
   if (!matched) throw refuse('bad_signature');
   return id;

@@ -60,7 +60,9 @@ function cm_signed_headers(string $secret, string $method, string $path, string 
 }
 
 // Check a Standard Webhooks delivery; returns webhook-id (the same on every retry: dedupe on it), or throws
-// an Exception whose message is the reason code. $body is the raw request body.
+// an Exception whose message is the reason code. $body is the raw request body. Pass your whsec_ secret to
+// check the v1 (HMAC) signatures, or your whpk_ public key to check the v1a (Ed25519) ones; any one that
+// verifies is enough (a rotation sends two).
 function cm_verify_webhook(string $webhookSecret, array $headers, string $body, ?int $now = null): string
 {
     $lower = array_change_key_case($headers, CASE_LOWER);
@@ -76,13 +78,23 @@ function cm_verify_webhook(string $webhookSecret, array $headers, string $body, 
     if (abs(($now ?? time()) - (int) $stamp) > CM_WINDOW_SECONDS) {
         throw new Exception('timestamp_expired');
     }
-    $key = base64_decode(preg_replace('/^whsec_/', '', $webhookSecret));
-    $expected = hash_hmac('sha256', $id . '.' . $stamp . '.' . $body, $key, true);
+    $signed = $id . '.' . $stamp . '.' . $body;
+    if (str_starts_with($webhookSecret, 'whpk_')) { // v1a: Ed25519 with the mall's public key (ext-sodium)
+        $public = base64_decode(substr($webhookSecret, 5), true);
+        $wanted = 'v1a';
+        $check = fn(string $given): bool => strlen($given) === SODIUM_CRYPTO_SIGN_BYTES && $public !== false
+            && strlen($public) === SODIUM_CRYPTO_SIGN_PUBLICKEYBYTES
+            && sodium_crypto_sign_verify_detached($given, $signed, $public);
+    } else { // v1: HMAC-SHA256 keyed with the base64 after whsec_
+        $expected = hash_hmac('sha256', $signed, base64_decode(preg_replace('/^whsec_/', '', $webhookSecret)), true);
+        $wanted = 'v1';
+        $check = fn(string $given): bool => hash_equals($expected, $given);
+    }
     $matched = false;
-    foreach (explode(' ', $signatures) as $candidate) { // compare every one, no early exit
+    foreach (explode(' ', $signatures) as $candidate) { // check every one, no early exit
         $parts = explode(',', $candidate, 2);
         $given = count($parts) === 2 ? base64_decode($parts[1], true) : false;
-        $matched = ($parts[0] === 'v1' && $given !== false && hash_equals($expected, $given)) || $matched;
+        $matched = ($parts[0] === $wanted && $given !== false && $check($given)) || $matched;
     }
     if (!$matched) {
         throw new Exception('bad_signature');

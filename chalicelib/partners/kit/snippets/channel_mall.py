@@ -1,4 +1,5 @@
-"""Channel Mall integration snippet for Python 3.8+ (standard library only; copy it into your project).
+"""Channel Mall integration snippet for Python 3.8+ (standard library only, but for ``cryptography`` to verify
+``v1a`` public-key webhook signatures; copy it into your project).
 
 Request signing, contract version 2: sign entry links and server-to-server calls to the mall, and
 verify the mall's calls to you the same way. Webhooks from the mall: Standard Webhooks verification.
@@ -73,8 +74,11 @@ class WebhookError(Exception):
 def verify_webhook(webhook_secret, headers, body, now=None):
     """Check a Standard Webhooks delivery; returns ``webhook-id`` (the same on every retry: dedupe on it).
 
-    ``webhook-signature`` holds one or more space-separated ``v1,<base64 HMAC-SHA256>`` of
-    ``{webhook-id}.{webhook-timestamp}.{raw body}``, keyed with the base64 after ``whsec_``."""
+    ``webhook-signature`` holds one or more space-separated signatures of
+    ``{webhook-id}.{webhook-timestamp}.{raw body}``: ``v1,<base64 HMAC-SHA256>`` keyed with the base64 after
+    ``whsec_``, and, once the mall gave you a public key, ``v1a,<base64 Ed25519>``. Pass your ``whsec_`` secret
+    to check ``v1``, or your ``whpk_`` public key to check ``v1a`` (it needs ``pip install cryptography``);
+    during a rotation pass either key: any signature that verifies is enough."""
     lower = {k.lower(): v for k, v in headers.items()}
     msg_id, stamp, signatures = (lower.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature"))
     if not (msg_id and stamp and signatures):
@@ -83,8 +87,13 @@ def verify_webhook(webhook_secret, headers, body, now=None):
         raise WebhookError("invalid_timestamp")
     if abs((time.time() if now is None else now) - int(stamp)) > WINDOW_SECONDS:
         raise WebhookError("timestamp_expired")
-    key = base64.b64decode(webhook_secret[len("whsec_"):] if webhook_secret.startswith("whsec_") else webhook_secret)
-    expected = hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
+    signed = f"{msg_id}.{stamp}.".encode() + body
+    if webhook_secret.startswith("whpk_"):
+        check, wanted = _ed25519_check(webhook_secret, signed), "v1a"
+    else:
+        key = base64.b64decode(webhook_secret[len("whsec_"):] if webhook_secret.startswith("whsec_") else webhook_secret)
+        expected = hmac.new(key, signed, hashlib.sha256).digest()
+        check, wanted = (lambda given: hmac.compare_digest(expected, given)), "v1"
     matched = False
     for candidate in signatures.split(" "):
         version, _, value = candidate.partition(",")
@@ -92,10 +101,26 @@ def verify_webhook(webhook_secret, headers, body, now=None):
             given = base64.b64decode(value, validate=True)
         except ValueError:
             continue
-        matched |= version == "v1" and hmac.compare_digest(expected, given)  # compare every one, no early exit
+        matched = (version == wanted and check(given)) or matched  # check every one, no early exit
     if not matched:
         raise WebhookError("bad_signature")
     return msg_id
+
+
+def _ed25519_check(public_key, signed):
+    """A check of one ``v1a`` signature with a ``whpk_`` key (base64 of the raw 32-byte Ed25519 public key)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key[len("whpk_"):]))
+
+    def check(given):
+        try:
+            key.verify(given, signed)
+            return True
+        except InvalidSignature:
+            return False
+    return check
 
 
 def _task(task):
