@@ -82,7 +82,7 @@ def check_hosted_wallets(shop: Shop, orders: list[Order], quota: dict, back: lis
 def test_books_balance_after_a_mixed_workload(pooled, ops):
     rnd = random.Random(7)
     # Hosted: wallets run short (grants can never exceed the quota, so it cannot bind here).
-    hosted = make_shop(pooled, ops, "hosted", quota=330_000, cap=30_000, stock=STOCK)
+    hosted = make_shop(pooled, ops, "hosted", quota=330_000, cap=30_000, stock=STOCK, api_timeout=BURST_TIMEOUT)
     members = hosted.members(30)
     soon = int(time.time()) + 4
     grant_tasks = []
