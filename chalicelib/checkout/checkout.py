@@ -42,6 +42,7 @@ from chalicelib.core.models import (
     PartnerBreaker,
     PaymentGuard,
     PoolItem,
+    PrepaidAccount,
     Quota,
     Refused,
     Stock,
@@ -126,11 +127,12 @@ class Reads:
     guard: PaymentGuard | None  # where a one-time code confirms the payment (blank if the member has none)
     # The breakers of the channel APIs this order will call (password check, remote deduct), where stored.
     breakers: dict[str, PartnerBreaker]
+    prepaid: dict[int, int]  # a prepaid channel's balance by shard, when it charges orders a price (else empty)
 
 
-def _read(channel: Channel, member_id: str, order_id: str, lines: Sequence[LineRequest]) -> Reads:
+def _read(channel: Channel, member_id: str, order_id: str, lines: Sequence[LineRequest], fee: bool) -> Reads:
     """The order (a replay?), member, wallet, sub-pool items, goods, their lines' ``Stock`` items, the
-    period's quota shards and (OTP) the payment guard in one round trip; goods from before ``Stock``
+    period's quota shards, (OTP) the payment guard and (``fee``) the prepaid balance shards in one round trip; goods from before ``Stock``
     items get theirs here (backfill on read), channels from before the shard count a Query for the shards.
 
     Sub-pool items are read strongly consistent and after the channel (the route's read): with the
@@ -143,8 +145,9 @@ def _read(channel: Channel, member_id: str, order_id: str, lines: Sequence[LineR
                         PoolItem: [(channel.code, g) for g in ids], Goods: [(g,) for g in ids],
                         Stock: stock_keys, Quota: [(channel.code, k) for k in shard_keys],
                         PaymentGuard: [(member_id,)] if channel.payment_auth == "otp" else [],
-                        PartnerBreaker: [(channel.code, api) for api in _partner_apis(channel)]},
-                       consistent=(Order, Wallet, PoolItem, Quota, PaymentGuard))
+                        PartnerBreaker: [(channel.code, api) for api in _partner_apis(channel)],
+                        PrepaidAccount: billing.account_keys(channel.code) if fee else []},
+                       consistent=(Order, Wallet, PoolItem, Quota, PaymentGuard, PrepaidAccount))
     goods = {g.goods_id: g for g in found[Goods]}
     have = {(s.goods_id, s.sku_id) for s in found[Stock]}
     missing = {gid for gid, sku in stock_keys if (gid, sku) not in have and gid in goods
@@ -157,7 +160,8 @@ def _read(channel: Channel, member_id: str, order_id: str, lines: Sequence[LineR
         else None
     return Reads(first(found[Order]), first(found[Member]), first(found[Wallet]),
                  {i.goods_id: i for i in found[PoolItem]}, goods, quota, guard,
-                 {b.api: b for b in found[PartnerBreaker]})
+                 {b.api: b for b in found[PartnerBreaker]},
+                 billing.balances(channel.code, found[PrepaidAccount]) if fee else {})
 
 
 def _partner_apis(channel: Channel) -> list[str]:
@@ -273,36 +277,41 @@ def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineReques
     """Place (or replay) an order in an active channel the caller has just read (the route's own check).
 
     ``address`` (validated ``schemas.Address``) is stored with the order. Returns the order and whether this
-    call created it."""
+    call created it. On a prepaid plan with an order price, the price is taken in the order's own transaction:
+    once per order id, never for an order that does not exist; a replay takes nothing (402
+    ``prepaid_exhausted`` before anything else when the balance cannot pay)."""
     if not 8 <= len(key) <= 64:
         raise Unprocessable("validation_error", "Idempotency-Key must be 8 to 64 characters", "Idempotency-Key")
     order_id = order_id_for(channel.code, member_id, key)
     request_hash = _request_hash(lines)
-    reads = _read(channel, member_id, order_id, lines)
+    fee = billing.order_plan(channel)
+    reads = _read(channel, member_id, order_id, lines, fee is not None)
     if reads.order is not None:
         return _finish(_matching(reads.order, request_hash), channel, replay=True), False
     _validate(channel, lines)
     member = reads.member
     if member is None or member.channel_code != channel.code:
         raise NotFound("member_not_found", "no such member")
+    if fee is not None and sum(reads.prepaid.values()) < fee.order_price:
+        raise billing.exhausted(channel.code)
     breakers = {api: reliability.state_of(reads.breakers.get(api)) for api in _partner_apis(channel)}
     for api, state in breakers.items():  # one the order needs keeps failing: refuse before anything is written
         channel_api.refuse_if_open(channel, api, state)
     proof = payment_auth.confirm(channel, member, password, otp, now, reads.guard,
                                  breakers.get(payment_auth.PASSWORD_API))
     try:
-        return _commit(channel, member, order_id, request_hash, lines, reads, proof, now, address)
+        return _commit(channel, member, order_id, request_hash, lines, reads, proof, now, address, fee)
     finally:
         proof.settle()  # after the commit (or refusal): a right answer gives its attempt slot back
 
 
 def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, lines: Sequence[LineRequest],
-            reads: Reads, proof: payment_auth.Proof, now: float | None, address: dict | None = None
-            ) -> tuple[Order, bool]:
+            reads: Reads, proof: payment_auth.Proof, now: float | None, address: dict | None = None,
+            fee: billing.Plan | None = None) -> tuple[Order, bool]:
     """Price and commit the order, reading again after each lost race (the first attempt uses ``reads``)."""
     for attempt in range(COMMIT_ATTEMPTS):
         if attempt:
-            reads = _read(channel, member.member_id, order_id, lines)
+            reads = _read(channel, member.member_id, order_id, lines, fee is not None)
         now_ = time.time() if now is None else now
         quota = reads.quota or quotas.current(channel)
         version = quotas.pricing_version(channel)
@@ -334,6 +343,11 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
             count("CheckoutRefused")
             raise Conflict("quota_exhausted", "the channel's redemption quota is used up")
         order.quota_takes = {str(shard): used for shard, used in takes.items()}
+        fee_takes = billing.take(reads.prepaid, fee.order_price) if fee is not None else None
+        if fee is not None:
+            if fee_takes is None:
+                raise billing.exhausted(channel.code)
+            order.fee, order.fee_takes = fee.order_price, {str(shard): n for shard, n in fee_takes.items()}
         tx = LabelledTransaction(_request_token(order_id, attempt))
         tx.put("order", order, condition=Order.order_id.does_not_exist())
         for shard, used in takes.items():  # the period and pricing conditions ride on every shard debited
@@ -347,6 +361,8 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
         else:
             _count_redemption(tx, channel, member, quota.period_id, points)
         _stock_updates(tx, priced, found, -1, guard_prices=True, sandbox=not order.holds_stock)
+        if fee_takes:
+            billing.debit(tx, channel.code, fee_takes)
         proof.bind(tx)
         try:
             tx.commit()
@@ -355,11 +371,12 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
                 replay = _existing(order_id, request_hash, wait=True)
                 if replay is not None:
                     return _finish(replay, channel, replay=True), False
-            rest = [l for l in refused.labels if not l.startswith("quota:")]
+            rest = [l for l in refused.labels if not l.startswith(("quota:", "prepaid:"))]
             if len(rest) < len(refused.labels) or rest == ["wallet"]:
-                # Another order took the chosen quota shard or spent from the same lots, or ops re-priced (the
-                # shard's pricing version moved): read again. The reads decide a real refusal (quota total
-                # short, period over, points short); a new pricing version is seen there and re-read.
+                # Another order took the chosen quota or balance shard or spent from the same lots, or ops
+                # re-priced (the shard's pricing version moved): read again. The reads decide a real refusal
+                # (quota total short, period over, points short, balance short); a new pricing version is seen
+                # there and re-read.
                 backoff(attempt)
                 continue
             count("CheckoutRefused")
@@ -368,6 +385,8 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
             backoff(attempt)
             continue
         count("OrdersPlaced")
+        if fee is not None:
+            billing.alert(channel.code, fee, sum(reads.prepaid.values()) - fee.order_price, fee.order_price)
         return _finish(order, channel, member, deduct_breaker=reliability.state_of(reads.breakers.get(DEDUCT))), True
     raise Busy("busy", "too many orders at once; retry with the same Idempotency-Key")
 
@@ -519,11 +538,15 @@ def _still_waiting(order: Order) -> Order:
     return order
 
 
+def _shares(raw) -> dict[int, int]:
+    """Shard → amount, from an order's map (as built, a dict; as read, a ``MapAttribute``)."""
+    takes = raw.as_dict() if hasattr(raw, "as_dict") else dict(raw or {})
+    return {int(shard): int(used) for shard, used in takes.items()}
+
+
 def quota_takes(order: Order) -> dict[int, int]:
     """The quota shards this order debited and how much from each (orders from before shards: shard 0, all)."""
-    raw = order.quota_takes
-    takes = raw.as_dict() if hasattr(raw, "as_dict") else dict(raw or {})
-    return {int(shard): int(used) for shard, used in takes.items()} if takes else {0: int(order.points)}
+    return _shares(order.quota_takes) or {0: int(order.points)}
 
 
 def _move_quota(tx: LabelledTransaction, order: Order, to: str) -> None:
@@ -562,11 +585,14 @@ def _release(order: Order, reason: str) -> Order:
                       [MemberRedemption.redeemed.add(-int(order.cap_counted))])
         if order.holds_stock is not False:  # only what the order took comes back
             _stock_updates(tx, lines, {}, +1, guard_prices=False)
+        if order.fee_takes:  # a prepaid channel's order price comes back with the release: once, as it is
+            billing.credit(tx, order.channel_code, _shares(order.fee_takes))
         return tx
 
+    fee_carried = order.fee is not None
     order = _settle(order, build)
-    if order.status == FAILED:  # a prepaid channel's order price comes back (once, whoever released it)
-        billing.give_back_order(order.channel_code, order.order_id)
+    if order.status == FAILED and not fee_carried:
+        billing.give_back_legacy(order.channel_code, order.order_id)  # an order charged before it carried its fee
     return order
 
 

@@ -476,6 +476,10 @@ class Order(Model):
     # The channel's points per yuan its points were priced at (checkout), copied to the parcels at the split:
     # settlement turns the points into money at this rate. Orders from before it: the channel's rate at the split.
     points_per_yuan = NumberAttribute(null=True)
+    # A prepaid channel's order price, taken from its balance in this order's checkout transaction
+    # (``billing.debit``), and from which balance shards (shard number as a string → fen): what a release gives back.
+    fee = NumberAttribute(null=True)
+    fee_takes = MapAttribute(null=True)
 
 
 class PaymentGuard(Model):
@@ -762,11 +766,12 @@ class BillingPlan(Model):
 
 
 class PrepaidAccount(Model):
-    """A prepaid channel's balance in fen: top-ups add, each metered call or order takes its price with
-    ``balance >= price`` (``billing``), so it never goes below zero. ``balance = topped_up - spent``."""
+    """One shard of a prepaid channel's balance in fen (``billing.PREPAID_SHARDS`` items; the balance is their
+    sum): top-ups add, each metered call or order takes its price with ``balance >= take`` on the shards it takes
+    from (``billing``), so none goes below zero. Per shard, ``balance = topped_up - spent``."""
 
     Meta = _meta("prepaid-accounts")
-    channel_code = UnicodeAttribute(hash_key=True)
+    channel_code = UnicodeAttribute(hash_key=True)  # shard 0: the channel code; shard i: "{code}#{i}"
     balance = NumberAttribute(default=0)
     topped_up = NumberAttribute(default=0)
     spent = NumberAttribute(default=0)
@@ -774,8 +779,9 @@ class PrepaidAccount(Model):
 
 
 class PrepaidEntry(Model):
-    """A movement of a prepaid balance that must happen once: a top-up (``topup#{id}``, ops' id) or an order's
-    debit (``order#{order_id}``), written in the same transaction as the balance change."""
+    """A movement of a prepaid balance that must happen once: a top-up (``topup#{id}``, ops' id), written in the
+    same transaction as the balance change; ``order#{order_id}``: an order's debit from before orders carried
+    their own (``Order.fee``), given back once by ``billing.give_back_legacy``."""
 
     Meta = _meta("prepaid-entries")
     channel_code = UnicodeAttribute(hash_key=True)
