@@ -297,17 +297,18 @@ def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineReques
     breakers = {api: reliability.state_of(reads.breakers.get(api)) for api in _partner_apis(channel)}
     for api, state in breakers.items():  # one the order needs keeps failing: refuse before anything is written
         channel_api.refuse_if_open(channel, api, state)
-    proof = payment_auth.confirm(channel, member, password, otp, now, reads.guard,
-                                 breakers.get(payment_auth.PASSWORD_API))
-    try:
-        return _commit(channel, member, order_id, request_hash, lines, reads, proof, now, address, fee)
-    finally:
-        proof.settle()  # after the commit (or refusal): a right answer gives its attempt slot back
+    with Calls(channel.code) as calls:  # the password check's figures: on the order, if one is written
+        proof = payment_auth.confirm(channel, member, password, otp, now, reads.guard,
+                                     breakers.get(payment_auth.PASSWORD_API), calls.figures)
+        try:
+            return _commit(channel, member, order_id, request_hash, lines, reads, proof, now, address, fee, calls)
+        finally:
+            proof.settle()  # after the commit (or refusal): a right answer gives its attempt slot back
 
 
 def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, lines: Sequence[LineRequest],
-            reads: Reads, proof: payment_auth.Proof, now: float | None, address: dict | None = None,
-            fee: billing.Plan | None = None) -> tuple[Order, bool]:
+            reads: Reads, proof: payment_auth.Proof, now: float | None, address: dict | None,
+            fee: billing.Plan | None, calls: Calls) -> tuple[Order, bool]:
     """Price and commit the order, reading again after each lost race (the first attempt uses ``reads``)."""
     for attempt in range(COMMIT_ATTEMPTS):
         if attempt:
@@ -334,6 +335,8 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
         order = _order(order_id, channel, member, quota.period_id, priced, request_hash)
         order.created_at = order.updated_at = _iso(now_)
         order.address = address
+        if calls.figures:
+            order.partner_calls = json.dumps(calls.figures, separators=(",", ":"))
         points = int(order.points)
         takes = quotas.take(quota.by_shard("remaining"), points)
         if takes is None:
@@ -384,6 +387,7 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
         except Contended:
             backoff(attempt)
             continue
+        calls.attached()
         count("OrdersPlaced")
         if fee is not None:
             billing.alert(channel.code, fee, sum(reads.prepaid.values()) - fee.order_price, fee.order_price)
@@ -489,51 +493,81 @@ def _matching(order: Order, request_hash: str) -> Order:
 def settle_remote(order: Order, channel: Channel, member: Member, breaker_state: breaker.State | None = None
                   ) -> Order:
     """Ask the channel to deduct (idempotent by our order id); resolve any doubt with its query API.
-    ``breaker_state``: the deduct API's breaker as the checkout read it before its commit, to spare a read."""
-    payload = {"order_id": order.order_id, "member_id": member.external_id, "points": int(order.points)}
-    try:
-        answer = channel_api.call(channel, DEDUCT, payload, breaker_state)
-    except channel_api.PartnerError as error:
-        logger.warning("deduct unresolved, querying", extra={"order_id": order.order_id, "code": error.code})
-        return resolve(order, channel)
-    if answer.get("result") == "deducted":
-        return _confirm(order)
-    if answer["_status"] < 500 and answer.get("result") in ("insufficient", "rejected", "frozen", "cancelled"):
-        return _cancel(order, channel, f"channel refused: {answer.get('result')}")
-    return resolve(order, channel)
+    ``breaker_state``: the deduct API's breaker as the checkout read it before its commit, to spare a read.
+    The calls' figures ride on the order's next write (``Calls``)."""
+    with Calls(order.channel_code) as calls:
+        payload = {"order_id": order.order_id, "member_id": member.external_id, "points": int(order.points)}
+        try:
+            answer = channel_api.call(channel, DEDUCT, payload, breaker_state, calls.figures)
+        except channel_api.PartnerError as error:
+            logger.warning("deduct unresolved, querying", extra={"order_id": order.order_id, "code": error.code})
+            return resolve(order, channel, calls)
+        if answer.get("result") == "deducted":
+            return _confirm(order, calls)
+        if answer["_status"] < 500 and answer.get("result") in ("insufficient", "rejected", "frozen", "cancelled"):
+            return _cancel(order, channel, f"channel refused: {answer.get('result')}", calls)
+        return resolve(order, channel, calls)
 
 
-def resolve(order: Order, channel: Channel) -> Order:
+class Calls:
+    """The figures of the channel calls one request makes about an order (``Permit.finish(deferred)``), written
+    with the order's next write (``Order.partner_calls``, booked by the orders stream); ``attached`` once that
+    write committed. Whatever no write carried is booked directly on leaving the ``with`` block."""
+
+    def __init__(self, channel_code: str) -> None:
+        self.channel_code = channel_code
+        self.figures: list[dict] = []
+
+    def __enter__(self) -> "Calls":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.figures:
+            reliability.book(self.channel_code, self.figures)
+
+    def actions(self) -> list:
+        """The order update that carries the figures (none: leave the order's earlier ones as they are)."""
+        return [Order.partner_calls.set(json.dumps(self.figures, separators=(",", ":")))] if self.figures else []
+
+    def attached(self) -> None:
+        self.figures = []
+
+
+def resolve(order: Order, channel: Channel, calls: Calls | None = None) -> Order:
     """The channel's query API decides: deducted → paid, not deducted → cancelled and released, no answer →
     keep waiting."""
-    try:
-        answer = channel_api.call(channel, "points/query", {"order_id": order.order_id})
-    except channel_api.PartnerError:
-        return _still_waiting(order)
-    status = answer.get("status")
-    if status == "deducted":
-        return _confirm(order)
-    if status in ("not_found", "failed"):
-        return _cancel(order, channel, "channel has no deduction for this order")
-    return _still_waiting(order)
+    with (calls or Calls(order.channel_code)) as calls:
+        try:
+            answer = channel_api.call(channel, "points/query", {"order_id": order.order_id},
+                                      deferred=calls.figures)
+        except channel_api.PartnerError:
+            return _still_waiting(order, calls)
+        status = answer.get("status")
+        if status == "deducted":
+            return _confirm(order, calls)
+        if status in ("not_found", "failed"):
+            return _cancel(order, channel, "channel has no deduction for this order", calls)
+        return _still_waiting(order, calls)
 
 
-def _cancel(order: Order, channel: Channel, reason: str) -> Order:
+def _cancel(order: Order, channel: Channel, reason: str, calls: Calls) -> Order:
     """Release an order only once the channel acknowledged its cancel (contract: it then refuses any later
     deduct for the order and refunds one already applied). Without it, a deduct still in flight — a resend,
     a member's replay — could take points for an order we had released. No acknowledgement: keep waiting."""
     try:
-        answer = channel_api.call(channel, "points/cancel", {"order_id": order.order_id})
+        answer = channel_api.call(channel, "points/cancel", {"order_id": order.order_id}, deferred=calls.figures)
     except channel_api.PartnerError:
-        return _still_waiting(order)
+        return _still_waiting(order, calls)
     if answer["_status"] >= 300 or answer.get("result") != "cancelled":
         logger.warning("cancel not acknowledged", extra={"order_id": order.order_id, "status": answer["_status"]})
-        return _still_waiting(order)
-    return _release(order, reason)
+        return _still_waiting(order, calls)
+    return _release(order, reason, calls)
 
 
-def _still_waiting(order: Order) -> Order:
-    write_retrying(lambda: order.update([Order.resolve_attempts.add(1), Order.updated_at.set(now_iso())]))
+def _still_waiting(order: Order, calls: Calls) -> Order:
+    write_retrying(lambda: order.update([Order.resolve_attempts.add(1), Order.updated_at.set(now_iso()),
+                                         *calls.actions()]))
+    calls.attached()
     count("RemoteUnresolved")
     return order
 
@@ -557,19 +591,20 @@ def _move_quota(tx: LabelledTransaction, order: Order, to: str) -> None:
                   [Quota.reserved.add(-used), target.add(used)])
 
 
-def _confirm(order: Order) -> Order:
+def _confirm(order: Order, calls: Calls) -> Order:
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
         tx.update("order", order, [Order.status.set(PAID), Order.pending_channel.remove(),
-                                   Order.unsplit.set(order.channel_code), Order.updated_at.set(now_iso())],
+                                   Order.unsplit.set(order.channel_code), Order.updated_at.set(now_iso()),
+                                   *calls.actions()],
                   condition=Order.status == AWAITING)
         _move_quota(tx, order, "spent")
         return tx
 
-    return _settle(order, build)
+    return _settle(order, build, calls)
 
 
-def _release(order: Order, reason: str) -> Order:
+def _release(order: Order, reason: str, calls: Calls) -> Order:
     """Give back quota and stock; points were never taken by the channel."""
     lines = [PricedLine(l["goods_id"], l["sku_id"], int(l["qty"]), 0, 0, 0, "", "", "") for l in lines_of(order)]
     goods_mod.stock_items(Goods.batch_get(sorted({l.goods_id for l in lines})))  # orders from before Stock items
@@ -577,7 +612,8 @@ def _release(order: Order, reason: str) -> Order:
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
         tx.update("order", order, [Order.status.set(FAILED), Order.failure.set(reason),
-                                   Order.pending_channel.remove(), Order.updated_at.set(now_iso())],
+                                   Order.pending_channel.remove(), Order.updated_at.set(now_iso()),
+                                   *calls.actions()],
                   condition=Order.status == AWAITING)
         _move_quota(tx, order, "remaining")
         if order.cap_counted:  # the member's cap room comes back: exactly what this order took of it
@@ -590,16 +626,18 @@ def _release(order: Order, reason: str) -> Order:
         return tx
 
     fee_carried = order.fee is not None
-    order = _settle(order, build)
+    order = _settle(order, build, calls)
     if order.status == FAILED and not fee_carried:
         billing.give_back_legacy(order.channel_code, order.order_id)  # an order charged before it carried its fee
     return order
 
 
-def _settle(order: Order, build) -> Order:
-    """Move an awaiting order on, once: if it already left "awaiting", someone else settled it."""
+def _settle(order: Order, build, calls: Calls) -> Order:
+    """Move an awaiting order on, once: if it already left "awaiting", someone else settled it (and this
+    request's call figures are booked apart)."""
     try:
         commit_retrying(build, COMMIT_ATTEMPTS)
+        calls.attached()
     except Refused:
         pass
     order.refresh(consistent_read=True)

@@ -436,9 +436,12 @@ class OrderUnsplitIndex(GlobalSecondaryIndex):
 
 
 class Order(Model):
-    """A member's order: lines at the channel price with their settlement price and supplier."""
+    """A member's order: lines at the channel price with their settlement price and supplier.
 
-    Meta = _meta("orders")
+    Its table's stream (new and old images) feeds ``partners.order_figures``: metering and partner-call figures
+    derived after the fact, so the checkout writes nothing but its one transaction."""
+
+    Meta = type("Meta", (_meta("orders"),), {"stream_view_type": "NEW_AND_OLD_IMAGES"})
     order_id = UnicodeAttribute(hash_key=True)
     channel_code = UnicodeAttribute()
     member_id = UnicodeAttribute()
@@ -480,6 +483,10 @@ class Order(Model):
     # (``billing.debit``), and from which balance shards (shard number as a string → fen): what a release gives back.
     fee = NumberAttribute(null=True)
     fee_takes = MapAttribute(null=True)
+    # The channel calls (password check, deduct, query, cancel) that the request writing this order made and that
+    # succeeded, as JSON (``reliability.Permit.figure``), each write its own: the orders stream books them into
+    # the partner-call figures (``partners.order_figures``), so the request path writes no stats item.
+    partner_calls = UnicodeAttribute(null=True)
 
 
 class PaymentGuard(Model):
@@ -746,6 +753,18 @@ class MeterMark(Model):
     expires_at = TTLAttribute()
 
 
+class ParkedRecord(Model):
+    """A stream record a consumer could not read (``partners.order_figures``), kept for ops instead of being
+    retried forever (alarmed: ``StreamRecordParked``); expires after two weeks."""
+
+    Meta = _meta("parked-records")
+    record_id = UnicodeAttribute(hash_key=True)  # "{source}#{eventID}", e.g. "orders#..."
+    record = UnicodeAttribute()  # the record as delivered, JSON
+    error = UnicodeAttribute()
+    parked_at = UnicodeAttribute(default=now_iso)
+    expires_at = TTLAttribute()
+
+
 class BillingPlan(Model):
     """A channel's billing plan from one business day on (``partners.billing``); the plan of a day is the one
     with the latest ``effective_from`` not after it. Amounts in fen."""
@@ -939,7 +958,7 @@ class SandboxCall(Model):
 ALL_MODELS: tuple[type[Model], ...] = (
     Supplier, SupplierKey, Goods, Stock, Audit, Channel, PoolItem, Upload, Nonce, MemberLink, Member, Topic,
     Quota, Wallet, Grant, MemberRedemption, Order, PaymentGuard, RateCounter, OutboxEvent, Cart,
-    Parcel, Refund, PartnerBreaker, PartnerStats, ChannelDay, MeterMark, BillingPlan, PrepaidAccount, PrepaidEntry,
+    Parcel, Refund, PartnerBreaker, PartnerStats, ChannelDay, MeterMark, ParkedRecord, BillingPlan, PrepaidAccount, PrepaidEntry,
     BookEntry, SettledDay, SettlementPeriod, Statement,
     LedgerUpload, Reconciliation, AuditRun, SandboxCall,
 )

@@ -194,14 +194,14 @@ def _confirm_otp(member: Member, otp: str | None, now: float, guard: PaymentGuar
 
 
 def _confirm_password(channel: Channel, member: Member, password: str | None, now: float,
-                      breaker_state: breaker.State | None = None) -> Proof:
+                      breaker_state: breaker.State | None = None, calls: list[dict] | None = None) -> Proof:
     if not password:
         raise Unprocessable("validation_error", "enter your payment password", "password")
     fingerprint = _fingerprint(member.member_id, "password", password)
     taken = _reserve(member.member_id, fingerprint, now)
     try:
         answer = channel_api.call(channel, PASSWORD_API, {"member_id": member.external_id, "password": password},
-                                  breaker_state)
+                                  breaker_state, calls)
         if not isinstance(answer.get("valid"), bool):
             # The channel failed to answer (an error status, a refused signature): not the member's wrong password.
             raise channel_api.PartnerError("channel_api_bad_response",
@@ -217,13 +217,14 @@ def _confirm_password(channel: Channel, member: Member, password: str | None, no
 
 def confirm(channel: Channel, member: Member, password: str | None, otp: str | None,
             now: float | None = None, guard: PaymentGuard | None = None,
-            breaker_state: breaker.State | None = None) -> Proof:
+            breaker_state: breaker.State | None = None, calls: list[dict] | None = None) -> Proof:
     """Verify before any spend: the channel's password API, or the member's current one-time code.
 
     ``guard`` is the member's guard and ``breaker_state`` the password API's breaker as the caller already
-    read them (the guard strongly consistent, ``blank_guard`` when absent), to spare reads; the returned
-    proof must be ``settle``d once the spend is decided."""
+    read them (the guard strongly consistent, ``blank_guard`` when absent), to spare reads; ``calls``: where the
+    password call's figures go when it succeeds (``channel_api.call``'s ``deferred``); the returned proof must
+    be ``settle``d once the spend is decided."""
     now = time.time() if now is None else now
     if channel.payment_auth == "otp":
         return _confirm_otp(member, otp, now, guard)
-    return _confirm_password(channel, member, password, now, breaker_state)
+    return _confirm_password(channel, member, password, now, breaker_state, calls)
