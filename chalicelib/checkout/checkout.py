@@ -303,7 +303,7 @@ def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineReques
         try:
             return _commit(channel, member, order_id, request_hash, lines, reads, proof, now, address, fee, calls)
         finally:
-            proof.settle()  # after the commit (or refusal): a right answer gives its attempt slot back
+            proof.settle()  # refused, or a replay: a right answer gives its attempt slot back (else the commit did)
 
 
 def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, lines: Sequence[LineRequest],
@@ -388,6 +388,7 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
             backoff(attempt)
             continue
         calls.attached()
+        proof.committed()
         count("OrdersPlaced")
         if fee is not None:
             billing.alert(channel.code, fee, sum(reads.prepaid.values()) - fee.order_price, fee.order_price)

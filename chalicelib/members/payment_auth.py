@@ -158,25 +158,35 @@ def send_otp(channel: Channel, member: Member, now: float | None = None) -> dict
     return {"sent_to": f"***{member.mobile[-4:]}", "expires_in": OTP_SECONDS}
 
 
-@dataclass(frozen=True)
+@dataclass
 class Proof:
     """A verified confirmation; an OTP proof is spent by the transaction it is bound to.
 
-    A right answer still holds its attempt slot until ``settle``: the caller settles once its
-    transaction committed or was refused (in a ``finally``), so clearing the slot is not one more
-    round trip before the transaction, and a right answer never ends up counted as a wrong one."""
+    A right answer still holds its attempt slot until the spend is decided: the transaction it is bound to
+    clears the slot (``bind``: the window's tried set and failure count, one more item of that transaction, not
+    one more round trip); when no transaction of it commits (the order was refused, or a replay answered),
+    ``settle`` clears it instead. So a right answer never ends up counted as a wrong one."""
 
     member_id: str
     guard: PaymentGuard | None = None
     otp_hash: str | None = None
+    cleared: bool = False
 
     def bind(self, tx: LabelledTransaction) -> None:
+        clear = [PaymentGuard.tried.remove(), PaymentGuard.failures.set(0)]
         if self.guard is not None and self.otp_hash:
-            tx.update("otp", self.guard, [PaymentGuard.otp_hash.remove(), PaymentGuard.failures.set(0)],
+            tx.update("otp", self.guard, [PaymentGuard.otp_hash.remove(), *clear],
                       condition=PaymentGuard.otp_hash == self.otp_hash)
+        else:
+            tx.update("guard", PaymentGuard(self.member_id), clear)
+
+    def committed(self) -> None:
+        """The transaction this proof was bound to committed: its slot is cleared."""
+        self.cleared = True
 
     def settle(self) -> None:
-        _right(self.member_id)
+        if not self.cleared:
+            _right(self.member_id)
 
 
 def _confirm_otp(member: Member, otp: str | None, now: float, guard: PaymentGuard | None) -> Proof:
