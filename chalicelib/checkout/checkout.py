@@ -593,27 +593,31 @@ def _move_quota(tx: LabelledTransaction, order: Order, to: str) -> None:
 
 
 def _confirm(order: Order, calls: Calls) -> Order:
+    at = now_iso()
+
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
         tx.update("order", order, [Order.status.set(PAID), Order.pending_channel.remove(),
-                                   Order.unsplit.set(order.channel_code), Order.updated_at.set(now_iso()),
+                                   Order.unsplit.set(order.channel_code), Order.updated_at.set(at),
                                    *calls.actions()],
                   condition=Order.status == AWAITING)
         _move_quota(tx, order, "spent")
         return tx
 
-    return _settle(order, build, calls)
+    return _settle(order, build, calls, {"status": PAID, "pending_channel": None, "unsplit": order.channel_code,
+                                         "updated_at": at})
 
 
 def _release(order: Order, reason: str, calls: Calls) -> Order:
     """Give back quota and stock; points were never taken by the channel."""
     lines = [PricedLine(l["goods_id"], l["sku_id"], int(l["qty"]), 0, 0, 0, "", "", "") for l in lines_of(order)]
     goods_mod.stock_items(Goods.batch_get(sorted({l.goods_id for l in lines})))  # orders from before Stock items
+    at = now_iso()
 
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
         tx.update("order", order, [Order.status.set(FAILED), Order.failure.set(reason),
-                                   Order.pending_channel.remove(), Order.updated_at.set(now_iso()),
+                                   Order.pending_channel.remove(), Order.updated_at.set(at),
                                    *calls.actions()],
                   condition=Order.status == AWAITING)
         _move_quota(tx, order, "remaining")
@@ -627,21 +631,25 @@ def _release(order: Order, reason: str, calls: Calls) -> Order:
         return tx
 
     fee_carried = order.fee is not None
-    order = _settle(order, build, calls)
+    order = _settle(order, build, calls, {"status": FAILED, "failure": reason, "pending_channel": None,
+                                          "updated_at": at})
     if order.status == FAILED and not fee_carried:
         billing.give_back_legacy(order.channel_code, order.order_id)  # an order charged before it carried its fee
     return order
 
 
-def _settle(order: Order, build, calls: Calls) -> Order:
-    """Move an awaiting order on, once: if it already left "awaiting", someone else settled it (and this
-    request's call figures are booked apart)."""
+def _settle(order: Order, build, calls: Calls, changes: dict) -> Order:
+    """Move an awaiting order on, once, and answer it as it now is: with ``changes`` (what the committed write
+    set) when this call moved it, else read again — it already left "awaiting": someone else settled it (and
+    this request's call figures are booked apart)."""
     try:
         commit_retrying(build, COMMIT_ATTEMPTS)
-        calls.attached()
     except Refused:
-        pass
-    order.refresh(consistent_read=True)
+        order.refresh(consistent_read=True)
+        return order
+    calls.attached()
+    for name, value in changes.items():
+        setattr(order, name, value)
     return order
 
 

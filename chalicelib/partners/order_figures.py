@@ -10,8 +10,9 @@ insert; remote: the confirm) and from the channel calls that the writing request
   its own figures at once, because the breaker judges on them).
 
 ``derive`` is pure. ``consume`` writes a batch in transactions that put, with ``does_not_exist``, a mark per
-record (``r#{eventID}``) and per order paid ``o#{order_id}`` (the mark the request path used before), beside the
-counters' ADDs, summed per item over the records: a record processed twice (Lambda retries a batch) counts once. A
+record — ``o#{order_id}`` for the one record that made an order paid (the mark the request path used before),
+``r#{eventID}`` for any other — beside the counters' ADDs, summed per item over the records: a record processed
+twice (Lambda retries a batch) counts once. A
 record ``derive`` cannot read is parked (``ParkedRecord``, counted ``StreamRecordParked``, alarmed) and the rest go
 on; a write that fails raises, and Lambda retries the batch (the marks make that safe).
 """
@@ -31,7 +32,7 @@ from chalicelib.partners import metering, reliability
 
 PAID = "paid"
 MARK_DAYS = 2  # a stream keeps a record 24 hours: its mark outlives every redelivery
-RECORDS_PER_TRANSACTION = 24  # two marks each and the counters they add to stay within 100 items
+RECORDS_PER_TRANSACTION = 40  # a mark each, and the counters they add, stay within 100 items
 PARKED_DAYS = 14
 
 
@@ -124,20 +125,26 @@ def _park(record: dict[str, Any], error: Exception) -> None:
                  expires_at=datetime.now(timezone.utc) + timedelta(days=PARKED_DAYS)).save()
 
 
-def _build(chunk: list[Derived], skip_paid: set[str]) -> LabelledTransaction:
+def _mark(d: Derived) -> tuple[str, MeterMark]:
+    """The record's "counted" mark: the order's (``o#{id}``, the mark the request path used before) when the
+    record made it paid — one record per order does, so it names the record too — else the record's own."""
+    if d.paid is not None:
+        expires = metering.midnight(d.paid.day) + metering.ORDER_MARK_DAYS * 86400
+        return f"o#{d.paid.order_id}", MeterMark(f"o#{d.paid.order_id}",
+                                                 expires_at=datetime.fromtimestamp(expires, timezone.utc))
+    return f"r#{d.event_id}", MeterMark(f"r#{d.event_id}", expires_at=datetime.now(timezone.utc) + timedelta(
+        days=MARK_DAYS))
+
+
+def _build(chunk: list[Derived]) -> LabelledTransaction:
     """The chunk's marks and its counters' ADDs, summed per item, in one transaction."""
     tx = LabelledTransaction()
-    expires = datetime.now(timezone.utc) + timedelta(days=MARK_DAYS)
     days: dict[tuple[str, str], Counter] = {}
     stats: dict[tuple[str, int, str], tuple[Counter, Counter, Counter]] = {}
     for d in chunk:
-        tx.put(f"r:{d.event_id}", MeterMark(f"r#{d.event_id}", expires_at=expires),
-               condition=MeterMark.mark.does_not_exist())
-        if d.paid is not None and d.paid.order_id not in skip_paid:
-            expires_at = datetime.fromtimestamp(metering.midnight(d.paid.day) + metering.ORDER_MARK_DAYS * 86400,
-                                                timezone.utc)
-            tx.put(f"o:{d.paid.order_id}", MeterMark(f"o#{d.paid.order_id}", expires_at=expires_at),
-                   condition=MeterMark.mark.does_not_exist())
+        label, mark = _mark(d)
+        tx.put(label, mark, condition=MeterMark.mark.does_not_exist())
+        if d.paid is not None:
             days.setdefault((d.paid.channel_code, d.paid.day), Counter()).update(
                 {"orders": 1, "points": d.paid.points, "gmv": d.paid.gmv, "cost": d.paid.cost})
         for c in d.calls:
@@ -154,25 +161,19 @@ def _build(chunk: list[Derived], skip_paid: set[str]) -> LabelledTransaction:
     return tx
 
 
-def _commit(chunk: list[Derived]) -> tuple[int, list[Paid]]:
-    """Write one chunk once: how many records this call wrote, and the orders it counted paid (a record or an
-    order already marked is left out)."""
-    skip_paid: set[str] = set()
+def _commit(chunk: list[Derived]) -> list[Derived]:
+    """Write one chunk once: the records this call counted (one whose mark exists was counted before)."""
+    chunk = [d for d in chunk if d.paid is not None or d.calls]
     while chunk:
-        counted = [d for d in chunk if d.paid is not None or d.calls]
-        if not counted:
-            break
         try:
-            commit_retrying(lambda: _build(counted, skip_paid))
-            return len(counted), [d.paid for d in counted if d.paid and d.paid.order_id not in skip_paid]
-        except Refused as refused:  # records processed before, or orders counted before: leave them out
-            seen = {label[2:] for label in refused.labels if label.startswith("r:")}
-            counted_before = {label[2:] for label in refused.labels if label.startswith("o:")}
-            if not seen and not counted_before:
+            commit_retrying(lambda: _build(chunk))
+            return chunk
+        except Refused as refused:
+            seen = {label for label in refused.labels if label.startswith(("o#", "r#"))}
+            if not seen:
                 raise
-            skip_paid |= counted_before
-            chunk = [d for d in counted if d.event_id not in seen]
-    return 0, []
+            chunk = [d for d in chunk if _mark(d)[0] not in seen]
+    return []
 
 
 def consume(records: Iterable[dict[str, Any]]) -> dict[str, int]:
@@ -188,9 +189,9 @@ def consume(records: Iterable[dict[str, Any]]) -> dict[str, int]:
             parked += 1
     written = 0
     for i in range(0, len(derived), RECORDS_PER_TRANSACTION):
-        records, paid = _commit(derived[i:i + RECORDS_PER_TRANSACTION])
-        written += records
-        for order in paid:
+        counted = _commit(derived[i:i + RECORDS_PER_TRANSACTION])
+        written += len(counted)
+        for order in (d.paid for d in counted if d.paid is not None):
             metering.metric("ChannelOrders", order.channel_code)
             metering.metric("ChannelGMV", order.channel_code, order.gmv)
     return {"records": len(derived) + parked, "counted": written, "parked": parked}
