@@ -498,7 +498,7 @@ def main() -> None:
     try:
         with contextlib.redirect_stdout(noise), contextlib.redirect_stderr(noise):
             system = LocalSystem().start()
-            system.streams.stop()  # the consumer runs apart (7), as its own Lambda does on AWS
+            # (its stream consumer is not started: it runs apart, in 7, as its own Lambda does on AWS)
             # The fulfilment executor is not in the app's process on AWS: moto records each execution the
             # checkouts start, and runs none of their tasks here.
             requests.post(f"{system.moto.endpoint}/moto-api/config",

@@ -144,12 +144,13 @@ class LocalScheduler:
 class LocalStreams:
     """What Lambda's event source mappings do in AWS for the app's ``@app.on_dynamodb_record`` handlers: read the
     table's stream (every shard, from its trim horizon) and call the handler with each batch in the event Lambda
-    sends, from one background thread every ``every`` seconds. A handler that raises gets the same batch again
-    next time (Lambda retries a batch until it succeeds); ``drain`` runs the handlers until the streams have
-    nothing more, synchronously, for tests that read what a handler derives. The table is the one the handler's
+    sends, from one background thread every ``every`` seconds once started (``make run``; as the scheduler, tests
+    leave it off, so no burst shares its process with it). A handler that raises gets the same batch again next
+    time (Lambda retries a batch until it succeeds); ``drain`` runs the handlers until the streams have nothing
+    more, synchronously, for tests that read what a handler derives. The table is the one the handler's
     stream ARN names (the app names the local table; the deployment template puts in the real stream)."""
 
-    def __init__(self, app: Chalice, every: float = 0.2) -> None:
+    def __init__(self, app: Chalice) -> None:
         import boto3
         from botocore.config import Config as BotoConfig
         from chalice.app import DynamoDBEventConfig
@@ -165,18 +166,20 @@ class LocalStreams:
         self._iterators: dict[tuple[str, str], str | None] = {}  # (handler, shard) → next iterator (None: closed)
         self.delivered: list[dict[str, Any]] = []  # every event a handler took, in order
         self.failures: list[dict[str, Any]] = []  # handlers that raised: {"handler", "error"}
-        self._every = every
+        self._every = 0.5
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="local-streams")
 
-    def start(self) -> "LocalStreams":
+    def start(self, every: float = 0.5) -> "LocalStreams":
+        self._every = every
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
+        if self._thread.is_alive():
+            self._stop.set()
+            self._thread.join(timeout=60)
 
     def drain(self, passes: int = 1000) -> int:
         """Deliver everything the streams hold now (and what handling it writes to them); records delivered."""
@@ -299,7 +302,7 @@ class LocalSystem:
         from tools.door import LocalDoor
 
         self._door = LocalDoor(app_module.channel_door, self.door_port).start()
-        self.streams = LocalStreams(app_module.app).start()  # the stream consumers run as they do in AWS
+        self.streams = LocalStreams(app_module.app)  # drained on demand; ``start_streams`` polls as AWS does
         return self
 
     def start_workers(self, port: int | None = None, processes: int = 2, threads: int = 32) -> str:
@@ -314,6 +317,12 @@ class LocalSystem:
         """Run the app's scheduled sweeps (webhooks each minute, remote orders and refunds every 5) as AWS would."""
         self.scheduler = LocalScheduler(self.app.app, scale).start()
         return self.scheduler
+
+    def start_streams(self, every: float = 0.5) -> LocalStreams:
+        """Run the app's stream consumers (the orders stream's figures) in the background, as Lambda's event
+        source mappings do in AWS; without it, ``streams.drain()`` runs them when a test asks."""
+        self.streams.start(every)
+        return self.streams
 
     def find_lambda(self, name: str) -> Callable | None:
         """The app's handler a deployed Lambda name stands for (``channel-mall-local-<function>``), if any."""

@@ -162,14 +162,19 @@ def send_otp(channel: Channel, member: Member, now: float | None = None) -> dict
 class Proof:
     """A verified confirmation; an OTP proof is spent by the transaction it is bound to.
 
-    A right answer still holds its attempt slot until the spend is decided: the transaction it is bound to
-    clears the slot (``bind``: the window's tried set and failure count, one more item of that transaction, not
-    one more round trip); when no transaction of it commits (the order was refused, or a replay answered),
-    ``settle`` clears it instead. So a right answer never ends up counted as a wrong one."""
+    A right answer still holds its attempt slot until the spend is decided. When the window holds other
+    attempts too (``taken`` > 1: a wrong one, or one in flight), the transaction it is bound to clears the window
+    (``bind``: one more item of that transaction, not one more round trip); when no transaction of it commits (the
+    order was refused, or a replay answered), ``settle`` clears it instead. So a right answer never ends up
+    counted as a wrong one. When the window holds only this right answer's own fingerprint, nothing is written:
+    the same password joins the window again without taking a slot, and until the window ends (at most
+    ``WINDOW_SECONDS``) it holds one of its slots, so a member who just paid has ``MAX_FAILURES`` - 1 wrong tries
+    left in it — stricter, never looser. A one-time code's guard is in the transaction anyway: it is cleared."""
 
     member_id: str
     guard: PaymentGuard | None = None
     otp_hash: str | None = None
+    taken: int = 1  # the window's slots taken when this answer reserved its own
     cleared: bool = False
 
     def bind(self, tx: LabelledTransaction) -> None:
@@ -177,15 +182,15 @@ class Proof:
         if self.guard is not None and self.otp_hash:
             tx.update("otp", self.guard, [PaymentGuard.otp_hash.remove(), *clear],
                       condition=PaymentGuard.otp_hash == self.otp_hash)
-        else:
+        elif self.taken > 1:
             tx.update("guard", PaymentGuard(self.member_id), clear)
 
     def committed(self) -> None:
-        """The transaction this proof was bound to committed: its slot is cleared."""
+        """The transaction this proof was bound to committed: its slot is cleared, or needed no clearing."""
         self.cleared = True
 
     def settle(self) -> None:
-        if not self.cleared:
+        if not self.cleared and (self.otp_hash or self.taken > 1):
             _right(self.member_id)
 
 
@@ -200,7 +205,7 @@ def _confirm_otp(member: Member, otp: str | None, now: float, guard: PaymentGuar
     taken = _reserve(member.member_id, _fingerprint(member.member_id, "otp", otp), now)
     if not hmac.compare_digest(guard.otp_hash, _otp_hash(member.member_id, otp)):
         raise _wrong(member.member_id, taken, now, True, "wrong_otp", "the code is not right")
-    return Proof(member.member_id, guard, guard.otp_hash)
+    return Proof(member.member_id, guard, guard.otp_hash, taken)
 
 
 def _confirm_password(channel: Channel, member: Member, password: str | None, now: float,
@@ -222,7 +227,7 @@ def _confirm_password(channel: Channel, member: Member, password: str | None, no
         raise
     if answer["valid"] is not True:
         raise _wrong(member.member_id, taken, now, False, "wrong_password", "the payment password is not right")
-    return Proof(member.member_id)
+    return Proof(member.member_id, taken=taken)
 
 
 def confirm(channel: Channel, member: Member, password: str | None, otp: str | None,

@@ -27,7 +27,7 @@ from typing import Any, Iterable
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib.core import config
-from chalicelib.core.models import PartnerBreaker, PartnerStats, condition_failed
+from chalicelib.core.models import PartnerBreaker, PartnerStats, condition_failed, write_retrying
 from chalicelib.core.observability import count, logger
 from chalicelib.partners import breaker
 from chalicelib.partners.breaker import CLOSED, HALF_OPEN, OPEN
@@ -155,7 +155,7 @@ class Permit:
         errors = int(breaker.failed(self.last or ""))
         item, actions = stats_update(self.channel_code, self.api, int(self.started // 60), 1, errors, self.kinds,
                                      self.latency)
-        item.update(actions=actions)
+        write_retrying(lambda: item.update(actions=actions))  # the stream's transactions write these items too
         calls, failed = int(item.calls), int(item.errors)
         if errors and breaker.rate_alarming(calls, failed):
             count("PartnerErrorRateHigh")  # this channel's API fails a fifth of its calls this minute: page ops
@@ -213,7 +213,7 @@ def book(channel_code: str, figures: list[dict[str, Any]]) -> None:
     for figure in figures:
         item, actions = stats_update(channel_code, figure["api"], int(figure["minute"]), 1, 0,
                                      Counter(figure["kinds"]), Counter(figure["h"]))
-        item.update(actions=actions)
+        write_retrying(lambda: item.update(actions=actions))  # the stream's transactions write these items too
 
 
 def admit(channel_code: str, api: str, lease: float, open_for: float | None = None, now: float | None = None,
@@ -260,9 +260,10 @@ def refused(channel_code: str, api: str, correlation_id: str, now: float | None 
     logger.info("partner call refused: breaker open", extra={"channel": channel_code, "api": api,
                                                              "correlation_id": correlation_id})
     minute = int(now // 60)
-    PartnerStats(channel_code, f"{minute:010d}#{api}").update(actions=[
+    item = PartnerStats(channel_code, f"{minute:010d}#{api}")
+    write_retrying(lambda: item.update(actions=[
         PartnerStats.api.set(api), PartnerStats.refused.add(1),
-        PartnerStats.expires_at.set(datetime.fromtimestamp((minute + 1) * 60 + STATS_DAYS * 86400, timezone.utc))])
+        PartnerStats.expires_at.set(datetime.fromtimestamp((minute + 1) * 60 + STATS_DAYS * 86400, timezone.utc))]))
     count("PartnerCallsRefused")
 
 
