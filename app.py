@@ -10,11 +10,13 @@ from chalice import Chalice, ConvertToMiddleware, Rate, Response
 from chalicelib.channels import routes as channel_routes
 from chalicelib.checkout import checkout
 from chalicelib.checkout import routes as checkout_routes
-from chalicelib.core import function_url, web
+from chalicelib.core import config, function_url, web
+from chalicelib.core.models import Order
 from chalicelib.core.observability import count, logger, metrics, tracer
 from chalicelib.members import routes as member_routes
 from chalicelib.orders import fulfilment, refunds
 from chalicelib.orders import routes as order_routes
+from chalicelib.partners import order_figures as figures
 from chalicelib.partners import routes as partner_routes
 from chalicelib.partners import webhooks
 from chalicelib.partners.kit import routes as kit_routes
@@ -104,6 +106,19 @@ def resolve_refunds(event) -> dict:
 def deliver_webhooks(event) -> dict:
     """Order events to the channels' webhooks: whatever is due (retries, and events no commit delivered)."""
     return webhooks.sweep()
+
+
+# The orders table's stream, by the table's name: the deployment template puts the table's real ``StreamArn`` in
+# its place, and the local stack reads the named local table's stream (``tools.stack.LocalStreams``).
+ORDERS_STREAM = f"arn:aws:dynamodb:{config.REGION}:000000000000:table/{Order.Meta.table_name}/stream/from-the-template"
+
+
+@app.on_dynamodb_record(stream_arn=ORDERS_STREAM, batch_size=100, starting_position="TRIM_HORIZON",
+                        name="order_figures")
+def order_figures(event) -> dict:
+    """Orders stream → metering and partner-call figures, off the request path (idempotent per record; a record
+    that cannot be read is parked)."""
+    return figures.consume(event.to_dict()["Records"])
 
 
 # --- order fulfilment: the Lambda tasks of the order_fulfilment state machine (infra/state_machines.py) ---

@@ -16,7 +16,7 @@ from pynamodb.models import Model
 from chalicelib.core import config
 from chalicelib.core.models import (
     ALL_MODELS, Audit, Channel, Goods, Member, MemberRedemption, Order, OutboxEvent, Parcel, Quota, Refund, Stock,
-    Upload, Wallet, PartnerBreaker, PartnerStats, ChannelDay, MeterMark, PrepaidAccount, PrepaidEntry,
+    Upload, Wallet, PartnerBreaker, PartnerStats, ChannelDay, MeterMark, ParkedRecord, PrepaidAccount, PrepaidEntry,
     BillingPlan, BookEntry, SettledDay, SettlementPeriod, Statement, Supplier,
     AuditRun, Grant, LedgerUpload, Reconciliation,
 )
@@ -35,6 +35,9 @@ UPLOAD_EVENT = "UploadCreatedEvent"
 RESOLVE_FUNCTION, RESOLVE_ROLE = "ResolveRemoteOrders", "ResolveRemoteOrdersRole"
 WEBHOOKS_FUNCTION, WEBHOOKS_ROLE = "DeliverWebhooks", "DeliverWebhooksRole"
 REFUNDS_FUNCTION, REFUNDS_ROLE = "ResolveRefunds", "ResolveRefundsRole"
+# The orders stream's consumer (``app.order_figures``) and its event source (Chalice's logical ids).
+FIGURES_FUNCTION, FIGURES_ROLE = "OrderFigures", "OrderFiguresRole"
+FIGURES_EVENT = "OrderFiguresDynamodbEventSource"
 # The function URL door (``app.channel_door``): the channel-facing routes again, for channel apps calling a URL.
 DOOR_FUNCTION, DOOR_ROLE = "ChannelDoor", "ChannelDoorRole"
 DOOR_URL = "ChannelDoorUrl"
@@ -45,9 +48,9 @@ DOOR_CORS_HEADERS = ["authorization", "content-type", "idempotency-key"]
 # The order_fulfilment state machine's Lambda tasks (``@app.lambda_function``), by Chalice's logical id.
 FULFIL_FUNCTIONS = {name: "".join(part.capitalize() for part in name.split("_")) for name in FULFILMENT_FUNCTIONS}
 FUNCTIONS = (API_FUNCTION, DOOR_FUNCTION, UPLOAD_FUNCTION, RESOLVE_FUNCTION, WEBHOOKS_FUNCTION, REFUNDS_FUNCTION,
-             *FULFIL_FUNCTIONS.values())
+             FIGURES_FUNCTION, *FULFIL_FUNCTIONS.values())
 ROLES = {API_FUNCTION: API_ROLE, DOOR_FUNCTION: DOOR_ROLE, UPLOAD_FUNCTION: UPLOAD_ROLE, RESOLVE_FUNCTION: RESOLVE_ROLE,
-         WEBHOOKS_FUNCTION: WEBHOOKS_ROLE, REFUNDS_FUNCTION: REFUNDS_ROLE,
+         WEBHOOKS_FUNCTION: WEBHOOKS_ROLE, REFUNDS_FUNCTION: REFUNDS_ROLE, FIGURES_FUNCTION: FIGURES_ROLE,
          **{f: f"{f}Role" for f in FULFIL_FUNCTIONS.values()}}
 STATE_MACHINE, STATE_MACHINE_ROLE = "OrderFulfilmentStateMachine", "OrderFulfilmentRole"
 # The functions that start executions (``fulfilment.start``): checkout in the API, remote confirmations in the sweep.
@@ -119,14 +122,22 @@ FULFIL_MODELS: dict[str, tuple[type[Model], ...]] = {
 PARTNER_HEALTH_MODELS: tuple[type[Model], ...] = (PartnerBreaker, PartnerStats)
 PARTNER_HEALTH_ACTIONS = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
 PARTNER_CALLERS = (RESOLVE_FUNCTION, REFUNDS_FUNCTION, WEBHOOKS_FUNCTION, FULFIL_FUNCTIONS["fulfil_deadline"])
-# Metering outside the API (``partners.metering``): the resolver meters the orders the channel confirmed
-# (``fulfilment.start``: a mark put, then the day's counters), the refund sweep and the deadline task parcels given
-# back. The resolver also gives a prepaid order price back when it releases a remote order (``billing``).
-METERED_FUNCTIONS = (RESOLVE_FUNCTION, REFUNDS_FUNCTION, FULFIL_FUNCTIONS["fulfil_deadline"])
+# Metering outside the API (``partners.metering``): the refund sweep and the deadline task meter parcels given
+# back (paid orders are metered by the orders stream's consumer, below). The resolver gives a prepaid order price
+# back when it releases a remote order (``billing``: in the release transaction, or an order's old entry).
+METERED_FUNCTIONS = (REFUNDS_FUNCTION, FULFIL_FUNCTIONS["fulfil_deadline"])
 METERING_GRANTS: tuple[tuple[type[Model], tuple[str, ...]], ...] = (
     (ChannelDay, ("dynamodb:UpdateItem",)), (MeterMark, ("dynamodb:PutItem",)))
 PREPAID_GIVE_BACK_GRANTS: tuple[tuple[type[Model], tuple[str, ...]], ...] = (
     (PrepaidEntry, ("dynamodb:GetItem", "dynamodb:DeleteItem")), (PrepaidAccount, ("dynamodb:UpdateItem",)))
+# The orders stream's consumer (``partners.order_figures``): reads the stream, and writes in transactions its
+# marks (``MeterMark``, put with ``does_not_exist``), the day's counters and the partner-call minutes (ADDs); parks
+# a record it cannot read. Nothing else.
+FIGURES_STREAM_ACTIONS = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
+                          "dynamodb:ListStreams"]
+FIGURES_GRANTS: tuple[tuple[type[Model], tuple[str, ...]], ...] = (
+    (MeterMark, ("dynamodb:PutItem",)), (ChannelDay, ("dynamodb:UpdateItem",)),
+    (PartnerStats, ("dynamodb:UpdateItem",)), (ParkedRecord, ("dynamodb:PutItem",)))
 SESSION_KEY_LENGTH = 64
 UPLOADS_PREFIX = "uploads/"
 IMAGES_PREFIX = "images/"  # checked images, copied once; no link writes here and nothing expires
@@ -171,6 +182,9 @@ def table_resource(model: type[Model], stage: str) -> Json:
         props["GlobalSecondaryIndexes"] = [_index(i) for i in schema["global_secondary_indexes"]]
     if schema["local_secondary_indexes"]:
         props["LocalSecondaryIndexes"] = [_index(i) for i in schema["local_secondary_indexes"]]
+    stream = getattr(model.Meta, "stream_view_type", None)
+    if stream:  # read by a consumer (``Order``: ``partners.order_figures``)
+        props["StreamSpecification"] = {"StreamViewType": stream}
     ttl = model._ttl_attribute()
     if ttl is not None:
         props["TimeToLiveSpecification"] = {"AttributeName": ttl.attr_name, "Enabled": True}
@@ -322,6 +336,12 @@ def function_resources(stage: str) -> dict[str, Json]:
             {"Sid": "Refunds", "Effect": "Allow", "Action": REFUNDS_TABLE_ACTIONS,
              "Resource": _table_arns(REFUNDS_MODELS, indexes=True)},
         ],
+        FIGURES_FUNCTION: [
+            {"Sid": "OrdersStream", "Effect": "Allow", "Action": FIGURES_STREAM_ACTIONS,
+             "Resource": {"Fn::GetAtt": [table_id(Order), "StreamArn"]}},
+            *({"Sid": f"Figures{model.__name__}", "Effect": "Allow", "Action": list(actions),
+               "Resource": _table_arns((model,), indexes=False)} for model, actions in FIGURES_GRANTS),
+        ],
         WEBHOOKS_FUNCTION: [
             {"Sid": "Channels", "Effect": "Allow", "Action": ["dynamodb:Scan"],
              "Resource": _table_arns(WEBHOOKS_SCAN_MODELS, indexes=False)},
@@ -366,6 +386,10 @@ def function_resources(stage: str) -> dict[str, Json]:
             "LoggingConfig": {"LogGroup": {"Ref": f"{function}LogGroup"}},
         }}
         resources[ROLES[function]] = _role_policy(ROLES[function], f"{function}LogGroup", statements)
+    # The consumer reads the orders table's own stream (the app names a placeholder): a batch that fails is split
+    # to find the record at fault; a record the consumer cannot read it parks itself, so none blocks the rest.
+    resources[FIGURES_FUNCTION]["Properties"]["Events"] = {FIGURES_EVENT: {"Properties": {
+        "Stream": {"Fn::GetAtt": [table_id(Order), "StreamArn"]}, "BisectBatchOnFunctionError": True}}}
     # Only this stage's bucket triggers the processor (the app's pattern matches any bucket).
     resources[UPLOAD_FUNCTION]["Properties"]["Events"] = {UPLOAD_EVENT: {"Properties": {"Pattern": {
         "detail": {"bucket": {"name": [{"Ref": BUCKET}]}}}}}}
@@ -481,6 +505,12 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
             "Remote-mode orders whose points deduction the channel has not confirmed or denied: quota and stock "
             "stay reserved; check the channel's API (PartnerCalls by channel) and the pending-orders ops route",
             namespace, "RemoteUnresolved", service_dims, period=900),
+        "OrderFiguresErrorsAlarm": _alarm(
+            "Orders stream consumer Lambda errors (its batch is retried; figures wait)", "AWS/Lambda", "Errors",
+            [{"Name": "FunctionName", "Value": {"Ref": FIGURES_FUNCTION}}]),
+        "StreamRecordParkedAlarm": _alarm(
+            "An orders stream record the figures consumer could not read was parked (ParkedRecord table)",
+            namespace, "StreamRecordParked", service_dims),
         "ResolveRefundsErrorsAlarm": _alarm("Refund sweep Lambda errors", "AWS/Lambda", "Errors",
                                             [{"Name": "FunctionName", "Value": {"Ref": REFUNDS_FUNCTION}}]),
         "DeliverWebhooksErrorsAlarm": _alarm("Webhook delivery sweep Lambda errors", "AWS/Lambda", "Errors",

@@ -39,6 +39,8 @@ Behaviour is set per test:
                  our read timeout) | timeout_before (sit past our read timeout, never refund) | down (503)
 ``refund_query_mode`` normal | down (answer 503)
 ``password_status`` an HTTP error status for password/verify (e.g. 500), or None to answer normally
+``hold_password(p)`` password/verify for password ``p`` waits until the test releases it (``arrived(p)``
+                 tells when one is waiting): two requests' checks answered in the order a test chooses
 """
 from __future__ import annotations
 
@@ -77,6 +79,7 @@ class FakeWalletChannel(LocalHttpFake):
         self.refund_query_mode = NORMAL
         self.password_status: int | None = None  # answer password/verify with this error status instead
         self.slow_seconds = READ_TIMEOUT + 0.7  # a LATE deduct arrives this long after it was sent
+        self._holds: dict[str, tuple[threading.Event, threading.Event]] = {}  # password → (arrived, released)
         self.calls: Counter = Counter()  # "api outcome" → count
         self.bad_signatures = 0
         self.signed_ok = 0
@@ -94,6 +97,16 @@ class FakeWalletChannel(LocalHttpFake):
         with self._lock:
             self.passwords[external_id] = password
             self.wallets[external_id] = points
+
+    def hold_password(self, password: str) -> threading.Event:
+        """Hold every password/verify for ``password`` until the returned event is set."""
+        released = threading.Event()
+        self._holds[password] = (threading.Event(), released)
+        return released
+
+    def arrived(self, password: str, timeout: float = 60) -> bool:
+        """Whether a held password/verify for ``password`` reached the fake (waiting up to ``timeout``)."""
+        return self._holds[password][0].wait(timeout)
 
     def balance(self, external_id: str) -> int:
         with self._lock:
@@ -168,6 +181,10 @@ class FakeWalletChannel(LocalHttpFake):
             self._count(f"{api} http_{self.password_status}")
             self._send(handler, self.password_status, {"error": "internal_error"})
         elif api == "password/verify":
+            hold = self._holds.get(str(data.get("password")))
+            if hold is not None:
+                hold[0].set()
+                hold[1].wait(60)
             with self._lock:
                 valid = self.passwords.get(str(data.get("member_id"))) == data.get("password")
             self._count(f"{api} {'valid' if valid else 'invalid'}")

@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import calendar
 import random
-import time
+import threading
 from datetime import date, timedelta
 
 import pytest
 import requests
 
-from checkout_helpers import PRICE, SETTLEMENT, assert_error, make_shop, ok, uid
+from checkout_helpers import PASSWORD, PRICE, SETTLEMENT, assert_error, burst, make_shop, ok, summary, uid
 from chalicelib.channels import channels
 from chalicelib.channels.signing import request_headers
 from chalicelib.core.models import BillingPlan, ChannelDay, PrepaidAccount
 from chalicelib.partners import billing, metering
 from chalicelib.partners.billing import Plan, Usage, fee_for, plan_fee
 from helpers import race
-
-YESTERDAY = 86400
 
 
 def quota_call(shop) -> requests.Response:
@@ -29,9 +27,13 @@ def quota_call(shop) -> requests.Response:
 
 
 def plan_from_today(shop, plan: Plan) -> None:
-    """A plan in force today. Ops' route sets plans from tomorrow; the service, told it is yesterday, does the
-    same thing a day earlier (before the channel made any call, so no process holds its plans yet)."""
-    billing.set_plan(channels.get(shop.code), plan, "ops:test", now=time.time() - YESTERDAY)
+    """A plan in force today: the new channel's first plan, which takes effect at once."""
+    assert billing.set_plan(channels.get(shop.code), plan, "ops:test").effective_from == today()
+
+
+def balance(shop) -> int:
+    """The channel's prepaid balance: the sum over its shards, read strongly consistent."""
+    return billing.prepaid_view(shop.code)["balance"]
 
 
 def today() -> str:
@@ -152,17 +154,19 @@ def test_plan_change_is_audited_and_takes_effect_tomorrow(system, ops):
     assert_error(ops.put(path, json={"kind": "flat", "call_price": 1}), 422, "validation_error")
     assert_error(ops.put(path, json={"kind": "per_member", "member_price": 100, "call_price": 2}), 422, "invalid_plan")
 
+    # the channel's first plan is in force at once (its own test: below); later changes take effect tomorrow
+    ok(ops.put(path, json={"kind": "none"}))
     view = ok(ops.put(path, json={"kind": "per_call", "call_price": 3}))
-    assert view["current"] == {"kind": "none", "effective_from": None}
+    assert view["current"] == {"kind": "none", "effective_from": today()}
     assert view["upcoming"] == [{"kind": "per_call", "call_price": 3, "effective_from": tomorrow()}]
     # a second change the same day replaces tomorrow's plan; both are audited, old → new
     view = ok(ops.put(path, json={"kind": "package", "monthly_fee": 50_000, "included_calls": 1000,
                                   "overage_price": 4}))
     assert [p["kind"] for p in view["upcoming"]] == ["package"]
     rows = [r for r in ok(ops.get(f"/ops/channels/{shop.code}/audit"))["audit"] if r["action"] == "billing_plan_set"]
-    assert [r["actor"] for r in rows] == ["ops:local", "ops:local"]
-    assert '"kind": "none"' in rows[0]["old"] and '"per_call"' in rows[0]["new"]
-    assert '"per_call"' in rows[1]["old"] and '"package"' in rows[1]["new"]
+    assert [r["actor"] for r in rows] == ["ops:local", "ops:local", "ops:local"]
+    assert '"kind": "none"' in rows[1]["old"] and '"per_call"' in rows[1]["new"]
+    assert '"per_call"' in rows[2]["old"] and '"package"' in rows[2]["new"]
     # today's calls are not billed by tomorrow's plan
     ok(quota_call(shop))
     assert fee_for(shop.code, today(), tomorrow()) == 0
@@ -215,7 +219,7 @@ def test_top_ups_are_idempotent_and_audited(system, ops):
     assert_error(ops.post(path, json={"topup_id": "T-2", "amount": 0}), 422, "validation_error")
     assert_error(ops.post(path, json={"topup_id": "T 2", "amount": 10}), 422, "validation_error")
     ok(ops.post(path, json={"topup_id": "T-2", "amount": 700}), 201)
-    assert int(PrepaidAccount.get(shop.code).balance) == 5700
+    assert balance(shop) == 5700
     rows = [r for r in ok(ops.get(f"/ops/channels/{shop.code}/audit"))["audit"] if r["action"] == "prepaid_topped_up"]
     assert len(rows) == 2
 
@@ -232,8 +236,10 @@ def test_prepaid_balance_races_to_zero_and_never_below(system, ops):
     statuses = [r.status_code for r in answers]
     assert statuses.count(200) == paid_for and statuses.count(402) == calls - paid_for, sorted(set(statuses))
     assert_error(next(r for r in answers if r.status_code == 402), 402, "prepaid_exhausted")
-    account = PrepaidAccount.get(shop.code, consistent_read=True)
-    assert (int(account.balance), int(account.spent)) == (3, price * paid_for)
+    account = billing.prepaid_view(shop.code)
+    assert (account["balance"], account["spent"]) == (3, price * paid_for)
+    shards = [int(a.balance) for a in PrepaidAccount.batch_get([k for k, in billing.account_keys(shop.code)])]
+    assert len(shards) == billing.PREPAID_SHARDS and min(shards) >= 0
     counted = metering.days(shop.code, today(), today())[today()]
     assert (counted["calls"], counted["calls_refused"]) == (paid_for, calls - paid_for)
     view = ok(ops.get(f"/ops/channels/{shop.code}/billing-plan"))["prepaid"]
@@ -255,15 +261,16 @@ def test_prepaid_orders_are_charged_once_and_given_back_when_refused(system, ops
     key = uid("key-")
     assert shop.place(session, member, key).status == 201
     assert shop.place(session, member, key).status == 200  # a replay is not charged again
-    assert int(PrepaidAccount.get(shop.code).balance) == 500
+    assert balance(shop) == 500
     wrong = shop.place(session, member, body=shop.body(password="000000"))
     assert (wrong.status, wrong.code) == (401, "wrong_password")
-    assert int(PrepaidAccount.get(shop.code).balance) == 500  # refused: given back
+    assert balance(shop) == 500  # refused: given back
     assert shop.place(session, member).status == 201
     last = shop.place(session, member)
     assert (last.status, last.code) == (402, "prepaid_exhausted")
-    assert int(PrepaidAccount.get(shop.code, consistent_read=True).balance) == 0
+    assert balance(shop) == 0
     assert len(shop.orders()) == 2
+    system.streams.drain()  # paid orders are counted from the orders stream
     counted = metering.days(shop.code, today(), today())[today()]
     assert (counted["orders"], counted["gmv"], counted["cost"]) == (2, 2 * PRICE, 2 * SETTLEMENT)
     assert counted["refused_password"] == 1
@@ -276,8 +283,116 @@ def test_prepaid_order_price_comes_back_when_the_channel_refuses_the_deduct(syst
     session = requests.Session()
     refused = shop.place(session, shop.member(points=0))  # the channel's wallet refuses: the order is released
     assert (refused.status, refused.body["status"]) == (201, "failed")
-    assert int(PrepaidAccount.get(shop.code, consistent_read=True).balance) == 300
+    assert balance(shop) == 300
     assert shop.place(session, shop.member(points=PRICE)).body["status"] == "paid"
-    assert int(PrepaidAccount.get(shop.code, consistent_read=True).balance) == 0
+    assert balance(shop) == 0
+    system.streams.drain()  # paid orders are counted from the orders stream
     counted = metering.days(shop.code, today(), today())[today()]
     assert (counted["orders"], counted["refused_balance"]) == (1, 1)
+
+
+# --- prepaid order fees: charged with the order, given back with its release (issue 16, items 1 and 8) --------
+
+def test_failed_orders_and_their_replays_never_drain_the_prepaid_balance(system, ops):
+    """A member with no points at a remote channel places ten orders the channel refuses, and replays each: the
+    fee of an order is taken at most once (with the order) and given back once (with its release), so the
+    balance ends where it started, and a member who can pay still gets an order charged once."""
+    shop = make_shop(system, ops, "remote")
+    plan_from_today(shop, Plan("prepaid", order_price=100))
+    ok(ops.post(f"/ops/channels/{shop.code}/prepaid/top-ups", json={"topup_id": uid("t-"), "amount": 1000}), 201)
+    session, broke = requests.Session(), shop.member(points=0)
+    for _ in range(10):
+        key = uid("key-")
+        first = shop.place(session, broke, key)
+        assert (first.status, first.body["status"]) == (201, "failed"), first.body
+        again = shop.place(session, broke, key)
+        assert (again.status, again.body["status"]) == (200, "failed"), again.body
+    assert ok(ops.get(f"/ops/channels/{shop.code}/billing-plan"))["prepaid"]["balance"] == 1000
+    paid = shop.place(session, shop.member(points=PRICE))
+    assert (paid.status, paid.body["status"]) == (201, "paid")
+    view = ok(ops.get(f"/ops/channels/{shop.code}/billing-plan"))["prepaid"]
+    assert (view["balance"], view["spent"]) == (900, 100)
+
+
+def test_no_fee_is_kept_when_checkout_fails_with_a_server_error(system, ops):
+    """The channel's password API is down: checkout answers 502 and no order exists, so no fee is kept."""
+    shop = make_shop(system, ops, "hosted")
+    plan_from_today(shop, Plan("prepaid", order_price=100))
+    ok(ops.post(f"/ops/channels/{shop.code}/prepaid/top-ups", json={"topup_id": uid("t-"), "amount": 1000}), 201)
+    member = shop.member()
+    ok(shop.grant(member, PRICE * 2), 201)
+    shop.fake.password_status = 500
+    failed = shop.place(requests.Session(), member)
+    assert failed.status >= 500 and failed.order_id is None, failed.body
+    assert shop.orders() == []
+    assert ok(ops.get(f"/ops/channels/{shop.code}/billing-plan"))["prepaid"]["balance"] == 1000
+
+
+def test_same_key_race_with_a_wrong_password_cannot_leave_an_order_uncharged(system, ops):
+    """Two sends of one order, one with a wrong password, checked by the channel in the worst order: the wrong
+    one is answered (and refused) while the right one waits, then the right one commits. The order that exists
+    is charged once."""
+    shop = make_shop(system, ops, "hosted")
+    plan_from_today(shop, Plan("prepaid", order_price=100))
+    ok(ops.post(f"/ops/channels/{shop.code}/prepaid/top-ups", json={"topup_id": uid("t-"), "amount": 1000}), 201)
+    member = shop.member()
+    ok(shop.grant(member, PRICE * 2), 201)
+    key, answers = uid("key-"), {}
+    release_wrong, release_right = shop.fake.hold_password("000000"), shop.fake.hold_password(PASSWORD)
+
+    def send(name: str, body: dict) -> threading.Thread:
+        thread = threading.Thread(target=lambda: answers.__setitem__(
+            name, shop.place(requests.Session(), member, key, body=body)))
+        thread.start()
+        return thread
+
+    wrong = send("wrong", shop.body(password="000000"))
+    assert shop.fake.arrived("000000")
+    right = send("right", shop.body())
+    assert shop.fake.arrived(PASSWORD)
+    release_wrong.set()
+    wrong.join(60)
+    release_right.set()
+    right.join(60)
+    assert (answers["wrong"].status, answers["wrong"].code) == (401, "wrong_password")
+    assert answers["right"].status == 201
+    assert len(shop.orders()) == 1
+    view = ok(ops.get(f"/ops/channels/{shop.code}/billing-plan"))["prepaid"]
+    assert (view["balance"], view["spent"]) == (900, 100)
+
+
+def test_a_first_plan_takes_effect_at_once_and_later_changes_the_next_day(system, ops):
+    shop = make_shop(system, ops, "hosted")
+    path = f"/ops/channels/{shop.code}/billing-plan"
+    view = ok(ops.put(path, json={"kind": "prepaid", "call_price": 1, "order_price": 100}))
+    assert view["current"] == {"kind": "prepaid", "call_price": 1, "order_price": 100, "alert_below": 0,
+                               "effective_from": today()}
+    assert view["upcoming"] == []
+    # a prepaid channel without a balance is refused at once: the plan is in force today
+    assert_error(quota_call(shop), 402, "prepaid_exhausted")
+    view = ok(ops.put(path, json={"kind": "per_call", "call_price": 3}))
+    assert view["current"]["kind"] == "prepaid"
+    assert view["upcoming"] == [{"kind": "per_call", "call_price": 3, "effective_from": tomorrow()}]
+
+
+def test_prepaid_order_prices_race_to_zero_and_never_below(system, ops):
+    """200 orders at once against a balance that pays for exactly 60 (spread over the balance shards so that the
+    last orders must take from several): 60 are placed and charged, 140 are refused with 402, no shard goes
+    below zero, and every placed order carries the price it paid."""
+    shop = make_shop(system, ops, "hosted")
+    price, paid_for, attempts = 100, 60, 200
+    plan_from_today(shop, Plan("prepaid", order_price=price))
+    ok(ops.post(f"/ops/channels/{shop.code}/prepaid/top-ups",
+                json={"topup_id": uid("t-"), "amount": price * paid_for + 50}), 201)
+    members = shop.members(50)
+    grants = burst(system.base_url, [lambda s, m=m: shop.grant(m, PRICE * 4, session=s) for m in members], 16)
+    assert all(g.status_code == 201 for g in grants)
+    answers = burst(system.base_url, [lambda s, m=m: shop.place(s, m) for m in members * 4], 64)
+    assert summary(answers) == {(201, None): paid_for, (402, "prepaid_exhausted"): attempts - paid_for}
+    assert balance(shop) == 50
+    shards = [int(a.balance) for a in PrepaidAccount.batch_get([k for k, in billing.account_keys(shop.code)],
+                                                                consistent_read=True)]
+    assert min(shards) >= 0 and sum(shards) == 50
+    orders = shop.orders()
+    assert len(orders) == paid_for and all(int(o.fee) == price == sum(int(v) for v in o.fee_takes.as_dict().values())
+                                           for o in orders)

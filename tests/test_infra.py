@@ -17,7 +17,7 @@ from pynamodb.models import Model
 
 from chalicelib.core.models import (
     ALL_MODELS, Audit, Channel, Goods, Order, OutboxEvent, PartnerBreaker, PartnerStats, Quota, Stock, Upload,
-    ChannelDay, MeterMark, PrepaidAccount, PrepaidEntry,
+    ChannelDay, MeterMark, ParkedRecord, PrepaidAccount, PrepaidEntry,
 )
 from infra.check import dangling_targets, layer_problems, package, unmanaged_functions
 from infra.state_machines import FULFILMENT_FUNCTIONS, SETTLEMENT_FUNCTIONS, order_fulfilment, settlement
@@ -32,14 +32,15 @@ SIGV4 = [{"sigv4": []}]
 API, UPLOAD, RESOLVE = "app.app", "app.upload_created", "app.resolve_remote_orders"
 WEBHOOKS = "app.deliver_webhooks"
 REFUNDS = "app.resolve_refunds"
+FIGURES = "app.order_figures"  # the orders stream's consumer
 FULFIL = tuple(f"app.{name}" for name in FULFILMENT_FUNCTIONS)
 DOOR = "app.channel_door"  # the function URL door: the channel-facing routes again
 SETTLE = tuple(f"app.{name}" for name in SETTLEMENT_FUNCTIONS)
 RETRY_REFUND = "app.retry_refund"  # the refund_retry state machine's task
 START_SETTLEMENTS = "app.start_settlements"
 LEDGERS, AUDIT = "app.ledger_uploaded", "app.invariant_audit"
-HANDLERS = (API, DOOR, UPLOAD, RESOLVE, WEBHOOKS, REFUNDS, *FULFIL, *SETTLE, START_SETTLEMENTS, LEDGERS, AUDIT,
-            RETRY_REFUND)
+HANDLERS = (API, DOOR, UPLOAD, RESOLVE, WEBHOOKS, REFUNDS, FIGURES, *FULFIL, *SETTLE, START_SETTLEMENTS, LEDGERS,
+            AUDIT, RETRY_REFUND)
 # Who calls ``config.session_key()``: sessions and one-time codes are served by the two doors only.
 SESSION_KEY_HANDLERS = {API, DOOR}
 
@@ -234,7 +235,8 @@ def index_arns(resources: dict[str, Any]) -> list[dict[str, Any]]:
 def test_functions_reach_only_this_templates_tables(resources: dict[str, Any], handler: str) -> None:
     """A function left on its static fallback policy (name patterns) would fail here."""
     tables = of_type(resources, "AWS::DynamoDB::Table")
-    allowed = [{"Fn::GetAtt": [t, "Arn"]} for t in tables] + index_arns(resources)
+    allowed = [{"Fn::GetAtt": [t, "Arn"]} for t in tables] + index_arns(resources) + [
+        {"Fn::GetAtt": [t, "StreamArn"]} for t, r in tables.items() if "StreamSpecification" in r["Properties"]]
     _, table_arns = data_grants(resources, role_of(resources, handler), "dynamodb")
     assert table_arns
     assert [arn for arn in table_arns if arn not in allowed] == []
@@ -265,7 +267,7 @@ RECONCILING = [(["s3:PutObject"], LEDGER_FILES), (["s3:GetObject", "s3:PutObject
     ("app.settle_close", [(["s3:GetObject"], SETTLEMENT_OBJECTS)]), (START_SETTLEMENTS, []),
     # the processor reads and deletes uploads, and copies checked images to images/
     (UPLOAD, [(["s3:GetObject", "s3:DeleteObject"], UPLOADS), (["s3:PutObject"], IMAGES)]),
-    (RESOLVE, []), (WEBHOOKS, []), (REFUNDS, []), *((handler, []) for handler in FULFIL)])
+    (RESOLVE, []), (WEBHOOKS, []), (REFUNDS, []), (FIGURES, []), *((handler, []) for handler in FULFIL)])
 def test_functions_reach_only_upload_objects(resources: dict[str, Any], handler: str, grants: list[Any]) -> None:
     role = role_of(resources, handler)
     found = [(as_list(s["Action"]), r) for name, s in allow_statements(resources) if name == role
@@ -330,17 +332,17 @@ def test_resolver_role_is_least_privilege(resources: dict[str, Any]) -> None:
         "dynamodb:Query": arns({"Fn::Sub": f"${{{ids[Order]}.Arn}}/index/{pending}"},
                                {"Fn::Sub": f"${{{ids[Order]}.Arn}}/index/{Order.unsplit_index.Meta.index_name}"}),
         # the channel's breaker read and moved, its calls counted (``partners.reliability``)
-        # and a released order's prepaid price given back (``billing.give_back_order``)
+        # and a released order's prepaid price given back (in the release, or ``billing.give_back_legacy``)
         "dynamodb:GetItem": arns(table(Order), table(Quota), table(Stock), table(Goods), table(PartnerBreaker),
                                  table(PartnerStats), table(PrepaidEntry)),
+        # (orders it confirms are metered by the orders stream's consumer, not here)
         "dynamodb:UpdateItem": arns(table(Order), table(Quota), table(Stock), table(PartnerBreaker),
-                                    table(PartnerStats), table(ChannelDay), table(PrepaidAccount)),
+                                    table(PartnerStats), table(PrepaidAccount)),
         "dynamodb:DeleteItem": arns(table(PrepaidEntry)),
         # a release backfills the Stock items of goods from before them, as every reader does
         "dynamodb:BatchGetItem": arns(table(Goods), table(Stock)),
         "dynamodb:ConditionCheckItem": arns(table(Goods)),
-        # an order the sweep confirms is metered: its mark, then the day's counters (``metering.order_paid``)
-        "dynamodb:PutItem": arns(table(Stock), table(MeterMark)),
+        "dynamodb:PutItem": arns(table(Stock)),
         # an order the sweep confirms starts its fulfilment; a failed execution is found and restarted
         "states:StartExecution": arns({"Ref": "OrderFulfilmentStateMachine"}),
         "states:ListExecutions": arns({"Ref": "OrderFulfilmentStateMachine"}),
@@ -349,6 +351,29 @@ def test_resolver_role_is_least_privilege(resources: dict[str, Any]) -> None:
     }
     tracing = [s for n, s in allow_statements(resources) if n == role and s.get("Sid") == "Tracing"]
     assert [set(as_list(s["Action"])) for s in tracing] == [{"xray:PutTraceSegments", "xray:PutTelemetryRecords"}]
+
+
+def test_the_orders_stream_feeds_its_consumer_which_writes_only_figures(resources: dict[str, Any]) -> None:
+    """The orders table streams new and old images to ``order_figures``, which reads that stream and writes its
+    marks, the day counters, the partner-call minutes and parked records: nothing else."""
+    ids = table_ids(resources, Order, MeterMark, ChannelDay, PartnerStats, ParkedRecord)
+    assert resources[ids[Order]]["Properties"]["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    [source] = function(resources, FIGURES)["Properties"]["Events"].values()
+    assert source["Type"] == "DynamoDB" and source["Properties"]["Stream"] == {"Fn::GetAtt": [ids[Order], "StreamArn"]}
+    assert source["Properties"]["StartingPosition"] == "TRIM_HORIZON"
+    granted: dict[str, set[str]] = {}
+    for name, statement in allow_statements(resources):
+        if name == role_of(resources, FIGURES) and statement.get("Sid") not in ("OwnLogs", "Tracing"):
+            for action in as_list(statement["Action"]):
+                granted.setdefault(action, set()).update(json.dumps(r, sort_keys=True)
+                                                         for r in as_list(statement["Resource"]))
+    table = lambda model: json.dumps({"Fn::GetAtt": [ids[model], "Arn"]}, sort_keys=True)  # noqa: E731
+    stream = {json.dumps({"Fn::GetAtt": [ids[Order], "StreamArn"]}, sort_keys=True)}
+    assert granted == {
+        **{a: stream for a in ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
+                               "dynamodb:ListStreams")},
+        "dynamodb:PutItem": {table(MeterMark), table(ParkedRecord)},
+        "dynamodb:UpdateItem": {table(ChannelDay), table(PartnerStats)}}
 
 
 def test_only_sms_and_tracing_are_granted_on_any_resource(resources: dict[str, Any]) -> None:

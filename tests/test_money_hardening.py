@@ -345,10 +345,10 @@ def test_the_sweep_goes_on_past_a_failing_channel_and_covers_suspended_ones(syst
     monkeypatch.setattr(checkout, "DEDUCT_LEASE_SECONDS", 0)  # the grace period is tested in test_remote_refunds
     real = channel_api.call
 
-    def failing(channel, api, payload):
+    def failing(channel, api, payload, *args, **kwargs):
         if channel.code == broken.code:
             raise RuntimeError("the channel's response could not be parsed")
-        return real(channel, api, payload)
+        return real(channel, api, payload, *args, **kwargs)
 
     monkeypatch.setattr(channel_api, "call", failing)
     event = json.loads((EVENTS / "resolve_remote_orders.json").read_text())

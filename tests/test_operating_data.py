@@ -27,7 +27,10 @@ def days_around_now() -> tuple[str, str]:
     return (date.fromisoformat(today) - timedelta(days=1)).isoformat(), today
 
 
-def counted(ops, code: str) -> dict:
+def counted(system, ops, code: str) -> dict:
+    """The channel's totals over yesterday and today, once the orders stream has been consumed (paid orders are
+    counted from it, off the request path)."""
+    system.streams.drain()
     first, last = days_around_now()
     return ok(ops.get(f"/ops/channels/{code}/operating", params={"from": first, "to": last}))["totals"]
 
@@ -43,13 +46,13 @@ def busy(system, ops):
     return shop, burst(shop.base_url, tasks, workers=40)  # (member, attempt) each
 
 
-def test_concurrent_orders_are_counted_exactly(ops, busy):
+def test_concurrent_orders_are_counted_exactly(system, ops, busy):
     shop, attempts = busy
     outcomes = sorted((a.status, a.code) for _, a in attempts)
     assert outcomes == [(201, None)] * 30 + [(409, "insufficient_points")] * 10, outcomes
     for member, attempt in [(m, a) for m, a in attempts if a.status == 201][:5]:  # replays: counted once
         assert shop.place(requests.Session(), member, key=attempt.key).status == 200
-    totals = counted(ops, shop.code)
+    totals = counted(system, ops, shop.code)
     assert {k: totals[k] for k in ("orders", "points", "gmv", "cost", "margin", "refused_balance", "refused",
                                    "entries", "month_members", "calls")} == {
         "orders": 30, "points": 30 * PRICE, "gmv": 30 * PRICE, "cost": 30 * SETTLEMENT,
@@ -67,7 +70,7 @@ def test_refunds_and_each_refusal_reason_are_counted(system, ops, busy):
                                headers=shop.auth(member), timeout=30), 409, "parcel_already_cancelled")
     wrong = shop.place(requests.Session(), member, body=shop.body(password="000000"))
     assert (wrong.status, wrong.code) == (401, "wrong_password")
-    totals = counted(ops, shop.code)
+    totals = counted(system, ops, shop.code)
     assert (totals["refunds"], totals["refund_points"], totals["refund_amount"]) == (1, PRICE, PRICE)
     assert (totals["orders"], totals["refused_password"]) == (30, 1)
 
@@ -85,10 +88,10 @@ def test_refunds_and_each_refusal_reason_are_counted(system, ops, busy):
     ok(ending.grant(late, PRICE), 201)
     time.sleep(max(0.0, ending.ends_at - time.time()) + 0.5)
     assert ending.place(session, late).code == "period_ended"
-    assert {k: v for k, v in counted(ops, limits.code).items() if k.startswith("refused")} == {
+    assert {k: v for k, v in counted(system, ops, limits.code).items() if k.startswith("refused")} == {
         "refused_quota": 1, "refused_balance": 0, "refused_stock": 1, "refused_period": 0, "refused_password": 0,
         "refused": 2}
-    assert counted(ops, ending.code)["refused_period"] == 1
+    assert counted(system, ops, ending.code)["refused_period"] == 1
 
 
 def test_entries_count_each_member_once_a_day(system, ops):
@@ -97,14 +100,15 @@ def test_entries_count_each_member_once_a_day(system, ops):
     shop.member(first)
     shop.member(first)
     shop.member()
-    totals = counted(ops, shop.code)
+    totals = counted(system, ops, shop.code)
     assert (totals["entries"], totals["month_members"], totals["orders"]) == (2, 2, 0)
 
 
 # --- reading the figures ----------------------------------------------------------------------------------
 
-def test_json_and_csv(ops, busy):
+def test_json_and_csv(system, ops, busy):
     shop, _ = busy
+    system.streams.drain()
     first, last = days_around_now()
     path = f"/ops/channels/{shop.code}/operating"
     report = ok(ops.get(path, params={"from": first, "to": last}))
@@ -141,6 +145,7 @@ def test_reads_are_ops_only_and_bounded(system, ops, busy):
 
 def test_report_page_in_a_browser(system, ops, busy, browser):
     shop, _ = busy
+    system.streams.drain()
     quiet = make_shop(system, ops, "hosted")
     context = browser.new_context(viewport={"width": 1100, "height": 900},
                                   extra_http_headers={"Authorization": ops.session.headers["Authorization"]})

@@ -171,6 +171,7 @@ def test_a_dead_password_api_opens_its_breaker_then_orders_fail_fast_and_recover
     a = shop.place(requests.Session(), member)  # the probe
     assert a.status == 201 and a.body["status"] == "paid", a.body
     assert breaker_of(shop, "password/verify") == breaker.State()
+    system.streams.drain()  # successful calls of paid orders are booked from the orders stream
     health = ok(ops.get(f"/ops/channels/{shop.code}/partner-health"))
     verify = health["apis"]["password/verify"]
     assert verify["breaker"]["state"] == "closed" and not verify["breaker"]["refusing"]
@@ -221,6 +222,7 @@ def test_a_slow_partner_is_cut_at_the_channels_own_timeout_then_fails_fast(syste
     fast = timed(shop, member, 3)
     assert all((a.status, a.code) == (503, "partner_unavailable") for _, a in fast), fast
     assert shop.fake.hits["password/verify"] == breaker.MIN_FAILURES  # fail fast: nothing more was sent
+    system.streams.drain()  # successful calls of paid orders are booked from the orders stream
     kinds = reliability.stats(shop.code, "password/verify", int(time.time()) - 60)
     assert kinds["by_kind"] == {"timeout": breaker.MIN_FAILURES} and kinds["p95_ms"] == 1000
 
@@ -322,6 +324,7 @@ def test_a_flapping_partner_loses_nothing(system, ops, shop_of, monkeypatch):
     wait_for(lambda: checkout.sweep_remote()[shop.code], lambda r: r["awaiting_deduction"] == 0,
              timeout=20, interval=0.3)
     assert_agree(shop)
+    system.streams.drain()  # successful calls of paid orders are booked from the orders stream
     day = reliability.stats(shop.code, None, int(time.time()) - 86400)
     assert day["errors"] > 0 and day["refused"] > 0, day
 
@@ -357,6 +360,7 @@ def test_a_refused_connection_is_tried_again_even_for_a_password(system, ops, sh
     with pytest.raises(channel_api.PartnerError) as failed:
         channel_api.call(channels.get(shop.code), "password/verify", {"member_id": "m", "password": "x"})
     assert failed.value.code == "channel_api_unavailable" and time.perf_counter() - started < 3
+    system.streams.drain()  # successful calls of paid orders are booked from the orders stream
     figures = reliability.stats(shop.code, "password/verify", int(time.time()) - 60)
     assert (figures["calls"], figures["errors"], figures["attempts"]) == (1, 1, channel_api.ATTEMPTS)
     assert figures["by_kind"] == {"connect_error": channel_api.ATTEMPTS}
@@ -381,6 +385,7 @@ def test_partner_health_is_for_ops_only(system, ops, anon):
     code = ok(ops.post("/ops/channels", json=channel_body()), 201)["channel"]["code"]
     assert anon.get(f"/ops/channels/{code}/partner-health").status_code in (401, 403)
     assert_error(ops.get(f"/ops/channels/{uid('nx-')}/partner-health"), 404, "channel_not_found")
+    system.streams.drain()  # successful calls of paid orders are booked from the orders stream
     fresh = ok(ops.get(f"/ops/channels/{code}/partner-health"))
     assert fresh["apis"] == {} and fresh["last_day"]["calls"] == 0 and fresh["last_hour"]["p95_ms"] is None
 

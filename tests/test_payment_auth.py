@@ -42,6 +42,25 @@ def test_wrong_password_then_lock_even_with_the_right_one(system, ops):
     assert shop.quota()["spent"] == 1200
 
 
+def test_a_right_answer_alone_in_its_window_is_written_nowhere_but_keeps_its_slot(system, ops):
+    """The order's transaction clears the window only when it holds other attempts; a right password that was
+    the window's only attempt is left in it (nothing more written for the order), so the window then has one
+    slot less for wrong guesses: stricter, never looser."""
+    shop = make_shop(system, ops, "hosted")
+    member = hosted_member(shop)
+    s = ops.session
+    assert shop.place(s, member).status == 201
+    guard = PaymentGuard.get(shop.member_ids[member], consistent_read=True)
+    assert len(guard.tried) == 1 and not int(guard.failures or 0)
+    assert shop.place(s, member).status == 201  # the same password again takes no new slot
+    for i in range(MAX_FAILURES - 1):
+        a = shop.place(s, member, body=shop.body(password=f"wrong-{i}"))
+        assert (a.status, a.code) == (401, "wrong_password"), a.body
+    locked = shop.place(s, member)
+    assert (locked.status, locked.code) == (429, "payment_locked"), locked.body
+    assert shop.wallet(member)["spent"] == 2 * 1200
+
+
 def test_lock_engages_under_a_concurrent_guessing_burst(system, ops):
     """50 wrong guesses at once get exactly the five tries a patient guesser gets; then the member is locked,
     the right password included. (Before attempts were reserved, every guess in flight reached the channel.)"""

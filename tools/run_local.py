@@ -36,6 +36,7 @@ def main() -> None:
     # The app from two worker processes, as Lambda serves a burst from many instances (tools/app_server.py).
     system = LocalSystem(port=_port(), door_port=_port("DOOR_PORT", 8001), processes=2).start()
     system.start_scheduler()  # webhooks delivered each minute, remote orders and refunds swept every 5
+    system.start_streams()  # paid orders counted from the orders stream, as its consumer Lambda does
     from tools.seed import demo
 
     shown = demo(system.base_url, system.ops_token, _port("REFERENCE_PORT", 8100))

@@ -141,6 +141,106 @@ class LocalScheduler:
             return {"error": repr(exc)}
 
 
+class LocalStreams:
+    """What Lambda's event source mappings do in AWS for the app's ``@app.on_dynamodb_record`` handlers: read the
+    table's stream (every shard, from its trim horizon) and call the handler with each batch in the event Lambda
+    sends, from one background thread every ``every`` seconds once started (``make run``; as the scheduler, tests
+    leave it off, so no burst shares its process with it). A handler that raises gets the same batch again next
+    time (Lambda retries a batch until it succeeds); ``drain`` runs the handlers until the streams have nothing
+    more, synchronously, for tests that read what a handler derives. The table is the one the handler's
+    stream ARN names (the app names the local table; the deployment template puts in the real stream)."""
+
+    def __init__(self, app: Chalice) -> None:
+        import boto3
+        from botocore.config import Config as BotoConfig
+        from chalice.app import DynamoDBEventConfig
+
+        from chalicelib.core import config
+
+        self.sources = [s for s in app.event_sources if isinstance(s, DynamoDBEventConfig)]
+        self.handlers = {s.name: app.handler_map[s.name] for s in self.sources}
+        # Dynoxide's shard ids are shorter than botocore's model allows: no client-side validation.
+        kwargs = {"endpoint_url": config.DYNAMODB_ENDPOINT, "region_name": config.REGION}
+        self._streams = boto3.client("dynamodbstreams", config=BotoConfig(parameter_validation=False), **kwargs)
+        self._tables = boto3.client("dynamodb", **kwargs)
+        self._iterators: dict[tuple[str, str], str | None] = {}  # (handler, shard) → next iterator (None: closed)
+        self.delivered: list[dict[str, Any]] = []  # every event a handler took, in order
+        self.failures: list[dict[str, Any]] = []  # handlers that raised: {"handler", "error"}
+        self._every = 0.5
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="local-streams")
+
+    def start(self, every: float = 0.5) -> "LocalStreams":
+        self._every = every
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._stop.set()
+            self._thread.join(timeout=60)
+
+    def drain(self, passes: int = 1000) -> int:
+        """Deliver everything the streams hold now (and what handling it writes to them); records delivered."""
+        total = 0
+        for _ in range(passes):
+            delivered = self._pass()
+            total += delivered
+            if not delivered:
+                return total
+        raise RuntimeError("the streams did not drain")
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                self._pass()
+            except Exception as exc:  # noqa: BLE001 - the engine stopping under us, at shutdown
+                self.failures.append({"handler": None, "error": repr(exc)})
+
+    def _pass(self) -> int:
+        delivered = 0
+        with self._lock:
+            for source in self.sources:
+                table = source.stream_arn.split(":table/", 1)[1].split("/stream", 1)[0]
+                arn = self._tables.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+                for shard in self._streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+                    delivered += self._shard(source, arn, shard["ShardId"])
+        return delivered
+
+    def _shard(self, source: Any, arn: str, shard_id: str) -> int:
+        key = (source.name, shard_id)
+        if key not in self._iterators:
+            self._iterators[key] = self._streams.get_shard_iterator(
+                StreamArn=arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        iterator = self._iterators[key]
+        if iterator is None:
+            return 0
+        answer = self._streams.get_records(ShardIterator=iterator, Limit=source.batch_size)
+        records = answer.get("Records", [])
+        if records:
+            event = {"Records": [lambda_record(r, arn) for r in records]}
+            from chalice.local import LambdaContext
+
+            try:
+                self.handlers[source.name](event, LambdaContext(source.name, 256))
+            except Exception as exc:  # noqa: BLE001 - a failed batch: Lambda retries it, so the iterator stays
+                self.failures.append({"handler": source.name, "error": repr(exc)})
+                return 0
+            self.delivered.append(event)
+        self._iterators[key] = answer.get("NextShardIterator")
+        return len(records)
+
+
+def lambda_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
+    """A GetRecords record as Lambda delivers it: the creation time in epoch seconds, and the stream's ARN."""
+    body = dict(record["dynamodb"])
+    created = body.get("ApproximateCreationDateTime")
+    if isinstance(created, datetime):
+        body["ApproximateCreationDateTime"] = created.timestamp()
+    return {**{k: v for k, v in record.items() if k != "dynamodb"}, "dynamodb": body, "eventSourceARN": stream_arn}
+
+
 class LocalSystem:
     """Dynoxide + moto (S3 with EventBridge delivery) + ``chalice local`` and the function URL door on free ports.
 
@@ -164,6 +264,7 @@ class LocalSystem:
         self._server = None
         self.app = None
         self.scheduler: LocalScheduler | None = None
+        self.streams: LocalStreams | None = None
         self.deliveries: list[dict] = []
         outbox_dir = ROOT / ".local"
         outbox_dir.mkdir(exist_ok=True)
@@ -201,6 +302,7 @@ class LocalSystem:
         from tools.door import LocalDoor
 
         self._door = LocalDoor(app_module.channel_door, self.door_port).start()
+        self.streams = LocalStreams(app_module.app)  # drained on demand; ``start_streams`` polls as AWS does
         return self
 
     def start_workers(self, port: int | None = None, processes: int = 2, threads: int = 32) -> str:
@@ -215,6 +317,12 @@ class LocalSystem:
         """Run the app's scheduled sweeps (webhooks each minute, remote orders and refunds every 5) as AWS would."""
         self.scheduler = LocalScheduler(self.app.app, scale).start()
         return self.scheduler
+
+    def start_streams(self, every: float = 0.5) -> LocalStreams:
+        """Run the app's stream consumers (the orders stream's figures) in the background, as Lambda's event
+        source mappings do in AWS; without it, ``streams.drain()`` runs them when a test asks."""
+        self.streams.start(every)
+        return self.streams
 
     def find_lambda(self, name: str) -> Callable | None:
         """The app's handler a deployed Lambda name stands for (``channel-mall-local-<function>``), if any."""
@@ -244,6 +352,8 @@ class LocalSystem:
     def stop(self) -> None:
         if self.scheduler:
             self.scheduler.stop()
+        if self.streams:
+            self.streams.stop()
         if self._server:
             self._server.shutdown()
         for workers in self._workers:

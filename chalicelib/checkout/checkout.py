@@ -42,6 +42,7 @@ from chalicelib.core.models import (
     PartnerBreaker,
     PaymentGuard,
     PoolItem,
+    PrepaidAccount,
     Quota,
     Refused,
     Stock,
@@ -126,11 +127,12 @@ class Reads:
     guard: PaymentGuard | None  # where a one-time code confirms the payment (blank if the member has none)
     # The breakers of the channel APIs this order will call (password check, remote deduct), where stored.
     breakers: dict[str, PartnerBreaker]
+    prepaid: dict[int, int]  # a prepaid channel's balance by shard, when it charges orders a price (else empty)
 
 
-def _read(channel: Channel, member_id: str, order_id: str, lines: Sequence[LineRequest]) -> Reads:
+def _read(channel: Channel, member_id: str, order_id: str, lines: Sequence[LineRequest], fee: bool) -> Reads:
     """The order (a replay?), member, wallet, sub-pool items, goods, their lines' ``Stock`` items, the
-    period's quota shards and (OTP) the payment guard in one round trip; goods from before ``Stock``
+    period's quota shards, (OTP) the payment guard and (``fee``) the prepaid balance shards in one round trip; goods from before ``Stock``
     items get theirs here (backfill on read), channels from before the shard count a Query for the shards.
 
     Sub-pool items are read strongly consistent and after the channel (the route's read): with the
@@ -143,8 +145,9 @@ def _read(channel: Channel, member_id: str, order_id: str, lines: Sequence[LineR
                         PoolItem: [(channel.code, g) for g in ids], Goods: [(g,) for g in ids],
                         Stock: stock_keys, Quota: [(channel.code, k) for k in shard_keys],
                         PaymentGuard: [(member_id,)] if channel.payment_auth == "otp" else [],
-                        PartnerBreaker: [(channel.code, api) for api in _partner_apis(channel)]},
-                       consistent=(Order, Wallet, PoolItem, Quota, PaymentGuard))
+                        PartnerBreaker: [(channel.code, api) for api in _partner_apis(channel)],
+                        PrepaidAccount: billing.account_keys(channel.code) if fee else []},
+                       consistent=(Order, Wallet, PoolItem, Quota, PaymentGuard, PrepaidAccount))
     goods = {g.goods_id: g for g in found[Goods]}
     have = {(s.goods_id, s.sku_id) for s in found[Stock]}
     missing = {gid for gid, sku in stock_keys if (gid, sku) not in have and gid in goods
@@ -157,7 +160,8 @@ def _read(channel: Channel, member_id: str, order_id: str, lines: Sequence[LineR
         else None
     return Reads(first(found[Order]), first(found[Member]), first(found[Wallet]),
                  {i.goods_id: i for i in found[PoolItem]}, goods, quota, guard,
-                 {b.api: b for b in found[PartnerBreaker]})
+                 {b.api: b for b in found[PartnerBreaker]},
+                 billing.balances(channel.code, found[PrepaidAccount]) if fee else {})
 
 
 def _partner_apis(channel: Channel) -> list[str]:
@@ -273,36 +277,42 @@ def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineReques
     """Place (or replay) an order in an active channel the caller has just read (the route's own check).
 
     ``address`` (validated ``schemas.Address``) is stored with the order. Returns the order and whether this
-    call created it."""
+    call created it. On a prepaid plan with an order price, the price is taken in the order's own transaction:
+    once per order id, never for an order that does not exist; a replay takes nothing (402
+    ``prepaid_exhausted`` before anything else when the balance cannot pay)."""
     if not 8 <= len(key) <= 64:
         raise Unprocessable("validation_error", "Idempotency-Key must be 8 to 64 characters", "Idempotency-Key")
     order_id = order_id_for(channel.code, member_id, key)
     request_hash = _request_hash(lines)
-    reads = _read(channel, member_id, order_id, lines)
+    fee = billing.order_plan(channel)
+    reads = _read(channel, member_id, order_id, lines, fee is not None)
     if reads.order is not None:
         return _finish(_matching(reads.order, request_hash), channel, replay=True), False
     _validate(channel, lines)
     member = reads.member
     if member is None or member.channel_code != channel.code:
         raise NotFound("member_not_found", "no such member")
+    if fee is not None and sum(reads.prepaid.values()) < fee.order_price:
+        raise billing.exhausted(channel.code)
     breakers = {api: reliability.state_of(reads.breakers.get(api)) for api in _partner_apis(channel)}
     for api, state in breakers.items():  # one the order needs keeps failing: refuse before anything is written
         channel_api.refuse_if_open(channel, api, state)
-    proof = payment_auth.confirm(channel, member, password, otp, now, reads.guard,
-                                 breakers.get(payment_auth.PASSWORD_API))
-    try:
-        return _commit(channel, member, order_id, request_hash, lines, reads, proof, now, address)
-    finally:
-        proof.settle()  # after the commit (or refusal): a right answer gives its attempt slot back
+    with Calls(channel.code) as calls:  # the password check's figures: on the order, if one is written
+        proof = payment_auth.confirm(channel, member, password, otp, now, reads.guard,
+                                     breakers.get(payment_auth.PASSWORD_API), calls.figures)
+        try:
+            return _commit(channel, member, order_id, request_hash, lines, reads, proof, now, address, fee, calls)
+        finally:
+            proof.settle()  # refused, or a replay: a right answer gives its attempt slot back (else the commit did)
 
 
 def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, lines: Sequence[LineRequest],
-            reads: Reads, proof: payment_auth.Proof, now: float | None, address: dict | None = None
-            ) -> tuple[Order, bool]:
+            reads: Reads, proof: payment_auth.Proof, now: float | None, address: dict | None,
+            fee: billing.Plan | None, calls: Calls) -> tuple[Order, bool]:
     """Price and commit the order, reading again after each lost race (the first attempt uses ``reads``)."""
     for attempt in range(COMMIT_ATTEMPTS):
         if attempt:
-            reads = _read(channel, member.member_id, order_id, lines)
+            reads = _read(channel, member.member_id, order_id, lines, fee is not None)
         now_ = time.time() if now is None else now
         quota = reads.quota or quotas.current(channel)
         version = quotas.pricing_version(channel)
@@ -325,6 +335,8 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
         order = _order(order_id, channel, member, quota.period_id, priced, request_hash)
         order.created_at = order.updated_at = _iso(now_)
         order.address = address
+        if calls.figures:
+            order.partner_calls = json.dumps(calls.figures, separators=(",", ":"))
         points = int(order.points)
         takes = quotas.take(quota.by_shard("remaining"), points)
         if takes is None:
@@ -334,6 +346,11 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
             count("CheckoutRefused")
             raise Conflict("quota_exhausted", "the channel's redemption quota is used up")
         order.quota_takes = {str(shard): used for shard, used in takes.items()}
+        fee_takes = billing.take(reads.prepaid, fee.order_price) if fee is not None else None
+        if fee is not None:
+            if fee_takes is None:
+                raise billing.exhausted(channel.code)
+            order.fee, order.fee_takes = fee.order_price, {str(shard): n for shard, n in fee_takes.items()}
         tx = LabelledTransaction(_request_token(order_id, attempt))
         tx.put("order", order, condition=Order.order_id.does_not_exist())
         for shard, used in takes.items():  # the period and pricing conditions ride on every shard debited
@@ -347,6 +364,8 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
         else:
             _count_redemption(tx, channel, member, quota.period_id, points)
         _stock_updates(tx, priced, found, -1, guard_prices=True, sandbox=not order.holds_stock)
+        if fee_takes:
+            billing.debit(tx, channel.code, fee_takes)
         proof.bind(tx)
         try:
             tx.commit()
@@ -355,11 +374,12 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
                 replay = _existing(order_id, request_hash, wait=True)
                 if replay is not None:
                     return _finish(replay, channel, replay=True), False
-            rest = [l for l in refused.labels if not l.startswith("quota:")]
+            rest = [l for l in refused.labels if not l.startswith(("quota:", "prepaid:"))]
             if len(rest) < len(refused.labels) or rest == ["wallet"]:
-                # Another order took the chosen quota shard or spent from the same lots, or ops re-priced (the
-                # shard's pricing version moved): read again. The reads decide a real refusal (quota total
-                # short, period over, points short); a new pricing version is seen there and re-read.
+                # Another order took the chosen quota or balance shard or spent from the same lots, or ops
+                # re-priced (the shard's pricing version moved): read again. The reads decide a real refusal
+                # (quota total short, period over, points short, balance short); a new pricing version is seen
+                # there and re-read.
                 backoff(attempt)
                 continue
             count("CheckoutRefused")
@@ -367,7 +387,11 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
         except Contended:
             backoff(attempt)
             continue
+        calls.attached()
+        proof.committed()
         count("OrdersPlaced")
+        if fee is not None:
+            billing.alert(channel.code, fee, sum(reads.prepaid.values()) - fee.order_price, fee.order_price)
         return _finish(order, channel, member, deduct_breaker=reliability.state_of(reads.breakers.get(DEDUCT))), True
     raise Busy("busy", "too many orders at once; retry with the same Idempotency-Key")
 
@@ -470,60 +494,94 @@ def _matching(order: Order, request_hash: str) -> Order:
 def settle_remote(order: Order, channel: Channel, member: Member, breaker_state: breaker.State | None = None
                   ) -> Order:
     """Ask the channel to deduct (idempotent by our order id); resolve any doubt with its query API.
-    ``breaker_state``: the deduct API's breaker as the checkout read it before its commit, to spare a read."""
-    payload = {"order_id": order.order_id, "member_id": member.external_id, "points": int(order.points)}
-    try:
-        answer = channel_api.call(channel, DEDUCT, payload, breaker_state)
-    except channel_api.PartnerError as error:
-        logger.warning("deduct unresolved, querying", extra={"order_id": order.order_id, "code": error.code})
-        return resolve(order, channel)
-    if answer.get("result") == "deducted":
-        return _confirm(order)
-    if answer["_status"] < 500 and answer.get("result") in ("insufficient", "rejected", "frozen", "cancelled"):
-        return _cancel(order, channel, f"channel refused: {answer.get('result')}")
-    return resolve(order, channel)
+    ``breaker_state``: the deduct API's breaker as the checkout read it before its commit, to spare a read.
+    The calls' figures ride on the order's next write (``Calls``)."""
+    with Calls(order.channel_code) as calls:
+        payload = {"order_id": order.order_id, "member_id": member.external_id, "points": int(order.points)}
+        try:
+            answer = channel_api.call(channel, DEDUCT, payload, breaker_state, calls.figures)
+        except channel_api.PartnerError as error:
+            logger.warning("deduct unresolved, querying", extra={"order_id": order.order_id, "code": error.code})
+            return resolve(order, channel, calls)
+        if answer.get("result") == "deducted":
+            return _confirm(order, calls)
+        if answer["_status"] < 500 and answer.get("result") in ("insufficient", "rejected", "frozen", "cancelled"):
+            return _cancel(order, channel, f"channel refused: {answer.get('result')}", calls)
+        return resolve(order, channel, calls)
 
 
-def resolve(order: Order, channel: Channel) -> Order:
+class Calls:
+    """The figures of the channel calls one request makes about an order (``Permit.finish(deferred)``), written
+    with the order's next write (``Order.partner_calls``, booked by the orders stream); ``attached`` once that
+    write committed. Whatever no write carried is booked directly on leaving the ``with`` block."""
+
+    def __init__(self, channel_code: str) -> None:
+        self.channel_code = channel_code
+        self.figures: list[dict] = []
+
+    def __enter__(self) -> "Calls":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.figures:
+            reliability.book(self.channel_code, self.figures)
+
+    def actions(self) -> list:
+        """The order update that carries the figures (none: leave the order's earlier ones as they are)."""
+        return [Order.partner_calls.set(json.dumps(self.figures, separators=(",", ":")))] if self.figures else []
+
+    def attached(self) -> None:
+        self.figures = []
+
+
+def resolve(order: Order, channel: Channel, calls: Calls | None = None) -> Order:
     """The channel's query API decides: deducted → paid, not deducted → cancelled and released, no answer →
     keep waiting."""
-    try:
-        answer = channel_api.call(channel, "points/query", {"order_id": order.order_id})
-    except channel_api.PartnerError:
-        return _still_waiting(order)
-    status = answer.get("status")
-    if status == "deducted":
-        return _confirm(order)
-    if status in ("not_found", "failed"):
-        return _cancel(order, channel, "channel has no deduction for this order")
-    return _still_waiting(order)
+    with (calls or Calls(order.channel_code)) as calls:
+        try:
+            answer = channel_api.call(channel, "points/query", {"order_id": order.order_id},
+                                      deferred=calls.figures)
+        except channel_api.PartnerError:
+            return _still_waiting(order, calls)
+        status = answer.get("status")
+        if status == "deducted":
+            return _confirm(order, calls)
+        if status in ("not_found", "failed"):
+            return _cancel(order, channel, "channel has no deduction for this order", calls)
+        return _still_waiting(order, calls)
 
 
-def _cancel(order: Order, channel: Channel, reason: str) -> Order:
+def _cancel(order: Order, channel: Channel, reason: str, calls: Calls) -> Order:
     """Release an order only once the channel acknowledged its cancel (contract: it then refuses any later
     deduct for the order and refunds one already applied). Without it, a deduct still in flight — a resend,
     a member's replay — could take points for an order we had released. No acknowledgement: keep waiting."""
     try:
-        answer = channel_api.call(channel, "points/cancel", {"order_id": order.order_id})
+        answer = channel_api.call(channel, "points/cancel", {"order_id": order.order_id}, deferred=calls.figures)
     except channel_api.PartnerError:
-        return _still_waiting(order)
+        return _still_waiting(order, calls)
     if answer["_status"] >= 300 or answer.get("result") != "cancelled":
         logger.warning("cancel not acknowledged", extra={"order_id": order.order_id, "status": answer["_status"]})
-        return _still_waiting(order)
-    return _release(order, reason)
+        return _still_waiting(order, calls)
+    return _release(order, reason, calls)
 
 
-def _still_waiting(order: Order) -> Order:
-    write_retrying(lambda: order.update([Order.resolve_attempts.add(1), Order.updated_at.set(now_iso())]))
+def _still_waiting(order: Order, calls: Calls) -> Order:
+    write_retrying(lambda: order.update([Order.resolve_attempts.add(1), Order.updated_at.set(now_iso()),
+                                         *calls.actions()]))
+    calls.attached()
     count("RemoteUnresolved")
     return order
 
 
+def _shares(raw) -> dict[int, int]:
+    """Shard → amount, from an order's map (as built, a dict; as read, a ``MapAttribute``)."""
+    takes = raw.as_dict() if hasattr(raw, "as_dict") else dict(raw or {})
+    return {int(shard): int(used) for shard, used in takes.items()}
+
+
 def quota_takes(order: Order) -> dict[int, int]:
     """The quota shards this order debited and how much from each (orders from before shards: shard 0, all)."""
-    raw = order.quota_takes
-    takes = raw.as_dict() if hasattr(raw, "as_dict") else dict(raw or {})
-    return {int(shard): int(used) for shard, used in takes.items()} if takes else {0: int(order.points)}
+    return _shares(order.quota_takes) or {0: int(order.points)}
 
 
 def _move_quota(tx: LabelledTransaction, order: Order, to: str) -> None:
@@ -534,27 +592,33 @@ def _move_quota(tx: LabelledTransaction, order: Order, to: str) -> None:
                   [Quota.reserved.add(-used), target.add(used)])
 
 
-def _confirm(order: Order) -> Order:
+def _confirm(order: Order, calls: Calls) -> Order:
+    at = now_iso()
+
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
         tx.update("order", order, [Order.status.set(PAID), Order.pending_channel.remove(),
-                                   Order.unsplit.set(order.channel_code), Order.updated_at.set(now_iso())],
+                                   Order.unsplit.set(order.channel_code), Order.updated_at.set(at),
+                                   *calls.actions()],
                   condition=Order.status == AWAITING)
         _move_quota(tx, order, "spent")
         return tx
 
-    return _settle(order, build)
+    return _settle(order, build, calls, {"status": PAID, "pending_channel": None, "unsplit": order.channel_code,
+                                         "updated_at": at})
 
 
-def _release(order: Order, reason: str) -> Order:
+def _release(order: Order, reason: str, calls: Calls) -> Order:
     """Give back quota and stock; points were never taken by the channel."""
     lines = [PricedLine(l["goods_id"], l["sku_id"], int(l["qty"]), 0, 0, 0, "", "", "") for l in lines_of(order)]
     goods_mod.stock_items(Goods.batch_get(sorted({l.goods_id for l in lines})))  # orders from before Stock items
+    at = now_iso()
 
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
         tx.update("order", order, [Order.status.set(FAILED), Order.failure.set(reason),
-                                   Order.pending_channel.remove(), Order.updated_at.set(now_iso())],
+                                   Order.pending_channel.remove(), Order.updated_at.set(at),
+                                   *calls.actions()],
                   condition=Order.status == AWAITING)
         _move_quota(tx, order, "remaining")
         if order.cap_counted:  # the member's cap room comes back: exactly what this order took of it
@@ -562,21 +626,30 @@ def _release(order: Order, reason: str) -> Order:
                       [MemberRedemption.redeemed.add(-int(order.cap_counted))])
         if order.holds_stock is not False:  # only what the order took comes back
             _stock_updates(tx, lines, {}, +1, guard_prices=False)
+        if order.fee_takes:  # a prepaid channel's order price comes back with the release: once, as it is
+            billing.credit(tx, order.channel_code, _shares(order.fee_takes))
         return tx
 
-    order = _settle(order, build)
-    if order.status == FAILED:  # a prepaid channel's order price comes back (once, whoever released it)
-        billing.give_back_order(order.channel_code, order.order_id)
+    fee_carried = order.fee is not None
+    order = _settle(order, build, calls, {"status": FAILED, "failure": reason, "pending_channel": None,
+                                          "updated_at": at})
+    if order.status == FAILED and not fee_carried:
+        billing.give_back_legacy(order.channel_code, order.order_id)  # an order charged before it carried its fee
     return order
 
 
-def _settle(order: Order, build) -> Order:
-    """Move an awaiting order on, once: if it already left "awaiting", someone else settled it."""
+def _settle(order: Order, build, calls: Calls, changes: dict) -> Order:
+    """Move an awaiting order on, once, and answer it as it now is: with ``changes`` (what the committed write
+    set) when this call moved it, else read again — it already left "awaiting": someone else settled it (and
+    this request's call figures are booked apart)."""
     try:
         commit_retrying(build, COMMIT_ATTEMPTS)
     except Refused:
-        pass
-    order.refresh(consistent_read=True)
+        order.refresh(consistent_read=True)
+        return order
+    calls.attached()
+    for name, value in changes.items():
+        setattr(order, name, value)
     return order
 
 

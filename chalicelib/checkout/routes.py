@@ -12,7 +12,7 @@ from chalicelib.core.web import schemas  # loads on first use (pydantic is ~85 m
 from chalicelib.members import members
 from chalicelib.members.callers import member_channel, partner_channel
 from chalicelib.orders import orders
-from chalicelib.partners import billing, metering
+from chalicelib.partners import metering
 
 routes = Routes(__name__)
 route = routes.json
@@ -89,10 +89,9 @@ def member_checkout(code: str) -> Response:
     key = req().headers.get("idempotency-key") or ""
     lines = [checkout.LineRequest(l.goods_id, l.sku_id, l.qty) for l in data.lines]
     address = data.address.model_dump() if data.address is not None else None
-    order_id = checkout.order_id_for(channel.code, session.member_id, key)
     with metering.refusals(channel.code):  # refusals by reason, in the channel's operating data
-        order, created = billing.charged_checkout(channel, order_id, lambda: checkout.place(
-            channel, session.member_id, key, lines, data.password, data.otp, address=address))
+        order, created = checkout.place(channel, session.member_id, key, lines, data.password, data.otp,
+                                        address=address)
     if created and order.status == checkout.FAILED:  # the channel's wallet refused the deduction
         metering.refused(channel.code, "insufficient_points")
     if data.cart_version is not None:

@@ -444,9 +444,12 @@ class OrderUnsplitIndex(GlobalSecondaryIndex):
 
 
 class Order(Model):
-    """A member's order: lines at the channel price with their settlement price and supplier."""
+    """A member's order: lines at the channel price with their settlement price and supplier.
 
-    Meta = _meta("orders")
+    Its table's stream (new and old images) feeds ``partners.order_figures``: metering and partner-call figures
+    derived after the fact, so the checkout writes nothing but its one transaction."""
+
+    Meta = type("Meta", (_meta("orders"),), {"stream_view_type": "NEW_AND_OLD_IMAGES"})
     order_id = UnicodeAttribute(hash_key=True)
     channel_code = UnicodeAttribute()
     member_id = UnicodeAttribute()
@@ -484,6 +487,14 @@ class Order(Model):
     # The channel's points per yuan its points were priced at (checkout), copied to the parcels at the split:
     # settlement turns the points into money at this rate. Orders from before it: the channel's rate at the split.
     points_per_yuan = NumberAttribute(null=True)
+    # A prepaid channel's order price, taken from its balance in this order's checkout transaction
+    # (``billing.debit``), and from which balance shards (shard number as a string → fen): what a release gives back.
+    fee = NumberAttribute(null=True)
+    fee_takes = MapAttribute(null=True)
+    # The channel calls (password check, deduct, query, cancel) that the request writing this order made and that
+    # succeeded, as JSON (``reliability.Permit.figure``), each write its own: the orders stream books them into
+    # the partner-call figures (``partners.order_figures``), so the request path writes no stats item.
+    partner_calls = UnicodeAttribute(null=True)
 
 
 class PaymentGuard(Model):
@@ -753,6 +764,18 @@ class MeterMark(Model):
     expires_at = TTLAttribute()
 
 
+class ParkedRecord(Model):
+    """A stream record a consumer could not read (``partners.order_figures``), kept for ops instead of being
+    retried forever (alarmed: ``StreamRecordParked``); expires after two weeks."""
+
+    Meta = _meta("parked-records")
+    record_id = UnicodeAttribute(hash_key=True)  # "{source}#{eventID}", e.g. "orders#..."
+    record = UnicodeAttribute()  # the record as delivered, JSON
+    error = UnicodeAttribute()
+    parked_at = UnicodeAttribute(default=now_iso)
+    expires_at = TTLAttribute()
+
+
 class BillingPlan(Model):
     """A channel's billing plan from one business day on (``partners.billing``); the plan of a day is the one
     with the latest ``effective_from`` not after it. Amounts in fen."""
@@ -773,11 +796,12 @@ class BillingPlan(Model):
 
 
 class PrepaidAccount(Model):
-    """A prepaid channel's balance in fen: top-ups add, each metered call or order takes its price with
-    ``balance >= price`` (``billing``), so it never goes below zero. ``balance = topped_up - spent``."""
+    """One shard of a prepaid channel's balance in fen (``billing.PREPAID_SHARDS`` items; the balance is their
+    sum): top-ups add, each metered call or order takes its price with ``balance >= take`` on the shards it takes
+    from (``billing``), so none goes below zero. Per shard, ``balance = topped_up - spent``."""
 
     Meta = _meta("prepaid-accounts")
-    channel_code = UnicodeAttribute(hash_key=True)
+    channel_code = UnicodeAttribute(hash_key=True)  # shard 0: the channel code; shard i: "{code}#{i}"
     balance = NumberAttribute(default=0)
     topped_up = NumberAttribute(default=0)
     spent = NumberAttribute(default=0)
@@ -785,8 +809,9 @@ class PrepaidAccount(Model):
 
 
 class PrepaidEntry(Model):
-    """A movement of a prepaid balance that must happen once: a top-up (``topup#{id}``, ops' id) or an order's
-    debit (``order#{order_id}``), written in the same transaction as the balance change."""
+    """A movement of a prepaid balance that must happen once: a top-up (``topup#{id}``, ops' id), written in the
+    same transaction as the balance change; ``order#{order_id}``: an order's debit from before orders carried
+    their own (``Order.fee``), given back once by ``billing.give_back_legacy``."""
 
     Meta = _meta("prepaid-entries")
     channel_code = UnicodeAttribute(hash_key=True)
@@ -944,7 +969,7 @@ class SandboxCall(Model):
 ALL_MODELS: tuple[type[Model], ...] = (
     Supplier, SupplierKey, Goods, Stock, Audit, Channel, PoolItem, Upload, Nonce, MemberLink, Member, Topic,
     Quota, Wallet, Grant, MemberRedemption, Order, PaymentGuard, RateCounter, OutboxEvent, Cart,
-    Parcel, Refund, PartnerBreaker, PartnerStats, ChannelDay, MeterMark, BillingPlan, PrepaidAccount, PrepaidEntry,
+    Parcel, Refund, PartnerBreaker, PartnerStats, ChannelDay, MeterMark, ParkedRecord, BillingPlan, PrepaidAccount, PrepaidEntry,
     BookEntry, SettledDay, SettlementPeriod, Statement,
     LedgerUpload, Reconciliation, AuditRun, SandboxCall,
 )

@@ -158,25 +158,40 @@ def send_otp(channel: Channel, member: Member, now: float | None = None) -> dict
     return {"sent_to": f"***{member.mobile[-4:]}", "expires_in": OTP_SECONDS}
 
 
-@dataclass(frozen=True)
+@dataclass
 class Proof:
     """A verified confirmation; an OTP proof is spent by the transaction it is bound to.
 
-    A right answer still holds its attempt slot until ``settle``: the caller settles once its
-    transaction committed or was refused (in a ``finally``), so clearing the slot is not one more
-    round trip before the transaction, and a right answer never ends up counted as a wrong one."""
+    A right answer still holds its attempt slot until the spend is decided. When the window holds other
+    attempts too (``taken`` > 1: a wrong one, or one in flight), the transaction it is bound to clears the window
+    (``bind``: one more item of that transaction, not one more round trip); when no transaction of it commits (the
+    order was refused, or a replay answered), ``settle`` clears it instead. So a right answer never ends up
+    counted as a wrong one. When the window holds only this right answer's own fingerprint, nothing is written:
+    the same password joins the window again without taking a slot, and until the window ends (at most
+    ``WINDOW_SECONDS``) it holds one of its slots, so a member who just paid has ``MAX_FAILURES`` - 1 wrong tries
+    left in it — stricter, never looser. A one-time code's guard is in the transaction anyway: it is cleared."""
 
     member_id: str
     guard: PaymentGuard | None = None
     otp_hash: str | None = None
+    taken: int = 1  # the window's slots taken when this answer reserved its own
+    cleared: bool = False
 
     def bind(self, tx: LabelledTransaction) -> None:
+        clear = [PaymentGuard.tried.remove(), PaymentGuard.failures.set(0)]
         if self.guard is not None and self.otp_hash:
-            tx.update("otp", self.guard, [PaymentGuard.otp_hash.remove(), PaymentGuard.failures.set(0)],
+            tx.update("otp", self.guard, [PaymentGuard.otp_hash.remove(), *clear],
                       condition=PaymentGuard.otp_hash == self.otp_hash)
+        elif self.taken > 1:
+            tx.update("guard", PaymentGuard(self.member_id), clear)
+
+    def committed(self) -> None:
+        """The transaction this proof was bound to committed: its slot is cleared, or needed no clearing."""
+        self.cleared = True
 
     def settle(self) -> None:
-        _right(self.member_id)
+        if not self.cleared and (self.otp_hash or self.taken > 1):
+            _right(self.member_id)
 
 
 def _confirm_otp(member: Member, otp: str | None, now: float, guard: PaymentGuard | None) -> Proof:
@@ -190,18 +205,18 @@ def _confirm_otp(member: Member, otp: str | None, now: float, guard: PaymentGuar
     taken = _reserve(member.member_id, _fingerprint(member.member_id, "otp", otp), now)
     if not hmac.compare_digest(guard.otp_hash, _otp_hash(member.member_id, otp)):
         raise _wrong(member.member_id, taken, now, True, "wrong_otp", "the code is not right")
-    return Proof(member.member_id, guard, guard.otp_hash)
+    return Proof(member.member_id, guard, guard.otp_hash, taken)
 
 
 def _confirm_password(channel: Channel, member: Member, password: str | None, now: float,
-                      breaker_state: breaker.State | None = None) -> Proof:
+                      breaker_state: breaker.State | None = None, calls: list[dict] | None = None) -> Proof:
     if not password:
         raise Unprocessable("validation_error", "enter your payment password", "password")
     fingerprint = _fingerprint(member.member_id, "password", password)
     taken = _reserve(member.member_id, fingerprint, now)
     try:
         answer = channel_api.call(channel, PASSWORD_API, {"member_id": member.external_id, "password": password},
-                                  breaker_state)
+                                  breaker_state, calls)
         if not isinstance(answer.get("valid"), bool):
             # The channel failed to answer (an error status, a refused signature): not the member's wrong password.
             raise channel_api.PartnerError("channel_api_bad_response",
@@ -212,18 +227,19 @@ def _confirm_password(channel: Channel, member: Member, password: str | None, no
         raise
     if answer["valid"] is not True:
         raise _wrong(member.member_id, taken, now, False, "wrong_password", "the payment password is not right")
-    return Proof(member.member_id)
+    return Proof(member.member_id, taken=taken)
 
 
 def confirm(channel: Channel, member: Member, password: str | None, otp: str | None,
             now: float | None = None, guard: PaymentGuard | None = None,
-            breaker_state: breaker.State | None = None) -> Proof:
+            breaker_state: breaker.State | None = None, calls: list[dict] | None = None) -> Proof:
     """Verify before any spend: the channel's password API, or the member's current one-time code.
 
     ``guard`` is the member's guard and ``breaker_state`` the password API's breaker as the caller already
-    read them (the guard strongly consistent, ``blank_guard`` when absent), to spare reads; the returned
-    proof must be ``settle``d once the spend is decided."""
+    read them (the guard strongly consistent, ``blank_guard`` when absent), to spare reads; ``calls``: where the
+    password call's figures go when it succeeds (``channel_api.call``'s ``deferred``); the returned proof must
+    be ``settle``d once the spend is decided."""
     now = time.time() if now is None else now
     if channel.payment_auth == "otp":
         return _confirm_otp(member, otp, now, guard)
-    return _confirm_password(channel, member, password, now, breaker_state)
+    return _confirm_password(channel, member, password, now, breaker_state, calls)

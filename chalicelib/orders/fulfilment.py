@@ -23,7 +23,6 @@ from chalicelib.core import config
 from chalicelib.core.models import Channel, Order
 from chalicelib.core.observability import count, logger
 from chalicelib.orders import parcels
-from chalicelib.partners import metering
 
 HOUR, DAY = 3600, 86400
 UNSTARTED_AFTER_SECONDS = 60  # a younger unsplit order's execution may simply not have split it yet
@@ -56,9 +55,7 @@ def start(order: Order, channel: Channel) -> bool:
 
     Never raises: the member's order is paid whatever happens here. A start that fails is logged and
     counted (``FulfilmentStartFailed``, alarmed) and is tried again by the member's replay of the order.
-    Every paid order passes here (hosted at its commit, remote once confirmed, and the sweeps), so it is metered
-    here too, once (``metering.order_paid``)."""
-    metering.order_paid(order)
+    (The order is metered from the orders stream, ``partners.order_figures``, not here.)"""
     shipping, receipt = durations(channel)
     payload = {"order_id": order.order_id, "shipping_seconds": shipping, "receipt_seconds": receipt}
     try:

@@ -4,14 +4,18 @@ A channel's plan is one of
 - ``none``: no fee;
 - ``per_call``: ``call_price`` per signed server-to-server call it makes to us;
 - ``per_member``: ``member_price`` per monthly unique member (a member who entered in a month counts once in it);
-- ``prepaid``: each call costs ``call_price`` and each order ``order_price``, taken from a balance ops top up.
-  A debit is a conditional write (``balance >= price``), so the balance never goes below zero; once it cannot
-  pay, the channel is refused with 402 ``prepaid_exhausted``; when a debit takes it below ``alert_below``, ops
-  are alerted (``PrepaidLow``). Its fee on the statement is nil: it was paid in advance;
+- ``prepaid``: each call costs ``call_price`` and each order ``order_price``, taken from a balance ops top up,
+  kept in ``PREPAID_SHARDS`` items. A debit is a conditional write on the shard(s) it takes from (``balance >=
+  take``), so the balance never goes below zero; once it cannot pay, the channel is refused with 402
+  ``prepaid_exhausted``; when a debit takes it below ``alert_below``, ops are alerted (``PrepaidLow``). An
+  order's price is taken in the order's own checkout transaction (so at most once per order id, and never for an
+  order that does not exist) and given back in the transaction that releases the order, if it fails before
+  anything was delivered (``checkout._release``). Its fee on the statement is nil: it was paid in advance;
 - ``package``: ``monthly_fee`` for ``included_calls`` calls a month, ``overage_price`` per call beyond.
 
-Plans are kept by the business day they take effect from; a change made today takes effect tomorrow (a day's
-plan never changes once the day has begun, so a statement can always be recomputed) and is audited.
+Plans are kept by the business day they take effect from; a channel's first plan takes effect at once, and a
+change made today takes effect tomorrow (a day's plan never changes once the day has begun, so a statement can
+always be recomputed) and is audited.
 
 Every fee is additive over days (``plan_fee``): the monthly fee is spread over the month's days so that any run
 of days gets ``floor(fee * end / n) - floor(fee * start / n)`` (a whole month gets exactly the fee), overage is
@@ -21,23 +25,26 @@ fee of a period never depends on how periods or plan changes cut the month, and 
 from __future__ import annotations
 
 import calendar
+import random
 import time
 from dataclasses import asdict, dataclass, fields
 from datetime import date, timedelta
-from typing import Any, Callable
+from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib.core import audit
-from chalicelib.core.errors import Conflict, DomainError, Unprocessable
+from chalicelib.checkout import quotas
+from chalicelib.core.errors import Busy, Conflict, DomainError, Unprocessable
 from chalicelib.core.models import (
     BillingPlan,
     Channel,
+    Contended,
     LabelledTransaction,
-    Order,
     PrepaidAccount,
     PrepaidEntry,
     Refused,
+    backoff,
     commit_retrying,
     condition_failed,
     now_iso,
@@ -57,6 +64,10 @@ FIELDS = {
 }
 AMOUNT_MAX = 10**12  # fen; far above any real figure, far below DynamoDB's 38 digits
 PLAN_CACHE_SECONDS = 60.0
+# The balance lives in this many items (``account_key``), so a busy channel's orders and calls do not all write
+# one item (at most 1,000 writes a second): each debit takes from one shard, or from several when none can pay alone.
+PREPAID_SHARDS = 8
+PAY_ATTEMPTS = 25
 
 
 class PrepaidExhausted(DomainError):
@@ -171,12 +182,16 @@ def plan_today(channel_code: str) -> Plan:
 
 
 def set_plan(channel: Channel, plan: Plan, actor: str, now: float | None = None) -> Plan:
-    """Make ``plan`` the channel's plan from the next business day on, with its audit row, in one transaction.
-    A second change the same day replaces the first (both audited); today's plan is never touched."""
-    tomorrow = (date.fromisoformat(metering.day_of(now)) + timedelta(days=1)).isoformat()
-    before = plan_on(plans(channel.code), tomorrow)
-    plan = Plan(**{**asdict(plan), "effective_from": tomorrow})
-    item = BillingPlan(channel.code, tomorrow, set_by=actor, set_at=now_iso(),
+    """Make ``plan`` the channel's plan, with its audit row, in one transaction: the channel's first plan from
+    today (a new channel starts on it at once; today was billed under no plan, so nothing billed changes), any
+    later one from the next business day on. A second
+    change the same day replaces the first (both audited); a plan already in force today is never touched."""
+    today = metering.day_of(now)
+    history = plans(channel.code)
+    starts = today if not history else (date.fromisoformat(today) + timedelta(days=1)).isoformat()
+    before = plan_on(history, starts)
+    plan = Plan(**{**asdict(plan), "effective_from": starts})
+    item = BillingPlan(channel.code, starts, set_by=actor, set_at=now_iso(),
                        **{k: v for k, v in asdict(plan).items() if k != "effective_from"})
 
     def build() -> LabelledTransaction:
@@ -250,36 +265,52 @@ def fee_for(channel_code: str, period_start: Any, period_end: Any) -> int:
     return total + bill(run)
 
 
-# --- prepaid balance --------------------------------------------------------------------------------------
+# --- prepaid balance ---------------------------------------------------------------------------------------
 
-def _account(channel_code: str) -> PrepaidAccount | None:
-    try:
-        return PrepaidAccount.get(channel_code, consistent_read=True)
-    except DoesNotExist:
-        return None
+def account_key(channel_code: str, shard: int) -> str:
+    """Shard 0 is keyed by the channel code itself (the balance from before shards); shard i by ``code#i``."""
+    return channel_code if shard == 0 else f"{channel_code}#{shard}"
+
+
+def account_keys(channel_code: str) -> list[tuple[str]]:
+    """The keys of the channel's ``PREPAID_SHARDS`` balance items, for a batch read."""
+    return [(account_key(channel_code, i),) for i in range(PREPAID_SHARDS)]
+
+
+def balances(channel_code: str, items: list[PrepaidAccount]) -> dict[int, int]:
+    """Shard → balance, from the shard items as read (a shard never written holds 0)."""
+    found = {item.channel_code: int(item.balance or 0) for item in items}
+    return {i: found.get(account_key(channel_code, i), 0) for i in range(PREPAID_SHARDS)}
+
+
+def _accounts(channel_code: str) -> list[PrepaidAccount]:
+    return list(PrepaidAccount.batch_get([key for key, in account_keys(channel_code)], consistent_read=True))
 
 
 def prepaid_view(channel_code: str, plan: Plan | None = None) -> dict[str, Any] | None:
-    """The balance, if the channel has (or had) a prepaid account."""
-    account = _account(channel_code)
-    if account is None:
+    """The balance (the sum over its shards), if the channel has (or had) a prepaid account."""
+    accounts = _accounts(channel_code)
+    if not accounts:
         return None
     plan = plan or plan_today(channel_code)
-    balance = int(account.balance)
-    return {"balance": balance, "topped_up": int(account.topped_up), "spent": int(account.spent),
+    total = lambda name: sum(int(getattr(a, name) or 0) for a in accounts)  # noqa: E731
+    balance = total("balance")
+    return {"balance": balance, "topped_up": total("topped_up"), "spent": total("spent"),
             "alert_below": plan.alert_below if plan.kind == PREPAID else None,
             "low": plan.kind == PREPAID and balance < plan.alert_below}
 
 
-def _exhausted(channel_code: str) -> PrepaidExhausted:
+def exhausted(channel_code: str) -> PrepaidExhausted:
+    """The refusal of a call or an order the balance cannot pay (counted, and shown on the dashboard)."""
     metering.metric("PrepaidExhausted", channel_code)
     count("PrepaidExhausted")
     return PrepaidExhausted("prepaid_exhausted",
                             f"channel {channel_code}'s prepaid balance is used up; ask the platform to top it up")
 
 
-def _alert(channel_code: str, plan: Plan, after: int, price: int) -> None:
-    """The debit that took the balance below the plan's threshold tells ops (once per crossing)."""
+def alert(channel_code: str, plan: Plan, after: int, price: int) -> None:
+    """The debit that took the balance below the plan's threshold tells ops (once per crossing, as far as the
+    debit's own read of the balance can tell)."""
     if after < plan.alert_below <= after + price:
         logger.warning("prepaid balance low", extra={"channel": channel_code, "balance": after,
                                                      "alert_below": plan.alert_below})
@@ -287,59 +318,82 @@ def _alert(channel_code: str, plan: Plan, after: int, price: int) -> None:
         count("PrepaidLow")
 
 
+def take(shards: dict[int, int], price: int) -> dict[int, int] | None:
+    """Which balance shards pay ``price``: one at random that covers it alone, else the fullest in turn (so a
+    debit is never refused while the balance as a whole can pay); None when the whole balance cannot."""
+    return quotas.take(shards, price)
+
+
+def debit(tx: LabelledTransaction, channel_code: str, takes: dict[int, int]) -> None:
+    """In the caller's transaction: take ``takes`` from the balance shards, each with ``balance >= its take``
+    (label ``prepaid:{shard}``), so the balance never goes below zero however many debits race."""
+    for shard, amount in sorted(takes.items()):
+        tx.update(f"prepaid:{shard}", PrepaidAccount(account_key(channel_code, shard)),
+                  [PrepaidAccount.balance.add(-amount), PrepaidAccount.spent.add(amount)],
+                  condition=PrepaidAccount.balance >= amount)
+
+
+def credit(tx: LabelledTransaction, channel_code: str, takes: dict[int, int]) -> None:
+    """In the caller's transaction: give back exactly what ``debit`` took, to the shards it took it from."""
+    for shard, amount in sorted(takes.items()):
+        tx.update(f"prepaid:{shard}", PrepaidAccount(account_key(channel_code, shard)),
+                  [PrepaidAccount.balance.add(amount), PrepaidAccount.spent.add(-amount)])
+
+
+def order_plan(channel: Channel) -> Plan | None:
+    """Today's plan if it charges each order a price from the prepaid balance (checkout then reads the balance
+    shards with its other reads and takes the price in the order's own transaction), else None."""
+    plan = plan_today(channel.code)
+    return plan if plan.kind == PREPAID and plan.order_price else None
+
+
 def admit_call(channel: Channel) -> None:
     """A signed call from the channel's server, after its signature was proven: metered, and on a prepaid plan
-    paid for first (402 ``prepaid_exhausted`` when the balance cannot pay; the call does nothing else)."""
+    paid for first (402 ``prepaid_exhausted`` when the balance cannot pay; the call does nothing else).
+
+    The price comes from one balance shard picked at random with a conditional ADD (no read); only when that
+    shard cannot pay are all shards read and the price taken from those that can, in one transaction."""
     plan = plan_today(channel.code)
     price = plan.call_price if plan.kind == PREPAID else 0
     if price:
-        account = PrepaidAccount(channel.code)
-        try:
-            write_retrying(lambda: account.update(
-                [PrepaidAccount.balance.add(-price), PrepaidAccount.spent.add(price)],
-                condition=PrepaidAccount.balance >= price))
-        except UpdateError as error:
-            if not condition_failed(error):
-                raise
+        after = _pay_call(channel.code, price)
+        if after is None:
             metering.call_refused(channel.code)
-            raise _exhausted(channel.code) from None
-        _alert(channel.code, plan, int(account.balance), price)
+            raise exhausted(channel.code)
+        alert(channel.code, plan, after, price)
     metering.call(channel.code)
 
 
-def _order_entry(channel_code: str, order_id: str) -> PrepaidEntry:
-    return PrepaidEntry(channel_code, f"order#{order_id}")
-
-
-def _charge_order(channel_code: str, order_id: str, plan: Plan) -> bool:
-    """Take the order's price once per order id; True if this call took it, False if it was taken before."""
-    price = plan.order_price
-
-    def build() -> LabelledTransaction:
-        tx = LabelledTransaction()
-        entry = _order_entry(channel_code, order_id)
-        entry.amount, entry.actor = price, "checkout"
-        tx.put("entry", entry, condition=PrepaidEntry.entry_id.does_not_exist())
-        tx.update("balance", PrepaidAccount(channel_code),
-                  [PrepaidAccount.balance.add(-price), PrepaidAccount.spent.add(price)],
-                  condition=PrepaidAccount.balance >= price)
-        return tx
-
+def _pay_call(channel_code: str, price: int) -> int | None:
+    """Take ``price`` from the balance; what the balance held after it as far as this debit saw, or None when
+    the whole balance cannot pay."""
+    account = PrepaidAccount(account_key(channel_code, random.randrange(PREPAID_SHARDS)))
     try:
-        commit_retrying(build)
-    except Refused as refused:
-        if "entry" in refused.labels:
-            return False
-        raise _exhausted(channel_code) from None
-    account = _account(channel_code)
-    if account is not None:
-        _alert(channel_code, plan, int(account.balance), price)
-    return True
+        write_retrying(lambda: account.update([PrepaidAccount.balance.add(-price), PrepaidAccount.spent.add(price)],
+                                              condition=PrepaidAccount.balance >= price))
+        return int(account.balance)
+    except UpdateError as error:
+        if not condition_failed(error):
+            raise
+    for attempt in range(PAY_ATTEMPTS):
+        shards = balances(channel_code, _accounts(channel_code))
+        takes = take(shards, price)
+        if takes is None:
+            return None
+        tx = LabelledTransaction()
+        debit(tx, channel_code, takes)
+        try:
+            tx.commit()
+            return sum(shards.values()) - price
+        except (Refused, Contended):  # another debit took from the same shards first: read again
+            backoff(attempt)
+    raise Busy("busy", "too many calls at once; retry")
 
 
-def give_back_order(channel_code: str, order_id: str) -> None:
-    """An order's price back to the balance, if one was taken; once (the entry's delete is the proof). For a
-    checkout refused, and a remote order released (``checkout._release``: the channel refused or never deducted)."""
+def give_back_legacy(channel_code: str, order_id: str) -> None:
+    """An order's price taken, before prices were taken in the order's own transaction, as a ``PrepaidEntry``
+    (``order#{id}``): back to the balance once (the entry's delete is the proof). For remote orders placed before
+    that change and released after it (``checkout._release``); a later order carries its own ``fee_takes``."""
     try:
         entry = PrepaidEntry.get(channel_code, f"order#{order_id}", consistent_read=True)
     except DoesNotExist:
@@ -348,8 +402,7 @@ def give_back_order(channel_code: str, order_id: str) -> None:
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
         tx.delete("entry", entry, condition=PrepaidEntry.entry_id.exists())
-        tx.update("balance", PrepaidAccount(channel_code),
-                  [PrepaidAccount.balance.add(int(entry.amount)), PrepaidAccount.spent.add(-int(entry.amount))])
+        credit(tx, channel_code, {0: int(entry.amount)})
         return tx
 
     try:
@@ -358,36 +411,25 @@ def give_back_order(channel_code: str, order_id: str) -> None:
         pass  # given back by another caller
 
 
-def charged_checkout(channel: Channel, order_id: str, place: Callable[[], tuple[Order, bool]]
-                     ) -> tuple[Order, bool]:
-    """Run a member's checkout (``place``) on a prepaid plan with an order price: the price is taken first
-    (402 when the balance cannot pay, before anything is reserved), once per order id however often the member
-    retries, and given back when the checkout is refused (a 4xx with no order; a remote order the channel does
-    not deduct gives it back when it is released). Any other plan: ``place`` alone."""
-    plan = plan_today(channel.code)
-    if plan.kind != PREPAID or not plan.order_price:
-        return place()
-    took = _charge_order(channel.code, order_id, plan)
-    try:
-        return place()
-    except DomainError as error:
-        if took and error.status < 500 and not Order.count(order_id, consistent_read=True):
-            give_back_order(channel.code, order_id)
-        raise
+def _spread_over_shards(amount: int) -> dict[int, int]:
+    """A top-up split over the balance shards (shares differ by at most 1 fen, the total exact)."""
+    return {i: amount // PREPAID_SHARDS + (i < amount % PREPAID_SHARDS) for i in range(PREPAID_SHARDS)
+            if amount // PREPAID_SHARDS + (i < amount % PREPAID_SHARDS)}
 
 
 def top_up(channel: Channel, topup_id: str, amount: int, actor: str, note: str | None = None
            ) -> tuple[dict[str, Any], bool]:
-    """Add ``amount`` fen to the channel's prepaid balance, once per ``topup_id`` (a retry answers the same; the
-    same id with another amount is 409 ``topup_id_reused``), audited in the same transaction."""
+    """Add ``amount`` fen to the channel's prepaid balance (spread over its shards), once per ``topup_id`` (a retry
+    answers the same; the same id with another amount is 409 ``topup_id_reused``), audited in the same transaction."""
     entry = PrepaidEntry(channel.code, f"topup#{topup_id}", amount=amount, actor=actor, note=note)
 
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
         tx.put("entry", entry, condition=PrepaidEntry.entry_id.does_not_exist())
-        tx.update("balance", PrepaidAccount(channel.code),
-                  [PrepaidAccount.balance.add(amount), PrepaidAccount.topped_up.add(amount),
-                   PrepaidAccount.updated_at.set(now_iso())])
+        for shard, share in _spread_over_shards(amount).items():
+            tx.update(f"balance:{shard}", PrepaidAccount(account_key(channel.code, shard)),
+                      [PrepaidAccount.balance.add(share), PrepaidAccount.topped_up.add(share),
+                       PrepaidAccount.updated_at.set(now_iso())])
         tx.put("audit", audit.row(f"channel#{channel.code}", actor, "prepaid_topped_up", "prepaid_balance",
                                   None, {"topup_id": topup_id, "amount": amount}))
         return tx

@@ -124,10 +124,11 @@ def _measure(channel: Channel, permit: reliability.Permit, kind: str, outcome: s
                                        "correlation_id": permit.correlation_id})
 
 
-def call(channel: Channel, api: str, payload: dict[str, Any], breaker_state: breaker.State | None = None
-         ) -> dict[str, Any]:
+def call(channel: Channel, api: str, payload: dict[str, Any], breaker_state: breaker.State | None = None,
+         deferred: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """POST ``payload`` to ``{api_base_url}/{api}``, signed over ``POST``, ``/{api}`` and the body's hash.
-    ``breaker_state``: the API's breaker as the caller just read it (else it is read here).
+    ``breaker_state``: the API's breaker as the caller just read it (else it is read here); ``deferred``: where
+    a successful call's figures go for the caller to write with its own record (``Permit.finish``).
 
     Returns the channel's JSON object answer (2xx or 4xx: an answer) with ``_status`` and ``_correlation_id``
     added; raises ``PartnerError`` when there was none (no connection, timeout, 5xx, garbage, redirect)
@@ -147,7 +148,7 @@ def call(channel: Channel, api: str, payload: dict[str, Any], breaker_state: bre
     try:
         return _send(channel, permit, base + path, host, path, body, secret, limits, time.monotonic() + deadline)
     finally:
-        permit.finish()
+        permit.finish(deferred)
 
 
 def _send(channel: Channel, permit: reliability.Permit, url: str, host: str, path: str, body: bytes, secret: str,

@@ -2,10 +2,11 @@
 cost, refunds, checkout refusals by reason, inbound server-to-server calls), counted as each event happens.
 
 Every count is an atomic ADD on a small ``ChannelDay`` item, made after the business write committed and never
-inside it (the checkout transaction stays at its 10 WCU), so a lost increment can never fail an order: it is
-logged and counted (``MeteringFailed``, alarmed) instead. Events that can repeat (a member entering twice a day,
-a paid order seen again by a replay or a sweep) first put a ``MeterMark`` with ``does_not_exist``; only the
-writer that created the mark raises the counter. Reading a range of days is one Query per shard, never a scan.
+inside it, so a lost increment can never fail the event: it is logged and counted (``MeteringFailed``, alarmed)
+instead. Paid orders are not counted on the request path at all: the orders stream counts them
+(``partners.order_figures``), so a checkout writes only its transaction. Events that can repeat (a member entering
+twice a day) first put a ``MeterMark`` with ``does_not_exist``; only the writer that created the mark raises the
+counter. Reading a range of days is one Query per shard, never a scan.
 
 Each increment goes to one of ``SHARDS`` items picked at random (``{channel}#{n}``, separate partitions): one
 item takes at most 1,000 write units a second and every increment here costs one, so a single item would cap a
@@ -25,7 +26,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from pynamodb.exceptions import PutError
 
 from chalicelib.core.errors import DomainError
-from chalicelib.core.models import ChannelDay, MeterMark, Order, Parcel, condition_failed, write_retrying
+from chalicelib.core.models import ChannelDay, MeterMark, Parcel, condition_failed, write_retrying
 from chalicelib.core.observability import count, logger
 
 SHARDS = 4
@@ -43,7 +44,7 @@ REASONS = {
     "wrong_password": "password", "wrong_otp": "password", "payment_locked": "password",
     "otp_expired": "password", "otp_used": "password",
 }
-ORDER_MARK_DAYS = 120  # longer than any order's replays and sweeps go on
+ORDER_MARK_DAYS = 120  # an order's "counted" mark (``o#{order}``) outlives any redelivery of its records
 
 
 def day_of(at: float | None = None) -> str:
@@ -111,24 +112,6 @@ def entry(channel_code: str, member_id: str, at: float | None = None) -> None:
         return
     if daily and _add(channel_code, day, {"entries": 1, "month_members": int(monthly)}):
         metric("ChannelEntries", channel_code)
-
-
-def order_paid(order: Order) -> None:
-    """A paid order (hosted: at its commit; remote: once the channel confirmed the deduction), counted once on
-    the day it was placed however often a replay or a sweep comes back to it."""
-    placed = datetime.fromisoformat(order.created_at).timestamp()
-    gmv = int(order.amount)
-    cost = sum(int(line["settlement_price"]) * int(line["qty"]) for line in order.lines)
-    try:
-        new = _first(f"o#{order.order_id}", placed + ORDER_MARK_DAYS * 86400)
-    except Exception:  # noqa: BLE001 - see ``_add``
-        logger.exception("metering failed", extra={"channel": order.channel_code, "order_id": order.order_id})
-        count("MeteringFailed")
-        return
-    if new and _add(order.channel_code, day_of(placed),
-                    {"orders": 1, "points": int(order.points), "gmv": gmv, "cost": cost}):
-        metric("ChannelOrders", order.channel_code)
-        metric("ChannelGMV", order.channel_code, gmv)
 
 
 def parcel_returned(parcel: Parcel) -> None:

@@ -1,9 +1,11 @@
 """Every call to a channel passes its circuit breaker and is counted, in DynamoDB, so that every Lambda
 instance sees the same breaker and the same figures.
 
-The hot path stays small: ``admit`` reads the breaker with one eventually consistent GetItem, and
-``Permit.finish`` adds the call's attempts to the minute's stats item with one UpdateItem of atomic ADDs,
-whose answer (the minute's calls and failures so far) is what a failed call judges opening on (with the
+The hot path stays small: ``admit`` reads the breaker with one eventually consistent GetItem (checkout reads it in
+its batch read instead), and ``Permit.finish`` adds the call's attempts to the minute's stats item with one
+UpdateItem of atomic ADDs — except a call that succeeded for a request that writes an order anyway: its figures
+ride on the order and the orders stream books them (``partners.order_figures``), so a checkout writes nothing here.
+The stats write's answer (the minute's calls and failures so far) is what a failed call judges opening on (with the
 previous minute's, read only then, if this minute alone is not enough). A success writes nothing more; a
 failed call also adds one to the breaker's count of failures since it last closed. Every transition is a
 conditional write (``breaker`` has the rules): one writer opens it, exactly one caller claims the
@@ -32,7 +34,7 @@ from typing import Any, Iterable, Iterator
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib.core import config
-from chalicelib.core.models import PartnerBreaker, PartnerStats, condition_failed
+from chalicelib.core.models import PartnerBreaker, PartnerStats, condition_failed, write_retrying
 from chalicelib.core.observability import count, logger
 from chalicelib.partners import breaker
 from chalicelib.partners.breaker import CLOSED, HALF_OPEN, OPEN
@@ -135,9 +137,21 @@ class Permit:
         self.latency[breaker.bucket(millis)] += 1
         self.last, self.detail = kind, detail or kind
 
-    def finish(self) -> None:
-        """Book the attempts (stats) and the call's outcome (breaker): the last attempt decides it."""
+    def figure(self) -> dict[str, Any]:
+        """This call's figures, as ``book`` adds them to the minute's stats item (compact: carried on an order)."""
+        return {"id": self.correlation_id, "api": self.api, "minute": int(self.started // 60),
+                "kinds": dict(self.kinds), "h": {str(i): n for i, n in self.latency.items()}}
+
+    def finish(self, deferred: list[dict[str, Any]] | None = None) -> None:
+        """Book the attempts (stats) and the call's outcome (breaker): the last attempt decides it.
+
+        ``deferred``: the caller writes a record anyway (checkout, its order) and carries a call that succeeded
+        on it (``figure``) for the orders stream to book (``partners.order_figures``): then nothing is written
+        here. A failed call or a probe is booked at once, as the breaker judges on it."""
         now = time.time()
+        if deferred is not None and self.kinds and not self.probe and not breaker.failed(self.last or ""):
+            deferred.append(self.figure())
+            return
         minute = self._book_stats() if self.kinds else None
         if self.probe:
             self._settle_probe(now)
@@ -164,16 +178,10 @@ class Permit:
 
     def _book_stats(self) -> tuple[int, int]:
         """Add the attempts to the minute's item; its calls and failures so far, as the write answered them."""
-        minute = int(self.started // 60)
         errors = int(breaker.failed(self.last or ""))
-        item = PartnerStats(self.channel_code, f"{minute:010d}#{self.api}")
-        actions = [PartnerStats.api.set(self.api), PartnerStats.calls.add(1), PartnerStats.errors.add(errors),
-                   PartnerStats.attempts.add(sum(self.kinds.values())),
-                   PartnerStats.expires_at.set(datetime.fromtimestamp((minute + 1) * 60 + STATS_DAYS * 86400,
-                                                                      timezone.utc))]
-        actions += [getattr(PartnerStats, kind).add(n) for kind, n in sorted(self.kinds.items())]
-        actions += [getattr(PartnerStats, f"h{i:02d}").add(n) for i, n in sorted(self.latency.items())]
-        item.update(actions=actions)
+        item, actions = stats_update(self.channel_code, self.api, int(self.started // 60), 1, errors, self.kinds,
+                                     self.latency)
+        write_retrying(lambda: item.update(actions=actions))  # the stream's transactions write these items too
         calls, failed = int(item.calls), int(item.errors)
         if errors and breaker.rate_alarming(calls, failed):
             count("PartnerErrorRateHigh")  # this channel's API fails a fifth of its calls this minute: page ops
@@ -210,6 +218,28 @@ class Permit:
         logger.warning(f"partner breaker {how}", extra={
             "channel": self.channel_code, "api": self.api, "until": round(until, 3), "error": self.detail,
             "correlation_id": self.correlation_id})
+
+
+def stats_update(channel_code: str, api: str, minute: int, calls: int, errors: int, kinds: Counter,
+                 latency: Counter) -> tuple[PartnerStats, list]:
+    """The minute's stats item and the ADDs that book ``calls`` calls of ``api`` into it."""
+    item = PartnerStats(channel_code, f"{minute:010d}#{api}")
+    actions = [PartnerStats.api.set(api), PartnerStats.calls.add(calls), PartnerStats.errors.add(errors),
+               PartnerStats.attempts.add(sum(kinds.values())),
+               PartnerStats.expires_at.set(datetime.fromtimestamp((minute + 1) * 60 + STATS_DAYS * 86400,
+                                                                  timezone.utc))]
+    actions += [getattr(PartnerStats, kind).add(n) for kind, n in sorted(kinds.items()) if n]
+    actions += [getattr(PartnerStats, f"h{int(i):02d}").add(n) for i, n in sorted(latency.items()) if n]
+    return item, actions
+
+
+def book(channel_code: str, figures: list[dict[str, Any]]) -> None:
+    """Book deferred figures (``Permit.figure``) now: those of a request whose record was not written after all
+    (a checkout refused after its password check)."""
+    for figure in figures:
+        item, actions = stats_update(channel_code, figure["api"], int(figure["minute"]), 1, 0,
+                                     Counter(figure["kinds"]), Counter(figure["h"]))
+        write_retrying(lambda: item.update(actions=actions))  # the stream's transactions write these items too
 
 
 def admit(channel_code: str, api: str, lease: float, open_for: float | None = None, now: float | None = None,
@@ -269,9 +299,10 @@ def refused(channel_code: str, api: str, correlation_id: str, now: float | None 
     logger.info("partner call refused: breaker open", extra={"channel": channel_code, "api": api,
                                                              "correlation_id": correlation_id})
     minute = int(now // 60)
-    PartnerStats(channel_code, f"{minute:010d}#{api}").update(actions=[
+    item = PartnerStats(channel_code, f"{minute:010d}#{api}")
+    write_retrying(lambda: item.update(actions=[
         PartnerStats.api.set(api), PartnerStats.refused.add(1),
-        PartnerStats.expires_at.set(datetime.fromtimestamp((minute + 1) * 60 + STATS_DAYS * 86400, timezone.utc))])
+        PartnerStats.expires_at.set(datetime.fromtimestamp((minute + 1) * 60 + STATS_DAYS * 86400, timezone.utc))]))
     count("PartnerCallsRefused")
 
 
