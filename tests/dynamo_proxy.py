@@ -54,7 +54,8 @@ class DynamoProxy(LocalHttpFake):
 
     * ``conflicts(share, plain_share)``: that share of ``TransactWriteItems`` (and of plain writes) is answered
       with DynamoDB's conflict error instead of being forwarded; ``rng`` is seeded, so a run draws the same
-      sequence. ``injected`` counts the answers made up, ``forwarded`` the requests Dynoxide saw, by operation.
+      sequence. ``injected`` counts the answers made up, ``forwarded`` the requests Dynoxide saw, by operation
+      (of those ``only`` accepts: other tests' executions still running in this process write through it too).
       ``only`` narrows the injection to requests whose body it accepts (``writing(Model)``), ``times`` caps it.
     * ``drop_for`` / ``drops``: for a ``TransactWriteItems`` putting an item whose body contains ``drop_for``
       and whose ``ClientRequestToken`` starts with it (the checkout's commit of that order id), forward it (Dynoxide commits), then close the connection without the answer, ``drops`` times; ``seen``
@@ -118,7 +119,7 @@ class DynamoProxy(LocalHttpFake):
         ours = (bool(self.drop_for) and operation == "TransactWriteItems" and self.drop_for.encode() in body
                 and b'"Put"' in body and json.loads(body).get("ClientRequestToken", "").startswith(self.drop_for))
         with self._lock:
-            self.forwarded[operation] += 1
+            self.forwarded[operation] += self.only(body)  # a background thread's writes are not the test's
             if ours:
                 self.seen.append((status, json.loads(body).get("ClientRequestToken")))
             drop = ours and self.drops > 0
