@@ -58,7 +58,8 @@ class Pooled:
 
 @pytest.fixture(scope="session")
 def pooled(system: LocalSystem) -> Pooled:
-    return Pooled(system, system.start_workers(processes=2, threads=32))
+    # 96 threads each: a burst of 120 whose held calls wait out their deadline still has every request in flight
+    return Pooled(system, system.start_workers(processes=2, threads=96))
 
 
 class Api:

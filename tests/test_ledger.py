@@ -15,6 +15,7 @@ from collections import defaultdict
 
 import requests
 
+from chalicelib.partners import reliability
 from checkout_helpers import BURST_TIMEOUT, Shop, burst, make_shop, ok, summary, uid
 from chalicelib.orders import parcels, refunds
 from chalicelib.core.models import Grant, Order, Parcel, Wallet
@@ -113,11 +114,15 @@ def test_books_balance_after_a_mixed_workload(pooled, ops):
     rnd.shuffle(tasks)
     attempts = burst(pooled.base_url, tasks, 80)
     allowed = {(201, None), (200, None), (409, "insufficient_points"), (409, "quota_exhausted")}
-    assert set(summary(attempts)) == allowed, summary(attempts)  # every limit and retries were exercised
+    # every limit and retries were exercised; once enough held deducts time out, the channel's breaker may refuse
+    # the rest before anything is reserved (503), which the books below must show as nothing at all
+    assert allowed <= set(summary(attempts)) <= allowed | {(503, "partner_unavailable")}, summary(attempts)
 
     # A few remote orders left hanging: the query API is down while their deduction times out (the fake holds
     # those answers until it stops; from here the channel waits 1 s for any answer).
     ok(ops.patch(f"/ops/channels/{remote.code}", json={"api_timeout_seconds": 1}))
+    for api in ("points/deduct", "points/query", "points/cancel"):  # whatever the burst's timeouts opened: ops
+        reliability.close(remote.code, api)                        # say the channel works again
     remote.fake.query_mode = DOWN
     ok(ops.post(f"/ops/channels/{remote.code}/periods/{remote.period_id}/raise", json={"points": 10 * 1200}))
     hung = [remote.member(points=5000) for _ in range(4)]
