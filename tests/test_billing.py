@@ -379,7 +379,7 @@ def test_prepaid_order_prices_race_to_zero_and_never_below(system, ops):
     """200 orders at once against a balance that pays for exactly 60 (spread over the balance shards so that the
     last orders must take from several): 60 are placed and charged, 140 are refused with 402, no shard goes
     below zero, and every placed order carries the price it paid."""
-    shop = make_shop(system, ops, "hosted")
+    shop = make_shop(system, ops, "hosted", api_timeout=BURST_TIMEOUT)
     price, paid_for, attempts = 100, 60, 200
     plan_from_today(shop, Plan("prepaid", order_price=price))
     ok(ops.post(f"/ops/channels/{shop.code}/prepaid/top-ups",

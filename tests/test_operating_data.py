@@ -83,7 +83,7 @@ def test_refunds_and_each_refusal_reason_are_counted(system, ops, busy):
     assert limits.place(session, buyer).code == "out_of_stock"
     assert limits.place(session, buyer, body=limits.body(qty=2)).code == "quota_exhausted"
     # a period that ends under the member's feet
-    ending = make_shop(system, ops, "hosted", period_seconds=3)
+    ending = make_shop(system, ops, "hosted", period_seconds=8)  # set up and funded before it ends, even when busy
     late = ending.member()
     ok(ending.grant(late, PRICE), 201)
     time.sleep(max(0.0, ending.ends_at - time.time()) + 0.5)
