@@ -11,7 +11,7 @@ from datetime import date, timedelta
 import pytest
 import requests
 
-from checkout_helpers import PASSWORD, PRICE, SETTLEMENT, assert_error, burst, make_shop, ok, summary, uid
+from checkout_helpers import BURST_TIMEOUT, PASSWORD, PRICE, SETTLEMENT, assert_error, burst, make_shop, ok, summary, uid
 from chalicelib.channels import channels
 from chalicelib.channels.signing import request_headers
 from chalicelib.core.models import BillingPlan, ChannelDay, PrepaidAccount
