@@ -81,6 +81,8 @@ class PooledServer(HTTPServer):
             self._idle.register(handler.connection, selectors.EVENT_READ, handler)
 
     def _close(self, handler) -> None:
+        with self._lock:
+            self._since.pop(handler.connection.fileno(), None)
         try:
             StreamRequestHandler.finish(handler)
         except OSError:
