@@ -158,7 +158,7 @@ def run_all(run, people: list[dict]) -> float:
 def capture_transaction(shop: dict, member: dict) -> dict:
     """The TransactWriteItems parameters of one real checkout, as PynamoDB sends them."""
     from chalicelib.checkout import checkout
-    from chalicelib.core import models
+    from chalicelib.core import tx
     from chalicelib.members import entry
 
     lines = [checkout.LineRequest(shop["goods_id"], "S1", 1)]
@@ -173,7 +173,7 @@ def capture_transaction(shop: dict, member: dict) -> dict:
         if threading.get_ident() == me:
             captured.append(copy.deepcopy(params))
 
-    events = models._TX_CONNECTION.client.meta.events
+    events = tx._TX_CONNECTION.client.meta.events
     events.register("before-parameter-build.dynamodb.TransactWriteItems", grab, unique_id="bench-capture")
     try:
         checkout.place(channel, member["member_id"], uuid.uuid4().hex, lines, password=PASSWORD)
@@ -340,10 +340,10 @@ class Capacity:
         return f"{sum(parts.values()):g} WCU (" + ", ".join(f"{t} {w:g}" for t, w in parts.items()) + ")"
 
     def install(self) -> None:
-        from chalicelib.core import models
+        from chalicelib.core import models, tx
 
         clients = {id(c): c for c in [m._get_connection().connection.client for m in models.ALL_MODELS]
-                   + [models._TX_CONNECTION.client]}
+                   + [tx._TX_CONNECTION.client]}
         for client in clients.values():
             client.meta.events.register("before-parameter-build.dynamodb", self.ask)
             client.meta.events.register("after-call.dynamodb", self.add)

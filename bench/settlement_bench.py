@@ -70,12 +70,12 @@ class Capacity:
                 self.write += units
 
     def install(self, *models) -> None:
-        """The botocore client behind each model, and the one transactions share (``models.transaction``)."""
-        from chalicelib.core import models as module
+        """The botocore client behind each model, and the one transactions share (``tx.transaction``)."""
+        from chalicelib.core import tx
 
-        module.transaction()
+        tx.transaction()
         seen = set()
-        for client in [m._get_connection().connection.client for m in models] + [module._TX_CONNECTION.client]:
+        for client in [m._get_connection().connection.client for m in models] + [tx._TX_CONNECTION.client]:
             if id(client) not in seen:
                 seen.add(id(client))
                 client.meta.events.register("before-parameter-build.dynamodb", self.ask)

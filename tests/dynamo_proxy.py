@@ -25,7 +25,7 @@ import pytest
 from pynamodb.connection import Connection
 from pynamodb.models import Model
 
-from chalicelib.core import config, models
+from chalicelib.core import config, models, tx
 from local_http import LocalHttpFake
 
 ERROR_PREFIX = "com.amazonaws.dynamodb.v20120810#"
@@ -179,7 +179,7 @@ def writing(model: type[Model]) -> Callable[[bytes], bool]:
 def route_through(proxy: DynamoProxy, monkeypatch: pytest.MonkeyPatch, plain: bool = False) -> None:
     """Send the running app's transactions (and its batch reads) through ``proxy`` until the test ends; with
     ``plain``, every model's own requests too (reads, and the plain writes that can meet a conflict)."""
-    monkeypatch.setattr(models, "_TX_CONNECTION", Connection(region=config.REGION, host=proxy.url))
+    monkeypatch.setattr(tx, "_TX_CONNECTION", Connection(region=config.REGION, host=proxy.url))
     if plain:
         for model in _models():
             monkeypatch.setattr(model.Meta, "host", proxy.url)

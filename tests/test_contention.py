@@ -18,10 +18,8 @@ from checkout_helpers import BURST_TIMEOUT, SETTLEMENT, assert_error, burst, mak
 from chalicelib.checkout import checkout
 from chalicelib.members import members as members_mod
 from chalicelib.core.errors import Busy
-from chalicelib.core.models import (
-    Contended, Goods, LabelledTransaction, MemberRedemption, Order, PaymentGuard, Wallet, commit_retrying,
-    transaction,
-)
+from chalicelib.core.models import Goods, MemberRedemption, Order, PaymentGuard, Wallet
+from chalicelib.core.tx import Contended, LabelledTransaction, commit_retrying, transaction
 from dynamo_proxy import ONGOING, DynamoProxy, route_through, writing
 from fake_wallet_channel import FAIL
 from test_money_hardening import grant_codes

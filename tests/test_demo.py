@@ -289,7 +289,7 @@ def test_webhook_receiver_verifies_standard_webhooks_signatures(shown: Demo) -> 
 def test_demo_channels_hear_about_orders_at_the_reference_back_end(ops, shown: Demo) -> None:
     """The seed points each demo channel's webhook at the reference back end with the channel's own secret."""
     from chalicelib.partners import events, webhooks
-    from chalicelib.core.models import LabelledTransaction
+    from chalicelib.core.tx import LabelledTransaction
 
     for channel in shown.seeded.channels:
         code = channel["code"]

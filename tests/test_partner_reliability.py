@@ -20,7 +20,8 @@ import requests
 import checkout_helpers
 from chalicelib.channels import channels
 from chalicelib.checkout import checkout
-from chalicelib.core.models import Channel, LabelledTransaction, OutboxEvent, PartnerBreaker
+from chalicelib.core.models import Channel, OutboxEvent, PartnerBreaker
+from chalicelib.core.tx import LabelledTransaction
 from chalicelib.partners import breaker, channel_api, events, reliability, webhooks
 from checkout_helpers import Shop, make_shop, summary
 from chalicelib.partners.channel_api import READ_TIMEOUT

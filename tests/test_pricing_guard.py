@@ -102,7 +102,7 @@ def test_a_checkout_makes_three_dynamodb_round_trips_before_its_transaction_and_
     shop, member = funded(system, ops, shards=3)
     shop.place(ops.session, member)  # warm: connections, the goods' Stock item
     calls: list[tuple[int, str, bool]] = []
-    from chalicelib.core import models
+    from chalicelib.core import models, tx
 
     def seen(model, params, **_) -> None:
         """Every call with its thread; ``True`` marks the transaction that puts an order (the checkout's)."""
@@ -111,9 +111,9 @@ def test_a_checkout_makes_three_dynamodb_round_trips_before_its_transaction_and_
             for item in json.loads(params["body"])["TransactItems"])
         calls.append((threading.get_ident(), model.name, places))
 
-    models.transaction()  # the shared client exists
+    tx.transaction()  # the shared client exists
     clients = {id(c): c for c in [m._get_connection().connection.client for m in models.ALL_MODELS]
-               + [models._TX_CONNECTION.client]}
+               + [tx._TX_CONNECTION.client]}
     for client in clients.values():
         client.meta.events.register("before-call.dynamodb", seen, unique_id="round-trips")
     try:

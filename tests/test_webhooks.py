@@ -15,7 +15,8 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from chalicelib.partners import events, webhooks
-from chalicelib.core.models import LabelledTransaction, OutboxEvent
+from chalicelib.core.models import OutboxEvent
+from chalicelib.core.tx import LabelledTransaction
 from tests.helpers import assert_error, channel_body, ok, race, uid, wait_for
 from tests.local_http import Drip, LocalHttpFake
 

@@ -18,7 +18,8 @@ from pynamodb.models import Model
 from chalicelib.checkout import quotas
 from chalicelib.core import audit
 from chalicelib.core.errors import Conflict, NotFound
-from chalicelib.core.models import Channel, Quota, condition_failed, now_iso, transaction
+from chalicelib.core.models import Channel, Quota, now_iso
+from chalicelib.core.tx import condition_failed, transaction
 from chalicelib.partners import endpoints
 from chalicelib.settlement import periods
 

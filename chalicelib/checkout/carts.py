@@ -21,20 +21,8 @@ from chalicelib.checkout import checkout
 from chalicelib.checkout.wallets import spendable, wallet_of
 from chalicelib.core import bucket
 from chalicelib.core.errors import Busy, Conflict, NotFound
-from chalicelib.core.models import (
-    Cart,
-    Channel,
-    Goods,
-    Member,
-    Order,
-    PoolItem,
-    backoff,
-    batch_read,
-    condition_failed,
-    lost_race,
-    now_iso,
-    write_retrying,
-)
+from chalicelib.core.models import Cart, Channel, Goods, Member, Order, PoolItem, now_iso
+from chalicelib.core.tx import backoff, batch_read, condition_failed, lost_race, write_retrying
 from chalicelib.orders.orders import lines_of
 from chalicelib.supply import goods as goods_mod
 from chalicelib.supply import pools

@@ -33,9 +33,7 @@ from chalicelib.checkout.wallets import wallet_of
 from chalicelib.core.errors import Busy, Conflict, DomainError, Forbidden, NotFound, Unprocessable
 from chalicelib.core.models import (
     Channel,
-    Contended,
     Goods,
-    LabelledTransaction,
     Member,
     MemberRedemption,
     Order,
@@ -44,13 +42,17 @@ from chalicelib.core.models import (
     PoolItem,
     PrepaidAccount,
     Quota,
-    Refused,
     Stock,
     Wallet,
+    now_iso,
+)
+from chalicelib.core.tx import (
+    Contended,
+    LabelledTransaction,
+    Refused,
     backoff,
     batch_read,
     commit_retrying,
-    now_iso,
     write_retrying,
 )
 from chalicelib.core.observability import count, logger

@@ -19,7 +19,8 @@ from chalicelib.channels import channels
 from chalicelib.channels.pricing import points_for
 from chalicelib.core import audit
 from chalicelib.core.errors import Conflict, NotFound, Unprocessable
-from chalicelib.core.models import Channel, LabelledTransaction, Quota, Refused, commit_retrying, now_iso
+from chalicelib.core.models import Channel, Quota, now_iso
+from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying
 
 MAX_SHARDS = 32
 

@@ -22,17 +22,8 @@ from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from chalicelib.checkout import quotas
 from chalicelib.checkout.points import dead_lots, expiring_soon, spendable
 from chalicelib.core.errors import Busy, Conflict, Unprocessable
-from chalicelib.core.models import (
-    Channel,
-    Grant,
-    LabelledTransaction,
-    Member,
-    Quota,
-    Refused,
-    Wallet,
-    backoff,
-    commit_retrying,
-)
+from chalicelib.core.models import Channel, Grant, Member, Quota, Wallet
+from chalicelib.core.tx import LabelledTransaction, Refused, backoff, commit_retrying
 from chalicelib.members import members
 
 GRANT_ATTEMPTS = 40

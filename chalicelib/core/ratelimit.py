@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 from pynamodb.exceptions import UpdateError
 
 from chalicelib.core.errors import DomainError
-from chalicelib.core.models import RateCounter, condition_failed
+from chalicelib.core.models import RateCounter
+from chalicelib.core.tx import condition_failed
 
 
 class RateLimited(DomainError):

@@ -11,7 +11,8 @@ import uuid
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 
 from chalicelib.core.errors import NotFound
-from chalicelib.core.models import Member, MemberLink, backoff, get_owned, now_iso, transaction
+from chalicelib.core.models import Member, MemberLink, get_owned, now_iso
+from chalicelib.core.tx import backoff, transaction
 
 ATTEMPTS = 8
 

@@ -30,7 +30,8 @@ from pynamodb.expressions.condition import size
 
 from chalicelib.core import config, ratelimit
 from chalicelib.core.errors import DomainError, Unauthorized, Unprocessable
-from chalicelib.core.models import Channel, LabelledTransaction, Member, PaymentGuard, condition_failed, write_retrying
+from chalicelib.core.models import Channel, Member, PaymentGuard
+from chalicelib.core.tx import LabelledTransaction, condition_failed, write_retrying
 from chalicelib.members import sms
 from chalicelib.partners import breaker, channel_api
 

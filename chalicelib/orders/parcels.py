@@ -25,21 +25,8 @@ from chalicelib.channels import channels
 from chalicelib.checkout import quotas
 from chalicelib.core import audit
 from chalicelib.core.errors import BadRequest, Busy, Conflict, NotFound, Unprocessable
-from chalicelib.core.models import (
-    Contended,
-    LabelledTransaction,
-    Member,
-    Order,
-    Parcel,
-    Quota,
-    Refused,
-    Stock,
-    Wallet,
-    backoff,
-    batch_read,
-    commit_retrying,
-    now_iso,
-)
+from chalicelib.core.models import Member, Order, Parcel, Quota, Stock, Wallet, now_iso
+from chalicelib.core.tx import Contended, LabelledTransaction, Refused, backoff, batch_read, commit_retrying
 from chalicelib.core.observability import count, logger
 from chalicelib.orders import allocation, orders
 from chalicelib.orders import parcel_states as ps

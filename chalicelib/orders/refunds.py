@@ -31,18 +31,8 @@ from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from chalicelib.channels import channels
 from chalicelib.core import audit, config
 from chalicelib.core.errors import BadRequest, Conflict, Forbidden, NotFound
-from chalicelib.core.models import (
-    Channel,
-    LabelledTransaction,
-    MemberRedemption,
-    Order,
-    Parcel,
-    Refund,
-    Refused,
-    commit_retrying,
-    now_iso,
-    write_retrying,
-)
+from chalicelib.core.models import Channel, MemberRedemption, Order, Parcel, Refund, now_iso
+from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying, write_retrying
 from chalicelib.core.observability import count, logger
 from chalicelib.orders import parcel_states, parcels
 from chalicelib.partners import channel_api

@@ -36,18 +36,14 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from chalicelib.core import audit
 from chalicelib.checkout import quotas
 from chalicelib.core.errors import Busy, Conflict, DomainError, Unprocessable
-from chalicelib.core.models import (
-    BillingPlan,
-    Channel,
+from chalicelib.core.models import BillingPlan, Channel, PrepaidAccount, PrepaidEntry, now_iso
+from chalicelib.core.tx import (
     Contended,
     LabelledTransaction,
-    PrepaidAccount,
-    PrepaidEntry,
     Refused,
     backoff,
     commit_retrying,
     condition_failed,
-    now_iso,
     write_retrying,
 )
 from chalicelib.core.observability import count, logger

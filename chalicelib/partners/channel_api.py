@@ -23,7 +23,8 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from chalicelib.channels import channels
 from chalicelib.channels.signing import request_headers
 from chalicelib.core.errors import DomainError
-from chalicelib.core.models import Channel, backoff
+from chalicelib.core.models import Channel
+from chalicelib.core.tx import backoff
 from chalicelib.core.observability import logger
 from chalicelib.partners import breaker, endpoints, reliability
 

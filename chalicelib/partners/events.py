@@ -11,7 +11,8 @@ import json
 import time
 from typing import Any
 
-from chalicelib.core.models import LabelledTransaction, OutboxEvent, now_iso
+from chalicelib.core.models import OutboxEvent, now_iso
+from chalicelib.core.tx import LabelledTransaction
 
 KINDS = ("order.paid", "parcel.shipped", "order.partially_shipped", "order.shipped", "order.completed",
          "parcel.refunded", "order.cancelled", "parcel.cancelled", "order.partially_refunded", "order.refunded")

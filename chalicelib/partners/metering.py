@@ -26,7 +26,8 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from pynamodb.exceptions import PutError
 
 from chalicelib.core.errors import DomainError
-from chalicelib.core.models import ChannelDay, MeterMark, Parcel, condition_failed, write_retrying
+from chalicelib.core.models import ChannelDay, MeterMark, Parcel
+from chalicelib.core.tx import condition_failed, write_retrying
 from chalicelib.core.observability import count, logger
 
 SHARDS = 4

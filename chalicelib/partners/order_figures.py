@@ -26,7 +26,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Iterable
 
-from chalicelib.core.models import ChannelDay, LabelledTransaction, MeterMark, ParkedRecord, Refused, commit_retrying
+from chalicelib.core.models import ChannelDay, MeterMark, ParkedRecord
+from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying
 from chalicelib.core.observability import count, logger
 from chalicelib.partners import metering, reliability
 

@@ -34,7 +34,8 @@ from typing import Any, Iterable, Iterator
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib.core import config
-from chalicelib.core.models import PartnerBreaker, PartnerStats, condition_failed, write_retrying
+from chalicelib.core.models import PartnerBreaker, PartnerStats
+from chalicelib.core.tx import condition_failed, write_retrying
 from chalicelib.core.observability import count, logger
 from chalicelib.partners import breaker
 from chalicelib.partners.breaker import CLOSED, HALF_OPEN, OPEN

@@ -41,16 +41,8 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from chalicelib.channels import channels
 from chalicelib.core import audit, config
 from chalicelib.core.errors import DomainError
-from chalicelib.core.models import (
-    Channel,
-    LabelledTransaction,
-    OutboxEvent,
-    Refused,
-    commit_retrying,
-    condition_failed,
-    lost_race,
-    now_iso,
-)
+from chalicelib.core.models import Channel, OutboxEvent, now_iso
+from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying, condition_failed, lost_race
 from chalicelib.core.observability import count, logger
 from chalicelib.partners import breaker, endpoints, reliability, webhook_signing
 

@@ -37,7 +37,8 @@ from typing import Iterable
 
 from chalicelib.channels import channels
 from chalicelib.checkout.checkout import AWAITING, PAID, quota_takes
-from chalicelib.core.models import AuditRun, Channel, Grant, Member, Order, Parcel, Quota, Wallet, batch_read
+from chalicelib.core.models import AuditRun, Channel, Grant, Member, Order, Parcel, Quota, Wallet
+from chalicelib.core.tx import batch_read
 from chalicelib.core.observability import count, logger
 from chalicelib.orders import allocation, parcels
 from chalicelib.orders.orders import lines_of

@@ -23,7 +23,8 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import audit
 from chalicelib.core.errors import NotFound, Unprocessable
-from chalicelib.core.models import BookEntry, Channel, LabelledTransaction, Parcel, Supplier, now_iso
+from chalicelib.core.models import BookEntry, Channel, Parcel, Supplier, now_iso
+from chalicelib.core.tx import LabelledTransaction
 from chalicelib.orders import parcel_states as ps
 from chalicelib.settlement import statements
 from chalicelib.settlement.periods import day_of

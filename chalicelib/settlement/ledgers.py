@@ -32,7 +32,8 @@ from pynamodb.exceptions import DoesNotExist, PutError
 from chalicelib.checkout.checkout import AWAITING, PAID
 from chalicelib.core import bucket, config
 from chalicelib.core.errors import BadRequest, Conflict, NotFound, Unprocessable
-from chalicelib.core.models import Channel, LedgerUpload, Member, Order, Parcel, Reconciliation, batch_read, now_iso
+from chalicelib.core.models import Channel, LedgerUpload, Member, Order, Parcel, Reconciliation, now_iso
+from chalicelib.core.tx import batch_read
 from chalicelib.core.observability import count, logger
 from chalicelib.orders import parcels
 from chalicelib.partners import metering

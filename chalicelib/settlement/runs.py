@@ -34,10 +34,8 @@ from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from chalicelib.channels import channels
 from chalicelib.core import audit, config
 from chalicelib.core.errors import Conflict, NotFound, Unprocessable
-from chalicelib.core.models import (
-    Channel, Contended, LabelledTransaction, Refused, SettledDay, SettlementPeriod, Statement, Supplier, condition_failed,
-    now_iso,
-)
+from chalicelib.core.models import Channel, SettledDay, SettlementPeriod, Statement, Supplier, now_iso
+from chalicelib.core.tx import Contended, LabelledTransaction, Refused, condition_failed
 from chalicelib.core.observability import count, logger
 from chalicelib.settlement import books, exports, fees, periods, statements
 from chalicelib.settlement.periods import Period

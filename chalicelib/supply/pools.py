@@ -19,7 +19,8 @@ from chalicelib.channels.pricing import SkuPrice, guard_loss, points_for, rule_p
 from chalicelib.checkout import quotas
 from chalicelib.core import audit
 from chalicelib.core.errors import Conflict, NotFound, Unprocessable
-from chalicelib.core.models import Channel, Goods, LabelledTransaction, PoolItem, Refused, commit_retrying, now_iso
+from chalicelib.core.models import Channel, Goods, PoolItem, now_iso
+from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying
 from chalicelib.supply import goods as goods_mod
 
 if TYPE_CHECKING:  # annotations only: pydantic loads with the first request that sends a body

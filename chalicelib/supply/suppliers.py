@@ -18,7 +18,8 @@ from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 
 from chalicelib.core import audit
 from chalicelib.core.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
-from chalicelib.core.models import Supplier, SupplierKey, condition_failed, get_owned, now_iso, transaction
+from chalicelib.core.models import Supplier, SupplierKey, get_owned, now_iso
+from chalicelib.core.tx import condition_failed, transaction
 
 if TYPE_CHECKING:  # annotations only: pydantic loads with the first request that sends a body
     from chalicelib.core.schemas import SupplierApplication
