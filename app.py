@@ -20,6 +20,8 @@ from chalicelib.partners import order_figures as figures
 from chalicelib.partners import routes as partner_routes
 from chalicelib.partners import webhooks
 from chalicelib.partners.kit import routes as kit_routes
+from chalicelib.sales import routes as sale_routes
+from chalicelib.sales import sales
 from chalicelib.settlement import audit, ledgers, runs
 from chalicelib.settlement import routes as settlement_routes
 from chalicelib.supply import imports
@@ -41,7 +43,7 @@ def error_contract(event: Any, get_response: Callable) -> Response:
 
 # --- HTTP routes, one Blueprint per business area ----------------------------------------------------
 for area in (supply_routes, channel_routes, member_routes, checkout_routes, order_routes, partner_routes,
-             settlement_routes, kit_routes):
+             settlement_routes, kit_routes, sale_routes):
     app.register_blueprint(area.routes.blueprint)
 
 
@@ -100,6 +102,12 @@ def resolve_refunds(event) -> dict:
     outcome = refunds.sweep()
     logger.info("refunds resolved", extra={"outcome": outcome})
     return outcome
+
+
+@app.schedule(Rate(5, unit=Rate.MINUTES), name="close_sales")
+def close_sales(event) -> dict:
+    """Flash sales that ended: their unsold allotment back to the SKUs' stock, once."""
+    return sales.sweep()
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="deliver_webhooks")

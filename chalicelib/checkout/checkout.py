@@ -19,7 +19,7 @@ import hashlib
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Sequence
 
@@ -60,6 +60,8 @@ from chalicelib.members import members, payment_auth
 from chalicelib.orders import fulfilment
 from chalicelib.orders.orders import lines_of
 from chalicelib.partners import billing, breaker, channel_api, reliability
+from chalicelib.sales import offers
+from chalicelib.sales.sales import price_in_fen
 from chalicelib.supply import goods as goods_mod
 from chalicelib.supply import pools
 
@@ -78,6 +80,7 @@ class LineRequest:
     goods_id: str
     sku_id: str
     qty: int
+    sale_id: str | None = None  # bought in this flash sale, at its price, from its allotment (``sales.offers``)
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,8 @@ def order_id_for(channel_code: str, member_id: str, key: str) -> str:
 
 
 def _request_hash(lines: Sequence[LineRequest]) -> str:
-    return hashlib.sha256(json.dumps(sorted((l.goods_id, l.sku_id, l.qty) for l in lines)).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(sorted((l.goods_id, l.sku_id, l.qty, *([l.sale_id] if l.sale_id else []))
+                                            for l in lines)).encode()).hexdigest()
 
 
 def _validate(channel: Channel, lines: Sequence[LineRequest]) -> None:
@@ -328,6 +332,12 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
         if not int(quota.starts_at) <= now_ < int(quota.ends_at):
             raise Conflict("period_ended", "the channel's redemption period is not open")
         priced, found, items = _price(channel, lines, reads)
+        # A flash-sale line: its sale's refusals before any write, its price, its allotment instead of stock.
+        offer = offers.offer(channel.code, member.member_id, lines, time.time() if now is None else now)
+        if offer is not None:
+            sale_price = price_in_fen(offer.price_points, int(channel.points_per_yuan))
+            priced = [replace(l, points=offer.price_points, price=sale_price) if offer.covers(l) else l
+                      for l in priced]
         wallet = (reads.wallet or wallet_of(member)) if channel.points_mode == "hosted" else None
         # Read the clock again after every read, just before the write, and stamp the order with it: the
         # conditions below (period, lot expiry) must not be judged on a time that went stale while reading.
@@ -354,6 +364,8 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
                 raise billing.exhausted(channel.code)
             order.fee, order.fee_takes = fee.order_price, {str(shard): n for shard, n in fee_takes.items()}
         tx = LabelledTransaction(_request_token(order_id, attempt))
+        if offer is not None:  # the shard take and the member's count; the order's line records them
+            offer.add(tx, order.lines, now_)
         tx.put("order", order, condition=Order.order_id.does_not_exist())
         for shard, used in takes.items():  # the period and pricing conditions ride on every shard debited
             held = Quota.reserved.add(used) if channel.points_mode == "remote" else Quota.spent.add(used)
@@ -365,7 +377,8 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
             _debit_wallet(tx, wallet, points, now_)
         else:
             _count_redemption(tx, channel, member, quota.period_id, points)
-        _stock_updates(tx, priced, found, -1, guard_prices=True, sandbox=not order.holds_stock)
+        _stock_updates(tx, [l for l in priced if offer is None or not offer.covers(l)], found, -1, guard_prices=True,
+                       sandbox=not order.holds_stock)
         if fee_takes:
             billing.debit(tx, channel.code, fee_takes)
         proof.bind(tx)
@@ -376,9 +389,9 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
                 replay = _existing(order_id, request_hash, wait=True)
                 if replay is not None:
                     return _finish(replay, channel, replay=True), False
-            rest = [l for l in refused.labels if not l.startswith(("quota:", "prepaid:"))]
+            rest = [l for l in refused.labels if not l.startswith(("quota:", "prepaid:", "sale:"))]
             if len(rest) < len(refused.labels) or rest == ["wallet"]:
-                # Another order took the chosen quota or balance shard or spent from the same lots, or ops
+                # Another order took the chosen quota, balance or sale shard or spent from the same lots, or ops
                 # re-priced (the shard's pricing version moved): read again. The reads decide a real refusal
                 # (quota total short, period over, points short, balance short); a new pricing version is seen
                 # there and re-read.
@@ -626,8 +639,10 @@ def _release(order: Order, reason: str, calls: Calls) -> Order:
         if order.cap_counted:  # the member's cap room comes back: exactly what this order took of it
             tx.update("member_cap", MemberRedemption(order.member_id, order.period_id),
                       [MemberRedemption.redeemed.add(-int(order.cap_counted))])
-        if order.holds_stock is not False:  # only what the order took comes back
-            _stock_updates(tx, lines, {}, +1, guard_prices=False)
+        if order.holds_stock is not False:  # only what the order took comes back (a sale's: to its allotment)
+            back = offers.give_back(tx, order, lines_of(order), time.time())
+            _stock_updates(tx, [l for l in lines if any((b["goods_id"], b["sku_id"]) == (l.goods_id, l.sku_id)
+                                                        for b in back)], {}, +1, guard_prices=False)
         if order.fee_takes:  # a prepaid channel's order price comes back with the release: once, as it is
             billing.credit(tx, order.channel_code, _shares(order.fee_takes))
         return tx

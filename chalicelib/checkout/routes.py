@@ -87,7 +87,7 @@ def member_checkout(code: str) -> Response:
     session, channel = member_channel(req(), code)
     data = web.body(req(), schemas.OrderRequest)
     key = req().headers.get("idempotency-key") or ""
-    lines = [checkout.LineRequest(l.goods_id, l.sku_id, l.qty) for l in data.lines]
+    lines = [checkout.LineRequest(l.goods_id, l.sku_id, l.qty, l.sale_id) for l in data.lines]
     address = data.address.model_dump() if data.address is not None else None
     with metering.refusals(channel.code):  # refusals by reason, in the channel's operating data
         order, created = checkout.place(channel, session.member_id, key, lines, data.password, data.otp,

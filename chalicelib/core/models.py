@@ -963,12 +963,15 @@ class SandboxCall(Model):
     expires_at = TTLAttribute()
 
 
+# The flash-sale area's tables live with it; imported here (after ``_meta``) so the one list below holds them.
+from chalicelib.sales.models import Sale, SaleBuyer, SaleShard  # noqa: E402
+
 ALL_MODELS: tuple[type[Model], ...] = (
     Supplier, SupplierKey, Goods, Stock, Audit, Channel, PoolItem, Upload, Nonce, MemberLink, Member, Topic,
     Quota, Wallet, Grant, MemberRedemption, Order, PaymentGuard, RateCounter, OutboxEvent, Cart,
     Parcel, Refund, PartnerBreaker, PartnerStats, ChannelDay, MeterMark, ParkedRecord, BillingPlan, PrepaidAccount, PrepaidEntry,
     BookEntry, SettledDay, SettlementPeriod, Statement,
-    LedgerUpload, Reconciliation, AuditRun, SandboxCall,
+    LedgerUpload, Reconciliation, AuditRun, SandboxCall, Sale, SaleShard, SaleBuyer,
 )
 
 

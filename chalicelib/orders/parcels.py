@@ -26,6 +26,7 @@ from chalicelib.checkout import quotas
 from chalicelib.core import audit
 from chalicelib.core.errors import BadRequest, Busy, Conflict, NotFound, Unprocessable
 from chalicelib.core.models import Member, Order, Parcel, Quota, Stock, Wallet, now_iso
+from chalicelib.sales import offers
 from chalicelib.core.tx import Contended, LabelledTransaction, Refused, backoff, batch_read, commit_retrying
 from chalicelib.core.observability import count, logger
 from chalicelib.orders import allocation, orders
@@ -272,7 +273,9 @@ def give_back(tx: LabelledTransaction, order: Order, parcel: Parcel, now: float,
       supplier (``settlement.books.record_returned``).
     Helpers for refunds of shipped parcels reuse this."""
     stock = stock and order.holds_stock is not False  # a sandbox order took no live stock: none comes back
-    for line in sorted(parcel.lines, key=lambda l: (l["goods_id"], l["sku_id"])) if stock else []:
+    lines = sorted(parcel.lines, key=lambda l: (l["goods_id"], l["sku_id"])) if stock else []
+    # A flash sale's units go back to its allotment while it runs (``sales.offers``); the rest to stock here.
+    for line in offers.give_back(tx, order, lines, now) if lines else []:
         tx.update(f"stock:{line['goods_id']}:{line['sku_id']}", Stock(line["goods_id"], line["sku_id"]),
                   [Stock.stock.add(int(line["qty"]))], condition=Stock.sku_id.exists())
     from chalicelib.checkout import checkout  # see ``split``
