@@ -18,7 +18,7 @@ from chalicelib.core.models import (
     ALL_MODELS, Audit, Channel, Goods, Member, MemberRedemption, Order, OutboxEvent, Parcel, Quota, Refund, Stock,
     Upload, Wallet, PartnerBreaker, PartnerStats, ChannelDay, MeterMark, ParkedRecord, PrepaidAccount, PrepaidEntry,
     BillingPlan, BookEntry, SettledDay, SettlementPeriod, Statement, Supplier,
-    AuditRun, Grant, LedgerUpload, Reconciliation,
+    AuditRun, Grant, LedgerUpload, Reconciliation, Sale, SaleBuyer, SaleShard,
 )
 from infra.state_machines import (
     FULFILMENT_FUNCTIONS, ORDER_FULFILMENT, SETTLEMENT, SETTLEMENT_FUNCTIONS, order_fulfilment, settlement,
@@ -581,7 +581,7 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
     def per_function(metric: str) -> list[list[str]]:
         return [["AWS/Lambda", metric, "FunctionName", f"${{{f}}}"]
                 for f in (*FUNCTIONS, *SETTLE_FUNCTIONS.values(), START_SETTLEMENTS, LEDGER_FUNCTION,
-                          AUDIT_FUNCTION, RETRY_FUNCTION)]
+                          AUDIT_FUNCTION, RETRY_FUNCTION, CLOSE_SALES)]
 
     def by_channel(metric: str, stat: str, dimensions: str = "channel,service") -> list[list[Json]]:
         """``metering.metric``: one metric per channel (and reason), found by a search."""
@@ -643,6 +643,7 @@ def build_merge_template(stage: str = "prod") -> Json:
     resources |= settlement_resources(stage, chalice, resources)
     resources |= reconciliation_resources(stage, chalice, resources)
     resources |= refund_retry_resources(stage, resources)
+    resources |= sales_resources(stage, resources)
     outputs = {"UploadBucketName": {"Value": {"Ref": BUCKET}}, "AlarmTopicArn": {"Value": {"Ref": ALARM_TOPIC}},
                "SessionKeySecretArn": {"Value": {"Ref": SESSION_KEY_SECRET}},
                "ChannelDoorUrl": {"Value": {"Fn::GetAtt": [DOOR_URL, "FunctionUrl"]}}}
@@ -922,3 +923,38 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --- flash sales (``chalicelib/sales``): the closing sweep, and the sale tables for whoever gives units back ---
+CLOSE_SALES = "CloseSales"  # the schedule (``app.close_sales``): ended sales' leftovers back to stock
+CLOSE_SALES_GRANTS: tuple[tuple[type[Model], tuple[str, ...]], ...] = (
+    (Sale, ("dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem")),
+    (SaleShard, ("dynamodb:BatchGetItem", "dynamodb:UpdateItem")),
+    (Stock, ("dynamodb:UpdateItem",)), (Audit, ("dynamodb:PutItem",)))
+# A cancelled parcel of a sale order gives its units back to the sale's shards and the member's count
+# (``sales.offers.give_back``), wherever parcels are cancelled or remote orders released.
+SALE_GIVE_BACK_MODELS: tuple[type[Model], ...] = (SaleShard, SaleBuyer)
+SALE_GIVE_BACK_ACTIONS = ["dynamodb:BatchGetItem", "dynamodb:UpdateItem"]
+SALE_GIVE_BACK_ROLES = (ROLES[FULFIL_FUNCTIONS["fulfil_deadline"]], REFUNDS_ROLE, RESOLVE_ROLE, f"{RETRY_FUNCTION}Role")
+
+
+def sales_resources(stage: str, resources: dict[str, Json]) -> dict[str, Json]:
+    """The closing sweep with its least-privilege role, log group and error alarm; the give-back grants."""
+    out: dict[str, Json] = {
+        f"{CLOSE_SALES}LogGroup": {"Type": "AWS::Logs::LogGroup", "Properties": {
+            "LogGroupName": f"/channelmall/{stage}/{CLOSE_SALES}", "RetentionInDays": LOG_RETENTION_DAYS}},
+        CLOSE_SALES: {"Properties": {
+            "Environment": {"Variables": {"TABLE_PREFIX": f"channelmall-{stage}-", "UPLOAD_BUCKET": {"Ref": BUCKET}}},
+            "LoggingConfig": {"LogGroup": {"Ref": f"{CLOSE_SALES}LogGroup"}}}},
+        f"{CLOSE_SALES}Role": _role_policy(f"{CLOSE_SALES}Role", f"{CLOSE_SALES}LogGroup", [
+            {"Sid": model.__name__, "Effect": "Allow", "Action": list(actions),
+             "Resource": _table_arns((model,), indexes=False)} for model, actions in CLOSE_SALES_GRANTS]),
+        f"{CLOSE_SALES}ErrorsAlarm": _alarm(f"{CLOSE_SALES} Lambda errors (ended sales keep their leftovers)",
+                                            "AWS/Lambda", "Errors", [{"Name": "FunctionName", "Value": {"Ref": CLOSE_SALES}}]),
+    }
+    for role in SALE_GIVE_BACK_ROLES:
+        [policy] = resources[role]["Properties"]["Policies"]
+        policy["PolicyDocument"]["Statement"].append({
+            "Sid": "SaleGiveBack", "Effect": "Allow", "Action": SALE_GIVE_BACK_ACTIONS,
+            "Resource": _table_arns(SALE_GIVE_BACK_MODELS, indexes=False)})
+    return out

@@ -26,6 +26,7 @@ from infra.template import (
 )
 from infra.state_machines import REFUND_RETRY_FUNCTIONS, refund_retry
 from infra.template import REFUNDS_MODELS, RETRY_MACHINE
+from chalicelib.sales.models import Sale, SaleBuyer, SaleShard
 
 HTTP_METHODS = ("get", "put", "post", "patch", "delete", "head")
 SIGV4 = [{"sigv4": []}]
@@ -39,8 +40,9 @@ SETTLE = tuple(f"app.{name}" for name in SETTLEMENT_FUNCTIONS)
 RETRY_REFUND = "app.retry_refund"  # the refund_retry state machine's task
 START_SETTLEMENTS = "app.start_settlements"
 LEDGERS, AUDIT = "app.ledger_uploaded", "app.invariant_audit"
+CLOSE_SALES = "app.close_sales"  # ended flash sales' leftovers back to stock
 HANDLERS = (API, DOOR, UPLOAD, RESOLVE, WEBHOOKS, REFUNDS, FIGURES, *FULFIL, *SETTLE, START_SETTLEMENTS, LEDGERS,
-            AUDIT, RETRY_REFUND)
+            AUDIT, RETRY_REFUND, CLOSE_SALES)
 # Who calls ``config.session_key()``: sessions and one-time codes are served by the two doors only.
 SESSION_KEY_HANDLERS = {API, DOOR}
 
@@ -311,7 +313,7 @@ def test_resolver_role_is_least_privilege(resources: dict[str, Any]) -> None:
     executions; nothing else."""
     role = role_of(resources, RESOLVE)
     ids = table_ids(resources, Channel, Order, Quota, Goods, Stock, PartnerBreaker, PartnerStats, ChannelDay, MeterMark,
-                    PrepaidAccount, PrepaidEntry)
+                    PrepaidAccount, PrepaidEntry, SaleShard, SaleBuyer)
     granted: dict[str, set[str]] = {}
     for name, statement in allow_statements(resources):
         if name == role and statement.get("Sid") not in ("OwnLogs", "Tracing"):
@@ -336,11 +338,12 @@ def test_resolver_role_is_least_privilege(resources: dict[str, Any]) -> None:
         "dynamodb:GetItem": arns(table(Order), table(Quota), table(Stock), table(Goods), table(PartnerBreaker),
                                  table(PartnerStats), table(PrepaidEntry)),
         # (orders it confirms are metered by the orders stream's consumer, not here)
+        # (a released flash-sale order's units back to its sale's shards and its member's count: ``sales.offers``)
         "dynamodb:UpdateItem": arns(table(Order), table(Quota), table(Stock), table(PartnerBreaker),
-                                    table(PartnerStats), table(PrepaidAccount)),
+                                    table(PartnerStats), table(PrepaidAccount), table(SaleShard), table(SaleBuyer)),
         "dynamodb:DeleteItem": arns(table(PrepaidEntry)),
         # a release backfills the Stock items of goods from before them, as every reader does
-        "dynamodb:BatchGetItem": arns(table(Goods), table(Stock)),
+        "dynamodb:BatchGetItem": arns(table(Goods), table(Stock), table(SaleShard), table(SaleBuyer)),
         "dynamodb:ConditionCheckItem": arns(table(Goods)),
         "dynamodb:PutItem": arns(table(Stock)),
         # an order the sweep confirms starts its fulfilment; a failed execution is found and restarted
@@ -645,8 +648,9 @@ def test_fulfilment_tasks_reach_only_their_tables(resources: dict[str, Any], nam
     assert "dynamodb:Scan" not in actions and "dynamodb:DeleteItem" not in actions
     calls_channels = (PartnerBreaker, PartnerStats) if name == "fulfil_deadline" else ()  # a remote parcel's refund
     metered = (ChannelDay, MeterMark) if name == "fulfil_deadline" else ()  # parcels given back (``metering``)
+    sales = (SaleShard, SaleBuyer) if name == "fulfil_deadline" else ()  # a sale's units back (``sales.offers``)
     assert {a["Fn::GetAtt"][0] for a in arns if "Fn::GetAtt" in a} == set(
-        table_ids(resources, *FULFIL_MODELS[name], *calls_channels, *metered).values())
+        table_ids(resources, *FULFIL_MODELS[name], *calls_channels, *metered, *sales).values())
 
 
 def test_failed_fulfilment_executions_and_starts_page_ops(resources: dict[str, Any]) -> None:
@@ -820,7 +824,14 @@ def test_refund_retry_task_reaches_only_the_refund_tables_by_key(resources: dict
     assert not {"dynamodb:Scan", "dynamodb:DeleteItem"} & actions
     assert all("Fn::GetAtt" in a for a in arns)  # no index: the refund is read by its id
     assert {a["Fn::GetAtt"][0] for a in arns} == set(table_ids(
-        resources, *REFUNDS_MODELS, PartnerBreaker, PartnerStats, ChannelDay, MeterMark).values())
+        resources, *REFUNDS_MODELS, PartnerBreaker, PartnerStats, ChannelDay, MeterMark, SaleShard, SaleBuyer).values())
+
+
+def test_the_sale_sweep_reaches_only_the_sale_tables_stock_and_audit(resources: dict[str, Any]) -> None:
+    actions, arns = data_grants(resources, role_of(resources, CLOSE_SALES), "dynamodb")
+    assert actions == {"dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:BatchGetItem",
+                       "dynamodb:PutItem"}
+    assert {a["Fn::GetAtt"][0] for a in arns} == set(table_ids(resources, Sale, SaleShard, Stock, Audit).values())
 
 
 def test_a_failed_refund_retry_pages_ops(resources: dict[str, Any]) -> None:
