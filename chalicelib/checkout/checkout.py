@@ -30,6 +30,7 @@ from chalicelib.channels.pricing import points_for
 from chalicelib.checkout import quotas
 from chalicelib.checkout.points import allocate
 from chalicelib.checkout.wallets import wallet_of
+from chalicelib.core import cache
 from chalicelib.core.errors import Busy, Conflict, DomainError, Forbidden, NotFound, Unprocessable
 from chalicelib.core.models import (
     Channel,
@@ -146,14 +147,25 @@ def _read(channel: Channel, member_id: str, order_id: str, lines: Sequence[LineR
     ids = sorted({l.goods_id for l in lines})
     stock_keys = sorted({(l.goods_id, l.sku_id) for l in lines})
     shard_keys = quotas.shard_keys(channel) or []
-    found = batch_read({Order: [(order_id,)], Member: [(member_id,)],
-                        Wallet: [(member_id,)] if channel.points_mode == "hosted" else [],
-                        PoolItem: [(channel.code, g) for g in ids], Goods: [(g,) for g in ids],
-                        Stock: stock_keys, Quota: [(channel.code, k) for k in shard_keys],
-                        PaymentGuard: [(member_id,)] if channel.payment_auth == "otp" else [],
-                        PartnerBreaker: [(channel.code, api) for api in _partner_apis(channel)],
-                        PrepaidAccount: billing.account_keys(channel.code) if fee else []},
-                       consistent=(Order, Wallet, PoolItem, Quota, PaymentGuard, PrepaidAccount))
+    version = quotas.pricing_version(channel)
+    consistent = (Order, Wallet, PoolItem, Quota, PaymentGuard, PrepaidAccount)
+    others = {Order: [(order_id,)], Member: [(member_id,)],
+              Wallet: [(member_id,)] if channel.points_mode == "hosted" else [],
+              Quota: [(channel.code, k) for k in shard_keys],
+              PaymentGuard: [(member_id,)] if channel.payment_auth == "otp" else [],
+              PrepaidAccount: billing.account_keys(channel.code) if fee else []}
+    # The hot single items (sub-pool item by pricing version, goods, Stock, breakers) from the short-lived
+    # cache (``core.cache``: why each is safe), the rest with the misses in the one BatchGetItem.
+    fetched: dict = {}
+
+    def read(missing: dict) -> dict:
+        fetched.update(batch_read({**others, **missing}, consistent=consistent))
+        return fetched
+
+    hot = cache.read_through({PoolItem: [(channel.code, g) for g in ids], Goods: [(g,) for g in ids],
+                              Stock: stock_keys, PartnerBreaker: [(channel.code, api) for api in _partner_apis(channel)]},
+                             lambda model: version if model is PoolItem else None, read)
+    found = {**(fetched or batch_read(others, consistent=consistent)), **hot}
     goods = {g.goods_id: g for g in found[Goods]}
     have = {(s.goods_id, s.sku_id) for s in found[Stock]}
     missing = {gid for gid, sku in stock_keys if (gid, sku) not in have and gid in goods
@@ -248,6 +260,8 @@ def _not_selling(channel: Channel) -> DomainError:
 def _goods_refusal(goods_ids: list[str], lines: list[PricedLine], items: dict[str, PoolItem]) -> DomainError:
     """A refused goods item, read again to say why: it left approval, a price the order uses moved, or stock."""
     found = {g.goods_id: g for g in Goods.batch_get(goods_ids, consistent_read=True)}
+    for goods_id in goods_ids:  # what was refused is read again by the next checkout, not taken from the cache
+        cache.forget((Goods.__name__, None, goods_id))
     for line in (l for l in lines if l.goods_id in goods_ids):
         goods = found.get(line.goods_id)
         if goods is None or goods.status != goods_mod.APPROVED:

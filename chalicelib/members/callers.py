@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from chalice.app import Request
 
-from chalicelib.core import web
+from chalicelib.core import cache, web
 from chalicelib.core.errors import Forbidden
 from chalicelib.core.models import Channel, Supplier
 from chalicelib.members import entry, sessions
@@ -11,11 +11,14 @@ from chalicelib.partners import billing
 from chalicelib.partners.kit import sandbox_log
 
 
-def member_channel(request: Request, code: str) -> tuple[sessions.Session, Channel]:
-    """The session's member and channel; a session never reaches another channel's data."""
+def member_channel(request: Request, code: str, cached: bool = False) -> tuple[sessions.Session, Channel]:
+    """The session's member and channel; a session never reaches another channel's data. ``cached``: the
+    channel from the short-lived cache (``core.cache``; checkout, whose transaction re-checks what matters)."""
     session = sessions.read(web.session_token(request))
     if session.channel_code != code:
         raise Forbidden("wrong_channel", "this session belongs to another channel")
+    if cached:
+        return session, cache.cached((Channel.__name__, None, code), lambda: entry.active_channel(code))
     return session, entry.active_channel(code)
 
 
