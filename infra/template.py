@@ -952,9 +952,66 @@ def sales_resources(stage: str, resources: dict[str, Json]) -> dict[str, Json]:
         f"{CLOSE_SALES}ErrorsAlarm": _alarm(f"{CLOSE_SALES} Lambda errors (ended sales keep their leftovers)",
                                             "AWS/Lambda", "Errors", [{"Name": "FunctionName", "Value": {"Ref": CLOSE_SALES}}]),
     }
+    out |= warm_capacity_resources(resources)
     for role in SALE_GIVE_BACK_ROLES:
         [policy] = resources[role]["Properties"]["Policies"]
         policy["PolicyDocument"]["Statement"].append({
             "Sid": "SaleGiveBack", "Effect": "Allow", "Action": SALE_GIVE_BACK_ACTIONS,
             "Resource": _table_arns(SALE_GIVE_BACK_MODELS, indexes=False)})
+    return out
+
+
+# Warm capacity for flash sales (``sales.warm``): the API and door functions publish a ``live`` alias that API
+# Gateway and the function URL invoke; its provisioned concurrency is a scalable target (0 between sales) that the
+# API's sale scheduling raises before each start and drops after each end with scheduled actions.
+WARM_FUNCTIONS = (API_FUNCTION, DOOR_FUNCTION)
+WARM_ALIAS = "live"  # ``sales.warm.ALIAS``
+WARM_MAX = 3_000  # ``sales.warm.MAX_CONCURRENCY``
+SCHEDULED_ACTIONS = ["application-autoscaling:PutScheduledAction", "application-autoscaling:DescribeScheduledActions"]
+
+
+def _alias(function: str) -> Json:
+    """The published alias's ARN (SAM's ``AutoPublishAlias`` makes ``{function}Alias{alias}``)."""
+    return {"Ref": f"{function}Alias{WARM_ALIAS}"}
+
+
+def _api_routes() -> list[tuple[str, str]]:
+    """(path, method) of every route Chalice puts in the REST API's definition."""
+    from app import app
+
+    return sorted((path, method.lower()) for path, methods in app.routes.items() for method in methods)
+
+
+def warm_capacity_resources(resources: dict[str, Json]) -> dict[str, Json]:
+    out: dict[str, Json] = {}
+    for function in WARM_FUNCTIONS:
+        resources[function]["Properties"]["AutoPublishAlias"] = WARM_ALIAS
+        out[f"{function}ProvisionedConcurrency"] = {
+            "Type": "AWS::ApplicationAutoScaling::ScalableTarget", "DependsOn": [f"{function}Alias{WARM_ALIAS}"],
+            "Properties": {"MinCapacity": 0, "MaxCapacity": WARM_MAX, "ServiceNamespace": "lambda",
+                           "ScalableDimension": "lambda:function:ProvisionedConcurrency",
+                           "ResourceId": {"Fn::Sub": [f"function:${{Fn}}:{WARM_ALIAS}", {"Fn": {"Ref": function}}]}}}
+    # API Gateway invokes the alias: every route's integration, and the permission.
+    uri = {"Fn::Sub": ["arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${Target}/"
+                       "invocations", {"Target": _alias(API_FUNCTION)}]}
+    paths: Json = {}
+    for path, method in _api_routes():
+        paths.setdefault(path, {})[method] = {"x-amazon-apigateway-integration": {"uri": uri}}
+    out["RestAPI"] = {"Properties": {"DefinitionBody": {"paths": paths}}}
+    out["APIHandlerInvokePermission"] = {"Properties": {"FunctionName": _alias(API_FUNCTION)}}
+    # The function URL serves the door's alias.
+    resources[DOOR_URL]["Properties"]["TargetFunctionArn"] = _alias(DOOR_FUNCTION)
+    resources[f"{DOOR_URL}Permission"]["Properties"]["FunctionName"] = _alias(DOOR_FUNCTION)
+    # Ops schedule sales through the API: it writes the scheduled actions on both scalable targets.
+    env = resources[API_FUNCTION]["Properties"]["Environment"]["Variables"]
+    env["CHANNEL_DOOR_FUNCTION"] = {"Ref": DOOR_FUNCTION}
+    [policy] = resources[API_ROLE]["Properties"]["Policies"]
+    policy["PolicyDocument"]["Statement"].append({
+        "Sid": "SaleWarmCapacity", "Effect": "Allow", "Action": SCHEDULED_ACTIONS,
+        "Resource": {"Fn::Sub": "arn:${AWS::Partition}:application-autoscaling:${AWS::Region}:${AWS::AccountId}:"
+                                "scalable-target/*"}})
+    out["SaleWarmFailedAlarm"] = _alarm(
+        "A flash sale's warm capacity could not be scheduled (it will start cold): see the sale's `warm` in GET "
+        "/ops/channels/{code}/sales/{id} and re-time it", "ChannelMall", "SaleWarmFailed",
+        [{"Name": "service", "Value": "channel-mall"}])
     return out

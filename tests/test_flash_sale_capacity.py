@@ -13,6 +13,7 @@ import requests
 
 from checkout_helpers import make_shop
 from chalicelib.core import cache
+from chalicelib.sales import warm
 from test_flash_sales import rich_member, sale_body, schedule
 
 BOUND = 2.0
@@ -62,3 +63,53 @@ def test_a_suspended_channel_stops_selling_at_once_with_the_cache_on(system, ops
     for body in (sale_body(sale), shop.body()):
         attempt = shop.place(session, member, body=body)
         assert (attempt.status, attempt.code) == (403, "channel_suspended"), attempt.body
+
+
+def test_scheduling_a_sale_schedules_warm_capacity_around_its_window_and_a_re_time_moves_it(system, ops):
+    """Up ``LEAD_SECONDS`` before the start, down ``TAIL_SECONDS`` after the end, on the API's and the door's
+    alias, sized from the expected rate; moving the window before the start moves the actions (same names)."""
+    shop = make_shop(system, ops, "hosted", stock=100)
+    sale = schedule(shop, allotment=10, starts_in=3600, lasts=600, expected_rate=10_000)
+    recorded = warm.adapter()
+    assert isinstance(recorded, warm.RecordedScaling)
+    mine = {n: a for n, a in recorded.actions.items() if f"-{sale['sale_id']}-" in n}
+    concurrency = warm.concurrency_for(10_000)
+    assert concurrency == 1_500  # 10,000/s × 0.12 s × 1.25
+    assert sorted((a.target, a.at, a.min_capacity) for a in mine.values()) == sorted(
+        [(t, sale["starts_at"] - warm.LEAD_SECONDS, concurrency) for t in warm.targets()]
+        + [(t, sale["ends_at"] + warm.TAIL_SECONDS, 0) for t in warm.targets()])
+    assert all(t.startswith("function:") and t.endswith(":live") for t in warm.targets())
+    view = ok_json(ops.get(f"/ops/channels/{shop.code}/sales/{sale['sale_id']}"))
+    assert view["warm"]["scheduled"] is True and sorted(view["warm"]["actions"]) == sorted(mine)
+
+    later = sale["starts_at"] + 1800
+    moved = ok_json(ops.patch(f"/ops/channels/{shop.code}/sales/{sale['sale_id']}",
+                              json={"starts_at": later, "ends_at": later + 600}))
+    assert moved["warm"]["up_at"] == later - warm.LEAD_SECONDS
+    again = {n: a for n, a in recorded.actions.items() if f"-{sale['sale_id']}-" in n}
+    assert set(again) == set(mine)  # replaced, not added
+    assert {a.at for n, a in again.items() if n.endswith("-up")} == {later - warm.LEAD_SECONDS}
+    assert {a.at for n, a in again.items() if n.endswith("-down")} == {later + 600 + warm.TAIL_SECONDS}
+
+
+def test_a_failed_warm_schedule_leaves_the_sale_scheduled_and_says_so(system, ops, monkeypatch):
+    class Down:
+        def put(self, action):
+            raise ConnectionError("application-autoscaling unreachable")
+
+    monkeypatch.setattr(warm, "_ADAPTER", Down())
+    shop = make_shop(system, ops, "hosted", stock=100)
+    sale = schedule(shop, allotment=10, starts_in=3600)
+    assert sale["warm"] == {"scheduled": False, "error": "ConnectionError", "concurrency": warm.concurrency_for(1_000)}
+    assert sale["remaining"] == 10
+
+
+def test_concurrency_sizing_is_bounded():
+    assert warm.concurrency_for(1) == 1
+    assert warm.concurrency_for(10**7) == warm.MAX_CONCURRENCY
+    assert warm.concurrency_for(1_000, attempt_seconds=0.2) == 250
+
+
+def ok_json(response) -> dict:
+    assert response.status_code == 200, response.text
+    return response.json()

@@ -739,12 +739,42 @@ def test_the_function_url_door_is_public_and_limited(resources: dict[str, Any]) 
     door = next(n for n, f in of_type(resources, "AWS::Serverless::Function").items()
                 if f["Properties"]["Handler"] == DOOR)
     props = url["Properties"]
-    assert (props["AuthType"], props["TargetFunctionArn"]) == ("NONE", {"Fn::GetAtt": [door, "Arn"]})
+    # the URL serves the door's published alias (its provisioned concurrency is warmed for flash sales)
+    assert (props["AuthType"], props["TargetFunctionArn"]) == ("NONE", {"Ref": f"{door}Aliaslive"})
     cors = props["Cors"]["Fn::If"][1]
     assert cors["AllowCredentials"] is False and set(cors["AllowMethods"]) <= {"GET", "POST", "PUT", "DELETE"}
     [permission] = [p["Properties"] for p in of_type(resources, "AWS::Lambda::Permission").values()
                     if p["Properties"].get("FunctionUrlAuthType") == "NONE"]
-    assert (permission["Action"], permission["FunctionName"]) == ("lambda:InvokeFunctionUrl", {"Ref": door})
+    assert (permission["Action"], permission["FunctionName"]) == ("lambda:InvokeFunctionUrl", {"Ref": f"{door}Aliaslive"})
+
+
+def test_api_and_door_run_on_a_published_alias_whose_provisioned_concurrency_sales_schedule(
+        resources: dict[str, Any]) -> None:
+    """Every API route's integration and its invoke permission name the API's alias; each alias has a scalable
+    target (0 between sales, ``sales.warm.MAX_CONCURRENCY`` at most) that only the API's role may schedule."""
+    from chalicelib.sales import warm
+
+    api = next(n for n, f in of_type(resources, "AWS::Serverless::Function").items() if f["Properties"]["Handler"] == API)
+    door = next(n for n, f in of_type(resources, "AWS::Serverless::Function").items()
+                if f["Properties"]["Handler"] == DOOR)
+    for function in (api, door):
+        assert resources[function]["Properties"]["AutoPublishAlias"] == warm.ALIAS
+        target = resources[f"{function}ProvisionedConcurrency"]
+        assert target["Type"] == "AWS::ApplicationAutoScaling::ScalableTarget"
+        assert (target["Properties"]["MinCapacity"], target["Properties"]["MaxCapacity"]) == (0, warm.MAX_CONCURRENCY)
+        assert target["Properties"]["ScalableDimension"] == "lambda:function:ProvisionedConcurrency"
+        assert target["Properties"]["ResourceId"] == {"Fn::Sub": [f"function:${{Fn}}:{warm.ALIAS}", {"Fn": {"Ref": function}}]}
+    integrations = [op["x-amazon-apigateway-integration"] for ops in
+                    resources["RestAPI"]["Properties"]["DefinitionBody"]["paths"].values()
+                    for op in ops.values() if "x-amazon-apigateway-integration" in op]
+    assert integrations and all(i["uri"]["Fn::Sub"][1] == {"Target": {"Ref": f"{api}Aliaslive"}} for i in integrations)
+    invoke = [p["Properties"] for p in of_type(resources, "AWS::Lambda::Permission").values()
+              if p["Properties"].get("Principal") == "apigateway.amazonaws.com"]
+    assert invoke and all(p["FunctionName"] == {"Ref": f"{api}Aliaslive"} for p in invoke)
+    schedulers = {name for name, s in allow_statements(resources)
+                  if "application-autoscaling:PutScheduledAction" in as_list(s["Action"])}
+    assert schedulers == {role_of(resources, API)}
+    assert resources[api]["Properties"]["Environment"]["Variables"]["CHANNEL_DOOR_FUNCTION"] == {"Ref": door}
 
 
 # --- the settlement state machine ---------------------------------------------------

@@ -31,6 +31,7 @@ class Sale(Model):
     starts_at = NumberAttribute()
     ends_at = NumberAttribute()
     member_limit = NumberAttribute()
+    expected_rate = NumberAttribute(default=1_000)  # checkout attempts/s ops expect at the start: shards, warm capacity
     status = UnicodeAttribute(default="scheduled")
     version = NumberAttribute(default=1)
     # The warm capacity scheduled for its start (``sales.warm``): the scheduled actions' names and figures.

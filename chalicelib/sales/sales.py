@@ -20,7 +20,7 @@ from chalicelib.core.errors import Conflict, NotFound, Unprocessable
 from chalicelib.core.models import Goods, PoolItem, Stock, now_iso
 from chalicelib.core.schemas import EPOCH_MAX, POINTS_MAX, Strict
 from chalicelib.core.tx import LabelledTransaction, Refused, batch_read, commit_retrying
-from chalicelib.sales import rules
+from chalicelib.sales import rules, warm
 from chalicelib.sales.models import Sale, SaleBuyer, SaleShard
 from chalicelib.supply import goods as goods_mod
 from chalicelib.supply import pools
@@ -129,7 +129,8 @@ def schedule(code: str, data: SaleCreate, actor: str, now: float | None = None) 
     spec = goods_mod.skus_of(goods)[data.sku_id]["spec"]
     sale = Sale(code, data.sale_id, goods_id=data.goods_id, sku_id=data.sku_id, title=goods.title, spec=spec,
                 price_points=data.price_points, allotment=data.allotment, shards=shards, starts_at=data.starts_at,
-                ends_at=data.ends_at, member_limit=data.member_limit, status=SCHEDULED, version=1)
+                ends_at=data.ends_at, member_limit=data.member_limit, expected_rate=data.expected_rate,
+                status=SCHEDULED, version=1)
     items = [SaleShard(shard_key(code, data.sale_id, i), allotment=share, remaining=share, sold=0, returned=0,
                        closed=False, **_terms(sale)) for i, share in enumerate(rules.split(data.allotment, shards))]
     goods_mod.stock_items([goods])  # goods from before ``Stock`` items get theirs first
@@ -151,6 +152,14 @@ def schedule(code: str, data: SaleCreate, actor: str, now: float | None = None) 
         if "stock" in refused.labels:
             raise Conflict("out_of_stock", f"the SKU has fewer than {data.allotment} units in stock") from None
         raise Conflict("sale_exists", f"channel {code} already has sale {data.sale_id}", "sale_id") from None
+    return _warm(sale)
+
+
+def _warm(sale: Sale) -> Sale:
+    """Warm capacity scheduled around the sale's window (``warm``), recorded on the sale."""
+    state = warm.schedule(sale.channel_code, sale.sale_id, int(sale.starts_at), int(sale.ends_at),
+                          int(sale.expected_rate or 1_000))
+    sale.update([Sale.warm.set(state)])
     return sale
 
 
@@ -206,7 +215,8 @@ def edit(code: str, sale_id: str, change: SaleEdit, actor: str, now: float | Non
         if "stock" in refused.labels:
             raise Conflict("out_of_stock", f"the SKU has fewer than {delta} more units in stock") from None
         raise Conflict("concurrent_update", f"sale {sale_id} changed or started meanwhile; read it again") from None
-    return get(code, sale_id)
+    sale = get(code, sale_id)
+    return _warm(sale) if {"starts_at", "ends_at"} & set(values) else sale
 
 
 def _resize(sale: Sale, allotment: int, actor: str) -> Sale:
