@@ -119,7 +119,7 @@ def test_ops_schedule_a_sale_audited_with_its_allotment_set_aside_and_edit_it_on
         "upcoming", False, False, 1_500)
 
     # the shard count follows the expected rate
-    assert rules.shards_for(10_000) == 7 and rules.shards_for(1) == 1 and rules.shards_for(10**6) == 32
+    assert rules.shards_for(10_000) == 25 and rules.shards_for(1) == 1 and rules.shards_for(10**6) == 32
 
 
 def test_before_the_start_and_after_the_end_checkout_is_refused_without_a_write(system, ops):
@@ -214,8 +214,10 @@ def test_a_cancel_gives_the_unit_to_the_allotment_during_the_sale_and_to_stock_a
         assert attempt.status == 201, attempt.body
         orders.append(attempt.order_id)
     third = rich_member(shop)
+    calls = sum(shop.fake.calls.values())
     sold_out = shop.place(requests.Session(), third, body=sale_body(sale))
     assert (sold_out.status, sold_out.code) == (409, "sale_sold_out")
+    assert sum(shop.fake.calls.values()) == calls  # refused before the payment check: no call to the channel
     stock = shop.stock()
 
     during = parcels.split(orders[0])[0]

@@ -317,19 +317,24 @@ def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineReques
     breakers = {api: reliability.state_of(reads.breakers.get(api)) for api in _partner_apis(channel)}
     for api, state in breakers.items():  # one the order needs keeps failing: refuse before anything is written
         channel_api.refuse_if_open(channel, api, state)
+    # A flash-sale line's refusals (not started, ended, limit reached, sold out) before the payment check: the
+    # crowd that missed a sale costs no channel call and no write.
+    offer = offers.offer(channel.code, member.member_id, lines, time.time() if now is None else now)
     with Calls(channel.code) as calls:  # the password check's figures: on the order, if one is written
         proof = payment_auth.confirm(channel, member, password, otp, now, reads.guard,
                                      breakers.get(payment_auth.PASSWORD_API), calls.figures)
         try:
-            return _commit(channel, member, order_id, request_hash, lines, reads, proof, now, address, fee, calls)
+            return _commit(channel, member, order_id, request_hash, lines, reads, proof, now, address, fee, calls,
+                           offer)
         finally:
             proof.settle()  # refused, or a replay: a right answer gives its attempt slot back (else the commit did)
 
 
 def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, lines: Sequence[LineRequest],
             reads: Reads, proof: payment_auth.Proof, now: float | None, address: dict | None,
-            fee: billing.Plan | None, calls: Calls) -> tuple[Order, bool]:
-    """Price and commit the order, reading again after each lost race (the first attempt uses ``reads``)."""
+            fee: billing.Plan | None, calls: Calls, offer: offers.Offer | None) -> tuple[Order, bool]:
+    """Price and commit the order, reading again after each lost race (the first attempt uses ``reads`` and
+    ``offer``)."""
     for attempt in range(COMMIT_ATTEMPTS):
         if attempt:
             reads = _read(channel, member.member_id, order_id, lines, fee is not None)
@@ -347,7 +352,8 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
             raise Conflict("period_ended", "the channel's redemption period is not open")
         priced, found, items = _price(channel, lines, reads)
         # A flash-sale line: its sale's refusals before any write, its price, its allotment instead of stock.
-        offer = offers.offer(channel.code, member.member_id, lines, time.time() if now is None else now)
+        if attempt:
+            offer = offers.offer(channel.code, member.member_id, lines, time.time() if now is None else now)
         if offer is not None:
             sale_price = price_in_fen(offer.price_points, int(channel.points_per_yuan))
             priced = [replace(l, points=offer.price_points, price=sale_price) if offer.covers(l) else l

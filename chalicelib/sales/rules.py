@@ -7,10 +7,11 @@ from typing import Mapping
 
 UPCOMING, RUNNING, ENDED = "upcoming", "running", "ended"
 MAX_SHARDS = 32
-# Attempts per second one shard serves: every attempt reads one shard strongly consistent (1 RCU) and about
-# one in five writes it (2 WCU); a partition serves 3,000 RCU/s and 1,000 WCU/s, so half its reads leaves
-# headroom for the writes and for leftovers read across shards.
+# What one shard (its own partition) may take: every attempt reads one shard strongly consistent (1 RCU of the
+# partition's 3,000/s: half of it, for leftovers read across shards), and at the start, before the allotment is
+# gone, every attempt may pay and write it (2 WCU of the partition's 1,000/s: 80 %).
 ATTEMPTS_PER_SHARD = 1_500
+WRITES_PER_SHARD = 400
 MAX_LIMIT = 99  # units one member may buy: the checkout's per-line bound
 
 
@@ -22,8 +23,10 @@ def state(now: float, starts_at: int, ends_at: int) -> str:
 
 
 def shards_for(expected_rate: int) -> int:
-    """Shards for an expected checkout rate (attempts per second on this sale), 1 to ``MAX_SHARDS``."""
-    return max(1, min(MAX_SHARDS, -(-max(expected_rate, 1) // ATTEMPTS_PER_SHARD)))
+    """Shards for an expected checkout rate (attempts per second on this sale), 1 to ``MAX_SHARDS``: enough for
+    its reads, and for its writes while every attempt still finds a unit."""
+    rate = max(expected_rate, 1)
+    return max(1, min(MAX_SHARDS, max(-(-rate // ATTEMPTS_PER_SHARD), -(-rate // WRITES_PER_SHARD))))
 
 
 def split(total: int, parts: int) -> list[int]:
