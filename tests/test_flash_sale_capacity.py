@@ -113,3 +113,25 @@ def test_concurrency_sizing_is_bounded():
 def ok_json(response) -> dict:
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def test_after_a_sell_out_the_crowd_reads_nothing_of_the_sale_and_a_replay_still_answers_its_order(
+        system, ops, cached, monkeypatch):
+    from dynamo_proxy import DynamoProxy, route_through
+
+    shop = make_shop(system, ops, "hosted", stock=100)
+    sale = schedule(shop, allotment=1, limit=1, shards=1)
+    buyer, late = rich_member(shop), rich_member(shop)
+    session = requests.Session()
+    paid = shop.place(session, buyer, key="sellout-key-1", body=sale_body(sale))
+    assert paid.status == 201
+    first = shop.place(session, late, body=sale_body(sale))
+    assert (first.status, first.code) == (409, "sale_sold_out")  # read every shard: now known sold out here
+
+    with DynamoProxy(system.dynamodb.endpoint) as proxy:
+        route_through(proxy, monkeypatch, plain=True)
+        again = shop.place(session, late, body=sale_body(sale))
+        assert (again.status, again.code) == (409, "sale_sold_out")
+        assert dict(proxy.forwarded) == {"GetItem": 1}, proxy.forwarded  # the order id's replay check only
+        replay = shop.place(session, buyer, key="sellout-key-1", body=sale_body(sale))
+        assert (replay.status, replay.order_id) == (200, paid.order_id)

@@ -15,10 +15,12 @@ for the life of the function, so no checkout reads the one (hot) sale item.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from chalicelib.checkout import quotas
+from chalicelib.core import cache
 from chalicelib.core.errors import Conflict, DomainError, NotFound, Unprocessable
 from chalicelib.core.tx import LabelledTransaction, batch_read
 from chalicelib.sales import rules, sales
@@ -28,6 +30,10 @@ REFUSALS = {"sale_not_started": "the sale has not started yet", "sale_ended": "t
             "sale_limit_reached": "you already bought as many as this sale allows",
             "sale_sold_out": "the sale is sold out"}
 _SHARD_COUNTS: dict[tuple[str, str], int] = {}  # (channel, sale) → shards: fixed when the sale is scheduled
+# (channel, sale) → when this instance last read every shard empty. Within the checkout cache's bound
+# (``core.cache.BOUND``) it refuses without reading anything of the sale: after a sell-out, the crowd still
+# pressing the button reads no shard (units a cancel gives back sell again once the bound has passed).
+_SOLD_OUT: dict[tuple[str, str], float] = {}
 
 
 def shard_count(code: str, sale_id: str) -> int:
@@ -39,6 +45,14 @@ def shard_count(code: str, sale_id: str) -> int:
 
 def refused(code: str) -> DomainError:
     return Conflict(code, REFUSALS[code])
+
+
+def sold_out_here(code: str, lines: Sequence[Any]) -> bool:
+    """Whether a line names a sale this instance saw sold out less than the cache bound ago."""
+    if cache.BOUND <= 0:
+        return False
+    seen = [_SOLD_OUT.get((code, getattr(line, "sale_id", None) or "")) for line in lines]
+    return any(at is not None and time.monotonic() - at < cache.BOUND for at in seen)
 
 
 @dataclass
@@ -110,6 +124,8 @@ def offer(code: str, member_id: str, lines: Sequence[Any], now: float, rnd: rand
             consistent=(SaleShard,))[SaleShard]}
         takes = quotas.take({i: int(s.remaining) for i, s in shards.items()}, line.qty, rnd)
     code_ = _refusal(first, shards, takes is None, bought, line.qty, now)
+    if code_ == "sale_sold_out":
+        _SOLD_OUT[(code, line.sale_id)] = time.monotonic()
     if code_:
         raise refused(code_)
     assert takes is not None
