@@ -38,16 +38,15 @@ def test_goods_taken_off_sale_stop_selling_within_the_bound(system, ops, cached)
     ok_off = ops.post(f"/ops/goods/{shop.goods_id}/off-sale")
     assert ok_off.status_code == 200, ok_off.text
     off_at = time.monotonic()
-    outcomes = []
-    while time.monotonic() - off_at < BOUND + 1.5:
+    outcomes = []  # (sent after the off-sale answered, status, code)
+    while sum(1 for sent, _, _ in outcomes if sent > BOUND + 0.5) < 3:
+        sent = time.monotonic() - off_at
         attempt = shop.place(session, member, body=sale_body(sale))
-        outcomes.append((time.monotonic() - off_at, attempt.status, attempt.code))
-    refused = [o for o in outcomes if (o[1], o[2]) == (404, "goods_unavailable")]
-    assert refused, outcomes
-    first_refusal = refused[0][0]
-    assert first_refusal <= BOUND + 0.5, outcomes
-    # from the first refusal on, nothing sells any more
-    assert all((s, c) == (404, "goods_unavailable") for t, s, c in outcomes if t >= first_refusal), outcomes
+        outcomes.append((sent, attempt.status, attempt.code))
+    # Every cached goods item was read before the off-sale answered, so it is gone by then + BOUND (+ a margin
+    # for the instant between a read and its keeping): whatever is sent after that is refused.
+    late = [(s, c) for sent, s, c in outcomes if sent > BOUND + 0.5]
+    assert late and all(o == (404, "goods_unavailable") for o in late), outcomes
 
 
 def test_a_suspended_channel_stops_selling_at_once_with_the_cache_on(system, ops, cached):
@@ -128,6 +127,7 @@ def test_after_a_sell_out_the_crowd_reads_nothing_of_the_sale_and_a_replay_still
     first = shop.place(session, late, body=sale_body(sale))
     assert (first.status, first.code) == (409, "sale_sold_out")  # read every shard: now known sold out here
 
+    monkeypatch.setattr(cache, "BOUND", 600.0)  # the sold-out state's bound is not what this test measures
     with DynamoProxy(system.dynamodb.endpoint) as proxy:
         route_through(proxy, monkeypatch, plain=True)
         again = shop.place(session, late, body=sale_body(sale))

@@ -192,6 +192,7 @@ def test_a_500_way_burst_sells_exactly_the_allotment_of_50_across_shards(pooled,
     assert set(outcome) <= {(201, None), (409, "sale_sold_out"), (409, "sale_limit_reached")}, outcome
     view = assert_books(shop, sale, STOCK)
     assert (view["sold"], view["remaining"], view["sold_out"]) == (50, 0, True)
+    assert 0 <= view["seconds_to_sold_out"] <= time.time() - sale["starts_at"]  # operating data: time to sell out
     assert all(s["remaining"] == 0 for s in view["by_shard"].values())
     paid = [o for o in shop.orders() if o.status == "paid"]
     assert len(paid) == 50 and len({o.order_id for o in paid}) == 50

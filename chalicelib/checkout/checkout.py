@@ -304,11 +304,12 @@ def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineReques
         raise Unprocessable("validation_error", "Idempotency-Key must be 8 to 64 characters", "Idempotency-Key")
     order_id = order_id_for(channel.code, member_id, key)
     request_hash = _request_hash(lines)
-    if offers.sold_out_here(channel.code, lines):  # one read (a replay still answers its order), nothing else
+    sold_out = offers.sold_out_here(channel.code, lines)
+    if sold_out:  # one read (a replay still answers its order), nothing else
         replay = _existing(order_id, request_hash)
         if replay is not None:
             return _finish(replay, channel, replay=True), False
-        raise offers.refused("sale_sold_out")
+        raise offers.refused("sale_sold_out", channel.code, sold_out)
     fee = billing.order_plan(channel)
     reads = _read(channel, member_id, order_id, lines, fee is not None)
     if reads.order is not None:

@@ -34,6 +34,8 @@ class Sale(Model):
     expected_rate = NumberAttribute(default=1_000)  # checkout attempts/s ops expect at the start: shards, warm capacity
     status = UnicodeAttribute(default="scheduled")
     version = NumberAttribute(default=1)
+    # When a checkout first found every shard empty (Unix seconds; set once): the sale's time to sell out.
+    sold_out_at = NumberAttribute(null=True)
     # The warm capacity scheduled for its start (``sales.warm``): the scheduled actions' names and figures.
     warm = MapAttribute(null=True)
     created_at = UnicodeAttribute(default=now_iso)

@@ -23,6 +23,7 @@ from chalicelib.checkout import quotas
 from chalicelib.core import cache
 from chalicelib.core.errors import Conflict, DomainError, NotFound, Unprocessable
 from chalicelib.core.tx import LabelledTransaction, batch_read
+from chalicelib.partners import metering
 from chalicelib.sales import rules, sales
 from chalicelib.sales.models import SaleBuyer, SaleShard
 
@@ -43,16 +44,21 @@ def shard_count(code: str, sale_id: str) -> int:
     return known
 
 
-def refused(code: str) -> DomainError:
-    return Conflict(code, REFUSALS[code])
+def refused(reason: str, code: str, sale_id: str) -> DomainError:
+    """The refusal, counted per sale and reason (an EMF metric: operating data that costs no write)."""
+    metering.metric("SaleRefused", code, sale=sale_id, reason=reason)
+    return Conflict(reason, REFUSALS[reason])
 
 
-def sold_out_here(code: str, lines: Sequence[Any]) -> bool:
-    """Whether a line names a sale this instance saw sold out less than the cache bound ago."""
+def sold_out_here(code: str, lines: Sequence[Any]) -> str | None:
+    """The sale a line names that this instance saw sold out less than the cache bound ago, if any."""
     if cache.BOUND <= 0:
-        return False
-    seen = [_SOLD_OUT.get((code, getattr(line, "sale_id", None) or "")) for line in lines]
-    return any(at is not None and time.monotonic() - at < cache.BOUND for at in seen)
+        return None
+    for line in lines:
+        at = _SOLD_OUT.get((code, getattr(line, "sale_id", None) or ""))
+        if at is not None and time.monotonic() - at < cache.BOUND:
+            return line.sale_id
+    return None
 
 
 @dataclass
@@ -107,6 +113,7 @@ def offer(code: str, member_id: str, lines: Sequence[Any], now: float, rnd: rand
     if len(lines) > 1:
         raise Unprocessable("validation_error", "a flash-sale item is bought on its own (one line)", "lines")
     line = named[0]
+    metering.metric("SaleAttempts", code, sale=line.sale_id)
     count = shard_count(code, line.sale_id)
     pick = (rnd or random).randrange(count)
     buyer = (sales.buyer_key(code, line.sale_id, member_id),)
@@ -125,9 +132,11 @@ def offer(code: str, member_id: str, lines: Sequence[Any], now: float, rnd: rand
         takes = quotas.take({i: int(s.remaining) for i, s in shards.items()}, line.qty, rnd)
     code_ = _refusal(first, shards, takes is None, bought, line.qty, now)
     if code_ == "sale_sold_out":
+        if (code, line.sale_id) not in _SOLD_OUT:  # once per instance: the sale's first sell-out, if first
+            sales.mark_sold_out(code, line.sale_id, now)
         _SOLD_OUT[(code, line.sale_id)] = time.monotonic()
     if code_:
-        raise refused(code_)
+        raise refused(code_, code, line.sale_id)
     assert takes is not None
     return Offer(code, line.sale_id, line.goods_id, line.sku_id, line.qty, int(first.price_points),
                  int(first.member_limit), member_id, takes)

@@ -12,6 +12,7 @@ import time
 from typing import Iterable
 
 from pydantic import Field
+from pynamodb.exceptions import UpdateError
 
 from chalicelib.channels import channels
 from chalicelib.checkout import quotas
@@ -321,6 +322,15 @@ def sweep(now: float | None = None) -> dict[str, int]:
     return closed
 
 
+def mark_sold_out(code: str, sale_id: str, now: float) -> None:
+    """The first sell-out's time, once (conditional; a later sell-out after cancels keeps the first)."""
+    try:
+        Sale(code, sale_id).update([Sale.sold_out_at.set(int(now))],
+                                   condition=Sale.sold_out_at.does_not_exist() & Sale.sale_id.exists())
+    except UpdateError:
+        pass  # already marked by another instance
+
+
 def _read_many(keys: dict[type, list[tuple]]) -> dict[type, list]:
     """``batch_read`` in requests of at most 100 keys (eventually consistent: a view, not a limit)."""
     flat = [(model, key) for model, wanted in keys.items() for key in wanted]
@@ -353,7 +363,12 @@ def ops_view(sale: Sale, now: float | None = None) -> dict:
             **figures(shards.values()), "sold_out": sum(int(s.remaining) for s in shards.values()) == 0,
             "by_shard": {str(i): {"remaining": int(s.remaining), "sold": int(s.sold), "returned": int(s.returned),
                                   "allotment": int(s.allotment)} for i, s in sorted(shards.items())},
-            "warm": sale.warm.as_dict() if sale.warm else None}
+            "warm": sale.warm.as_dict() if sale.warm else None,
+            # operating data: units sold and given back are above; attempts and refusals by reason are the
+            # SaleAttempts and SaleRefused metrics (per channel, sale, reason)
+            "sold_out_at": int(sale.sold_out_at) if sale.sold_out_at is not None else None,
+            "seconds_to_sold_out": (int(sale.sold_out_at) - int(sale.starts_at)) if sale.sold_out_at is not None
+            else None}
 
 
 def list_ops(code: str) -> list[dict]:
