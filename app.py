@@ -22,6 +22,7 @@ from chalicelib.partners import webhooks
 from chalicelib.partners.kit import routes as kit_routes
 from chalicelib.sales import routes as sale_routes
 from chalicelib.sales import sales
+from chalicelib.sales import starts as sale_starts
 from chalicelib.settlement import audit, ledgers, runs
 from chalicelib.settlement import routes as settlement_routes
 from chalicelib.supply import imports
@@ -104,10 +105,11 @@ def resolve_refunds(event) -> dict:
     return outcome
 
 
-@app.schedule(Rate(5, unit=Rate.MINUTES), name="close_sales")
-def close_sales(event) -> dict:
-    """Flash sales that ended: their unsold allotment back to the SKUs' stock, once."""
-    return sales.sweep()
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="sale_sweep")
+def sale_sweep(event) -> dict:
+    """Flash sales: paid sale orders' fulfilment started from the buffer at a rate the account holds, and ended
+    sales' unsold allotment back to the SKUs' stock, once."""
+    return {"started": sale_starts.drain(), "closed": sales.sweep()}
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="deliver_webhooks")

@@ -926,11 +926,13 @@ if __name__ == "__main__":
 
 
 # --- flash sales (``chalicelib/sales``): the closing sweep, and the sale tables for whoever gives units back ---
-CLOSE_SALES = "CloseSales"  # the schedule (``app.close_sales``): ended sales' leftovers back to stock
+# The schedule (``app.sale_sweep``): sale orders' fulfilment started from the buffer (``sales.starts``), ended sales'
+# leftovers back to stock.
+CLOSE_SALES = "SaleSweep"
 CLOSE_SALES_GRANTS: tuple[tuple[type[Model], tuple[str, ...]], ...] = (
     (Sale, ("dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem")),
     (SaleShard, ("dynamodb:BatchGetItem", "dynamodb:UpdateItem")),
-    (Stock, ("dynamodb:UpdateItem",)), (Audit, ("dynamodb:PutItem",)))
+    (Stock, ("dynamodb:UpdateItem",)), (Audit, ("dynamodb:PutItem",)), (Channel, ("dynamodb:GetItem",)))
 # A cancelled parcel of a sale order gives its units back to the sale's shards and the member's count
 # (``sales.offers.give_back``), wherever parcels are cancelled or remote orders released.
 SALE_GIVE_BACK_MODELS: tuple[type[Model], ...] = (SaleShard, SaleBuyer)
@@ -944,12 +946,18 @@ def sales_resources(stage: str, resources: dict[str, Json]) -> dict[str, Json]:
         f"{CLOSE_SALES}LogGroup": {"Type": "AWS::Logs::LogGroup", "Properties": {
             "LogGroupName": f"/channelmall/{stage}/{CLOSE_SALES}", "RetentionInDays": LOG_RETENTION_DAYS}},
         CLOSE_SALES: {"Properties": {
-            "Environment": {"Variables": {"TABLE_PREFIX": f"channelmall-{stage}-", "UPLOAD_BUCKET": {"Ref": BUCKET}}},
+            "Environment": {"Variables": {"TABLE_PREFIX": f"channelmall-{stage}-", "UPLOAD_BUCKET": {"Ref": BUCKET},
+                                          "FULFILMENT_STATE_MACHINE_ARN": {"Ref": STATE_MACHINE}}},
             "LoggingConfig": {"LogGroup": {"Ref": f"{CLOSE_SALES}LogGroup"}}}},
         f"{CLOSE_SALES}Role": _role_policy(f"{CLOSE_SALES}Role", f"{CLOSE_SALES}LogGroup", [
             {"Sid": model.__name__, "Effect": "Allow", "Action": list(actions),
-             "Resource": _table_arns((model,), indexes=False)} for model, actions in CLOSE_SALES_GRANTS]),
-        f"{CLOSE_SALES}ErrorsAlarm": _alarm(f"{CLOSE_SALES} Lambda errors (ended sales keep their leftovers)",
+             "Resource": _table_arns((model,), indexes=False)} for model, actions in CLOSE_SALES_GRANTS] + [
+            {"Sid": "BufferedOrders", "Effect": "Allow", "Action": ["dynamodb:Query"],
+             "Resource": _index_arn(Order, Order.unsplit_index.Meta.index_name)},
+            {"Sid": "StartFulfilment", "Effect": "Allow", "Action": ["states:StartExecution"],
+             "Resource": {"Ref": STATE_MACHINE}}]),
+        f"{CLOSE_SALES}ErrorsAlarm": _alarm(f"{CLOSE_SALES} Lambda errors (sale orders wait for the 5-minute sweep; "
+                                            "ended sales keep their leftovers)",
                                             "AWS/Lambda", "Errors", [{"Name": "FunctionName", "Value": {"Ref": CLOSE_SALES}}]),
     }
     out |= warm_capacity_resources(resources)

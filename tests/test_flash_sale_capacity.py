@@ -13,7 +13,7 @@ import requests
 
 from checkout_helpers import make_shop
 from chalicelib.core import cache
-from chalicelib.sales import warm
+from chalicelib.sales import starts, warm
 from test_flash_sales import rich_member, sale_body, schedule
 
 BOUND = 2.0
@@ -28,9 +28,10 @@ def cached(monkeypatch):
 
 
 def test_goods_taken_off_sale_stop_selling_within_the_bound(system, ops, cached):
-    shop = make_shop(system, ops, "hosted", stock=100)
-    sale = schedule(shop, allotment=50, limit=50)
-    member = rich_member(shop)
+    shop = make_shop(system, ops, "hosted", stock=2_000)
+    sale = schedule(shop, allotment=1_000, limit=99)
+    buyers = [rich_member(shop, points=200_000) for _ in range(10)]  # room for 990 units before any limit
+    member = buyers[0]
     session = requests.Session()
     assert shop.place(session, member, body=sale_body(sale)).status == 201  # the goods are now in the cache
     assert any(k[0] == "Goods" for k in cache._entries)
@@ -41,7 +42,7 @@ def test_goods_taken_off_sale_stop_selling_within_the_bound(system, ops, cached)
     outcomes = []  # (sent after the off-sale answered, status, code)
     while sum(1 for sent, _, _ in outcomes if sent > BOUND + 0.5) < 3:
         sent = time.monotonic() - off_at
-        attempt = shop.place(session, member, body=sale_body(sale))
+        attempt = shop.place(session, buyers[len(outcomes) % len(buyers)], body=sale_body(sale))
         outcomes.append((sent, attempt.status, attempt.code))
     # Every cached goods item was read before the off-sale answered, so it is gone by then + BOUND (+ a margin
     # for the instant between a read and its keeping): whatever is sent after that is refused.
@@ -135,3 +136,39 @@ def test_after_a_sell_out_the_crowd_reads_nothing_of_the_sale_and_a_replay_still
         assert dict(proxy.forwarded) == {"GetItem": 1}, proxy.forwarded  # the order id's replay check only
         replay = shop.place(session, buyer, key="sellout-key-1", body=sale_body(sale))
         assert (replay.status, replay.order_id) == (200, paid.order_id)
+
+
+def test_sale_orders_reach_fulfilment_through_the_buffer_at_a_paced_rate(system, ops):
+    """A sale order's checkout starts no execution (an ordinary order still does, at once); the minutely sweep
+    starts the buffered ones, each once, and the split takes them off the buffer."""
+    from chalicelib.core.models import Order
+    from chalicelib.orders import fulfilment
+    from chalicelib.sales import starts
+
+    shop = make_shop(system, ops, "hosted", stock=100)
+    sale = schedule(shop, allotment=5, limit=5)
+    member = rich_member(shop)
+    names: list[str] = []
+    client = fulfilment._sfn()
+    handler = lambda params, **_: names.append(params["name"])  # noqa: E731
+    client.meta.events.register("before-parameter-build.sfn.StartExecution", handler)
+    try:
+        session = requests.Session()
+        on_sale = [shop.place(session, member, body=sale_body(sale)).order_id for _ in range(3)]
+        ordinary = shop.place(session, member).order_id
+        assert names == [ordinary]  # the sale's three wait in the buffer
+        assert all(Order.get(o, consistent_read=True).unsplit == shop.code for o in on_sale)
+        started = starts.drain(rate=1_000, budget=30)
+        assert started.get(shop.code, 0) >= 3 and set(on_sale) <= set(names)
+        assert names.count(ordinary) == 1  # an ordinary order is never started again by the buffer
+    finally:
+        client.meta.events.unregister("before-parameter-build.sfn.StartExecution", handler)
+
+
+def test_paced_keeps_to_its_rate_and_budget():
+    clock = [0.0]
+    done: list[float] = []
+    n = starts.paced(range(1_000), rate=200, budget=2.0, act=lambda i: done.append(clock[0]),
+                     clock=lambda: clock[0], sleep=lambda s: clock.__setitem__(0, clock[0] + s))
+    assert n == 400 and done[0] == 0.0 and done[-1] == 399 / 200
+    assert all(b - a >= 1 / 200 - 1e-9 for a, b in zip(done, done[1:]))

@@ -40,7 +40,7 @@ SETTLE = tuple(f"app.{name}" for name in SETTLEMENT_FUNCTIONS)
 RETRY_REFUND = "app.retry_refund"  # the refund_retry state machine's task
 START_SETTLEMENTS = "app.start_settlements"
 LEDGERS, AUDIT = "app.ledger_uploaded", "app.invariant_audit"
-CLOSE_SALES = "app.close_sales"  # ended flash sales' leftovers back to stock
+CLOSE_SALES = "app.sale_sweep"  # sale orders' fulfilment from the buffer; ended sales' leftovers back to stock
 HANDLERS = (API, DOOR, UPLOAD, RESOLVE, WEBHOOKS, REFUNDS, FIGURES, *FULFIL, *SETTLE, START_SETTLEMENTS, LEDGERS,
             AUDIT, RETRY_REFUND, CLOSE_SALES)
 # Who calls ``config.session_key()``: sessions and one-time codes are served by the two doors only.
@@ -627,19 +627,21 @@ def test_fulfilment_role_invokes_exactly_the_fulfilment_functions(resources: dic
     assert keyed(statement["Resource"]) == keyed(list(machine["Properties"]["DefinitionSubstitutions"].values()))
 
 
-def test_only_checkout_and_the_sweep_start_executions(resources: dict[str, Any]) -> None:
+def test_only_checkout_and_the_sweeps_start_executions(resources: dict[str, Any]) -> None:
+    """Checkout (both doors), the resolver's sweep, and the sale sweep draining the flash-sale buffer."""
     machine = STATE_MACHINE
     starters = {name for name, s in allow_statements(resources) if "states:StartExecution" in as_list(s["Action"])
                 and s["Resource"] == {"Ref": machine}}
-    assert starters == {role_of(resources, API), role_of(resources, DOOR), role_of(resources, RESOLVE)}
+    assert starters == {role_of(resources, API), role_of(resources, DOOR), role_of(resources, RESOLVE),
+                        role_of(resources, CLOSE_SALES)}
     for handler in HANDLERS:
         variables = function(resources, handler)["Properties"]["Environment"]["Variables"]
-        assert variables.get("FULFILMENT_STATE_MACHINE_ARN") == ({"Ref": machine} if handler in (API, DOOR, RESOLVE)
-                                                                 else None), handler
+        assert variables.get("FULFILMENT_STATE_MACHINE_ARN") == (
+            {"Ref": machine} if handler in (API, DOOR, RESOLVE, CLOSE_SALES) else None), handler
     granted = [s["Resource"] for _, s in allow_statements(resources) if "states:StartExecution" in as_list(s["Action"])
                and s["Resource"] not in ({"Ref": SETTLEMENT_MACHINE}, {"Ref": RETRY_MACHINE})
                and s.get("Sid") != "MapChildren"]
-    assert granted == [{"Ref": machine}] * 3
+    assert granted == [{"Ref": machine}] * 4
 
 
 @pytest.mark.parametrize("name", FULFILMENT_FUNCTIONS)
@@ -857,11 +859,17 @@ def test_refund_retry_task_reaches_only_the_refund_tables_by_key(resources: dict
         resources, *REFUNDS_MODELS, PartnerBreaker, PartnerStats, ChannelDay, MeterMark, SaleShard, SaleBuyer).values())
 
 
-def test_the_sale_sweep_reaches_only_the_sale_tables_stock_and_audit(resources: dict[str, Any]) -> None:
+def test_the_sale_sweep_reaches_only_the_sale_tables_stock_audit_and_unsplit_orders(resources: dict[str, Any]) -> None:
     actions, arns = data_grants(resources, role_of(resources, CLOSE_SALES), "dynamodb")
     assert actions == {"dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:BatchGetItem",
-                       "dynamodb:PutItem"}
-    assert {a["Fn::GetAtt"][0] for a in arns} == set(table_ids(resources, Sale, SaleShard, Stock, Audit).values())
+                       "dynamodb:PutItem", "dynamodb:Query"}
+    ids = table_ids(resources, Sale, SaleShard, Stock, Audit, Channel, Order)
+    assert {a["Fn::GetAtt"][0] for a in arns if "Fn::GetAtt" in a} == set(table_ids(
+        resources, Sale, SaleShard, Stock, Audit, Channel).values())
+    assert [a for a in arns if "Fn::GetAtt" not in a] == [
+        {"Fn::Sub": f"${{{ids[Order]}.Arn}}/index/{Order.unsplit_index.Meta.index_name}"}]
+    _, starts = data_grants(resources, role_of(resources, CLOSE_SALES), "states")
+    assert starts == [{"Ref": "OrderFulfilmentStateMachine"}]
 
 
 def test_a_failed_refund_retry_pages_ops(resources: dict[str, Any]) -> None:

@@ -62,6 +62,7 @@ from chalicelib.orders import fulfilment
 from chalicelib.orders.orders import lines_of
 from chalicelib.partners import billing, breaker, channel_api, reliability
 from chalicelib.sales import offers
+from chalicelib.sales import starts as sale_starts
 from chalicelib.sales.sales import price_in_fen
 from chalicelib.supply import goods as goods_mod
 from chalicelib.supply import pools
@@ -467,7 +468,9 @@ def _finish(order: Order, channel: Channel, member: Member | None = None, replay
     starts (``fulfilment.start``), so that a replay starts whatever the first call did not."""
     if order.status == AWAITING and (not replay or _take_over(order)):
         order = settle_remote(order, channel, member or members.get(order.member_id, channel.code), deduct_breaker)
-    if order.status == PAID:  # hosted: at commit; remote: once the channel confirmed (idempotent by order id)
+    # hosted: at commit; remote: once the channel confirmed (idempotent by order id). A flash sale's orders
+    # start from the buffer instead, at a rate the account's quota holds (``sales.starts``).
+    if order.status == PAID and not sale_starts.buffered(order):
         fulfilment.start(order, channel)
     return order
 
