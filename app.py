@@ -7,15 +7,16 @@ from typing import Any, Callable
 from aws_lambda_powertools.logging import correlation_paths
 from chalice import Chalice, ConvertToMiddleware, Rate, Response
 
+from chalicelib import tables  # noqa: F401 (every table through one shared client, set up on import)
 from chalicelib.channels import routes as channel_routes
 from chalicelib.checkout import checkout
 from chalicelib.checkout import routes as checkout_routes
 from chalicelib.core import config, function_url, web
-from chalicelib.core.models import Order
 from chalicelib.core.observability import count, logger, metrics, tracer
 from chalicelib.members import routes as member_routes
 from chalicelib.orders import fulfilment, refunds
 from chalicelib.orders import routes as order_routes
+from chalicelib.orders.models import Order
 from chalicelib.partners import order_figures as figures
 from chalicelib.partners import routes as partner_routes
 from chalicelib.partners import webhooks

@@ -86,9 +86,9 @@ def pct(values: list[float], p: float) -> float:
 def seed(members: int, fake_url: str) -> dict:
     from chalicelib.channels import channels
     from chalicelib.checkout import quotas, wallets
+    from chalicelib.core.schemas import ChannelCreate, GoodsDraft, PoolPricing, SupplierApplication
     from chalicelib.members import members as members_mod, sessions
     from chalicelib.supply import goods, pools, suppliers
-    from chalicelib.core.schemas import ChannelCreate, GoodsDraft, PoolPricing, SupplierApplication
 
     code = f"bench-{uuid.uuid4().hex[:6]}"
     channel = channels.create(ChannelCreate(
@@ -124,9 +124,9 @@ def seed_remote(goods_id: str, fake) -> dict:
     """A remote-mode channel (the fake keeps the members' points) selling the same goods, one member."""
     from chalicelib.channels import channels
     from chalicelib.checkout import quotas
+    from chalicelib.core.schemas import ChannelCreate, PoolPricing
     from chalicelib.members import members as members_mod
     from chalicelib.supply import pools
-    from chalicelib.core.schemas import ChannelCreate, PoolPricing
 
     code = f"benchr-{uuid.uuid4().hex[:6]}"
     channel = channels.create(ChannelCreate(
@@ -340,9 +340,10 @@ class Capacity:
         return f"{sum(parts.values()):g} WCU (" + ", ".join(f"{t} {w:g}" for t, w in parts.items()) + ")"
 
     def install(self) -> None:
-        from chalicelib.core import models, tx
+        from chalicelib import tables
+        from chalicelib.core import tx
 
-        clients = {id(c): c for c in [m._get_connection().connection.client for m in models.ALL_MODELS]
+        clients = {id(c): c for c in [m._get_connection().connection.client for m in tables.ALL_MODELS]
                    + [tx._TX_CONNECTION.client]}
         for client in clients.values():
             client.meta.events.register("before-parameter-build.dynamodb", self.ask)
@@ -528,8 +529,9 @@ def main() -> None:
             if args.profile:
                 profiled = profile(shop, solo, args.orders)
 
+            from chalicelib.channels.models import Channel
             from chalicelib.checkout import quotas
-            from chalicelib.core.models import Channel, Stock
+            from chalicelib.supply.models import Stock
             quota = quotas.current(Channel.get(shop["code"]))
             stock = int(Stock.get(shop["goods_id"], "S1", consistent_read=True).stock)
             stream, stream_seconds, stream_cpu, records = stream_cost(system)

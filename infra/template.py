@@ -3,7 +3,8 @@
 Deployed with ``chalice package --merge-template``: one toolchain (Chalice) for code and
 infrastructure, works offline, the result stays plain CloudFormation/SAM that cfn-lint
 checks in CI, and there is no CDK/Node bootstrap. Tables are generated from the PynamoDB
-models, so keys, indexes and TTL are declared once, in ``chalicelib/core/models.py``.
+models, so keys, indexes and TTL are declared once, in each area's ``models.py`` (all listed in
+``chalicelib/tables.py``).
 """
 from __future__ import annotations
 
@@ -13,13 +14,25 @@ from typing import Any
 
 from pynamodb.models import Model
 
+from chalicelib.billing.models import ChannelDay, MeterMark, PrepaidAccount, PrepaidEntry, BillingPlan
+from chalicelib.channels.models import Channel
+from chalicelib.checkout.models import MemberRedemption, Quota, Wallet, Grant
 from chalicelib.core import config
-from chalicelib.core.models import (
-    ALL_MODELS, Audit, Channel, Goods, Member, MemberRedemption, Order, OutboxEvent, Parcel, Quota, Refund, Stock,
-    Upload, Wallet, PartnerBreaker, PartnerStats, ChannelDay, MeterMark, ParkedRecord, PrepaidAccount, PrepaidEntry,
-    BillingPlan, BookEntry, SettledDay, SettlementPeriod, Statement, Supplier,
-    AuditRun, Grant, LedgerUpload, Reconciliation,
+from chalicelib.core.models import Audit
+from chalicelib.members.models import Member
+from chalicelib.orders.models import Order, Parcel, Refund
+from chalicelib.partners.models import OutboxEvent, PartnerBreaker, PartnerStats, ParkedRecord
+from chalicelib.settlement.models import (
+    BookEntry,
+    SettledDay,
+    SettlementPeriod,
+    Statement,
+    AuditRun,
+    LedgerUpload,
+    Reconciliation,
 )
+from chalicelib.supply.models import Goods, Stock, Upload, Supplier
+from chalicelib.tables import ALL_MODELS
 from infra.state_machines import (
     FULFILMENT_FUNCTIONS, ORDER_FULFILMENT, SETTLEMENT, SETTLEMENT_FUNCTIONS, order_fulfilment, settlement,
 )

@@ -12,9 +12,9 @@ import pytest
 import requests
 
 from checkout_helpers import BURST_TIMEOUT, PASSWORD, PRICE, SETTLEMENT, assert_error, burst, make_shop, ok, summary, uid
+from chalicelib.billing.models import BillingPlan, ChannelDay, PrepaidAccount
 from chalicelib.channels import channels
 from chalicelib.channels.signing import request_headers
-from chalicelib.core.models import BillingPlan, ChannelDay, PrepaidAccount
 from chalicelib.partners import billing, metering
 from chalicelib.partners.billing import Plan, Usage, fee_for, plan_fee
 from helpers import race

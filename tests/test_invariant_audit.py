@@ -10,8 +10,9 @@ import requests
 
 from checkout_helpers import Shop, make_shop, ok
 from chalice.local import LambdaContext
-from chalicelib.core.models import Order, Quota, Wallet
+from chalicelib.checkout.models import Quota, Wallet
 from chalicelib.orders import parcels
+from chalicelib.orders.models import Order
 from chalicelib.settlement import audit
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"

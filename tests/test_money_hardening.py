@@ -12,9 +12,12 @@ from chalice.local import LambdaContext
 
 from checkout_helpers import BURST_TIMEOUT, SETTLEMENT, Shop, assert_error, burst, make_shop, ok, summary
 from chalicelib.channels import channels
+from chalicelib.channels.models import PoolItem
 from chalicelib.checkout import checkout
+from chalicelib.checkout.models import MemberRedemption, Wallet
+from chalicelib.orders.models import Order
 from chalicelib.partners import channel_api
-from chalicelib.core.models import Goods, MemberRedemption, Order, PoolItem, Wallet
+from chalicelib.supply.models import Goods
 from dynamo_proxy import DynamoProxy, route_through
 from fake_wallet_channel import DOWN, FAIL, NORMAL, TIMEOUT_AFTER, TIMEOUT_BEFORE
 from test_events import EVENTS

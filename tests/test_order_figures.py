@@ -10,8 +10,9 @@ import time
 import requests
 
 from checkout_helpers import PRICE, SETTLEMENT, make_shop, ok, uid
-from chalicelib.core.models import Order, ParkedRecord
+from chalicelib.orders.models import Order
 from chalicelib.partners import metering, reliability
+from chalicelib.partners.models import ParkedRecord
 from chalicelib.partners.order_figures import Call, Paid, derive
 
 

@@ -14,10 +14,10 @@ from checkout_helpers import Shop, make_shop, ok
 from helpers import assert_error, wait_for
 from chalice.local import LambdaContext
 from chalicelib.channels.signing import request_headers
-from chalicelib.core.models import LedgerUpload, Reconciliation
 from chalicelib.orders import parcels
 from chalicelib.settlement import periods
 from chalicelib.settlement import reconciliation as rec
+from chalicelib.settlement.models import LedgerUpload, Reconciliation
 
 
 def entry_fields() -> dict:

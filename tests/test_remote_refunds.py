@@ -12,8 +12,9 @@ import requests
 from checkout_helpers import Shop, assert_error, make_shop, ok, uid
 from chalicelib.channels import channels
 from chalicelib.checkout import checkout
+from chalicelib.checkout.models import MemberRedemption, Wallet
 from chalicelib.orders import parcels, refunds
-from chalicelib.core.models import MemberRedemption, Parcel, Wallet
+from chalicelib.orders.models import Parcel
 from chalicelib.settlement import audit as invariant_audit
 from chalicelib.settlement import books
 from chalicelib.settlement.periods import day_of
@@ -404,7 +405,7 @@ def test_a_timed_out_cancel_refund_is_retried_within_seconds_not_at_the_sweep(sy
 def test_a_refund_the_channel_never_answers_stops_fast_retries_and_waits_for_the_sweep(system, ops):
     """The fast retries are few (``RETRY_WAITS``): a channel down for longer leaves the refund to the sweep.
     The workflow's task is called here step by step (its own execution is not started, so nothing races)."""
-    from chalicelib.core.models import Refund
+    from chalicelib.orders.models import Refund
 
     shop, member = remote_shop(system, ops)
     placed = shop.place(requests.Session(), member, body=shop.body(qty=2))

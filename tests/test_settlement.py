@@ -25,9 +25,12 @@ import pytest
 import requests
 
 from checkout_helpers import SETTLEMENT, make_shop, ok, uid
-from chalicelib.core.models import BookEntry, Channel, Goods, Parcel, SettledDay, SettlementPeriod, Statement
+from chalicelib.channels.models import Channel
 from chalicelib.orders import parcels as parcels_mod
+from chalicelib.orders.models import Parcel
 from chalicelib.settlement import books, exports, periods, runs
+from chalicelib.settlement.models import BookEntry, SettledDay, SettlementPeriod, Statement
+from chalicelib.supply.models import Goods
 from helpers import assert_error, approve, publish, supplier_api, supplier_client, wait_for
 from tools import ops as ops_cli
 from tools.sign import signed_request

@@ -284,7 +284,7 @@ class LocalSystem:
 
         import app as app_module
         from chalicelib.core import config
-        from chalicelib.core.models import create_tables
+        from chalicelib.tables import create_tables
 
         create_tables()
         s3 = boto3.client("s3")

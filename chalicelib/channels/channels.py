@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.models import Model
 
+from chalicelib.channels.models import Channel
 from chalicelib.checkout import quotas
+from chalicelib.checkout.models import Quota
 from chalicelib.core import audit
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Conflict, NotFound
-from chalicelib.core.models import Channel, Quota, now_iso
 from chalicelib.core.tx import condition_failed, transaction
 from chalicelib.partners import endpoints
 from chalicelib.settlement import periods

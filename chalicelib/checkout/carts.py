@@ -16,16 +16,21 @@ from typing import Callable
 
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
+from chalicelib.channels.models import Channel, PoolItem
 from chalicelib.channels.pricing import points_for
 from chalicelib.checkout import checkout
+from chalicelib.checkout.models import Cart
 from chalicelib.checkout.wallets import spendable, wallet_of
 from chalicelib.core import bucket
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Busy, Conflict, NotFound
-from chalicelib.core.models import Cart, Channel, Goods, Member, Order, PoolItem, now_iso
 from chalicelib.core.tx import backoff, batch_read, condition_failed, lost_race, write_retrying
+from chalicelib.members.models import Member
+from chalicelib.orders.models import Order
 from chalicelib.orders.orders import lines_of
 from chalicelib.supply import goods as goods_mod
 from chalicelib.supply import pools
+from chalicelib.supply.models import Goods
 
 MAX_LINES = checkout.MAX_LINES  # a cart is checked out as one order: the order's bounds
 MAX_QTY = checkout.MAX_QTY

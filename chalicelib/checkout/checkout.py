@@ -25,27 +25,17 @@ from typing import Sequence
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
+from chalicelib.billing.models import PrepaidAccount
 from chalicelib.channels import channels
+from chalicelib.channels.models import Channel, PoolItem
 from chalicelib.channels.pricing import points_for
 from chalicelib.checkout import quotas
+from chalicelib.checkout.models import MemberRedemption, Quota, Wallet
 from chalicelib.checkout.points import allocate
 from chalicelib.checkout.wallets import wallet_of
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Busy, Conflict, DomainError, Forbidden, NotFound, Unprocessable
-from chalicelib.core.models import (
-    Channel,
-    Goods,
-    Member,
-    MemberRedemption,
-    Order,
-    PartnerBreaker,
-    PaymentGuard,
-    PoolItem,
-    PrepaidAccount,
-    Quota,
-    Stock,
-    Wallet,
-    now_iso,
-)
+from chalicelib.core.observability import count, logger
 from chalicelib.core.tx import (
     Contended,
     LabelledTransaction,
@@ -55,13 +45,16 @@ from chalicelib.core.tx import (
     commit_retrying,
     write_retrying,
 )
-from chalicelib.core.observability import count, logger
 from chalicelib.members import members, payment_auth
+from chalicelib.members.models import Member, PaymentGuard
 from chalicelib.orders import fulfilment
+from chalicelib.orders.models import Order
 from chalicelib.orders.orders import lines_of
 from chalicelib.partners import billing, breaker, channel_api, reliability
+from chalicelib.partners.models import PartnerBreaker
 from chalicelib.supply import goods as goods_mod
 from chalicelib.supply import pools
+from chalicelib.supply.models import Goods, Stock
 
 MAX_LINES = 20
 MAX_QTY = 99

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from chalicelib.channels import channels
+from chalicelib.channels.models import Channel
 from chalicelib.channels.pricing import points_for
+from chalicelib.checkout.models import Quota
 from chalicelib.core import audit
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Conflict, NotFound, Unprocessable
-from chalicelib.core.models import Channel, Quota, now_iso
 from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying
 
 MAX_SHARDS = 32

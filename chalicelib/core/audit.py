@@ -7,7 +7,8 @@ from typing import Any
 
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.core.models import Audit, now_iso
+from chalicelib.core.clock import now_iso
+from chalicelib.core.models import Audit
 
 
 def _text(value: Any) -> str | None:

@@ -13,8 +13,8 @@ from chalice.app import Request, Response
 
 from chalicelib.core import config
 from chalicelib.core.errors import BadRequest, DomainError, Forbidden, PayloadTooLarge, Unauthorized
-from chalicelib.core.models import Supplier
 from chalicelib.supply import suppliers
+from chalicelib.supply.models import Supplier
 
 JSON = {"Content-Type": "application/json"}
 

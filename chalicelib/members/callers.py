@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from chalice.app import Request
 
+from chalicelib.channels.models import Channel
 from chalicelib.core import web
 from chalicelib.core.errors import Forbidden
-from chalicelib.core.models import Channel, Supplier
 from chalicelib.members import entry, sessions
 from chalicelib.partners import billing
 from chalicelib.partners.kit import sandbox_log
+from chalicelib.supply.models import Supplier
 
 
 def member_channel(request: Request, code: str) -> tuple[sessions.Session, Channel]:

@@ -19,10 +19,11 @@ from functools import cache
 from typing import Any, Iterator
 
 from chalicelib.channels import channels
+from chalicelib.channels.models import Channel
 from chalicelib.core import config
-from chalicelib.core.models import Channel, Order
 from chalicelib.core.observability import count, logger
 from chalicelib.orders import parcels
+from chalicelib.orders.models import Order
 
 HOUR, DAY = 3600, 86400
 UNSTARTED_AFTER_SECONDS = 60  # a younger unsplit order's execution may simply not have split it yet

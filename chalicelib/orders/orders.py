@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from chalicelib.core.errors import NotFound
-from chalicelib.core.models import Order, Parcel, get_owned
+from chalicelib.core.models import get_owned
 from chalicelib.orders import parcels as parcels_mod
+from chalicelib.orders.models import Order, Parcel
 
 
 def lines_of(o: Order) -> list[dict]:

@@ -23,15 +23,19 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.channels import channels
 from chalicelib.checkout import quotas
+from chalicelib.checkout.models import Quota, Wallet
 from chalicelib.core import audit
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import BadRequest, Busy, Conflict, NotFound, Unprocessable
-from chalicelib.core.models import Member, Order, Parcel, Quota, Stock, Wallet, now_iso
-from chalicelib.core.tx import Contended, LabelledTransaction, Refused, backoff, batch_read, commit_retrying
 from chalicelib.core.observability import count, logger
+from chalicelib.core.tx import Contended, LabelledTransaction, Refused, backoff, batch_read, commit_retrying
+from chalicelib.members.models import Member
 from chalicelib.orders import allocation, orders
 from chalicelib.orders import parcel_states as ps
+from chalicelib.orders.models import Order, Parcel
 from chalicelib.partners import events, metering
 from chalicelib.settlement import books
+from chalicelib.supply.models import Stock
 
 ATTEMPTS = 25
 PAGE_MAX = 100

@@ -29,12 +29,15 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from chalicelib.channels import channels
+from chalicelib.channels.models import Channel
+from chalicelib.checkout.models import MemberRedemption
 from chalicelib.core import audit, config
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import BadRequest, Conflict, Forbidden, NotFound
-from chalicelib.core.models import Channel, MemberRedemption, Order, Parcel, Refund, now_iso
-from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying, write_retrying
 from chalicelib.core.observability import count, logger
+from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying, write_retrying
 from chalicelib.orders import parcel_states, parcels
+from chalicelib.orders.models import Order, Parcel, Refund
 from chalicelib.partners import channel_api
 from chalicelib.settlement import books, statements
 

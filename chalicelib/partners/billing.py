@@ -33,10 +33,13 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib.core import audit
+from chalicelib.billing.models import BillingPlan, PrepaidAccount, PrepaidEntry
+from chalicelib.channels.models import Channel
 from chalicelib.checkout import quotas
+from chalicelib.core import audit
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Busy, Conflict, DomainError, Unprocessable
-from chalicelib.core.models import BillingPlan, Channel, PrepaidAccount, PrepaidEntry, now_iso
+from chalicelib.core.observability import count, logger
 from chalicelib.core.tx import (
     Contended,
     LabelledTransaction,
@@ -46,7 +49,6 @@ from chalicelib.core.tx import (
     condition_failed,
     write_retrying,
 )
-from chalicelib.core.observability import count, logger
 from chalicelib.partners import metering
 
 NONE, PER_CALL, PER_MEMBER, PREPAID, PACKAGE = "none", "per_call", "per_member", "prepaid", "package"

@@ -21,11 +21,11 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from chalicelib.channels import channels
+from chalicelib.channels.models import Channel
 from chalicelib.channels.signing import request_headers
 from chalicelib.core.errors import DomainError
-from chalicelib.core.models import Channel
-from chalicelib.core.tx import backoff
 from chalicelib.core.observability import logger
+from chalicelib.core.tx import backoff
 from chalicelib.partners import breaker, endpoints, reliability
 
 CONNECT_TIMEOUT = 2.0

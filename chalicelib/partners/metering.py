@@ -25,10 +25,11 @@ from typing import Iterator
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from pynamodb.exceptions import PutError
 
+from chalicelib.billing.models import ChannelDay, MeterMark
 from chalicelib.core.errors import DomainError
-from chalicelib.core.models import ChannelDay, MeterMark, Parcel
-from chalicelib.core.tx import condition_failed, write_retrying
 from chalicelib.core.observability import count, logger
+from chalicelib.core.tx import condition_failed, write_retrying
+from chalicelib.orders.models import Parcel
 
 SHARDS = 4
 # The business day is China Standard Time's (UTC+8): the day the channels, their members and ops live in.

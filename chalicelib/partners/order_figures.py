@@ -26,10 +26,11 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Iterable
 
-from chalicelib.core.models import ChannelDay, MeterMark, ParkedRecord
-from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying
+from chalicelib.billing.models import ChannelDay, MeterMark
 from chalicelib.core.observability import count, logger
+from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying
 from chalicelib.partners import metering, reliability
+from chalicelib.partners.models import ParkedRecord
 
 PAID = "paid"
 MARK_DAYS = 2  # a stream keeps a record 24 hours: its mark outlives every redelivery

@@ -34,11 +34,11 @@ from typing import Any, Iterable, Iterator
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib.core import config
-from chalicelib.core.models import PartnerBreaker, PartnerStats
-from chalicelib.core.tx import condition_failed, write_retrying
 from chalicelib.core.observability import count, logger
+from chalicelib.core.tx import condition_failed, write_retrying
 from chalicelib.partners import breaker
 from chalicelib.partners.breaker import CLOSED, HALF_OPEN, OPEN
+from chalicelib.partners.models import PartnerBreaker, PartnerStats
 
 OPEN_SECONDS = 30.0
 STATS_DAYS = 8  # a week of minutes, and a day's margin for whoever reads "the last 7 days"

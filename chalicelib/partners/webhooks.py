@@ -39,12 +39,14 @@ from typing import Any, Callable
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib.channels import channels
+from chalicelib.channels.models import Channel
 from chalicelib.core import audit, config
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import DomainError
-from chalicelib.core.models import Channel, OutboxEvent, now_iso
-from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying, condition_failed, lost_race
 from chalicelib.core.observability import count, logger
+from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying, condition_failed, lost_race
 from chalicelib.partners import breaker, endpoints, reliability, webhook_signing
+from chalicelib.partners.models import OutboxEvent
 
 TIMEOUT = 15.0
 RETRY_BASE = 30.0  # seconds before the 2nd attempt; doubles after each failure, up to RETRY_CAP

@@ -36,13 +36,17 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
 from chalicelib.channels import channels
+from chalicelib.channels.models import Channel
 from chalicelib.checkout.checkout import AWAITING, PAID, quota_takes
-from chalicelib.core.models import AuditRun, Channel, Grant, Member, Order, Parcel, Quota, Wallet
-from chalicelib.core.tx import batch_read
+from chalicelib.checkout.models import Grant, Quota, Wallet
 from chalicelib.core.observability import count, logger
+from chalicelib.core.tx import batch_read
+from chalicelib.members.models import Member
 from chalicelib.orders import allocation, parcels
+from chalicelib.orders.models import Order, Parcel
 from chalicelib.orders.orders import lines_of
 from chalicelib.partners import metering
+from chalicelib.settlement.models import AuditRun
 
 SCOPE = "invariants"
 LOOKBACK_SECONDS = 7 * 86400

@@ -21,13 +21,17 @@ from typing import Iterator
 
 from pynamodb.exceptions import DoesNotExist
 
+from chalicelib.channels.models import Channel
 from chalicelib.core import audit
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import NotFound, Unprocessable
-from chalicelib.core.models import BookEntry, Channel, Parcel, Supplier, now_iso
 from chalicelib.core.tx import LabelledTransaction
 from chalicelib.orders import parcel_states as ps
+from chalicelib.orders.models import Parcel
 from chalicelib.settlement import statements
+from chalicelib.settlement.models import BookEntry
 from chalicelib.settlement.periods import day_of
+from chalicelib.supply.models import Supplier
 
 SHARDS = 4
 BILLED, PAYABLE, RETURNED, REFUNDED = "billed", "payable", "returned", "refunded"

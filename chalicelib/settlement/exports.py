@@ -12,7 +12,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import bucket, config
 from chalicelib.core.errors import NotFound
-from chalicelib.core.models import Statement
+from chalicelib.settlement.models import Statement
 
 PREFIX = "settlement/"
 LINK_SECONDS = 300

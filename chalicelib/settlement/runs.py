@@ -32,13 +32,16 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from chalicelib.channels import channels
+from chalicelib.channels.models import Channel
 from chalicelib.core import audit, config
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Conflict, NotFound, Unprocessable
-from chalicelib.core.models import Channel, SettledDay, SettlementPeriod, Statement, Supplier, now_iso
-from chalicelib.core.tx import Contended, LabelledTransaction, Refused, condition_failed
 from chalicelib.core.observability import count, logger
+from chalicelib.core.tx import Contended, LabelledTransaction, Refused, condition_failed
 from chalicelib.settlement import books, exports, fees, periods, statements
+from chalicelib.settlement.models import SettledDay, SettlementPeriod, Statement
 from chalicelib.settlement.periods import Period
+from chalicelib.supply.models import Supplier
 
 FREEZING, SETTLED = "freezing", "settled"
 CHANNELS_PER_PAGE, SUPPLIERS_PER_PAGE = 5, 25  # a Map item: the statements one Lambda writes

@@ -21,10 +21,12 @@ from botocore.exceptions import ClientError
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import bucket, config
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Conflict, DomainError, NotFound, Unprocessable
-from chalicelib.core.models import Upload, get_owned, now_iso
+from chalicelib.core.models import get_owned
 from chalicelib.orders import parcels
 from chalicelib.supply import goods
+from chalicelib.supply.models import Upload
 
 if TYPE_CHECKING:  # pydantic loads where a file is parsed, not with every cold start
     from chalicelib.core.schemas import GoodsDraft, UploadRequest

@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.channels import channels
+from chalicelib.channels.models import Channel, PoolItem
 from chalicelib.channels.pricing import SkuPrice, guard_loss, points_for, rule_price, sku_price
 from chalicelib.checkout import quotas
 from chalicelib.core import audit
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Conflict, NotFound, Unprocessable
-from chalicelib.core.models import Channel, Goods, PoolItem, now_iso
 from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying
 from chalicelib.supply import goods as goods_mod
+from chalicelib.supply.models import Goods
 
 if TYPE_CHECKING:  # annotations only: pydantic loads with the first request that sends a body
     from chalicelib.core.schemas import PoolPricing

@@ -1,0 +1,1 @@
+"""Billing: what the platform charges its channels."""
