@@ -159,7 +159,7 @@ def capture_transaction(shop: dict, member: dict) -> dict:
     """The TransactWriteItems parameters of one real checkout, as PynamoDB sends them."""
     from chalicelib.checkout import checkout
     from chalicelib.core import tx
-    from chalicelib.members import entry
+    from chalicelib.callers import entry
 
     lines = [checkout.LineRequest(shop["goods_id"], "S1", 1)]
     channel = entry.active_channel(shop["code"])
@@ -353,7 +353,7 @@ class Capacity:
 def capacity_per_order(shop: dict, member: dict, orders: int) -> tuple[Capacity, float, float]:
     """Checkouts one after another in this process: capacity, calls, wall time and this thread's CPU time."""
     from chalicelib.checkout import checkout
-    from chalicelib.members import entry
+    from chalicelib.callers import entry
 
     lines = [checkout.LineRequest(shop["goods_id"], "S1", 1)]
     for _ in range(3):  # warm: the route's and the checkout's code paths, connections

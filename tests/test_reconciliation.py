@@ -21,7 +21,7 @@ from chalicelib.settlement.models import LedgerUpload, Reconciliation
 
 
 def entry_fields() -> dict:
-    from chalicelib.members import entry
+    from chalicelib.callers import entry
 
     return entry.FIELDS
 

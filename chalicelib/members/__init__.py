@@ -1,1 +1,2 @@
-"""Members and entry: signed entry links, members, sessions, payment password and OTP."""
+"""Members: members as we know them, sessions, payment password and OTP (a signed entry link becoming a session is
+``chalicelib.callers.entry``)."""
