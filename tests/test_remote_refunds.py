@@ -13,11 +13,11 @@ from checkout_helpers import Shop, assert_error, make_shop, ok, uid
 from chalicelib.channels import channels
 from chalicelib.checkout import checkout
 from chalicelib.checkout.models import MemberRedemption, Wallet
+from chalicelib.core.clock import business_day
 from chalicelib.orders import parcels, refunds
 from chalicelib.orders.models import Parcel
 from chalicelib.settlement import audit as invariant_audit
 from chalicelib.settlement import books
-from chalicelib.settlement.periods import day_of
 from helpers import wait_for
 from fake_wallet_channel import DOWN, FAIL, LATE, NORMAL, TIMEOUT_AFTER, TIMEOUT_BEFORE
 
@@ -209,7 +209,7 @@ def _supplier(shop: Shop, method: str, path: str, **body) -> requests.Response:
 
 def _books_of(parcel: Parcel) -> dict[str, list[str]]:
     """The parcel's settlement entries today, by event: payable and refunded (the supplier's), returned."""
-    today = day_of(time.time())
+    today = business_day(time.time())
     return {event: [e.entry for e in books.read(event, party, [today]) if e.parcel_id == parcel.parcel_id]
             for event, party in ((books.PAYABLE, f"supplier.{parcel.supplier_id}"),
                                  (books.REFUNDED, f"supplier.{parcel.supplier_id}"),

@@ -12,6 +12,7 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chalicelib.core.clock import business_day
 from chalicelib.settlement import periods
 from chalicelib.settlement.statements import (
     PLATFORM, SUPPLIER, Item, Movement, channel_margin, channel_statement, money, platform_statement,
@@ -136,7 +137,7 @@ def test_periods_are_months_and_iso_weeks_of_business_days():
     assert jan.starts_at == 1767225600 - 8 * 3600  # 2026-01-01 00:00 at UTC+8
     week = periods.parse("2026-W01")
     assert (week.first_day.isoformat(), week.last_day.isoformat()) == ("2025-12-29", "2026-01-04")
-    assert periods.day_of(jan.ends_at - 1) == "2026-01-31" and periods.day_of(jan.ends_at) == "2026-02-01"
+    assert business_day(jan.ends_at - 1) == "2026-01-31" and business_day(jan.ends_at) == "2026-02-01"
     assert not jan.settleable(jan.ends_at + periods.SETTLE_AFTER_SECONDS - 1)
     assert jan.settleable(jan.ends_at + periods.SETTLE_AFTER_SECONDS)
     assert [p.period_id for p in periods.recently_settleable(periods.parse("2026-02").starts_at + 2 * 3600)] \

@@ -19,8 +19,9 @@ from chalicelib.channels.models import Channel
 from chalicelib.checkout import quotas
 from chalicelib.checkout.models import Quota
 from chalicelib.core import audit
-from chalicelib.core.clock import now_iso
+from chalicelib.core.clock import business_day, now_iso
 from chalicelib.core.errors import Conflict, NotFound
+from chalicelib.core.models import plain
 from chalicelib.core.tx import condition_failed, transaction
 from chalicelib.partners import endpoints
 from chalicelib.settlement import periods
@@ -147,7 +148,7 @@ def edit(code: str, fields: ChannelFields, actor: str) -> Channel:
     if "settlement_period" in changed:
         # Days already booked keep the rule they had: the new one holds from the next business day, and the
         # rules are rewritten from the ones read, so only if nobody changed the rule meanwhile.
-        tomorrow = periods.next_day(periods.day_of(time.time()))
+        tomorrow = periods.next_day(business_day())
         actions.append(Channel.settlement_rules.set(periods.with_change(
             rules_of(channel), channel.settlement_period, changed["settlement_period"], tomorrow)))
         guard = guard & (Channel.settlement_period == channel.settlement_period)
@@ -163,7 +164,7 @@ def rules_of(channel: Channel) -> dict[str, str] | None:
     rules = channel.settlement_rules
     if rules is None:
         return None
-    return {str(k): str(v) for k, v in (rules.as_dict() if hasattr(rules, "as_dict") else dict(rules)).items()}
+    return {str(k): str(v) for k, v in plain(rules).items()}
 
 
 def set_status(code: str, status: str, actor: str) -> Channel:

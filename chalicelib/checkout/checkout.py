@@ -20,7 +20,6 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Sequence
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
@@ -35,6 +34,7 @@ from chalicelib.checkout.points import allocate
 from chalicelib.checkout.wallets import wallet_of
 from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Busy, Conflict, DomainError, Forbidden, NotFound, Unprocessable
+from chalicelib.core.models import plain
 from chalicelib.core.observability import count, logger
 from chalicelib.core.tx import (
     Contended,
@@ -328,7 +328,7 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
         if not int(quota.starts_at) <= now_ < int(quota.ends_at):
             raise Conflict("period_ended", "the channel's redemption period is not open")
         order = _order(order_id, channel, member, quota.period_id, priced, request_hash)
-        order.created_at = order.updated_at = _iso(now_)
+        order.created_at = order.updated_at = now_iso(now_)
         order.address = address
         if calls.figures:
             order.partner_calls = json.dumps(calls.figures, separators=(",", ":"))
@@ -428,7 +428,7 @@ def _finish(order: Order, channel: Channel, member: Member | None = None, replay
 
 def _take_over(order: Order) -> bool:
     """Claim an awaiting order's deduct from a creator presumed dead (one claimant wins: conditional write)."""
-    if order.updated_at > _iso(time.time() - DEDUCT_LEASE_SECONDS):
+    if order.updated_at > now_iso(time.time() - DEDUCT_LEASE_SECONDS):
         return False
     try:
         order.update([Order.updated_at.set(now_iso())],
@@ -446,10 +446,6 @@ def _count_redemption(tx: LabelledTransaction, channel: Channel, member: Member,
         raise Conflict("member_cap_exceeded", f"a member may redeem at most {cap} points per period")
     tx.update("member_cap", MemberRedemption(member.member_id, period_id), [MemberRedemption.redeemed.add(points)],
               condition=MemberRedemption.redeemed.does_not_exist() | (MemberRedemption.redeemed <= cap - points))
-
-
-def _iso(at: float) -> str:
-    return datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _debit_wallet(tx: LabelledTransaction, wallet: Wallet, points: int, now: float) -> None:
@@ -570,7 +566,7 @@ def _still_waiting(order: Order, calls: Calls) -> Order:
 
 def _shares(raw) -> dict[int, int]:
     """Shard → amount, from an order's map (as built, a dict; as read, a ``MapAttribute``)."""
-    takes = raw.as_dict() if hasattr(raw, "as_dict") else dict(raw or {})
+    takes = plain(raw) or {}
     return {int(shard): int(used) for shard, used in takes.items()}
 
 
@@ -650,7 +646,7 @@ def _settle(order: Order, build, calls: Calls, changes: dict) -> Order:
 
 def pending(channel_code: str, older_than: float = 0) -> list[Order]:
     """Orders of one channel awaiting its deduction, placed at least ``older_than`` seconds ago."""
-    return list(Order.pending_index.query(channel_code, Order.created_at <= _iso(time.time() - older_than)))
+    return list(Order.pending_index.query(channel_code, Order.created_at <= now_iso(time.time() - older_than)))
 
 
 def resolve_pending(channel: Channel, older_than: float = 0) -> dict[str, int]:

@@ -6,7 +6,7 @@ creation are above the areas, in ``chalicelib/tables.py``.
 """
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist
@@ -68,3 +68,11 @@ class RateCounter(Model):
     key = UnicodeAttribute(hash_key=True)  # "{scope}#{window start}"
     count = NumberAttribute(default=0)
     expires_at = TTLAttribute()
+
+
+def plain(value: Any) -> Any:
+    """A map attribute's value (a whole map, or one entry of a list of maps) as a plain dict, for a view or a rule:
+    an item read from DynamoDB holds ``MapAttribute``s, one built in this process may hold dicts; None stays None."""
+    if value is None:
+        return None
+    return value.as_dict() if hasattr(value, "as_dict") else dict(value)

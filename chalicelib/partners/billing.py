@@ -37,7 +37,7 @@ from chalicelib.billing.models import BillingPlan, PrepaidAccount, PrepaidEntry
 from chalicelib.channels.models import Channel
 from chalicelib.checkout import quotas
 from chalicelib.core import audit
-from chalicelib.core.clock import now_iso
+from chalicelib.core.clock import business_day, midnight, now_iso
 from chalicelib.core.errors import Busy, Conflict, DomainError, Unprocessable
 from chalicelib.core.observability import count, logger
 from chalicelib.core.tx import (
@@ -170,7 +170,7 @@ def plan_today(channel_code: str) -> Plan:
     """Today's plan, on every signed call and checkout. A day's plan cannot change once the day has begun
     (changes take effect the next day), so the plans read today are kept per (channel, day) in the process,
     refreshed every minute all the same."""
-    today = metering.day_of()
+    today = business_day()
     key = (channel_code, today)
     cached = _CACHE.get(key)
     if cached is None or cached[0] < time.monotonic():
@@ -184,7 +184,7 @@ def set_plan(channel: Channel, plan: Plan, actor: str, now: float | None = None)
     today (a new channel starts on it at once; today was billed under no plan, so nothing billed changes), any
     later one from the next business day on. A second
     change the same day replaces the first (both audited); a plan already in force today is never touched."""
-    today = metering.day_of(now)
+    today = business_day(now)
     history = plans(channel.code)
     starts = today if not history else (date.fromisoformat(today) + timedelta(days=1)).isoformat()
     before = plan_on(history, starts)
@@ -207,7 +207,7 @@ def set_plan(channel: Channel, plan: Plan, actor: str, now: float | None = None)
 
 def plans_view(channel_code: str) -> dict[str, Any]:
     history = plans(channel_code)
-    today = metering.day_of()
+    today = business_day()
     current = plan_on(history, today)
     upcoming = [view(p) for p in history if p.effective_from > today]
     return {"channel": channel_code, "today": today, "current": view(current), "upcoming": upcoming,
@@ -220,14 +220,14 @@ def _days_of(period_start: Any, period_end: Any) -> list[str]:
     """The business days of a period [start, end): those whose midnight falls inside it, so consecutive
     periods share no day and miss none. Ends are Unix seconds, ``date``s or ``YYYY-MM-DD``."""
     def instant(value: Any) -> float:
-        return metering.midnight(value) if isinstance(value, (date, str)) else float(value)
+        return midnight(value) if isinstance(value, (date, str)) else float(value)
 
     start, end = instant(period_start), instant(period_end)
-    day = date.fromisoformat(metering.day_of(start))
-    if metering.midnight(day) < start:
+    day = date.fromisoformat(business_day(start))
+    if midnight(day) < start:
         day += timedelta(days=1)
     found = []
-    while metering.midnight(day) < end:
+    while midnight(day) < end:
         found.append(day.isoformat())
         day += timedelta(days=1)
     return found

@@ -23,14 +23,14 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.channels.models import Channel
 from chalicelib.core import audit
-from chalicelib.core.clock import now_iso
+from chalicelib.core.clock import business_day, now_iso
 from chalicelib.core.errors import NotFound, Unprocessable
+from chalicelib.core.models import plain
 from chalicelib.core.tx import LabelledTransaction
 from chalicelib.orders import parcel_states as ps
 from chalicelib.orders.models import Parcel
 from chalicelib.settlement import statements
 from chalicelib.settlement.models import BookEntry
-from chalicelib.settlement.periods import day_of
 from chalicelib.supply.models import Supplier
 
 SHARDS = 4
@@ -49,12 +49,12 @@ def book(event: str, party: str, day: str, shard: int) -> str:
 
 def day_of_stamp(stamp: str) -> str:
     """The business day of one of our ISO timestamps (``now_iso``)."""
-    return day_of(datetime.fromisoformat(stamp).timestamp())
+    return business_day(datetime.fromisoformat(stamp).timestamp())
 
 
 def _entry(event: str, party: str, parcel: Parcel, at: float, **extra) -> BookEntry:
-    lines = [line.as_dict() if hasattr(line, "as_dict") else dict(line) for line in parcel.lines]
-    day = day_of(at)
+    lines = [plain(line) for line in parcel.lines]
+    day = business_day(at)
     return BookEntry(book(event, party, day, shard_of(parcel.parcel_id)), f"{day}#{parcel.parcel_id}",
                      parcel_id=parcel.parcel_id, order_id=parcel.order_id, lines=[{k: line[k] for k in LINE_FIELDS} for line in lines],
                      points_per_yuan=int(parcel.points_per_yuan or _rate(parcel.channel_code)), **extra)

@@ -34,6 +34,7 @@ from chalicelib.checkout.checkout import AWAITING, PAID
 from chalicelib.core import bucket, config
 from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import BadRequest, Conflict, NotFound, Unprocessable
+from chalicelib.core.models import plain
 from chalicelib.core.observability import count, logger
 from chalicelib.core.tx import batch_read
 from chalicelib.members.models import Member
@@ -97,7 +98,7 @@ def returned_at(parcel: Parcel) -> str | None:
     """When the parcel's points went back (``Parcel.returned``), if they did."""
     if parcel.returned is None:
         return None
-    returned = parcel.returned.as_dict() if hasattr(parcel.returned, "as_dict") else dict(parcel.returned)
+    returned = plain(parcel.returned)
     return returned.get("at")
 
 

@@ -13,6 +13,7 @@ from datetime import date, timedelta
 from html import escape
 from typing import Any
 
+from chalicelib.core.clock import business_day
 from chalicelib.core.errors import BadRequest
 from chalicelib.partners import metering, reliability
 
@@ -32,7 +33,7 @@ def _date(value: str, field: str) -> date:
 
 def date_range(first: str | None, last: str | None, now: float | None = None) -> tuple[str, str]:
     """The days asked for (``from``/``to``, inclusive); by default the last ``REPORT_DAYS`` to today."""
-    end = _date(last, "to") if last else date.fromisoformat(metering.day_of(now))
+    end = _date(last, "to") if last else date.fromisoformat(business_day(now))
     start = _date(first, "from") if first else end - timedelta(days=REPORT_DAYS - 1)
     if start > end:
         raise BadRequest("invalid_range", "from must not be after to", "from")

@@ -1,8 +1,8 @@
 """Settlement periods: calendar months and ISO weeks of business days (no I/O).
 
-The business day is the date in China Standard Time (UTC+8, no daylight saving). A period is named by its
+The business day is the date in China Standard Time (UTC+8, no daylight saving: ``core.clock``). A period is named by its
 calendar: ``2026-01`` is January 2026, ``2026-W05`` the ISO week 5 of 2026 (Monday to Sunday). Everything
-settleable is booked on the business day it happened (``day_of``), and a period is the days it covers, so
+settleable is booked on the business day it happened (``clock.business_day``), and a period is the days it covers, so
 a period is settled once its last day has ended and ``SETTLE_AFTER_SECONDS`` more have passed: any write
 stamped inside the period has committed by then.
 
@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from typing import Mapping
 
-BUSINESS_TZ = timezone(timedelta(hours=8))
+from chalicelib.core.clock import business_day, midnight
+
 MONTHLY, WEEKLY = "monthly", "weekly"
 KINDS = (MONTHLY, WEEKLY)
 # The rule a channel had before its first change holds from this day (every day of its life).
@@ -56,12 +57,7 @@ class Period:
 
 
 def _midnight(day: date) -> int:
-    return int(datetime(day.year, day.month, day.day, tzinfo=BUSINESS_TZ).timestamp())
-
-
-def day_of(at: float) -> str:
-    """The business day (``YYYY-MM-DD``, UTC+8) of a Unix time."""
-    return datetime.fromtimestamp(at, BUSINESS_TZ).date().isoformat()
+    return int(midnight(day))
 
 
 def parse(period_id: str) -> Period:
@@ -94,7 +90,7 @@ def containing(day: str, kind: str) -> Period:
 def recently_settleable(now: float, days: int = 8) -> list[Period]:
     """Periods (both kinds) that ended within the last ``days`` days and may be settled now, oldest first:
     what the scheduler starts (a start already made is refused by its execution name)."""
-    today = date.fromisoformat(day_of(now))
+    today = date.fromisoformat(business_day(now))
     found: dict[str, Period] = {}
     for back in range(1, days + 1):
         day = (today - timedelta(days=back)).isoformat()
