@@ -21,7 +21,7 @@ from chalicelib.partners import order_figures as figures
 from chalicelib.partners import routes as partner_routes
 from chalicelib.partners import webhooks
 from chalicelib.partners.kit import routes as kit_routes
-from chalicelib.settlement import audit, ledgers, runs
+from chalicelib.settlement import invariants, ledgers, runs
 from chalicelib.settlement import routes as settlement_routes
 from chalicelib.supply import imports
 from chalicelib.supply import routes as supply_routes
@@ -78,7 +78,7 @@ def ledger_uploaded(event) -> dict:
 @app.schedule(Rate(1, unit=Rate.HOURS), name="invariant_audit")
 def invariant_audit(event) -> dict:
     """Every hour: quota shards, hosted wallets and orders recomputed from the items (``InvariantDrift``)."""
-    return audit.run()
+    return invariants.run()
 
 
 @app.schedule(Rate(5, unit=Rate.MINUTES), name="resolve_remote_orders")

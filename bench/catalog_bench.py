@@ -96,9 +96,9 @@ class Capacity:
 
 
 def seed(goods_count: int) -> dict:
-    from chalicelib.channels import channels
+    from chalicelib.channels import channels, pools
     from chalicelib.core.schemas import ChannelCreate, GoodsDraft, PoolPricing, SupplierApplication
-    from chalicelib.supply import goods, pools, suppliers
+    from chalicelib.supply import goods, suppliers
     from chalicelib.supply.models import Upload
 
     supplier, _ = suppliers.create_by_ops(SupplierApplication(

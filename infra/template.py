@@ -135,7 +135,7 @@ FULFIL_MODELS: dict[str, tuple[type[Model], ...]] = {
 PARTNER_HEALTH_MODELS: tuple[type[Model], ...] = (PartnerBreaker, PartnerStats)
 PARTNER_HEALTH_ACTIONS = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
 PARTNER_CALLERS = (RESOLVE_FUNCTION, REFUNDS_FUNCTION, WEBHOOKS_FUNCTION, FULFIL_FUNCTIONS["fulfil_deadline"])
-# Metering outside the API (``partners.metering``): the refund sweep and the deadline task meter parcels given
+# Metering outside the API (``billing.metering``): the refund sweep and the deadline task meter parcels given
 # back (paid orders are metered by the orders stream's consumer, below). The resolver gives a prepaid order price
 # back when it releases a remote order (``billing``: in the release transaction, or an order's old entry).
 METERED_FUNCTIONS = (REFUNDS_FUNCTION, FULFIL_FUNCTIONS["fulfil_deadline"])
@@ -571,7 +571,7 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
             "A channel's API failed a fifth or more of its calls in a minute; see GET "
             "/ops/channels/{code}/partner-health (calls, errors by kind, p95 per API) and tell the channel",
             namespace, "PartnerErrorRateHigh", service_dims),
-        # Operating data and billing (``partners.metering``, ``partners.billing``). Refusals are part of the
+        # Operating data and billing (``billing.metering``, ``billing.billing``). Refusals are part of the
         # business (points run out), so their alarm is a spike above the band CloudWatch learns, not any refusal.
         "RedemptionRefusedSpikeAlarm": _anomaly_alarm(
             "Checkout refusals (quota, balance, stock, period, password) above their usual band: a limit ran out or "

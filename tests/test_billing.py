@@ -1,4 +1,4 @@
-"""Billing plans (``partners.billing``): each plan's fee from the metered counters, the statement's fee line over
+"""Billing plans (``billing.billing``): each plan's fee from the metered counters, the statement's fee line over
 any period (additive: periods and plan changes never bill a day twice or miss one), plan changes audited and
 effective the next day, and a prepaid balance that never goes below zero under a burst of signed calls."""
 from __future__ import annotations
@@ -12,12 +12,12 @@ import pytest
 import requests
 
 from checkout_helpers import BURST_TIMEOUT, PASSWORD, PRICE, SETTLEMENT, assert_error, burst, make_shop, ok, summary, uid
+from chalicelib.billing import billing, metering
+from chalicelib.billing.billing import Plan, Usage, fee_for, plan_fee
 from chalicelib.billing.models import BillingPlan, ChannelDay, PrepaidAccount
 from chalicelib.channels import channels
 from chalicelib.channels.signing import request_headers
 from chalicelib.core.clock import business_day, midnight
-from chalicelib.partners import billing, metering
-from chalicelib.partners.billing import Plan, Usage, fee_for, plan_fee
 from helpers import race
 
 

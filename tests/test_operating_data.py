@@ -1,4 +1,4 @@
-"""Operating data (``partners.metering`` → ``settlement.operating``): counters raised as events happen, exact
+"""Operating data (``billing.metering`` → ``settlement.operating``): counters raised as events happen, exact
 under concurrent orders and replays, refusals by reason, refunds, entries and inbound calls; read by ops as
 JSON, CSV and an HTML report page with an inline SVG chart, looked at in headless Chromium."""
 from __future__ import annotations

@@ -10,9 +10,10 @@ import time
 import requests
 
 from checkout_helpers import PRICE, SETTLEMENT, make_shop, ok, uid
+from chalicelib.billing import metering
 from chalicelib.core.clock import business_day
 from chalicelib.orders.models import Order
-from chalicelib.partners import metering, reliability
+from chalicelib.partners import reliability
 from chalicelib.partners.models import ParkedRecord
 from chalicelib.partners.order_figures import Call, Paid, derive
 

@@ -16,8 +16,8 @@ from chalicelib.checkout.models import MemberRedemption, Wallet
 from chalicelib.core.clock import business_day
 from chalicelib.orders import parcels, refunds
 from chalicelib.orders.models import Parcel
-from chalicelib.settlement import audit as invariant_audit
 from chalicelib.settlement import books
+from chalicelib.settlement import invariants as invariant_audit
 from helpers import wait_for
 from fake_wallet_channel import DOWN, FAIL, LATE, NORMAL, TIMEOUT_AFTER, TIMEOUT_BEFORE
 

@@ -1,1 +1,2 @@
-"""Billing: what the platform charges its channels."""
+"""Billing: what the platform charges its channels: plans and the prepaid balance (``billing``), the daily
+counters fees are computed from (``metering``), the fee line of a channel's statement (``fees``), and their tables."""

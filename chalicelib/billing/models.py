@@ -16,7 +16,7 @@ from chalicelib.core.models import _meta
 
 
 class ChannelDay(Model):
-    """One shard of one channel's operating counters for one business day (``partners.metering``), every field
+    """One shard of one channel's operating counters for one business day (``billing.metering``), every field
     raised with an atomic ADD as its event happens, so reading a range of days is a Query, never a scan.
 
     ``meter`` is ``{channel}#{shard}``: each increment picks one of ``metering.SHARDS`` items at random, so a
@@ -25,7 +25,7 @@ class ChannelDay(Model):
 
     Meta = _meta("channel-days")
     meter = UnicodeAttribute(hash_key=True)
-    day = UnicodeAttribute(range_key=True)  # "YYYY-MM-DD" in the business time zone (``metering.day_of``)
+    day = UnicodeAttribute(range_key=True)  # "YYYY-MM-DD" in the business time zone (``clock.business_day``)
     entries = NumberAttribute(null=True)  # members who entered this day (each counted once a day)
     month_members = NumberAttribute(null=True)  # members whose first entry of the month was this day
     orders = NumberAttribute(null=True)  # orders paid
@@ -54,7 +54,7 @@ class MeterMark(Model):
 
 
 class BillingPlan(Model):
-    """A channel's billing plan from one business day on (``partners.billing``); the plan of a day is the one
+    """A channel's billing plan from one business day on (``billing.billing``); the plan of a day is the one
     with the latest ``effective_from`` not after it. Amounts in fen."""
 
     Meta = _meta("billing-plans")

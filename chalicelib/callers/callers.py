@@ -9,13 +9,13 @@ from urllib.parse import unquote
 
 from chalice.app import Request
 
+from chalicelib.billing import billing
 from chalicelib.callers import entry
 from chalicelib.channels.models import Channel
 from chalicelib.channels.signing import HEADER_FIELDS, body_sha256, encode, pairs_of, unique_params
 from chalicelib.core import config, web
 from chalicelib.core.errors import Forbidden, Unauthorized
 from chalicelib.members import sessions
-from chalicelib.partners import billing
 from chalicelib.partners.kit import sandbox_log
 from chalicelib.supply import suppliers
 from chalicelib.supply.models import Supplier

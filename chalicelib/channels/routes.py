@@ -4,12 +4,11 @@ from __future__ import annotations
 from chalice import Response
 
 from chalicelib.callers.callers import member_channel, ops_actor
-from chalicelib.channels import catalog, channels, sandbox, store
+from chalicelib.channels import catalog, channels, pools, sandbox, store
 from chalicelib.core import web
 from chalicelib.core.errors import Unprocessable
 from chalicelib.core.routing import Routes
 from chalicelib.core.web import schemas  # loads on first use (pydantic is ~85 ms of cold start)
-from chalicelib.supply import pools
 
 routes = Routes(__name__)
 route = routes.json

@@ -16,6 +16,7 @@ from typing import Callable
 
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
+from chalicelib.channels import pools
 from chalicelib.channels.models import Channel, PoolItem
 from chalicelib.channels.pricing import points_for
 from chalicelib.checkout import checkout
@@ -30,7 +31,6 @@ from chalicelib.members.models import Member
 from chalicelib.orders.models import Order
 from chalicelib.orders.orders import lines_of
 from chalicelib.supply import goods as goods_mod
-from chalicelib.supply import pools
 from chalicelib.supply.models import Goods
 
 MAX_LINES = checkout.MAX_LINES  # a cart is checked out as one order: the order's bounds

@@ -24,8 +24,9 @@ from typing import Sequence
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
+from chalicelib.billing import billing
 from chalicelib.billing.models import PrepaidAccount
-from chalicelib.channels import channels
+from chalicelib.channels import channels, pools
 from chalicelib.channels.models import Channel, PoolItem
 from chalicelib.channels.pricing import points_for
 from chalicelib.checkout import quotas
@@ -50,10 +51,9 @@ from chalicelib.members.models import Member, PaymentGuard
 from chalicelib.orders import fulfilment
 from chalicelib.orders.models import Order
 from chalicelib.orders.orders import lines_of
-from chalicelib.partners import billing, breaker, channel_api, reliability
+from chalicelib.partners import breaker, channel_api, reliability
 from chalicelib.partners.models import PartnerBreaker
 from chalicelib.supply import goods as goods_mod
-from chalicelib.supply import pools
 from chalicelib.supply.models import Goods, Stock
 
 MAX_LINES = 20

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from chalice import Response
 
+from chalicelib.billing import metering
 from chalicelib.callers.callers import member_channel, ops_actor, partner_channel
 from chalicelib.channels import channels
 from chalicelib.checkout import carts, checkout, quotas, wallets
@@ -12,7 +13,6 @@ from chalicelib.core.routing import Routes
 from chalicelib.core.web import schemas  # loads on first use (pydantic is ~85 ms of cold start)
 from chalicelib.members import members
 from chalicelib.orders import orders
-from chalicelib.partners import metering
 
 routes = Routes(__name__)
 route = routes.json

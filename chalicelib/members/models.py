@@ -25,7 +25,7 @@ class MemberLink(Model):
 
 
 class MemberChannelIndex(GlobalSecondaryIndex):
-    """Keys only: a channel's members, for the invariant audit's per-channel read (``settlement.audit``). A member
+    """Keys only: a channel's members, for the invariant audit's per-channel read (``settlement.invariants``). A member
     is written at its first entry and later only in fields outside the index, so the index costs one write per
     member, once; DynamoDB builds it over the members that already exist."""
 

@@ -21,6 +21,7 @@ from typing import Callable
 
 from pynamodb.exceptions import DoesNotExist
 
+from chalicelib.billing import metering
 from chalicelib.channels import channels
 from chalicelib.checkout import quotas
 from chalicelib.checkout.models import Quota, Wallet
@@ -34,7 +35,7 @@ from chalicelib.members.models import Member
 from chalicelib.orders import allocation, orders
 from chalicelib.orders import parcel_states as ps
 from chalicelib.orders.models import Order, Parcel
-from chalicelib.partners import events, metering
+from chalicelib.partners import events
 from chalicelib.settlement import books
 from chalicelib.supply.models import Stock
 

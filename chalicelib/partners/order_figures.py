@@ -26,11 +26,12 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Iterable
 
+from chalicelib.billing import metering
 from chalicelib.billing.models import ChannelDay, MeterMark
 from chalicelib.core.clock import business_day, midnight
 from chalicelib.core.observability import count, logger
 from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying
-from chalicelib.partners import metering, reliability
+from chalicelib.partners import reliability
 from chalicelib.partners.models import ParkedRecord
 
 PAID = "paid"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from chalice import Response
 
+from chalicelib.billing import billing
 from chalicelib.callers.callers import ops_actor
 from chalicelib.channels import channels
 from chalicelib.core import web
 from chalicelib.core.routing import Routes
-from chalicelib.partners import billing, reliability, webhooks
+from chalicelib.partners import reliability, webhooks
 
 routes = Routes(__name__)
 route = routes.json

@@ -275,8 +275,8 @@ def disable(channel: Channel, reason: str) -> None:
         tx.update("channel", channel, [Channel.webhook_disabled_at.set(int(time.time())),
                                        Channel.webhook_disabled_reason.set(reason)],
                   condition=Channel.webhook_disabled_at.does_not_exist() & (Channel.webhook_url == channel.webhook_url))
-        tx.put("audit", audit.row(f"channel#{channel.code}", "webhooks", "webhook_disabled", "webhook_url",
-                                  channel.webhook_url, reason))
+        audit.add(tx, f"channel#{channel.code}", "webhooks", "webhook_disabled", "webhook_url",
+                  channel.webhook_url, reason)
         return tx
     try:
         commit_retrying(build)
@@ -294,8 +294,8 @@ def enable(channel_code: str, actor: str) -> dict[str, Any]:
         tx = LabelledTransaction()
         tx.update("channel", channel, [Channel.webhook_disabled_at.remove(), Channel.webhook_disabled_reason.remove()],
                   condition=Channel.webhook_disabled_at.exists())
-        tx.put("audit", audit.row(f"channel#{channel_code}", actor, "webhook_enabled", "webhook_url",
-                                  channel.webhook_disabled_reason, channel.webhook_url))
+        audit.add(tx, f"channel#{channel_code}", actor, "webhook_enabled", "webhook_url",
+                  channel.webhook_disabled_reason, channel.webhook_url)
         return tx
     if channel.webhook_disabled_at:
         try:
@@ -404,8 +404,8 @@ def redrive(channel_code: str, actor: str) -> dict[str, int]:
                                        OutboxEvent.attempts.set(0),
                                        OutboxEvent.retry_until.set(round(now + retry_window(), 3))],
                       condition=OutboxEvent.state == "parked")
-            tx.put("audit", audit.row(f"channel#{channel_code}", actor, "webhook_redriven", "event",
-                                      event.last_error, event.event_id))
+            audit.add(tx, f"channel#{channel_code}", actor, "webhook_redriven", "event",
+                      event.last_error, event.event_id)
             return tx
         try:
             commit_retrying(build)

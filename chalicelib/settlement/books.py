@@ -141,7 +141,6 @@ def set_bearer(supplier_id: str, borne_by: str, actor: str) -> dict:
     tx = LabelledTransaction()
     tx.update("supplier", supplier, [Supplier.refunds_borne_by.set(borne_by), Supplier.updated_at.set(now_iso())],
               condition=Supplier.supplier_id.exists())
-    tx.put("audit", audit.row(f"supplier#{supplier_id}", actor, "refunds_borne_by", "refunds_borne_by", before,
-                              borne_by))
+    audit.add(tx, f"supplier#{supplier_id}", actor, "refunds_borne_by", "refunds_borne_by", before, borne_by)
     tx.commit()
     return {"supplier_id": supplier_id, "refunds_borne_by": borne_by}

@@ -29,6 +29,7 @@ from datetime import timedelta
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import DoesNotExist, PutError
 
+from chalicelib.billing import metering
 from chalicelib.channels.models import Channel
 from chalicelib.checkout.checkout import AWAITING, PAID
 from chalicelib.core import bucket, config
@@ -40,7 +41,6 @@ from chalicelib.core.tx import batch_read
 from chalicelib.members.models import Member
 from chalicelib.orders import parcels
 from chalicelib.orders.models import Order, Parcel
-from chalicelib.partners import metering
 from chalicelib.settlement import books, periods
 from chalicelib.settlement import reconciliation as rec
 from chalicelib.settlement.models import LedgerUpload, Reconciliation

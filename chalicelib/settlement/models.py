@@ -134,8 +134,8 @@ class Reconciliation(Model):
 
 
 class AuditRun(Model):
-    """One run of the invariant audit (``settlement.audit``): what it checked and every drift it found (the first
-    ``audit.MAX_LISTED`` listed; all are in the run's log lines). Kept 30 days."""
+    """One run of the invariant audit (``settlement.invariants``): what it checked and every drift it found (the first
+    ``invariants.MAX_LISTED`` listed; all are in the run's log lines). Kept 30 days."""
 
     Meta = _meta("audit-runs")
     scope = UnicodeAttribute(hash_key=True)  # "invariants"

@@ -1,6 +1,6 @@
 """Operating data: each channel's day-by-day figures, as ops read them (JSON, CSV, an HTML report page).
 
-Everything comes from the daily counters ``partners.metering`` raises as events happen (one Query per counter
+Everything comes from the daily counters ``billing.metering`` raises as events happen (one Query per counter
 shard for any range of days, no scans), plus the outbound partner-API figures ``partners.reliability`` keeps
 per minute for a week (shown over the last 24 hours: that store has no daily roll-up to read per day).
 """
@@ -13,9 +13,10 @@ from datetime import date, timedelta
 from html import escape
 from typing import Any
 
+from chalicelib.billing import metering
 from chalicelib.core.clock import business_day
 from chalicelib.core.errors import BadRequest
-from chalicelib.partners import metering, reliability
+from chalicelib.partners import reliability
 
 REASONS = ("quota", "balance", "stock", "period", "password")
 COLUMNS = ("day", "entries", "month_members", "orders", "points", "gmv", "cost", "margin", "refunds",

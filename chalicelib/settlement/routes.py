@@ -10,7 +10,7 @@ from chalicelib.channels import channels
 from chalicelib.core import web
 from chalicelib.core.errors import PayloadTooLarge
 from chalicelib.core.routing import Routes
-from chalicelib.settlement import audit, books, exports, ledgers, operating, runs
+from chalicelib.settlement import books, exports, invariants, ledgers, operating, runs
 
 routes = Routes(__name__)
 route = routes.json
@@ -103,7 +103,7 @@ def ops_reconciliation(code: str, period_id: str) -> dict:
 def ops_audit_latest() -> dict:
     """The last invariant audit: what it checked and each drift it found."""
     ops_actor(req())
-    return audit.latest()
+    return invariants.latest()
 
 
 # --- statements ------------------------------------------------------------------------------------------

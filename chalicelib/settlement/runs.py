@@ -31,6 +31,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
+from chalicelib.billing import fees
 from chalicelib.channels import channels
 from chalicelib.channels.models import Channel
 from chalicelib.core import audit, config
@@ -38,7 +39,7 @@ from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Conflict, NotFound, Unprocessable
 from chalicelib.core.observability import count, logger
 from chalicelib.core.tx import Contended, LabelledTransaction, Refused, condition_failed
-from chalicelib.settlement import books, exports, fees, periods, statements
+from chalicelib.settlement import books, exports, periods, statements
 from chalicelib.settlement.models import SettledDay, SettlementPeriod, Statement
 from chalicelib.settlement.periods import Period
 from chalicelib.supply.models import Supplier

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Iterable
 
+from chalicelib.billing import metering
 from chalicelib.channels import channels
 from chalicelib.channels.models import Channel
 from chalicelib.checkout.checkout import AWAITING, PAID, quota_takes
@@ -47,7 +48,6 @@ from chalicelib.members.models import Member
 from chalicelib.orders import allocation, parcels
 from chalicelib.orders.models import Order, Parcel
 from chalicelib.orders.orders import lines_of
-from chalicelib.partners import metering
 from chalicelib.settlement.models import AuditRun
 
 SCOPE = "invariants"

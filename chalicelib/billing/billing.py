@@ -33,6 +33,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
+from chalicelib.billing import metering
 from chalicelib.billing.models import BillingPlan, PrepaidAccount, PrepaidEntry
 from chalicelib.channels.models import Channel
 from chalicelib.checkout import quotas
@@ -49,7 +50,6 @@ from chalicelib.core.tx import (
     condition_failed,
     write_retrying,
 )
-from chalicelib.partners import metering
 
 NONE, PER_CALL, PER_MEMBER, PREPAID, PACKAGE = "none", "per_call", "per_member", "prepaid", "package"
 # The price fields each kind uses; every other must be 0.
@@ -195,8 +195,8 @@ def set_plan(channel: Channel, plan: Plan, actor: str, now: float | None = None)
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
         tx.put("plan", item)
-        tx.put("audit", audit.row(f"channel#{channel.code}", actor, "billing_plan_set", "billing_plan",
-                                  view(before), view(plan)))
+        audit.add(tx, f"channel#{channel.code}", actor, "billing_plan_set", "billing_plan",
+                  view(before), view(plan))
         return tx
 
     commit_retrying(build)
@@ -428,8 +428,8 @@ def top_up(channel: Channel, topup_id: str, amount: int, actor: str, note: str |
             tx.update(f"balance:{shard}", PrepaidAccount(account_key(channel.code, shard)),
                       [PrepaidAccount.balance.add(share), PrepaidAccount.topped_up.add(share),
                        PrepaidAccount.updated_at.set(now_iso())])
-        tx.put("audit", audit.row(f"channel#{channel.code}", actor, "prepaid_topped_up", "prepaid_balance",
-                                  None, {"topup_id": topup_id, "amount": amount}))
+        audit.add(tx, f"channel#{channel.code}", actor, "prepaid_topped_up", "prepaid_balance",
+                  None, {"topup_id": topup_id, "amount": amount})
         return tx
 
     try:

@@ -54,8 +54,8 @@ def put(code: str, goods_id: str, pricing: PoolPricing, actor: str) -> PoolItem:
         old = None
     item = PoolItem(code, goods_id, prices=rules, added_by=actor, updated_at=now_iso())
     _commit(channel, lambda tx: tx.put("pool", item),
-            lambda: audit.row(f"pool#{code}#{goods_id}", actor, "priced" if old is not None else "added", "prices",
-                              old, rules))
+            lambda tx: audit.add(tx, f"pool#{code}#{goods_id}", actor, "priced" if old is not None else "added",
+                                 "prices", old, rules))
     return item
 
 
@@ -66,16 +66,16 @@ def remove(code: str, goods_id: str, actor: str) -> None:
         raise NotFound("pool_item_not_found", f"goods {goods_id} is not in channel {code}'s sub-pool") from None
     channel = channels.get(code)
     _commit(channel, lambda tx: tx.delete("pool", item),
-            lambda: audit.row(f"pool#{code}#{goods_id}", actor, "removed", "prices", _rules(item), None))
+            lambda tx: audit.add(tx, f"pool#{code}#{goods_id}", actor, "removed", "prices", _rules(item), None))
 
 
-def _commit(channel: Channel, change, audit_row) -> None:
+def _commit(channel: Channel, change, audited) -> None:
     """A sub-pool change with its audit row and the channel's re-price (``quotas.reprice``) in one
     transaction, so no checkout priced before it can commit after it."""
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
         change(tx)
-        tx.put("audit", audit_row())
+        audited(tx)
         quotas.reprice(tx, channel)
         return tx
 
