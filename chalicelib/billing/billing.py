@@ -36,8 +36,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from chalicelib.billing import metering
 from chalicelib.billing.models import BillingPlan, PrepaidAccount, PrepaidEntry
 from chalicelib.channels.models import Channel
-from chalicelib.checkout import quotas
-from chalicelib.core import audit
+from chalicelib.core import audit, shards
 from chalicelib.core.clock import business_day, midnight, now_iso
 from chalicelib.core.errors import Busy, Conflict, DomainError, Unprocessable
 from chalicelib.core.observability import count, logger
@@ -316,10 +315,10 @@ def alert(channel_code: str, plan: Plan, after: int, price: int) -> None:
         count("PrepaidLow")
 
 
-def take(shards: dict[int, int], price: int) -> dict[int, int] | None:
+def take(available: dict[int, int], price: int) -> dict[int, int] | None:
     """Which balance shards pay ``price``: one at random that covers it alone, else the fullest in turn (so a
     debit is never refused while the balance as a whole can pay); None when the whole balance cannot."""
-    return quotas.take(shards, price)
+    return shards.take(available, price)
 
 
 def debit(tx: LabelledTransaction, channel_code: str, takes: dict[int, int]) -> None:
@@ -374,15 +373,15 @@ def _pay_call(channel_code: str, price: int) -> int | None:
         if not condition_failed(error):
             raise
     for attempt in range(PAY_ATTEMPTS):
-        shards = balances(channel_code, _accounts(channel_code))
-        takes = take(shards, price)
+        held = balances(channel_code, _accounts(channel_code))
+        takes = take(held, price)
         if takes is None:
             return None
         tx = LabelledTransaction()
         debit(tx, channel_code, takes)
         try:
             tx.commit()
-            return sum(shards.values()) - price
+            return sum(held.values()) - price
         except (Refused, Contended):  # another debit took from the same shards first: read again
             backoff(attempt)
     raise Busy("busy", "too many calls at once; retry")

@@ -33,6 +33,7 @@ from chalicelib.checkout import quotas
 from chalicelib.checkout.models import MemberRedemption, Quota, Wallet
 from chalicelib.checkout.points import allocate
 from chalicelib.checkout.wallets import wallet_of
+from chalicelib.core import shards
 from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Busy, Conflict, DomainError, Forbidden, NotFound, Unprocessable
 from chalicelib.core.models import plain
@@ -333,7 +334,7 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
         if calls.figures:
             order.partner_calls = json.dumps(calls.figures, separators=(",", ":"))
         points = int(order.points)
-        takes = quotas.take(quota.by_shard("remaining"), points)
+        takes = shards.take(quota.by_shard("remaining"), points)
         if takes is None:
             replay = _existing(order_id, request_hash)  # a concurrent send of this order may be what took it
             if replay is not None:

@@ -23,6 +23,7 @@ from chalicelib.channels.models import Channel
 from chalicelib.checkout import quotas
 from chalicelib.checkout.models import Grant, Quota, Wallet
 from chalicelib.checkout.points import dead_lots, expiring_soon, spendable
+from chalicelib.core import shards
 from chalicelib.core.errors import Busy, Conflict, Unprocessable
 from chalicelib.core.tx import LabelledTransaction, Refused, backoff, commit_retrying
 from chalicelib.members import members
@@ -83,7 +84,7 @@ def grant(channel: Channel, external_id: str, grant_id: str, points: int, expire
             wallet = Wallet.get(member.member_id, consistent_read=True)
         now = time.time()
         lots = wallet.lots.as_dict()
-        takes = quotas.take(quota.by_shard("grant_room"), points)
+        takes = shards.take(quota.by_shard("grant_room"), points)
         if takes is None:
             try:  # a concurrent send of this grant may be what took the room: answer it as a replay
                 return _replayed(Grant.get(key, consistent_read=True), external_id, points, expires_at)
