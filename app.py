@@ -14,7 +14,7 @@ from chalicelib.checkout import routes as checkout_routes
 from chalicelib.core import config, function_url, web
 from chalicelib.core.observability import count, logger, metrics, tracer
 from chalicelib.members import routes as member_routes
-from chalicelib.orders import fulfilment, refunds
+from chalicelib.orders import fulfilment, refunds, shipments
 from chalicelib.orders import routes as order_routes
 from chalicelib.orders.models import Order
 from chalicelib.partners import order_figures as figures
@@ -59,7 +59,7 @@ def channel_door(event: dict, context: Any) -> dict:
 def upload_created(event) -> dict:
     """S3 → EventBridge: check and import what a supplier uploaded through a signed link."""
     detail = event.detail
-    result = imports.process_object(detail["bucket"]["name"], detail["object"]["key"])
+    result = imports.process_object(detail["bucket"]["name"], detail["object"]["key"], shipments.import_rows)
     count("UploadsRefused" if "refused" in result else "UploadsProcessed")
     logger.info("upload processed", extra={"key": detail["object"]["key"], "result": result})
     return result

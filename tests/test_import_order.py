@@ -44,10 +44,6 @@ UPWARD: dict[tuple[str, str], str] = {
     ("chalicelib.orders.refunds", "chalicelib.settlement.statements"): "who bears a refund after shipment",
     # A supplier's base price below settlement is refused by the same loss guard as a channel price.
     ("chalicelib.supply.goods", "chalicelib.channels.pricing"): "guard_loss",
-    # A shipment import (CSV of tracking numbers) ships the supplier's parcels.
-    ("chalicelib.supply.imports", "chalicelib.orders.parcels"): "parcels.ship",
-    # A returned parcel is counted per day; metering reads it as a Parcel.
-    ("chalicelib.billing.metering", "chalicelib.orders.models"): "parcel_returned(parcel)",
 }
 
 # Circles between files that stay for now (issue 18, other half: checkout ↔ orders and channels ↔ quotas).

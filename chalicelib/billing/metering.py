@@ -30,7 +30,6 @@ from chalicelib.core.clock import business_day, midnight
 from chalicelib.core.errors import DomainError
 from chalicelib.core.observability import count, logger
 from chalicelib.core.tx import condition_failed, write_retrying
-from chalicelib.orders.models import Parcel
 
 SHARDS = 4
 COUNTERS = ("entries", "month_members", "orders", "points", "gmv", "cost", "refunds", "refund_points",
@@ -104,11 +103,11 @@ def entry(channel_code: str, member_id: str, at: float | None = None) -> None:
         metric("ChannelEntries", channel_code)
 
 
-def parcel_returned(parcel: Parcel) -> None:
-    """A parcel refunded or cancelled after payment (called once, by the transition that committed it)."""
-    if _add(parcel.channel_code, business_day(), {"refunds": 1, "refund_points": int(parcel.points),
-                                            "refund_amount": int(parcel.amount)}):
-        metric("ChannelRefunds", parcel.channel_code)
+def parcel_returned(channel_code: str, points: int, amount: int) -> None:
+    """A parcel refunded or cancelled after payment, with its points and amount (called once, by the transition
+    that committed it)."""
+    if _add(channel_code, business_day(), {"refunds": 1, "refund_points": points, "refund_amount": amount}):
+        metric("ChannelRefunds", channel_code)
 
 
 def refused(channel_code: str, code: str) -> None:

@@ -197,7 +197,7 @@ def transition(parcel: Parcel, action: str, actor: str, actions: list | None = N
             backoff(attempt)
             continue
         if to in (ps.CANCELLED, ps.REFUNDED):  # this commit gave the parcel's points back: metered once, here
-            metering.parcel_returned(parcel)
+            metering.parcel_returned(parcel.channel_code, int(parcel.points), int(parcel.amount))
         return reread()
     raise Busy("busy", "too many concurrent changes to this parcel; retry")
 

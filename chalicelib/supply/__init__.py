@@ -1,5 +1,4 @@
-"""Supply: suppliers and their API keys, their goods (review, revisions, the master pool, stock items), goods and
-shipment imports, and their tables.
+"""Supply: suppliers and their API keys, their goods (review, revisions, the master pool, stock items), supplier
+uploads (images, goods files; a shipments file is applied by ``orders.shipments``, handed in), and their tables.
 
-May import: core. Declared exceptions (``tests/test_import_order.py``): the loss guard of ``channels.pricing``, and
-``orders.parcels`` for a shipment import."""
+May import: core. Declared exception (``tests/test_import_order.py``): the loss guard of ``channels.pricing``."""
