@@ -42,8 +42,6 @@ UPWARD: dict[tuple[str, str], str] = {
     ("chalicelib.orders.parcels", "chalicelib.settlement.books"): "book entries written with the parcel event",
     ("chalicelib.orders.refunds", "chalicelib.settlement.books"): "book entries written with the refund",
     ("chalicelib.orders.refunds", "chalicelib.settlement.statements"): "who bears a refund after shipment",
-    # A supplier's base price below settlement is refused by the same loss guard as a channel price.
-    ("chalicelib.supply.goods", "chalicelib.channels.pricing"): "guard_loss",
 }
 
 # Circles between files that stay for now (issue 18, other half: checkout ↔ orders and channels ↔ quotas).

@@ -16,7 +16,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.channels import channels
 from chalicelib.channels.models import Channel, PoolItem
-from chalicelib.channels.pricing import SkuPrice, guard_loss, points_for, rule_price, sku_price
+from chalicelib.channels.pricing import SkuPrice, points_for, rule_price, sku_price
 from chalicelib.checkout import quotas
 from chalicelib.core import audit
 from chalicelib.core.clock import now_iso
@@ -24,6 +24,7 @@ from chalicelib.core.errors import Conflict, NotFound, Unprocessable
 from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying
 from chalicelib.supply import goods as goods_mod
 from chalicelib.supply.models import Goods
+from chalicelib.supply.prices import guard_loss
 
 if TYPE_CHECKING:  # annotations only: pydantic loads with the first request that sends a body
     from chalicelib.core.schemas import PoolPricing

@@ -1,4 +1,5 @@
-"""Supply: suppliers and their API keys, their goods (review, revisions, the master pool, stock items), supplier
-uploads (images, goods files; a shipments file is applied by ``orders.shipments``, handed in), and their tables.
+"""Supply: suppliers and their API keys, their goods (review, revisions, the master pool, stock items), the loss
+guard (``prices``, pure), supplier uploads (images, goods files; a shipments file is applied by
+``orders.shipments``, handed in), and their tables.
 
-May import: core. Declared exception (``tests/test_import_order.py``): the loss guard of ``channels.pricing``."""
+May import: core (``tests/test_import_order.py``)."""
