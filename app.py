@@ -1,5 +1,5 @@
 """Channel Mall: the table of contents. Each business area's HTTP routes are a Blueprint in
-``chalicelib/<area>/routes.py``; the Lambda entry points (events, schedules, state machine tasks) are here."""
+``chalicelib/routes/<area>.py``; the Lambda entry points (events, schedules, state machine tasks) are here."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -8,23 +8,23 @@ from aws_lambda_powertools.logging import correlation_paths
 from chalice import Chalice, ConvertToMiddleware, Rate, Response
 
 from chalicelib import tables  # noqa: F401 (every table through one shared client, set up on import)
-from chalicelib.channels import routes as channel_routes
 from chalicelib.checkout import checkout
-from chalicelib.checkout import routes as checkout_routes
 from chalicelib.core import config, function_url, web
 from chalicelib.core.observability import count, logger, metrics, tracer
-from chalicelib.members import routes as member_routes
 from chalicelib.orders import fulfilment, refunds, shipments
-from chalicelib.orders import routes as order_routes
 from chalicelib.orders.models import Order
 from chalicelib.partners import order_figures as figures
-from chalicelib.partners import routes as partner_routes
 from chalicelib.partners import webhooks
-from chalicelib.partners.kit import routes as kit_routes
+from chalicelib.routes import channels as channel_routes
+from chalicelib.routes import checkout as checkout_routes
+from chalicelib.routes import kit as kit_routes
+from chalicelib.routes import members as member_routes
+from chalicelib.routes import orders as order_routes
+from chalicelib.routes import partners as partner_routes
+from chalicelib.routes import settlement as settlement_routes
+from chalicelib.routes import supply as supply_routes
 from chalicelib.settlement import invariants, ledgers, runs
-from chalicelib.settlement import routes as settlement_routes
 from chalicelib.supply import imports
-from chalicelib.supply import routes as supply_routes
 
 app = Chalice(app_name="channel-mall")
 app.register_middleware(ConvertToMiddleware(

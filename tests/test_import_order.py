@@ -1,7 +1,7 @@
 """The import order of the code: no circle between files, and areas on floors that import only downwards.
 
 Pure: the sources are read with ``ast`` (every import, at the top of a file or inside a function), nothing is run.
-Files are the nodes; ``chalicelib/<area>/`` are the areas, each on a floor of ``FLOORS``. A file may import files of
+Files are the nodes; the folders of ``chalicelib/`` are the areas, each on a floor of ``FLOORS``. A file may import files of
 its own area or of a lower floor; an import of a higher floor is refused unless ``UPWARD`` names it, with why. Both
 lists only shrink: an entry whose import is gone fails too, so it is taken off the list with the change that ends it.
 """
@@ -14,9 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Ground first. ``core`` imports no area; ``callers`` (who is calling) stands above every area it asks; each area's
-# ``routes.py`` (its HTTP door, also ``partners/kit/routes.py``) stands above ``callers``; ``tables`` (the list of
-# every area's tables) above all areas; ``app.py`` on top. The README's layout section says the same.
+# Ground first. ``core`` imports no area; ``callers`` (who is calling) stands above every area it asks; ``routes``
+# (each area's HTTP door) above ``callers``; ``tables`` (the list of every area's tables) above all areas; ``app.py``
+# on top. The README's layout section says the same.
 FLOORS = ("core", "supply", "channels", "billing", "partners", "members", "orders", "checkout", "settlement",
           "callers", "routes", "tables", "app")
 
@@ -128,8 +128,6 @@ def area(module: str) -> str | None:
         return "app"
     if parts == ["chalicelib", "tables"]:
         return "tables"
-    if parts[-1] == "routes" and len(parts) > 2:
-        return "routes"
     return parts[1] if len(parts) > 2 else None
 
 
@@ -177,7 +175,7 @@ def test_the_checks_see_a_circle_and_an_upward_import() -> None:
     assert circles(loop) == [frozenset({"a", "b", "c"})]
     assert circles({"a": {"b"}, "b": set()}) == []
     edges = {"chalicelib.core.x": {"chalicelib.orders.y"}, "chalicelib.orders.y": {"chalicelib.core.z"},
-             "chalicelib.orders.routes": {"chalicelib.callers.callers"}}
+             "chalicelib.routes.orders": {"chalicelib.callers.callers"}}
     assert upward(edges, FLOORS) == {("chalicelib.core.x", "chalicelib.orders.y")}
 
 
