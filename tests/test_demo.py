@@ -255,8 +255,8 @@ def test_webhook_receiver_verifies_standard_webhooks_signatures(shown: Demo) -> 
     body = json.dumps({"type": "order.paid", "data": {"order_id": "O123"}}, separators=(",", ":"))
     webhook_id = f"msg_{uuid.uuid4().hex}"
     now = datetime.now(timezone.utc)
+    from chalicelib.channels import webhook_signing
     from chalicelib.channels.models import Channel
-    from chalicelib.partners import webhook_signing
 
     signature = Webhook(book.webhook_secret).sign(webhook_id, now, body)
     old_secret = Webhook(ref.new_webhook_secret()).sign(webhook_id, now, body)  # a rotation sends two

@@ -32,12 +32,6 @@ UPWARD: dict[tuple[str, str], str] = {
     ("chalicelib.channels.channels", "chalicelib.checkout.quotas"): "a channel's status and period move its quota",
     ("chalicelib.channels.channels", "chalicelib.checkout.models"): "Quota shards written with the channel",
     ("chalicelib.channels.pools", "chalicelib.checkout.quotas"): "a sub-pool change re-prices the quota shards",
-    # A channel's configuration checks its API address, rotates its webhook keys and resets its breakers.
-    ("chalicelib.channels.channels", "chalicelib.partners.endpoints"): "which API addresses may be called",
-    ("chalicelib.channels.channels", "chalicelib.partners.webhook_signing"): "new webhook signing keys",
-    ("chalicelib.channels.channels", "chalicelib.partners.reliability"): "a changed API address resets breakers",
-    # A change of settlement period holds from the next business day (pure rules).
-    ("chalicelib.channels.channels", "chalicelib.settlement.periods"): "settlement rule changes by business day",
     # Parcel events are booked for settlement in the same transaction as the event.
     ("chalicelib.orders.parcels", "chalicelib.settlement.books"): "book entries written with the parcel event",
     ("chalicelib.orders.refunds", "chalicelib.settlement.books"): "book entries written with the refund",

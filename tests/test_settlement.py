@@ -25,8 +25,9 @@ import pytest
 import requests
 
 from checkout_helpers import SETTLEMENT, make_shop, ok, uid
+from chalicelib.channels import settlement_rules
 from chalicelib.channels.models import Channel
-from chalicelib.core.clock import business_day
+from chalicelib.core.clock import business_day, next_day
 from chalicelib.orders import parcels as parcels_mod
 from chalicelib.orders.models import Parcel
 from chalicelib.settlement import books, exports, periods, runs
@@ -388,11 +389,11 @@ def test_a_rule_change_mid_month_leaves_no_booked_day_unsettled(world: World, sy
         booked[parcel.parcel_id] = day
 
     changed = ok(ops.patch(f"/ops/channels/{shop.code}", json={"settlement_period": "weekly"}))
-    tomorrow = periods.next_day(business_day(time.time()))
-    assert changed["settlement_rules"] == [{"from": periods.SINCE_START, "kind": "monthly"},
+    tomorrow = next_day(business_day(time.time()))
+    assert changed["settlement_rules"] == [{"from": settlement_rules.SINCE_START, "kind": "monthly"},
                                            {"from": tomorrow, "kind": "weekly"}]  # from the next business day
     # ... and that day came: the change as it would stand had it been made the day before the switch
-    Channel.get(shop.code).update([Channel.settlement_rules.set({periods.SINCE_START: "monthly", switch: "weekly"})])
+    Channel.get(shop.code).update([Channel.settlement_rules.set({settlement_rules.SINCE_START: "monthly", switch: "weekly"})])
 
     weeks = [periods.containing(switch, periods.WEEKLY), periods.containing(shift(switch, 8), periods.WEEKLY)]
     for period in [month] + weeks:

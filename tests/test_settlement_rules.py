@@ -12,6 +12,7 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chalicelib.channels import settlement_rules
 from chalicelib.core.clock import business_day
 from chalicelib.settlement import periods
 from chalicelib.settlement.statements import (
@@ -151,16 +152,16 @@ def test_periods_are_months_and_iso_weeks_of_business_days():
 
 
 def test_a_channel_rule_holds_by_day_and_changes_from_the_next_day():
-    """``periods.rule_on`` / ``with_change`` / ``days_of_kind``: each day has one rule, so each day is in one
+    """``settlement_rules.rule_on`` / ``with_change`` / ``days_of_kind``: each day has one rule, so each day is in one
     period of each kind's run at most, and exactly one overall."""
-    assert periods.rule_on(None, periods.WEEKLY, "2026-03-01") == periods.WEEKLY  # never changed
-    rules = periods.with_change(None, periods.MONTHLY, periods.WEEKLY, "2026-03-18")
-    assert rules == {periods.SINCE_START: periods.MONTHLY, "2026-03-18": periods.WEEKLY}
-    assert [periods.rule_on(rules, periods.WEEKLY, d) for d in ("2026-03-17", "2026-03-18")] == [
+    assert settlement_rules.rule_on(None, periods.WEEKLY, "2026-03-01") == periods.WEEKLY  # never changed
+    rules = settlement_rules.with_change(None, periods.MONTHLY, periods.WEEKLY, "2026-03-18")
+    assert rules == {settlement_rules.SINCE_START: periods.MONTHLY, "2026-03-18": periods.WEEKLY}
+    assert [settlement_rules.rule_on(rules, periods.WEEKLY, d) for d in ("2026-03-17", "2026-03-18")] == [
         periods.MONTHLY, periods.WEEKLY]
-    assert periods.with_change(rules, periods.WEEKLY, periods.MONTHLY, "2026-03-18") == {
-        periods.SINCE_START: periods.MONTHLY}  # undone the same day: nothing left behind
-    back = periods.with_change(rules, periods.WEEKLY, periods.MONTHLY, "2026-04-08")
+    assert settlement_rules.with_change(rules, periods.WEEKLY, periods.MONTHLY, "2026-03-18") == {
+        settlement_rules.SINCE_START: periods.MONTHLY}  # undone the same day: nothing left behind
+    back = settlement_rules.with_change(rules, periods.WEEKLY, periods.MONTHLY, "2026-04-08")
     month = periods.parse("2026-03")
     for period in (month, periods.parse("2026-04")):
         weeks = {periods.containing(d, periods.WEEKLY) for d in period.days()}

@@ -166,8 +166,8 @@ def test_webhook_url_follows_the_api_base_url_rules(ops, url, status, code):
 
 
 def test_webhook_url_must_be_https_outside_the_local_stage():
+    from chalicelib.channels import endpoints
     from chalicelib.core.errors import Unprocessable
-    from chalicelib.partners import endpoints
 
     with pytest.raises(Unprocessable) as refused:
         endpoints.check_base_url("http://hooks.example.com/in", local=False, field="webhook_url")

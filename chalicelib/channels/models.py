@@ -27,7 +27,7 @@ class Channel(Model):
     contact_name = UnicodeAttribute()
     phone = UnicodeAttribute()
     settlement_period = UnicodeAttribute()
-    # Its settlement rule by the first business day it holds (``periods.with_change``: a change holds from the
+    # Its settlement rule by the first business day it holds (``settlement_rules.with_change``: a change holds from the
     # next day); none until the first change, when ``settlement_period`` held on every day.
     settlement_rules = MapAttribute(null=True)
     points_mode = UnicodeAttribute()

@@ -27,3 +27,8 @@ def midnight(day: str | date) -> float:
     """The Unix time a business day starts."""
     d = date.fromisoformat(day) if isinstance(day, str) else day
     return datetime(d.year, d.month, d.day, tzinfo=BUSINESS_TZ).timestamp()
+
+
+def next_day(day: str) -> str:
+    """The business day after ``day`` (``YYYY-MM-DD``)."""
+    return (date.fromisoformat(day) + timedelta(days=1)).isoformat()

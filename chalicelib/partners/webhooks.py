@@ -38,14 +38,14 @@ from typing import Any, Callable
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib.channels import channels
+from chalicelib.channels import channels, endpoints, webhook_signing
 from chalicelib.channels.models import Channel
-from chalicelib.core import audit, config
+from chalicelib.core import audit, budget, config
 from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import DomainError
 from chalicelib.core.observability import count, logger
 from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying, condition_failed, lost_race
-from chalicelib.partners import breaker, endpoints, reliability, webhook_signing
+from chalicelib.partners import breaker, reliability
 from chalicelib.partners.models import OutboxEvent
 
 TIMEOUT = 15.0
@@ -340,7 +340,7 @@ OUTCOMES = ("delivered", "retrying", "parked", "taken", "not_configured", "pause
 
 def _deliver(channel: Channel, now: float) -> dict[str, int]:
     """One round over the channel's due events; no attempt starts that could outlast the round's budget
-    (``reliability.within``)."""
+    (``budget.within``)."""
     outcome = dict.fromkeys(OUTCOMES, 0)
     due = list(OutboxEvent.pending_index.query(channel.code, OutboxEvent.due_at <= now, limit=BATCH))
     if not (channel.webhook_url and channel.webhook_secret):  # they wait, due, until ops configure the channel
@@ -350,7 +350,7 @@ def _deliver(channel: Channel, now: float) -> dict[str, int]:
         outcome["disabled"] = len(due)
         return outcome
     for i, event in enumerate(due):
-        if not reliability.fits(TIMEOUT):
+        if not budget.fits(TIMEOUT):
             break
         try:
             done = _attempt(channel, event)

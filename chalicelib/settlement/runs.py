@@ -5,7 +5,7 @@ margin → close (``infra/state_machines.settlement``). Every task is idempotent
 Functions retry, a re-run of the period or two runs at once give byte-identical exports and pay nobody twice:
 
 - the period is frozen once: its parties (live channels with days of its kind in it, by each day's rule
-  (``periods.rule_on``); suppliers in monthly periods) are fixed in a pages file in S3 whose key the ``SettlementPeriod`` item records; a re-run reads it;
+  (``settlement_rules.rule_on``); suppliers in monthly periods) are fixed in a pages file in S3 whose key the ``SettlementPeriod`` item records; a re-run reads it;
 - a statement's id derives from (period, party); it claims the party's days of the period (``SettledDay``, one
   conditional transaction over them: a day another statement settled stays there), reads those days' books,
   writes its export and then its record, once (``does_not_exist``). The export's key names its content (its
