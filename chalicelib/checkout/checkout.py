@@ -47,12 +47,14 @@ from chalicelib.core.models import (
     now_iso,
 )
 from chalicelib.core.tx import (
-    Contended,
+    AGAIN,
+    Commit,
+    Done,
     LabelledTransaction,
     Refused,
-    backoff,
     batch_read,
     commit_retrying,
+    retrying,
     write_retrying,
 )
 from chalicelib.core.observability import count, logger
@@ -312,17 +314,21 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
             reads: Reads, proof: payment_auth.Proof, now: float | None, address: dict | None,
             fee: billing.Plan | None, calls: Calls) -> tuple[Order, bool]:
     """Price and commit the order, reading again after each lost race (the first attempt uses ``reads``)."""
-    for attempt in range(COMMIT_ATTEMPTS):
-        if attempt:
-            reads = _read(channel, member.member_id, order_id, lines, fee is not None)
+    current = {"channel": channel}  # read again (strongly) when ops re-priced it meanwhile
+
+    def read(attempt: int) -> Reads:
+        return reads if not attempt else _read(current["channel"], member.member_id, order_id, lines, fee is not None)
+
+    def build(reads: Reads) -> Commit | Done | object:
+        channel = current["channel"]
         now_ = time.time() if now is None else now
         quota = reads.quota or quotas.current(channel)
         version = quotas.pricing_version(channel)
         if quota.selling and quota.pricing_versions != {version}:
             # Ops re-priced after the channel was read, or between the reads: read the channel (strongly) and
             # then everything again, so the sub-pool prices read are those of the version the shards carry.
-            channel = _reread(channel)
-            continue
+            current["channel"] = _reread(channel)
+            return AGAIN
         if not quota.selling:
             raise _not_selling(channel)
         if not int(quota.starts_at) <= now_ < int(quota.ends_at):
@@ -344,7 +350,7 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
         if takes is None:
             replay = _existing(order_id, request_hash)  # a concurrent send of this order may be what took it
             if replay is not None:
-                return _finish(replay, channel, replay=True), False
+                return Done((_finish(replay, channel, replay=True), False))
             count("CheckoutRefused")
             raise Conflict("quota_exhausted", "the channel's redemption quota is used up")
         order.quota_takes = {str(shard): used for shard, used in takes.items()}
@@ -353,7 +359,7 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
             if fee_takes is None:
                 raise billing.exhausted(channel.code)
             order.fee, order.fee_takes = fee.order_price, {str(shard): n for shard, n in fee_takes.items()}
-        tx = LabelledTransaction(_request_token(order_id, attempt))
+        tx = LabelledTransaction(_request_token(order_id))
         tx.put("order", order, condition=Order.order_id.does_not_exist())
         for shard, used in takes.items():  # the period and pricing conditions ride on every shard debited
             held = Quota.reserved.add(used) if channel.points_mode == "remote" else Quota.spent.add(used)
@@ -369,32 +375,37 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
         if fee_takes:
             billing.debit(tx, channel.code, fee_takes)
         proof.bind(tx)
-        try:
-            tx.commit()
-        except Refused as refused:
+
+        def refused(refused: Refused) -> Done | object:
             if "order" in refused.labels:
                 replay = _existing(order_id, request_hash, wait=True)
                 if replay is not None:
-                    return _finish(replay, channel, replay=True), False
+                    return Done((_finish(replay, channel, replay=True), False))
             rest = [l for l in refused.labels if not l.startswith(("quota:", "prepaid:"))]
             if len(rest) < len(refused.labels) or rest == ["wallet"]:
                 # Another order took the chosen quota or balance shard or spent from the same lots, or ops
                 # re-priced (the shard's pricing version moved): read again. The reads decide a real refusal
                 # (quota total short, period over, points short, balance short); a new pricing version is seen
                 # there and re-read.
-                backoff(attempt)
-                continue
+                return AGAIN
             count("CheckoutRefused")
             raise _refusal(refused, channel, quota, now_, priced, items) from None
-        except Contended:
-            backoff(attempt)
-            continue
-        calls.attached()
-        proof.committed()
-        count("OrdersPlaced")
-        if fee is not None:
-            billing.alert(channel.code, fee, sum(reads.prepaid.values()) - fee.order_price, fee.order_price)
-        return _finish(order, channel, member, deduct_breaker=reliability.state_of(reads.breakers.get(DEDUCT))), True
+
+        def placed() -> tuple[Order, bool]:
+            calls.attached()
+            proof.committed()
+            count("OrdersPlaced")
+            if fee is not None:
+                billing.alert(channel.code, fee, sum(reads.prepaid.values()) - fee.order_price, fee.order_price)
+            return _finish(order, channel, member,
+                           deduct_breaker=reliability.state_of(reads.breakers.get(DEDUCT))), True
+
+        return Commit(tx, placed, refused)
+
+    return retrying(read, build, COMMIT_ATTEMPTS, exhausted=_too_many_orders)
+
+
+def _too_many_orders() -> tuple[Order, bool]:
     raise Busy("busy", "too many orders at once; retry with the same Idempotency-Key")
 
 
@@ -405,16 +416,16 @@ def _reread(channel: Channel) -> Channel:
         raise NotFound("channel_not_found", f"no channel {channel.code}") from None
 
 
-def _request_token(order_id: str, attempt: int) -> str:
+def _request_token(order_id: str) -> str:
     """The ``ClientRequestToken`` of one built transaction (at most 36 characters).
 
     When a commit's response is lost (a timeout after DynamoDB committed), botocore resends the same
     request; with this token DynamoDB answers the resend as the success it was, instead of refusing it on
     the order's own ``does_not_exist`` condition, which read as "a duplicate" and skipped the deduct. A
     rebuilt attempt, or a later request for the same order, carries different items and so gets its own
-    token (never ``IdempotentParameterMismatch``): the order id names it, the attempt and a random part
-    keep it to this one request body."""
-    return f"{order_id}-{attempt}-{secrets.token_hex(4)}"
+    token (never ``IdempotentParameterMismatch``): the order id names it, a random part keeps it to this one
+    request body."""
+    return f"{order_id}-{secrets.token_hex(6)}"
 
 
 def _finish(order: Order, channel: Channel, member: Member | None = None, replay: bool = False,

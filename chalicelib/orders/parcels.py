@@ -26,7 +26,7 @@ from chalicelib.checkout import quotas
 from chalicelib.core import audit
 from chalicelib.core.errors import BadRequest, Busy, Conflict, NotFound, Unprocessable
 from chalicelib.core.models import Member, Order, Parcel, Quota, Stock, Wallet, now_iso
-from chalicelib.core.tx import Contended, LabelledTransaction, Refused, backoff, batch_read, commit_retrying
+from chalicelib.core.tx import AGAIN, Commit, LabelledTransaction, Refused, batch_read, commit_retrying, retrying
 from chalicelib.core.observability import count, logger
 from chalicelib.orders import allocation, orders
 from chalicelib.orders import parcel_states as ps
@@ -158,9 +158,8 @@ def transition(parcel: Parcel, action: str, actor: str, actions: list | None = N
     the order event when the derived order state changes (``ORDER_EVENTS``); ``shown`` are fields the parcel
     event shows as they will be (a shipment's carrier and tracking number)."""
     reread = reread or (lambda: _get(parcel.parcel_id))
-    for attempt in range(ATTEMPTS):
-        if attempt:
-            parcel = reread()
+
+    def build(parcel: Parcel) -> Commit[Parcel]:
         to = ps.next_state(parcel.state, action)
         order = _order(parcel.order_id)
         siblings = [p for p in of_order(parcel.order_id, order) if p.parcel_id != parcel.parcel_id]
@@ -185,14 +184,19 @@ def transition(parcel: Parcel, action: str, actor: str, actions: list | None = N
                           {"order_id": order.order_id, "state": after,
                            "parcels": [{"parcel_id": pid, "state": states[pid]} for pid in sorted(states, key=_number)]},
                           sandbox=bool(order.sandbox))
-        try:
-            tx.commit()
-        except (Refused, Contended):  # the parcel or a sibling moved, or a lost race: read again
-            backoff(attempt)
-            continue
-        if to in (ps.CANCELLED, ps.REFUNDED):  # this commit gave the parcel's points back: metered once, here
-            metering.parcel_returned(parcel)
-        return reread()
+
+        def moved() -> Parcel:
+            if to in (ps.CANCELLED, ps.REFUNDED):  # this commit gave the parcel's points back: metered once, here
+                metering.parcel_returned(parcel)
+            return reread()
+
+        # Refused: the parcel or a sibling moved since the read; read again (the table then decides).
+        return Commit(tx, moved, refused=lambda _: AGAIN)
+
+    return retrying(lambda attempt: reread() if attempt else parcel, build, ATTEMPTS, exhausted=_too_contended)
+
+
+def _too_contended() -> Parcel:
     raise Busy("busy", "too many concurrent changes to this parcel; retry")
 
 

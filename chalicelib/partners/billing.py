@@ -38,12 +38,14 @@ from chalicelib.checkout import quotas
 from chalicelib.core.errors import Busy, Conflict, DomainError, Unprocessable
 from chalicelib.core.models import BillingPlan, Channel, PrepaidAccount, PrepaidEntry, now_iso
 from chalicelib.core.tx import (
-    Contended,
+    AGAIN,
+    Commit,
+    Done,
     LabelledTransaction,
     Refused,
-    backoff,
     commit_retrying,
     condition_failed,
+    retrying,
     write_retrying,
 )
 from chalicelib.core.observability import count, logger
@@ -371,18 +373,21 @@ def _pay_call(channel_code: str, price: int) -> int | None:
     except UpdateError as error:
         if not condition_failed(error):
             raise
-    for attempt in range(PAY_ATTEMPTS):
-        shards = balances(channel_code, _accounts(channel_code))
+
+    def build(accounts: list[PrepaidAccount]) -> Commit[int] | Done[None]:
+        shards = balances(channel_code, accounts)
         takes = take(shards, price)
         if takes is None:
-            return None
+            return Done(None)
         tx = LabelledTransaction()
         debit(tx, channel_code, takes)
-        try:
-            tx.commit()
-            return sum(shards.values()) - price
-        except (Refused, Contended):  # another debit took from the same shards first: read again
-            backoff(attempt)
+        # Refused: another debit took from the same shards first; read again.
+        return Commit(tx, lambda: sum(shards.values()) - price, refused=lambda _: AGAIN)
+
+    return retrying(lambda _: _accounts(channel_code), build, PAY_ATTEMPTS, exhausted=_too_many_calls)
+
+
+def _too_many_calls() -> int:
     raise Busy("busy", "too many calls at once; retry")
 
 
