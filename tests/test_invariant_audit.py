@@ -11,7 +11,7 @@ import requests
 from checkout_helpers import Shop, make_shop, ok
 from chalice.local import LambdaContext
 from chalicelib.core.models import Order, Quota, Wallet
-from chalicelib.orders import parcels
+from chalicelib.orders import parcels, refunds
 from chalicelib.settlement import audit
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
@@ -28,7 +28,7 @@ class Shops:
             ok(self.hosted.grant(m, 30_000), 201)
         self.orders = [self._order(self.hosted, self.members[i % 2], 1 + i % 2) for i in range(4)]
         [parcel] = parcels.of_order(self.orders[3])
-        parcels.cancel(self.hosted.member_ids[self.members[1]], self.hosted.code, parcel.parcel_id)
+        refunds.cancel(self.hosted.member_ids[self.members[1]], self.hosted.code, parcel.parcel_id)
         self.remote = make_shop(system, ops, "remote")
         buyer = self.remote.member(points=20_000)
         for _ in range(2):

@@ -15,7 +15,7 @@ from helpers import assert_error, wait_for
 from chalice.local import LambdaContext
 from chalicelib.channels.signing import request_headers
 from chalicelib.core.models import LedgerUpload, Reconciliation
-from chalicelib.orders import parcels
+from chalicelib.orders import parcels, refunds
 from chalicelib.settlement import periods
 from chalicelib.settlement import reconciliation as rec
 
@@ -62,7 +62,7 @@ class Books:
             self.orders.append((attempt.order_id, member, int(attempt.body["points"])))
         oid, member, _ = self.orders[6]
         [parcel] = parcels.of_order(oid)
-        parcels.cancel(self.shop.member_ids[member], self.shop.code, parcel.parcel_id)
+        refunds.cancel(self.shop.member_ids[member], self.shop.code, parcel.parcel_id)
         self.cancelled = parcel.parcel_id
 
 

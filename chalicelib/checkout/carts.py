@@ -23,7 +23,7 @@ from chalicelib.core import bucket
 from chalicelib.core.errors import Busy, Conflict, NotFound
 from chalicelib.core.models import Cart, Channel, Goods, Member, Order, PoolItem, now_iso
 from chalicelib.core.tx import AGAIN, Commit, Done, PlainWrite, batch_read, condition_failed, retrying, write_retrying
-from chalicelib.orders.orders import lines_of
+from chalicelib.orders.record import FAILED, lines_of
 from chalicelib.supply import goods as goods_mod
 from chalicelib.supply import pools
 
@@ -164,7 +164,7 @@ def emptied_by(order: Order, member_id: str, version: int) -> bool:
     that version and holds exactly the order's lines (a cart changed meanwhile stays as it is). A failed
     order empties nothing. Emptying keeps the item and moves the version on, so an old version never
     matches again."""
-    if order.status == checkout.FAILED:
+    if order.status == FAILED:
         return False
     cart = _stored(member_id)
     if cart is None or int(cart.version) != version:

@@ -60,7 +60,7 @@ from chalicelib.core.tx import (
 from chalicelib.core.observability import count, logger
 from chalicelib.members import members, payment_auth
 from chalicelib.orders import fulfilment
-from chalicelib.orders.orders import lines_of
+from chalicelib.orders.record import AWAITING, FAILED, PAID, lines_of, quota_takes, shares
 from chalicelib.partners import billing, breaker, channel_api, reliability
 from chalicelib.supply import goods as goods_mod
 from chalicelib.supply import pools
@@ -71,7 +71,6 @@ COMMIT_ATTEMPTS = 40
 # How long the request that created a remote order owns its deduct: longer than its deduct, query and cancel
 # calls can take. A replay finding the order untouched for longer takes the deduct over (its creator died).
 DEDUCT_LEASE_SECONDS = 30
-PAID, AWAITING, FAILED = "paid", "awaiting_deduction", "failed"
 DEDUCT = "points/deduct"
 
 
@@ -586,17 +585,6 @@ def _still_waiting(order: Order, calls: Calls) -> Order:
     return order
 
 
-def _shares(raw) -> dict[int, int]:
-    """Shard → amount, from an order's map (as built, a dict; as read, a ``MapAttribute``)."""
-    takes = raw.as_dict() if hasattr(raw, "as_dict") else dict(raw or {})
-    return {int(shard): int(used) for shard, used in takes.items()}
-
-
-def quota_takes(order: Order) -> dict[int, int]:
-    """The quota shards this order debited and how much from each (orders from before shards: shard 0, all)."""
-    return _shares(order.quota_takes) or {0: int(order.points)}
-
-
 def _move_quota(tx: LabelledTransaction, order: Order, to: str) -> None:
     """Reserved points back to ``remaining`` or on to ``spent``, on exactly the shards the order debited."""
     for shard, used in quota_takes(order).items():
@@ -640,7 +628,7 @@ def _release(order: Order, reason: str, calls: Calls) -> Order:
         if order.holds_stock is not False:  # only what the order took comes back
             _stock_updates(tx, lines, {}, +1, guard_prices=False)
         if order.fee_takes:  # a prepaid channel's order price comes back with the release: once, as it is
-            billing.credit(tx, order.channel_code, _shares(order.fee_takes))
+            billing.credit(tx, order.channel_code, shares(order.fee_takes))
         return tx
 
     fee_carried = order.fee is not None

@@ -22,7 +22,7 @@ from chalicelib.channels import channels
 from chalicelib.core import config
 from chalicelib.core.models import Channel, Order
 from chalicelib.core.observability import count, logger
-from chalicelib.orders import parcels
+from chalicelib.orders import parcels, refunds
 
 HOUR, DAY = 3600, 86400
 UNSTARTED_AFTER_SECONDS = 60  # a younger unsplit order's execution may simply not have split it yet
@@ -191,7 +191,7 @@ def split(event: dict) -> dict:
 
 def deadline(event: dict) -> dict:
     """``Deadline``: cancel and refund every parcel still awaiting shipment."""
-    return {"parcel_ids": parcels.expire_unshipped(event["order_id"])}
+    return {"parcel_ids": refunds.expire_unshipped(event["order_id"])}
 
 
 def complete(event: dict) -> dict:

@@ -5,7 +5,7 @@ What is checked, per channel (the rules are pure functions below; ``run`` reads 
 - **quota shards** (periods still open or ended within ``LOOKBACK_SECONDS``; older ones no longer move): on each
   shard ``remaining + reserved + spent == limit == grant_room + granted``, nothing negative; ``spent`` equals
   what the period's paid orders took from that shard (``Order.quota_takes``) less what their cancelled or
-  refunded parcels gave back to it (``parcels.give_back``'s shares, while the period sold); ``reserved`` what
+  refunded parcels gave back to it (``refunds.give_back``'s shares, while the period sold); ``reserved`` what
   its remote orders still awaiting the channel's deduction hold; and the period's ``granted`` the sum of its
   grants;
 - **hosted wallets**: ``balance == granted − spent + refunded − expired`` where granted is the sum of the
@@ -36,12 +36,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
 from chalicelib.channels import channels
-from chalicelib.checkout.checkout import AWAITING, PAID, quota_takes
 from chalicelib.core.models import AuditRun, Channel, Grant, Member, Order, Parcel, Quota, Wallet
 from chalicelib.core.tx import batch_read
 from chalicelib.core.observability import count, logger
 from chalicelib.orders import allocation, parcels
-from chalicelib.orders.orders import lines_of
+from chalicelib.orders.record import AWAITING, PAID, lines_of, quota_takes
 from chalicelib.partners import metering
 
 SCOPE = "invariants"
@@ -87,7 +86,7 @@ def shard_checks(shard: int, q: Quota) -> list[tuple[str, int, int]]:
 
 
 def given_back(order: Order, found: list[Parcel]) -> dict[int, int]:
-    """What the order's cancelled or refunded parcels gave back to each quota shard (as ``parcels.give_back``)."""
+    """What the order's cancelled or refunded parcels gave back to each quota shard (as ``refunds.give_back``)."""
     back: dict[int, int] = defaultdict(int)
     returned = [p for p in found if (_returned(p) or {}).get("quota") == "returned"]
     if not returned:
