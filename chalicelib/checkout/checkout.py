@@ -62,6 +62,7 @@ from chalicelib.members import members, payment_auth
 from chalicelib.orders import fulfilment
 from chalicelib.orders.record import AWAITING, FAILED, PAID, lines_of, quota_takes, shares
 from chalicelib.partners import billing, breaker, channel_api, reliability
+from chalicelib.partners.saga import Calls, Saga
 from chalicelib.supply import goods as goods_mod
 from chalicelib.supply import pools
 
@@ -502,65 +503,29 @@ def _matching(order: Order, request_hash: str) -> Order:
 
 
 # --- remote mode: the channel keeps the wallet ---------------------------------
+# The deduct is one remote saga (``partners.saga``, ``DEDUCTION`` below): deducted → paid (``_confirm``),
+# refused or not deducted → cancelled at the channel and released (``_cancel``), no answer → the order waits.
 
 def settle_remote(order: Order, channel: Channel, member: Member, breaker_state: breaker.State | None = None
                   ) -> Order:
-    """Ask the channel to deduct (idempotent by our order id); resolve any doubt with its query API.
+    """Ask the channel to deduct (idempotent by our order id); resolve any doubt with its query.
     ``breaker_state``: the deduct API's breaker as the checkout read it before its commit, to spare a read.
     The calls' figures ride on the order's next write (``Calls``)."""
-    with Calls(order.channel_code) as calls:
-        payload = {"order_id": order.order_id, "member_id": member.external_id, "points": int(order.points)}
-        try:
-            answer = channel_api.call(channel, DEDUCT, payload, breaker_state, calls.figures)
-        except channel_api.PartnerError as error:
-            logger.warning("deduct unresolved, querying", extra={"order_id": order.order_id, "code": error.code})
-            return resolve(order, channel, calls)
-        if answer.get("result") == "deducted":
-            return _confirm(order, calls)
-        if answer["_status"] < 500 and answer.get("result") in ("insufficient", "rejected", "frozen", "cancelled"):
-            return _cancel(order, channel, f"channel refused: {answer.get('result')}", calls)
-        return resolve(order, channel, calls)
+    payload = {"order_id": order.order_id, "member_id": member.external_id, "points": int(order.points)}
+    return DEDUCTION.ask(order, channel, payload, breaker_state)
 
 
-class Calls:
-    """The figures of the channel calls one request makes about an order (``Permit.finish(deferred)``), written
-    with the order's next write (``Order.partner_calls``, booked by the orders stream); ``attached`` once that
-    write committed. Whatever no write carried is booked directly on leaving the ``with`` block."""
-
-    def __init__(self, channel_code: str) -> None:
-        self.channel_code = channel_code
-        self.figures: list[dict] = []
-
-    def __enter__(self) -> "Calls":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.figures:
-            reliability.book(self.channel_code, self.figures)
-
-    def actions(self) -> list:
-        """The order update that carries the figures (none: leave the order's earlier ones as they are)."""
-        return [Order.partner_calls.set(json.dumps(self.figures, separators=(",", ":")))] if self.figures else []
-
-    def attached(self) -> None:
-        self.figures = []
+def _carried(calls: Calls) -> list:
+    """The order update that carries the calls' figures (none: leave the order's earlier ones as they are)."""
+    return [Order.partner_calls.set(json.dumps(calls.figures, separators=(",", ":")))] if calls.figures else []
 
 
-def resolve(order: Order, channel: Channel, calls: Calls | None = None) -> Order:
-    """The channel's query API decides: deducted → paid, not deducted → cancelled and released, no answer →
-    keep waiting."""
-    with (calls or Calls(order.channel_code)) as calls:
-        try:
-            answer = channel_api.call(channel, "points/query", {"order_id": order.order_id},
-                                      deferred=calls.figures)
-        except channel_api.PartnerError:
-            return _still_waiting(order, calls)
-        status = answer.get("status")
-        if status == "deducted":
-            return _confirm(order, calls)
-        if status in ("not_found", "failed"):
-            return _cancel(order, channel, "channel has no deduction for this order", calls)
-        return _still_waiting(order, calls)
+def _refused(order: Order, channel: Channel, answer: dict, calls: Calls) -> Order:
+    return _cancel(order, channel, f"channel refused: {answer.get('result')}", calls)
+
+
+def _not_deducted(order: Order, channel: Channel, calls: Calls) -> Order:
+    return _cancel(order, channel, "channel has no deduction for this order", calls)
 
 
 def _cancel(order: Order, channel: Channel, reason: str, calls: Calls) -> Order:
@@ -570,19 +535,16 @@ def _cancel(order: Order, channel: Channel, reason: str, calls: Calls) -> Order:
     try:
         answer = channel_api.call(channel, "points/cancel", {"order_id": order.order_id}, deferred=calls.figures)
     except channel_api.PartnerError:
-        return _still_waiting(order, calls)
+        return DEDUCTION.keep_waiting(order, calls)
     if answer["_status"] >= 300 or answer.get("result") != "cancelled":
         logger.warning("cancel not acknowledged", extra={"order_id": order.order_id, "status": answer["_status"]})
-        return _still_waiting(order, calls)
+        return DEDUCTION.keep_waiting(order, calls)
     return _release(order, reason, calls)
 
 
-def _still_waiting(order: Order, calls: Calls) -> Order:
+def _unanswered(order: Order, calls: Calls) -> None:
     write_retrying(lambda: order.update([Order.resolve_attempts.add(1), Order.updated_at.set(now_iso()),
-                                         *calls.actions()]))
-    calls.attached()
-    count("RemoteUnresolved")
-    return order
+                                         *_carried(calls)]))
 
 
 def _move_quota(tx: LabelledTransaction, order: Order, to: str) -> None:
@@ -593,14 +555,14 @@ def _move_quota(tx: LabelledTransaction, order: Order, to: str) -> None:
                   [Quota.reserved.add(-used), target.add(used)])
 
 
-def _confirm(order: Order, calls: Calls) -> Order:
+def _confirm(order: Order, channel: Channel, calls: Calls) -> Order:
     at = now_iso()
 
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
         tx.update("order", order, [Order.status.set(PAID), Order.pending_channel.remove(),
                                    Order.unsplit.set(order.channel_code), Order.updated_at.set(at),
-                                   *calls.actions()],
+                                   *_carried(calls)],
                   condition=Order.status == AWAITING)
         _move_quota(tx, order, "spent")
         return tx
@@ -619,7 +581,7 @@ def _release(order: Order, reason: str, calls: Calls) -> Order:
         tx = LabelledTransaction()
         tx.update("order", order, [Order.status.set(FAILED), Order.failure.set(reason),
                                    Order.pending_channel.remove(), Order.updated_at.set(at),
-                                   *calls.actions()],
+                                   *_carried(calls)],
                   condition=Order.status == AWAITING)
         _move_quota(tx, order, "remaining")
         if order.cap_counted:  # the member's cap room comes back: exactly what this order took of it
@@ -659,16 +621,18 @@ def pending(channel_code: str, older_than: float = 0) -> list[Order]:
     return list(Order.pending_index.query(channel_code, Order.created_at <= _iso(time.time() - older_than)))
 
 
+def _resolve_and_start(order: Order, channel: Channel) -> Order:
+    """A pending order asked about again; confirmed by this sweep, its fulfilment starts here."""
+    order = DEDUCTION.resolve(order, channel)
+    if order.status == PAID:
+        fulfilment.start(order, channel)
+    return order
+
+
 def resolve_pending(channel: Channel, older_than: float = 0) -> dict[str, int]:
     """Every order of one channel still awaiting the channel's deduction (placed ``older_than`` seconds ago
     or earlier) is asked about again."""
-    outcome = {PAID: 0, FAILED: 0, AWAITING: 0}
-    for order in pending(channel.code, older_than):
-        order = resolve(order, channel)
-        if order.status == PAID:  # confirmed by this sweep: its fulfilment starts here
-            fulfilment.start(order, channel)
-        outcome[order.status] += 1
-    return outcome
+    return DEDUCTION.resolve_pending(channel, older_than)
 
 
 def sweep_remote() -> dict[str, dict]:
@@ -681,5 +645,14 @@ def sweep_remote() -> dict[str, dict]:
     Only orders older than ``DEDUCT_LEASE_SECONDS`` are swept: a younger one's deduct may still be on its
     way to the channel from the request that placed it, and a sweep that queried it now would find nothing
     and cancel an order the member is about to pay for."""
-    return channels.sweep_each(lambda channel: resolve_pending(channel, DEDUCT_LEASE_SECONDS),
-                               lambda: count("RemoteSweepFailed"))
+    return DEDUCTION.sweep(DEDUCT_LEASE_SECONDS)
+
+
+DEDUCTION: Saga[Order] = Saga(
+    what="deduct", ask_api=DEDUCT, query_api="points/query", query_payload=lambda o: {"order_id": o.order_id},
+    ids=lambda o: {"order_id": o.order_id}, done="deducted",
+    refusals=frozenset({"insufficient", "rejected", "frozen", "cancelled"}), confirmed=_confirm, refused=_refused,
+    absent_statuses=frozenset({"not_found", "failed"}), absent=_not_deducted, ask_again=None,
+    waiting=_unanswered, unresolved_metric="RemoteUnresolved", carried=True, pending=pending,
+    state=lambda o: o.status, states=(PAID, FAILED, AWAITING), sweep_step=_resolve_and_start,
+    sweep_failed_metric="RemoteSweepFailed")

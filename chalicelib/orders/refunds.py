@@ -42,7 +42,7 @@ from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying, wr
 from chalicelib.core.observability import count, logger
 from chalicelib.checkout import quotas
 from chalicelib.orders import allocation, parcel_states, parcels, record
-from chalicelib.partners import channel_api
+from chalicelib.partners.saga import Calls, Saga
 from chalicelib.settlement import books, statements
 
 REQUESTED, APPROVED, AWAITING_CHANNEL, REFUNDED, REJECTED = (
@@ -418,50 +418,27 @@ def retry_step(event: dict) -> dict:
 
 
 def send(refund: Refund, channel: Channel) -> Refund:
-    """``points/refund``, idempotent by our refund id; a lost answer is asked about with the query."""
-    payload = {"refund_id": refund.refund_id, "order_id": refund.order_id, "points": int(refund.points)}
-    try:
-        answer = channel_api.call(channel, "points/refund", payload)
-    except channel_api.PartnerError as error:
-        logger.warning("refund unresolved, querying", extra={"refund_id": refund.refund_id, "code": error.code})
-        return _query(refund, channel)
-    if answer.get("result") == "refunded":
-        return _complete(refund)
-    if answer["_status"] < 500 and answer.get("result") == "rejected":
-        return _channel_refused(refund, str(answer.get("reason") or "rejected"))
-    return _query(refund, channel)
-
-
-def _query(refund: Refund, channel: Channel) -> Refund:
-    """Did the channel apply it? ``refunded`` → complete; anything else → keep it waiting for the sweep."""
-    try:
-        answer = channel_api.call(channel, "points/refund/query", {"refund_id": refund.refund_id})
-    except channel_api.PartnerError:
-        return _still_waiting(refund)
-    if answer.get("status") == "refunded":
-        return _complete(refund)
-    return _still_waiting(refund)
+    """``points/refund``, idempotent by our refund id; a lost answer is asked about with the query (``REFUNDS``):
+    ``refunded`` → complete; anything else → keep it waiting for the sweep."""
+    return REFUNDS.ask(refund, channel, _payload(refund))
 
 
 def resolve(refund: Refund, channel: Channel) -> Refund:
     """The sweep's step for a waiting refund: ask; the channel does not have it → send it again (safe:
     idempotent by refund id); no answer → wait for the next sweep."""
-    try:
-        answer = channel_api.call(channel, "points/refund/query", {"refund_id": refund.refund_id})
-    except channel_api.PartnerError:
-        return _still_waiting(refund)
-    status = answer.get("status")
-    if status == "refunded":
-        return _complete(refund)
-    if status == "not_found":
-        return send(refund, channel)
-    return _still_waiting(refund)
+    return REFUNDS.resolve(refund, channel)
 
 
-def _still_waiting(refund: Refund) -> Refund:
+def _payload(refund: Refund) -> dict:
+    return {"refund_id": refund.refund_id, "order_id": refund.order_id, "points": int(refund.points)}
+
+
+def _unanswered(refund: Refund, calls: Calls) -> None:
     write_retrying(lambda: refund.update([Refund.resolve_attempts.add(1), Refund.updated_at.set(now_iso())]))
-    count("RefundUnresolved")
-    return refund
+
+
+def _rejected(refund: Refund, channel: Channel, answer: dict, calls: Calls) -> Refund:
+    return _channel_refused(refund, str(answer.get("reason") or "rejected"))
 
 
 def _channel_refused(refund: Refund, reason: str) -> Refund:
@@ -502,23 +479,23 @@ def pending(channel_code: str, older_than: float = 0) -> list[Refund]:
     return list(Refund.pending_index.query(channel_code, filter_condition=Refund.updated_at <= cutoff))
 
 
+def _settle_pending(refund: Refund, channel: Channel) -> Refund:
+    """An approved refund is carried out; one waiting for the channel is asked about (and sent again if the
+    channel does not have it)."""
+    return execute(refund) if refund.state == APPROVED else resolve(refund, channel)
+
+
 def resolve_pending(channel: Channel, older_than: float = 0) -> dict[str, int]:
-    """Settle every pending refund of the channel that can be: an approved one is carried out, one waiting
-    for the channel is asked about (and sent again if the channel does not have it). Safe beside the
-    request still at work on it: every step is a conditional write on the refund's state, and the channel
-    dedupes by refund id."""
-    outcome = {REFUNDED: 0, REJECTED: 0, AWAITING_CHANNEL: 0, APPROVED: 0}
-    for refund in pending(channel.code, older_than):
-        refund = execute(refund) if refund.state == APPROVED else resolve(refund, channel)
-        outcome[refund.state] += 1
-    return outcome
+    """Settle every pending refund of the channel that can be (``_settle_pending``). Safe beside the request
+    still at work on it: every step is a conditional write on the refund's state, and the channel dedupes by
+    refund id."""
+    return REFUNDS.resolve_pending(channel, older_than)
 
 
 def sweep() -> dict[str, dict]:
     """The scheduler's pass over every channel's pending refunds (untouched for ``SWEEP_GRACE_SECONDS``):
     none is forgotten. One channel failing is logged and counted and the others go on."""
-    return channels.sweep_each(lambda channel: resolve_pending(channel, SWEEP_GRACE_SECONDS),
-                               lambda: count("RefundSweepFailed"))
+    return REFUNDS.sweep(SWEEP_GRACE_SECONDS)
 
 
 # --- the one transaction ----------------------------------------------------------------
@@ -569,6 +546,17 @@ def _settle(refund: Refund, build) -> Refund:
             raise
     refund.refresh(consistent_read=True)
     return refund
+
+
+# The channel gives the points back: one remote saga (``partners.saga``), its calls booked as they end.
+REFUNDS: Saga[Refund] = Saga(
+    what="refund", ask_api="points/refund", query_api="points/refund/query",
+    query_payload=lambda r: {"refund_id": r.refund_id}, ids=lambda r: {"refund_id": r.refund_id}, done="refunded",
+    refusals=frozenset({"rejected"}), confirmed=lambda refund, channel, calls: _complete(refund), refused=_rejected,
+    absent_statuses=frozenset({"not_found"}), absent=None, ask_again=_payload,
+    waiting=_unanswered, unresolved_metric="RefundUnresolved", carried=False, pending=pending,
+    state=lambda r: r.state, states=(REFUNDED, REJECTED, AWAITING_CHANNEL, APPROVED), sweep_step=_settle_pending,
+    sweep_failed_metric="RefundSweepFailed")
 
 
 # --- views -------------------------------------------------------------------------------
