@@ -545,6 +545,7 @@ def _cancel(order: Order, channel: Channel, reason: str, calls: Calls) -> Order:
 def _unanswered(order: Order, calls: Calls) -> None:
     write_retrying(lambda: order.update([Order.resolve_attempts.add(1), Order.updated_at.set(now_iso()),
                                          *_carried(calls)]))
+    count("RemoteUnresolved")
 
 
 def _move_quota(tx: LabelledTransaction, order: Order, to: str) -> None:
@@ -653,6 +654,6 @@ DEDUCTION: Saga[Order] = Saga(
     ids=lambda o: {"order_id": o.order_id}, done="deducted",
     refusals=frozenset({"insufficient", "rejected", "frozen", "cancelled"}), confirmed=_confirm, refused=_refused,
     absent_statuses=frozenset({"not_found", "failed"}), absent=_not_deducted, ask_again=None,
-    waiting=_unanswered, unresolved_metric="RemoteUnresolved", carried=True, pending=pending,
+    waiting=_unanswered, carried=True, pending=pending,
     state=lambda o: o.status, states=(PAID, FAILED, AWAITING), sweep_step=_resolve_and_start,
-    sweep_failed_metric="RemoteSweepFailed")
+    sweep_failed=lambda: count("RemoteSweepFailed"))

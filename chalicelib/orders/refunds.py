@@ -435,6 +435,7 @@ def _payload(refund: Refund) -> dict:
 
 def _unanswered(refund: Refund, calls: Calls) -> None:
     write_retrying(lambda: refund.update([Refund.resolve_attempts.add(1), Refund.updated_at.set(now_iso())]))
+    count("RefundUnresolved")
 
 
 def _rejected(refund: Refund, channel: Channel, answer: dict, calls: Calls) -> Refund:
@@ -554,9 +555,9 @@ REFUNDS: Saga[Refund] = Saga(
     query_payload=lambda r: {"refund_id": r.refund_id}, ids=lambda r: {"refund_id": r.refund_id}, done="refunded",
     refusals=frozenset({"rejected"}), confirmed=lambda refund, channel, calls: _complete(refund), refused=_rejected,
     absent_statuses=frozenset({"not_found"}), absent=None, ask_again=_payload,
-    waiting=_unanswered, unresolved_metric="RefundUnresolved", carried=False, pending=pending,
+    waiting=_unanswered, carried=False, pending=pending,
     state=lambda r: r.state, states=(REFUNDED, REJECTED, AWAITING_CHANNEL, APPROVED), sweep_step=_settle_pending,
-    sweep_failed_metric="RefundSweepFailed")
+    sweep_failed=lambda: count("RefundSweepFailed"))
 
 
 # --- views -------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any, Callable, Generic, TypeVar
 
 from chalicelib.channels import channels
 from chalicelib.core.models import Channel
-from chalicelib.core.observability import count, logger
+from chalicelib.core.observability import logger
 from chalicelib.partners import breaker, channel_api, reliability
 
 T = TypeVar("T")
@@ -71,14 +71,13 @@ class Saga(Generic[T]):
     absent_statuses: frozenset[str]
     absent: Step | None
     ask_again: Callable[[T], dict] | None
-    waiting: Callable[[T, Calls], None]  # records one more unanswered attempt on the record (and its calls)
-    unresolved_metric: str  # counted with each unanswered attempt
+    waiting: Callable[[T, Calls], None]  # one more unanswered attempt: on the record (with its calls), counted
     carried: bool  # the calls' figures ride on the record's next write (``Calls``)
     pending: Callable[[str, float], list[T]]  # a channel's records waiting, untouched for ``older_than`` seconds
     state: Callable[[T], str]
     states: tuple[str, ...]  # the sweep's outcome: how many records are now in each state
     sweep_step: Callable[[T, Channel], T]  # a pending record settled by the sweep (``resolve`` and what follows)
-    sweep_failed_metric: str
+    sweep_failed: Callable[[], None]  # counts a channel the sweep could not get through
 
     def ask(self, item: T, channel: Channel, payload: dict, breaker_state: breaker.State | None = None,
             calls: Calls | None = None) -> T:
@@ -121,7 +120,6 @@ class Saga(Generic[T]):
         acknowledge): one more unanswered attempt, on the record and counted; it keeps waiting."""
         self.waiting(item, calls)
         calls.attached()
-        count(self.unresolved_metric)
         return item
 
     def resolve_pending(self, channel: Channel, older_than: float = 0) -> dict[str, int]:
@@ -135,8 +133,8 @@ class Saga(Generic[T]):
 
     def sweep(self, grace: float) -> dict[str, dict]:
         """The scheduler's pass over every channel, suspended ones too (their records still wait), each channel
-        on its own: one that fails is logged and counted (``sweep_failed_metric``), answers ``{"error": ...}``,
+        on its own: one that fails is logged and counted (``sweep_failed``), answers ``{"error": ...}``,
         and the others go on. Only records untouched for ``grace`` seconds are taken: a younger one is left to
         the request at work on it."""
         return channels.sweep_each(lambda channel: self.resolve_pending(channel, grace),
-                                   lambda: count(self.sweep_failed_metric))
+                                   self.sweep_failed)
