@@ -85,7 +85,7 @@ class Figures:
 
 
 def _keys_of_tables() -> dict[str, tuple[str, str | None]]:
-    from chalicelib.core.models import ALL_MODELS
+    from chalicelib.tables import ALL_MODELS
 
     out = {}
     for model in ALL_MODELS:

@@ -84,10 +84,10 @@ def pct(values: list[float], p: float) -> float:
 # --- set-up, through the business functions -------------------------------------------------
 
 def seed(members: int, fake_url: str) -> dict:
-    from chalicelib.channels import channels
-    from chalicelib.checkout import quotas, wallets
+    from chalicelib.channels import channels, pools
+    from chalicelib.checkout import wallets
     from chalicelib.members import members as members_mod, sessions
-    from chalicelib.supply import goods, pools, suppliers
+    from chalicelib.supply import goods, suppliers
     from chalicelib.core.schemas import ChannelCreate, GoodsDraft, PoolPricing, SupplierApplication
 
     code = f"bench-{uuid.uuid4().hex[:6]}"
@@ -96,7 +96,7 @@ def seed(members: int, fake_url: str) -> dict:
         points_per_yuan=100, member_points_cap=10**9, redemption_quota=10**12, api_base_url=fake_url,
         payment_auth="channel_password"), ACTOR)
     now = int(time.time())
-    quotas.open_period(code, "P1", now - 10, now + 3600, None, ACTOR)
+    channels.open_period(code, "P1", now - 10, now + 3600, None, ACTOR)
     supplier, _ = suppliers.create_by_ops(SupplierApplication(
         name="Bench Supplier", contact_name="Bench", phone="13800000009", licence_no="BENCH-000002",
         bank_account={"bank": "ICBC", "account_name": "Bench", "account_no": "6222020000000009"}), ACTOR)
@@ -122,10 +122,8 @@ def seed(members: int, fake_url: str) -> dict:
 
 def seed_remote(goods_id: str, fake) -> dict:
     """A remote-mode channel (the fake keeps the members' points) selling the same goods, one member."""
-    from chalicelib.channels import channels
-    from chalicelib.checkout import quotas
+    from chalicelib.channels import channels, pools
     from chalicelib.members import members as members_mod
-    from chalicelib.supply import pools
     from chalicelib.core.schemas import ChannelCreate, PoolPricing
 
     code = f"benchr-{uuid.uuid4().hex[:6]}"
@@ -135,7 +133,7 @@ def seed_remote(goods_id: str, fake) -> dict:
         payment_auth="channel_password"), ACTOR)
     fake.secret = channel.secret
     now = int(time.time())
-    quotas.open_period(code, "P1", now - 10, now + 3600, None, ACTOR)
+    channels.open_period(code, "P1", now - 10, now + 3600, None, ACTOR)
     pools.put(code, goods_id, PoolPricing(prices={}), ACTOR)
     fake.member("BR00001", PASSWORD, 10**12)
     member = members_mod.enter(code, "BR00001", nickname="Bench remote")
@@ -157,9 +155,9 @@ def run_all(run, people: list[dict]) -> float:
 
 def capture_transaction(shop: dict, member: dict) -> dict:
     """The TransactWriteItems parameters of one real checkout, as PynamoDB sends them."""
+    from chalicelib.callers import entry
     from chalicelib.checkout import checkout
     from chalicelib.core import tx
-    from chalicelib.members import entry
 
     lines = [checkout.LineRequest(shop["goods_id"], "S1", 1)]
     channel = entry.active_channel(shop["code"])
@@ -340,9 +338,10 @@ class Capacity:
         return f"{sum(parts.values()):g} WCU (" + ", ".join(f"{t} {w:g}" for t, w in parts.items()) + ")"
 
     def install(self) -> None:
-        from chalicelib.core import models, tx
+        from chalicelib import tables
+        from chalicelib.core import tx
 
-        clients = {id(c): c for c in [m._get_connection().connection.client for m in models.ALL_MODELS]
+        clients = {id(c): c for c in [m._get_connection().connection.client for m in tables.ALL_MODELS]
                    + [tx._TX_CONNECTION.client]}
         for client in clients.values():
             client.meta.events.register("before-parameter-build.dynamodb", self.ask)
@@ -351,8 +350,8 @@ class Capacity:
 
 def capacity_per_order(shop: dict, member: dict, orders: int) -> tuple[Capacity, float, float]:
     """Checkouts one after another in this process: capacity, calls, wall time and this thread's CPU time."""
+    from chalicelib.callers import entry
     from chalicelib.checkout import checkout
-    from chalicelib.members import entry
 
     lines = [checkout.LineRequest(shop["goods_id"], "S1", 1)]
     for _ in range(3):  # warm: the route's and the checkout's code paths, connections
@@ -528,8 +527,9 @@ def main() -> None:
             if args.profile:
                 profiled = profile(shop, solo, args.orders)
 
+            from chalicelib.channels.models import Channel
             from chalicelib.checkout import quotas
-            from chalicelib.core.models import Channel, Stock
+            from chalicelib.supply.models import Stock
             quota = quotas.current(Channel.get(shop["code"]))
             stock = int(Stock.get(shop["goods_id"], "S1", consistent_read=True).stock)
             stream, stream_seconds, stream_cpu, records = stream_cost(system)

@@ -141,7 +141,7 @@ def test_after_a_sell_out_the_crowd_reads_nothing_of_the_sale_and_a_replay_still
 def test_sale_orders_reach_fulfilment_through_the_buffer_at_a_paced_rate(system, ops):
     """A sale order's checkout starts no execution (an ordinary order still does, at once); the minutely sweep
     starts the buffered ones, each once, and the split takes them off the buffer."""
-    from chalicelib.core.models import Order
+    from chalicelib.orders.models import Order
     from chalicelib.orders import fulfilment
     from chalicelib.sales import starts
 

@@ -11,7 +11,9 @@ import pytest
 import requests
 
 from checkout_helpers import PASSWORD, Shop, assert_error, burst, make_shop, ok, summary, uid
-from chalicelib.core.models import Audit, Order, Wallet
+from chalicelib.checkout.models import Wallet
+from chalicelib.core.models import Audit
+from chalicelib.orders.models import Order
 from chalicelib.orders import parcels
 from chalicelib.orders.orders import lines_of
 from chalicelib.sales import rules, sales

@@ -20,52 +20,48 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from typing import Sequence
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib.channels import channels
+from chalicelib.billing import billing
+from chalicelib.billing.models import PrepaidAccount
+from chalicelib.channels import channels, pools
+from chalicelib.channels.models import Channel, PoolItem
 from chalicelib.channels.pricing import points_for
 from chalicelib.checkout import quotas
+from chalicelib.checkout.models import MemberRedemption, Quota, Wallet
 from chalicelib.checkout.points import allocate
 from chalicelib.checkout.wallets import wallet_of
-from chalicelib.core import cache
+from chalicelib.core import cache, shards
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Busy, Conflict, DomainError, Forbidden, NotFound, Unprocessable
-from chalicelib.core.models import (
-    Channel,
-    Goods,
-    Member,
-    MemberRedemption,
-    Order,
-    PartnerBreaker,
-    PaymentGuard,
-    PoolItem,
-    PrepaidAccount,
-    Quota,
-    Stock,
-    Wallet,
-    now_iso,
-)
+from chalicelib.core.observability import count, logger
 from chalicelib.core.tx import (
-    Contended,
+    AGAIN,
+    Commit,
+    Done,
     LabelledTransaction,
     Refused,
-    backoff,
     batch_read,
     commit_retrying,
+    retrying,
     write_retrying,
 )
-from chalicelib.core.observability import count, logger
 from chalicelib.members import members, payment_auth
+from chalicelib.members.models import Member, PaymentGuard
 from chalicelib.orders import fulfilment
+from chalicelib.orders.models import Order
 from chalicelib.orders.orders import lines_of
-from chalicelib.partners import billing, breaker, channel_api, reliability
+from chalicelib.partners import breaker, channel_api, reliability
+from chalicelib.partners.models import PartnerBreaker
+from chalicelib.orders.record import AWAITING, FAILED, PAID, quota_takes, shares
+from chalicelib.partners.saga import Calls, Saga
 from chalicelib.sales import offers
 from chalicelib.sales import starts as sale_starts
 from chalicelib.sales.sales import price_in_fen
 from chalicelib.supply import goods as goods_mod
-from chalicelib.supply import pools
+from chalicelib.supply.models import Goods, Stock
 
 MAX_LINES = 20
 MAX_QTY = 99
@@ -73,7 +69,6 @@ COMMIT_ATTEMPTS = 40
 # How long the request that created a remote order owns its deduct: longer than its deduct, query and cancel
 # calls can take. A replay finding the order untouched for longer takes the deduct over (its creator died).
 DEDUCT_LEASE_SECONDS = 30
-PAID, AWAITING, FAILED = "paid", "awaiting_deduction", "failed"
 DEDUCT = "points/deduct"
 
 
@@ -341,26 +336,33 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
             reads: Reads, proof: payment_auth.Proof, now: float | None, address: dict | None,
             fee: billing.Plan | None, calls: Calls, offer: offers.Offer | None) -> tuple[Order, bool]:
     """Price and commit the order, reading again after each lost race (the first attempt uses ``reads`` and
-    ``offer``)."""
-    for attempt in range(COMMIT_ATTEMPTS):
-        if attempt:
-            reads = _read(channel, member.member_id, order_id, lines, fee is not None)
+    ``offer``, the flash-sale part read before the payment check)."""
+    current = {"channel": channel, "offer": offer}  # read again (strongly) when ops re-priced it meanwhile
+
+    def read(attempt: int) -> Reads:
+        if not attempt:
+            return reads
+        again = _read(current["channel"], member.member_id, order_id, lines, fee is not None)
+        current["offer"] = offers.offer(channel.code, member.member_id, lines, time.time() if now is None else now)
+        return again
+
+    def build(reads: Reads) -> Commit | Done | object:
+        channel = current["channel"]
+        offer = current["offer"]
         now_ = time.time() if now is None else now
         quota = reads.quota or quotas.current(channel)
         version = quotas.pricing_version(channel)
         if quota.selling and quota.pricing_versions != {version}:
             # Ops re-priced after the channel was read, or between the reads: read the channel (strongly) and
             # then everything again, so the sub-pool prices read are those of the version the shards carry.
-            channel = _reread(channel)
-            continue
+            current["channel"] = _reread(channel)
+            return AGAIN
         if not quota.selling:
             raise _not_selling(channel)
         if not int(quota.starts_at) <= now_ < int(quota.ends_at):
             raise Conflict("period_ended", "the channel's redemption period is not open")
         priced, found, items = _price(channel, lines, reads)
-        # A flash-sale line: its sale's refusals before any write, its price, its allotment instead of stock.
-        if attempt:
-            offer = offers.offer(channel.code, member.member_id, lines, time.time() if now is None else now)
+        # A flash-sale line: its sale's price, and its allotment instead of stock (refusals: ``offers.offer``).
         if offer is not None:
             sale_price = price_in_fen(offer.price_points, int(channel.points_per_yuan))
             priced = [replace(l, points=offer.price_points, price=sale_price) if offer.covers(l) else l
@@ -372,16 +374,16 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
         if not int(quota.starts_at) <= now_ < int(quota.ends_at):
             raise Conflict("period_ended", "the channel's redemption period is not open")
         order = _order(order_id, channel, member, quota.period_id, priced, request_hash)
-        order.created_at = order.updated_at = _iso(now_)
+        order.created_at = order.updated_at = now_iso(now_)
         order.address = address
         if calls.figures:
             order.partner_calls = json.dumps(calls.figures, separators=(",", ":"))
         points = int(order.points)
-        takes = quotas.take(quota.by_shard("remaining"), points)
+        takes = shards.take(quota.by_shard("remaining"), points)
         if takes is None:
             replay = _existing(order_id, request_hash)  # a concurrent send of this order may be what took it
             if replay is not None:
-                return _finish(replay, channel, replay=True), False
+                return Done((_finish(replay, channel, replay=True), False))
             count("CheckoutRefused")
             raise Conflict("quota_exhausted", "the channel's redemption quota is used up")
         order.quota_takes = {str(shard): used for shard, used in takes.items()}
@@ -390,7 +392,7 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
             if fee_takes is None:
                 raise billing.exhausted(channel.code)
             order.fee, order.fee_takes = fee.order_price, {str(shard): n for shard, n in fee_takes.items()}
-        tx = LabelledTransaction(_request_token(order_id, attempt))
+        tx = LabelledTransaction(_request_token(order_id))
         if offer is not None:  # the shard take and the member's count; the order's line records them
             offer.add(tx, order.lines, now_)
         tx.put("order", order, condition=Order.order_id.does_not_exist())
@@ -409,32 +411,37 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
         if fee_takes:
             billing.debit(tx, channel.code, fee_takes)
         proof.bind(tx)
-        try:
-            tx.commit()
-        except Refused as refused:
+
+        def refused(refused: Refused) -> Done | object:
             if "order" in refused.labels:
                 replay = _existing(order_id, request_hash, wait=True)
                 if replay is not None:
-                    return _finish(replay, channel, replay=True), False
+                    return Done((_finish(replay, channel, replay=True), False))
             rest = [l for l in refused.labels if not l.startswith(("quota:", "prepaid:", "sale:"))]
             if len(rest) < len(refused.labels) or rest == ["wallet"]:
                 # Another order took the chosen quota, balance or sale shard or spent from the same lots, or ops
                 # re-priced (the shard's pricing version moved): read again. The reads decide a real refusal
                 # (quota total short, period over, points short, balance short); a new pricing version is seen
                 # there and re-read.
-                backoff(attempt)
-                continue
+                return AGAIN
             count("CheckoutRefused")
             raise _refusal(refused, channel, quota, now_, priced, items) from None
-        except Contended:
-            backoff(attempt)
-            continue
-        calls.attached()
-        proof.committed()
-        count("OrdersPlaced")
-        if fee is not None:
-            billing.alert(channel.code, fee, sum(reads.prepaid.values()) - fee.order_price, fee.order_price)
-        return _finish(order, channel, member, deduct_breaker=reliability.state_of(reads.breakers.get(DEDUCT))), True
+
+        def placed() -> tuple[Order, bool]:
+            calls.attached()
+            proof.committed()
+            count("OrdersPlaced")
+            if fee is not None:
+                billing.alert(channel.code, fee, sum(reads.prepaid.values()) - fee.order_price, fee.order_price)
+            return _finish(order, channel, member,
+                           deduct_breaker=reliability.state_of(reads.breakers.get(DEDUCT))), True
+
+        return Commit(tx, placed, refused)
+
+    return retrying(read, build, COMMIT_ATTEMPTS, exhausted=_too_many_orders)
+
+
+def _too_many_orders() -> tuple[Order, bool]:
     raise Busy("busy", "too many orders at once; retry with the same Idempotency-Key")
 
 
@@ -445,16 +452,16 @@ def _reread(channel: Channel) -> Channel:
         raise NotFound("channel_not_found", f"no channel {channel.code}") from None
 
 
-def _request_token(order_id: str, attempt: int) -> str:
+def _request_token(order_id: str) -> str:
     """The ``ClientRequestToken`` of one built transaction (at most 36 characters).
 
     When a commit's response is lost (a timeout after DynamoDB committed), botocore resends the same
     request; with this token DynamoDB answers the resend as the success it was, instead of refusing it on
     the order's own ``does_not_exist`` condition, which read as "a duplicate" and skipped the deduct. A
     rebuilt attempt, or a later request for the same order, carries different items and so gets its own
-    token (never ``IdempotentParameterMismatch``): the order id names it, the attempt and a random part
-    keep it to this one request body."""
-    return f"{order_id}-{attempt}-{secrets.token_hex(4)}"
+    token (never ``IdempotentParameterMismatch``): the order id names it, a random part keeps it to this one
+    request body."""
+    return f"{order_id}-{secrets.token_hex(6)}"
 
 
 def _finish(order: Order, channel: Channel, member: Member | None = None, replay: bool = False,
@@ -477,7 +484,7 @@ def _finish(order: Order, channel: Channel, member: Member | None = None, replay
 
 def _take_over(order: Order) -> bool:
     """Claim an awaiting order's deduct from a creator presumed dead (one claimant wins: conditional write)."""
-    if order.updated_at > _iso(time.time() - DEDUCT_LEASE_SECONDS):
+    if order.updated_at > now_iso(time.time() - DEDUCT_LEASE_SECONDS):
         return False
     try:
         order.update([Order.updated_at.set(now_iso())],
@@ -495,10 +502,6 @@ def _count_redemption(tx: LabelledTransaction, channel: Channel, member: Member,
         raise Conflict("member_cap_exceeded", f"a member may redeem at most {cap} points per period")
     tx.update("member_cap", MemberRedemption(member.member_id, period_id), [MemberRedemption.redeemed.add(points)],
               condition=MemberRedemption.redeemed.does_not_exist() | (MemberRedemption.redeemed <= cap - points))
-
-
-def _iso(at: float) -> str:
-    return datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _debit_wallet(tx: LabelledTransaction, wallet: Wallet, points: int, now: float) -> None:
@@ -534,65 +537,29 @@ def _matching(order: Order, request_hash: str) -> Order:
 
 
 # --- remote mode: the channel keeps the wallet ---------------------------------
+# The deduct is one remote saga (``partners.saga``, ``DEDUCTION`` below): deducted → paid (``_confirm``),
+# refused or not deducted → cancelled at the channel and released (``_cancel``), no answer → the order waits.
 
 def settle_remote(order: Order, channel: Channel, member: Member, breaker_state: breaker.State | None = None
                   ) -> Order:
-    """Ask the channel to deduct (idempotent by our order id); resolve any doubt with its query API.
+    """Ask the channel to deduct (idempotent by our order id); resolve any doubt with its query.
     ``breaker_state``: the deduct API's breaker as the checkout read it before its commit, to spare a read.
     The calls' figures ride on the order's next write (``Calls``)."""
-    with Calls(order.channel_code) as calls:
-        payload = {"order_id": order.order_id, "member_id": member.external_id, "points": int(order.points)}
-        try:
-            answer = channel_api.call(channel, DEDUCT, payload, breaker_state, calls.figures)
-        except channel_api.PartnerError as error:
-            logger.warning("deduct unresolved, querying", extra={"order_id": order.order_id, "code": error.code})
-            return resolve(order, channel, calls)
-        if answer.get("result") == "deducted":
-            return _confirm(order, calls)
-        if answer["_status"] < 500 and answer.get("result") in ("insufficient", "rejected", "frozen", "cancelled"):
-            return _cancel(order, channel, f"channel refused: {answer.get('result')}", calls)
-        return resolve(order, channel, calls)
+    payload = {"order_id": order.order_id, "member_id": member.external_id, "points": int(order.points)}
+    return DEDUCTION.ask(order, channel, payload, breaker_state)
 
 
-class Calls:
-    """The figures of the channel calls one request makes about an order (``Permit.finish(deferred)``), written
-    with the order's next write (``Order.partner_calls``, booked by the orders stream); ``attached`` once that
-    write committed. Whatever no write carried is booked directly on leaving the ``with`` block."""
-
-    def __init__(self, channel_code: str) -> None:
-        self.channel_code = channel_code
-        self.figures: list[dict] = []
-
-    def __enter__(self) -> "Calls":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.figures:
-            reliability.book(self.channel_code, self.figures)
-
-    def actions(self) -> list:
-        """The order update that carries the figures (none: leave the order's earlier ones as they are)."""
-        return [Order.partner_calls.set(json.dumps(self.figures, separators=(",", ":")))] if self.figures else []
-
-    def attached(self) -> None:
-        self.figures = []
+def _carried(calls: Calls) -> list:
+    """The order update that carries the calls' figures (none: leave the order's earlier ones as they are)."""
+    return [Order.partner_calls.set(json.dumps(calls.figures, separators=(",", ":")))] if calls.figures else []
 
 
-def resolve(order: Order, channel: Channel, calls: Calls | None = None) -> Order:
-    """The channel's query API decides: deducted → paid, not deducted → cancelled and released, no answer →
-    keep waiting."""
-    with (calls or Calls(order.channel_code)) as calls:
-        try:
-            answer = channel_api.call(channel, "points/query", {"order_id": order.order_id},
-                                      deferred=calls.figures)
-        except channel_api.PartnerError:
-            return _still_waiting(order, calls)
-        status = answer.get("status")
-        if status == "deducted":
-            return _confirm(order, calls)
-        if status in ("not_found", "failed"):
-            return _cancel(order, channel, "channel has no deduction for this order", calls)
-        return _still_waiting(order, calls)
+def _refused(order: Order, channel: Channel, answer: dict, calls: Calls) -> Order:
+    return _cancel(order, channel, f"channel refused: {answer.get('result')}", calls)
+
+
+def _not_deducted(order: Order, channel: Channel, calls: Calls) -> Order:
+    return _cancel(order, channel, "channel has no deduction for this order", calls)
 
 
 def _cancel(order: Order, channel: Channel, reason: str, calls: Calls) -> Order:
@@ -602,30 +569,17 @@ def _cancel(order: Order, channel: Channel, reason: str, calls: Calls) -> Order:
     try:
         answer = channel_api.call(channel, "points/cancel", {"order_id": order.order_id}, deferred=calls.figures)
     except channel_api.PartnerError:
-        return _still_waiting(order, calls)
+        return DEDUCTION.keep_waiting(order, calls)
     if answer["_status"] >= 300 or answer.get("result") != "cancelled":
         logger.warning("cancel not acknowledged", extra={"order_id": order.order_id, "status": answer["_status"]})
-        return _still_waiting(order, calls)
+        return DEDUCTION.keep_waiting(order, calls)
     return _release(order, reason, calls)
 
 
-def _still_waiting(order: Order, calls: Calls) -> Order:
+def _unanswered(order: Order, calls: Calls) -> None:
     write_retrying(lambda: order.update([Order.resolve_attempts.add(1), Order.updated_at.set(now_iso()),
-                                         *calls.actions()]))
-    calls.attached()
+                                         *_carried(calls)]))
     count("RemoteUnresolved")
-    return order
-
-
-def _shares(raw) -> dict[int, int]:
-    """Shard → amount, from an order's map (as built, a dict; as read, a ``MapAttribute``)."""
-    takes = raw.as_dict() if hasattr(raw, "as_dict") else dict(raw or {})
-    return {int(shard): int(used) for shard, used in takes.items()}
-
-
-def quota_takes(order: Order) -> dict[int, int]:
-    """The quota shards this order debited and how much from each (orders from before shards: shard 0, all)."""
-    return _shares(order.quota_takes) or {0: int(order.points)}
 
 
 def _move_quota(tx: LabelledTransaction, order: Order, to: str) -> None:
@@ -636,14 +590,14 @@ def _move_quota(tx: LabelledTransaction, order: Order, to: str) -> None:
                   [Quota.reserved.add(-used), target.add(used)])
 
 
-def _confirm(order: Order, calls: Calls) -> Order:
+def _confirm(order: Order, channel: Channel, calls: Calls) -> Order:
     at = now_iso()
 
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
         tx.update("order", order, [Order.status.set(PAID), Order.pending_channel.remove(),
                                    Order.unsplit.set(order.channel_code), Order.updated_at.set(at),
-                                   *calls.actions()],
+                                   *_carried(calls)],
                   condition=Order.status == AWAITING)
         _move_quota(tx, order, "spent")
         return tx
@@ -662,7 +616,7 @@ def _release(order: Order, reason: str, calls: Calls) -> Order:
         tx = LabelledTransaction()
         tx.update("order", order, [Order.status.set(FAILED), Order.failure.set(reason),
                                    Order.pending_channel.remove(), Order.updated_at.set(at),
-                                   *calls.actions()],
+                                   *_carried(calls)],
                   condition=Order.status == AWAITING)
         _move_quota(tx, order, "remaining")
         if order.cap_counted:  # the member's cap room comes back: exactly what this order took of it
@@ -673,7 +627,7 @@ def _release(order: Order, reason: str, calls: Calls) -> Order:
             _stock_updates(tx, [l for l in lines if any((b["goods_id"], b["sku_id"]) == (l.goods_id, l.sku_id)
                                                         for b in back)], {}, +1, guard_prices=False)
         if order.fee_takes:  # a prepaid channel's order price comes back with the release: once, as it is
-            billing.credit(tx, order.channel_code, _shares(order.fee_takes))
+            billing.credit(tx, order.channel_code, shares(order.fee_takes))
         return tx
 
     fee_carried = order.fee is not None
@@ -701,19 +655,21 @@ def _settle(order: Order, build, calls: Calls, changes: dict) -> Order:
 
 def pending(channel_code: str, older_than: float = 0) -> list[Order]:
     """Orders of one channel awaiting its deduction, placed at least ``older_than`` seconds ago."""
-    return list(Order.pending_index.query(channel_code, Order.created_at <= _iso(time.time() - older_than)))
+    return list(Order.pending_index.query(channel_code, Order.created_at <= now_iso(time.time() - older_than)))
+
+
+def _resolve_and_start(order: Order, channel: Channel) -> Order:
+    """A pending order asked about again; confirmed by this sweep, its fulfilment starts here."""
+    order = DEDUCTION.resolve(order, channel)
+    if order.status == PAID:
+        fulfilment.start(order, channel)
+    return order
 
 
 def resolve_pending(channel: Channel, older_than: float = 0) -> dict[str, int]:
     """Every order of one channel still awaiting the channel's deduction (placed ``older_than`` seconds ago
     or earlier) is asked about again."""
-    outcome = {PAID: 0, FAILED: 0, AWAITING: 0}
-    for order in pending(channel.code, older_than):
-        order = resolve(order, channel)
-        if order.status == PAID:  # confirmed by this sweep: its fulfilment starts here
-            fulfilment.start(order, channel)
-        outcome[order.status] += 1
-    return outcome
+    return DEDUCTION.resolve_pending(channel, older_than)
 
 
 def sweep_remote() -> dict[str, dict]:
@@ -726,5 +682,14 @@ def sweep_remote() -> dict[str, dict]:
     Only orders older than ``DEDUCT_LEASE_SECONDS`` are swept: a younger one's deduct may still be on its
     way to the channel from the request that placed it, and a sweep that queried it now would find nothing
     and cancel an order the member is about to pay for."""
-    return channels.sweep_each(lambda channel: resolve_pending(channel, DEDUCT_LEASE_SECONDS),
-                               lambda: count("RemoteSweepFailed"))
+    return DEDUCTION.sweep(DEDUCT_LEASE_SECONDS)
+
+
+DEDUCTION: Saga[Order] = Saga(
+    what="deduct", ask_api=DEDUCT, query_api="points/query", query_payload=lambda o: {"order_id": o.order_id},
+    ids=lambda o: {"order_id": o.order_id}, done="deducted",
+    refusals=frozenset({"insufficient", "rejected", "frozen", "cancelled"}), confirmed=_confirm, refused=_refused,
+    absent_statuses=frozenset({"not_found", "failed"}), absent=_not_deducted, ask_again=None,
+    waiting=_unanswered, carried=True, pending=pending,
+    state=lambda o: o.status, states=(PAID, FAILED, AWAITING), sweep_step=_resolve_and_start,
+    sweep_failed=lambda: count("RemoteSweepFailed"))

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 from chalicelib.core.errors import NotFound
-from chalicelib.core.models import Order, Parcel, get_owned
+from chalicelib.core.models import get_owned, plain
 from chalicelib.orders import parcels as parcels_mod
-
-
-def lines_of(o: Order) -> list[dict]:
-    """Order lines as plain dicts, whether the order was just built or read back."""
-    return [line.as_dict() if hasattr(line, "as_dict") else dict(line) for line in o.lines]
+from chalicelib.orders.record import lines_of
+from chalicelib.orders.models import Order
+from chalicelib.orders.models import Parcel
 
 
 def view(o: Order, parcels: list[Parcel] | None = None) -> dict:
@@ -28,8 +26,13 @@ def view(o: Order, parcels: list[Parcel] | None = None) -> dict:
 
 def member_view(o: Order, parcels: list[Parcel] | None = None) -> dict:
     """The member also sees the delivery address given at checkout (the channel never does)."""
-    address = o.address.as_dict() if hasattr(o.address, "as_dict") else o.address
+    address = plain(o.address)
     return dict(view(o, parcels), address=address)
+
+
+def member_order_view(parcel: Parcel) -> dict:
+    """After a member's move of a parcel: the whole order as the member sees it."""
+    return member_view(Order.get(parcel.order_id, consistent_read=True))
 
 
 def member_views(member_id: str) -> list[dict]:

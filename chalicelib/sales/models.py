@@ -1,13 +1,14 @@
 """The flash-sale tables: the sale as ops scheduled it, its allotment's shards, and each buyer's count.
 
-Imported by ``core.models`` into the one list of tables (``ALL_MODELS``), which the deployment template and the
+Listed with every area's tables in ``chalicelib.tables`` (``ALL_MODELS``), which the deployment template and the
 local stack create from."""
 from __future__ import annotations
 
 from pynamodb.attributes import BooleanAttribute, MapAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.models import Model
 
-from chalicelib.core.models import _meta, now_iso
+from chalicelib.core.clock import now_iso
+from chalicelib.core.models import _meta
 
 
 class Sale(Model):

@@ -6,7 +6,7 @@ decide (``rules.refusal``: not started, ended, limit reached, sold out), prices 
 and adds to the order's transaction the shard's take (``remaining >= n`` inside the window) and the member's
 count (``bought <= limit - n``). The line takes nothing from the SKU's normal ``Stock``: its units were set
 aside when the sale was scheduled. When the random shard is short, every shard is read and the units are
-taken across them (``quotas.take``: one shard that covers it, else the fullest in turn), so a leftover in any
+taken across them (``core.shards.take``: one shard that covers it, else the fullest in turn), so a leftover in any
 shard still sells and "sold out" is said only when the shards together are empty.
 
 The only thing read from the sale item is its shard count, which never changes after scheduling: it is kept
@@ -19,11 +19,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from chalicelib.checkout import quotas
-from chalicelib.core import cache
+from chalicelib.billing import metering
+from chalicelib.core import cache, shards as shard_rules
 from chalicelib.core.errors import Conflict, DomainError, NotFound, Unprocessable
 from chalicelib.core.tx import LabelledTransaction, batch_read
-from chalicelib.partners import metering
 from chalicelib.sales import rules, sales
 from chalicelib.sales.models import SaleBuyer, SaleShard
 
@@ -129,7 +128,7 @@ def offer(code: str, member_id: str, lines: Sequence[Any], now: float, rnd: rand
         shards = {int(s.shard_key.rsplit("#", 1)[1]): s for s in batch_read(
             {SaleShard: [(sales.shard_key(code, line.sale_id, i),) for i in range(count)]},
             consistent=(SaleShard,))[SaleShard]}
-        takes = quotas.take({i: int(s.remaining) for i, s in shards.items()}, line.qty, rnd)
+        takes = shard_rules.take({i: int(s.remaining) for i, s in shards.items()}, line.qty, rnd)
     code_ = _refusal(first, shards, takes is None, bought, line.qty, now)
     if code_ == "sale_sold_out":
         if (code, line.sale_id) not in _SOLD_OUT:  # once per instance: the sale's first sell-out, if first

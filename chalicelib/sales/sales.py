@@ -14,17 +14,17 @@ from typing import Iterable
 from pydantic import Field
 from pynamodb.exceptions import UpdateError
 
-from chalicelib.channels import channels
-from chalicelib.checkout import quotas
-from chalicelib.core import audit
+from chalicelib.channels import channels, pools
+from chalicelib.channels.models import PoolItem
+from chalicelib.core import audit, shards as shard_rules
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Conflict, NotFound, Unprocessable
-from chalicelib.core.models import Goods, PoolItem, Stock, now_iso
 from chalicelib.core.schemas import EPOCH_MAX, POINTS_MAX, Strict
 from chalicelib.core.tx import LabelledTransaction, Refused, batch_read, commit_retrying
 from chalicelib.sales import rules, warm
 from chalicelib.sales.models import Sale, SaleBuyer, SaleShard
 from chalicelib.supply import goods as goods_mod
-from chalicelib.supply import pools
+from chalicelib.supply.models import Goods, Stock
 
 SCHEDULED, CLOSED = "scheduled", "closed"
 MAX_ALLOTMENT = 1_000_000
@@ -143,8 +143,8 @@ def schedule(code: str, data: SaleCreate, actor: str, now: float | None = None) 
             tx.put(f"shard:{i}", item, condition=SaleShard.shard_key.does_not_exist())
         tx.update("stock", Stock(data.goods_id, data.sku_id), [Stock.stock.add(-data.allotment)],
                   condition=Stock.stock >= data.allotment)
-        tx.put("audit", audit.row(_entity(code, data.sale_id), actor, "sale_scheduled", "sale", None,
-                                  {k: v for k, v in data.model_dump().items() if k != "sale_id"} | {"shards": shards}))
+        audit.add(tx, _entity(code, data.sale_id), actor, "sale_scheduled", "sale", None,
+                  {k: v for k, v in data.model_dump().items() if k != "sale_id"} | {"shards": shards})
         return tx
 
     try:
@@ -207,7 +207,7 @@ def edit(code: str, sale_id: str, change: SaleEdit, actor: str, now: float | Non
         if delta:
             tx.update("stock", Stock(sale.goods_id, sale.sku_id), [Stock.stock.add(-delta)],
                       condition=(Stock.stock >= delta) if delta > 0 else Stock.sku_id.exists())
-        tx.put("audit", audit.row(_entity(code, sale_id), actor, "sale_edited", ",".join(sorted(values)), old, values))
+        audit.add(tx, _entity(code, sale_id), actor, "sale_edited", ",".join(sorted(values)), old, values)
         return tx
 
     try:
@@ -236,7 +236,7 @@ def _resize(sale: Sale, allotment: int, actor: str) -> Sale:
         if delta > 0:
             moves = rules.spread(delta, remaining)
         else:
-            taken = quotas.take(remaining, -delta) if sum(remaining.values()) >= -delta else None
+            taken = shard_rules.take(remaining, -delta) if sum(remaining.values()) >= -delta else None
             if taken is None:
                 sold = sum(int(s.sold) + int(s.returned) for s in shards.values())
                 raise Conflict("allotment_below_sold", f"{sold} units are sold or gone; the allotment cannot be "
@@ -252,8 +252,7 @@ def _resize(sale: Sale, allotment: int, actor: str) -> Sale:
                       condition=check & (SaleShard.remaining >= -n) if n < 0 else check)
         tx.update("stock", Stock(sale.goods_id, sale.sku_id), [Stock.stock.add(-delta)],
                   condition=(Stock.stock >= delta) if delta > 0 else Stock.sku_id.exists())
-        tx.put("audit", audit.row(_entity(code, sale_id), actor, "sale_allotment_changed", "allotment", current,
-                                  allotment))
+        audit.add(tx, _entity(code, sale_id), actor, "sale_allotment_changed", "allotment", current, allotment)
         return tx
 
     for _ in range(20):
@@ -298,8 +297,8 @@ def close(sale: Sale, now: float | None = None) -> int:
         if moved:
             tx.update("stock", Stock(sale.goods_id, sale.sku_id), [Stock.stock.add(moved)],
                       condition=Stock.sku_id.exists())
-        tx.put("audit", audit.row(_entity(sale.channel_code, sale.sale_id), "platform", "sale_closed",
-                                  "returned_to_stock", None, moved))
+        audit.add(tx, _entity(sale.channel_code, sale.sale_id), "platform", "sale_closed", "returned_to_stock",
+                  None, moved)
         return tx
 
     for _ in range(10):

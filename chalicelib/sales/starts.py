@@ -13,7 +13,7 @@ import time
 from typing import Callable, Iterable
 
 from chalicelib.channels import channels
-from chalicelib.core.models import Order
+from chalicelib.orders.models import Order
 from chalicelib.core.observability import count, logger
 from chalicelib.orders import fulfilment
 from chalicelib.orders.orders import lines_of

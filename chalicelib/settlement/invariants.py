@@ -5,7 +5,7 @@ What is checked, per channel (the rules are pure functions below; ``run`` reads 
 - **quota shards** (periods still open or ended within ``LOOKBACK_SECONDS``; older ones no longer move): on each
   shard ``remaining + reserved + spent == limit == grant_room + granted``, nothing negative; ``spent`` equals
   what the period's paid orders took from that shard (``Order.quota_takes``) less what their cancelled or
-  refunded parcels gave back to it (``parcels.give_back``'s shares, while the period sold); ``reserved`` what
+  refunded parcels gave back to it (``refunds.give_back``'s shares, while the period sold); ``reserved`` what
   its remote orders still awaiting the channel's deduction hold; and the period's ``granted`` the sum of its
   grants;
 - **hosted wallets**: ``balance == granted − spent + refunded − expired`` where granted is the sum of the
@@ -32,17 +32,23 @@ import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Iterable
 
+from chalicelib.billing import metering
 from chalicelib.channels import channels
+from chalicelib.channels.models import Channel
 from chalicelib.checkout.checkout import AWAITING, PAID, quota_takes
-from chalicelib.core.models import AuditRun, Channel, Grant, Member, Order, Parcel, Quota, Wallet
+from chalicelib.checkout.models import Grant, Quota, Wallet
+from chalicelib.core.clock import now_iso
+from chalicelib.core.models import plain
+from chalicelib.settlement.models import AuditRun
+from chalicelib.members.models import Member
+from chalicelib.orders.models import Order, Parcel
 from chalicelib.core.tx import batch_read
 from chalicelib.core.observability import count, logger
 from chalicelib.orders import allocation, parcels
 from chalicelib.orders.orders import lines_of
-from chalicelib.partners import metering
 
 SCOPE = "invariants"
 LOOKBACK_SECONDS = 7 * 86400
@@ -65,7 +71,7 @@ class Finding:
 def _returned(parcel: Parcel) -> dict | None:
     if parcel.returned is None:
         return None
-    return parcel.returned.as_dict() if hasattr(parcel.returned, "as_dict") else dict(parcel.returned)
+    return plain(parcel.returned)
 
 
 # --- the rules (pure) ----------------------------------------------------------------------------------------
@@ -87,7 +93,7 @@ def shard_checks(shard: int, q: Quota) -> list[tuple[str, int, int]]:
 
 
 def given_back(order: Order, found: list[Parcel]) -> dict[int, int]:
-    """What the order's cancelled or refunded parcels gave back to each quota shard (as ``parcels.give_back``)."""
+    """What the order's cancelled or refunded parcels gave back to each quota shard (as ``refunds.give_back``)."""
     back: dict[int, int] = defaultdict(int)
     returned = [p for p in found if (_returned(p) or {}).get("quota") == "returned"]
     if not returned:
@@ -267,7 +273,7 @@ def run(codes: Iterable[str] | None = None, now: float | None = None, pause: flo
     members into it, so its members would make the audit's work (about three reads per member) grow at
     will, and its orders move nothing live (no live stock, never settled)."""
     now = time.time() if now is None else now
-    started = datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds")
+    started = now_iso(now)
     chosen = [channels.get(c) for c in codes] if codes is not None else [
         c for c in channels.list_all() if not c.sandbox]
     findings: list[Finding] = []
@@ -293,7 +299,7 @@ def run(codes: Iterable[str] | None = None, now: float | None = None, pause: flo
     summary = {"started_at": started, "checked": dict(totals), "drifts": len(findings), "unsettled": unsettled,
                "findings": [f.as_dict() for f in findings[:MAX_LISTED]]}
     logger.info("invariant audit", extra={k: v for k, v in summary.items() if k != "findings"})
-    AuditRun(SCOPE, started, finished_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+    AuditRun(SCOPE, started, finished_at=now_iso(),
              checked=dict(totals), drifts=len(findings), unsettled=unsettled,
              findings=json.dumps(summary["findings"], sort_keys=True),
              expires_at=timedelta(days=KEEP_DAYS)).save()
