@@ -24,6 +24,7 @@ from chalicelib.settlement import audit, ledgers, runs
 from chalicelib.settlement import routes as settlement_routes
 from chalicelib.supply import imports
 from chalicelib.supply import routes as supply_routes
+from chalicelib.supply import workbench_routes
 
 app = Chalice(app_name="channel-mall")
 app.register_middleware(ConvertToMiddleware(
@@ -41,7 +42,7 @@ def error_contract(event: Any, get_response: Callable) -> Response:
 
 # --- HTTP routes, one Blueprint per business area ----------------------------------------------------
 for area in (supply_routes, channel_routes, member_routes, checkout_routes, order_routes, partner_routes,
-             settlement_routes, kit_routes):
+             settlement_routes, kit_routes, workbench_routes):
     app.register_blueprint(area.routes.blueprint)
 
 

@@ -621,6 +621,9 @@ class Parcel(Model):
     supplier_index = ParcelSupplierIndex()
     # The order's points rate (``Order.points_per_yuan``), so a return is valued at the rate its billing was.
     points_per_yuan = NumberAttribute(null=True)
+    # The shipping deadline (ISO, UTC) its fulfilment run waits until before cancelling it unshipped: shown to and
+    # filtered by the supplier. Parcels split before it was recorded have none.
+    ship_by = UnicodeAttribute(null=True)
 
 
 class RefundPendingIndex(GlobalSecondaryIndex):
@@ -970,6 +973,12 @@ ALL_MODELS: tuple[type[Model], ...] = (
     BookEntry, SettledDay, SettlementPeriod, Statement,
     LedgerUpload, Reconciliation, AuditRun, SandboxCall,
 )
+
+# The supplier workbench's tables live with supply; they are built on ``_meta`` above (import them after this
+# module, as everything that reaches them through ``supply.signin`` does).
+from chalicelib.supply.workbench_tables import MODELS as _WORKBENCH_MODELS  # noqa: E402
+
+ALL_MODELS += _WORKBENCH_MODELS
 
 
 def get_owned(model: type[M], key: str, owner_attr: str, owner: str) -> M | None:

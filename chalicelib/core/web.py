@@ -132,8 +132,22 @@ FUNCTION_URL_STAGE = "$default"
 
 
 def supplier(request: Request) -> Supplier:
+    """The supplier calling: its API key, or else a workbench session cookie (``supply.signin``: a state-changing
+    call must also carry the session's CSRF token). Every supplier route asks here, so both proofs reach the same
+    routes and rules."""
     key = request.headers.get("x-api-key") or bearer(request)
+    if key is None:
+        from chalicelib.supply import signin, signin_rules
+
+        cookie = signin_rules.cookie_value(request.headers.get("cookie"))
+        if cookie is not None:
+            return signin.supplier_of(cookie, request.method, request.headers.get(signin_rules.CSRF_HEADER))
     return suppliers.authenticate(key)
+
+
+def supplier_by_key(request: Request) -> Supplier:
+    """The supplier behind an API key only (what a workbench session may not do: make sign-in links)."""
+    return suppliers.authenticate(request.headers.get("x-api-key") or bearer(request))
 
 
 def base_url(request: Request) -> str:
