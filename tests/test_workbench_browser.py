@@ -40,11 +40,11 @@ class Supplier:
         self.supplier_id, self.name = me["supplier_id"], me["name"]
         self.member = self.shop.member()
         ok(self.shop.grant(self.member, 50_000), 201)
-        self.to_ship, self.in_file, self.refunded = (self.parcel() for _ in range(3))
-        self.post(f"/supplier/parcels/{self.refunded}/ship", {"carrier": "SF", "tracking_no": uid("SF")})
-        ok(requests.post(f"{self.base_url}/api/{self.shop.code}/parcels/{self.refunded}/refund-requests",
-                         headers=self.shop.auth(self.member), json={"reason": "the lid arrived cracked"},
-                         timeout=30), 201)
+        self.to_ship, self.in_file, self.refunded, self.refused = (self.parcel() for _ in range(4))
+        for parcel_id, reason in ((self.refunded, "the lid arrived cracked"), (self.refused, "changed my mind")):
+            self.post(f"/supplier/parcels/{parcel_id}/ship", {"carrier": "SF", "tracking_no": uid("SF")})
+            ok(requests.post(f"{self.base_url}/api/{self.shop.code}/parcels/{parcel_id}/refund-requests",
+                             headers=self.shop.auth(self.member), json={"reason": reason}, timeout=30), 201)
 
     def parcel(self) -> str:
         placed = self.shop.place(requests.Session(), self.member, body={**self.shop.body(), "address": ADDRESS})
@@ -87,6 +87,18 @@ def test_a_supplier_signs_in_from_a_link_and_does_the_days_work(system, ops, bro
     assert "cm_supplier" not in page.evaluate("document.cookie")
     expect(page.locator(".goods")).to_have_count(1)  # the shop's goods
     name("1-goods")
+
+    # --- edit the goods on sale: content becomes a revision for review, the SKU's stock changes at once ---------
+    page.locator(f'.goods[data-goods-id="{sup.shop.goods_id}"]').get_by_role("button", name="Edit").click()
+    page.fill("[name=title]", "Tea gift box, new label")
+    page.locator('tr.sku[data-sku-id="S1"] [name=stock]').fill("77")
+    page.click("#save-goods")
+    on_sale = page.locator(f'.goods[data-goods-id="{sup.shop.goods_id}"]')
+    expect(on_sale).to_contain_text("Revision waiting for review")
+    edited = sup.get(f"/supplier/goods/{sup.shop.goods_id}")
+    assert edited["title"] == "Tea gift box" and edited["status"] == "approved"  # members still see this
+    assert edited["revision"]["title"] == "Tea gift box, new label" and edited["revision"]["state"] == "pending"
+    assert [s["stock"] for s in edited["skus"]] == [77]
 
     # --- create goods with an image uploaded from the browser through the signed link -------------------------
     title = f"Osmanthus Oolong {uuid.uuid4().hex[:6]}"
@@ -151,9 +163,16 @@ def test_a_supplier_signs_in_from_a_link_and_does_the_days_work(system, ops, bro
     expect(refund.locator(".member-reason")).to_have_text("the lid arrived cracked")
     name("6-refunds")
     refund.get_by_role("button", name="Approve refund").click()
+    expect(page.locator(".refund", has_text=sup.refunded)).to_have_count(0)
+    refusal = page.locator(".refund", has_text=sup.refused)
+    expect(refusal.locator(".member-reason")).to_have_text("changed my mind")
+    refusal.locator("[name=reject_reason]").fill("unsealed goods cannot be returned")
+    refusal.get_by_role("button", name="Refuse").click()
     expect(page.locator("#refund-list")).to_contain_text("No refunds here.")
-    [decided] = sup.get("/supplier/refunds")["refunds"]
-    assert decided["parcel_id"] == sup.refunded and decided["state"] == "refunded", decided
+    decided = {r["parcel_id"]: r for r in sup.get("/supplier/refunds")["refunds"]}
+    assert decided[sup.refunded]["state"] == "refunded", decided
+    assert (decided[sup.refused]["state"], decided[sup.refused]["reject_reason"]) == (
+        "rejected", "unsealed goods cannot be returned"), decided
 
     # --- the month's statement (settled here: the local stack settles a month only after it ends) --------------
     month = periods.containing(periods.day_of(time.time()), periods.MONTHLY)
