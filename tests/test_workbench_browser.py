@@ -197,3 +197,36 @@ def test_a_supplier_signs_in_from_a_link_and_does_the_days_work(system, ops, bro
     name("8-signed-out")
     context.close()
     assert problems == [], problems
+
+
+def test_the_page_calls_the_api_under_its_own_stage_prefix(system, ops, browser):  # noqa: F811
+    """Deployed, the page is ``https://…/api/workbench`` (API Gateway's stage): every call it makes goes under that
+    prefix, as the store's do. Here the browser's requests under ``/api/`` reach the local app without it."""
+    sup, _ = supplier_api_with_goods(system, ops)
+    context = browser.new_context(locale="en-US", **VIEWPORTS["desktop"])
+    context.set_default_timeout(TIMEOUT_MS)
+    seen: list[str] = []
+
+    def unprefixed(route) -> None:
+        path = route.request.url[len(system.base_url) + len("/api"):]
+        seen.append(path.split("?")[0])
+        route.fulfill(response=route.fetch(url=system.base_url + path))
+
+    context.route(f"{system.base_url}/api/**", unprefixed)
+    page = context.new_page()
+    problems = watch(page)
+    link = ok(requests.post(f"{system.base_url}/supplier/signin-links", headers=sup, timeout=30), 201)["url"]
+    page.goto(link.replace("/workbench#", "/api/workbench#"))
+    expect_goods = page.locator(".goods")
+    expect_goods.first.wait_for()
+    assert seen[:3] == ["/workbench", "/supplier/session", "/supplier/goods"], seen
+    context.close()
+    assert problems == [], problems
+
+
+def supplier_api_with_goods(system, ops) -> tuple[dict, str]:
+    from helpers import publish, supplier_api
+
+    api, supplier_id = supplier_api(system, ops)
+    publish(api)
+    return {"X-Api-Key": api.session.headers["X-Api-Key"]}, supplier_id
