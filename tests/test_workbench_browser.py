@@ -124,6 +124,8 @@ def test_a_supplier_signs_in_from_a_link_and_does_the_days_work(system, ops, bro
     assert created[0]["skus"] == [{"sku_id": "T100", "spec": "100 g tin", "settlement_price": 4550, "stock": 30}]
     image = sup.get(f"/supplier/uploads/{created[0]['images'][0]}")
     assert image["kind"] == "image" and image["status"] == "processed", image
+    # the card shows the picture itself, read back from the bucket through its short-lived link
+    page.wait_for_function("img => img.complete && img.naturalWidth === 64", arg=card.locator("img.thumb").element_handle())
     name("3-goods-created")
 
     # --- parcels to ship, filtered by channel; ship one with carrier and tracking --------------------------------
