@@ -26,7 +26,7 @@ from chalicelib.channels import channels
 from chalicelib.checkout import quotas
 from chalicelib.core import audit
 from chalicelib.core.errors import BadRequest, Busy, Conflict, NotFound, Unprocessable
-from chalicelib.core.models import Member, Order, Parcel, Quota, Stock, Wallet, now_iso
+from chalicelib.core.models import Channel, Member, Order, Parcel, Quota, Stock, Wallet, now_iso
 from chalicelib.core.tx import Contended, LabelledTransaction, Refused, backoff, batch_read, commit_retrying
 from chalicelib.core.observability import count, logger
 from chalicelib.orders import allocation, orders
@@ -134,7 +134,7 @@ def split(order_id: str) -> list[Parcel]:
     return of_order(order_id, order)
 
 
-def _ship_by(order: Order, channel) -> str:
+def _ship_by(order: Order, channel: Channel) -> str:
     """When the order's fulfilment run cancels what is unshipped: its start (at payment) plus the channel's shipping
     time. Counted from the order's creation, so a run started late only makes the real deadline later, never
     earlier than the supplier is told."""
