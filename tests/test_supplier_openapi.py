@@ -9,7 +9,7 @@ import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
 from chalicelib.core import schemas
-from chalicelib.supply import supplier_openapi
+from chalicelib.routes import supplier_openapi
 from helpers import ok, supplier_api
 from test_openapi_routes import REF, operations, success_statuses, validated_models, view_source
 

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from checkout_helpers import make_shop, ok, uid
+from chalicelib.core import clock
 from chalicelib.orders import parcels
 from chalicelib.settlement import periods, runs
 from image_helpers import png
@@ -177,7 +178,7 @@ def test_a_supplier_signs_in_from_a_link_and_does_the_days_work(system, ops, bro
         "rejected", "unsealed goods cannot be returned"), decided
 
     # --- the month's statement (settled here: the local stack settles a month only after it ends) --------------
-    month = periods.containing(periods.day_of(time.time()), periods.MONTHLY)
+    month = periods.containing(clock.business_day(), periods.MONTHLY)
     statement = runs.settle_party(month, f"supplier.{sup.supplier_id}")
     page.click("#tabs [data-tab=statements]")
     card = page.locator(f'.statement[data-statement-id="{statement.statement_id}"]')

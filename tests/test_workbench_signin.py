@@ -11,10 +11,11 @@ from urllib.parse import urlsplit
 import requests
 
 from checkout_helpers import make_shop
+from chalicelib.core import clock
 from chalicelib.orders import parcels
 from chalicelib.settlement import periods, runs
 from chalicelib.supply import signin
-from chalicelib.supply.workbench_tables import SupplierSession
+from chalicelib.supply.models import SupplierSession
 from helpers import assert_error, draft, ok, race, supplier_api, uid
 
 
@@ -165,7 +166,7 @@ def test_a_session_expires(system, ops):
 def test_a_suspended_supplier_s_session_stops_working(system, ops):
     """The supplier's status is read on every call, as for a key."""
     bench, _, supplier_id = signed_in(system, ops)
-    from chalicelib.core.models import Supplier
+    from chalicelib.supply.models import Supplier
 
     Supplier.get(supplier_id).update(actions=[Supplier.status.set("rejected")])
     assert_error(bench.call("GET", "/supplier/me", csrf=False), 403, "supplier_not_active")
@@ -188,7 +189,7 @@ def test_a_session_never_reaches_another_suppliers_goods_parcels_refunds_or_stat
                               headers=shop.auth(member), json={"reason": "arrived broken"}, timeout=30), 201)
     upload = ok(requests.post(f"{system.base_url}/supplier/uploads", headers=b_key, timeout=30,
                               json={"kind": "image", "content_type": "image/png"}), 201)
-    month = periods.containing(periods.day_of(time.time()), periods.MONTHLY)
+    month = periods.containing(clock.business_day(), periods.MONTHLY)
     statement = runs.settle_party(month, f"supplier.{b_id}")
     assert statement.party == f"supplier.{b_id}"
 

@@ -15,11 +15,11 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import audit, config
 from chalicelib.core.errors import Forbidden, Unauthorized
-from chalicelib.core.models import Supplier, now_iso  # before the workbench tables: they build on its _meta
+from chalicelib.core.clock import now_iso
 from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying
 from chalicelib.supply import signin_rules as rules
 from chalicelib.supply import suppliers
-from chalicelib.supply.workbench_tables import SupplierSession, SupplierSignInLink
+from chalicelib.supply.models import Supplier, SupplierSession, SupplierSignInLink
 
 RECORD_SECONDS = 7 * 24 * 3600  # links and sessions are kept this long past their end, for the audit trail
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from chalice import Response
 
+from chalicelib.callers.callers import ops_actor, supplier_by_key
 from chalicelib.core import web
 from chalicelib.core.routing import Routes
 from chalicelib.core.web import schemas  # loads on first use (pydantic is ~85 ms of cold start)
-from chalicelib.supply import signin, signin_rules, supplier_openapi, workbench
+from chalicelib.routes import supplier_openapi
+from chalicelib.supply import signin, signin_rules, workbench
 
 routes = Routes(__name__)
 route = routes.json
@@ -24,13 +26,13 @@ def _cookie() -> str | None:
 @route("/supplier/signin-links", methods=("POST",), status=201)
 def supplier_signin_link() -> dict:
     """The key holder makes a link for a member of its staff; a workbench session cannot (it proves less)."""
-    supplier = web.supplier_by_key(req())
+    supplier = supplier_by_key(req())
     return signin.create_link(supplier.supplier_id, f"supplier:{supplier.supplier_id}", web.base_url(req()))
 
 
 @route("/ops/suppliers/{supplier_id}/signin-links", methods=("POST",), ops=True, status=201)
 def ops_supplier_signin_link(supplier_id: str) -> dict:
-    actor = web.ops_actor(req())
+    actor = ops_actor(req())
     return signin.create_link(supplier_id, actor, web.base_url(req()))
 
 
