@@ -19,13 +19,16 @@ from chalicelib.partners.models import OutboxEvent, ParkedRecord, PartnerBreaker
 from chalicelib.settlement.models import (
     AuditRun, BookEntry, LedgerUpload, Reconciliation, SettledDay, SettlementPeriod, Statement,
 )
-from chalicelib.supply.models import Goods, Stock, Supplier, SupplierKey, Upload
+from chalicelib.supply.models import (
+    Goods, Stock, Supplier, SupplierKey, SupplierSession, SupplierSignInLink, Upload,
+)
 
 ALL_MODELS: tuple[type[Model], ...] = (
     Supplier, SupplierKey, Goods, Stock, Audit, Channel, PoolItem, Upload, Nonce, MemberLink, Member, Topic, Quota,
     Wallet, Grant, MemberRedemption, Order, PaymentGuard, RateCounter, OutboxEvent, Cart, Parcel, Refund,
     PartnerBreaker, PartnerStats, ChannelDay, MeterMark, ParkedRecord, BillingPlan, PrepaidAccount, PrepaidEntry,
     BookEntry, SettledDay, SettlementPeriod, Statement, LedgerUpload, Reconciliation, AuditRun, SandboxCall,
+    SupplierSignInLink, SupplierSession,
 )
 
 
