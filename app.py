@@ -24,6 +24,7 @@ from chalicelib.routes import partners as partner_routes
 from chalicelib.routes import sales as sale_routes
 from chalicelib.routes import settlement as settlement_routes
 from chalicelib.routes import supply as supply_routes
+from chalicelib.routes import workbench as workbench_routes
 from chalicelib.settlement import invariants, ledgers, runs
 from chalicelib.sales import sales
 from chalicelib.sales import starts as sale_starts
@@ -45,7 +46,7 @@ def error_contract(event: Any, get_response: Callable) -> Response:
 
 # --- HTTP routes, one Blueprint per business area ----------------------------------------------------
 for area in (supply_routes, channel_routes, member_routes, checkout_routes, order_routes, partner_routes,
-             settlement_routes, kit_routes, sale_routes):
+             settlement_routes, kit_routes, workbench_routes, sale_routes):
     app.register_blueprint(area.routes.blueprint)
 
 

@@ -20,14 +20,16 @@ from chalicelib.settlement.models import (
     AuditRun, BookEntry, LedgerUpload, Reconciliation, SettledDay, SettlementPeriod, Statement,
 )
 from chalicelib.sales.models import Sale, SaleBuyer, SaleShard
-from chalicelib.supply.models import Goods, Stock, Supplier, SupplierKey, Upload
+from chalicelib.supply.models import (
+    Goods, Stock, Supplier, SupplierKey, SupplierSession, SupplierSignInLink, Upload,
+)
 
 ALL_MODELS: tuple[type[Model], ...] = (
     Supplier, SupplierKey, Goods, Stock, Audit, Channel, PoolItem, Upload, Nonce, MemberLink, Member, Topic, Quota,
     Wallet, Grant, MemberRedemption, Order, PaymentGuard, RateCounter, OutboxEvent, Cart, Parcel, Refund,
     PartnerBreaker, PartnerStats, ChannelDay, MeterMark, ParkedRecord, BillingPlan, PrepaidAccount, PrepaidEntry,
     BookEntry, SettledDay, SettlementPeriod, Statement, LedgerUpload, Reconciliation, AuditRun, SandboxCall,
-    Sale, SaleShard, SaleBuyer,
+    SupplierSignInLink, SupplierSession, Sale, SaleShard, SaleBuyer,
 )
 
 

@@ -407,9 +407,10 @@ def shape(answer: Answer) -> tuple[int, str | None, list[str]]:
     return answer.status, answer.headers.get("content-type"), sorted(answer.json())
 
 
-def test_openapi_document(system):
+@pytest.mark.parametrize("path", ["/docs/openapi.json", "/docs/supplier-openapi.json"])
+def test_openapi_document(system, path):
     """The same document through both doors, each naming its own base as the server."""
-    rest, url = (through(system, door, Call("GET", "/docs/openapi.json", {})) for door in (REST, URL))
+    rest, url = (through(system, door, Call("GET", path, {})) for door in (REST, URL))
     assert rest.status == url.status == 200 and rest.json()["openapi"].startswith("3.1")
     documents = [answer.json() for answer in (rest, url)]
     servers = [document.pop("servers", None) for document in documents]
@@ -446,7 +447,8 @@ def test_ledger_posts_and_upload_links_alike(system, shop):
 def test_the_comparisons_cover_every_channel_facing_route(system):
     """Every route the door serves is compared above (this list is checked against the app's routes)."""
     compared = {
-        "/entry/{code}", "/store/{code}", "/docs/openapi.json", "/sandbox/{code}/signature-check",
+        "/entry/{code}", "/store/{code}", "/docs/openapi.json", "/docs/supplier-openapi.json",
+        "/sandbox/{code}/signature-check",
         "/api/{code}/me", "/api/{code}/catalog", "/api/{code}/topics", "/api/{code}/wallet", "/api/{code}/cart",
         "/api/{code}/orders", "/api/{code}/orders/{order_id}", "/api/{code}/goods/{goods_id}",
         "/api/{code}/cart/lines/{goods_id}/{sku_id}", "/api/{code}/otp", "/api/{code}/parcels/{parcel_id}/receipt",

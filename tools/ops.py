@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, list[str], Builder]] = {
                         lambda a: ("POST", f"/ops/suppliers/{a.id}/reject", {"reason": a.reason})),
     "supplier-key": ("issue a new API key", ["id", "--revoke-existing"],
                      lambda a: ("POST", f"/ops/suppliers/{a.id}/keys", {"revoke_existing": bool(a.revoke_existing)})),
+    "supplier-signin-link": ("a one-time workbench sign-in link for a supplier's staff (15 min)", ["id"],
+                             lambda a: ("POST", f"/ops/suppliers/{a.id}/signin-links", {})),
     "supplier-revoke": ("revoke an API key", ["id", "key_id"],
                         lambda a: ("DELETE", f"/ops/suppliers/{a.id}/keys/{a.key_id}", None)),
     "review": ("goods waiting for review (or --status)", ["--status"],

@@ -16,6 +16,8 @@ import os
 import signal
 import threading
 
+import requests
+
 from tools.engines import ROOT, free_port
 from tools.stack import LocalSystem
 
@@ -30,6 +32,13 @@ def _port(variable: str = "PORT", default: int = 8000) -> int:
             return wanted
         except OSError:
             return free_port()
+
+
+def _workbench_link(base_url: str, api_key: str) -> str:
+    """A sign-in link to the supplier workbench, made as the supplier's key holder makes one."""
+    response = requests.post(f"{base_url}/supplier/signin-links", headers={"X-Api-Key": api_key}, timeout=30)
+    response.raise_for_status()
+    return response.json()["url"]
 
 
 def main() -> None:
@@ -53,7 +62,8 @@ def main() -> None:
         "function_url": system.door_url,
         "ops_token": system.ops_token,
         "channels": channels,
-        "suppliers": [{"id": s["id"], "name": s["name"], "api_key": s["api_key"]} for s in shown.seeded.suppliers],
+        "suppliers": [{"id": s["id"], "name": s["name"], "api_key": s["api_key"],
+                       "workbench_link": _workbench_link(system.base_url, s["api_key"])} for s in shown.seeded.suppliers],
         "payment_password": shown.password,
         "reference_channel": {"url": reference.url, "state": f"{reference.url}/state.json"},
         "dynamodb_endpoint": system.dynamodb.endpoint,
@@ -85,6 +95,8 @@ Channel Mall is running locally.
         print(f"    sign a link yourself: .venv/bin/python -m tools.sign {c['code']} <member_id>")
     for s in handle["suppliers"]:
         print(f"  supplier {s['id']} ({s['name']})  X-Api-Key: {s['api_key']}")
+        print(f"    workbench (sign-in link, once, within 15 min; a new one: tools.ops supplier-signin-link {s['id']}): "
+              f"{s['workbench_link']}")
     print(f"\nThe same, as JSON: {out.relative_to(ROOT)}\nCtrl-C stops everything.", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())

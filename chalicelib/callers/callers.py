@@ -17,7 +17,7 @@ from chalicelib.core import cache, config, web
 from chalicelib.core.errors import Forbidden, Unauthorized
 from chalicelib.members import sessions
 from chalicelib.partners.kit import sandbox_log
-from chalicelib.supply import suppliers
+from chalicelib.supply import signin, signin_rules, suppliers
 from chalicelib.supply.models import Supplier
 
 
@@ -36,9 +36,20 @@ def ops_actor(request: Request) -> str:
 
 
 def supplier_of(request: Request) -> Supplier:
-    """The supplier behind the API key (``X-Api-Key`` or a Bearer token)."""
+    """The supplier behind the API key (``X-Api-Key`` or a Bearer token), or else behind a workbench session
+    cookie (``supply.signin``: a state-changing call must also carry the session's CSRF token). Every supplier
+    route asks here, so both proofs reach the same routes and rules."""
     key = request.headers.get("x-api-key") or web.bearer(request)
+    if key is None:
+        cookie = signin_rules.cookie_value(request.headers.get("cookie"))
+        if cookie is not None:
+            return signin.supplier_of(cookie, request.method, request.headers.get(signin_rules.CSRF_HEADER))
     return suppliers.authenticate(key)
+
+
+def supplier_by_key(request: Request) -> Supplier:
+    """The supplier behind an API key only (what a workbench session may not do: make sign-in links)."""
+    return suppliers.authenticate(request.headers.get("x-api-key") or web.bearer(request))
 
 
 def session_token(request: Request) -> str | None:

@@ -289,3 +289,8 @@ class TopUpInput(Strict):
     topup_id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     amount: int = Field(gt=0, le=POINTS_MAX)
     note: Optional[str] = Field(default=None, max_length=200)
+
+
+class WorkbenchSignIn(Strict):
+    """A one-time workbench sign-in link's token (the part after ``#signin=``)."""
+    token: str = Field(min_length=1, max_length=100)

@@ -26,7 +26,7 @@ from chalicelib.orders import parcels
 from chalicelib.orders.models import Order
 from chalicelib.orders import refunds
 
-HOUR, DAY = 3600, 86400
+DAY = 86400
 UNSTARTED_AFTER_SECONDS = 60  # a younger unsplit order's execution may simply not have split it yet
 # Restarts of a failed execution: the first at the next sweep, each later one after twice the wait of the one
 # before (a fault that outlives a few restarts is waited out, not hammered), at most a day apart; a run that
@@ -46,19 +46,13 @@ def _sfn() -> Any:
     return boto3.client("stepfunctions", region_name=config.REGION)
 
 
-def durations(channel: Channel) -> tuple[int, int]:
-    """Seconds to wait for shipment and then for receipt: the channel's terms (or the local test override)."""
-    return config.fulfilment_seconds_override() or (
-        int(channel.shipping_deadline_hours) * HOUR, int(channel.receipt_days) * DAY)
-
-
 def start(order: Order, channel: Channel) -> bool:
     """Start the order's execution; True once it runs (now or from an earlier start).
 
     Never raises: the member's order is paid whatever happens here. A start that fails is logged and
     counted (``FulfilmentStartFailed``, alarmed) and is tried again by the member's replay of the order.
     (The order is metered from the orders stream, ``partners.order_figures``, not here.)"""
-    shipping, receipt = durations(channel)
+    shipping, receipt = parcels.durations(channel)
     payload = {"order_id": order.order_id, "shipping_seconds": shipping, "receipt_seconds": receipt}
     try:
         _sfn().start_execution(stateMachineArn=config.FULFILMENT_STATE_MACHINE_ARN, name=order.order_id,

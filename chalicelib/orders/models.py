@@ -137,6 +137,9 @@ class Parcel(Model):
     supplier_index = ParcelSupplierIndex()
     # The order's points rate (``Order.points_per_yuan``), so a return is valued at the rate its billing was.
     points_per_yuan = NumberAttribute(null=True)
+    # The shipping deadline (ISO, UTC) its fulfilment run waits until before cancelling it unshipped: shown to and
+    # filtered by the supplier. Parcels split before it was recorded have none.
+    ship_by = UnicodeAttribute(null=True)
 
 
 class RefundPendingIndex(GlobalSecondaryIndex):

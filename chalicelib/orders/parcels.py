@@ -18,13 +18,15 @@ import binascii
 import json
 import re
 import time
+from datetime import datetime, timedelta
 from typing import Callable
 
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.billing import metering
 from chalicelib.channels import channels
-from chalicelib.core import audit
+from chalicelib.channels.models import Channel
+from chalicelib.core import audit, config
 from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import BadRequest, Busy, Conflict, NotFound, Unprocessable
 from chalicelib.core.models import plain
@@ -46,6 +48,7 @@ ORDER_EVENTS = {ps.PARTIALLY_SHIPPED: "order.partially_shipped", ps.ORDER_SHIPPE
                 ps.ORDER_COMPLETED: "order.completed", ps.ORDER_CANCELLED: "order.cancelled",
                 ps.PARTIALLY_REFUNDED: "order.partially_refunded", ps.ORDER_REFUNDED: "order.refunded"}
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+CHANNEL = re.compile(r"^[a-z0-9][a-z0-9-]{1,39}$")  # a channel code (``channels``), bounded before it is a filter
 
 
 # --- reading -----------------------------------------------------------------------------------------
@@ -110,11 +113,13 @@ def split(order_id: str) -> list[Parcel]:
         return existing
     plans = allocation.plan(int(order.points), record.lines_of(order))
     now = now_iso()
-    rate = int(order.points_per_yuan or channels.get(order.channel_code).points_per_yuan)  # older orders: today's
+    channel = channels.get(order.channel_code)
+    rate = int(order.points_per_yuan or channel.points_per_yuan)  # older orders: today's
+    ship_by = _ship_by(order, channel)
     parcels = [Parcel(f"{order_id}-{p.n}", order_id=order_id, channel_code=order.channel_code,
                       member_id=order.member_id, supplier_id=p.supplier_id, lines=p.lines, points=p.points,
                       amount=p.amount, state=ps.AWAITING, sandbox=bool(order.sandbox), created_at=now,
-                      updated_at=now, points_per_yuan=rate) for p in plans]
+                      updated_at=now, points_per_yuan=rate, ship_by=ship_by) for p in plans]
     data = dict(_order_summary(order, parcels), member_id=_external_id(order))
 
     def build() -> LabelledTransaction:
@@ -132,6 +137,21 @@ def split(order_id: str) -> list[Parcel]:
     except Refused:
         pass  # a concurrent run split it first: its parcels are the same ones
     return of_order(order_id, order)
+
+
+def durations(channel: Channel) -> tuple[int, int]:
+    """Seconds a parcel has to be shipped and then received: the channel's terms (or the local test override). The
+    fulfilment run waits them (``fulfilment.start``); the supplier is shown the first as ``ship_by``."""
+    return config.fulfilment_seconds_override() or (
+        int(channel.shipping_deadline_hours) * 3600, int(channel.receipt_days) * 86400)
+
+
+def _ship_by(order: Order, channel: Channel) -> str:
+    """When the order's fulfilment run cancels what is unshipped: its start (at payment) plus the channel's shipping
+    time. Counted from the order's creation, so a run started late only makes the real deadline later, never
+    earlier than the supplier is told."""
+    placed = datetime.fromisoformat(order.created_at)
+    return (placed + timedelta(seconds=durations(channel)[0])).isoformat(timespec="milliseconds")
 
 
 def _order_summary(order: Order, parcels: list[Parcel]) -> dict:
@@ -308,7 +328,8 @@ def of_orders(found: list[Order]) -> dict[str, list[Parcel]]:
 
 
 def supplier_view(parcel: Parcel, ship_to: dict | None = None) -> dict:
-    view = {"parcel_id": parcel.parcel_id, "order_id": parcel.order_id, "state": parcel.state,
+    view = {"parcel_id": parcel.parcel_id, "order_id": parcel.order_id, "channel_code": parcel.channel_code,
+            "ship_by": parcel.ship_by, "state": parcel.state,
             "lines": _lines(parcel, True), "amount": int(parcel.amount), "carrier": parcel.carrier,
             "tracking_no": parcel.tracking_no, "shipped_at": parcel.shipped_at, "completed_at": parcel.completed_at,
             "created_at": parcel.created_at, "updated_at": parcel.updated_at}
@@ -346,12 +367,16 @@ def _cursor_in(cursor: str | None, supplier_id: str) -> dict | None:
 
 
 def list_own(supplier_id: str, state: str | None = None, since: str | None = None, until: str | None = None,
-             cursor: str | None = None, limit: str | None = None) -> dict:
-    """A page of the supplier's parcels, newest first; ``state`` and a date range (``YYYY-MM-DD``, inclusive,
-    UTC) filter it; the cursor is opaque. Sandbox parcels are never listed."""
+             cursor: str | None = None, limit: str | None = None, channel: str | None = None,
+             ship_by_before: str | None = None) -> dict:
+    """A page of the supplier's parcels, newest first; ``state``, ``channel``, a date range (``YYYY-MM-DD``,
+    inclusive, UTC) and a shipping deadline on or before a day filter it; the cursor is opaque. Sandbox parcels
+    are never listed."""
     if state is not None and state not in ps.STATES:
         raise Unprocessable("validation_error", f"state is one of {', '.join(ps.STATES)}", "state")
-    for field, value in (("since", since), ("until", until)):
+    if channel is not None and not CHANNEL.match(channel):
+        raise Unprocessable("validation_error", "channel is a channel code", "channel")
+    for field, value in (("since", since), ("until", until), ("ship_by_before", ship_by_before)):
         if value is not None and not DATE.match(value):
             raise Unprocessable("validation_error", f"{field} is a date YYYY-MM-DD", field)
     size = int(limit) if limit is not None and limit.isdigit() and len(limit) <= 3 else (20 if limit is None else 0)
@@ -361,6 +386,10 @@ def list_own(supplier_id: str, state: str | None = None, since: str | None = Non
     filters = Parcel.sandbox == False  # noqa: E712
     if state is not None:
         filters = filters & (Parcel.state == state)
+    if channel is not None:
+        filters = filters & (Parcel.channel_code == channel)
+    if ship_by_before is not None:
+        filters = filters & (Parcel.ship_by <= ship_by_before + "\uffff")
     results = Parcel.supplier_index.query(supplier_id, range_key_condition=condition, filter_condition=filters,
                                           scan_index_forward=False, limit=size,
                                           last_evaluated_key=_cursor_in(cursor, supplier_id))

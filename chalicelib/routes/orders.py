@@ -24,7 +24,8 @@ def supplier_parcels() -> dict:
     supplier = supplier_of(req())
     params = req().query_params or {}
     return parcels.list_own(supplier.supplier_id, params.get("state"), params.get("since"), params.get("until"),
-                            params.get("cursor"), params.get("limit"))
+                            params.get("cursor"), params.get("limit"), params.get("channel"),
+                            params.get("ship_by_before"))
 
 
 @route("/supplier/parcels/{parcel_id}")

@@ -78,43 +78,43 @@ def supplier_goods_publish() -> dict:
     supplier, actor = supplier_actor(req())
     created = goods.publish(supplier.supplier_id, web.body(req(), schemas.GoodsDraft), actor)
     count("GoodsPublished")
-    return goods.view(created)
+    return goods.supplier_view(created)
 
 
 @route("/supplier/goods")
 def supplier_goods_list() -> dict:
     supplier = supplier_of(req())
-    return {"goods": goods.views(goods.list_for_supplier(supplier.supplier_id))}
+    return {"goods": goods.supplier_views(goods.list_for_supplier(supplier.supplier_id))}
 
 
 @route("/supplier/goods/{goods_id}")
 def supplier_goods_get(goods_id: str) -> dict:
     supplier = supplier_of(req())
-    return goods.view(goods.get_own(supplier.supplier_id, goods_id))
+    return goods.supplier_view(goods.get_own(supplier.supplier_id, goods_id))
 
 
 @route("/supplier/goods/{goods_id}", methods=("PATCH",))
 def supplier_goods_edit(goods_id: str) -> dict:
     supplier, actor = supplier_actor(req())
-    return goods.view(goods.edit(supplier.supplier_id, goods_id, web.body(req(), schemas.GoodsEdit), actor))
+    return goods.supplier_view(goods.edit(supplier.supplier_id, goods_id, web.body(req(), schemas.GoodsEdit), actor))
 
 
 @route("/supplier/goods/{goods_id}/skus/{sku_id}", methods=("PUT",))
 def supplier_sku_change(goods_id: str, sku_id: str) -> dict:
     supplier, actor = supplier_actor(req())
-    return goods.view(goods.change_sku(supplier.supplier_id, goods_id, sku_id, web.body(req(), schemas.SkuChange), actor))
+    return goods.supplier_view(goods.change_sku(supplier.supplier_id, goods_id, sku_id, web.body(req(), schemas.SkuChange), actor))
 
 
 @route("/supplier/goods/{goods_id}/off-sale", methods=("POST",))
 def supplier_goods_off_sale(goods_id: str) -> dict:
     supplier, actor = supplier_actor(req())
-    return goods.view(goods.take_off_sale(goods.get_own(supplier.supplier_id, goods_id), actor))
+    return goods.supplier_view(goods.take_off_sale(goods.get_own(supplier.supplier_id, goods_id), actor))
 
 
 @route("/supplier/goods/{goods_id}/submit", methods=("POST",))
 def supplier_goods_submit(goods_id: str) -> dict:
     supplier, actor = supplier_actor(req())
-    return goods.view(goods.submit(goods.get_own(supplier.supplier_id, goods_id), actor))
+    return goods.supplier_view(goods.submit(goods.get_own(supplier.supplier_id, goods_id), actor))
 
 
 @route("/supplier/goods/{goods_id}/audit")

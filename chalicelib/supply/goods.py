@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.core import audit
+from chalicelib.core import audit, bucket
 from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Conflict, NotFound, Unprocessable
 from chalicelib.core.tx import condition_failed, lost_race, transaction
@@ -437,3 +437,17 @@ def list_by_status(status: str) -> list[Goods]:
 
 def audit_trail(goods_id: str) -> list[dict]:
     return audit.history(f"goods#{goods_id}")
+
+
+def supplier_view(g: Goods, stock: dict[StockKey, Stock] | None = None) -> dict:
+    """The supplier's view: ``view`` with a short-lived link to each image, live or proposed (``image_links`` by
+    upload id), so its staff see the pictures they uploaded. Signing a link is local computation."""
+    shown = view(g, stock)
+    ids = shown["images"] + (shown["revision"]["images"] if shown["revision"] else [])
+    shown["image_links"] = {i: bucket.image_url(bucket.image_key(g.supplier_id, i)) for i in dict.fromkeys(ids)}
+    return shown
+
+
+def supplier_views(goods_list: list[Goods]) -> list[dict]:
+    stock = stock_items(goods_list, consistent=True)
+    return [supplier_view(g, stock) for g in goods_list]

@@ -1,4 +1,5 @@
-"""Supply's tables: suppliers and their API keys, goods with their SKUs, each SKU's stock item, image uploads.
+"""Supply's tables: suppliers and their API keys, goods with their SKUs, each SKU's stock item, image uploads, and
+the supplier workbench's sign-in links and sessions.
 
 The deployment template (``infra/template.py``) is generated from these classes (listed with every other
 area's in ``chalicelib/tables.py``), so keys, indexes and TTL are declared once, here."""
@@ -149,4 +150,34 @@ class Upload(Model):
     result = MapAttribute(default=dict)
     created_at = UnicodeAttribute(default=now_iso)
     processed_at = UnicodeAttribute(null=True)
+    expires_at = TTLAttribute()
+
+
+# --- the supplier workbench: one-time sign-in links and the sessions they become, both keyed by the SHA-256 of
+# their token, so the table holds nothing that signs anyone in
+
+class SupplierSignInLink(Model):
+    """A one-time sign-in link to the workbench: consumed by the conditional write that starts its session."""
+
+    Meta = _meta("supplier-signin-links")
+    link_hash = UnicodeAttribute(hash_key=True)  # sha256 hex of the link's token
+    supplier_id = UnicodeAttribute()
+    created_by = UnicodeAttribute()  # "supplier:{id}" (its key holder) or the ops actor
+    valid_until = NumberAttribute()  # Unix seconds: refused after (the TTL below only tidies up)
+    used_at = UnicodeAttribute(null=True)  # set once, by the sign-in that consumed it
+    session_hash = UnicodeAttribute(null=True)  # the session it became
+    created_at = UnicodeAttribute(default=now_iso)
+    expires_at = TTLAttribute()
+
+
+class SupplierSession(Model):
+    """A workbench session bound to one supplier; signing out deletes it, and it ends at ``valid_until``."""
+
+    Meta = _meta("supplier-sessions")
+    session_hash = UnicodeAttribute(hash_key=True)  # sha256 hex of the cookie's token
+    supplier_id = UnicodeAttribute()
+    csrf_token = UnicodeAttribute()  # sent back in X-CSRF-Token on every state-changing call
+    link_hash = UnicodeAttribute()  # the link it came from
+    valid_until = NumberAttribute()
+    created_at = UnicodeAttribute(default=now_iso)
     expires_at = TTLAttribute()

@@ -294,6 +294,7 @@ OPERATIONS: tuple[Op, ...] = (
                    "you send (never the secret), and names the rule a string of yours breaks. Spends no nonce. "
                    "A live channel answers 404."),
     Op("GET", "/docs/openapi.json", "Docs", "This document", PUBLIC),
+    Op("GET", "/docs/supplier-openapi.json", "Docs", "The supplier API's document (not a channel's concern)", PUBLIC),
 )
 
 # --- what the channel implements, and the events we send ------------------------------------------------------
