@@ -23,7 +23,7 @@ from chalicelib.orders.models import Order
 from chalicelib.partners.models import OutboxEvent, PartnerBreaker, PartnerStats, ParkedRecord
 from chalicelib.supply.models import Goods, Stock, Upload
 from chalicelib.tables import ALL_MODELS
-from infra.check import dangling_targets, layer_problems, package, unmanaged_functions
+from infra.check import FUNCTION_ZIP_MAX, dangling_targets, layer_problems, package, unmanaged_functions
 from infra.state_machines import FULFILMENT_FUNCTIONS, SETTLEMENT_FUNCTIONS, order_fulfilment, settlement
 from infra.state_machines import REFUND_RETRY_FUNCTIONS, refund_retry
 from infra.template import (
@@ -724,10 +724,10 @@ def test_every_function_runs_on_the_dependency_layer_and_ships_only_the_app(temp
 
 def test_layer_problems_reports_a_function_off_the_layer_and_a_fat_zip(tmp_path: Path) -> None:
     fat = tmp_path / "deployment.zip"
-    fat.write_bytes(b"x" * 1_000_001)
+    fat.write_bytes(b"x" * (FUNCTION_ZIP_MAX + 1))
     bare = {"Resources": {"Api": {"Type": "AWS::Serverless::Function", "Properties": {"Handler": "app.app"}}}}
     assert layer_problems(bare, fat) == ["Api does not use ManagedLayer",
-                                         "deployment.zip is 1000001 bytes (over 1000000)"]
+                                         f"deployment.zip is {FUNCTION_ZIP_MAX + 1} bytes (over {FUNCTION_ZIP_MAX})"]
 
 
 # --- cfn-lint ---------------------------------------------------------------------
