@@ -407,6 +407,17 @@ def refund_query(book: Book, data: dict) -> tuple[int, dict]:
     return 200, {"status": "refunded", "order_id": known["order_id"], "points": known["points"]}
 
 
+def points_balance(book: Book, data: dict) -> tuple[int, dict]:
+    """What our app shows as the member's balance: the mall's store shows the same, asked after every move."""
+    member_id = _text(data, "member_id")
+    with book.lock:
+        member = book.members.get(member_id)
+        points = member.points if member else None
+    if points is None:
+        return 404, {"error": "member_not_found"}
+    return 200, {"member_id": member_id, "points": points}
+
+
 def _json_object(body: bytes) -> dict:
     try:
         data = json.loads(body)
@@ -419,7 +430,7 @@ def _json_object(body: bytes) -> dict:
 
 APIS = {"member/exchange": member_exchange, "password/verify": password_verify, "points/deduct": points_deduct,
         "points/query": points_query, "points/cancel": points_cancel, "points/refund": points_refund,
-        "points/refund/query": refund_query}
+        "points/refund/query": refund_query, "points/balance": points_balance}
 
 
 def receive_webhook(book: Book, headers: Mapping[str, str], body: bytes) -> tuple[int, dict]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from chalice import Response
 
 from chalicelib.channels import channels
-from chalicelib.checkout import carts, checkout, quotas, wallets
+from chalicelib.checkout import carts, checkout, quotas, remote_balance, wallets
 from chalicelib.core import web
 from chalicelib.core.observability import count
 from chalicelib.core.routing import Routes
@@ -79,7 +79,9 @@ def member_wallet(code: str) -> dict:
     member = members.get(session.member_id, code)
     if channel.points_mode == "hosted":
         return dict(wallets.view(member), points_mode="hosted")
-    return {"points_mode": "remote", "balance": member.remote_points}
+    # The channel keeps these points: its own figure, asked again when ``fresh`` (after money moved) or stale.
+    fresh = web.query(req(), "fresh") == "1"
+    return dict(remote_balance.current(channel, member, fresh), points_mode="remote")
 
 
 @route("/api/{code}/orders", methods=("POST",))

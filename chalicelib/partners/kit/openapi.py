@@ -109,7 +109,8 @@ RESPONSES: dict[str, Json] = {
                    "mobile": nullable("string"), "remote_points": nullable("integer")},
                   "member_id", "channel_code", "external_id"),
     "Wallet": obj({"points_mode": {"enum": ["hosted", "remote"]}, "balance": nullable("integer"), "granted": INT,
-                   "spent": INT, "expired": INT, "expiring_soon": {}}, "points_mode", "balance"),
+                   "spent": INT, "returned": INT, "expired": INT, "expiring_soon": {},
+                   "as_of": nullable("integer"), "stale": BOOL}, "points_mode", "balance"),
     "CatalogPage": obj({"items": arr(ref("GoodsCard")), "next_cursor": nullable("string")}, "items", "next_cursor"),
     "GoodsDetail": obj({"goods_id": STR, "title": STR, "description": STR, "category": STR, "images": arr(STR),
                         "skus": arr(obj({"sku_id": STR, "spec": STR, "price": INT, "points": INT,
@@ -215,7 +216,10 @@ OPERATIONS: tuple[Op, ...] = (
     Op("GET", "/api/{code}/me", "Member API", "The member", MEMBER, "Member"),
     Op("POST", "/api/{code}/otp", "Member API", "Send a one-time payment code by SMS (otp payment mode)",
        MEMBER, "OtpSent"),
-    Op("GET", "/api/{code}/wallet", "Member API", "The member's points", MEMBER, "Wallet"),
+    Op("GET", "/api/{code}/wallet", "Member API", "The member's points", MEMBER, "Wallet",
+       query=(("fresh", {"enum": ["1"]}, "remote mode: ask the channel's wallet now (after money moved)"),),
+       description="Hosted: granted − spent + returned − expired = balance. Remote: the channel's own figure "
+                   "(`points/balance`), at most 5 s old; `stale` with `as_of` when the channel gave none."),
     Op("POST", "/api/{code}/orders", "Member API", "Buy now (or check out the cart)", MEMBER, "Order", 201,
        "OrderRequest", also=(200,),
        description="One atomic commit of quota, wallet and order. Send an `Idempotency-Key`: a retry with the "
@@ -322,6 +326,11 @@ CHANNEL_APIS: tuple[ChannelApi, ...] = (
     ChannelApi("points/refund", "Give back a refunded parcel's points (idempotent by refund_id)",
                obj({"refund_id": STR, "order_id": STR, "points": INT}, "refund_id", "order_id", "points"),
                obj({"result": {"enum": ["refunded", "rejected"]}, "reason": STR}, "result"), "points_mode = remote"),
+    ChannelApi("points/balance", "A member's balance in your wallet, as your app shows it",
+               obj({"member_id": STR}, "member_id"),
+               obj({"member_id": STR, "points": INT}, "points"), "points_mode = remote",
+               "200 with the member's spendable points now. The store asks after every payment, cancel and refund "
+               "and at most every 5 s otherwise; without an answer it shows the last figure it had, with its time."),
     ChannelApi("points/refund/query", "Did a refund happen? (its answer was lost)",
                obj({"refund_id": STR}, "refund_id"),
                obj({"status": {"enum": ["refunded", "not_found"]}}, "status"), "points_mode = remote"),
