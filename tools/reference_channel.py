@@ -44,6 +44,7 @@ import html
 import json
 import re
 import secrets
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -575,6 +576,11 @@ class ReferenceChannel:
         class Server(ThreadingHTTPServer):
             daemon_threads = True
             request_queue_size = 256
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                """A browser that closed the page mid-answer is not an error worth a traceback."""
+                if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)):
+                    super().handle_error(request, client_address)
 
         self._server = Server(("127.0.0.1", self._port), Handler)
         threading.Thread(target=self._server.serve_forever, name="reference-channel", daemon=True).start()
