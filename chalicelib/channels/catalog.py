@@ -13,12 +13,13 @@ import re
 
 from pynamodb.exceptions import DoesNotExist
 
+from chalicelib.channels import locales
 from chalicelib.channels.pricing import SkuPrice, points_for
 from chalicelib.core import bucket
 from chalicelib.core.errors import BadRequest, NotFound
 from chalicelib.core.models import Channel, Goods, PoolItem, Topic, now_iso
 from chalicelib.supply import goods as goods_mod
-from chalicelib.supply import pools
+from chalicelib.supply import pools, shippers
 
 PAGE_MAX = 50
 SCAN_BATCH = 50
@@ -60,26 +61,28 @@ def _image_urls(goods: Goods, limit: int | None = None) -> list[str]:
             for upload_id in list(goods.images or [])[:limit]]
 
 
-def _card(channel: Channel, goods: Goods, prices: dict[str, SkuPrice], stock: dict) -> dict:
+def _card(channel: Channel, goods: Goods, prices: dict[str, SkuPrice], stock: dict, locale: str) -> dict:
     cheapest = min(p.price for p in prices.values())
-    return {"goods_id": goods.goods_id, "title": goods.title, "category": goods.category,
+    title, _ = locales.text_of(goods.title, None, goods.locales, locale)
+    return {"goods_id": goods.goods_id, "title": title, "category": goods.category,
             "image": (_image_urls(goods, 1) or [None])[0], "price_from": cheapest,
             "points_from": points_for(cheapest, int(channel.points_per_yuan)),
             "in_stock": any(int(stock[(goods.goods_id, k)].stock) > 0 for k in prices)}
 
 
-def _cards(channel: Channel, picked: list[tuple[Goods, dict[str, SkuPrice]]]) -> list[dict]:
+def _cards(channel: Channel, picked: list[tuple[Goods, dict[str, SkuPrice]]], locale: str) -> list[dict]:
     """Cards for the goods picked, with their stock from one batched read of their ``Stock`` items."""
     stock = goods_mod.stock_items([g for g, _ in picked]) if picked else {}
-    return [_card(channel, g, prices, stock) for g, prices in picked]
+    return [_card(channel, g, prices, stock, locale) for g, prices in picked]
 
 
 def _matches(goods: Goods, category: str | None, keyword: str | None) -> bool:
-    return (not category or goods.category == category) and (not keyword or keyword.lower() in goods.title.lower())
+    return (not category or goods.category == category) and (
+        not keyword or locales.matches(goods.title, goods.locales, keyword))
 
 
 def list_page(channel: Channel, cursor: str | None = None, limit: int = 20, category: str | None = None,
-              keyword: str | None = None) -> dict:
+              keyword: str | None = None, locale: str = locales.DEFAULT) -> dict:
     """A page of goods on sale; the cursor is opaque and resumes after the last goods scanned.
 
     Without filters it reads only as many sub-pool items as the page still needs, plus one to
@@ -109,10 +112,10 @@ def list_page(channel: Channel, cursor: str | None = None, limit: int = 20, cate
             break
         if len(batch) < size:
             break
-    return {"items": _cards(channel, cards), "next_cursor": _cursor_out(last_key) if more else None}
+    return {"items": _cards(channel, cards, locale), "next_cursor": _cursor_out(last_key) if more else None}
 
 
-def detail(channel: Channel, goods_id: str) -> dict:
+def detail(channel: Channel, goods_id: str, locale: str = locales.DEFAULT) -> dict:
     try:
         item = PoolItem.get(channel.code, goods_id)
         goods = Goods.get(goods_id)
@@ -124,8 +127,10 @@ def detail(channel: Channel, goods_id: str) -> dict:
     skus = goods_mod.skus_of(goods)
     stock = goods_mod.stock_items([goods])
     rate = int(channel.points_per_yuan)
+    title, description = locales.text_of(goods.title, goods.description, goods.locales, locale)
     return {
-        "goods_id": goods.goods_id, "title": goods.title, "description": goods.description,
+        "goods_id": goods.goods_id, "title": title, "description": description,
+        "shipped_by": shippers.names_of([goods.supplier_id]).get(goods.supplier_id),
         "category": goods.category, "images": _image_urls(goods),
         "skus": [{"sku_id": k, "spec": skus[k]["spec"], "price": p.price, "points": points_for(p.price, rate),
                   "stock_status": _stock_status(int(stock[(goods_id, k)].stock))} for k, p in sorted(prices.items())],
@@ -151,7 +156,7 @@ def delete_topic(channel_code: str, topic_id: str) -> None:
         raise NotFound("topic_not_found", f"no topic {topic_id}") from None
 
 
-def topics(channel: Channel) -> list[dict]:
+def topics(channel: Channel, locale: str = locales.DEFAULT) -> list[dict]:
     """The store home: each topic's goods that are on sale, in the order ops gave."""
     found_topics = sorted(Topic.query(channel.code), key=lambda t: (int(t.position), t.topic_id))
     wanted = sorted({g for t in found_topics for g in t.goods_ids})
@@ -160,5 +165,5 @@ def topics(channel: Channel) -> list[dict]:
     sellable = {g: prices for g in items if (prices := _sellable(items[g], found.get(g)))}
     stock = goods_mod.stock_items([found[g] for g in sellable]) if sellable else {}
     return [{"topic_id": topic.topic_id, "title": topic.title,
-             "items": [_card(channel, found[g], sellable[g], stock) for g in topic.goods_ids if g in sellable]}
+             "items": [_card(channel, found[g], sellable[g], stock, locale) for g in topic.goods_ids if g in sellable]}
             for topic in found_topics]

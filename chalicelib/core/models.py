@@ -133,6 +133,9 @@ class Goods(Model):
     description = UnicodeAttribute(default="")
     images = ListAttribute(of=UnicodeAttribute, default=list)  # upload ids of the supplier's own images
     category = UnicodeAttribute()
+    # The title and description per store language, {"zh-CN": {"title", "description"}, "en": {...}}; the
+    # plain fields above are what any language without its own shows (``channels.locales.text_of``).
+    locales = MapAttribute(null=True)
     skus = MapAttribute()
     status = UnicodeAttribute()
     reject_reason = UnicodeAttribute(null=True)
@@ -201,6 +204,8 @@ class Channel(Model):
     entry_mode = UnicodeAttribute(default="signed")
     sandbox = BooleanAttribute(default=False)
     cart_enabled = BooleanAttribute(default=False)
+    # The store's language until a member picks one ("zh-CN" or "en"; unset: "en", as before it existed).
+    default_locale = UnicodeAttribute(null=True)
     secret = UnicodeAttribute()
     previous_secret = UnicodeAttribute(null=True)
     previous_secret_until = NumberAttribute(null=True)

@@ -75,7 +75,9 @@ GOODS_CARD = obj({"goods_id": STR, "title": STR, "category": STR, "image": nulla
 PARCEL = obj({"parcel_id": STR, "name": STR, "state": STR, "lines": arr(ANY_OBJECT), "points": INT, "amount": INT,
               "carrier": nullable("string"), "tracking_no": nullable("string"), "shipped_at": nullable("string"),
               "completed_at": nullable("string"), "returned": nullable("object"), "can_cancel": BOOL,
-              "can_confirm_receipt": BOOL}, "parcel_id", "name", "state", "points")
+              "can_confirm_receipt": BOOL,
+              "shipped_by": {"type": ["string", "null"], "description": "members only: the supplier's name"}},
+             "parcel_id", "name", "state", "points")
 ORDER = obj({"order_id": STR, "channel_code": STR, "status": {"type": "string", "description": "checkout status"},
              "state": {"type": "string", "description": "derived from the parcels once split (e.g. paid, "
                                                         "partially_shipped, shipped, completed, cancelled)"},
@@ -113,6 +115,7 @@ RESPONSES: dict[str, Json] = {
                    "as_of": nullable("integer"), "stale": BOOL}, "points_mode", "balance"),
     "CatalogPage": obj({"items": arr(ref("GoodsCard")), "next_cursor": nullable("string")}, "items", "next_cursor"),
     "GoodsDetail": obj({"goods_id": STR, "title": STR, "description": STR, "category": STR, "images": arr(STR),
+                        "shipped_by": nullable("string"),
                         "skus": arr(obj({"sku_id": STR, "spec": STR, "price": INT, "points": INT,
                                          "stock_status": {"enum": ["in_stock", "low", "sold_out"]}},
                                         "sku_id", "price", "points", "stock_status"))},
@@ -121,7 +124,8 @@ RESPONSES: dict[str, Json] = {
                                      "topic_id", "title", "items")),
                    "categories": arr(STR),
                    "channel": obj({"code": STR, "name": STR, "points_per_yuan": INT, "points_mode": STR,
-                                   "payment_auth": STR, "cart_enabled": BOOL}, "code", "points_mode")},
+                                   "payment_auth": STR, "cart_enabled": BOOL,
+                                   "default_locale": {"enum": ["zh-CN", "en"]}}, "code", "points_mode")},
                   "topics", "categories", "channel"),
     "Cart": obj({"lines": arr(ANY_OBJECT), "version": INT, "count": INT, "total_points": INT, "total_amount": INT,
                  "balance": nullable("integer"), "points_left": nullable("integer"), "ready": BOOL,
@@ -186,6 +190,8 @@ class Op:
 
 
 CURSOR = ("cursor", STR, "the `next_cursor` of the page before")
+LANG = ("lang", {"enum": ["zh-CN", "en"]}, "the member's language for goods' titles and descriptions; "
+        "default: the channel's `default_locale`")
 LIMIT = ("limit", {"type": "integer", "minimum": 1, "maximum": 50}, "page size (default 20)")
 # The catalog takes any whole number and clamps it (the store never has to know the bound).
 CATALOG_LIMIT = ("limit", INT, "page size, default 20; clamped to 1..50")
@@ -208,11 +214,12 @@ OPERATIONS: tuple[Op, ...] = (
        description="Where the entry link redirects; it calls the member API with the session cookie."),
     # member API (the H5 store's)
     Op("GET", "/api/{code}/catalog", "Member API", "A page of the channel's goods", MEMBER, "CatalogPage",
-       query=(CURSOR, CATALOG_LIMIT, ("category", STR, "only this category"), ("q", STR, "title contains this"))),
+       query=(CURSOR, CATALOG_LIMIT, ("category", STR, "only this category"),
+              ("q", STR, "the title contains this, in any language"), LANG)),
     Op("GET", "/api/{code}/goods/{goods_id}", "Member API", "One goods with its SKUs at the channel's prices",
-       MEMBER, "GoodsDetail"),
+       MEMBER, "GoodsDetail", query=(LANG,)),
     Op("GET", "/api/{code}/topics", "Member API", "The store home: topics, categories, the channel's settings",
-       MEMBER, "Topics"),
+       MEMBER, "Topics", query=(LANG,)),
     Op("GET", "/api/{code}/me", "Member API", "The member", MEMBER, "Member"),
     Op("POST", "/api/{code}/otp", "Member API", "Send a one-time payment code by SMS (otp payment mode)",
        MEMBER, "OtpSent"),
