@@ -164,7 +164,7 @@ def test_zh_member_redeems_cancels_and_sees_balances_that_add_up(system, ops, br
     page.get_by_test_id("password-input").fill("000000")
     page.get_by_test_id("pay-button").click()
     refusal = page.get_by_test_id("error-message")
-    expect(refusal).to_have_attribute("data-error-code", "address_missing")
+    expect(refusal).to_have_attribute("data-error-code", "address_required")
     expect(refusal).to_have_text("收货需要姓名、电话和地址。")
     assert_not_covered(page, "error-message")
     shot(page, kind, "3-no-address")
