@@ -115,3 +115,28 @@ def test_the_member_sees_who_ships_each_parcel_and_the_channel_does_not(system, 
     theirs = requests.get(shop.base_url + path, headers=request_headers("GET", path, b"", shop.secret), timeout=30)
     assert theirs.status_code == 200, theirs.text
     assert all("shipped_by" not in p for p in theirs.json()["parcels"]) and name not in theirs.text
+
+
+def test_orders_read_in_the_members_language(system, ops):
+    from chalicelib.orders import parcels
+
+    shop = make_shop(system, ops, "hosted")
+    sup = {"X-Api-Key": shop.supplier_key}
+    ok(requests.patch(f"{shop.base_url}/supplier/goods/{shop.goods_id}", json={"locales": TEA}, headers=sup,
+                      timeout=30))
+    ok(ops.post(f"/ops/goods/{shop.goods_id}/revision/approve", json={}))
+    buyer = shop.member()
+    ok(shop.grant(buyer, 10_000), 201)
+    placed = shop.place(requests.Session(), buyer)
+    assert placed.status == 201, placed.body
+    parcels.split(placed.order_id)
+
+    def titles(lang: str) -> list[str]:
+        one = ok(requests.get(f"{shop.base_url}/api/{shop.code}/orders/{placed.order_id}", params={"lang": lang},
+                              headers=shop.auth(buyer), timeout=30))
+        listed = ok(requests.get(f"{shop.base_url}/api/{shop.code}/orders", params={"lang": lang},
+                                 headers=shop.auth(buyer), timeout=30))["orders"]
+        return [line["title"] for o in (one, *listed) for line in [*o["lines"], *o["parcels"][0]["lines"]]]
+
+    assert titles("zh-CN") == ["西湖龙井茶"] * 4
+    assert titles("en") == ["West Lake Longjing tea"] * 4

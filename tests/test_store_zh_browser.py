@@ -17,6 +17,7 @@ channel's systems — the wallet itself for the remote kind (telecom-b), grants 
 Screenshots: build/screenshots/zh-<kind>-*.png."""
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -80,7 +81,7 @@ def demo_like(system, ops, reference: ReferenceChannel, kind: str) -> dict:
 def header_balance(page) -> int:
     from playwright.sync_api import expect
     node = page.get_by_test_id("wallet-balance")
-    expect(node).not_to_have_attribute("data-balance", "")
+    expect(node).to_have_attribute("data-balance", re.compile(r"^[0-9]+$"))  # drawn from the wallet's answer
     return int(node.get_attribute("data-balance"))
 
 

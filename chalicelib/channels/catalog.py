@@ -137,6 +137,25 @@ def detail(channel: Channel, goods_id: str, locale: str = locales.DEFAULT) -> di
     }
 
 
+def in_language(order_views: list[dict], locale: str) -> list[dict]:
+    """Orders as the member sees them, each line's title (order and parcel lines) in the member's language.
+
+    An order keeps the title its goods had when it was paid; the goods' text in ``locale`` (one batched read of
+    the goods named) replaces it when the supplier gave one, so a member who switches language reads its
+    orders in it too."""
+    lines = [line for v in order_views for line in [*v.get("lines", []), *(l for p in v.get("parcels", [])
+                                                                            for l in p.get("lines", []))]]
+    ids = sorted({str(line["goods_id"]) for line in lines if line.get("goods_id")})
+    if not ids:
+        return order_views
+    found = Goods.batch_get(ids, attributes_to_get=["goods_id", "title", "locales"])
+    titles = {g.goods_id: locales.text_of(g.title, None, g.locales, locale)[0] for g in found if g.locales}
+    for line in lines:
+        if line.get("goods_id") in titles:
+            line["title"] = titles[line["goods_id"]]
+    return order_views
+
+
 def categories(channel: Channel) -> list[str]:
     items = list(PoolItem.query(channel.code))
     found = {g.goods_id: g for g in Goods.batch_get([i.goods_id for i in items])} if items else {}

@@ -106,17 +106,24 @@ def member_checkout(code: str) -> Response:
 @route("/api/{code}/cart")
 def member_cart(code: str) -> dict:
     session, channel = member_channel(req(), code)
-    return carts.view(channel, members.get(session.member_id, code))
+    return _in_language(carts.view(channel, members.get(session.member_id, code)), channel)
 
 
 @route("/api/{code}/cart/lines/{goods_id}/{sku_id}", methods=("PUT",))
 def member_cart_put(code: str, goods_id: str, sku_id: str) -> dict:
     session, channel = member_channel(req(), code)
     qty = web.body(req(), schemas.CartLineQty).qty
-    return carts.put_line(channel, members.get(session.member_id, code), goods_id, sku_id, qty)
+    return _in_language(carts.put_line(channel, members.get(session.member_id, code), goods_id, sku_id, qty), channel)
 
 
 @route("/api/{code}/cart/lines/{goods_id}/{sku_id}", methods=("DELETE",))
 def member_cart_remove(code: str, goods_id: str, sku_id: str) -> dict:
     session, channel = member_channel(req(), code)
-    return carts.remove_line(channel, members.get(session.member_id, code), goods_id, sku_id)
+    return _in_language(carts.remove_line(channel, members.get(session.member_id, code), goods_id, sku_id), channel)
+
+
+def _in_language(cart: dict, channel) -> dict:
+    """The cart's lines titled in the member's language (``lang``, else the channel's default)."""
+    from chalicelib.channels import catalog, locales
+
+    return catalog.in_language([cart], locales.pick(web.query(req(), "lang"), channel.default_locale))[0]
