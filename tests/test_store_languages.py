@@ -53,6 +53,9 @@ def test_goods_in_two_languages_search_and_the_channels_default(system, ops):
     assert set(titles(q="茶")) == {tea["goods_id"]}  # Chinese finds it in either language
     assert set(titles(q="茶", lang="en")) == {tea["goods_id"]}
     assert set(titles(q="longjing", lang="zh-CN")) == {tea["goods_id"]}
+    for path in ("catalog", "topics", f"goods/{tea['goods_id']}", "orders", "cart"):  # a language it has not: 422
+        assert_error(api.get(f"/api/{code}/{path}", params={"lang": "fr"}), 422, "validation_error")
+    assert_error(api.get(f"/api/{code}/wallet", params={"fresh": "yes"}), 422, "validation_error")
     detail = ok(api.get(f"/api/{code}/goods/{tea['goods_id']}", params={"lang": "zh-CN"}))
     assert (detail["title"], detail["description"]) == ("西湖龙井茶", "杭州西湖春茶。")
     assert detail["shipped_by"] == Supplier.get(supplier_id).name

@@ -8,8 +8,18 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from chalicelib.core.errors import Unprocessable
+
 LOCALES = ("zh-CN", "en")
 DEFAULT = "en"  # a channel whose ops never chose one: the store as it was before it had languages
+
+
+def requested(asked: str | None, channel_default: str | None) -> str:
+    """The language a member's request asks for (``lang``), refused when it is not one the store has (a
+    typo answers 422, not quietly another language), else the channel's default."""
+    if asked is not None and asked not in LOCALES:
+        raise Unprocessable("validation_error", f"lang must be one of {', '.join(LOCALES)}", "lang")
+    return pick(asked, channel_default)
 
 
 def pick(asked: str | None, channel_default: str | None) -> str:

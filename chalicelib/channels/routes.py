@@ -140,7 +140,7 @@ def member_catalog(code: str) -> dict:
 
 def _locale(channel) -> str:
     """The member's language (``lang``, which the store keeps in a cookie), else the channel's default."""
-    return locales.pick(web.query(req(), "lang"), channel.default_locale)
+    return locales.requested(web.query(req(), "lang"), channel.default_locale)
 
 
 @route("/api/{code}/goods/{goods_id}")

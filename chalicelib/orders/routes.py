@@ -85,7 +85,7 @@ def member_order(code: str, order_id: str) -> dict:
 
 def _locale(channel) -> str:
     """The member's language (``lang``), else the channel's default (``channels.locales``)."""
-    return locales.pick(web.query(req(), "lang"), channel.default_locale)
+    return locales.requested(web.query(req(), "lang"), channel.default_locale)
 
 
 @route("/api/{code}/parcels/{parcel_id}/receipt", methods=("POST",))
