@@ -242,7 +242,7 @@ def test_member_redeems_with_an_sms_code(system, browser, otp_shop):
         else:
             route.continue_()
 
-    page.route(re.compile(rf"/api/{re.escape(code)}/orders$"), lose_first_answer)
+    page.route(re.compile(rf"/api/{re.escape(code)}/orders(\?[^/]*)?$"), lose_first_answer)  # with its ?lang=
     otp_input.fill(sent)
     pay.tap()
     expect(error).to_have_attribute("data-error-code", "network")
