@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 
 from tools.reference_channel import ReferenceChannel
-from tools.stack import BurstServer
+from tools.local_server import BurstServer
 
 BIG = b"x" * 65536
 

@@ -14,7 +14,7 @@ import requests
 from checkout_helpers import Shop, make_shop, ok, uid
 from chalicelib.checkout import remote_balance
 from chalicelib.checkout.points import totals
-from chalicelib.core.models import Member
+from chalicelib.members.models import Member
 from chalicelib.orders import parcels
 from fake_wallet_channel import DOWN, NORMAL
 from helpers import wait_for

@@ -11,7 +11,7 @@ import requests
 
 from checkout_helpers import make_shop, uid
 from chalicelib.channels import locales
-from chalicelib.core.models import Supplier
+from chalicelib.supply.models import Supplier
 from helpers import approve, assert_error, audit_rows, channel, ok, publish, sku, supplier_api
 from test_catalog import member, put_pool
 

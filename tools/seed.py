@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import requests
 
-from chalicelib.channels import channels
-from chalicelib.supply import goods, pools, suppliers
+from chalicelib.channels import channels, pools
 from chalicelib.core.schemas import ChannelCreate, GoodsDraft, PoolPricing, SupplierApplication
+from chalicelib.supply import goods, suppliers
 from tools.demo_images import tile
 from tools.reference_channel import ReferenceChannel
 

@@ -14,7 +14,8 @@ import time
 
 from pynamodb.exceptions import UpdateError
 
-from chalicelib.core.models import Channel, Member
+from chalicelib.channels.models import Channel
+from chalicelib.members.models import Member
 from chalicelib.core.observability import logger
 from chalicelib.core import ratelimit
 

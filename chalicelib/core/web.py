@@ -1,10 +1,10 @@
-"""What every route needs from HTTP: bodies, callers, links and error bodies.
+"""What every route needs from HTTP: bodies, path parameters, links and error bodies (who is calling is
+``chalicelib.callers``).
 
 Kept apart from the business modules, which never see a request.
 """
 from __future__ import annotations
 
-import hmac
 import json
 import re
 from typing import Any
@@ -12,9 +12,7 @@ from typing import Any
 from chalice.app import Request, Response
 
 from chalicelib.core import config
-from chalicelib.core.errors import BadRequest, DomainError, Forbidden, PayloadTooLarge, Unauthorized
-from chalicelib.core.models import Supplier
-from chalicelib.supply import suppliers
+from chalicelib.core.errors import BadRequest, DomainError, PayloadTooLarge
 
 JSON = {"Content-Type": "application/json"}
 
@@ -113,27 +111,10 @@ def bearer(request: Request) -> str | None:
     return value[7:].strip() if value.lower().startswith("bearer ") else None
 
 
-def ops_actor(request: Request) -> str:
-    """Who is acting as ops: the IAM caller in AWS, the local-only token on the local stack."""
-    if config.IS_LOCAL:
-        token = bearer(request)
-        if not (config.LOCAL_OPS_TOKEN and token and hmac.compare_digest(token, config.LOCAL_OPS_TOKEN)):
-            raise Unauthorized("ops_auth_required", "ops routes need the local ops token as a Bearer token")
-        return "ops:local"
-    identity = (request.context or {}).get("identity") or {}
-    caller = identity.get("userArn") or identity.get("caller")
-    if not caller:
-        raise Forbidden("ops_auth_required", "ops routes need IAM-signed requests")
-    return caller
-
 
 # What ``function_url`` puts in ``requestContext.stage``, as a function URL's payload 2.0 has it.
 FUNCTION_URL_STAGE = "$default"
 
-
-def supplier(request: Request) -> Supplier:
-    key = request.headers.get("x-api-key") or bearer(request)
-    return suppliers.authenticate(key)
 
 
 def base_url(request: Request) -> str:
@@ -165,17 +146,6 @@ def chalice_error_to_contract(response: Response) -> Response:
     return response
 
 
-def session_token(request: Request) -> str | None:
-    """The member session: ``Authorization: Bearer`` for API clients, the cookie for the H5 store."""
-    token = bearer(request)
-    if token:
-        return token
-    for part in (request.headers.get("cookie") or "").split(";"):
-        name, _, value = part.strip().partition("=")
-        if name == "cm_session":
-            return value
-    return None
-
 
 def wants_html(request: Request) -> bool:
     return "text/html" in (request.headers.get("accept") or "")
@@ -194,34 +164,3 @@ def error_page(error: DomainError) -> Response:
         html += f"<p><small>Reference: {escape(reference)}</small></p>"
     return Response(body=html, status_code=error.status, headers={"Content-Type": "text/html; charset=utf-8"})
 
-
-def partner_params(request: Request) -> dict[str, str]:
-    """What a channel's server signed: query parameters, the envelope (query or X- headers), body hash.
-
-    Every value counts: a key repeated in the query, or given both as a query parameter and a header,
-    or a header given twice (API Gateway's ``multiValueHeaders``) is ``duplicate_parameter``."""
-    from chalicelib.channels.signing import HEADER_FIELDS, body_sha256, pairs_of, unique_params
-
-    pairs = pairs_of(request.query_params or {})
-    multi_headers = {k.lower(): v for k, v in (request.to_original_event().get("multiValueHeaders") or {}).items()}
-    for name, header in HEADER_FIELDS.items():
-        values = multi_headers.get(header.lower())
-        if values is None:
-            values = [request.headers[header]] if header in request.headers else []
-        pairs += [(name, value) for value in values]
-    if request.raw_body:
-        pairs.append(("body_sha256", body_sha256(request.raw_body)))
-    return unique_params(pairs)
-
-
-def signed_path(request: Request) -> str:
-    """The path a server-to-server signature covers: relative to our published base (no stage prefix,
-    nor a custom domain's base path), each path parameter percent-encoded as the contract encodes."""
-    from chalicelib.channels.signing import encode
-
-    from urllib.parse import unquote
-
-    path = request.path
-    for name, value in (request.uri_params or {}).items():
-        path = path.replace("{" + name + "}", encode(unquote(value)))  # decoded once, as ``path_params``
-    return path

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from chalicelib.core.errors import NotFound
-from chalicelib.core.models import Order, Parcel, get_owned
+from chalicelib.core.models import get_owned, plain
 from chalicelib.orders import parcels as parcels_mod
+from chalicelib.orders.models import Order, Parcel
 
 
 def lines_of(o: Order) -> list[dict]:
     """Order lines as plain dicts, whether the order was just built or read back."""
-    return [line.as_dict() if hasattr(line, "as_dict") else dict(line) for line in o.lines]
+    return [plain(line) for line in o.lines]
 
 
 def view(o: Order, parcels: list[Parcel] | None = None) -> dict:
@@ -31,13 +32,12 @@ def member_view(o: Order, parcels: list[Parcel] | None = None) -> dict:
     sees neither)."""
     from chalicelib.supply import shippers
 
-    address = o.address.as_dict() if hasattr(o.address, "as_dict") else o.address
     parcels = parcels_mod.of_order(o.order_id, o) if parcels is None else parcels
     shown = view(o, parcels)
     names = shippers.names_of(p.supplier_id for p in parcels) if parcels else {}
     for parcel, parcel_view in zip(parcels, shown["parcels"]):
         parcel_view["shipped_by"] = names.get(parcel.supplier_id)
-    return dict(shown, address=address)
+    return dict(shown, address=plain(o.address))
 
 
 def member_views(member_id: str) -> list[dict]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Iterable
 
-from chalicelib.core.models import Supplier
+from chalicelib.supply.models import Supplier
 
 NAME_SECONDS = 300.0
 _known: dict[str, tuple[str, float]] = {}  # supplier id → (name, when read)
