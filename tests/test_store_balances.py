@@ -178,3 +178,20 @@ def test_an_older_answer_never_overwrites_a_newer_one(system, ops):
     remote_balance._keep(item, 1, newer - 1)  # an answer asked before the stored one lands late
     item = Member.get(shop.member_ids[member], consistent_read=True)
     assert (int(item.remote_points), float(item.remote_points_at)) == (5_000, newer)
+
+
+def test_fresh_asks_are_bounded_per_member_and_minute(system, ops):
+    """A page asking ``fresh`` in a loop cannot turn the channel's wallet into a load test: past
+    ``FRESH_PER_MINUTE`` asks in a minute the cached answer (at most ``MAX_AGE`` old) is given."""
+    from chalicelib.channels import channels
+
+    shop = make_shop(system, ops, "remote")
+    member = shop.member(points=5_000)
+    channel = channels.get(shop.code)
+    item = Member.get(shop.member_ids[member])
+    minute = (int(time.time()) // 60 + 1) * 60 + 1.0  # one fixed minute, whatever the clock does meanwhile
+    asked = _asked(shop)
+    answers = [remote_balance.current(channel, item, fresh=True, now=minute + i / 100)
+               for i in range(remote_balance.FRESH_PER_MINUTE + 5)]
+    assert _asked(shop) - asked == remote_balance.FRESH_PER_MINUTE
+    assert all(a["balance"] == 5_000 for a in answers)
