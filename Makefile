@@ -16,9 +16,11 @@ tools/node_modules/.installed: tools/package.json tools/package-lock.json
 	cd tools && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# The store's browser test drives Debian's Chromium (never a Playwright browser download).
+# The store's browser test drives Debian's Chromium (never a Playwright browser download), with a Chinese font
+# so the zh-CN store's screenshots show its text.
 .browser:
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	@fc-list :lang=zh | grep -q . || (apt-get update -qq && apt-get install -y -qq fonts-wqy-microhei >/dev/null)
 	@touch $@
 
 # The integration kit's PHP snippet is run in CI under Debian's php-cli (Java and Node come with the machine).

@@ -17,6 +17,7 @@ answering the APIs our app calls (``POST {api_base_url}/{api}``, JSON body):
                                                         order, or more back than it took); idempotent by
                                                         ``refund_id`` (as ``tools/reference_channel.py``)
 ``points/refund/query`` ``{refund_id}``               → ``{"status": "refunded" | "not_found"}``
+``points/balance``  ``{member_id}``                  → ``{"member_id", "points"}`` (404 for an unknown member)
 
 Every call's ``X-Timestamp`` / ``X-Nonce`` / ``X-Sign`` headers are checked as contract
 version 2 demands (over ``POST``, the path, and timestamp + nonce + body_sha256) with the
@@ -38,6 +39,7 @@ Behaviour is set per test:
 ``refund_mode``  normal | fail (refuse every refund) | timeout_after (refund, then sit on the answer past
                  our read timeout) | timeout_before (sit past our read timeout, never refund) | down (503)
 ``refund_query_mode`` normal | down (answer 503)
+``balance_mode``  normal | down (answer 503)
 ``password_status`` an HTTP error status for password/verify (e.g. 500), or None to answer normally
 ``hold_password(p)`` password/verify for password ``p`` waits until the test releases it (``arrived(p)``
                  tells when one is waiting): two requests' checks answered in the order a test chooses
@@ -77,6 +79,7 @@ class FakeWalletChannel(LocalHttpFake):
         self.refunds: dict[str, dict[str, Any]] = {}  # refund id → {order_id, points}
         self.refund_mode = NORMAL
         self.refund_query_mode = NORMAL
+        self.balance_mode = NORMAL
         self.password_status: int | None = None  # answer password/verify with this error status instead
         self.slow_seconds = READ_TIMEOUT + 0.7  # a LATE deduct arrives this long after it was sent
         self._holds: dict[str, tuple[threading.Event, threading.Event]] = {}  # password → (arrived, released)
@@ -199,6 +202,8 @@ class FakeWalletChannel(LocalHttpFake):
             self._refund(handler, data)
         elif api == "points/refund/query":
             self._refund_query(handler, data)
+        elif api == "points/balance":
+            self._balance(handler, data)
         else:
             self._send(handler, 404, {"error": "no_such_api"})
 
@@ -287,6 +292,20 @@ class FakeWalletChannel(LocalHttpFake):
         if self.refund_mode == TIMEOUT_AFTER:
             self._hold()
         self._send(handler, status, answer)
+
+    def _balance(self, handler: BaseHTTPRequestHandler, data: dict) -> None:
+        member_id = str(data.get("member_id"))
+        if self.balance_mode == DOWN:
+            self._count("points/balance down")
+            self._send(handler, 503, {"error": "unavailable"})
+            return
+        with self._lock:
+            points = self.wallets.get(member_id)
+        self._count("points/balance")
+        if points is None:
+            self._send(handler, 404, {"error": "member_not_found"})
+        else:
+            self._send(handler, 200, {"member_id": member_id, "points": points})
 
     def _refund_query(self, handler: BaseHTTPRequestHandler, data: dict) -> None:
         if self.refund_query_mode == DOWN:

@@ -16,6 +16,7 @@ import pytest
 import requests
 from standardwebhooks import Webhook
 
+from test_store_browser import browser  # noqa: F401 - the headless Chromium fixture
 from tools import reference_channel as ref
 from tools.seed import DEMO_PASSWORD, DEMO_POINTS, Demo, demo
 
@@ -156,7 +157,8 @@ def test_code_entry_through_the_channel_member_api(system, shown: Demo) -> None:
     me = _ok(browser.get(f"{system.base_url}/api/telecom-b/me", timeout=30))
     assert (me["external_id"], me["nickname"]) == ("T2002", "Dee")
     wallet = _ok(browser.get(f"{system.base_url}/api/telecom-b/wallet", timeout=30))
-    assert wallet == {"points_mode": "remote", "balance": shown.reference.balance("telecom-b", "T2002")}
+    assert (wallet["points_mode"], wallet["balance"], wallet["stale"]) == (
+        "remote", shown.reference.balance("telecom-b", "T2002"), False), wallet  # asked of the back end itself
     # The code was spent by the exchange: the same link replayed is refused.
     first = requests.get(tile, allow_redirects=False, timeout=30).headers["Location"]
     assert requests.get(first, allow_redirects=False, timeout=30).status_code == 302
@@ -301,3 +303,40 @@ def test_demo_channels_hear_about_orders_at_the_reference_back_end(ops, shown: D
         assert webhooks.deliver_due(code)["delivered"] >= 1
         received = _ok(requests.get(f"{shown.reference.url}/webhooks.json", timeout=30))[code]
         assert [w["verified"] for w in received if w["webhook_id"] == event_id] == [True]
+
+
+@pytest.mark.parametrize("code,ref_", [("bank-a", "FV-TEA"), ("telecom-b", "FV-HONEY")])
+def test_a_zh_member_of_each_demo_channel_redeems_cancels_and_sees_balances_that_add_up(
+        system, browser, shown: Demo, code: str, ref_: str) -> None:
+    """The seeded demo in Chromium at 390×844, in Chinese by its ops' default: a new member of each demo channel
+    opens the store from the channel app's tile, finds the goods by their Chinese name, is refused in words
+    (no address, a wrong password), redeems, cancels, and sees the wallet's own balance at each step (telecom-b:
+    the reference back end's) and, in bank-a, four totals that add up (``test_store_zh_browser``'s flow)."""
+    from chalicelib.supply.goods import goods_id_for
+    from test_store_zh_browser import ZhStore, redeems_cancels_and_balances_add_up
+    from tools.seed import CHANNELS, CHINESE, GOODS
+
+    reference = shown.reference
+    member = f"Z{uuid.uuid4().hex[:6]}"
+    remote = code == "telecom-b"
+    reference.add_member(code, member, DEMO_PASSWORD, DEMO_POINTS if remote else 0, "李梅")
+    if not remote:
+        assert reference.grant(code, member, f"zh-{member}", DEMO_POINTS, shown.period_ends_at).status_code == 201
+    supplier = shown.seeded.suppliers[0]
+    en_title = next(title for ref_row, title, _, _ in GOODS[0] if ref_row == ref_)
+    zh_title, zh_description = CHINESE[ref_]
+    cookies: dict[str, str] = {}
+
+    def enter(page) -> None:
+        page.goto(f"{reference.url}/app/{code}/{member}")  # the tile: a signed link, or (telecom-b) a one-time code
+        cookies.update({c["name"]: c["value"] for c in page.context.cookies()})
+
+    def wallet() -> int:
+        if remote:
+            return reference.balance(code, member)
+        return _ok(requests.get(f"{system.base_url}/api/{code}/wallet", cookies=cookies, timeout=30))["balance"]
+
+    redeems_cancels_and_balances_add_up(system, browser, ZhStore(
+        "hosted" if not remote else "remote", code, next(c["name"] for c in CHANNELS if c["code"] == code), enter,
+        goods_id_for(supplier["id"], ref_), zh_title, en_title, zh_description, zh_title[:2], supplier["name"],
+        wallet, code))

@@ -225,7 +225,7 @@ def test_member_browses_own_channel_store(system, browser, shop):
     assert options.all_inner_texts() == ["250 g tin", "500 g gift box"]
     assert options.nth(0).get_attribute("aria-pressed") == "true"
     assert page.get_by_test_id("price-points").inner_text().startswith("129,900")
-    assert page.get_by_test_id("price-money").inner_text() == "or ¥1,299.00"
+    assert page.get_by_test_id("price-money").inner_text() == "worth ¥1,299.00"
     assert page.get_by_test_id("stock-status").inner_text() == "In stock"
     redeem = page.get_by_test_id("buy-button")
     assert redeem.is_enabled() and redeem.inner_text() == "Redeem"
@@ -233,7 +233,7 @@ def test_member_browses_own_channel_store(system, browser, shop):
     assert options.nth(1).get_attribute("aria-pressed") == "true"
     assert options.nth(0).get_attribute("aria-pressed") == "false"
     assert page.get_by_test_id("price-points").inner_text().startswith("259,900")
-    assert page.get_by_test_id("price-money").inner_text() == "or ¥2,599.00"
+    assert page.get_by_test_id("price-money").inner_text() == "worth ¥2,599.00"
     assert page.get_by_test_id("bar-points").inner_text().startswith("259,900")
     assert page.get_by_test_id("stock-status").inner_text() == "Only a few left"
     shot(page, "detail")
@@ -268,7 +268,7 @@ def test_deep_link_shows_the_entering_channels_prices(system, browser, shop):
     assert page.get_by_test_id("channel-name").inner_text() == b_name
     # 119,900 fen at 10 points per yuan.
     assert page.get_by_test_id("price-points").inner_text().startswith("11,990")
-    assert page.get_by_test_id("price-money").inner_text() == "or ¥1,199.00"
+    assert page.get_by_test_id("price-money").inner_text() == "worth ¥1,199.00"
     # Back from a deep link stays in the store: the home of channel B, with its own goods.
     page.get_by_test_id("back").tap()
     page.get_by_test_id("topic").first.wait_for()

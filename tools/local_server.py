@@ -4,6 +4,7 @@ them imports another for it)."""
 from __future__ import annotations
 
 import socket
+import sys
 
 from chalice import Chalice
 from chalice.config import Config
@@ -15,10 +16,20 @@ from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer, Thre
 LISTEN_BACKLOG = 1024
 
 
+# A client that went away (a browser closing a tab, cancelling an image) is no error of the server's.
+CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
 class BurstServer(ThreadedHTTPServer):
     """Chalice's threaded local server, listening with a backlog that takes a burst of clients."""
 
     request_queue_size = LISTEN_BACKLOG
+
+    def handle_error(self, request, client_address) -> None:
+        """Quiet when the client dropped the connection (socketserver would print a traceback); else as before."""
+        if isinstance(sys.exc_info()[1], CLIENT_GONE):
+            return
+        super().handle_error(request, client_address)
 
     def server_bind(self) -> None:
         # Accepted sockets inherit this: without it, keep-alive clients wait ~40 ms per response

@@ -44,6 +44,7 @@ import html
 import json
 import re
 import secrets
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -407,6 +408,17 @@ def refund_query(book: Book, data: dict) -> tuple[int, dict]:
     return 200, {"status": "refunded", "order_id": known["order_id"], "points": known["points"]}
 
 
+def points_balance(book: Book, data: dict) -> tuple[int, dict]:
+    """What our app shows as the member's balance: the mall's store shows the same, asked after every move."""
+    member_id = _text(data, "member_id")
+    with book.lock:
+        member = book.members.get(member_id)
+        points = member.points if member else None
+    if points is None:
+        return 404, {"error": "member_not_found"}
+    return 200, {"member_id": member_id, "points": points}
+
+
 def _json_object(body: bytes) -> dict:
     try:
         data = json.loads(body)
@@ -419,7 +431,7 @@ def _json_object(body: bytes) -> dict:
 
 APIS = {"member/exchange": member_exchange, "password/verify": password_verify, "points/deduct": points_deduct,
         "points/query": points_query, "points/cancel": points_cancel, "points/refund": points_refund,
-        "points/refund/query": refund_query}
+        "points/refund/query": refund_query, "points/balance": points_balance}
 
 
 def receive_webhook(book: Book, headers: Mapping[str, str], body: bytes) -> tuple[int, dict]:
@@ -564,6 +576,11 @@ class ReferenceChannel:
         class Server(ThreadingHTTPServer):
             daemon_threads = True
             request_queue_size = 256
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                """A browser that closed the page mid-answer is not an error worth a traceback."""
+                if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)):
+                    super().handle_error(request, client_address)
 
         self._server = Server(("127.0.0.1", self._port), Handler)
         threading.Thread(target=self._server.serve_forever, name="reference-channel", daemon=True).start()

@@ -3,8 +3,9 @@
 Starts Dynoxide (DynamoDB) and moto (S3 with EventBridge delivery), creates the
 tables and bucket, serves the app like ``chalice local``, seeds demo data, starts
 the reference channel back end (``tools/reference_channel.py``) as both demo
-channels' back end with a demo period and points (``tools.seed.demo``), prints
-what a person needs to try it and writes it to ``.local/stack.json``. The app's scheduled
+channels' back end with a demo period and points (``tools.seed.demo``), writes what a
+person needs to try it to ``.local/stack.json`` and prints the short part of it last; every log line
+goes to ``.local/run.log`` (the app workers' own to ``.local/app-<port>.log``). The app's scheduled
 sweeps run on their rates in a background thread (``tools.stack.LocalScheduler``), so
 webhooks reach the reference back end and remote orders and refunds are swept.
 Ctrl-C stops everything it started.
@@ -14,12 +15,19 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 import requests
 
 from tools.engines import ROOT, free_port
 from tools.stack import LocalSystem
+
+if TYPE_CHECKING:
+    from tools.reference_channel import ReferenceChannel
 
 
 def _port(variable: str = "PORT", default: int = 8000) -> int:
@@ -39,9 +47,71 @@ def _workbench_link(base_url: str, api_key: str) -> str:
     response = requests.post(f"{base_url}/supplier/signin-links", headers={"X-Api-Key": api_key}, timeout=30)
     response.raise_for_status()
     return response.json()["url"]
+LOG = ROOT / ".local" / "run.log"
+
+
+def console_to_log(path: Path) -> TextIO:
+    """From now on everything written to stdout and stderr (the app's JSON logs, warnings, tracebacks, and
+    the processes started later, which inherit them) goes to ``path``; returns a stream to the real console,
+    for the short summary a person reads."""
+    path.parent.mkdir(exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    console = os.fdopen(os.dup(1), "w", buffering=1)
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    return console
+
+
+def summary(handle: dict, log: str, handle_file: str) -> list[str]:
+    """What ``make run`` prints last: the few links and credentials a person starts from, one block per use
+    (store, ops, channel integration, suppliers); everything else is in ``handle_file``."""
+    base = handle["base_url"]
+    lines = [f"Channel Mall is running locally at {base}",
+             f"  logs {log}   everything below and more (secrets, entry links, endpoints): {handle_file}",
+             "",
+             f"  Store, as each channel app's tile opens it (payment password {handle['payment_password']}):"]
+    for c in handle["channels"]:
+        for i, (member, link) in enumerate(c["app_links"].items()):
+            label = f"{c['code']} ({c['points_mode']} points)" if i == 0 else ""
+            lines.append(f"    {label:<26}{member}  {link}")
+    lines += ["",
+              f"  Ops       token {handle['ops_token']}   (Bearer, local stack only)",
+              f"            report {base}/ops/reports/operating   CLI .venv/bin/python -m tools.ops --help",
+              f"  Channels  API {base}/docs/openapi.json   guide {base}/ops/channels/<code>/guide",
+              f"            reference back end {handle['reference_channel']['url']}/",
+              "  Suppliers"]
+    for s in handle["suppliers"]:
+        lines += [f"    {s['id']}  {s['name']}  X-Api-Key {s['api_key']}",
+                  f"      workbench (sign-in link, once, within 15 min): {s['workbench_link']}"]
+    return lines
 
 
 def main() -> None:
+    console = console_to_log(LOG)
+    try:
+        system, reference, handle = start()
+    except BaseException as error:  # noqa: BLE001 - said on the console, the traceback is in the log
+        traceback.print_exc()
+        print(f"make run failed: {error!r}; see {LOG.relative_to(ROOT)}", file=console, flush=True)
+        raise SystemExit(1) from None
+    out = ROOT / ".local" / "stack.json"
+    out.write_text(json.dumps(handle, indent=2))
+    print("\n".join(["", *summary(handle, str(LOG.relative_to(ROOT)), str(out.relative_to(ROOT))), "",
+                     "Ctrl-C stops everything."]), file=console, flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+    print("stopping…", file=console, flush=True)
+    reference.stop()
+    system.stop()
+
+
+def start() -> tuple[LocalSystem, "ReferenceChannel", dict]:
+    """The system, seeded, with the reference back end; and the handle written to ``.local/stack.json``."""
     # The app from two worker processes, as Lambda serves a burst from many instances (tools/app_server.py).
     system = LocalSystem(port=_port(), door_port=_port("DOOR_PORT", 8001), processes=2).start()
     system.start_scheduler()  # webhooks delivered each minute, remote orders and refunds swept every 5
@@ -69,42 +139,7 @@ def main() -> None:
         "dynamodb_endpoint": system.dynamodb.endpoint,
         "s3_endpoint": system.moto.endpoint,
     }
-    out = ROOT / ".local" / "stack.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(handle, indent=2))
-    print(f"""
-Channel Mall is running locally.
-  base URL      {system.base_url}
-  function URL  {system.door_url}   (the second door: channel-facing routes only, as a Lambda function URL)
-  ops token     {system.ops_token}   (Authorization: Bearer …, local stack only)
-  ops CLI       .venv/bin/python -m tools.ops channels
-  DynamoDB      {system.dynamodb.endpoint}   S3 (moto) {system.moto.endpoint}
-  reference channel back end  {reference.url}/   (wallets, deductions, webhooks received)
-  payment password            {shown.password}   (every demo member, both channels)
-  OpenAPI document            {system.base_url}/docs/openapi.json   (what channels integrate against)
-  ops pages (with the token)  {system.base_url}/ops/reports/operating   {system.base_url}/ops/channels/<code>/guide
-""")
-    for c in channels:
-        wallet = ("points granted through the signed partner API" if c["points_mode"] == "hosted"
-                  else "points held in the reference back end's wallet")
-        print(f"  channel {c['code']} ({c['points_mode']}: {wallet})  secret {c['secret']}")
-        print(f"    back end {c['api_base_url']}   webhook secret {c['webhook_secret']}")
-        for member, link in c["entry_links"].items():
-            print(f"    entry link for {member} (once, within 300 s): {link}")
-            print(f"      or any time, as the channel app's tile ({c['entry_mode']} entry): {c['app_links'][member]}")
-        print(f"    sign a link yourself: .venv/bin/python -m tools.sign {c['code']} <member_id>")
-    for s in handle["suppliers"]:
-        print(f"  supplier {s['id']} ({s['name']})  X-Api-Key: {s['api_key']}")
-        print(f"    workbench (sign-in link, once, within 15 min; a new one: tools.ops supplier-signin-link {s['id']}): "
-              f"{s['workbench_link']}")
-    print(f"\nThe same, as JSON: {out.relative_to(ROOT)}\nCtrl-C stops everything.", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    stop.wait()
-    print("stopping…")
-    reference.stop()
-    system.stop()
+    return system, reference, handle
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ SUPPLIERS = [
     ("Northwind Home & Tech", "Zhang Min", "13800000002", "91310000MA1FL0002Y"),
 ]
 
-# (ref, title, category, [(sku_id, spec, settlement_fen, stock)])
+# (ref, title, category, [(sku_id, spec, settlement_fen, stock)]); the title is the English one, and
+# ``CHINESE`` gives each goods its Chinese title and description (both go to the supply API's ``locales``).
 GOODS = [
     [("FV-TEA", "West Lake Longjing tea, 250 g", "food", [("250G", "250 g tin", 6800, 200)]),
      ("FV-RICE", "Wuchang fragrant rice, 5 kg", "food", [("5KG", "5 kg bag", 5200, 500)]),
@@ -43,6 +44,20 @@ GOODS = [
      ("NW-LAMP", "LED desk lamp", "home", [("STD", "standard", 11900, 70)]),
      ("NW-BOTTLE", "Insulated bottle 500 ml", "home", [("RED", "red", 3900, 300), ("BLUE", "blue", 3900, 300)])],
 ]
+CHINESE = {
+    "FV-TEA": ("西湖龙井茶 250 克", "杭州西湖产区春茶，手工炒制。"),
+    "FV-RICE": ("五常稻花香大米 5 公斤", "黑龙江五常产区，当季新米。"),
+    "FV-NUTS": ("每日坚果 30 包", "六种坚果果干，每日一包。"),
+    "FV-OIL": ("冷榨花生油 1.8 升", "物理冷榨，保留花生原香。"),
+    "FV-HONEY": ("山区洋槐蜂蜜", "深山洋槐花期采集，自然成熟。"),
+    "FV-FRUIT": ("时令水果礼盒", "当季鲜果，产地直发。"),
+    "NW-KETTLE": ("电热水壶 1.7 升", "304 不锈钢内胆，沸腾自动断电。"),
+    "NW-TOWEL": ("纯棉毛巾四件套", "长绒棉，柔软吸水。"),
+    "NW-EARBUDS": ("无线蓝牙耳机", "降噪通话，续航 24 小时。"),
+    "NW-POWER": ("充电宝 10000 毫安", "双向快充，轻薄便携。"),
+    "NW-LAMP": ("LED 护眼台灯", "无频闪，三档色温可调。"),
+    "NW-BOTTLE": ("保温杯 500 毫升", "双层真空，保温 12 小时。"),
+}
 
 # One tile colour per goods, in catalogue order.
 COLOURS = [(46, 125, 50), (121, 85, 72), (239, 108, 0), (249, 168, 37), (255, 143, 0), (198, 40, 40),
@@ -51,12 +66,13 @@ COLOURS = [(46, 125, 50), (121, 85, 72), (239, 108, 0), (249, 168, 37), (255, 14
 CHANNELS = [
     dict(code="bank-a", name="Bank A Rewards", contact_name="Chen Jie", phone="4008800001",
          points_mode="hosted", points_per_yuan=100, member_points_cap=500_000, redemption_quota=10_000_000,
-         payment_auth="channel_password", cart_enabled=True),  # its store has a cart; Telecom B's is buy-now only
+         payment_auth="channel_password", cart_enabled=True,  # its store has a cart; Telecom B's is buy-now only
+         default_locale="zh-CN"),  # both stores open in Chinese; a member may switch to English
     # Telecom B's app hands the store a one-time code that we exchange through its member API; signed
     # links work there too.
     dict(code="telecom-b", name="Telecom B Mall", contact_name="Wang Fang", phone="4008800002",
          points_mode="remote", points_per_yuan=50, member_points_cap=1_000_000, redemption_quota=5_000_000,
-         payment_auth="channel_password", entry_mode="code"),
+         payment_auth="channel_password", entry_mode="code", default_locale="zh-CN"),
 ]
 MEMBERS = {"bank-a": ["M1001", "M1002"], "telecom-b": ["T2001", "T2002"]}
 NICKNAMES = {"M1001": "Ann", "M1002": "Bo", "T2001": "Chen", "T2002": "Dee"}
@@ -114,7 +130,11 @@ def seed(base_url: str) -> Seeded:
               for i, (supplier, (_, title, _, _)) in enumerate(listed)]
     for (supplier, (ref, title, category, skus)), image in zip(listed, images):
         wait_checked(base_url, supplier["api_key"], image)
-        draft = GoodsDraft(ref=ref, title=title, category=category, description=f"{title} from {supplier['name']}.",
+        english = f"{title} from {supplier['name']}."
+        zh_title, zh_description = CHINESE[ref]
+        draft = GoodsDraft(ref=ref, title=title, category=category, description=english,
+                           locales={"en": {"title": title, "description": english},
+                                    "zh-CN": {"title": zh_title, "description": zh_description}},
                            images=[image], skus=[{"sku_id": s, "spec": spec, "settlement_price": p, "stock": n}
                                                  for s, spec, p, n in skus])
         created = goods.publish(supplier["id"], draft, f"supplier:{supplier['id']}")

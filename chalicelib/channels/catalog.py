@@ -13,13 +13,14 @@ import re
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib.channels import pools
+from chalicelib.channels import locales, pools
 from chalicelib.channels.models import Channel, PoolItem, Topic
 from chalicelib.channels.pricing import SkuPrice, points_for
 from chalicelib.core import bucket
 from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import BadRequest, NotFound
 from chalicelib.supply import goods as goods_mod
+from chalicelib.supply import shippers
 from chalicelib.supply.models import Goods
 
 PAGE_MAX = 50
@@ -62,26 +63,28 @@ def _image_urls(goods: Goods, limit: int | None = None) -> list[str]:
             for upload_id in list(goods.images or [])[:limit]]
 
 
-def _card(channel: Channel, goods: Goods, prices: dict[str, SkuPrice], stock: dict) -> dict:
+def _card(channel: Channel, goods: Goods, prices: dict[str, SkuPrice], stock: dict, locale: str) -> dict:
     cheapest = min(p.price for p in prices.values())
-    return {"goods_id": goods.goods_id, "title": goods.title, "category": goods.category,
+    title, _ = locales.text_of(goods.title, None, goods.locales, locale)
+    return {"goods_id": goods.goods_id, "title": title, "category": goods.category,
             "image": (_image_urls(goods, 1) or [None])[0], "price_from": cheapest,
             "points_from": points_for(cheapest, int(channel.points_per_yuan)),
             "in_stock": any(int(stock[(goods.goods_id, k)].stock) > 0 for k in prices)}
 
 
-def _cards(channel: Channel, picked: list[tuple[Goods, dict[str, SkuPrice]]]) -> list[dict]:
+def _cards(channel: Channel, picked: list[tuple[Goods, dict[str, SkuPrice]]], locale: str) -> list[dict]:
     """Cards for the goods picked, with their stock from one batched read of their ``Stock`` items."""
     stock = goods_mod.stock_items([g for g, _ in picked]) if picked else {}
-    return [_card(channel, g, prices, stock) for g, prices in picked]
+    return [_card(channel, g, prices, stock, locale) for g, prices in picked]
 
 
 def _matches(goods: Goods, category: str | None, keyword: str | None) -> bool:
-    return (not category or goods.category == category) and (not keyword or keyword.lower() in goods.title.lower())
+    return (not category or goods.category == category) and (
+        not keyword or locales.matches(goods.title, goods.locales, keyword))
 
 
 def list_page(channel: Channel, cursor: str | None = None, limit: int = 20, category: str | None = None,
-              keyword: str | None = None) -> dict:
+              keyword: str | None = None, locale: str = locales.DEFAULT) -> dict:
     """A page of goods on sale; the cursor is opaque and resumes after the last goods scanned.
 
     Without filters it reads only as many sub-pool items as the page still needs, plus one to
@@ -111,10 +114,10 @@ def list_page(channel: Channel, cursor: str | None = None, limit: int = 20, cate
             break
         if len(batch) < size:
             break
-    return {"items": _cards(channel, cards), "next_cursor": _cursor_out(last_key) if more else None}
+    return {"items": _cards(channel, cards, locale), "next_cursor": _cursor_out(last_key) if more else None}
 
 
-def detail(channel: Channel, goods_id: str) -> dict:
+def detail(channel: Channel, goods_id: str, locale: str = locales.DEFAULT) -> dict:
     try:
         item = PoolItem.get(channel.code, goods_id)
         goods = Goods.get(goods_id)
@@ -126,12 +129,33 @@ def detail(channel: Channel, goods_id: str) -> dict:
     skus = goods_mod.skus_of(goods)
     stock = goods_mod.stock_items([goods])
     rate = int(channel.points_per_yuan)
+    title, description = locales.text_of(goods.title, goods.description, goods.locales, locale)
     return {
-        "goods_id": goods.goods_id, "title": goods.title, "description": goods.description,
+        "goods_id": goods.goods_id, "title": title, "description": description,
+        "shipped_by": shippers.names_of([goods.supplier_id]).get(goods.supplier_id),
         "category": goods.category, "images": _image_urls(goods),
         "skus": [{"sku_id": k, "spec": skus[k]["spec"], "price": p.price, "points": points_for(p.price, rate),
                   "stock_status": _stock_status(int(stock[(goods_id, k)].stock))} for k, p in sorted(prices.items())],
     }
+
+
+def in_language(order_views: list[dict], locale: str) -> list[dict]:
+    """Orders as the member sees them, each line's title (order and parcel lines) in the member's language.
+
+    An order keeps the title its goods had when it was paid; the goods' text in ``locale`` (one batched read of
+    the goods named) replaces it when the supplier gave one, so a member who switches language reads its
+    orders in it too."""
+    lines = [line for v in order_views for line in [*v.get("lines", []), *(l for p in v.get("parcels", [])
+                                                                            for l in p.get("lines", []))]]
+    ids = sorted({str(line["goods_id"]) for line in lines if line.get("goods_id")})
+    if not ids:
+        return order_views
+    found = Goods.batch_get(ids, attributes_to_get=["goods_id", "title", "locales"])
+    titles = {g.goods_id: locales.text_of(g.title, None, g.locales, locale)[0] for g in found if g.locales}
+    for line in lines:
+        if line.get("goods_id") in titles:
+            line["title"] = titles[line["goods_id"]]
+    return order_views
 
 
 def categories(channel: Channel) -> list[str]:
@@ -153,7 +177,7 @@ def delete_topic(channel_code: str, topic_id: str) -> None:
         raise NotFound("topic_not_found", f"no topic {topic_id}") from None
 
 
-def topics(channel: Channel) -> list[dict]:
+def topics(channel: Channel, locale: str = locales.DEFAULT) -> list[dict]:
     """The store home: each topic's goods that are on sale, in the order ops gave."""
     found_topics = sorted(Topic.query(channel.code), key=lambda t: (int(t.position), t.topic_id))
     wanted = sorted({g for t in found_topics for g in t.goods_ids})
@@ -162,5 +186,5 @@ def topics(channel: Channel) -> list[dict]:
     sellable = {g: prices for g in items if (prices := _sellable(items[g], found.get(g)))}
     stock = goods_mod.stock_items([found[g] for g in sellable]) if sellable else {}
     return [{"topic_id": topic.topic_id, "title": topic.title,
-             "items": [_card(channel, found[g], sellable[g], stock) for g in topic.goods_ids if g in sellable]}
+             "items": [_card(channel, found[g], sellable[g], stock, locale) for g in topic.goods_ids if g in sellable]}
             for topic in found_topics]

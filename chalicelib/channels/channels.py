@@ -18,6 +18,7 @@ from pynamodb.models import Model
 from chalicelib.channels import endpoints, settlement_rules
 from chalicelib.channels.models import Channel
 from chalicelib.checkout import quotas
+from chalicelib.channels import locales
 from chalicelib.checkout.models import Quota
 from chalicelib.core import audit, budget
 from chalicelib.core.clock import business_day, next_day, now_iso
@@ -33,7 +34,7 @@ if TYPE_CHECKING:  # annotations only: pydantic loads with the first request tha
 ACTIVE, SUSPENDED = "active", "suspended"
 # Limits and money terms are audited with their old and new values.
 AUDITED = ("points_mode", "points_per_yuan", "member_points_cap", "redemption_quota", "settlement_period",
-           "api_base_url", "entry_mode", "sandbox", "cart_enabled", "payment_auth", "webhook_url",
+           "api_base_url", "entry_mode", "sandbox", "cart_enabled", "default_locale", "payment_auth", "webhook_url",
            "shipping_deadline_hours", "receipt_days", "api_timeout_seconds", "refund_window_days")
 
 
@@ -66,7 +67,8 @@ def view(c: Channel, base_url: str) -> dict:
         "points_mode": c.points_mode,
         "points_per_yuan": int(c.points_per_yuan), "member_points_cap": int(c.member_points_cap),
         "redemption_quota": int(c.redemption_quota), "api_base_url": c.api_base_url,
-        "entry_mode": c.entry_mode, "sandbox": c.sandbox, "cart_enabled": c.cart_enabled, "payment_auth": c.payment_auth, "status": c.status,
+        "entry_mode": c.entry_mode, "sandbox": c.sandbox, "cart_enabled": c.cart_enabled,
+        "default_locale": c.default_locale or locales.DEFAULT, "payment_auth": c.payment_auth, "status": c.status,
         "current_period": c.current_period,
         "previous_secret_until": int(c.previous_secret_until) if c.previous_secret_until else None,
         "secret_proven_at": int(c.secret_proven_at) if c.secret_proven_at else None,

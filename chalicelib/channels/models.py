@@ -38,6 +38,8 @@ class Channel(Model):
     entry_mode = UnicodeAttribute(default="signed")
     sandbox = BooleanAttribute(default=False)
     cart_enabled = BooleanAttribute(default=False)
+    # The store's language until a member picks one ("zh-CN" or "en"; unset: "en", as before it existed).
+    default_locale = UnicodeAttribute(null=True)
     secret = UnicodeAttribute()
     previous_secret = UnicodeAttribute(null=True)
     previous_secret_until = NumberAttribute(null=True)

@@ -123,7 +123,9 @@ def remove_line(channel: Channel, member: Member, goods_id: str, sku_id: str) ->
 def _balance(channel: Channel, member: Member, now: float) -> int:
     if channel.points_mode == "hosted":
         return spendable(wallet_of(member).lots.as_dict(), now)
-    return int(member.remote_points or 0)
+    from chalicelib.checkout import remote_balance
+
+    return int(remote_balance.current(channel, member, now=now)["balance"] or 0)
 
 
 def _priced(channel: Channel, lines: list[Line]) -> list[dict]:

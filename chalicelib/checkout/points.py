@@ -41,3 +41,15 @@ def expiring_soon(lots: Mapping[str, Mapping], now: float, within: int = 7 * 864
     return sorted(({"points": int(l["left"]), "expires_at": int(l["expires_at"])} for l in lots.values()
                    if now < int(l["expires_at"]) <= now + within and int(l["left"]) > 0),
                   key=lambda x: x["expires_at"])
+
+
+def totals(granted: int, spent: int, returned: int, expired: int, lots: Mapping[str, Mapping], now: float) -> dict:
+    """What a member's points page shows, adding up by construction: received − spent + returned − expired =
+    available. The wallet's ``expired`` counts only the lots already folded out (``wallets.sweep``); a lot
+    past its expiry that no sweep has folded yet (a concurrent write refused it) is counted as expired here
+    too, since it is no longer available."""
+    unfolded = sum(max(int(l["left"]), 0) for l in lots.values() if int(l["expires_at"]) <= now)
+    available = spendable(lots, now)
+    expired_all = expired + unfolded
+    return {"received": granted, "spent": spent, "returned": returned, "expired": expired_all,
+            "available": available}

@@ -22,7 +22,7 @@ from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from chalicelib.channels.models import Channel
 from chalicelib.checkout import quotas
 from chalicelib.checkout.models import Grant, Quota, Wallet
-from chalicelib.checkout.points import dead_lots, expiring_soon, spendable
+from chalicelib.checkout.points import dead_lots, expiring_soon, spendable, totals
 from chalicelib.core import shards
 from chalicelib.core.errors import Busy, Conflict, Unprocessable
 from chalicelib.core.tx import LabelledTransaction, Refused
@@ -180,8 +180,10 @@ def view(member: Member, now: float | None = None) -> dict:
     sweep(member.member_id, now)
     wallet = wallet_of(member)
     lots = wallet.lots.as_dict()
-    return {"balance": spendable(lots, now), "granted": int(wallet.granted), "spent": int(wallet.spent),
-            "expired": int(wallet.expired), "expiring_soon": expiring_soon(lots, now)}
+    sums = totals(int(wallet.granted or 0), int(wallet.spent or 0), int(wallet.refunded or 0),
+                  int(wallet.expired or 0), lots, now)
+    return {"balance": sums["available"], "granted": sums["received"], "spent": sums["spent"],
+            "returned": sums["returned"], "expired": sums["expired"], "expiring_soon": expiring_soon(lots, now)}
 
 
 def grant_view(g: Grant, created: bool) -> dict:

@@ -52,10 +52,21 @@ class SkuDraft(Strict):
     stock: int = Field(ge=0, le=10_000_000)
 
 
+Locale = Literal["zh-CN", "en"]  # the store's languages (``channels.locales``)
+
+
+class LocaleText(Strict):
+    """Goods' title and description in one store language."""
+
+    title: str = Text
+    description: str = Field(default="", max_length=5000)
+
+
 class GoodsDraft(Strict):
     ref: str = Code
     title: str = Text
     description: str = Field(default="", max_length=5000)
+    locales: dict[Locale, LocaleText] = Field(default_factory=dict)  # per store language; title/description stay
     images: list[ImageRef] = Field(default_factory=list, max_length=10)
     category: str = Field(min_length=1, max_length=60)
     skus: list[SkuDraft] = Field(min_length=1, max_length=50)
@@ -72,6 +83,7 @@ class GoodsDraft(Strict):
 class GoodsEdit(Strict):
     title: Optional[str] = Field(default=None, min_length=1, max_length=200)
     description: Optional[str] = Field(default=None, max_length=5000)
+    locales: Optional[dict[Locale, LocaleText]] = None  # replaces every language's text given before
     images: Optional[list[ImageRef]] = Field(default=None, max_length=10)
     category: Optional[str] = Field(default=None, min_length=1, max_length=60)
 
@@ -117,6 +129,7 @@ class ChannelFields(Strict):
     entry_mode: Optional[Literal["signed", "code"]] = None
     sandbox: Optional[bool] = None
     cart_enabled: Optional[bool] = None
+    default_locale: Optional[Locale] = None  # the store's language until the member picks one
     payment_auth: Optional[Literal["channel_password", "otp"]] = None
     shipping_deadline_hours: Optional[int] = Field(default=None, ge=1, le=720)  # up to 30 days to ship
     receipt_days: Optional[int] = Field(default=None, ge=1, le=60)  # receipt window after the deadline

@@ -43,6 +43,9 @@ class Member(Model):
     nickname = UnicodeAttribute(null=True)
     mobile = UnicodeAttribute(null=True)
     remote_points = NumberAttribute(null=True)
+    # When ``remote_points`` was last asked of the channel's wallet (``checkout.remote_balance``); None: only
+    # the entry link's figure is known.
+    remote_points_at = NumberAttribute(null=True)
     created_at = UnicodeAttribute(default=now_iso)
     last_entry_at = UnicodeAttribute(default=now_iso)
     channel_index = MemberChannelIndex()

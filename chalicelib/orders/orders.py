@@ -25,9 +25,16 @@ def view(o: Order, parcels: list[Parcel] | None = None) -> dict:
 
 
 def member_view(o: Order, parcels: list[Parcel] | None = None) -> dict:
-    """The member also sees the delivery address given at checkout (the channel never does)."""
-    address = plain(o.address)
-    return dict(view(o, parcels), address=address)
+    """The member also sees the delivery address given at checkout and who ships each parcel (the channel
+    sees neither)."""
+    from chalicelib.supply import shippers
+
+    parcels = parcels_mod.of_order(o.order_id, o) if parcels is None else parcels
+    shown = view(o, parcels)
+    names = shippers.names_of(p.supplier_id for p in parcels) if parcels else {}
+    for parcel, parcel_view in zip(parcels, shown["parcels"]):
+        parcel_view["shipped_by"] = names.get(parcel.supplier_id)
+    return dict(shown, address=plain(o.address))
 
 
 def member_order_view(parcel: Parcel) -> dict:

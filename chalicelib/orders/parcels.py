@@ -281,7 +281,7 @@ def complete_shipped(order_id: str) -> list[str]:
 # --- views -------------------------------------------------------------------------------------------
 
 def name(parcel: Parcel, total: int) -> str:
-    """Supplier-neutral: the member and the channel never learn who the supplier is."""
+    """Supplier-neutral, as the channel sees it (the member's own views add ``shipped_by``, ``orders.member_view``)."""
     return f"Parcel {_number(parcel.parcel_id)} of {total}"
 
 

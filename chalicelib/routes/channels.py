@@ -4,7 +4,7 @@ from __future__ import annotations
 from chalice import Response
 
 from chalicelib.callers.callers import member_channel, ops_actor
-from chalicelib.channels import catalog, channels, pools, sandbox, store
+from chalicelib.channels import catalog, channels, locales, pools, sandbox, store
 from chalicelib.core import web
 from chalicelib.core.errors import Unprocessable
 from chalicelib.core.routing import Routes
@@ -134,22 +134,28 @@ def member_catalog(code: str) -> dict:
     except ValueError:
         raise Unprocessable("validation_error", "limit must be a whole number", "limit") from None
     return catalog.list_page(channel, web.query(req(), "cursor"), limit, web.query(req(), "category"),
-                             web.query(req(), "q"))
+                             web.query(req(), "q"), _locale(channel))
+
+
+def _locale(channel) -> str:
+    """The member's language (``lang``, which the store keeps in a cookie), else the channel's default."""
+    return locales.requested(web.query(req(), "lang"), channel.default_locale)
 
 
 @route("/api/{code}/goods/{goods_id}")
 def member_goods(code: str, goods_id: str) -> dict:
     _, channel = member_channel(req(), code)
-    return catalog.detail(channel, goods_id)
+    return catalog.detail(channel, goods_id, _locale(channel))
 
 
 @route("/api/{code}/topics")
 def member_topics(code: str) -> dict:
     _, channel = member_channel(req(), code)
-    return {"topics": catalog.topics(channel), "categories": catalog.categories(channel),
+    return {"topics": catalog.topics(channel, _locale(channel)), "categories": catalog.categories(channel),
             "channel": {"code": channel.code, "name": channel.name, "points_per_yuan": int(channel.points_per_yuan),
                         "points_mode": channel.points_mode, "payment_auth": channel.payment_auth,
-                        "cart_enabled": bool(channel.cart_enabled)}}
+                        "cart_enabled": bool(channel.cart_enabled),
+                        "default_locale": locales.pick(None, channel.default_locale)}}
 
 
 @route("/sandbox/{code}/signature-check", methods=("POST",))

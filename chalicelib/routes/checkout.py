@@ -5,9 +5,10 @@ from chalice import Response
 
 from chalicelib.billing import metering
 from chalicelib.callers.callers import member_channel, ops_actor, partner_channel
-from chalicelib.channels import channels
-from chalicelib.checkout import carts, checkout, quotas, wallets
+from chalicelib.channels import catalog, channels, locales
+from chalicelib.checkout import carts, checkout, quotas, remote_balance, wallets
 from chalicelib.core import web
+from chalicelib.core.errors import Unprocessable
 from chalicelib.core.observability import count
 from chalicelib.core.routing import Routes
 from chalicelib.core.web import schemas  # loads on first use (pydantic is ~85 ms of cold start)
@@ -76,10 +77,14 @@ def partner_quota(code: str) -> dict:
 @route("/api/{code}/wallet")
 def member_wallet(code: str) -> dict:
     session, channel = member_channel(req(), code)
+    fresh = web.query(req(), "fresh")
+    if fresh not in (None, "1"):
+        raise Unprocessable("validation_error", "fresh must be 1 (or left out)", "fresh")
     member = members.get(session.member_id, code)
     if channel.points_mode == "hosted":
         return dict(wallets.view(member), points_mode="hosted")
-    return {"points_mode": "remote", "balance": member.remote_points}
+    # The channel keeps these points: its own figure, asked again when ``fresh`` (after money moved) or stale.
+    return dict(remote_balance.current(channel, member, fresh == "1"), points_mode="remote")
 
 
 @route("/api/{code}/orders", methods=("POST",))
@@ -104,17 +109,27 @@ def member_checkout(code: str) -> Response:
 @route("/api/{code}/cart")
 def member_cart(code: str) -> dict:
     session, channel = member_channel(req(), code)
-    return carts.view(channel, members.get(session.member_id, code))
+    locale = _locale(channel)
+    return catalog.in_language([carts.view(channel, members.get(session.member_id, code))], locale)[0]
 
 
 @route("/api/{code}/cart/lines/{goods_id}/{sku_id}", methods=("PUT",))
 def member_cart_put(code: str, goods_id: str, sku_id: str) -> dict:
     session, channel = member_channel(req(), code)
     qty = web.body(req(), schemas.CartLineQty).qty
-    return carts.put_line(channel, members.get(session.member_id, code), goods_id, sku_id, qty)
+    locale = _locale(channel)
+    return catalog.in_language([carts.put_line(channel, members.get(session.member_id, code), goods_id, sku_id, qty)],
+                               locale)[0]
 
 
 @route("/api/{code}/cart/lines/{goods_id}/{sku_id}", methods=("DELETE",))
 def member_cart_remove(code: str, goods_id: str, sku_id: str) -> dict:
     session, channel = member_channel(req(), code)
-    return carts.remove_line(channel, members.get(session.member_id, code), goods_id, sku_id)
+    locale = _locale(channel)
+    return catalog.in_language([carts.remove_line(channel, members.get(session.member_id, code), goods_id, sku_id)],
+                               locale)[0]
+
+
+def _locale(channel) -> str:
+    """The member's language for the cart's titles (``lang``, refused when unknown; else the channel's)."""
+    return locales.requested(web.query(req(), "lang"), channel.default_locale)

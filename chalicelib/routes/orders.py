@@ -4,7 +4,7 @@ from __future__ import annotations
 from chalice import Response
 
 from chalicelib.callers.callers import member_channel, ops_actor, partner_channel, supplier_actor, supplier_of
-from chalicelib.channels import channels
+from chalicelib.channels import catalog, channels, locales
 from chalicelib.core import web
 from chalicelib.core.routing import Routes
 from chalicelib.core.web import schemas  # loads on first use (pydantic is ~85 ms of cold start)
@@ -73,14 +73,20 @@ def partner_member_orders(code: str, member_id: str) -> dict:
 
 @route("/api/{code}/orders")
 def member_orders(code: str) -> dict:
-    session, _ = member_channel(req(), code)
-    return {"orders": orders.member_views(session.member_id)}
+    session, channel = member_channel(req(), code)
+    return {"orders": catalog.in_language(orders.member_views(session.member_id), _locale(channel))}
 
 
 @route("/api/{code}/orders/{order_id}")
 def member_order(code: str, order_id: str) -> dict:
-    session, _ = member_channel(req(), code)
-    return orders.member_view(orders.get_for_member(order_id, session.member_id))
+    session, channel = member_channel(req(), code)
+    view = orders.member_view(orders.get_for_member(order_id, session.member_id))
+    return catalog.in_language([view], _locale(channel))[0]
+
+
+def _locale(channel) -> str:
+    """The member's language (``lang``), else the channel's default (``channels.locales``)."""
+    return locales.requested(web.query(req(), "lang"), channel.default_locale)
 
 
 @route("/api/{code}/parcels/{parcel_id}/receipt", methods=("POST",))

@@ -36,7 +36,7 @@ PENDING, APPROVED, REJECTED, OFF_SALE = "pending_review", "approved", "rejected"
 STATUSES = (PENDING, APPROVED, REJECTED, OFF_SALE)
 TX_MAX_ITEMS = 100  # DynamoDB's limit of actions in one TransactWriteItems
 StockKey = tuple[str, str]  # (goods_id, sku_id)
-CONTENT = ("title", "description", "images", "category")
+CONTENT = ("title", "description", "images", "category", "locales")
 REVISION_PENDING, REVISION_REJECTED = "pending", "rejected"
 REVISION_STATES = (REVISION_PENDING, REVISION_REJECTED)
 # an upload id, or the key its signed link wrote to: uploads/{supplier_id}/image/{upload_id}
@@ -55,11 +55,23 @@ def skus_of(goods: Goods) -> dict[str, dict]:
 def content_of(g: Goods) -> dict:
     """The approved (live) content: what members see."""
     return {"title": g.title, "description": g.description or "", "images": list(g.images or []),
-            "category": g.category}
+            "category": g.category, "locales": _locales(g.locales)}
+
+
+def _locales(value) -> dict:
+    """Per-language text as plain dicts (none given: empty), so content compares and audits as values."""
+    if not value:
+        return {}
+    raw = value.as_dict() if hasattr(value, "as_dict") else dict(value)
+    return {k: dict(v) for k, v in raw.items()}
 
 
 def revision_of(g: Goods) -> dict | None:
-    return g.revision.as_dict() if g.revision else None
+    """A revision's proposed content; one proposed before goods had languages proposes none."""
+    if not g.revision:
+        return None
+    revision = g.revision.as_dict()
+    return {**revision, "locales": _locales(revision.get("locales"))}
 
 
 def _revision_view(g: Goods) -> dict | None:
@@ -199,6 +211,7 @@ def publish(supplier_id: str, draft: GoodsDraft, actor: str) -> Goods:
     goods = Goods(
         goods_id_for(supplier_id, draft.ref), supplier_id=supplier_id, ref=draft.ref, title=draft.title,
         description=draft.description, images=own_images(supplier_id, draft.images), category=draft.category,
+        locales={k: v.model_dump() for k, v in draft.locales.items()} or None,
         status=PENDING,
         skus={s.sku_id: {"spec": s.spec, "settlement_price": s.settlement_price, "stock": s.stock}
               for s in draft.skus},

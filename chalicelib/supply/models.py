@@ -102,6 +102,9 @@ class Goods(Model):
     description = UnicodeAttribute(default="")
     images = ListAttribute(of=UnicodeAttribute, default=list)  # upload ids of the supplier's own images
     category = UnicodeAttribute()
+    # The title and description per store language, {"zh-CN": {"title", "description"}, "en": {...}}; the
+    # plain fields above are what any language without its own shows (``channels.locales.text_of``).
+    locales = MapAttribute(null=True)
     skus = MapAttribute()
     status = UnicodeAttribute()
     reject_reason = UnicodeAttribute(null=True)

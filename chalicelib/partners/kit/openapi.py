@@ -75,7 +75,9 @@ GOODS_CARD = obj({"goods_id": STR, "title": STR, "category": STR, "image": nulla
 PARCEL = obj({"parcel_id": STR, "name": STR, "state": STR, "lines": arr(ANY_OBJECT), "points": INT, "amount": INT,
               "carrier": nullable("string"), "tracking_no": nullable("string"), "shipped_at": nullable("string"),
               "completed_at": nullable("string"), "returned": nullable("object"), "can_cancel": BOOL,
-              "can_confirm_receipt": BOOL}, "parcel_id", "name", "state", "points")
+              "can_confirm_receipt": BOOL,
+              "shipped_by": {"type": ["string", "null"], "description": "members only: the supplier's name"}},
+             "parcel_id", "name", "state", "points")
 ORDER = obj({"order_id": STR, "channel_code": STR, "status": {"type": "string", "description": "checkout status"},
              "state": {"type": "string", "description": "derived from the parcels once split (e.g. paid, "
                                                         "partially_shipped, shipped, completed, cancelled)"},
@@ -109,7 +111,8 @@ RESPONSES: dict[str, Json] = {
                    "mobile": nullable("string"), "remote_points": nullable("integer")},
                   "member_id", "channel_code", "external_id"),
     "Wallet": obj({"points_mode": {"enum": ["hosted", "remote"]}, "balance": nullable("integer"), "granted": INT,
-                   "spent": INT, "expired": INT, "expiring_soon": {}}, "points_mode", "balance"),
+                   "spent": INT, "returned": INT, "expired": INT, "expiring_soon": {},
+                   "as_of": nullable("integer"), "stale": BOOL}, "points_mode", "balance"),
     "CatalogPage": obj({"items": arr(ref("GoodsCard")), "next_cursor": nullable("string")}, "items", "next_cursor"),
     "FlashSale": obj({"sale_id": STR, "goods_id": STR, "sku_id": STR, "title": STR, "spec": STR,
                       "price_points": INT, "price": INT, "starts_at": INT, "ends_at": INT,
@@ -121,6 +124,7 @@ RESPONSES: dict[str, Json] = {
                                                                         "count down from it, not the phone's"},
                        "sales": arr(ref("FlashSale"))}, "server_time", "sales"),
     "GoodsDetail": obj({"goods_id": STR, "title": STR, "description": STR, "category": STR, "images": arr(STR),
+                        "shipped_by": nullable("string"),
                         "skus": arr(obj({"sku_id": STR, "spec": STR, "price": INT, "points": INT,
                                          "stock_status": {"enum": ["in_stock", "low", "sold_out"]}},
                                         "sku_id", "price", "points", "stock_status"))},
@@ -129,7 +133,8 @@ RESPONSES: dict[str, Json] = {
                                      "topic_id", "title", "items")),
                    "categories": arr(STR),
                    "channel": obj({"code": STR, "name": STR, "points_per_yuan": INT, "points_mode": STR,
-                                   "payment_auth": STR, "cart_enabled": BOOL}, "code", "points_mode")},
+                                   "payment_auth": STR, "cart_enabled": BOOL,
+                                   "default_locale": {"enum": ["zh-CN", "en"]}}, "code", "points_mode")},
                   "topics", "categories", "channel"),
     "Cart": obj({"lines": arr(ANY_OBJECT), "version": INT, "count": INT, "total_points": INT, "total_amount": INT,
                  "balance": nullable("integer"), "points_left": nullable("integer"), "ready": BOOL,
@@ -194,6 +199,8 @@ class Op:
 
 
 CURSOR = ("cursor", STR, "the `next_cursor` of the page before")
+LANG = ("lang", {"enum": ["zh-CN", "en"]}, "the member's language for goods' titles and descriptions; "
+        "default: the channel's `default_locale`")
 LIMIT = ("limit", {"type": "integer", "minimum": 1, "maximum": 50}, "page size (default 20)")
 # The catalog takes any whole number and clamps it (the store never has to know the bound).
 CATALOG_LIMIT = ("limit", INT, "page size, default 20; clamped to 1..50")
@@ -216,7 +223,8 @@ OPERATIONS: tuple[Op, ...] = (
        description="Where the entry link redirects; it calls the member API with the session cookie."),
     # member API (the H5 store's)
     Op("GET", "/api/{code}/catalog", "Member API", "A page of the channel's goods", MEMBER, "CatalogPage",
-       query=(CURSOR, CATALOG_LIMIT, ("category", STR, "only this category"), ("q", STR, "title contains this"))),
+       query=(CURSOR, CATALOG_LIMIT, ("category", STR, "only this category"),
+              ("q", STR, "the title contains this, in any language"), LANG)),
     Op("GET", "/api/{code}/sales", "Member API", "The channel's upcoming and running flash sales", MEMBER,
        "FlashSales",
        description="Each sale's window, price in points, whether it is sold out, and whether this member reached its "
@@ -224,13 +232,16 @@ OPERATIONS: tuple[Op, ...] = (
                    "`sale_id` (one line): refused with 409 `sale_not_started`, `sale_ended`, `sale_sold_out` or "
                    "`sale_limit_reached`."),
     Op("GET", "/api/{code}/goods/{goods_id}", "Member API", "One goods with its SKUs at the channel's prices",
-       MEMBER, "GoodsDetail"),
+       MEMBER, "GoodsDetail", query=(LANG,)),
     Op("GET", "/api/{code}/topics", "Member API", "The store home: topics, categories, the channel's settings",
-       MEMBER, "Topics"),
+       MEMBER, "Topics", query=(LANG,)),
     Op("GET", "/api/{code}/me", "Member API", "The member", MEMBER, "Member"),
     Op("POST", "/api/{code}/otp", "Member API", "Send a one-time payment code by SMS (otp payment mode)",
        MEMBER, "OtpSent"),
-    Op("GET", "/api/{code}/wallet", "Member API", "The member's points", MEMBER, "Wallet"),
+    Op("GET", "/api/{code}/wallet", "Member API", "The member's points", MEMBER, "Wallet",
+       query=(("fresh", {"enum": ["1"]}, "remote mode: ask the channel's wallet now (after money moved)"),),
+       description="Hosted: granted − spent + returned − expired = balance. Remote: the channel's own figure "
+                   "(`points/balance`), at most 5 s old; `stale` with `as_of` when the channel gave none."),
     Op("POST", "/api/{code}/orders", "Member API", "Buy now (or check out the cart)", MEMBER, "Order", 201,
        "OrderRequest", also=(200,),
        description="One atomic commit of quota, wallet and order. Send an `Idempotency-Key`: a retry with the "
@@ -238,9 +249,11 @@ OPERATIONS: tuple[Op, ...] = (
        extra={"parameters": [{"name": "Idempotency-Key", "in": "header", "required": True,
                               "schema": {"type": "string", "minLength": 8, "maxLength": 64},
                               "description": "your retry key for this purchase"}]}),
-    Op("GET", "/api/{code}/orders", "Member API", "The member's latest orders", MEMBER, "OrderList"),
-    Op("GET", "/api/{code}/orders/{order_id}", "Member API", "One of the member's orders", MEMBER, "Order"),
-    Op("GET", "/api/{code}/cart", "Member API", "The cart, priced now (channels with the cart on)", MEMBER, "Cart"),
+    Op("GET", "/api/{code}/orders", "Member API", "The member's latest orders", MEMBER, "OrderList", query=(LANG,)),
+    Op("GET", "/api/{code}/orders/{order_id}", "Member API", "One of the member's orders", MEMBER, "Order",
+       query=(LANG,)),
+    Op("GET", "/api/{code}/cart", "Member API", "The cart, priced now (channels with the cart on)", MEMBER, "Cart",
+       query=(LANG,)),
     Op("PUT", "/api/{code}/cart/lines/{goods_id}/{sku_id}", "Member API", "Set a cart line's quantity", MEMBER,
        "Cart", body="CartLineQty"),
     Op("DELETE", "/api/{code}/cart/lines/{goods_id}/{sku_id}", "Member API", "Remove a cart line", MEMBER, "Cart"),
@@ -338,6 +351,11 @@ CHANNEL_APIS: tuple[ChannelApi, ...] = (
     ChannelApi("points/refund", "Give back a refunded parcel's points (idempotent by refund_id)",
                obj({"refund_id": STR, "order_id": STR, "points": INT}, "refund_id", "order_id", "points"),
                obj({"result": {"enum": ["refunded", "rejected"]}, "reason": STR}, "result"), "points_mode = remote"),
+    ChannelApi("points/balance", "A member's balance in your wallet, as your app shows it",
+               obj({"member_id": STR}, "member_id"),
+               obj({"member_id": STR, "points": INT}, "points"), "points_mode = remote",
+               "200 with the member's spendable points now. The store asks after every payment, cancel and refund "
+               "and at most every 5 s otherwise; without an answer it shows the last figure it had, with its time."),
     ChannelApi("points/refund/query", "Did a refund happen? (its answer was lost)",
                obj({"refund_id": STR}, "refund_id"),
                obj({"status": {"enum": ["refunded", "not_found"]}}, "status"), "points_mode = remote"),
