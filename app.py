@@ -10,6 +10,7 @@ from chalice import Chalice, ConvertToMiddleware, Rate, Response
 from chalicelib.channels import routes as channel_routes
 from chalicelib.checkout import checkout
 from chalicelib.checkout import routes as checkout_routes
+from chalicelib.console import routes as console_routes
 from chalicelib.core import config, function_url, web
 from chalicelib.core.models import Order
 from chalicelib.core.observability import count, logger, metrics, tracer
@@ -41,7 +42,7 @@ def error_contract(event: Any, get_response: Callable) -> Response:
 
 # --- HTTP routes, one Blueprint per business area ----------------------------------------------------
 for area in (supply_routes, channel_routes, member_routes, checkout_routes, order_routes, partner_routes,
-             settlement_routes, kit_routes):
+             settlement_routes, kit_routes, console_routes):
     app.register_blueprint(area.routes.blueprint)
 
 

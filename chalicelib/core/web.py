@@ -4,7 +4,6 @@ Kept apart from the business modules, which never see a request.
 """
 from __future__ import annotations
 
-import hmac
 import json
 import re
 from typing import Any
@@ -116,15 +115,35 @@ def bearer(request: Request) -> str | None:
 def ops_actor(request: Request) -> str:
     """Who is acting as ops: the IAM caller in AWS, the local-only token on the local stack."""
     if config.IS_LOCAL:
+        from chalicelib.console import sessions as ops_sessions
+
         token = bearer(request)
-        if not (config.LOCAL_OPS_TOKEN and token and hmac.compare_digest(token, config.LOCAL_OPS_TOKEN)):
-            raise Unauthorized("ops_auth_required", "ops routes need the local ops token as a Bearer token")
+        if token is None and cookie(request, ops_sessions.COOKIE):  # a browser signed in at /ops/sign-in
+            session = ops_sessions.admit(cookie(request, ops_sessions.COOKIE) or "", request.method,
+                                         request.headers.get(ops_sessions.CSRF_HEADER))
+            return f"ops:local:{session.session_id}"
+        if not ops_sessions.token_matches(token):
+            raise Unauthorized("ops_auth_required", "ops routes need the local ops token as a Bearer token "
+                                                    "(or a browser signed in at /ops/sign-in)")
         return "ops:local"
     identity = (request.context or {}).get("identity") or {}
     caller = identity.get("userArn") or identity.get("caller")
     if not caller:
         raise Forbidden("ops_auth_required", "ops routes need IAM-signed requests")
     return caller
+
+
+def opens_sign_in(request: Request) -> bool:
+    """A browser on the local stack opening an ops page without a (valid) session: sent to sign in, not a 401."""
+    return config.IS_LOCAL and request.method == "GET" and wants_html(request) and bearer(request) is None
+
+
+def to_sign_in(request: Request) -> Response:
+    from urllib.parse import quote, urlencode
+
+    here = signed_path(request) + (f"?{urlencode(request.query_params)}" if request.query_params else "")
+    return Response(body="", status_code=303, headers={"Location": f"/ops/sign-in?next={quote(here, safe='')}",
+                                                        "Cache-Control": "no-store"})
 
 
 # What ``function_url`` puts in ``requestContext.stage``, as a function URL's payload 2.0 has it.
@@ -167,12 +186,14 @@ def chalice_error_to_contract(response: Response) -> Response:
 
 def session_token(request: Request) -> str | None:
     """The member session: ``Authorization: Bearer`` for API clients, the cookie for the H5 store."""
-    token = bearer(request)
-    if token:
-        return token
+    return bearer(request) or cookie(request, "cm_session")
+
+
+def cookie(request: Request, wanted: str) -> str | None:
+    """The value of the cookie named ``wanted``, if the request carries it."""
     for part in (request.headers.get("cookie") or "").split(";"):
         name, _, value = part.strip().partition("=")
-        if name == "cm_session":
+        if name == wanted:
             return value
     return None
 
