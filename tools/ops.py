@@ -68,9 +68,11 @@ COMMANDS: dict[str, tuple[str, list[str], Builder]] = {
                     lambda a: ("DELETE", f"/ops/channels/{a.code}/pool/{a.goods_id}", None)),
     "losses": ("prices below settlement ops accepted", ["code"],
                lambda a: ("GET", f"/ops/channels/{a.code}/losses", None)),
-    "settle": ("start (or re-run: same statements, same bytes) a period's settlement: YYYY-MM or YYYY-Www",
-               ["period"], lambda a: ("POST", f"/ops/settlement/{a.period}", {})),
-    "settlement": ("a period's run: state, totals and every statement", ["period"],
+    "settle": ("start (or re-run: same statements, same bytes) a settlement period's run: YYYY-MM or YYYY-Www "
+               "(never a quota period such as DEMO); with no argument, list the settlement periods that can be settled",
+               ["period?"], lambda a: ("POST", f"/ops/settlement/{a.period}", {}) if a.period
+               else ("GET", "/ops/settlement", None)),
+    "settlement": ("a settlement period's run: state, totals and every statement", ["period"],
                    lambda a: ("GET", f"/ops/settlement/{a.period}", None)),
     "statement": ("one statement with its SHA-256 and a short-lived download link", ["id"],
                   lambda a: ("GET", f"/ops/statements/{a.id}", None)),

@@ -32,6 +32,13 @@ def _port(variable: str = "PORT", default: int = 8000) -> int:
             return free_port()
 
 
+def statement_links(base_url: str, shown) -> dict[str, str]:
+    """The ops pages of last month's statements: each demo channel's and each demo supplier's."""
+    parties = [f"channel.{c['code']}" for c in shown.seeded.channels] + [
+        f"supplier.{s['id']}" for s in shown.seeded.suppliers]
+    return {party: f"{base_url}/ops/statements/{shown.settled}.{party}" for party in parties}
+
+
 def main() -> None:
     # The app from two worker processes, as Lambda serves a burst from many instances (tools/app_server.py).
     system = LocalSystem(port=_port(), door_port=_port("DOOR_PORT", 8001), processes=2).start()
@@ -55,6 +62,7 @@ def main() -> None:
         "channels": channels,
         "suppliers": [{"id": s["id"], "name": s["name"], "api_key": s["api_key"]} for s in shown.seeded.suppliers],
         "payment_password": shown.password,
+        "settled": {"period_id": shown.settled, "statements": statement_links(system.base_url, shown)},
         "reference_channel": {"url": reference.url, "state": f"{reference.url}/state.json"},
         "dynamodb_endpoint": system.dynamodb.endpoint,
         "s3_endpoint": system.moto.endpoint,
@@ -86,6 +94,14 @@ Channel Mall is running locally.
         print(f"    sign a link yourself: .venv/bin/python -m tools.sign {c['code']} <member_id>")
     for s in handle["suppliers"]:
         print(f"  supplier {s['id']} ({s['name']})  X-Api-Key: {s['api_key']}")
+    print(f"\n  Settlement period {shown.settled} (last month's demo history: orders, shipments, a cancel, a refund) "
+          f"was settled at start. Statements (sign in once at /ops/sign-in):")
+    for party, link in handle["settled"]["statements"].items():
+        print(f"    {party:<28} {link}")
+    print("  The running month, provisional (never exported): a channel's "
+          "`.venv/bin/python -m tools.sign bank-a --call GET /partner/bank-a/statements/current --send`, "
+          f"a supplier's `curl -H 'X-Api-Key: …' {system.base_url}/supplier/statements/current`; "
+          "`.venv/bin/python -m tools.ops settle` lists the settlement periods that can be settled.")
     print(f"\nThe same, as JSON: {out.relative_to(ROOT)}\nCtrl-C stops everything.", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -170,7 +170,7 @@ def open_period(code: str, period_id: str, starts_at: int, ends_at: int, quota_p
     if period_id == channel.current_period:
         # The transaction below would put and update the same shard items, which DynamoDB refuses outright
         # (ValidationException), so this case never reaches it; any other existing id fails the put's condition.
-        raise Conflict("period_exists", f"channel {code} already has period {period_id}", "period_id")
+        raise Conflict("period_exists", f"channel {code} already has quota period {period_id}", "period_id")
     limit = int(channel.redemption_quota) if quota_points is None else quota_points
     selling = channel.status == channels.ACTIVE
     version = pricing_version(channel)  # the new shards carry it; the channel's condition below keeps it current
@@ -201,7 +201,7 @@ def open_period(code: str, period_id: str, starts_at: int, ends_at: int, quota_p
     except Refused as refused:
         if "channel" in refused.labels:
             raise Conflict("concurrent_update", f"channel {code} changed meanwhile; retry") from None
-        raise Conflict("period_exists", f"channel {code} already has period {period_id}", "period_id") from None
+        raise Conflict("period_exists", f"channel {code} already has quota period {period_id}", "period_id") from None
     return Period(code, period_id, items)
 
 
@@ -213,13 +213,13 @@ def get(code: str, period_id: str) -> Period:
         if shard is not None:
             found[shard] = item
     if 0 not in found:
-        raise NotFound("period_not_found", f"channel {code} has no period {period_id}")
+        raise NotFound("period_not_found", f"channel {code} has no quota period {period_id}")
     return Period(code, period_id, dict(sorted(found.items())))
 
 
 def current(channel: Channel) -> Period:
     if not channel.current_period:
-        raise Conflict("period_not_open", f"channel {channel.code} has no open settlement period")
+        raise Conflict("period_not_open", f"channel {channel.code} has no open quota period")
     return get(channel.code, channel.current_period)
 
 
@@ -247,7 +247,7 @@ def raise_quota(code: str, period_id: str, points: int, actor: str) -> Period:
     try:
         commit_retrying(build)
     except Refused:
-        raise Conflict("period_ended", f"period {period_id} has ended; open a new one") from None
+        raise Conflict("period_ended", f"quota period {period_id} has ended; open a new one") from None
     return get(code, period_id)
 
 
