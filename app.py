@@ -11,6 +11,7 @@ from chalicelib.channels import routes as channel_routes
 from chalicelib.checkout import checkout
 from chalicelib.checkout import routes as checkout_routes
 from chalicelib.console import routes as console_routes
+from chalicelib.console import widgets as console_widgets
 from chalicelib.core import config, function_url, web
 from chalicelib.core.models import Order
 from chalicelib.core.observability import count, logger, metrics, tracer
@@ -50,6 +51,12 @@ for area in (supply_routes, channel_routes, member_routes, checkout_routes, orde
 def channel_door(event: dict, context: Any) -> dict:
     """The function URL door (payload 2.0) to the same channel-facing routes and code."""
     return function_url.serve(app, event, context)
+
+
+@app.lambda_function(name="ops_widgets")
+def ops_widgets(event: dict, context: Any) -> str:
+    """The ops dashboard's custom widgets (CloudWatch calls it with the console user's IAM): HTML per widget."""
+    return console_widgets.handle(event)
 
 
 # --- events and schedules ------------------------------------------------------------------------------
