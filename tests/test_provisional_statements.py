@@ -16,7 +16,8 @@ import requests
 from checkout_helpers import PRICE, SETTLEMENT, make_shop, ok
 from chalicelib.core.models import Goods, Statement
 from chalicelib.settlement import exports, periods, provisional, runs
-from helpers import assert_error, supplier_client
+from chalicelib.orders import parcels as parcels_mod
+from helpers import assert_error, supplier_client, wait_for
 from test_settlement import World, redate, signed_get
 from tools import ops as ops_cli
 from tools.sign import signed_request
@@ -112,6 +113,14 @@ def test_a_caller_reads_only_its_own_running_statement(system, ops):
     url, headers = signed_request(shop.base_url, shop.secret, "GET", f"/partner/{other.code}/statements/current")
     assert requests.get(url, headers=headers, timeout=30).status_code == 401  # another channel's secret
     assert_error(requests.get(f"{system.base_url}/supplier/statements/current", timeout=30), 401, "invalid_api_key")
+    sandbox = make_shop(system, ops, "hosted", sandbox=True)
+    member = sandbox.member()
+    ok(sandbox.grant(member, 10 * PRICE), 201)
+    placed = sandbox.place(requests.Session(), member)
+    assert placed.status == 201
+    wait_for(lambda: parcels_mod.of_order(placed.order_id), lambda found: len(found) == 1, timeout=60)  # split
+    tried = ok(signed_get(sandbox, f"/partner/{sandbox.code}/statements/current"))
+    assert "sandbox" in tried["note"] and [line["kind"] for line in tried["lines"]] == ["fee"]  # nothing booked
 
 
 def test_ops_list_the_settlement_periods_that_can_be_settled(system, ops, capsys):

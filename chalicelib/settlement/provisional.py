@@ -29,6 +29,10 @@ def running_period(party: str, now: float) -> Period:
     return periods.containing(today, kind)
 
 
+def _sandbox(party: str) -> bool:
+    return party.startswith("channel.") and bool(Channel.get(party.split(".", 1)[1]).sandbox)
+
+
 def statement(party: str, period: Period) -> dict:
     """The party's statement for ``period`` as the run would compute it now, line by line, marked provisional."""
     days = runs.party_days(party, period)
@@ -45,4 +49,6 @@ def current(party: str, now: float | None = None) -> dict:
     now = time.time() if now is None else now
     shown = statement(party, running_period(party, now))
     shown["as_of"] = int(now)
+    if _sandbox(party):  # integrators may call it; nothing of a sandbox is booked or settled
+        shown["note"] = "provisional, sandbox channel: its orders are never booked and it is never settled"
     return shown
