@@ -97,7 +97,8 @@ def home() -> Response:
     csrf = sessions.read(value).csrf if value else ""
     links = [("/ops/reports/operating", "Daily operating report, every channel"),
              ("/ops/goods?status=pending_review", "Goods waiting for review"),
-             ("/ops/audit/latest", "Latest invariant audit"), ("/ops/channels", "Channels")]
+             ("/ops/audit/latest", "Latest invariant audit"), ("/ops/channels", "Channels"),
+             ("/ops/settlement", "Settlement periods that can be settled")]
     for channel in channels.list_all():
         code = quote(channel.code)
         links += [(f"/ops/channels/{code}/guide", f"{channel.name}: integration guide"),
