@@ -341,6 +341,6 @@ def test_the_running_month_is_provisional_for_a_demo_channel_and_supplier(system
     current = _ok(requests.get(url, headers=headers, timeout=30))
     assert current["provisional"] and current["period_id"] != shown.settled
     supplier = shown.seeded.suppliers[0]
-    mine = _ok(requests.get(f"{system.base_url}/supplier/statements/current", headers={"X-Api-Key": supplier["api_key"]},
-                            timeout=30))
+    mine = _ok(requests.get(f"{system.base_url}/supplier/statements/current",
+                            headers={"X-Api-Key": supplier["api_key"]}, timeout=30))
     assert mine["provisional"] and mine["party"] == f"supplier.{supplier['id']}"

@@ -80,8 +80,9 @@ Channel Mall is running locally.
   reference channel back end  {reference.url}/   (wallets, deductions, webhooks received)
   payment password            {shown.password}   (every demo member, both channels)
   OpenAPI document            {system.base_url}/docs/openapi.json   (what channels integrate against)
-  ops sign-in                 {system.base_url}/ops/sign-in   (paste the ops token once; this browser then opens every ops page)
-  ops pages                   {system.base_url}/ops/home   {system.base_url}/ops/reports/operating   {system.base_url}/ops/channels/<code>/guide
+  ops sign-in                 {system.base_url}/ops/sign-in   (the ops token once; then every ops link opens)
+  ops pages                   {system.base_url}/ops/home   {system.base_url}/ops/reports/operating
+                              {system.base_url}/ops/channels/<code>/guide
 """)
     for c in channels:
         wallet = ("points granted through the signed partner API" if c["points_mode"] == "hosted"

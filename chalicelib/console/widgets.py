@@ -81,7 +81,8 @@ def partner_health(context: dict[str, Any], now: float) -> str:
     if not rows:
         return "<p>No partner API calls in the last day.</p>"
     open_ = sum(1 for r in rows if not r[2].startswith("closed"))
-    verdict = f'<p class="bad">{open_} breaker(s) not closed.</p>' if open_ else '<p class="ok">All breakers closed.</p>'
+    verdict = (f'<p class="bad">{open_} breaker(s) not closed.</p>' if open_
+               else '<p class="ok">All breakers closed.</p>')
     return verdict + _table(("channel", "API", "breaker", "calls 1 h", "errors 1 h", "calls 24 h", "errors 24 h",
                              "p95 ms 24 h"), rows, left=3)
 

@@ -109,7 +109,7 @@ def freeze(period_id: str, now: float | None = None) -> dict:
     period = period_of(period_id)
     if not period.settleable(time.time() if now is None else now):
         raise Conflict("settlement_period_not_ended", f"settlement period {period_id} can be settled from "
-                                           f"{periods.SETTLE_AFTER_SECONDS // 60} minutes after its end")
+                                                      f"{periods.SETTLE_AFTER_SECONDS // 60} minutes after its end")
     try:
         item = SettlementPeriod.get(period_id, consistent_read=True)
     except DoesNotExist:
@@ -191,7 +191,7 @@ def claim_days(party: str, period: Period, sid: str, days: list[str] | None = No
 
 
 def compute(period: Period, party: str, days: list[str]
-             ) -> tuple[statements.Statement, statements.ChannelMargin | None]:
+            ) -> tuple[statements.Statement, statements.ChannelMargin | None]:
     """The party's statement over ``days`` from the books, and for a channel its part of the platform margin."""
     first = days[0] if days else period.first_day.isoformat()
     if party.startswith("channel."):
@@ -327,8 +327,8 @@ def start(period_id: str, actor: str, now: float | None = None) -> dict:
     """Ops start (or re-run) a period's settlement: a re-run writes no statement twice and changes none."""
     period = period_of(period_id)
     if not period.settleable(time.time() if now is None else now):
-        raise Conflict("settlement_period_not_ended", f"settlement period {period_id} has not ended (or ended less than "
-                                           f"{periods.SETTLE_AFTER_SECONDS // 60} minutes ago)")
+        raise Conflict("settlement_period_not_ended", f"settlement period {period_id} has not ended (or ended "
+                                                      f"less than {periods.SETTLE_AFTER_SECONDS // 60} minutes ago)")
     arn = _start(period_id, f"settle-{period_id}-{int(time.time())}-{secrets.token_hex(3)}")
     audit.row(f"settlement#{period_id}", actor, "settlement_started", "execution", None, arn).save()
     return {"period_id": period_id, "execution_arn": arn}
