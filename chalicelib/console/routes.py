@@ -56,7 +56,9 @@ def _sign_in_form(next_url: str, error: str = "") -> str:
             f"for {sessions.SECONDS // 3600} hours.</p>{shown}"
             f'<form method="post" action="/ops/sign-in"><input type="hidden" name="next" value="{escape(next_url)}">'
             f'<label>Ops token<br><input type="password" name="token" autocomplete="off" autofocus required>'
-            f"</label><p><button type=submit>Sign in</button></p></form>")
+            f"</label><p><button type=submit>Sign in</button></p></form>"
+            # A link followed from another site arrives without the SameSite=Strict cookie; one click from here does.
+            f'<p><small>Signed in already? <a href="{escape(next_url)}">Continue</a>.</small></p>')
 
 
 @route("/ops/sign-in", ops=True)
