@@ -167,3 +167,33 @@ def test_ops_sign_in_then_the_printed_report_link_opens_in_chromium(system, brow
         page.goto(f"{system.base_url}/ops/reports/operating")
         assert "/ops/sign-in" in page.url  # signed out: back to the sign-in page
         context.close()
+
+
+# --- the rules alone ----------------------------------------------------------------------------------
+
+def test_a_session_admits_reads_and_only_csrf_carrying_writes(monkeypatch):
+    monkeypatch.setattr(config, "IS_LOCAL", True)
+    monkeypatch.setattr(config, "LOCAL_OPS_TOKEN", "local-ops-unit")
+    value, session = sessions.issue(now=1_000)
+    for method in ("GET", "HEAD"):
+        assert sessions.admit(value, method, None, now=1_001) == session
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        for csrf in (None, "", "wrong", session.csrf + "x", "é"):
+            with pytest.raises(Exception) as refused:
+                sessions.admit(value, method, csrf, now=1_001)
+            assert refused.value.code == "csrf_required"
+        assert sessions.admit(value, method, session.csrf, now=1_001) == session
+    other, _ = sessions.issue(now=1_000)
+    assert sessions.read(other, now=1_001).csrf != session.csrf
+    assert sessions.token_matches("local-ops-unit") and not sessions.token_matches("local-ops-uni")
+    assert not sessions.token_matches("lócal-ops-unit") and not sessions.token_matches(None)
+
+
+@pytest.mark.parametrize("asked, goes", [
+    ("/ops/reports/operating", "/ops/reports/operating"), ("/ops/channels/bank-a/guide?format=md",
+                                                           "/ops/channels/bank-a/guide?format=md"),
+    ("//evil.example/ops/", "/ops/home"), ("/ops\\..\\evil", "/ops/home"), ("javascript:alert(1)", "/ops/home"),
+    ("", "/ops/home"), (None, "/ops/home"), ("/opsx/y", "/ops/home")])
+def test_after_sign_in_only_ops_pages_of_this_site(asked, goes):
+    from chalicelib.console.routes import safe_next
+    assert safe_next(asked) == goes

@@ -66,6 +66,11 @@ COMMANDS: dict[str, tuple[str, list[str], Builder]] = {
                  lambda a: ("PUT", f"/ops/channels/{a.code}/pool/{a.goods_id}", json.loads(a.body))),
     "pool-remove": ("remove goods from a sub-pool", ["code", "goods_id"],
                     lambda a: ("DELETE", f"/ops/channels/{a.code}/pool/{a.goods_id}", None)),
+    "quota": ("a channel's current quota period (what members redeem within): limit, remaining, ends", ["code"],
+              lambda a: ("GET", f"/ops/channels/{a.code}/quota", None)),
+    "quota-period-open": ("open a channel's quota period (JSON: period_id, starts_at, ends_at[, quota_points, "
+                          "shards]); not a settlement period", ["code", "body"],
+                          lambda a: ("POST", f"/ops/channels/{a.code}/periods", json.loads(a.body))),
     "losses": ("prices below settlement ops accepted", ["code"],
                lambda a: ("GET", f"/ops/channels/{a.code}/losses", None)),
     "settle": ("start (or re-run: same statements, same bytes) a settlement period's run: YYYY-MM or YYYY-Www "
