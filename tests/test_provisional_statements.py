@@ -139,3 +139,16 @@ def test_ops_list_the_settlement_periods_that_can_be_settled(system, ops, capsys
     assert ops_cli.main(["--base-url", system.base_url, "--token", system.ops_token, "settle", "DEMO"]) == 1
     refused = printed(capsys.readouterr().out)["error"]
     assert refused["code"] == "invalid_settlement_period" and "quota period" in refused["message"]
+
+
+def test_the_cli_names_quota_periods_apart_from_settlement_periods(system, ops, capsys):
+    shop = make_shop(system, ops, "hosted")
+    cli = ["--base-url", system.base_url, "--token", system.ops_token]
+    assert ops_cli.main([*cli, "quota", shop.code]) == 0
+    assert printed(capsys.readouterr().out)["period_id"] == shop.period_id
+    opened = {"period_id": "Q2", "starts_at": shop.ends_at, "ends_at": shop.ends_at + 3600}
+    assert ops_cli.main([*cli, "quota-period-open", shop.code, json.dumps(opened)]) == 0
+    assert printed(capsys.readouterr().out)["period_id"] == "Q2"
+    assert ops_cli.main([*cli, "quota-period-open", shop.code, json.dumps(opened)]) == 1
+    refused = printed(capsys.readouterr().out)["error"]
+    assert refused["code"] == "period_exists" and "quota period Q2" in refused["message"]  # the code is kept
