@@ -344,3 +344,15 @@ def test_the_running_month_is_provisional_for_a_demo_channel_and_supplier(system
     mine = _ok(requests.get(f"{system.base_url}/supplier/statements/current",
                             headers={"X-Api-Key": supplier["api_key"]}, timeout=30))
     assert mine["provisional"] and mine["party"] == f"supplier.{supplier['id']}"
+
+
+def test_the_history_goes_to_the_latest_month_not_run_yet(shown: Demo) -> None:
+    """A month the schedule already ran keeps its closed statements: the history then goes to the one before."""
+    from chalicelib.settlement import periods
+    from tools.seed import history_month
+
+    settled = periods.parse(shown.settled)
+    assert history_month(settled.ends_at + 2 * 86_400).period_id < shown.settled  # that month has its run
+    later = periods.parse(f"{settled.last_day.year + 50}-{settled.last_day.month:02d}")  # a month no run knows
+    assert history_month(later.ends_at + 2 * 86_400).period_id == later.period_id
+    assert history_month(later.ends_at + 60).period_id != later.period_id  # ended less than an hour ago

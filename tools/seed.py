@@ -17,7 +17,7 @@ from datetime import timedelta
 import requests
 
 from chalicelib.channels import channels
-from chalicelib.core.models import BookEntry
+from chalicelib.core.models import BookEntry, SettlementPeriod
 from chalicelib.settlement import books, periods
 from chalicelib.supply import goods, pools, suppliers
 from chalicelib.core.schemas import ChannelCreate, GoodsDraft, PoolPricing, SupplierApplication
@@ -187,7 +187,7 @@ def demo(base_url: str, ops_token: str, reference_port: int = 0) -> Demo:
         if not remote:
             for member in channel["members"]:
                 _ok(reference.grant(code, member, f"demo-{member}", DEMO_POINTS, ends_at), f"grant {member}")
-    month = last_settleable_month(now)
+    month = history_month(now)
     backdate(history(base_url, seeded, reference), month, now)
     settle(base_url, ops, month.period_id)
     return Demo(seeded, reference, period_ends_at=ends_at, settled=month.period_id)
@@ -204,10 +204,12 @@ HISTORY = {"bank-a": [(0, 2, "shipped"), (6, 1, "refunded"), (3, 1, "cancelled")
 HISTORY_DAYS = {books.BILLED: 8, books.PAYABLE: 10, books.RETURNED: 15, books.REFUNDED: 15}
 
 
-def last_settleable_month(now: float) -> periods.Period:
-    """The latest calendar month that may be settled now (last month, or the one before in its first hour)."""
+def history_month(now: float) -> periods.Period:
+    """The month the history goes to: the latest one that may be settled now and has no run yet — last month on
+    a fresh ``make run`` (the month before in last month's first hour after it ended). A month already run (the
+    schedule starts each month that ended within the last week) has closed statements, which never change."""
     month = periods.containing(periods.day_of(now), periods.MONTHLY)
-    while not month.settleable(now):
+    while not month.settleable(now) or SettlementPeriod.count(month.period_id):
         month = periods.containing((month.first_day - timedelta(days=1)).isoformat(), periods.MONTHLY)
     return month
 
