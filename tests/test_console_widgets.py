@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,10 +15,11 @@ from pathlib import Path
 import pytest
 import requests
 from chalice.local import LambdaContext
+from pynamodb.connection.base import Connection
 
 from checkout_helpers import PRICE, SETTLEMENT, make_shop, ok, uid
 from chalicelib.console import widgets
-from chalicelib.core.models import OutboxEvent, Quota
+from chalicelib.core.models import ALL_MODELS, OutboxEvent, Quota
 from chalicelib.partners import webhooks
 from chalicelib.settlement import audit
 from infra import template as infra_template
@@ -121,3 +123,38 @@ def test_the_dashboard_holds_every_widget_on_the_widget_lambda_whose_role_only_r
     actions = {a for s in policy["PolicyDocument"]["Statement"] for a in s["Action"]
                if str(a).startswith("dynamodb:")}
     assert actions == {"dynamodb:Scan", "dynamodb:GetItem", "dynamodb:Query"}
+
+
+def granted(resource) -> tuple[str, str | None]:
+    """A role statement's resource as (table logical id, index name or None)."""
+    if "Fn::GetAtt" in resource:
+        return resource["Fn::GetAtt"][0], None
+    table, _, index = resource["Fn::Sub"].removeprefix("${").partition(".Arn}/index/")
+    return table, index
+
+
+def test_every_read_a_widget_makes_is_granted_to_its_role_and_none_writes(system, shop, monkeypatch):
+    """Each widget called while every DynamoDB request this thread makes is noted (what IAM would be asked: the
+    action and the table or index): each is one the widget Lambda's role grants in the template, so the
+    least-privilege role is also enough, and none writes."""
+    asked: set[tuple[str, str, str | None]] = set()
+    me, send = threading.get_ident(), Connection._make_api_call
+
+    def noted(self, operation: str, kwargs: dict):
+        if threading.get_ident() == me:  # not the app's other threads (fulfilment, the HTTP server)
+            asked.add((f"dynamodb:{operation}", kwargs.get("TableName", "?"), kwargs.get("IndexName")))
+        return send(self, operation, kwargs)
+
+    monkeypatch.setattr(Connection, "_make_api_call", noted)
+    for name in widgets.WIDGETS:
+        shown(system, name)
+    monkeypatch.undo()
+    ids = {model.Meta.table_name: infra_template.table_id(model) for model in ALL_MODELS}
+    assert {table for _, table, _ in asked} <= set(ids), asked  # every request names one table
+    used = {(action, ids[table], index) for action, table, index in asked}
+    [policy] = infra_template.build_merge_template("prod")["Resources"]["OpsWidgetsRole"]["Properties"]["Policies"]
+    grants = {(action, *granted(resource)) for s in policy["PolicyDocument"]["Statement"]
+              for action in s["Action"] if action.startswith("dynamodb:")
+              for resource in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])}
+    assert used and used <= grants, used - grants
+    assert {action for action, _, _ in used} == {"dynamodb:Scan", "dynamodb:GetItem", "dynamodb:Query"}
