@@ -4,6 +4,7 @@ page; a state-changing ops call with the cookie needs the session's CSRF token; 
 Over HTTP, and in headless Chromium from the printed report link."""
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from pathlib import Path
@@ -197,3 +198,21 @@ def test_a_session_admits_reads_and_only_csrf_carrying_writes(monkeypatch):
 def test_after_sign_in_only_ops_pages_of_this_site(asked, goes):
     from chalicelib.console.routes import safe_next
     assert safe_next(asked) == goes
+
+
+def test_a_deployed_stage_ignores_the_cookie_and_has_no_sign_in(system):
+    """The same function deployed (``STAGE=prod``, the local token even in its environment): an ops cookie minted
+    with the local token opens nothing, and there is no sign-in page; with ``STAGE=local`` the cookie opens."""
+    from test_stage import event, run_lambda
+
+    value = signed_in(system).cookies["cm_ops"]
+    calls = [event("GET", "/ops/channels", {}, headers={"Cookie": f"cm_ops={value}"}),
+             event("GET", "/ops/sign-in", {}, headers={"Accept": "text/html"}),
+             event("POST", "/ops/sign-in", {}, headers={"Content-Type": "application/x-www-form-urlencoded"})]
+    calls[2]["body"] = f"token={system.ops_token}"
+    listed, page, posted = run_lambda(calls, stage="prod")
+    assert (listed["statusCode"], json.loads(listed["body"])["error"]["code"]) == (403, "ops_auth_required")
+    assert page["statusCode"] == posted["statusCode"] == 404 and "set-cookie" not in {
+        k.lower() for k in (posted.get("headers") or {})}
+    listed, _, _ = run_lambda(calls, stage="local")
+    assert listed["statusCode"] == 200, listed
