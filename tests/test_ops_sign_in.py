@@ -55,6 +55,8 @@ def test_a_browser_without_a_session_is_sent_to_sign_in_and_an_api_client_gets_4
     assert_error(requests.get(f"{system.base_url}/ops/reports/operating", timeout=30), 401, "ops_auth_required")
     form = requests.get(f"{system.base_url}{page.headers['Location']}", timeout=30)
     assert form.status_code == 200 and 'name="token"' in form.text
+    assert form.headers["X-Frame-Options"] == "DENY" and "frame-ancestors 'none'" in form.headers[
+        "Content-Security-Policy"]
     assert 'value="/ops/reports/operating?channels=x"' in form.text
 
 

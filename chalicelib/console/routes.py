@@ -20,7 +20,9 @@ from chalicelib.console import sessions
 routes = Routes(__name__)
 route = routes.json
 FORM = ("application/x-www-form-urlencoded",)
-HTML = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
+HTML = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
+        # no other site may frame the token form or the ops home (a click there would be ours)
+        "X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
 # Where a sign-in may send the browser: an ops page of this site, never another site (``//host``, ``/\\host``).
 _NEXT = re.compile(r"/ops/[A-Za-z0-9_.:~%/-]*(\?[A-Za-z0-9_.:~%=&,+-]*)?")
 HOME = "/ops/home"
