@@ -1,5 +1,5 @@
 """Channel Mall: the table of contents. Each business area's HTTP routes are a Blueprint in
-``chalicelib/<area>/routes.py``; the Lambda entry points (events, schedules, state machine tasks) are here."""
+``chalicelib/routes/<area>.py``; the Lambda entry points (events, schedules, state machine tasks) are here."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -7,25 +7,26 @@ from typing import Any, Callable
 from aws_lambda_powertools.logging import correlation_paths
 from chalice import Chalice, ConvertToMiddleware, Rate, Response
 
-from chalicelib.channels import routes as channel_routes
+from chalicelib import tables  # noqa: F401 (every table through one shared client, set up on import)
 from chalicelib.checkout import checkout
-from chalicelib.checkout import routes as checkout_routes
-from chalicelib.console import routes as console_routes
-from chalicelib.console import widgets as console_widgets
 from chalicelib.core import config, function_url, web
-from chalicelib.core.models import Order
 from chalicelib.core.observability import count, logger, metrics, tracer
-from chalicelib.members import routes as member_routes
-from chalicelib.orders import fulfilment, refunds
-from chalicelib.orders import routes as order_routes
+from chalicelib.orders import fulfilment, refunds, shipments
+from chalicelib.orders.models import Order
 from chalicelib.partners import order_figures as figures
-from chalicelib.partners import routes as partner_routes
 from chalicelib.partners import webhooks
-from chalicelib.partners.kit import routes as kit_routes
-from chalicelib.settlement import audit, ledgers, runs
-from chalicelib.settlement import routes as settlement_routes
+from chalicelib.routes import channels as channel_routes
+from chalicelib.routes import checkout as checkout_routes
+from chalicelib.routes import console as console_routes
+from chalicelib.routes import kit as kit_routes
+from chalicelib.routes import members as member_routes
+from chalicelib.routes import orders as order_routes
+from chalicelib.routes import partners as partner_routes
+from chalicelib.routes import settlement as settlement_routes
+from chalicelib.routes import supply as supply_routes
+from chalicelib.routes import widgets as console_widgets
+from chalicelib.settlement import invariants, ledgers, runs
 from chalicelib.supply import imports
-from chalicelib.supply import routes as supply_routes
 
 app = Chalice(app_name="channel-mall")
 app.register_middleware(ConvertToMiddleware(
@@ -66,7 +67,7 @@ def ops_widgets(event: dict, context: Any) -> str:
 def upload_created(event) -> dict:
     """S3 → EventBridge: check and import what a supplier uploaded through a signed link."""
     detail = event.detail
-    result = imports.process_object(detail["bucket"]["name"], detail["object"]["key"])
+    result = imports.process_object(detail["bucket"]["name"], detail["object"]["key"], shipments.import_rows)
     count("UploadsRefused" if "refused" in result else "UploadsProcessed")
     logger.info("upload processed", extra={"key": detail["object"]["key"], "result": result})
     return result
@@ -85,7 +86,7 @@ def ledger_uploaded(event) -> dict:
 @app.schedule(Rate(1, unit=Rate.HOURS), name="invariant_audit")
 def invariant_audit(event) -> dict:
     """Every hour: quota shards, hosted wallets and orders recomputed from the items (``InvariantDrift``)."""
-    return audit.run()
+    return invariants.run()
 
 
 @app.schedule(Rate(5, unit=Rate.MINUTES), name="resolve_remote_orders")

@@ -96,10 +96,10 @@ class Capacity:
 
 
 def seed(goods_count: int) -> dict:
-    from chalicelib.channels import channels
-    from chalicelib.supply import goods, pools, suppliers
-    from chalicelib.core.models import Upload
+    from chalicelib.channels import channels, pools
     from chalicelib.core.schemas import ChannelCreate, GoodsDraft, PoolPricing, SupplierApplication
+    from chalicelib.supply import goods, suppliers
+    from chalicelib.supply.models import Upload
 
     supplier, _ = suppliers.create_by_ops(SupplierApplication(
         name="Bench Supplier", contact_name="Bench", phone="13800000009", licence_no="BENCH-000001",
@@ -187,8 +187,9 @@ def main() -> None:
 
             # read capacity per page, in-process, on the same tables
             from chalicelib.channels import catalog
+            from chalicelib.channels.models import Channel, PoolItem
             from chalicelib.members import entry
-            from chalicelib.core.models import Channel, Goods, PoolItem
+            from chalicelib.supply.models import Goods
             capacity = Capacity()
             capacity.install(PoolItem, Goods, Channel)
             channel = entry.active_channel(shop["code"])

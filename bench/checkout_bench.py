@@ -84,11 +84,11 @@ def pct(values: list[float], p: float) -> float:
 # --- set-up, through the business functions -------------------------------------------------
 
 def seed(members: int, fake_url: str) -> dict:
-    from chalicelib.channels import channels
+    from chalicelib.channels import channels, pools
     from chalicelib.checkout import quotas, wallets
-    from chalicelib.members import members as members_mod, sessions
-    from chalicelib.supply import goods, pools, suppliers
     from chalicelib.core.schemas import ChannelCreate, GoodsDraft, PoolPricing, SupplierApplication
+    from chalicelib.members import members as members_mod, sessions
+    from chalicelib.supply import goods, suppliers
 
     code = f"bench-{uuid.uuid4().hex[:6]}"
     channel = channels.create(ChannelCreate(
@@ -122,11 +122,10 @@ def seed(members: int, fake_url: str) -> dict:
 
 def seed_remote(goods_id: str, fake) -> dict:
     """A remote-mode channel (the fake keeps the members' points) selling the same goods, one member."""
-    from chalicelib.channels import channels
+    from chalicelib.channels import channels, pools
     from chalicelib.checkout import quotas
-    from chalicelib.members import members as members_mod
-    from chalicelib.supply import pools
     from chalicelib.core.schemas import ChannelCreate, PoolPricing
+    from chalicelib.members import members as members_mod
 
     code = f"benchr-{uuid.uuid4().hex[:6]}"
     channel = channels.create(ChannelCreate(
@@ -157,9 +156,9 @@ def run_all(run, people: list[dict]) -> float:
 
 def capture_transaction(shop: dict, member: dict) -> dict:
     """The TransactWriteItems parameters of one real checkout, as PynamoDB sends them."""
+    from chalicelib.callers import entry
     from chalicelib.checkout import checkout
     from chalicelib.core import tx
-    from chalicelib.members import entry
 
     lines = [checkout.LineRequest(shop["goods_id"], "S1", 1)]
     channel = entry.active_channel(shop["code"])
@@ -340,9 +339,10 @@ class Capacity:
         return f"{sum(parts.values()):g} WCU (" + ", ".join(f"{t} {w:g}" for t, w in parts.items()) + ")"
 
     def install(self) -> None:
-        from chalicelib.core import models, tx
+        from chalicelib import tables
+        from chalicelib.core import tx
 
-        clients = {id(c): c for c in [m._get_connection().connection.client for m in models.ALL_MODELS]
+        clients = {id(c): c for c in [m._get_connection().connection.client for m in tables.ALL_MODELS]
                    + [tx._TX_CONNECTION.client]}
         for client in clients.values():
             client.meta.events.register("before-parameter-build.dynamodb", self.ask)
@@ -351,8 +351,8 @@ class Capacity:
 
 def capacity_per_order(shop: dict, member: dict, orders: int) -> tuple[Capacity, float, float]:
     """Checkouts one after another in this process: capacity, calls, wall time and this thread's CPU time."""
+    from chalicelib.callers import entry
     from chalicelib.checkout import checkout
-    from chalicelib.members import entry
 
     lines = [checkout.LineRequest(shop["goods_id"], "S1", 1)]
     for _ in range(3):  # warm: the route's and the checkout's code paths, connections
@@ -528,8 +528,9 @@ def main() -> None:
             if args.profile:
                 profiled = profile(shop, solo, args.orders)
 
+            from chalicelib.channels.models import Channel
             from chalicelib.checkout import quotas
-            from chalicelib.core.models import Channel, Stock
+            from chalicelib.supply.models import Stock
             quota = quotas.current(Channel.get(shop["code"]))
             stock = int(Stock.get(shop["goods_id"], "S1", consistent_read=True).stock)
             stream, stream_seconds, stream_cpu, records = stream_cost(system)

@@ -58,7 +58,7 @@ def main() -> None:
 def run(system: LocalSystem, orders: int, clients: int) -> None:
     import boto3
 
-    from chalicelib.core.models import Order, Parcel
+    from chalicelib.orders.models import Order, Parcel
     from checkout_helpers import make_shop, stop_fakes
     from conftest import Api
     from infra.state_machines import ORDER_FULFILMENT

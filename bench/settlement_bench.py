@@ -84,8 +84,8 @@ class Capacity:
 
 def seed(period_id: str, orders: int, channel_codes: list[str], supplier_ids: list[str], rnd: random.Random) -> None:
     """The books of ``orders`` paid and shipped orders in the period (batch writes, 8 threads)."""
-    from chalicelib.core.models import BookEntry
     from chalicelib.settlement import books, periods
+    from chalicelib.settlement.models import BookEntry
 
     days = periods.parse(period_id).days()
 
@@ -158,7 +158,9 @@ def main() -> None:
 
 
 def run(system: LocalSystem, sizes: list[int], channel_count: int, supplier_count: int) -> None:
-    from chalicelib.core.models import BookEntry, Channel, SettledDay, SettlementPeriod, Statement, Supplier
+    from chalicelib.channels.models import Channel
+    from chalicelib.settlement.models import BookEntry, SettledDay, SettlementPeriod, Statement
+    from chalicelib.supply.models import Supplier
     from conftest import Api
     from helpers import channel, supplier_api
 

@@ -3,7 +3,8 @@
 Deployed with ``chalice package --merge-template``: one toolchain (Chalice) for code and
 infrastructure, works offline, the result stays plain CloudFormation/SAM that cfn-lint
 checks in CI, and there is no CDK/Node bootstrap. Tables are generated from the PynamoDB
-models, so keys, indexes and TTL are declared once, in ``chalicelib/core/models.py``.
+models, so keys, indexes and TTL are declared once, in each area's ``models.py`` (all listed in
+``chalicelib/tables.py``).
 """
 from __future__ import annotations
 
@@ -13,13 +14,25 @@ from typing import Any
 
 from pynamodb.models import Model
 
+from chalicelib.billing.models import ChannelDay, MeterMark, PrepaidAccount, PrepaidEntry, BillingPlan
+from chalicelib.channels.models import Channel
+from chalicelib.checkout.models import MemberRedemption, Quota, Wallet, Grant
 from chalicelib.core import config
-from chalicelib.core.models import (
-    ALL_MODELS, Audit, Channel, Goods, Member, MemberRedemption, Order, OutboxEvent, Parcel, Quota, Refund, Stock,
-    Upload, Wallet, PartnerBreaker, PartnerStats, ChannelDay, MeterMark, ParkedRecord, PrepaidAccount, PrepaidEntry,
-    BillingPlan, BookEntry, SettledDay, SettlementPeriod, Statement, Supplier,
-    AuditRun, Grant, LedgerUpload, Reconciliation,
+from chalicelib.core.models import Audit
+from chalicelib.members.models import Member
+from chalicelib.orders.models import Order, Parcel, Refund
+from chalicelib.partners.models import OutboxEvent, PartnerBreaker, PartnerStats, ParkedRecord
+from chalicelib.settlement.models import (
+    BookEntry,
+    SettledDay,
+    SettlementPeriod,
+    Statement,
+    AuditRun,
+    LedgerUpload,
+    Reconciliation,
 )
+from chalicelib.supply.models import Goods, Stock, Upload, Supplier
+from chalicelib.tables import ALL_MODELS
 from infra.state_machines import (
     FULFILMENT_FUNCTIONS, ORDER_FULFILMENT, SETTLEMENT, SETTLEMENT_FUNCTIONS, order_fulfilment, settlement,
 )
@@ -122,7 +135,7 @@ FULFIL_MODELS: dict[str, tuple[type[Model], ...]] = {
 PARTNER_HEALTH_MODELS: tuple[type[Model], ...] = (PartnerBreaker, PartnerStats)
 PARTNER_HEALTH_ACTIONS = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
 PARTNER_CALLERS = (RESOLVE_FUNCTION, REFUNDS_FUNCTION, WEBHOOKS_FUNCTION, FULFIL_FUNCTIONS["fulfil_deadline"])
-# Metering outside the API (``partners.metering``): the refund sweep and the deadline task meter parcels given
+# Metering outside the API (``billing.metering``): the refund sweep and the deadline task meter parcels given
 # back (paid orders are metered by the orders stream's consumer, below). The resolver gives a prepaid order price
 # back when it releases a remote order (``billing``: in the release transaction, or an order's old entry).
 METERED_FUNCTIONS = (REFUNDS_FUNCTION, FULFIL_FUNCTIONS["fulfil_deadline"])
@@ -558,7 +571,7 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
             "A channel's API failed a fifth or more of its calls in a minute; see GET "
             "/ops/channels/{code}/partner-health (calls, errors by kind, p95 per API) and tell the channel",
             namespace, "PartnerErrorRateHigh", service_dims),
-        # Operating data and billing (``partners.metering``, ``partners.billing``). Refusals are part of the
+        # Operating data and billing (``billing.metering``, ``billing.billing``). Refusals are part of the
         # business (points run out), so their alarm is a spike above the band CloudWatch learns, not any refusal.
         "RedemptionRefusedSpikeAlarm": _anomaly_alarm(
             "Checkout refusals (quota, balance, stock, period, password) above their usual band: a limit ran out or "
@@ -911,7 +924,7 @@ def refund_retry_resources(stage: str, resources: dict[str, Json]) -> dict[str, 
     return out
 
 
-# --- ops in the AWS console: the dashboard's custom widgets (``app.ops_widgets``, ``chalicelib/console/widgets``) ---
+# --- ops in the AWS console: the dashboard's custom widgets (``app.ops_widgets``, ``chalicelib/routes/widgets``) -------
 WIDGETS_FUNCTION = "OpsWidgets"
 # What the widgets read, and only read: channels (listed; one read by key for its parked events), the day's
 # counters and partner-call minutes (operating report, partner health), the breakers, the goods waiting for

@@ -17,9 +17,10 @@ from urllib.parse import urlsplit
 
 import requests
 
-from chalicelib.checkout import quotas
-from chalicelib.core.models import Order, Quota
 from chalicelib.channels.signing import request_headers
+from chalicelib.checkout import quotas
+from chalicelib.checkout.models import Quota
+from chalicelib.orders.models import Order
 from fake_wallet_channel import FakeWalletChannel
 from tools.sign import entry_link
 

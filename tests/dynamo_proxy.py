@@ -18,14 +18,15 @@ import threading
 import uuid
 import zlib
 from collections import Counter
-from typing import Callable, Iterator
+from typing import Callable
 from urllib.parse import urlsplit
 
 import pytest
 from pynamodb.connection import Connection
 from pynamodb.models import Model
 
-from chalicelib.core import config, models, tx
+from chalicelib.core import config, tx
+from chalicelib.tables import ALL_MODELS
 from local_http import LocalHttpFake
 
 ERROR_PREFIX = "com.amazonaws.dynamodb.v20120810#"
@@ -181,13 +182,6 @@ def route_through(proxy: DynamoProxy, monkeypatch: pytest.MonkeyPatch, plain: bo
     ``plain``, every model's own requests too (reads, and the plain writes that can meet a conflict)."""
     monkeypatch.setattr(tx, "_TX_CONNECTION", Connection(region=config.REGION, host=proxy.url))
     if plain:
-        for model in _models():
+        for model in ALL_MODELS:
             monkeypatch.setattr(model.Meta, "host", proxy.url)
             monkeypatch.setattr(model, "_connection", None)  # built again, on the proxy, at first use
-
-
-def _models() -> Iterator[type[Model]]:
-    for value in vars(models).values():
-        if isinstance(value, type) and issubclass(value, Model) and value is not Model \
-                and value.__module__ == models.__name__:
-            yield value

@@ -1,4 +1,4 @@
-"""Billing plans (``partners.billing``): each plan's fee from the metered counters, the statement's fee line over
+"""Billing plans (``billing.billing``): each plan's fee from the metered counters, the statement's fee line over
 any period (additive: periods and plan changes never bill a day twice or miss one), plan changes audited and
 effective the next day, and a prepaid balance that never goes below zero under a burst of signed calls."""
 from __future__ import annotations
@@ -12,11 +12,12 @@ import pytest
 import requests
 
 from checkout_helpers import BURST_TIMEOUT, PASSWORD, PRICE, SETTLEMENT, assert_error, burst, make_shop, ok, summary, uid
+from chalicelib.billing import billing, metering
+from chalicelib.billing.billing import Plan, Usage, fee_for, plan_fee
+from chalicelib.billing.models import BillingPlan, ChannelDay, PrepaidAccount
 from chalicelib.channels import channels
 from chalicelib.channels.signing import request_headers
-from chalicelib.core.models import BillingPlan, ChannelDay, PrepaidAccount
-from chalicelib.partners import billing, metering
-from chalicelib.partners.billing import Plan, Usage, fee_for, plan_fee
+from chalicelib.core.clock import business_day, midnight
 from helpers import race
 
 
@@ -37,7 +38,7 @@ def balance(shop) -> int:
 
 
 def today() -> str:
-    return metering.day_of()
+    return business_day()
 
 
 def tomorrow() -> str:
@@ -137,7 +138,7 @@ def test_fee_line_follows_the_plan_of_each_day_and_splits_exactly():
     cuts = ["2031-01-01", "2031-01-07", "2031-01-20", "2031-01-31", "2031-02-09", "2031-03-01"]
     assert sum(fee_for(code, a, b) for a, b in zip(cuts, cuts[1:])) == whole
     # Unix seconds: a period from noon on the 5th to noon on the 9th holds the midnights of the 6th to the 9th
-    noon = lambda d: metering.midnight(d) + 43200  # noqa: E731
+    noon = lambda d: midnight(d) + 43200  # noqa: E731
     assert fee_for(code, noon("2031-01-05"), noon("2031-01-09")) == expected(date(2031, 1, 6), date(2031, 1, 10))
     assert fee_for(code, "2031-01-05", "2031-01-05") == 0
 

@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 import requests
 
 from chalicelib.checkout import carts
+from chalicelib.checkout.models import Cart
 from chalicelib.core.errors import Conflict
-from chalicelib.core.models import Cart
 from checkout_helpers import PASSWORD, Shop, assert_error, make_shop, ok, uid
 from helpers import race
 

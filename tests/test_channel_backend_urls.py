@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from api_gateway import event, invoke
+from chalicelib.channels.models import Channel
 from chalicelib.core import config
-from chalicelib.core.models import Channel
 from fake_channel import REDIRECT, FakeChannel
 from helpers import assert_error, channel, channel_body, error_of, ok, uid
 

@@ -18,10 +18,12 @@ from chalice.local import LambdaContext
 from pynamodb.connection.base import Connection
 
 from checkout_helpers import PRICE, SETTLEMENT, make_shop, ok, uid
-from chalicelib.console import widgets
-from chalicelib.core.models import ALL_MODELS, OutboxEvent, Quota
+from chalicelib.routes import widgets
+from chalicelib.checkout.models import Quota
+from chalicelib.partners.models import OutboxEvent
+from chalicelib.tables import ALL_MODELS
 from chalicelib.partners import webhooks
-from chalicelib.settlement import audit
+from chalicelib.settlement import invariants
 from infra import template as infra_template
 from test_webhooks import Receiver, record, webhook_channel
 
@@ -98,13 +100,13 @@ def test_the_parked_webhooks_widget_lists_each_parked_event(system, ops):
 def test_the_audit_widget_shows_the_latest_drift(system, shop):
     Quota(shop.code, shop.period_id).update([Quota.reserved.add(3)])
     try:
-        audit.run([shop.code], pause=0.2)
+        invariants.run([shop.code], pause=0.2)
     finally:
         Quota(shop.code, shop.period_id).update([Quota.reserved.add(-3)])
     html = shown(system, "audit_drift")
     assert "drift(s)" in html and f"quota:{shop.code}:{shop.period_id}" in html
     assert "reserved = awaiting orders" in html
-    audit.run([shop.code], pause=0.2)  # clean again: the widget says so
+    invariants.run([shop.code], pause=0.2)  # clean again: the widget says so
     assert "No drift." in shown(system, "audit_drift")
 
 

@@ -16,10 +16,13 @@ from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from checkout_helpers import BURST_TIMEOUT, SETTLEMENT, assert_error, burst, make_shop, summary
 from chalicelib.checkout import checkout
-from chalicelib.members import members as members_mod
+from chalicelib.checkout.models import MemberRedemption, Wallet
 from chalicelib.core.errors import Busy
-from chalicelib.core.models import Goods, MemberRedemption, Order, PaymentGuard, Wallet
 from chalicelib.core.tx import Contended, LabelledTransaction, commit_retrying, transaction
+from chalicelib.members import members as members_mod
+from chalicelib.members.models import PaymentGuard
+from chalicelib.orders.models import Order
+from chalicelib.supply.models import Goods
 from dynamo_proxy import ONGOING, DynamoProxy, route_through, writing
 from fake_wallet_channel import FAIL
 from test_money_hardening import grant_codes

@@ -255,8 +255,8 @@ def test_webhook_receiver_verifies_standard_webhooks_signatures(shown: Demo) -> 
     body = json.dumps({"type": "order.paid", "data": {"order_id": "O123"}}, separators=(",", ":"))
     webhook_id = f"msg_{uuid.uuid4().hex}"
     now = datetime.now(timezone.utc)
-    from chalicelib.core.models import Channel
-    from chalicelib.partners import webhook_signing
+    from chalicelib.channels import webhook_signing
+    from chalicelib.channels.models import Channel
 
     signature = Webhook(book.webhook_secret).sign(webhook_id, now, body)
     old_secret = Webhook(ref.new_webhook_secret()).sign(webhook_id, now, body)  # a rotation sends two
@@ -288,8 +288,8 @@ def test_webhook_receiver_verifies_standard_webhooks_signatures(shown: Demo) -> 
 
 def test_demo_channels_hear_about_orders_at_the_reference_back_end(ops, shown: Demo) -> None:
     """The seed points each demo channel's webhook at the reference back end with the channel's own secret."""
-    from chalicelib.partners import events, webhooks
     from chalicelib.core.tx import LabelledTransaction
+    from chalicelib.partners import events, webhooks
 
     for channel in shown.seeded.channels:
         code = channel["code"]

@@ -14,8 +14,9 @@ import pytest
 import requests
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib.core.models import Member, MemberLink, Nonce
+from chalicelib.channels.models import Nonce
 from chalicelib.channels.signing import signed_params
+from chalicelib.members.models import Member, MemberLink
 from fake_channel import FLAKY, GARBAGE, REJECT, SLOW, FakeChannel, closed_url
 from helpers import assert_error, channel, error_of, ok, uid
 

@@ -13,9 +13,10 @@ import boto3
 import pytest
 import requests
 
+from chalicelib.channels.models import Channel
 from chalicelib.core import config
 from chalicelib.orders import fulfilment, parcels
-from chalicelib.core.models import Channel, Order, Parcel
+from chalicelib.orders.models import Order, Parcel
 from checkout_helpers import make_shop, uid
 from helpers import wait_for
 from infra.state_machines import ORDER_FULFILMENT

@@ -15,16 +15,20 @@ import pytest
 from pynamodb.attributes import Attribute, TTLAttribute
 from pynamodb.models import Model
 
-from chalicelib.core.models import (
-    ALL_MODELS, Audit, Channel, Goods, Order, OutboxEvent, PartnerBreaker, PartnerStats, Quota, Stock, Upload,
-    ChannelDay, MeterMark, ParkedRecord, PrepaidAccount, PrepaidEntry,
-)
+from chalicelib.billing.models import ChannelDay, MeterMark, PrepaidAccount, PrepaidEntry
+from chalicelib.channels.models import Channel
+from chalicelib.checkout.models import Quota
+from chalicelib.core.models import Audit
+from chalicelib.orders.models import Order
+from chalicelib.partners.models import OutboxEvent, PartnerBreaker, PartnerStats, ParkedRecord
+from chalicelib.supply.models import Goods, Stock, Upload
+from chalicelib.tables import ALL_MODELS
 from infra.check import dangling_targets, layer_problems, package, unmanaged_functions
 from infra.state_machines import FULFILMENT_FUNCTIONS, SETTLEMENT_FUNCTIONS, order_fulfilment, settlement
+from infra.state_machines import REFUND_RETRY_FUNCTIONS, refund_retry
 from infra.template import (
     FULFIL_MODELS, SETTLE_GRANTS, SETTLEMENT_MACHINE, STATE_MACHINE, UPLOAD_TABLE_ACTIONS, table_suffix,
 )
-from infra.state_machines import REFUND_RETRY_FUNCTIONS, refund_retry
 from infra.template import REFUNDS_MODELS, RETRY_MACHINE
 
 HTTP_METHODS = ("get", "put", "post", "patch", "delete", "head")

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from checkout_helpers import Shop, make_shop, signed_post, uid
-from chalicelib.core.models import ALL_MODELS
+from chalicelib.tables import ALL_MODELS
 from helpers import error_of, sku
 from tools.sign import entry_link
 

@@ -10,9 +10,10 @@ import requests
 
 from checkout_helpers import Shop, make_shop, ok
 from chalice.local import LambdaContext
-from chalicelib.core.models import Order, Quota, Wallet
+from chalicelib.checkout.models import Quota, Wallet
 from chalicelib.orders import parcels
-from chalicelib.settlement import audit
+from chalicelib.orders.models import Order
+from chalicelib.settlement import invariants
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 PAUSE = 0.2  # the confirming second read; the Lambda's own is audit.CONFIRM_PAUSE
@@ -53,7 +54,7 @@ def subjects(summary: dict) -> dict[str, dict[str, tuple[int, int]]]:
 
 
 def test_a_clean_run_finds_nothing(shops: Shops, ops) -> None:
-    summary = audit.run(shops.codes, pause=PAUSE)
+    summary = invariants.run(shops.codes, pause=PAUSE)
     assert (summary["drifts"], summary["findings"], summary["unsettled"]) == (0, [], 0)
     assert summary["checked"] == {"channels": 2, "periods": 2, "wallets": 2, "members": 3, "orders": 6}
     latest = ok(ops.get("/ops/audit/latest"))["run"]
@@ -66,7 +67,7 @@ def test_a_corrupted_wallet_balance_is_found_and_only_it(shops: Shops, capsys) -
     balance = int(wallet.balance)
     Wallet(member_id).update([Wallet.balance.add(7)])
     try:
-        summary = audit.run(shops.codes, pause=PAUSE)
+        summary = invariants.run(shops.codes, pause=PAUSE)
     finally:
         Wallet(member_id).update([Wallet.balance.add(-7)])
     assert subjects(summary) == {f"wallet:{shops.hosted.code}:{member_id}": {
@@ -74,7 +75,7 @@ def test_a_corrupted_wallet_balance_is_found_and_only_it(shops: Shops, capsys) -
         "balance = points left in its lots": (balance, balance + 7)}}
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"InvariantDrift"' in line]
     assert any(m.get("channel") == shops.hosted.code and m["InvariantDrift"] == [1.0] for m in emitted)
-    assert audit.run(shops.codes, pause=PAUSE)["drifts"] == 0
+    assert invariants.run(shops.codes, pause=PAUSE)["drifts"] == 0
 
 
 def test_a_corrupted_quota_shard_is_found_and_only_it(shops: Shops) -> None:
@@ -83,14 +84,14 @@ def test_a_corrupted_quota_shard_is_found_and_only_it(shops: Shops) -> None:
     spent = int(shard.spent)
     Quota(code, "P1#1").update([Quota.spent.add(5)])
     try:
-        summary = audit.run(shops.codes, pause=PAUSE)
+        summary = invariants.run(shops.codes, pause=PAUSE)
     finally:
         Quota(code, "P1#1").update([Quota.spent.add(-5)])
     limit = int(shard.limit)
     assert subjects(summary) == {f"quota:{code}:P1": {
         "shard 1: remaining + reserved + spent = limit": (limit, limit + 5),
         "shard 1: spent = orders' takes - given back": (spent, spent + 5)}}
-    assert audit.run(shops.codes, pause=PAUSE)["drifts"] == 0
+    assert invariants.run(shops.codes, pause=PAUSE)["drifts"] == 0
 
 
 def test_a_corrupted_order_is_found_with_the_wallet_it_was_charged_to(shops: Shops) -> None:
@@ -99,7 +100,7 @@ def test_a_corrupted_order_is_found_with_the_wallet_it_was_charged_to(shops: Sho
     points = int(order.points)
     Order(order_id).update([Order.points.add(1)])
     try:
-        summary = audit.run(shops.codes, pause=PAUSE)
+        summary = invariants.run(shops.codes, pause=PAUSE)
     finally:
         Order(order_id).update([Order.points.add(-1)])
     wallet = Wallet.get(order.member_id, consistent_read=True)
@@ -139,5 +140,5 @@ def test_the_hourly_run_does_not_grow_with_sandbox_members(system, ops) -> None:
         sandbox.member()
     after = system.app.invariant_audit(event, LambdaContext("invariant_audit", 256))["checked"]
     assert (after["channels"], after["members"]) == (before["channels"], before["members"])
-    named = audit.run([sandbox.code], pause=PAUSE)
+    named = invariants.run([sandbox.code], pause=PAUSE)
     assert (named["checked"]["channels"], named["checked"]["members"], named["drifts"]) == (1, 3, 0)

@@ -17,9 +17,10 @@ import requests
 
 from chalicelib.partners import reliability
 from checkout_helpers import BURST_TIMEOUT, Shop, burst, make_shop, ok, summary, uid
-from chalicelib.orders import parcels, refunds
-from chalicelib.core.models import Grant, Order, Parcel, Wallet
+from chalicelib.checkout.models import Grant, Wallet
 from chalicelib.checkout.wallets import sweep
+from chalicelib.orders import parcels, refunds
+from chalicelib.orders.models import Order, Parcel
 from fake_wallet_channel import DOWN, FAIL, NORMAL, TIMEOUT_AFTER, TIMEOUT_BEFORE
 
 STOCK = 5000

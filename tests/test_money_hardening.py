@@ -12,9 +12,13 @@ from chalice.local import LambdaContext
 
 from checkout_helpers import BURST_TIMEOUT, SETTLEMENT, Shop, assert_error, burst, make_shop, ok, summary
 from chalicelib.channels import channels
+from chalicelib.channels.models import PoolItem
 from chalicelib.checkout import checkout
+from chalicelib.checkout.models import MemberRedemption, Wallet
+from chalicelib.core.clock import now_iso
+from chalicelib.orders.models import Order
 from chalicelib.partners import channel_api
-from chalicelib.core.models import Goods, MemberRedemption, Order, PoolItem, Wallet
+from chalicelib.supply.models import Goods
 from dynamo_proxy import DynamoProxy, route_through
 from fake_wallet_channel import DOWN, FAIL, NORMAL, TIMEOUT_AFTER, TIMEOUT_BEFORE
 from test_events import EVENTS
@@ -213,7 +217,7 @@ def test_a_first_call_that_died_after_its_commit_is_finished_by_the_members_retr
     assert early.status == 200 and early.body["status"] == "awaiting_deduction", early.body
     assert not shop.fake.calls["points/deduct deducted"]
     # The creator's lease has run out (it died): the retry takes over and finishes the order.
-    stale = checkout._iso(time.time() - checkout.DEDUCT_LEASE_SECONDS - 1)
+    stale = now_iso(time.time() - checkout.DEDUCT_LEASE_SECONDS - 1)
     order.update(actions=[Order.updated_at.set(stale)])
     retry = shop.place(ops.session, member, key=key)
     assert retry.status == 200 and retry.body["status"] == "paid", retry.body

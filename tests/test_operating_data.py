@@ -1,4 +1,4 @@
-"""Operating data (``partners.metering`` → ``settlement.operating``): counters raised as events happen, exact
+"""Operating data (``billing.metering`` → ``settlement.operating``): counters raised as events happen, exact
 under concurrent orders and replays, refusals by reason, refunds, entries and inbound calls; read by ops as
 JSON, CSV and an HTML report page with an inline SVG chart, looked at in headless Chromium."""
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from checkout_helpers import PRICE, SETTLEMENT, assert_error, burst, make_shop, ok, uid
+from chalicelib.core.clock import business_day
 from chalicelib.orders import parcels
-from chalicelib.partners import metering
 from chalicelib.settlement.operating import COLUMNS
 from test_store_browser import browser  # noqa: F401  (a fixture: one headless Chromium)
 
@@ -23,7 +23,7 @@ SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
 
 def days_around_now() -> tuple[str, str]:
     """Yesterday and today (business days): a test running across midnight still finds its events."""
-    today = metering.day_of()
+    today = business_day()
     return (date.fromisoformat(today) - timedelta(days=1)).isoformat(), today
 
 
@@ -164,7 +164,7 @@ def test_report_page_in_a_browser(system, ops, busy, browser):
     assert heights[-1] > 0 or heights[-2] > 0  # today's (or, just past midnight, yesterday's)
     assert busy_section.locator("svg.chart polyline.gmv").count() == 1
     first_row = [c.strip() for c in busy_section.locator("tbody tr").first.locator("td").all_inner_texts()]
-    assert first_row[0] == metering.day_of()
+    assert first_row[0] == business_day()
     assert page.locator(f"#channel-{quiet.code} svg.chart rect.bar[height='0.0']").count() == 30
     assert scripts == []  # no script, no CDN
     SHOTS.mkdir(parents=True, exist_ok=True)

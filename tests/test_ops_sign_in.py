@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from checkout_helpers import assert_error, ok
-from chalicelib.console import sessions
+from chalicelib.callers import ops_sessions as sessions
 from chalicelib.core import config
 from test_store_browser import TIMEOUT_MS, browser  # noqa: F401  (a fixture: one headless Chromium)
 
@@ -198,7 +198,7 @@ def test_a_session_admits_reads_and_only_csrf_carrying_writes(monkeypatch):
     ("//evil.example/ops/", "/ops/home"), ("/ops\\..\\evil", "/ops/home"), ("javascript:alert(1)", "/ops/home"),
     ("", "/ops/home"), (None, "/ops/home"), ("/opsx/y", "/ops/home")])
 def test_after_sign_in_only_ops_pages_of_this_site(asked, goes):
-    from chalicelib.console.routes import safe_next
+    from chalicelib.routes.console import safe_next
     assert safe_next(asked) == goes
 
 

@@ -10,8 +10,11 @@ import time
 import requests
 
 from checkout_helpers import PRICE, SETTLEMENT, make_shop, ok, uid
-from chalicelib.core.models import Order, ParkedRecord
-from chalicelib.partners import metering, reliability
+from chalicelib.billing import metering
+from chalicelib.core.clock import business_day
+from chalicelib.orders.models import Order
+from chalicelib.partners import reliability
+from chalicelib.partners.models import ParkedRecord
 from chalicelib.partners.order_figures import Call, Paid, derive
 
 
@@ -60,7 +63,7 @@ def test_a_record_counts_the_write_that_made_the_order_paid_and_the_calls_it_car
 
 def figures_of(code: str) -> tuple[dict, int]:
     """The channel's metered day (today) and its password calls booked in the last hour."""
-    today = metering.day_of()
+    today = business_day()
     day = metering.days(code, today, today).get(today, {})
     return {k: day.get(k, 0) for k in ("orders", "points", "gmv", "cost")}, \
         reliability.stats(code, "password/verify", int(time.time()) - 3600)["calls"]

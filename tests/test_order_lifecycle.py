@@ -10,7 +10,10 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.core.models import OutboxEvent, Parcel, Stock, Wallet
+from chalicelib.checkout.models import Wallet
+from chalicelib.orders.models import Parcel
+from chalicelib.partners.models import OutboxEvent
+from chalicelib.supply.models import Stock
 from checkout_helpers import ok, uid
 from helpers import wait_for
 from infra.state_machines import ORDER_FULFILMENT

@@ -15,10 +15,13 @@ import requests
 
 from checkout_helpers import PRICE, SETTLEMENT, Shop, assert_error, burst, make_shop, ok, uid
 from helpers import supplier_client, wait_for
+from chalicelib.checkout.models import Wallet
 from chalicelib.core import audit
 from chalicelib.orders import orders, parcels
+from chalicelib.orders.models import Order, Parcel
 from chalicelib.partners import events
-from chalicelib.core.models import Order, OutboxEvent, Parcel, Stock, Wallet
+from chalicelib.partners.models import OutboxEvent
+from chalicelib.supply.models import Stock
 
 ADDRESS = {"name": "Han Meimei", "phone": "+86 139 0000 0000", "lines": ["1 Tea Street", "Hangzhou"]}
 PRICE_B = 3000

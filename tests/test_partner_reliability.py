@@ -19,10 +19,11 @@ import requests
 
 import checkout_helpers
 from chalicelib.channels import channels
+from chalicelib.channels.models import Channel
 from chalicelib.checkout import checkout
-from chalicelib.core.models import Channel, OutboxEvent, PartnerBreaker
 from chalicelib.core.tx import LabelledTransaction
 from chalicelib.partners import breaker, channel_api, events, reliability, webhooks
+from chalicelib.partners.models import OutboxEvent, PartnerBreaker
 from checkout_helpers import Shop, make_shop, summary
 from chalicelib.partners.channel_api import READ_TIMEOUT
 from fake_wallet_channel import HOLD_SECONDS, NORMAL, TIMEOUT_AFTER, TIMEOUT_BEFORE, FakeWalletChannel

@@ -6,7 +6,7 @@ import random
 import time
 
 from checkout_helpers import PASSWORD, Shop, assert_error, burst, make_shop, ok, summary, uid
-from chalicelib.core.models import PaymentGuard
+from chalicelib.members.models import PaymentGuard
 from chalicelib.members.payment_auth import MAX_FAILURES
 
 

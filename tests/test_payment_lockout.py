@@ -12,7 +12,7 @@ import pytest
 
 from checkout_helpers import Shop, burst, make_shop, summary
 from chalicelib.members import payment_auth
-from chalicelib.core.models import PaymentGuard
+from chalicelib.members.models import PaymentGuard
 from chalicelib.members.payment_auth import MAX_FAILURES, OTP_SENDS_PER_MEMBER_HOUR, WINDOW_SECONDS
 from test_payment_auth import hosted_member, mobile, send_otp
 

@@ -6,8 +6,9 @@ from fractions import Fraction
 
 import pytest
 
+from chalicelib.channels.pricing import Markup, SkuPrice, points_for, rule_price, sku_price
 from chalicelib.core.errors import Unprocessable
-from chalicelib.channels.pricing import Markup, SkuPrice, guard_loss, points_for, rule_price, sku_price
+from chalicelib.supply.prices import guard_loss
 
 
 def _exact_markup(settlement: int, bps: int, fixed: int) -> int:

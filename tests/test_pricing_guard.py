@@ -11,8 +11,9 @@ import threading
 import time
 
 from checkout_helpers import BURST_TIMEOUT, PRICE, burst, make_shop, ok, summary, ts
+from chalicelib.channels.models import Channel
 from chalicelib.checkout import checkout
-from chalicelib.core.models import Channel, Quota
+from chalicelib.checkout.models import Quota
 
 NEW_PRICE = 1500
 
@@ -102,7 +103,8 @@ def test_a_checkout_makes_three_dynamodb_round_trips_before_its_transaction_and_
     shop, member = funded(system, ops, shards=3)
     shop.place(ops.session, member)  # warm: connections, the goods' Stock item
     calls: list[tuple[int, str, bool]] = []
-    from chalicelib.core import models, tx
+    from chalicelib import tables
+    from chalicelib.core import tx
 
     def seen(model, params, **_) -> None:
         """Every call with its thread; ``True`` marks the transaction that puts an order (the checkout's)."""
@@ -112,7 +114,7 @@ def test_a_checkout_makes_three_dynamodb_round_trips_before_its_transaction_and_
         calls.append((threading.get_ident(), model.name, places))
 
     tx.transaction()  # the shared client exists
-    clients = {id(c): c for c in [m._get_connection().connection.client for m in models.ALL_MODELS]
+    clients = {id(c): c for c in [m._get_connection().connection.client for m in tables.ALL_MODELS]
                + [tx._TX_CONNECTION.client]}
     for client in clients.values():
         client.meta.events.register("before-call.dynamodb", seen, unique_id="round-trips")

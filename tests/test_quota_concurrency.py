@@ -213,7 +213,7 @@ def test_member_balance_is_never_overspent_hosted(pooled, ops):
 
     wallet = shop.wallet(member)
     assert (wallet["balance"], wallet["granted"], wallet["spent"]) == (0, n * 1200, n * 1200), wallet
-    from chalicelib.core.models import Wallet
+    from chalicelib.checkout.models import Wallet
     stored = Wallet.get(shop.member_ids[member], consistent_read=True)
     assert int(stored.balance) == 0 and all(int(l["left"]) >= 0 for l in stored.lots.as_dict().values())
     quota = shop.quota()

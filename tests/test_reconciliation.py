@@ -14,18 +14,19 @@ from checkout_helpers import Shop, make_shop, ok
 from helpers import assert_error, wait_for
 from chalice.local import LambdaContext
 from chalicelib.channels.signing import request_headers
-from chalicelib.core.models import LedgerUpload, Reconciliation
+from chalicelib.core.clock import business_day
 from chalicelib.orders import parcels
 from chalicelib.settlement import periods
 from chalicelib.settlement import reconciliation as rec
+from chalicelib.settlement.models import LedgerUpload, Reconciliation
 
 
 def entry_fields() -> dict:
-    from chalicelib.members import entry
+    from chalicelib.callers import entry
 
     return entry.FIELDS
 
-PERIOD = periods.containing(periods.day_of(time.time()), periods.MONTHLY).period_id
+PERIOD = periods.containing(business_day(time.time()), periods.MONTHLY).period_id
 
 
 def signed(shop: Shop, method: str, path: str, body: bytes = b"", secret: str | None = None,

@@ -9,8 +9,11 @@ from datetime import datetime, timezone
 import requests
 
 from checkout_helpers import Shop, assert_error, burst, make_shop, ok, uid
+from chalicelib.checkout.models import Wallet
+from chalicelib.core.models import Audit
 from chalicelib.orders import parcels, refunds
-from chalicelib.core.models import Audit, OutboxEvent, Parcel, Wallet
+from chalicelib.orders.models import Parcel
+from chalicelib.partners.models import OutboxEvent
 
 STOCK = 100_000
 

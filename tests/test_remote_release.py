@@ -4,7 +4,8 @@ cancel, and a release gives back to the member's cap counter only what the order
 from __future__ import annotations
 
 from checkout_helpers import make_shop, ok
-from chalicelib.core.models import MemberRedemption, Order
+from chalicelib.checkout.models import MemberRedemption
+from chalicelib.orders.models import Order
 from fake_wallet_channel import DOWN, FAILED, NORMAL, TIMEOUT_BEFORE
 
 

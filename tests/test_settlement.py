@@ -25,9 +25,14 @@ import pytest
 import requests
 
 from checkout_helpers import SETTLEMENT, make_shop, ok, uid
-from chalicelib.core.models import BookEntry, Channel, Goods, Parcel, SettledDay, SettlementPeriod, Statement
+from chalicelib.channels import settlement_rules
+from chalicelib.channels.models import Channel
+from chalicelib.core.clock import business_day, next_day
 from chalicelib.orders import parcels as parcels_mod
+from chalicelib.orders.models import Parcel
 from chalicelib.settlement import books, exports, periods, runs
+from chalicelib.settlement.models import BookEntry, SettledDay, SettlementPeriod, Statement
+from chalicelib.supply.models import Goods
 from helpers import assert_error, approve, publish, supplier_api, supplier_client, wait_for
 from tools import ops as ops_cli
 from tools.sign import signed_request
@@ -54,7 +59,7 @@ def signed_get(shop, path: str) -> requests.Response:
 def redate(parties: list[str], to_day: str, billed_to: str) -> int:
     """Move every book entry of ``parties`` written today (or since the module started) to ``to_day``, and
     a return's ``billed_day`` of today to ``billed_to``: as if they had happened then."""
-    today = {periods.day_of(STARTED), periods.day_of(time.time())}
+    today = {business_day(STARTED), business_day(time.time())}
     moved = 0
     for party in parties:
         events = books.CHANNEL_EVENTS if party.startswith("channel.") else books.SUPPLIER_EVENTS
@@ -189,7 +194,7 @@ def first_period(world: World) -> dict:
     ok(requests.post(f"{w.a.base_url}/api/{w.a.code}/parcels/{o3.parcel_id}/cancel", headers=w.a.auth(w.ma),
                      timeout=30))
     w.refund(o4)
-    assert not list(BookEntry.query(books.book(books.BILLED, f"channel.{w.sandbox.code}", periods.day_of(time.time()),
+    assert not list(BookEntry.query(books.book(books.BILLED, f"channel.{w.sandbox.code}", business_day(time.time()),
                                                books.shard_of(sandbox.parcel_id))))  # never booked
     assert redate(w.parties, X, X) == 6 + 4 + 2 + 1  # billed, payable, returned (o3, o4), refunded (o4)
     view = w.settle(P1)
@@ -272,7 +277,7 @@ def test_a_re_run_changes_nothing_and_writes_the_same_bytes(world: World, first_
         computed = runs.compute(periods.parse(P1), party, list(stored.days))[0] if party != "platform" else None
         if computed is not None:  # recomputed from the books now: byte for byte what was exported
             assert hashlib.sha256(computed.render()).hexdigest() == stored.sha256
-    assert_error(w.ops.post(f"/ops/settlement/{periods.containing(periods.day_of(time.time()), 'monthly').period_id}"),
+    assert_error(w.ops.post(f"/ops/settlement/{periods.containing(business_day(time.time()), 'monthly').period_id}"),
                  409, "settlement_period_not_ended")
     assert_error(w.ops.post("/ops/settlement/2026-13"), 422, "invalid_settlement_period")
 
@@ -384,11 +389,11 @@ def test_a_rule_change_mid_month_leaves_no_booked_day_unsettled(world: World, sy
         booked[parcel.parcel_id] = day
 
     changed = ok(ops.patch(f"/ops/channels/{shop.code}", json={"settlement_period": "weekly"}))
-    tomorrow = periods.next_day(periods.day_of(time.time()))
-    assert changed["settlement_rules"] == [{"from": periods.SINCE_START, "kind": "monthly"},
+    tomorrow = next_day(business_day(time.time()))
+    assert changed["settlement_rules"] == [{"from": settlement_rules.SINCE_START, "kind": "monthly"},
                                            {"from": tomorrow, "kind": "weekly"}]  # from the next business day
     # ... and that day came: the change as it would stand had it been made the day before the switch
-    Channel.get(shop.code).update([Channel.settlement_rules.set({periods.SINCE_START: "monthly", switch: "weekly"})])
+    Channel.get(shop.code).update([Channel.settlement_rules.set({settlement_rules.SINCE_START: "monthly", switch: "weekly"})])
 
     weeks = [periods.containing(switch, periods.WEEKLY), periods.containing(shift(switch, 8), periods.WEEKLY)]
     for period in [month] + weeks:

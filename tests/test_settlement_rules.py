@@ -12,6 +12,8 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chalicelib.channels import settlement_rules
+from chalicelib.core.clock import business_day
 from chalicelib.settlement import periods
 from chalicelib.settlement.statements import (
     PLATFORM, SUPPLIER, Item, Movement, channel_margin, channel_statement, money, platform_statement,
@@ -136,7 +138,7 @@ def test_periods_are_months_and_iso_weeks_of_business_days():
     assert jan.starts_at == 1767225600 - 8 * 3600  # 2026-01-01 00:00 at UTC+8
     week = periods.parse("2026-W01")
     assert (week.first_day.isoformat(), week.last_day.isoformat()) == ("2025-12-29", "2026-01-04")
-    assert periods.day_of(jan.ends_at - 1) == "2026-01-31" and periods.day_of(jan.ends_at) == "2026-02-01"
+    assert business_day(jan.ends_at - 1) == "2026-01-31" and business_day(jan.ends_at) == "2026-02-01"
     assert not jan.settleable(jan.ends_at + periods.SETTLE_AFTER_SECONDS - 1)
     assert jan.settleable(jan.ends_at + periods.SETTLE_AFTER_SECONDS)
     assert [p.period_id for p in periods.recently_settleable(periods.parse("2026-02").starts_at + 2 * 3600)] \
@@ -150,16 +152,16 @@ def test_periods_are_months_and_iso_weeks_of_business_days():
 
 
 def test_a_channel_rule_holds_by_day_and_changes_from_the_next_day():
-    """``periods.rule_on`` / ``with_change`` / ``days_of_kind``: each day has one rule, so each day is in one
+    """``settlement_rules.rule_on`` / ``with_change`` / ``days_of_kind``: each day has one rule, so each day is in one
     period of each kind's run at most, and exactly one overall."""
-    assert periods.rule_on(None, periods.WEEKLY, "2026-03-01") == periods.WEEKLY  # never changed
-    rules = periods.with_change(None, periods.MONTHLY, periods.WEEKLY, "2026-03-18")
-    assert rules == {periods.SINCE_START: periods.MONTHLY, "2026-03-18": periods.WEEKLY}
-    assert [periods.rule_on(rules, periods.WEEKLY, d) for d in ("2026-03-17", "2026-03-18")] == [
+    assert settlement_rules.rule_on(None, periods.WEEKLY, "2026-03-01") == periods.WEEKLY  # never changed
+    rules = settlement_rules.with_change(None, periods.MONTHLY, periods.WEEKLY, "2026-03-18")
+    assert rules == {settlement_rules.SINCE_START: periods.MONTHLY, "2026-03-18": periods.WEEKLY}
+    assert [settlement_rules.rule_on(rules, periods.WEEKLY, d) for d in ("2026-03-17", "2026-03-18")] == [
         periods.MONTHLY, periods.WEEKLY]
-    assert periods.with_change(rules, periods.WEEKLY, periods.MONTHLY, "2026-03-18") == {
-        periods.SINCE_START: periods.MONTHLY}  # undone the same day: nothing left behind
-    back = periods.with_change(rules, periods.WEEKLY, periods.MONTHLY, "2026-04-08")
+    assert settlement_rules.with_change(rules, periods.WEEKLY, periods.MONTHLY, "2026-03-18") == {
+        settlement_rules.SINCE_START: periods.MONTHLY}  # undone the same day: nothing left behind
+    back = settlement_rules.with_change(rules, periods.WEEKLY, periods.MONTHLY, "2026-04-08")
     month = periods.parse("2026-03")
     for period in (month, periods.parse("2026-04")):
         weeks = {periods.containing(d, periods.WEEKLY) for d in period.days()}

@@ -9,7 +9,7 @@ from checkout_helpers import ok
 from helpers import wait_for
 from test_parcels import CartShop
 from chalicelib.orders import parcels
-from chalicelib.core.models import Parcel
+from chalicelib.orders.models import Parcel
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,10 @@ import pytest
 import requests
 
 from chalicelib.channels import channels
+from chalicelib.channels.models import Channel
 from chalicelib.checkout import checkout
-from chalicelib.core.models import Channel, Order
 from chalicelib.orders import fulfilment, refunds
+from chalicelib.orders.models import Order
 from chalicelib.partners import reliability, webhooks
 from fake_wallet_channel import DOWN, NORMAL, TIMEOUT_AFTER
 from tests.helpers import ok, uid, wait_for

@@ -10,8 +10,8 @@ import pytest
 import requests
 
 from checkout_helpers import Shop, assert_error, burst, burst_shop, ok, uid
-from chalicelib.core.models import Grant, Wallet
 from chalicelib.channels.signing import body_sha256, sign
+from chalicelib.checkout.models import Grant, Wallet
 from chalicelib.checkout.wallets import sweep
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from chalicelib.partners import events, webhooks
-from chalicelib.core.models import OutboxEvent
 from chalicelib.core.tx import LabelledTransaction
+from chalicelib.partners import events, webhooks
+from chalicelib.partners.models import OutboxEvent
 from tests.helpers import assert_error, channel_body, ok, race, uid, wait_for
 from tests.local_http import Drip, LocalHttpFake
 
@@ -166,7 +166,7 @@ def test_webhook_url_follows_the_api_base_url_rules(ops, url, status, code):
 
 
 def test_webhook_url_must_be_https_outside_the_local_stage():
-    from chalicelib.partners import endpoints
+    from chalicelib.channels import endpoints
     from chalicelib.core.errors import Unprocessable
 
     with pytest.raises(Unprocessable) as refused:
@@ -369,7 +369,7 @@ def test_a_redirect_is_a_failed_attempt_never_followed(ops, receiver):
 
 def test_a_webhook_url_that_became_private_is_not_called(ops, receiver):
     """A URL written behind the API (or a name that now resolves inside) is refused at delivery too."""
-    from chalicelib.core.models import Channel
+    from chalicelib.channels.models import Channel
 
     code, _ = webhook_channel(ops, receiver.url)
     Channel(code).update(actions=[Channel.webhook_url.set("http://10.1.2.3/hooks")])
@@ -379,7 +379,7 @@ def test_a_webhook_url_that_became_private_is_not_called(ops, receiver):
 
 
 def test_a_channel_from_before_webhook_secrets_gets_its_first_by_rotation(ops, receiver):
-    from chalicelib.core.models import Channel
+    from chalicelib.channels.models import Channel
 
     code, _ = webhook_channel(ops, receiver.url)
     Channel(code).update(actions=[Channel.webhook_secret.remove()])

@@ -25,9 +25,9 @@ from http.server import HTTPServer
 from socketserver import StreamRequestHandler
 
 from tools.engines import ROOT
+from tools.local_server import LISTEN_BACKLOG, as_local_app
 
 IDLE_SECONDS = 30.0
-LISTEN_BACKLOG = 1024
 
 
 class PooledServer(HTTPServer):
@@ -122,7 +122,6 @@ def serve(port: int, threads: int, ready_fd: int) -> None:
     from chalice.local import ChaliceRequestHandler, LocalDevServer
 
     import app as app_module
-    from tools.stack import as_local_app
 
     class Handler(ChaliceRequestHandler):
         """One request per call of ``handle``; the connection stays open for the next (``PooledServer``)."""

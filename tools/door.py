@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from chalice.local import LambdaContext
 
-from tools.stack import BurstServer
+from tools.local_server import BurstServer
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

@@ -16,11 +16,12 @@ from datetime import timedelta
 
 import requests
 
-from chalicelib.channels import channels
-from chalicelib.core.models import BookEntry, SettlementPeriod
-from chalicelib.settlement import books, periods
-from chalicelib.supply import goods, pools, suppliers
+from chalicelib.channels import channels, pools
 from chalicelib.core.schemas import ChannelCreate, GoodsDraft, PoolPricing, SupplierApplication
+from chalicelib.core.clock import business_day
+from chalicelib.settlement import books, periods
+from chalicelib.settlement.models import BookEntry, SettlementPeriod
+from chalicelib.supply import goods, suppliers
 from tools.demo_images import tile
 from tools.reference_channel import ReferenceChannel
 
@@ -208,7 +209,7 @@ def history_month(now: float) -> periods.Period:
     """The month the history goes to: the latest one that may be settled now and has no run yet — last month on
     a fresh ``make run`` (the month before in last month's first hour after it ended). A month already run (the
     schedule starts each month that ended within the last week) has closed statements, which never change."""
-    month = periods.containing(periods.day_of(now), periods.MONTHLY)
+    month = periods.containing(business_day(now), periods.MONTHLY)
     while not month.settleable(now) or SettlementPeriod.count(month.period_id):
         month = periods.containing((month.first_day - timedelta(days=1)).isoformat(), periods.MONTHLY)
     return month
@@ -279,7 +280,7 @@ def backdate(parties: list[str], month: periods.Period, since: float) -> int:
     for party in parties:
         for event in books.CHANNEL_EVENTS if party.startswith("channel.") else books.SUPPLIER_EVENTS:
             to_day = f"{month.period_id}-{HISTORY_DAYS[event]:02d}"
-            for today, shard in ((d, s) for d in {periods.day_of(since), periods.day_of(time.time())}
+            for today, shard in ((d, s) for d in {business_day(since), business_day(time.time())}
                                  for s in range(books.SHARDS)):
                 for entry in list(BookEntry.query(books.book(event, party, today, shard),
                                                   BookEntry.entry.between(today, today + "#~"))):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 import threading
 import uuid
 from datetime import datetime, timezone
@@ -15,13 +14,13 @@ from typing import Any, Callable
 
 from chalice import Chalice
 from chalice.config import Config
-from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer, ThreadedHTTPServer
 
 from infra.state_machines import (
     FULFILMENT_FUNCTIONS, ORDER_FULFILMENT, SETTLEMENT, SETTLEMENT_FUNCTIONS, order_fulfilment, settlement, substituted,
 )
 from infra.state_machines import REFUND_RETRY, REFUND_RETRY_FUNCTIONS, refund_retry
 from tools.engines import ROOT, Dynoxide, MotoServer, aws_environment, apply_environment, free_port
+from tools.local_server import local_server
 
 
 def s3_object_created_event(bucket: str, key: str) -> dict[str, Any]:
@@ -60,37 +59,6 @@ def create_state_machines() -> None:
         sfn.create_state_machine(name=state_machine_arn(name).rsplit(":", 1)[-1],
                                  definition=json.dumps(substituted(definition, {f: lambda_arn(f) for f in functions})),
                                  roleArn=f"arn:aws:iam::{ACCOUNT}:role/channelmall-local-{name}")
-
-
-# Connections the kernel may hold before the server accepts them. Python's default is 5: a burst of 40
-# clients opening connections at once then sees resets for a third of them before the app is reached.
-LISTEN_BACKLOG = 1024
-
-
-class BurstServer(ThreadedHTTPServer):
-    """Chalice's threaded local server, listening with a backlog that takes a burst of clients."""
-
-    request_queue_size = LISTEN_BACKLOG
-
-    def server_bind(self) -> None:
-        # Accepted sockets inherit this: without it, keep-alive clients wait ~40 ms per response
-        # (Nagle holding the body behind the headers until the client's delayed ACK).
-        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().server_bind()
-
-
-def as_local_app(app: Chalice) -> Chalice:
-    """The app as ``chalice local`` serves it (what ``create_local_server`` does, once per app object)."""
-    if not isinstance(app, CustomLocalChalice):
-        CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
-        app.__class__ = CustomLocalChalice
-    return app
-
-
-def local_server(app: Chalice, config: Config, host: str, port: int) -> LocalDevServer:
-    """What ``chalice.local.create_local_server`` builds, on ``BurstServer``: the backlog is given to
-    ``listen`` when the server is made, so it cannot be raised on the server that function returns."""
-    return LocalDevServer(as_local_app(app), config, host, port, server_cls=BurstServer)
 
 
 UNIT_SECONDS = {"MINUTES": 60, "HOURS": 3600, "DAYS": 86400}
@@ -284,7 +252,7 @@ class LocalSystem:
 
         import app as app_module
         from chalicelib.core import config
-        from chalicelib.core.models import create_tables
+        from chalicelib.tables import create_tables
 
         create_tables()
         s3 = boto3.client("s3")

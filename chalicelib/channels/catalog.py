@@ -13,12 +13,14 @@ import re
 
 from pynamodb.exceptions import DoesNotExist
 
+from chalicelib.channels import pools
+from chalicelib.channels.models import Channel, PoolItem, Topic
 from chalicelib.channels.pricing import SkuPrice, points_for
 from chalicelib.core import bucket
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import BadRequest, NotFound
-from chalicelib.core.models import Channel, Goods, PoolItem, Topic, now_iso
 from chalicelib.supply import goods as goods_mod
-from chalicelib.supply import pools
+from chalicelib.supply.models import Goods
 
 PAGE_MAX = 50
 SCAN_BATCH = 50

@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.models import Model
 
+from chalicelib.channels import endpoints, settlement_rules
+from chalicelib.channels.models import Channel
 from chalicelib.checkout import quotas
-from chalicelib.core import audit
+from chalicelib.checkout.models import Quota
+from chalicelib.core import audit, budget
+from chalicelib.core.clock import business_day, next_day, now_iso
 from chalicelib.core.errors import Conflict, NotFound
-from chalicelib.core.models import Channel, Quota, now_iso
+from chalicelib.core.models import plain
 from chalicelib.core.tx import condition_failed, transaction
-from chalicelib.partners import endpoints
-from chalicelib.settlement import periods
 
 if TYPE_CHECKING:  # annotations only: pydantic loads with the first request that sends a body
     from chalicelib.core.schemas import ChannelCreate, ChannelFields
@@ -145,8 +147,8 @@ def edit(code: str, fields: ChannelFields, actor: str) -> Channel:
     if "settlement_period" in changed:
         # Days already booked keep the rule they had: the new one holds from the next business day, and the
         # rules are rewritten from the ones read, so only if nobody changed the rule meanwhile.
-        tomorrow = periods.next_day(periods.day_of(time.time()))
-        actions.append(Channel.settlement_rules.set(periods.with_change(
+        tomorrow = next_day(business_day())
+        actions.append(Channel.settlement_rules.set(settlement_rules.with_change(
             rules_of(channel), channel.settlement_period, changed["settlement_period"], tomorrow)))
         guard = guard & (Channel.settlement_period == channel.settlement_period)
     if "points_per_yuan" in changed:  # every price in points moves: re-price, as a sub-pool change does
@@ -157,11 +159,11 @@ def edit(code: str, fields: ChannelFields, actor: str) -> Channel:
 
 
 def rules_of(channel: Channel) -> dict[str, str] | None:
-    """The channel's settlement rule by the day it holds from (``periods.rule_on``); None: never changed."""
+    """The channel's settlement rule by the day it holds from (``settlement_rules.rule_on``); None: never changed."""
     rules = channel.settlement_rules
     if rules is None:
         return None
-    return {str(k): str(v) for k, v in (rules.as_dict() if hasattr(rules, "as_dict") else dict(rules)).items()}
+    return {str(k): str(v) for k, v in plain(rules).items()}
 
 
 def set_status(code: str, status: str, actor: str) -> Channel:
@@ -251,7 +253,7 @@ def rotate_webhook_signing_key(code: str, overlap_seconds: int, actor: str) -> C
     """New Ed25519 key for ``v1a`` signatures now (the first one too); for ``overlap_seconds`` deliveries carry
     the previous key's signature as well, so a channel switches to the new public key when it likes. Refused
     inside an overlap (a second rotation would drop the key the channel may still verify with)."""
-    from chalicelib.partners import webhook_signing
+    from chalicelib.channels import webhook_signing
 
     channel = get(code)
     now = int(time.time())
@@ -330,19 +332,18 @@ def sweep_each(work: Callable[[Channel], Any], counted: Callable[[], None], chan
                budget_seconds: float = SWEEP_BUDGET) -> dict[str, Any]:
     """A scheduled sweep: what ``work`` answered per channel, or ``{"error": code}`` for one that failed
     (logged, and ``counted`` for its alarm), so one channel's fault never stops the others'. The channels run
-    side by side, each with the same budget for its calls to its back end (``reliability.within``: none
+    side by side, each with the same budget for its calls to its back end (``budget.within``: none
     starts that would end after ``budget_seconds``), so one slow channel costs only its own work, and the
     sweep ends in time for whatever its Lambda does next."""
     from concurrent.futures import ThreadPoolExecutor
 
     from chalicelib.core.observability import logger
-    from chalicelib.partners import reliability
 
     until = time.monotonic() + budget_seconds
 
     def one(channel: Channel) -> Any:
         try:
-            with reliability.within(until):
+            with budget.within(until):
                 return work(channel)
         except Exception as error:  # noqa: BLE001 - any fault of one channel must not stop the others
             logger.exception("sweep failed for a channel", extra={"channel": channel.code})

@@ -1,4 +1,4 @@
-"""Channel pricing: explicit prices, markup rules, and the loss guard.
+"""Channel pricing: explicit prices and markup rules (the loss guard is ``supply.prices``, shared with base prices).
 
 Pure arithmetic on integers in minor currency units (fen); percentages are
 basis points, so no float ever touches a price.
@@ -8,10 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from chalicelib.core.errors import Unprocessable
+from chalicelib.supply.prices import MIN_PRICE
 
 BPS = 10_000
-MIN_PRICE = 1  # fen: nothing sells for less, whatever a rule or an accepted loss says
 
 
 @dataclass(frozen=True)
@@ -73,18 +72,6 @@ def sku_price(rule: Mapping | None, settlement: int, base_price: int, base_allow
         return SkuPrice(base_price, settlement, "base", base_allow_loss)
     price, source = rule_price(rule, settlement)
     return SkuPrice(price, settlement, source, bool(rule.get("allow_loss", False)))
-
-
-def guard_loss(price: int, settlement: int, allow_loss: bool, field: str) -> None:
-    """Refuse, where a price is set, one under 1 fen (always), or below settlement unless ops carry the loss."""
-    if price < MIN_PRICE:
-        raise Unprocessable("price_not_positive", f"price {price} is under the minimum of {MIN_PRICE} fen", field)
-    if price < settlement and not allow_loss:
-        raise Unprocessable(
-            "price_below_settlement",
-            f"price {price} is below the settlement price {settlement}; set allow_loss to carry the loss",
-            field,
-        )
 
 
 def points_for(price: int, points_per_yuan: int) -> int:

@@ -14,10 +14,10 @@ import time
 from typing import Mapping
 
 from chalicelib.channels import channels
+from chalicelib.channels.models import Nonce
 from chalicelib.channels.signing import KEY, WINDOW_SECONDS, body_sha256, canonical, encode, sign, string_to_sign
 from chalicelib.core import ratelimit
 from chalicelib.core.errors import DomainError, NotFound
-from chalicelib.core.models import Nonce
 
 WINDOW = 60
 PER_CHANNEL = 60   # checks per channel per minute

@@ -16,16 +16,22 @@ from typing import Callable
 
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
+from chalicelib.channels import pools
+from chalicelib.channels.models import Channel, PoolItem
 from chalicelib.channels.pricing import points_for
 from chalicelib.checkout import checkout
+from chalicelib.checkout.models import Cart
 from chalicelib.checkout.wallets import spendable, wallet_of
 from chalicelib.core import bucket
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Busy, Conflict, NotFound
-from chalicelib.core.models import Cart, Channel, Goods, Member, Order, PoolItem, now_iso
+from chalicelib.core.models import plain
 from chalicelib.core.tx import backoff, batch_read, condition_failed, lost_race, write_retrying
+from chalicelib.members.models import Member
+from chalicelib.orders.models import Order
 from chalicelib.orders.orders import lines_of
 from chalicelib.supply import goods as goods_mod
-from chalicelib.supply import pools
+from chalicelib.supply.models import Goods
 
 MAX_LINES = checkout.MAX_LINES  # a cart is checked out as one order: the order's bounds
 MAX_QTY = checkout.MAX_QTY
@@ -52,7 +58,7 @@ def _lines(cart: Cart | None, now: float) -> list[Line]:
     if cart is None or (cart.expires_at is not None and cart.expires_at.timestamp() <= now):
         return []
     return [{"goods_id": str(l["goods_id"]), "sku_id": str(l["sku_id"]), "qty": int(l["qty"])}
-            for l in (line.as_dict() if hasattr(line, "as_dict") else dict(line) for line in cart.lines)]
+            for l in (plain(line) for line in cart.lines)]
 
 
 def with_qty(lines: list[Line], goods_id: str, sku_id: str, qty: int) -> list[Line]:

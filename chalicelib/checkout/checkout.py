@@ -20,32 +20,24 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Sequence
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib.channels import channels
+from chalicelib.billing import billing
+from chalicelib.billing.models import PrepaidAccount
+from chalicelib.channels import channels, pools
+from chalicelib.channels.models import Channel, PoolItem
 from chalicelib.channels.pricing import points_for
 from chalicelib.checkout import quotas
+from chalicelib.checkout.models import MemberRedemption, Quota, Wallet
 from chalicelib.checkout.points import allocate
 from chalicelib.checkout.wallets import wallet_of
+from chalicelib.core import shards
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Busy, Conflict, DomainError, Forbidden, NotFound, Unprocessable
-from chalicelib.core.models import (
-    Channel,
-    Goods,
-    Member,
-    MemberRedemption,
-    Order,
-    PartnerBreaker,
-    PaymentGuard,
-    PoolItem,
-    PrepaidAccount,
-    Quota,
-    Stock,
-    Wallet,
-    now_iso,
-)
+from chalicelib.core.models import plain
+from chalicelib.core.observability import count, logger
 from chalicelib.core.tx import (
     Contended,
     LabelledTransaction,
@@ -55,13 +47,15 @@ from chalicelib.core.tx import (
     commit_retrying,
     write_retrying,
 )
-from chalicelib.core.observability import count, logger
 from chalicelib.members import members, payment_auth
+from chalicelib.members.models import Member, PaymentGuard
 from chalicelib.orders import fulfilment
+from chalicelib.orders.models import Order
 from chalicelib.orders.orders import lines_of
-from chalicelib.partners import billing, breaker, channel_api, reliability
+from chalicelib.partners import breaker, channel_api, reliability
+from chalicelib.partners.models import PartnerBreaker
 from chalicelib.supply import goods as goods_mod
-from chalicelib.supply import pools
+from chalicelib.supply.models import Goods, Stock
 
 MAX_LINES = 20
 MAX_QTY = 99
@@ -335,12 +329,12 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
         if not int(quota.starts_at) <= now_ < int(quota.ends_at):
             raise Conflict("period_ended", "the channel's quota period is not open")
         order = _order(order_id, channel, member, quota.period_id, priced, request_hash)
-        order.created_at = order.updated_at = _iso(now_)
+        order.created_at = order.updated_at = now_iso(now_)
         order.address = address
         if calls.figures:
             order.partner_calls = json.dumps(calls.figures, separators=(",", ":"))
         points = int(order.points)
-        takes = quotas.take(quota.by_shard("remaining"), points)
+        takes = shards.take(quota.by_shard("remaining"), points)
         if takes is None:
             replay = _existing(order_id, request_hash)  # a concurrent send of this order may be what took it
             if replay is not None:
@@ -435,7 +429,7 @@ def _finish(order: Order, channel: Channel, member: Member | None = None, replay
 
 def _take_over(order: Order) -> bool:
     """Claim an awaiting order's deduct from a creator presumed dead (one claimant wins: conditional write)."""
-    if order.updated_at > _iso(time.time() - DEDUCT_LEASE_SECONDS):
+    if order.updated_at > now_iso(time.time() - DEDUCT_LEASE_SECONDS):
         return False
     try:
         order.update([Order.updated_at.set(now_iso())],
@@ -453,10 +447,6 @@ def _count_redemption(tx: LabelledTransaction, channel: Channel, member: Member,
         raise Conflict("member_cap_exceeded", f"a member may redeem at most {cap} points per quota period")
     tx.update("member_cap", MemberRedemption(member.member_id, period_id), [MemberRedemption.redeemed.add(points)],
               condition=MemberRedemption.redeemed.does_not_exist() | (MemberRedemption.redeemed <= cap - points))
-
-
-def _iso(at: float) -> str:
-    return datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _debit_wallet(tx: LabelledTransaction, wallet: Wallet, points: int, now: float) -> None:
@@ -577,7 +567,7 @@ def _still_waiting(order: Order, calls: Calls) -> Order:
 
 def _shares(raw) -> dict[int, int]:
     """Shard → amount, from an order's map (as built, a dict; as read, a ``MapAttribute``)."""
-    takes = raw.as_dict() if hasattr(raw, "as_dict") else dict(raw or {})
+    takes = plain(raw) or {}
     return {int(shard): int(used) for shard, used in takes.items()}
 
 
@@ -657,7 +647,7 @@ def _settle(order: Order, build, calls: Calls, changes: dict) -> Order:
 
 def pending(channel_code: str, older_than: float = 0) -> list[Order]:
     """Orders of one channel awaiting its deduction, placed at least ``older_than`` seconds ago."""
-    return list(Order.pending_index.query(channel_code, Order.created_at <= _iso(time.time() - older_than)))
+    return list(Order.pending_index.query(channel_code, Order.created_at <= now_iso(time.time() - older_than)))
 
 
 def resolve_pending(channel: Channel, older_than: float = 0) -> dict[str, int]:

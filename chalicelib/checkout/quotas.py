@@ -5,21 +5,22 @@ taken could exceed a lowered limit); every change is audited. A period's quota
 lives in 1 to ``MAX_SHARDS`` shard items whose values sum exactly to it (every
 unit of quota is in exactly one shard), so a hot channel's checkouts spread their
 writes over several items instead of one item's write ceiling. Checkout and
-grants debit the shard(s) chosen by ``take`` with ``remaining >= n`` /
+grants debit the shard(s) chosen by ``shards.take`` with ``remaining >= n`` /
 ``grant_room >= n`` on each.
 """
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass
 from typing import Mapping
 
 from chalicelib.channels import channels
+from chalicelib.channels.models import Channel
 from chalicelib.channels.pricing import points_for
+from chalicelib.checkout.models import Quota
 from chalicelib.core import audit
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Conflict, NotFound, Unprocessable
-from chalicelib.core.models import Channel, Quota, now_iso
 from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying
 
 MAX_SHARDS = 32
@@ -132,32 +133,6 @@ def split(total: int, parts: int) -> list[int]:
     """``total`` in ``parts`` shares as even as possible, the remainder one unit each to the first shares."""
     base, extra = divmod(total, parts)
     return [base + (1 if i < extra else 0) for i in range(parts)]
-
-
-def take(available: Mapping[int, int], points: int, rnd: random.Random | None = None) -> dict[int, int] | None:
-    """Which shards pay for ``points``: shard → amount, or None when even their total cannot.
-
-    One shard picked at random among those that cover it alone (spreads the writes); when none
-    does but the total does, the fullest shards in turn, so an order is never refused while the
-    period as a whole still has room. A debit is at least 1 point: a negative one would add quota.
-    """
-    if points < 1:
-        raise ValueError(f"a quota debit is at least 1 point, not {points}")
-    rnd = rnd or random
-    whole = [i for i, amount in available.items() if amount >= points]
-    if whole:
-        return {rnd.choice(whole): points}
-    if sum(available.values()) < points:
-        return None
-    takes, need = {}, points
-    for i in sorted(available, key=lambda i: (-available[i], i)):
-        used = min(available[i], need)
-        if used > 0:
-            takes[i] = used
-            need -= used
-        if need == 0:
-            break
-    return takes
 
 
 def open_period(code: str, period_id: str, starts_at: int, ends_at: int, quota_points: int | None,

@@ -19,12 +19,15 @@ from dataclasses import dataclass
 
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
+from chalicelib.channels.models import Channel
 from chalicelib.checkout import quotas
+from chalicelib.checkout.models import Grant, Quota, Wallet
 from chalicelib.checkout.points import dead_lots, expiring_soon, spendable
+from chalicelib.core import shards
 from chalicelib.core.errors import Busy, Conflict, Unprocessable
-from chalicelib.core.models import Channel, Grant, Member, Quota, Wallet
 from chalicelib.core.tx import LabelledTransaction, Refused, backoff, commit_retrying
 from chalicelib.members import members
+from chalicelib.members.models import Member
 
 GRANT_ATTEMPTS = 40
 
@@ -81,7 +84,7 @@ def grant(channel: Channel, external_id: str, grant_id: str, points: int, expire
             wallet = Wallet.get(member.member_id, consistent_read=True)
         now = time.time()
         lots = wallet.lots.as_dict()
-        takes = quotas.take(quota.by_shard("grant_room"), points)
+        takes = shards.take(quota.by_shard("grant_room"), points)
         if takes is None:
             try:  # a concurrent send of this grant may be what took the room: answer it as a replay
                 return _replayed(Grant.get(key, consistent_read=True), external_id, points, expires_at)
@@ -190,8 +193,9 @@ def channel_view(channel: Channel, external_id: str, now: float | None = None) -
     redemptions, points given back by cancels and refunds), newest first. A remote channel keeps its members'
     points itself: 409 ``points_not_hosted``."""
     from chalicelib.core.errors import NotFound
-    from chalicelib.core.models import MemberLink, Order
+    from chalicelib.members.models import MemberLink
     from chalicelib.orders import parcel_states, parcels
+    from chalicelib.orders.models import Order
 
     if channel.points_mode != "hosted":
         raise Conflict("points_not_hosted", f"channel {channel.code} keeps its members' points itself")

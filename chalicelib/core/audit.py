@@ -7,7 +7,9 @@ from typing import Any
 
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.core.models import Audit, now_iso
+from chalicelib.core.clock import now_iso
+from chalicelib.core.models import Audit
+from chalicelib.core.tx import LabelledTransaction
 
 
 def _text(value: Any) -> str | None:
@@ -23,10 +25,15 @@ def row(entity: str, actor: str, action: str, field: str | None = None, old: Any
     )
 
 
-def add(tx: TransactWrite, entity: str, actor: str, action: str,
+def add(tx: TransactWrite | LabelledTransaction, entity: str, actor: str, action: str,
         field: str | None = None, old: Any = None, new: Any = None) -> None:
-    """Write the audit row in the same transaction as the change it records."""
-    tx.save(row(entity, actor, action, field, old, new))
+    """The one way an audit row is written with a change: in the caller's own transaction (a labelled one names
+    it ``audit``), so the row exists exactly when the change does."""
+    item = row(entity, actor, action, field, old, new)
+    if isinstance(tx, LabelledTransaction):
+        tx.put("audit", item)
+    else:
+        tx.save(item)
 
 
 PLATFORM = "platform"

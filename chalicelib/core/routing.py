@@ -13,7 +13,7 @@ from chalicelib.core.errors import DomainError
 from chalicelib.core.observability import count, logger
 
 # Admin routes are IAM-authorised in every deployed stage; chalice local admits
-# them and ``web.ops_actor`` demands the local-only token instead.
+# them and ``callers.ops_actor`` demands the local-only token instead.
 ops_iam = IAMAuthorizer()
 
 

@@ -268,7 +268,7 @@ class QuotaRaise(Strict):
     points: int = Field(gt=0, le=10_000_000_000)
 
 
-# --- billing plans (``partners.billing``: which fields each kind takes is checked there) -------------------
+# --- billing plans (``billing.billing``: which fields each kind takes is checked there) -------------------
 Fen = Field(default=0, ge=0, le=POINTS_MAX)
 
 

@@ -1,4 +1,5 @@
-"""What every route needs from HTTP: bodies, callers, links and error bodies.
+"""What every route needs from HTTP: bodies, path parameters, links and error bodies (who is calling is
+``chalicelib.callers``).
 
 Kept apart from the business modules, which never see a request.
 """
@@ -11,9 +12,7 @@ from typing import Any
 from chalice.app import Request, Response
 
 from chalicelib.core import config
-from chalicelib.core.errors import BadRequest, DomainError, Forbidden, PayloadTooLarge, Unauthorized
-from chalicelib.core.models import Supplier
-from chalicelib.supply import suppliers
+from chalicelib.core.errors import BadRequest, DomainError, PayloadTooLarge
 
 JSON = {"Content-Type": "application/json"}
 
@@ -112,26 +111,6 @@ def bearer(request: Request) -> str | None:
     return value[7:].strip() if value.lower().startswith("bearer ") else None
 
 
-def ops_actor(request: Request) -> str:
-    """Who is acting as ops: the IAM caller in AWS, the local-only token on the local stack."""
-    if config.IS_LOCAL:
-        from chalicelib.console import sessions as ops_sessions
-
-        token = bearer(request)
-        if token is None and cookie(request, ops_sessions.COOKIE):  # a browser signed in at /ops/sign-in
-            session = ops_sessions.admit(cookie(request, ops_sessions.COOKIE) or "", request.method,
-                                         request.headers.get(ops_sessions.CSRF_HEADER))
-            return f"ops:local:{session.session_id}"
-        if not ops_sessions.token_matches(token):
-            raise Unauthorized("ops_auth_required", "ops routes need the local ops token as a Bearer token "
-                                                    "(or a browser signed in at /ops/sign-in)")
-        return "ops:local"
-    identity = (request.context or {}).get("identity") or {}
-    caller = identity.get("userArn") or identity.get("caller")
-    if not caller:
-        raise Forbidden("ops_auth_required", "ops routes need IAM-signed requests")
-    return caller
-
 
 def opens_sign_in(request: Request) -> bool:
     """A browser on the local stack opening an ops page without a (valid) session: sent to sign in, not a 401."""
@@ -139,9 +118,13 @@ def opens_sign_in(request: Request) -> bool:
 
 
 def to_sign_in(request: Request) -> Response:
+    """303 to the sign-in page, which comes back here (this path, its parameters and query) once signed in."""
     from urllib.parse import quote, urlencode
 
-    here = signed_path(request) + (f"?{urlencode(request.query_params)}" if request.query_params else "")
+    path = request.path
+    for name, value in (request.uri_params or {}).items():
+        path = path.replace("{" + name + "}", quote(value, safe=""))
+    here = path + (f"?{urlencode(request.query_params)}" if request.query_params else "")
     return Response(body="", status_code=303, headers={"Location": f"/ops/sign-in?next={quote(here, safe='')}",
                                                         "Cache-Control": "no-store"})
 
@@ -149,10 +132,6 @@ def to_sign_in(request: Request) -> Response:
 # What ``function_url`` puts in ``requestContext.stage``, as a function URL's payload 2.0 has it.
 FUNCTION_URL_STAGE = "$default"
 
-
-def supplier(request: Request) -> Supplier:
-    key = request.headers.get("x-api-key") or bearer(request)
-    return suppliers.authenticate(key)
 
 
 def base_url(request: Request) -> str:
@@ -184,11 +163,6 @@ def chalice_error_to_contract(response: Response) -> Response:
     return response
 
 
-def session_token(request: Request) -> str | None:
-    """The member session: ``Authorization: Bearer`` for API clients, the cookie for the H5 store."""
-    return bearer(request) or cookie(request, "cm_session")
-
-
 def cookie(request: Request, wanted: str) -> str | None:
     """The value of the cookie named ``wanted``, if the request carries it."""
     for part in (request.headers.get("cookie") or "").split(";"):
@@ -215,34 +189,3 @@ def error_page(error: DomainError) -> Response:
         html += f"<p><small>Reference: {escape(reference)}</small></p>"
     return Response(body=html, status_code=error.status, headers={"Content-Type": "text/html; charset=utf-8"})
 
-
-def partner_params(request: Request) -> dict[str, str]:
-    """What a channel's server signed: query parameters, the envelope (query or X- headers), body hash.
-
-    Every value counts: a key repeated in the query, or given both as a query parameter and a header,
-    or a header given twice (API Gateway's ``multiValueHeaders``) is ``duplicate_parameter``."""
-    from chalicelib.channels.signing import HEADER_FIELDS, body_sha256, pairs_of, unique_params
-
-    pairs = pairs_of(request.query_params or {})
-    multi_headers = {k.lower(): v for k, v in (request.to_original_event().get("multiValueHeaders") or {}).items()}
-    for name, header in HEADER_FIELDS.items():
-        values = multi_headers.get(header.lower())
-        if values is None:
-            values = [request.headers[header]] if header in request.headers else []
-        pairs += [(name, value) for value in values]
-    if request.raw_body:
-        pairs.append(("body_sha256", body_sha256(request.raw_body)))
-    return unique_params(pairs)
-
-
-def signed_path(request: Request) -> str:
-    """The path a server-to-server signature covers: relative to our published base (no stage prefix,
-    nor a custom domain's base path), each path parameter percent-encoded as the contract encodes."""
-    from chalicelib.channels.signing import encode
-
-    from urllib.parse import unquote
-
-    path = request.path
-    for name, value in (request.uri_params or {}).items():
-        path = path.replace("{" + name + "}", encode(unquote(value)))  # decoded once, as ``path_params``
-    return path

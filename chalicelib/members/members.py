@@ -10,9 +10,11 @@ import uuid
 
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import NotFound
-from chalicelib.core.models import Member, MemberLink, get_owned, now_iso
+from chalicelib.core.models import get_owned
 from chalicelib.core.tx import backoff, transaction
+from chalicelib.members.models import Member, MemberLink
 
 ATTEMPTS = 8
 

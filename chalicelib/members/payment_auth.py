@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.expressions.condition import size
 
+from chalicelib.channels.models import Channel
 from chalicelib.core import config, ratelimit
 from chalicelib.core.errors import DomainError, Unauthorized, Unprocessable
-from chalicelib.core.models import Channel, Member, PaymentGuard
 from chalicelib.core.tx import LabelledTransaction, condition_failed, write_retrying
 from chalicelib.members import sms
+from chalicelib.members.models import Member, PaymentGuard
 from chalicelib.partners import breaker, channel_api
 
 MAX_FAILURES = 5

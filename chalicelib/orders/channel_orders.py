@@ -12,10 +12,13 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
+from chalicelib.channels.models import Channel
 from chalicelib.core.errors import BadRequest, NotFound, Unprocessable
-from chalicelib.core.models import Channel, Member, MemberLink, Order, Parcel, get_owned
+from chalicelib.core.models import get_owned
 from chalicelib.members import members
+from chalicelib.members.models import Member, MemberLink
 from chalicelib.orders import orders, parcels
+from chalicelib.orders.models import Order, Parcel
 
 PAGE_MAX = 50
 ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")

@@ -14,15 +14,16 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import datetime, timezone
 from functools import cache
 from typing import Any, Iterator
 
 from chalicelib.channels import channels
+from chalicelib.channels.models import Channel
 from chalicelib.core import config
-from chalicelib.core.models import Channel, Order
+from chalicelib.core.clock import now_iso
 from chalicelib.core.observability import count, logger
 from chalicelib.orders import parcels
+from chalicelib.orders.models import Order
 
 HOUR, DAY = 3600, 86400
 UNSTARTED_AFTER_SECONDS = 60  # a younger unsplit order's execution may simply not have split it yet
@@ -75,8 +76,7 @@ def start_unsplit(channel: Channel) -> int:
     """Start the execution of every paid order of the channel still unsplit ``UNSTARTED_AFTER_SECONDS`` after
     it was placed (its start failed, and no replay came); how many run now. One already running is refused by
     name, which ``start`` takes as started; its split then takes the order off the index."""
-    cutoff = datetime.fromtimestamp(time.time() - UNSTARTED_AFTER_SECONDS, timezone.utc).isoformat(
-        timespec="milliseconds")
+    cutoff = now_iso(time.time() - UNSTARTED_AFTER_SECONDS)
     started = sum(start(order, channel) for order in Order.unsplit_index.query(channel.code, Order.created_at <= cutoff))
     if started:
         logger.warning("fulfilment started by the sweep", extra={"channel": channel.code, "orders": started})

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from chalicelib.core.errors import NotFound
-from chalicelib.core.models import Order, Parcel, get_owned
+from chalicelib.core.models import get_owned, plain
 from chalicelib.orders import parcels as parcels_mod
+from chalicelib.orders.models import Order, Parcel
 
 
 def lines_of(o: Order) -> list[dict]:
     """Order lines as plain dicts, whether the order was just built or read back."""
-    return [line.as_dict() if hasattr(line, "as_dict") else dict(line) for line in o.lines]
+    return [plain(line) for line in o.lines]
 
 
 def view(o: Order, parcels: list[Parcel] | None = None) -> dict:
@@ -28,7 +29,7 @@ def view(o: Order, parcels: list[Parcel] | None = None) -> dict:
 
 def member_view(o: Order, parcels: list[Parcel] | None = None) -> dict:
     """The member also sees the delivery address given at checkout (the channel never does)."""
-    address = o.address.as_dict() if hasattr(o.address, "as_dict") else o.address
+    address = plain(o.address)
     return dict(view(o, parcels), address=address)
 
 

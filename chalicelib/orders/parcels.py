@@ -21,17 +21,23 @@ from typing import Callable
 
 from pynamodb.exceptions import DoesNotExist
 
+from chalicelib.billing import metering
 from chalicelib.channels import channels
 from chalicelib.checkout import quotas
+from chalicelib.checkout.models import Quota, Wallet
 from chalicelib.core import audit
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import BadRequest, Busy, Conflict, NotFound, Unprocessable
-from chalicelib.core.models import Member, Order, Parcel, Quota, Stock, Wallet, now_iso
-from chalicelib.core.tx import Contended, LabelledTransaction, Refused, backoff, batch_read, commit_retrying
+from chalicelib.core.models import plain
 from chalicelib.core.observability import count, logger
+from chalicelib.core.tx import Contended, LabelledTransaction, Refused, backoff, batch_read, commit_retrying
+from chalicelib.members.models import Member
 from chalicelib.orders import allocation, orders
 from chalicelib.orders import parcel_states as ps
-from chalicelib.partners import events, metering
+from chalicelib.orders.models import Order, Parcel
+from chalicelib.partners import events
 from chalicelib.settlement import books
+from chalicelib.supply.models import Stock
 
 ATTEMPTS = 25
 PAGE_MAX = 100
@@ -191,7 +197,7 @@ def transition(parcel: Parcel, action: str, actor: str, actions: list | None = N
             backoff(attempt)
             continue
         if to in (ps.CANCELLED, ps.REFUNDED):  # this commit gave the parcel's points back: metered once, here
-            metering.parcel_returned(parcel)
+            metering.parcel_returned(parcel.channel_code, int(parcel.points), int(parcel.amount))
         return reread()
     raise Busy("busy", "too many concurrent changes to this parcel; retry")
 
@@ -360,14 +366,14 @@ def name(parcel: Parcel, total: int) -> str:
 
 
 def _lines(parcel: Parcel, settlement: bool) -> list[dict]:
-    lines = [line.as_dict() if hasattr(line, "as_dict") else dict(line) for line in parcel.lines]
+    lines = [plain(line) for line in parcel.lines]
     return lines if settlement else [{k: v for k, v in l.items() if k != "settlement_price"} for l in lines]
 
 
 def _returned(parcel: Parcel, now: float) -> dict | None:
     if parcel.returned is None:
         return None
-    returned = parcel.returned.as_dict() if hasattr(parcel.returned, "as_dict") else dict(parcel.returned)
+    returned = plain(parcel.returned)
     if "expires_at" in returned:
         returned["points_expired"] = int(returned["expires_at"]) <= now
     return returned
@@ -420,8 +426,7 @@ def supplier_detail(supplier_id: str, parcel_id: str) -> dict:
     """The supplier's own parcel with where to ship it (the address the member gave at checkout)."""
     parcel = for_supplier(supplier_id, parcel_id)
     address = _order(parcel.order_id).address
-    return supplier_view(parcel, (address.as_dict() if hasattr(address, "as_dict") else dict(address))
-                         if address is not None else {})
+    return supplier_view(parcel, plain(address) or {})
 
 
 def _cursor_out(key: dict | None) -> str | None:

@@ -22,19 +22,23 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from functools import cache
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from chalicelib.channels import channels
+from chalicelib.channels.models import Channel
+from chalicelib.checkout.models import MemberRedemption
 from chalicelib.core import audit, config
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import BadRequest, Conflict, Forbidden, NotFound
-from chalicelib.core.models import Channel, MemberRedemption, Order, Parcel, Refund, now_iso
-from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying, write_retrying
+from chalicelib.core.models import plain
 from chalicelib.core.observability import count, logger
+from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying, write_retrying
 from chalicelib.orders import parcel_states, parcels
+from chalicelib.orders.models import Order, Parcel, Refund
 from chalicelib.partners import channel_api
 from chalicelib.settlement import books, statements
 
@@ -65,10 +69,6 @@ def of_parcel(parcel_id: str) -> Refund | None:
         return Refund.get(refund_id_for(parcel_id), consistent_read=True)
     except DoesNotExist:
         return None
-
-
-def _iso(at: float) -> str:
-    return datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _new(parcel: Parcel, reason: str, actor: str, approved: bool, action: str = "refund") -> Refund:
@@ -388,7 +388,7 @@ def _channel_refused(refund: Refund, reason: str) -> Refund:
 def pending(channel_code: str, older_than: float = 0) -> list[Refund]:
     """Refunds of one channel approved but not settled yet (waiting for the channel, or their request
     died before the points moved), untouched for at least ``older_than`` seconds."""
-    cutoff = _iso(time.time() - older_than)
+    cutoff = now_iso(time.time() - older_than)
     return list(Refund.pending_index.query(channel_code, filter_condition=Refund.updated_at <= cutoff))
 
 
@@ -468,7 +468,7 @@ def view(refund: Refund) -> dict:
     return {"refund_id": refund.refund_id, "parcel_id": refund.parcel_id, "order_id": refund.order_id,
             "state": refund.state, "reason": refund.reason, "reject_reason": refund.reject_reason,
             "points": int(refund.points),
-            "lines": [l.as_dict() if hasattr(l, "as_dict") else dict(l) for l in refund.lines],
+            "lines": [plain(l) for l in refund.lines],
             "created_at": refund.created_at, "updated_at": refund.updated_at, "refunded_at": refund.refunded_at}
 
 

@@ -20,13 +20,14 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from chalicelib.channels import channels
+from chalicelib.channels import channels, endpoints
+from chalicelib.channels.models import Channel
 from chalicelib.channels.signing import request_headers
+from chalicelib.core import budget
 from chalicelib.core.errors import DomainError
-from chalicelib.core.models import Channel
-from chalicelib.core.tx import backoff
 from chalicelib.core.observability import logger
-from chalicelib.partners import breaker, endpoints, reliability
+from chalicelib.core.tx import backoff
+from chalicelib.partners import breaker, reliability
 
 CONNECT_TIMEOUT = 2.0
 READ_TIMEOUT = 3.0  # unless the channel sets its own (``api_timeout_seconds``, 0.5 to 10 s)
@@ -140,7 +141,7 @@ def call(channel: Channel, api: str, payload: dict[str, Any], breaker_state: bre
     secret = channels.outbound_secret(channel)
     limits = timeouts(channel)
     deadline = sum(limits)
-    if not reliability.fits(deadline):  # a sweep's budget for this channel is spent: nothing sent, next round
+    if not budget.fits(deadline):  # a sweep's budget for this channel is spent: nothing sent, next round
         raise PartnerError("channel_api_deferred", f"no time left in this round for channel {channel.code}")
     try:
         permit = reliability.admit(channel.code, api, lease=deadline + PROBE_LEASE_MARGIN, state=breaker_state)

@@ -11,8 +11,9 @@ import json
 import time
 from typing import Any
 
-from chalicelib.core.models import OutboxEvent, now_iso
+from chalicelib.core.clock import now_iso
 from chalicelib.core.tx import LabelledTransaction
+from chalicelib.partners.models import OutboxEvent
 
 KINDS = ("order.paid", "parcel.shipped", "order.partially_shipped", "order.shipped", "order.completed",
          "parcel.refunded", "order.cancelled", "parcel.cancelled", "order.partially_refunded", "order.refunded")

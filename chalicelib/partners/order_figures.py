@@ -26,10 +26,13 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Iterable
 
-from chalicelib.core.models import ChannelDay, MeterMark, ParkedRecord
-from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying
+from chalicelib.billing import metering
+from chalicelib.billing.models import ChannelDay, MeterMark
+from chalicelib.core.clock import business_day, midnight
 from chalicelib.core.observability import count, logger
-from chalicelib.partners import metering, reliability
+from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying
+from chalicelib.partners import reliability
+from chalicelib.partners.models import ParkedRecord
 
 PAID = "paid"
 MARK_DAYS = 2  # a stream keeps a record 24 hours: its mark outlives every redelivery
@@ -106,7 +109,7 @@ def derive(record: dict[str, Any]) -> Derived:
     if new["status"] == PAID and (old is None or old.get("status") != PAID):
         placed = datetime.fromisoformat(new["created_at"]).timestamp()
         cost = sum(int(line["settlement_price"]) * int(line["qty"]) for line in new["lines"])
-        derived.paid = Paid(new["order_id"], new["channel_code"], metering.day_of(placed), int(new["points"]),
+        derived.paid = Paid(new["order_id"], new["channel_code"], business_day(placed), int(new["points"]),
                             int(new["amount"]), cost)
     before = _calls(old)
     for call_id, call in _calls(new).items():
@@ -130,7 +133,7 @@ def _mark(d: Derived) -> tuple[str, MeterMark]:
     """The record's "counted" mark: the order's (``o#{id}``, the mark the request path used before) when the
     record made it paid — one record per order does, so it names the record too — else the record's own."""
     if d.paid is not None:
-        expires = metering.midnight(d.paid.day) + metering.ORDER_MARK_DAYS * 86400
+        expires = midnight(d.paid.day) + metering.ORDER_MARK_DAYS * 86400
         return f"o#{d.paid.order_id}", MeterMark(f"o#{d.paid.order_id}",
                                                  expires_at=datetime.fromtimestamp(expires, timezone.utc))
     return f"r#{d.event_id}", MeterMark(f"r#{d.event_id}", expires_at=datetime.now(timezone.utc) + timedelta(

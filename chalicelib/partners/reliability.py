@@ -14,31 +14,26 @@ half-open probe, and only that probe closes or reopens it.
 ``stats`` is the one reader of the figures for everyone else (ops' partner-health view, metering,
 operating data): calls, errors, error rate and p95 latency since a time.
 
-A scheduled sweep gives each channel its own time budget (``within``): a call starts only if its whole
-deadline fits in what is left (``fits``), so a slow channel spends only its own budget and the sweep ends in
-time for whatever comes after it. (Cutting a call short instead would count our hurry as the partner's
-timeout.)
+A scheduled sweep's time budget per channel, which a call must fit in before it starts, is ``core.budget``.
 """
 from __future__ import annotations
 
-import contextvars
 import os
 import secrets
 import time
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib.core import config
-from chalicelib.core.models import PartnerBreaker, PartnerStats
-from chalicelib.core.tx import condition_failed, write_retrying
 from chalicelib.core.observability import count, logger
+from chalicelib.core.tx import condition_failed, write_retrying
 from chalicelib.partners import breaker
 from chalicelib.partners.breaker import CLOSED, HALF_OPEN, OPEN
+from chalicelib.partners.models import PartnerBreaker, PartnerStats
 
 OPEN_SECONDS = 30.0
 STATS_DAYS = 8  # a week of minutes, and a day's margin for whoever reads "the last 7 days"
@@ -57,24 +52,6 @@ def new_correlation_id() -> str:
     error: the one string both sides can quote about it."""
     return "cm-" + secrets.token_hex(12)
 
-
-_until: contextvars.ContextVar[float | None] = contextvars.ContextVar("partner_call_budget", default=None)
-
-
-@contextmanager
-def within(until: float) -> Iterator[None]:
-    """Calls made inside end by ``until`` (``time.monotonic()``): a sweep's budget for one channel."""
-    token = _until.set(until)
-    try:
-        yield
-    finally:
-        _until.reset(token)
-
-
-def fits(seconds: float) -> bool:
-    """Whether a call whose total deadline is ``seconds`` ends within the budget (always, outside one)."""
-    until = _until.get()
-    return until is None or time.monotonic() + seconds <= until
 
 
 class BreakerOpen(Exception):

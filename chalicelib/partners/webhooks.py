@@ -38,13 +38,15 @@ from typing import Any, Callable
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib.channels import channels
-from chalicelib.core import audit, config
+from chalicelib.channels import channels, endpoints, webhook_signing
+from chalicelib.channels.models import Channel
+from chalicelib.core import audit, budget, config
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import DomainError
-from chalicelib.core.models import Channel, OutboxEvent, now_iso
-from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying, condition_failed, lost_race
 from chalicelib.core.observability import count, logger
-from chalicelib.partners import breaker, endpoints, reliability, webhook_signing
+from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying, condition_failed, lost_race
+from chalicelib.partners import breaker, reliability
+from chalicelib.partners.models import OutboxEvent
 
 TIMEOUT = 15.0
 RETRY_BASE = 30.0  # seconds before the 2nd attempt; doubles after each failure, up to RETRY_CAP
@@ -273,8 +275,8 @@ def disable(channel: Channel, reason: str) -> None:
         tx.update("channel", channel, [Channel.webhook_disabled_at.set(int(time.time())),
                                        Channel.webhook_disabled_reason.set(reason)],
                   condition=Channel.webhook_disabled_at.does_not_exist() & (Channel.webhook_url == channel.webhook_url))
-        tx.put("audit", audit.row(f"channel#{channel.code}", "webhooks", "webhook_disabled", "webhook_url",
-                                  channel.webhook_url, reason))
+        audit.add(tx, f"channel#{channel.code}", "webhooks", "webhook_disabled", "webhook_url",
+                  channel.webhook_url, reason)
         return tx
     try:
         commit_retrying(build)
@@ -292,8 +294,8 @@ def enable(channel_code: str, actor: str) -> dict[str, Any]:
         tx = LabelledTransaction()
         tx.update("channel", channel, [Channel.webhook_disabled_at.remove(), Channel.webhook_disabled_reason.remove()],
                   condition=Channel.webhook_disabled_at.exists())
-        tx.put("audit", audit.row(f"channel#{channel_code}", actor, "webhook_enabled", "webhook_url",
-                                  channel.webhook_disabled_reason, channel.webhook_url))
+        audit.add(tx, f"channel#{channel_code}", actor, "webhook_enabled", "webhook_url",
+                  channel.webhook_disabled_reason, channel.webhook_url)
         return tx
     if channel.webhook_disabled_at:
         try:
@@ -338,7 +340,7 @@ OUTCOMES = ("delivered", "retrying", "parked", "taken", "not_configured", "pause
 
 def _deliver(channel: Channel, now: float) -> dict[str, int]:
     """One round over the channel's due events; no attempt starts that could outlast the round's budget
-    (``reliability.within``)."""
+    (``budget.within``)."""
     outcome = dict.fromkeys(OUTCOMES, 0)
     due = list(OutboxEvent.pending_index.query(channel.code, OutboxEvent.due_at <= now, limit=BATCH))
     if not (channel.webhook_url and channel.webhook_secret):  # they wait, due, until ops configure the channel
@@ -348,7 +350,7 @@ def _deliver(channel: Channel, now: float) -> dict[str, int]:
         outcome["disabled"] = len(due)
         return outcome
     for i, event in enumerate(due):
-        if not reliability.fits(TIMEOUT):
+        if not budget.fits(TIMEOUT):
             break
         try:
             done = _attempt(channel, event)
@@ -402,8 +404,8 @@ def redrive(channel_code: str, actor: str) -> dict[str, int]:
                                        OutboxEvent.attempts.set(0),
                                        OutboxEvent.retry_until.set(round(now + retry_window(), 3))],
                       condition=OutboxEvent.state == "parked")
-            tx.put("audit", audit.row(f"channel#{channel_code}", actor, "webhook_redriven", "event",
-                                      event.last_error, event.event_id))
+            audit.add(tx, f"channel#{channel_code}", actor, "webhook_redriven", "event",
+                      event.last_error, event.event_id)
             return tx
         try:
             commit_retrying(build)

@@ -12,7 +12,8 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import bucket, config
 from chalicelib.core.errors import NotFound
-from chalicelib.core.models import Statement
+from chalicelib.core.models import plain
+from chalicelib.settlement.models import Statement
 
 PREFIX = "settlement/"
 LINK_SECONDS = 300
@@ -48,7 +49,7 @@ def link(statement: Statement) -> str:
 
 
 def view(statement: Statement, with_link: bool = False) -> dict:
-    totals = statement.totals.as_dict() if hasattr(statement.totals, "as_dict") else dict(statement.totals)
+    totals = plain(statement.totals)
     days = list(statement.days or [])
     shown = {"statement_id": statement.statement_id, "period_id": statement.period_id, "party": statement.party,
              "first_day": days[0] if days else None, "last_day": days[-1] if days else None,

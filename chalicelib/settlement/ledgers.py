@@ -29,16 +29,21 @@ from datetime import timedelta
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import DoesNotExist, PutError
 
+from chalicelib.billing import metering
+from chalicelib.channels.models import Channel
 from chalicelib.checkout.checkout import AWAITING, PAID
 from chalicelib.core import bucket, config
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import BadRequest, Conflict, NotFound, Unprocessable
-from chalicelib.core.models import Channel, LedgerUpload, Member, Order, Parcel, Reconciliation, now_iso
-from chalicelib.core.tx import batch_read
+from chalicelib.core.models import plain
 from chalicelib.core.observability import count, logger
+from chalicelib.core.tx import batch_read
+from chalicelib.members.models import Member
 from chalicelib.orders import parcels
-from chalicelib.partners import metering
+from chalicelib.orders.models import Order, Parcel
 from chalicelib.settlement import books, periods
 from chalicelib.settlement import reconciliation as rec
+from chalicelib.settlement.models import LedgerUpload, Reconciliation
 
 LEDGER_PREFIX = "ledgers/"
 RESULT_PREFIX = "reconciliations/"
@@ -93,7 +98,7 @@ def returned_at(parcel: Parcel) -> str | None:
     """When the parcel's points went back (``Parcel.returned``), if they did."""
     if parcel.returned is None:
         return None
-    returned = parcel.returned.as_dict() if hasattr(parcel.returned, "as_dict") else dict(parcel.returned)
+    returned = plain(parcel.returned)
     return returned.get("at")
 
 

@@ -1,6 +1,6 @@
 """Operating data: each channel's day-by-day figures, as ops read them (JSON, CSV, an HTML report page).
 
-Everything comes from the daily counters ``partners.metering`` raises as events happen (one Query per counter
+Everything comes from the daily counters ``billing.metering`` raises as events happen (one Query per counter
 shard for any range of days, no scans), plus the outbound partner-API figures ``partners.reliability`` keeps
 per minute for a week (shown over the last 24 hours: that store has no daily roll-up to read per day).
 """
@@ -13,8 +13,10 @@ from datetime import date, timedelta
 from html import escape
 from typing import Any
 
+from chalicelib.billing import metering
+from chalicelib.core.clock import business_day
 from chalicelib.core.errors import BadRequest
-from chalicelib.partners import metering, reliability
+from chalicelib.partners import reliability
 
 REASONS = ("quota", "balance", "stock", "period", "password")
 COLUMNS = ("day", "entries", "month_members", "orders", "points", "gmv", "cost", "margin", "refunds",
@@ -32,7 +34,7 @@ def _date(value: str, field: str) -> date:
 
 def date_range(first: str | None, last: str | None, now: float | None = None) -> tuple[str, str]:
     """The days asked for (``from``/``to``, inclusive); by default the last ``REPORT_DAYS`` to today."""
-    end = _date(last, "to") if last else date.fromisoformat(metering.day_of(now))
+    end = _date(last, "to") if last else date.fromisoformat(business_day(now))
     start = _date(first, "from") if first else end - timedelta(days=REPORT_DAYS - 1)
     if start > end:
         raise BadRequest("invalid_range", "from must not be after to", "from")

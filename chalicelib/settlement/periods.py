@@ -1,14 +1,14 @@
 """Settlement periods: calendar months and ISO weeks of business days (no I/O).
 
-The business day is the date in China Standard Time (UTC+8, no daylight saving). A period is named by its
+The business day is the date in China Standard Time (UTC+8, no daylight saving: ``core.clock``). A period is named by its
 calendar: ``2026-01`` is January 2026, ``2026-W05`` the ISO week 5 of 2026 (Monday to Sunday). Everything
-settleable is booked on the business day it happened (``day_of``), and a period is the days it covers, so
+settleable is booked on the business day it happened (``clock.business_day``), and a period is the days it covers, so
 a period is settled once its last day has ended and ``SETTLE_AFTER_SECONDS`` more have passed: any write
 stamped inside the period has committed by then.
 
 Who is settled in which periods: a channel by its ``settlement_period`` (``monthly`` or ``weekly``),
 suppliers always monthly. A channel's rule changes from the next business day (``with_change``): the channel
-keeps the rule of each day (``rule_on``), so a day is settled by the one period of its own day's rule that
+keeps the rule of each day (``rule_on``; both ``channels.settlement_rules``), so a day is settled by the one period of its own day's rule that
 contains it (``days_of_kind``) — a period's run never leaves out days because the rule changed before the
 run, and never takes days of the other rule. Each day of each party is then claimed by exactly one statement
 (``runs``), so a channel that changes its rule is never billed twice for a day, nor skipped.
@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from typing import Mapping
 
-BUSINESS_TZ = timezone(timedelta(hours=8))
+from chalicelib.channels.settlement_rules import rule_on
+from chalicelib.core.clock import business_day, midnight
+
 MONTHLY, WEEKLY = "monthly", "weekly"
 KINDS = (MONTHLY, WEEKLY)
-# The rule a channel had before its first change holds from this day (every day of its life).
-SINCE_START = "0001-01-01"
 # After a period's last day ends: long enough for any transaction stamped inside it to have committed.
 SETTLE_AFTER_SECONDS = 3600
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -56,12 +56,7 @@ class Period:
 
 
 def _midnight(day: date) -> int:
-    return int(datetime(day.year, day.month, day.day, tzinfo=BUSINESS_TZ).timestamp())
-
-
-def day_of(at: float) -> str:
-    """The business day (``YYYY-MM-DD``, UTC+8) of a Unix time."""
-    return datetime.fromtimestamp(at, BUSINESS_TZ).date().isoformat()
+    return int(midnight(day))
 
 
 def parse(period_id: str) -> Period:
@@ -95,7 +90,7 @@ def containing(day: str, kind: str) -> Period:
 def recently_settleable(now: float, days: int = 8) -> list[Period]:
     """Periods (both kinds) that ended within the last ``days`` days and may be settled now, oldest first:
     what the scheduler starts (a start already made is refused by its execution name)."""
-    today = date.fromisoformat(day_of(now))
+    today = date.fromisoformat(business_day(now))
     found: dict[str, Period] = {}
     for back in range(1, days + 1):
         day = (today - timedelta(days=back)).isoformat()
@@ -104,32 +99,6 @@ def recently_settleable(now: float, days: int = 8) -> list[Period]:
             if period.last_day.isoformat() == day and period.settleable(now):
                 found[period.period_id] = period
     return sorted(found.values(), key=lambda p: (p.ends_at, p.period_id))
-
-
-# --- a channel's settlement rule, day by day ---------------------------------------------------------
-
-def next_day(day: str) -> str:
-    return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
-
-
-def rule_on(rules: Mapping[str, str] | None, current: str, day: str) -> str:
-    """The rule of ``day``: the latest change (``{first day: kind}``) on or before it; a channel that never
-    changed its rule has ``current`` on every day."""
-    since = [d for d in (rules or {}) if d <= day]
-    return rules[max(since)] if since and rules else current
-
-
-def with_change(rules: Mapping[str, str] | None, current: str, new: str, from_day: str) -> dict[str, str]:
-    """The rules after a change to ``new`` from ``from_day`` on (a day not settled yet: the next business day).
-    The first change also records the rule held until then (from ``SINCE_START``); a change that restores the
-    rule of the day before (undone the same day) leaves no entry behind."""
-    changed = {d: k for d, k in (rules or {SINCE_START: current}).items() if d < from_day}
-    changed[from_day] = new
-    kept: dict[str, str] = {}
-    for day in sorted(changed):
-        if not kept or kept[max(kept)] != changed[day]:
-            kept[day] = changed[day]
-    return kept
 
 
 def days_of_kind(rules: Mapping[str, str] | None, current: str, period: Period) -> list[str]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import time
 
 from chalicelib.channels import channels
-from chalicelib.core.models import Channel
+from chalicelib.channels.models import Channel
+from chalicelib.core.clock import business_day
 from chalicelib.settlement import periods, runs
 from chalicelib.settlement.periods import Period
 
@@ -20,7 +21,7 @@ from chalicelib.settlement.periods import Period
 def running_period(party: str, now: float) -> Period:
     """The period the party's today belongs to: a supplier's month; a channel's month or week by its rule of
     today."""
-    today = periods.day_of(now)
+    today = business_day(now)
     if party.startswith("channel."):
         channel = Channel.get(party.split(".", 1)[1])
         kind = periods.rule_on(channels.rules_of(channel), channel.settlement_period or periods.MONTHLY, today)

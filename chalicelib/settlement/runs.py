@@ -5,7 +5,7 @@ margin → close (``infra/state_machines.settlement``). Every task is idempotent
 Functions retry, a re-run of the period or two runs at once give byte-identical exports and pay nobody twice:
 
 - the period is frozen once: its parties (live channels with days of its kind in it, by each day's rule
-  (``periods.rule_on``); suppliers in monthly periods) are fixed in a pages file in S3 whose key the ``SettlementPeriod`` item records; a re-run reads it;
+  (``settlement_rules.rule_on``); suppliers in monthly periods) are fixed in a pages file in S3 whose key the ``SettlementPeriod`` item records; a re-run reads it;
 - a statement's id derives from (period, party); it claims the party's days of the period (``SettledDay``, one
   conditional transaction over them: a day another statement settled stays there), reads those days' books,
   writes its export and then its record, once (``does_not_exist``). The export's key names its content (its
@@ -31,14 +31,18 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
+from chalicelib.billing import fees
 from chalicelib.channels import channels
+from chalicelib.channels.models import Channel
 from chalicelib.core import audit, config
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Conflict, NotFound, Unprocessable
-from chalicelib.core.models import Channel, SettledDay, SettlementPeriod, Statement, Supplier, now_iso
-from chalicelib.core.tx import Contended, LabelledTransaction, Refused, condition_failed
 from chalicelib.core.observability import count, logger
-from chalicelib.settlement import books, exports, fees, periods, statements
+from chalicelib.core.tx import Contended, LabelledTransaction, Refused, condition_failed
+from chalicelib.settlement import books, exports, periods, statements
+from chalicelib.settlement.models import SettledDay, SettlementPeriod, Statement
 from chalicelib.settlement.periods import Period
+from chalicelib.supply.models import Supplier
 
 FREEZING, SETTLED = "freezing", "settled"
 CHANNELS_PER_PAGE, SUPPLIERS_PER_PAGE = 5, 25  # a Map item: the statements one Lambda writes

@@ -6,7 +6,7 @@ import csv
 import io
 from html import escape
 
-from chalicelib.core.models import Statement
+from chalicelib.settlement.models import Statement
 from chalicelib.settlement import exports
 
 STYLE = ("body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;font-size:.85em}"

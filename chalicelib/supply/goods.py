@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Callable, Iterable
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.channels.pricing import guard_loss
 from chalicelib.core import audit
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Conflict, NotFound, Unprocessable
-from chalicelib.core.models import Goods, Stock, Upload, now_iso
 from chalicelib.core.tx import condition_failed, lost_race, transaction
+from chalicelib.supply.models import Goods, Stock, Upload
+from chalicelib.supply.prices import guard_loss
 
 if TYPE_CHECKING:  # annotations only: pydantic loads with the first request that sends a body
     from chalicelib.core.schemas import GoodsDraft, GoodsEdit, SkuChange

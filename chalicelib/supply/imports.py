@@ -11,30 +11,27 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core import bucket, config
-from chalicelib.core.errors import Conflict, DomainError, NotFound, Unprocessable
-from chalicelib.core.models import Upload, get_owned, now_iso
-from chalicelib.orders import parcels
+from chalicelib.core.clock import now_iso
+from chalicelib.core.errors import Conflict, NotFound, Unprocessable
+from chalicelib.core.models import get_owned
 from chalicelib.supply import goods
+from chalicelib.supply.models import Upload
 
 if TYPE_CHECKING:  # pydantic loads where a file is parsed, not with every cold start
     from chalicelib.core.schemas import GoodsDraft, UploadRequest
 
 CSV_COLUMNS = ("ref", "title", "category", "sku_id", "spec", "settlement_price", "stock")
 OPTIONAL_COLUMNS = ("description", "images")
-SHIPMENT_COLUMNS = ("parcel_id", "carrier", "tracking_no")
 SHIPMENTS_MAX_BYTES = 256 * 1024  # ~4,000 rows
-SHIPMENTS_MAX_ROWS = 2000  # applied one by one within one invocation of the upload handler
-PARCEL_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 MAGIC = {
     "image/jpeg": lambda b: b.startswith(b"\xff\xd8\xff"),
     "image/png": lambda b: b.startswith(b"\x89PNG\r\n\x1a\n"),
@@ -137,8 +134,9 @@ def _refuse(upload: Upload, reason: str) -> dict:
     return result
 
 
-def process_object(bucket_name: str, key: str) -> dict:
-    """Handle an S3 "Object Created" event for an upload link we issued."""
+def process_object(bucket_name: str, key: str, ship: Callable[[str, bytes], dict]) -> dict:
+    """Handle an S3 "Object Created" event for an upload link we issued. A shipments file's rows are applied by
+    ``ship(supplier_id, data)`` (``orders.shipments.import_rows``, handed in by app.py: supply stands below orders)."""
     if bucket_name != config.UPLOAD_BUCKET or not key.startswith("uploads/"):
         return {"ignored": key}
     upload_id = key.rsplit("/", 1)[-1]
@@ -172,7 +170,7 @@ def process_object(bucket_name: str, key: str) -> dict:
         bucket.copy(key, image_key)
         result = {"image_key": image_key, "bytes": size}
     elif upload.kind == "shipments":
-        result = _import_shipments(upload, data)
+        result = ship(upload.supplier_id, data)
     else:
         result = _import_goods(upload, data)
     upload.update([Upload.status.set("processed"), Upload.result.set(result), Upload.processed_at.set(now_iso())])
@@ -198,48 +196,3 @@ def _import_goods(upload: Upload, data: bytes) -> dict:
     return {"imported": len(created), "existing": len(existing), "rows": parsed.rows, "errors": errors,
             "goods_ids": created + existing}
 
-
-def _import_shipments(upload: Upload, data: bytes) -> dict:
-    """Rows ``parcel_id,carrier,tracking_no``: each applied (``parcels.ship``, the supplier's own parcels only)
-    or refused with its line and reason. A parcel ships once: a row for a parcel already shipped (the same
-    file imported again, a repeated row) is refused with ``parcel_already_shipped``."""
-    from pydantic import ValidationError
-
-    from chalicelib.core.schemas import Shipment
-
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return {"shipped": 0, "rows": 0, "errors": [{"line": 0, "reason": "file is not UTF-8"}], "parcel_ids": []}
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in SHIPMENT_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        return {"shipped": 0, "rows": 0, "errors": [{"line": 1, "reason": f"missing columns: {', '.join(missing)}"}],
-                "parcel_ids": []}
-    shipped: list[str] = []
-    errors: list[dict] = []
-    rows = 0
-    for row in reader:
-        rows += 1
-        line = reader.line_num
-        if rows > SHIPMENTS_MAX_ROWS:
-            errors.append({"line": line, "reason": f"at most {SHIPMENTS_MAX_ROWS} rows per file; the rest not read"})
-            break
-        parcel_id = (row.get("parcel_id") or "").strip()
-        if not PARCEL_ID.match(parcel_id):
-            errors.append({"line": line, "reason": "parcel_id: not a parcel id"})
-            continue
-        try:
-            shipment = Shipment.model_validate({"carrier": row.get("carrier") or "",
-                                                "tracking_no": row.get("tracking_no") or ""})
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            errors.append({"line": line, "reason": f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}"})
-            continue
-        try:
-            parcels.ship(upload.supplier_id, parcel_id, shipment.carrier, shipment.tracking_no)
-        except DomainError as refused:
-            errors.append({"line": line, "reason": f"{refused.code}: {refused.message}"})
-            continue
-        shipped.append(parcel_id)
-    return {"shipped": len(shipped), "rows": rows, "errors": errors, "parcel_ids": shipped}

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING
 from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 
 from chalicelib.core import audit
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
-from chalicelib.core.models import Supplier, SupplierKey, get_owned, now_iso
+from chalicelib.core.models import get_owned
 from chalicelib.core.tx import condition_failed, transaction
+from chalicelib.supply.models import Supplier, SupplierKey
 
 if TYPE_CHECKING:  # annotations only: pydantic loads with the first request that sends a body
     from chalicelib.core.schemas import SupplierApplication

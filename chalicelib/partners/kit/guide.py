@@ -20,7 +20,7 @@ from typing import Union
 from urllib.parse import quote, urlencode
 
 from chalicelib.channels import signing
-from chalicelib.core.models import Channel
+from chalicelib.channels.models import Channel
 from chalicelib.partners import breaker, reliability, webhooks
 from chalicelib.partners.kit import error_codes, openapi, sandbox_log, snippets
 

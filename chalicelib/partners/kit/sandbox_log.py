@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterator
 
+from chalicelib.channels.models import Channel
 from chalicelib.core.errors import DomainError
-from chalicelib.core.models import Channel, SandboxCall
 from chalicelib.core.observability import logger
+from chalicelib.partners.models import SandboxCall
 
 ACCEPTED = "accepted"
 KEEP_SECONDS = 30 * 86_400  # an item lives this long after the last call like it

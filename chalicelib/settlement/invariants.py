@@ -32,17 +32,23 @@ import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Iterable
 
+from chalicelib.billing import metering
 from chalicelib.channels import channels
+from chalicelib.channels.models import Channel
 from chalicelib.checkout.checkout import AWAITING, PAID, quota_takes
-from chalicelib.core.models import AuditRun, Channel, Grant, Member, Order, Parcel, Quota, Wallet
-from chalicelib.core.tx import batch_read
+from chalicelib.checkout.models import Grant, Quota, Wallet
+from chalicelib.core.clock import now_iso
+from chalicelib.core.models import plain
 from chalicelib.core.observability import count, logger
+from chalicelib.core.tx import batch_read
+from chalicelib.members.models import Member
 from chalicelib.orders import allocation, parcels
+from chalicelib.orders.models import Order, Parcel
 from chalicelib.orders.orders import lines_of
-from chalicelib.partners import metering
+from chalicelib.settlement.models import AuditRun
 
 SCOPE = "invariants"
 LOOKBACK_SECONDS = 7 * 86400
@@ -65,7 +71,7 @@ class Finding:
 def _returned(parcel: Parcel) -> dict | None:
     if parcel.returned is None:
         return None
-    return parcel.returned.as_dict() if hasattr(parcel.returned, "as_dict") else dict(parcel.returned)
+    return plain(parcel.returned)
 
 
 # --- the rules (pure) ----------------------------------------------------------------------------------------
@@ -267,7 +273,7 @@ def run(codes: Iterable[str] | None = None, now: float | None = None, pause: flo
     members into it, so its members would make the audit's work (about three reads per member) grow at
     will, and its orders move nothing live (no live stock, never settled)."""
     now = time.time() if now is None else now
-    started = datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds")
+    started = now_iso(now)
     chosen = [channels.get(c) for c in codes] if codes is not None else [
         c for c in channels.list_all() if not c.sandbox]
     findings: list[Finding] = []
@@ -293,7 +299,7 @@ def run(codes: Iterable[str] | None = None, now: float | None = None, pause: flo
     summary = {"started_at": started, "checked": dict(totals), "drifts": len(findings), "unsettled": unsettled,
                "findings": [f.as_dict() for f in findings[:MAX_LISTED]]}
     logger.info("invariant audit", extra={k: v for k, v in summary.items() if k != "findings"})
-    AuditRun(SCOPE, started, finished_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+    AuditRun(SCOPE, started, finished_at=now_iso(),
              checked=dict(totals), drifts=len(findings), unsettled=unsettled,
              findings=json.dumps(summary["findings"], sort_keys=True),
              expires_at=timedelta(days=KEEP_DAYS)).save()

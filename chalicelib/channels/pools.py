@@ -15,13 +15,16 @@ from typing import TYPE_CHECKING
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.channels import channels
-from chalicelib.channels.pricing import SkuPrice, guard_loss, points_for, rule_price, sku_price
+from chalicelib.channels.models import Channel, PoolItem
+from chalicelib.channels.pricing import SkuPrice, points_for, rule_price, sku_price
 from chalicelib.checkout import quotas
 from chalicelib.core import audit
+from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Conflict, NotFound, Unprocessable
-from chalicelib.core.models import Channel, Goods, PoolItem, now_iso
 from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying
 from chalicelib.supply import goods as goods_mod
+from chalicelib.supply.models import Goods
+from chalicelib.supply.prices import guard_loss
 
 if TYPE_CHECKING:  # annotations only: pydantic loads with the first request that sends a body
     from chalicelib.core.schemas import PoolPricing
@@ -52,8 +55,8 @@ def put(code: str, goods_id: str, pricing: PoolPricing, actor: str) -> PoolItem:
         old = None
     item = PoolItem(code, goods_id, prices=rules, added_by=actor, updated_at=now_iso())
     _commit(channel, lambda tx: tx.put("pool", item),
-            lambda: audit.row(f"pool#{code}#{goods_id}", actor, "priced" if old is not None else "added", "prices",
-                              old, rules))
+            lambda tx: audit.add(tx, f"pool#{code}#{goods_id}", actor, "priced" if old is not None else "added",
+                                 "prices", old, rules))
     return item
 
 
@@ -64,16 +67,16 @@ def remove(code: str, goods_id: str, actor: str) -> None:
         raise NotFound("pool_item_not_found", f"goods {goods_id} is not in channel {code}'s sub-pool") from None
     channel = channels.get(code)
     _commit(channel, lambda tx: tx.delete("pool", item),
-            lambda: audit.row(f"pool#{code}#{goods_id}", actor, "removed", "prices", _rules(item), None))
+            lambda tx: audit.add(tx, f"pool#{code}#{goods_id}", actor, "removed", "prices", _rules(item), None))
 
 
-def _commit(channel: Channel, change, audit_row) -> None:
+def _commit(channel: Channel, change, audited) -> None:
     """A sub-pool change with its audit row and the channel's re-price (``quotas.reprice``) in one
     transaction, so no checkout priced before it can commit after it."""
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
         change(tx)
-        tx.put("audit", audit_row())
+        audited(tx)
         quotas.reprice(tx, channel)
         return tx
 

@@ -1,8 +1,8 @@
 """Ops' browser door on the local stack: sign in once with the printed ops token (a signed session in an
-``HttpOnly; SameSite=Strict`` cookie, ``console.sessions``), a home page of ops links, sign out.
+``HttpOnly; SameSite=Strict`` cookie, ``callers.ops_sessions``), a home page of ops links, sign out.
 
 Deployed stages put these routes behind IAM like every ``/ops`` route, and they refuse anyway: ops there use the
-AWS console (its dashboard's custom widgets, ``console.widgets``)."""
+AWS console (its dashboard's custom widgets, ``routes.widgets``)."""
 from __future__ import annotations
 
 import re
@@ -11,11 +11,12 @@ from urllib.parse import parse_qs, quote
 
 from chalice import Response
 
+from chalicelib.callers import ops_sessions as sessions
+from chalicelib.callers.callers import ops_actor
 from chalicelib.channels import channels
 from chalicelib.core import config, web
 from chalicelib.core.errors import NotFound
 from chalicelib.core.routing import Routes
-from chalicelib.console import sessions
 
 routes = Routes(__name__)
 route = routes.json
@@ -96,7 +97,7 @@ def sign_out() -> Response:
 def home() -> Response:
     """The ops pages a browser can open; the CSRF token for state-changing calls in a meta tag."""
     _local_only()
-    web.ops_actor(req())
+    ops_actor(req())
     value = web.cookie(req(), sessions.COOKIE)
     csrf = sessions.read(value).csrf if value else ""
     links = [("/ops/reports/operating", "Daily operating report, every channel"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from chalice import Response
 
+from chalicelib.callers.callers import ops_actor
 from chalicelib.channels import channels
 from chalicelib.core import web
 from chalicelib.core.errors import BadRequest
@@ -27,7 +28,7 @@ def openapi_document() -> Response:
 @route("/ops/channels/{code}/guide", ops=True)
 def ops_channel_guide(code: str) -> Response:
     """The channel's integration guide as an HTML page, or with ``format=md`` as Markdown."""
-    web.ops_actor(req())
+    ops_actor(req())
     fmt = web.query(req(), "format", "html")
     if fmt not in ("html", "md"):
         raise BadRequest("validation_error", "format is html or md", "format")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from chalice import Response
 
+from chalicelib.billing import metering
+from chalicelib.callers.callers import member_channel, ops_actor, partner_channel
 from chalicelib.channels import channels
 from chalicelib.checkout import carts, checkout, quotas, wallets
 from chalicelib.core import web
@@ -10,9 +12,7 @@ from chalicelib.core.observability import count
 from chalicelib.core.routing import Routes
 from chalicelib.core.web import schemas  # loads on first use (pydantic is ~85 ms of cold start)
 from chalicelib.members import members
-from chalicelib.members.callers import member_channel, partner_channel
 from chalicelib.orders import orders
-from chalicelib.partners import metering
 
 routes = Routes(__name__)
 route = routes.json
@@ -24,7 +24,7 @@ def req():
 
 @route("/ops/channels/{code}/periods", methods=("POST",), ops=True, status=201)
 def ops_period_open(code: str) -> dict:
-    actor = web.ops_actor(req())
+    actor = ops_actor(req())
     data = web.body(req(), schemas.PeriodOpen)
     quota = quotas.open_period(code, data.period_id, data.starts_at, data.ends_at, data.quota_points, actor,
                                shards=data.shards)
@@ -33,27 +33,27 @@ def ops_period_open(code: str) -> dict:
 
 @route("/ops/channels/{code}/periods/{period_id}/raise", methods=("POST",), ops=True)
 def ops_quota_raise(code: str, period_id: str) -> dict:
-    actor = web.ops_actor(req())
+    actor = ops_actor(req())
     quota = quotas.raise_quota(code, period_id, web.body(req(), schemas.QuotaRaise).points, actor)
     return quotas.view(quota, channels.get(code))
 
 
 @route("/ops/channels/{code}/quota", ops=True)
 def ops_quota(code: str) -> dict:
-    web.ops_actor(req())
+    ops_actor(req())
     channel = channels.get(code)
     return quotas.view(quotas.current(channel), channel)
 
 
 @route("/ops/channels/{code}/pending-orders", ops=True)
 def ops_pending_orders(code: str) -> dict:
-    web.ops_actor(req())
+    ops_actor(req())
     return {"orders": [orders.ops_view(o) for o in checkout.pending(code)]}
 
 
 @route("/ops/channels/{code}/pending-orders/resolve", methods=("POST",), ops=True)
 def ops_resolve_pending(code: str) -> dict:
-    web.ops_actor(req())
+    ops_actor(req())
     return checkout.resolve_pending(channels.get(code))
 
 

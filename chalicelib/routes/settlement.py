@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from chalice import Response
 
+from chalicelib.callers.callers import ops_actor, partner_channel, supplier_of
 from chalicelib.channels import channels
 from chalicelib.core import web
 from chalicelib.core.errors import PayloadTooLarge
 from chalicelib.core.routing import Routes
-from chalicelib.members.callers import partner_channel
-from chalicelib.core.models import Statement
-from chalicelib.settlement import audit, books, exports, ledgers, operating, provisional, runs, statement_page
+from chalicelib.settlement import books, exports, invariants, ledgers, operating, provisional, runs, statement_page
+from chalicelib.settlement.models import Statement
 
 routes = Routes(__name__)
 route = routes.json
@@ -25,7 +25,7 @@ def req():
 def ops_operating(code: str) -> dict | Response:
     """Per business day from ``from`` to ``to`` (YYYY-MM-DD, inclusive; default the last 30 days), as JSON or,
     with ``format=csv``, as a CSV file."""
-    web.ops_actor(req())
+    ops_actor(req())
     channels.get(code)
     first, last = operating.date_range(web.query(req(), "from"), web.query(req(), "to"))
     report = operating.channel_report(code, first, last)
@@ -40,7 +40,7 @@ def ops_operating(code: str) -> dict | Response:
 def ops_operating_report() -> Response:
     """Every channel's last 30 days (or those named in ``channels=a,b``): a chart and a table each (HTML, no
     script)."""
-    web.ops_actor(req())
+    ops_actor(req())
     first, last = operating.date_range(None, None)
     named = web.query(req(), "channels")
     if named:
@@ -94,7 +94,7 @@ def partner_reconciliation(code: str, period_id: str) -> dict:
 
 @route("/ops/channels/{code}/reconciliations/{period_id}", ops=True)
 def ops_reconciliation(code: str, period_id: str) -> dict:
-    web.ops_actor(req())
+    ops_actor(req())
     channels.get(code)
     return ledgers.view(code, period_id, web.query(req(), "result_id"), web.query(req(), "cursor"),
                         web.query(req(), "limit"), ops=True)
@@ -103,8 +103,8 @@ def ops_reconciliation(code: str, period_id: str) -> dict:
 @route("/ops/audit/latest", ops=True)
 def ops_audit_latest() -> dict:
     """The last invariant audit: what it checked and each drift it found."""
-    web.ops_actor(req())
-    return audit.latest()
+    ops_actor(req())
+    return invariants.latest()
 
 
 # --- statements ------------------------------------------------------------------------------------------
@@ -130,42 +130,42 @@ def partner_statement(code: str, statement_id: str) -> dict:
 
 @route("/supplier/statements")
 def supplier_statements() -> dict:
-    return {"statements": exports.list_party(f"supplier.{web.supplier(req()).supplier_id}")}
+    return {"statements": exports.list_party(f"supplier.{supplier_of(req()).supplier_id}")}
 
 
 @route("/supplier/statements/current")
 def supplier_statement_current() -> dict:
     """The supplier's running month, provisional (never exported, never a statement to pay by)."""
-    return provisional.current(f"supplier.{web.supplier(req()).supplier_id}")
+    return provisional.current(f"supplier.{supplier_of(req()).supplier_id}")
 
 
 @route("/supplier/statements/{statement_id}")
 def supplier_statement(statement_id: str) -> dict:
-    return exports.fetch(f"supplier.{web.supplier(req()).supplier_id}", statement_id)
+    return exports.fetch(f"supplier.{supplier_of(req()).supplier_id}", statement_id)
 
 
 @route("/ops/settlement", ops=True)
 def ops_settleable() -> dict:
     """The settlement periods that may be settled now (the last two months' months and weeks), with their state."""
-    web.ops_actor(req())
+    ops_actor(req())
     return {"periods": runs.settleable()}
 
 
 @route("/ops/settlement/{period_id}", methods=("POST",), ops=True, status=202)
 def ops_settle(period_id: str) -> dict:
-    return runs.start(period_id, web.ops_actor(req()))
+    return runs.start(period_id, ops_actor(req()))
 
 
 @route("/ops/settlement/{period_id}", ops=True)
 def ops_settlement(period_id: str) -> dict:
-    web.ops_actor(req())
+    ops_actor(req())
     return runs.view(period_id)
 
 
 @route("/ops/statements/{statement_id}", ops=True)
 def ops_statement(statement_id: str) -> dict | Response:
     """The statement with its download link; a browser gets it as a page, its lines read from the export."""
-    web.ops_actor(req())
+    ops_actor(req())
     shown = exports.fetch_any(statement_id)
     if web.wants_html(req()):
         page = statement_page.html(Statement.get(statement_id))
@@ -176,6 +176,6 @@ def ops_statement(statement_id: str) -> dict | Response:
 
 @route("/ops/suppliers/{supplier_id}/refunds-borne-by", methods=("PUT",), ops=True)
 def ops_refunds_borne_by(supplier_id: str) -> dict:
-    actor = web.ops_actor(req())
+    actor = ops_actor(req())
     data = web.body(req())
     return books.set_bearer(supplier_id, str(data.get("borne_by") if isinstance(data, dict) else None), actor)

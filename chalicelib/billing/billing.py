@@ -33,10 +33,13 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib.core import audit
-from chalicelib.checkout import quotas
+from chalicelib.billing import metering
+from chalicelib.billing.models import BillingPlan, PrepaidAccount, PrepaidEntry
+from chalicelib.channels.models import Channel
+from chalicelib.core import audit, shards
+from chalicelib.core.clock import business_day, midnight, now_iso
 from chalicelib.core.errors import Busy, Conflict, DomainError, Unprocessable
-from chalicelib.core.models import BillingPlan, Channel, PrepaidAccount, PrepaidEntry, now_iso
+from chalicelib.core.observability import count, logger
 from chalicelib.core.tx import (
     Contended,
     LabelledTransaction,
@@ -46,8 +49,6 @@ from chalicelib.core.tx import (
     condition_failed,
     write_retrying,
 )
-from chalicelib.core.observability import count, logger
-from chalicelib.partners import metering
 
 NONE, PER_CALL, PER_MEMBER, PREPAID, PACKAGE = "none", "per_call", "per_member", "prepaid", "package"
 # The price fields each kind uses; every other must be 0.
@@ -168,7 +169,7 @@ def plan_today(channel_code: str) -> Plan:
     """Today's plan, on every signed call and checkout. A day's plan cannot change once the day has begun
     (changes take effect the next day), so the plans read today are kept per (channel, day) in the process,
     refreshed every minute all the same."""
-    today = metering.day_of()
+    today = business_day()
     key = (channel_code, today)
     cached = _CACHE.get(key)
     if cached is None or cached[0] < time.monotonic():
@@ -182,7 +183,7 @@ def set_plan(channel: Channel, plan: Plan, actor: str, now: float | None = None)
     today (a new channel starts on it at once; today was billed under no plan, so nothing billed changes), any
     later one from the next business day on. A second
     change the same day replaces the first (both audited); a plan already in force today is never touched."""
-    today = metering.day_of(now)
+    today = business_day(now)
     history = plans(channel.code)
     starts = today if not history else (date.fromisoformat(today) + timedelta(days=1)).isoformat()
     before = plan_on(history, starts)
@@ -193,8 +194,8 @@ def set_plan(channel: Channel, plan: Plan, actor: str, now: float | None = None)
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
         tx.put("plan", item)
-        tx.put("audit", audit.row(f"channel#{channel.code}", actor, "billing_plan_set", "billing_plan",
-                                  view(before), view(plan)))
+        audit.add(tx, f"channel#{channel.code}", actor, "billing_plan_set", "billing_plan",
+                  view(before), view(plan))
         return tx
 
     commit_retrying(build)
@@ -205,7 +206,7 @@ def set_plan(channel: Channel, plan: Plan, actor: str, now: float | None = None)
 
 def plans_view(channel_code: str) -> dict[str, Any]:
     history = plans(channel_code)
-    today = metering.day_of()
+    today = business_day()
     current = plan_on(history, today)
     upcoming = [view(p) for p in history if p.effective_from > today]
     return {"channel": channel_code, "today": today, "current": view(current), "upcoming": upcoming,
@@ -218,14 +219,14 @@ def _days_of(period_start: Any, period_end: Any) -> list[str]:
     """The business days of a period [start, end): those whose midnight falls inside it, so consecutive
     periods share no day and miss none. Ends are Unix seconds, ``date``s or ``YYYY-MM-DD``."""
     def instant(value: Any) -> float:
-        return metering.midnight(value) if isinstance(value, (date, str)) else float(value)
+        return midnight(value) if isinstance(value, (date, str)) else float(value)
 
     start, end = instant(period_start), instant(period_end)
-    day = date.fromisoformat(metering.day_of(start))
-    if metering.midnight(day) < start:
+    day = date.fromisoformat(business_day(start))
+    if midnight(day) < start:
         day += timedelta(days=1)
     found = []
-    while metering.midnight(day) < end:
+    while midnight(day) < end:
         found.append(day.isoformat())
         day += timedelta(days=1)
     return found
@@ -314,10 +315,10 @@ def alert(channel_code: str, plan: Plan, after: int, price: int) -> None:
         count("PrepaidLow")
 
 
-def take(shards: dict[int, int], price: int) -> dict[int, int] | None:
+def take(available: dict[int, int], price: int) -> dict[int, int] | None:
     """Which balance shards pay ``price``: one at random that covers it alone, else the fullest in turn (so a
     debit is never refused while the balance as a whole can pay); None when the whole balance cannot."""
-    return quotas.take(shards, price)
+    return shards.take(available, price)
 
 
 def debit(tx: LabelledTransaction, channel_code: str, takes: dict[int, int]) -> None:
@@ -372,15 +373,15 @@ def _pay_call(channel_code: str, price: int) -> int | None:
         if not condition_failed(error):
             raise
     for attempt in range(PAY_ATTEMPTS):
-        shards = balances(channel_code, _accounts(channel_code))
-        takes = take(shards, price)
+        held = balances(channel_code, _accounts(channel_code))
+        takes = take(held, price)
         if takes is None:
             return None
         tx = LabelledTransaction()
         debit(tx, channel_code, takes)
         try:
             tx.commit()
-            return sum(shards.values()) - price
+            return sum(held.values()) - price
         except (Refused, Contended):  # another debit took from the same shards first: read again
             backoff(attempt)
     raise Busy("busy", "too many calls at once; retry")
@@ -426,8 +427,8 @@ def top_up(channel: Channel, topup_id: str, amount: int, actor: str, note: str |
             tx.update(f"balance:{shard}", PrepaidAccount(account_key(channel.code, shard)),
                       [PrepaidAccount.balance.add(share), PrepaidAccount.topped_up.add(share),
                        PrepaidAccount.updated_at.set(now_iso())])
-        tx.put("audit", audit.row(f"channel#{channel.code}", actor, "prepaid_topped_up", "prepaid_balance",
-                                  None, {"topup_id": topup_id, "amount": amount}))
+        audit.add(tx, f"channel#{channel.code}", actor, "prepaid_topped_up", "prepaid_balance",
+                  None, {"topup_id": topup_id, "amount": amount})
         return tx
 
     try:

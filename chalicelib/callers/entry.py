@@ -14,14 +14,16 @@ from typing import Mapping
 
 from pynamodb.exceptions import PutError
 
+from chalicelib.billing import metering
 from chalicelib.channels import channels
+from chalicelib.channels.models import Channel, Nonce
 from chalicelib.channels.signing import WINDOW_SECONDS, check_envelope, check_signature, pairs_of, unique_params
 from chalicelib.core import web
 from chalicelib.core.errors import BadRequest, DomainError, Forbidden, NotFound, Unauthorized
-from chalicelib.core.models import Channel, Member, Nonce
 from chalicelib.core.tx import condition_failed
 from chalicelib.members import members, sessions
-from chalicelib.partners import channel_api, metering
+from chalicelib.members.models import Member
+from chalicelib.partners import channel_api
 from chalicelib.partners.kit import sandbox_log
 
 TARGET = re.compile(r"^/(?!/)[A-Za-z0-9/_.~\-?=&%]*$")

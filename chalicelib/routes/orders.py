@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from chalice import Response
 
+from chalicelib.callers.callers import member_channel, ops_actor, partner_channel, supplier_actor, supplier_of
 from chalicelib.channels import channels
 from chalicelib.core import web
 from chalicelib.core.routing import Routes
 from chalicelib.core.web import schemas  # loads on first use (pydantic is ~85 ms of cold start)
-from chalicelib.members.callers import member_channel, partner_channel, supplier_actor
 from chalicelib.orders import channel_orders, orders, parcels, refunds
 from chalicelib.orders.parcel_states import CANCELLING
 
@@ -21,7 +21,7 @@ def req():
 
 @route("/supplier/parcels")
 def supplier_parcels() -> dict:
-    supplier = web.supplier(req())
+    supplier = supplier_of(req())
     params = req().query_params or {}
     return parcels.list_own(supplier.supplier_id, params.get("state"), params.get("since"), params.get("until"),
                             params.get("cursor"), params.get("limit"))
@@ -29,19 +29,19 @@ def supplier_parcels() -> dict:
 
 @route("/supplier/parcels/{parcel_id}")
 def supplier_parcel(parcel_id: str) -> dict:
-    return parcels.supplier_detail(web.supplier(req()).supplier_id, parcel_id)
+    return parcels.supplier_detail(supplier_of(req()).supplier_id, parcel_id)
 
 
 @route("/supplier/parcels/{parcel_id}/ship", methods=("POST",))
 def supplier_parcel_ship(parcel_id: str) -> dict:
-    supplier = web.supplier(req())
+    supplier = supplier_of(req())
     data = web.body(req(), schemas.Shipment)
     return parcels.supplier_view(parcels.ship(supplier.supplier_id, parcel_id, data.carrier, data.tracking_no))
 
 
 @route("/supplier/refunds")
 def supplier_refunds() -> dict:
-    return {"refunds": refunds.list_for_supplier(web.supplier(req()).supplier_id, web.query(req(), "state"))}
+    return {"refunds": refunds.list_for_supplier(supplier_of(req()).supplier_id, web.query(req(), "state"))}
 
 
 @route("/supplier/refunds/{refund_id}/approve", methods=("POST",))
@@ -112,35 +112,35 @@ def member_refund(code: str, parcel_id: str) -> dict:
 
 @route("/ops/refunds/{refund_id}", ops=True)
 def ops_refund(refund_id: str) -> dict:
-    web.ops_actor(req())
+    ops_actor(req())
     return refunds.ops_view(refunds.get(refund_id))
 
 
 @route("/ops/refunds/{refund_id}/approve", methods=("POST",), ops=True)
 def ops_refund_approve(refund_id: str) -> dict:
-    actor = web.ops_actor(req())
+    actor = ops_actor(req())
     return refunds.ops_view(refunds.approve(refunds.get(refund_id), actor))
 
 
 @route("/ops/refunds/{refund_id}/reject", methods=("POST",), ops=True)
 def ops_refund_reject(refund_id: str) -> dict:
-    actor = web.ops_actor(req())
+    actor = ops_actor(req())
     return refunds.ops_view(refunds.reject(refunds.get(refund_id), actor, web.body(req(), schemas.Reason).reason))
 
 
 @route("/ops/parcels/{parcel_id}/refund", methods=("POST",), ops=True)
 def ops_parcel_refund(parcel_id: str) -> dict:
-    actor = web.ops_actor(req())
+    actor = ops_actor(req())
     return refunds.ops_view(refunds.refund_parcel(parcel_id, actor, web.body(req(), schemas.Reason).reason))
 
 
 @route("/ops/channels/{code}/pending-refunds", ops=True)
 def ops_pending_refunds(code: str) -> dict:
-    web.ops_actor(req())
+    ops_actor(req())
     return {"refunds": [refunds.ops_view(r) for r in refunds.pending(channels.get(code).code)]}
 
 
 @route("/ops/channels/{code}/pending-refunds/resolve", methods=("POST",), ops=True)
 def ops_resolve_pending_refunds(code: str) -> dict:
-    web.ops_actor(req())
+    ops_actor(req())
     return refunds.resolve_pending(channels.get(code))

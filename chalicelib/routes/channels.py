@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from chalice import Response
 
-from chalicelib.channels import catalog, channels, sandbox, store
+from chalicelib.callers.callers import member_channel, ops_actor
+from chalicelib.channels import catalog, channels, pools, sandbox, store
 from chalicelib.core import web
 from chalicelib.core.errors import Unprocessable
 from chalicelib.core.routing import Routes
 from chalicelib.core.web import schemas  # loads on first use (pydantic is ~85 ms of cold start)
-from chalicelib.members.callers import member_channel
-from chalicelib.supply import pools
 
 routes = Routes(__name__)
 route = routes.json
@@ -21,13 +20,13 @@ def req():
 
 @route("/ops/channels", ops=True)
 def ops_channel_list() -> dict:
-    web.ops_actor(req())
+    ops_actor(req())
     return {"channels": [channels.view(c, web.base_url(req())) for c in channels.list_all()]}
 
 
 @route("/ops/channels", methods=("POST",), ops=True, status=201)
 def ops_channel_create() -> dict:
-    actor = web.ops_actor(req())
+    actor = ops_actor(req())
     channel = channels.create(web.body(req(), schemas.ChannelCreate), actor)
     return {"channel": channels.view(channel, web.base_url(req())), "secret": channel.secret,
             "webhook_secret": channel.webhook_secret}
@@ -35,38 +34,38 @@ def ops_channel_create() -> dict:
 
 @route("/ops/channels/{code}", ops=True)
 def ops_channel_get(code: str) -> dict:
-    web.ops_actor(req())
+    ops_actor(req())
     return channels.view(channels.get(code), web.base_url(req()))
 
 
 @route("/ops/channels/{code}", methods=("PATCH",), ops=True)
 def ops_channel_edit(code: str) -> dict:
-    actor = web.ops_actor(req())
+    actor = ops_actor(req())
     return channels.view(channels.edit(code, web.body(req(), schemas.ChannelFields), actor), web.base_url(req()))
 
 
 @route("/ops/channels/{code}/suspend", methods=("POST",), ops=True)
 def ops_channel_suspend(code: str) -> dict:
-    actor = web.ops_actor(req())
+    actor = ops_actor(req())
     return channels.view(channels.set_status(code, channels.SUSPENDED, actor), web.base_url(req()))
 
 
 @route("/ops/channels/{code}/resume", methods=("POST",), ops=True)
 def ops_channel_resume(code: str) -> dict:
-    actor = web.ops_actor(req())
+    actor = ops_actor(req())
     return channels.view(channels.set_status(code, channels.ACTIVE, actor), web.base_url(req()))
 
 
 @route("/ops/channels/{code}/secret", methods=("POST",), ops=True)
 def ops_channel_rotate_secret(code: str) -> dict:
-    actor = web.ops_actor(req())
+    actor = ops_actor(req())
     channel, secret = channels.rotate_secret(code, web.body(req(), schemas.SecretRotation).overlap_seconds, actor)
     return {"channel": channels.view(channel, web.base_url(req())), "secret": secret}
 
 
 @route("/ops/channels/{code}/webhook-secret", methods=("POST",), ops=True)
 def ops_channel_rotate_webhook_secret(code: str) -> dict:
-    actor = web.ops_actor(req())
+    actor = ops_actor(req())
     channel, secret = channels.rotate_webhook_secret(code, web.body(req(), schemas.SecretRotation).overlap_seconds,
                                                      actor)
     return {"channel": channels.view(channel, web.base_url(req())), "webhook_secret": secret}
@@ -74,45 +73,45 @@ def ops_channel_rotate_webhook_secret(code: str) -> dict:
 
 @route("/ops/channels/{code}/audit", ops=True)
 def ops_channel_audit(code: str) -> dict:
-    web.ops_actor(req())
+    ops_actor(req())
     channels.get(code)
     return {"audit": channels.audit_trail(code)}
 
 
 @route("/ops/channels/{code}/pool", ops=True)
 def ops_pool_list(code: str) -> dict:
-    web.ops_actor(req())
+    ops_actor(req())
     return {"items": pools.ops_view(code)}
 
 
 @route("/ops/channels/{code}/pool/{goods_id}", methods=("PUT",), ops=True)
 def ops_pool_put(code: str, goods_id: str) -> dict:
-    actor = web.ops_actor(req())
+    actor = ops_actor(req())
     item = pools.put(code, goods_id, web.body(req(), schemas.PoolPricing), actor)
     return {"channel_code": item.channel_code, "goods_id": item.goods_id, "prices": item.prices.as_dict()}
 
 
 @route("/ops/channels/{code}/pool/{goods_id}", methods=("DELETE",), ops=True)
 def ops_pool_remove(code: str, goods_id: str) -> dict:
-    pools.remove(code, goods_id, web.ops_actor(req()))
+    pools.remove(code, goods_id, ops_actor(req()))
     return {"channel_code": code, "goods_id": goods_id, "removed": True}
 
 
 @route("/ops/channels/{code}/losses", ops=True)
 def ops_pool_losses(code: str) -> dict:
-    web.ops_actor(req())
+    ops_actor(req())
     return {"losses": pools.losses(code)}
 
 
 @route("/ops/channels/{code}/topics", ops=True)
 def ops_topic_list(code: str) -> dict:
-    web.ops_actor(req())
+    ops_actor(req())
     return {"topics": catalog.topics(channels.get(code))}
 
 
 @route("/ops/channels/{code}/topics/{topic_id}", methods=("PUT",), ops=True)
 def ops_topic_put(code: str, topic_id: str) -> dict:
-    web.ops_actor(req())
+    ops_actor(req())
     channels.get(code)
     data = web.body(req(), schemas.TopicInput)
     topic = catalog.put_topic(code, topic_id, data.title, data.position, data.goods_ids)
@@ -122,7 +121,7 @@ def ops_topic_put(code: str, topic_id: str) -> dict:
 
 @route("/ops/channels/{code}/topics/{topic_id}", methods=("DELETE",), ops=True)
 def ops_topic_delete(code: str, topic_id: str) -> dict:
-    web.ops_actor(req())
+    ops_actor(req())
     catalog.delete_topic(code, topic_id)
     return {"topic_id": topic_id, "deleted": True}
 

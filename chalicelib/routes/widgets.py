@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 from chalicelib.channels import channels
 from chalicelib.partners import reliability, webhooks
-from chalicelib.settlement import audit, operating, periods
+from chalicelib.core.clock import BUSINESS_TZ, business_day
+from chalicelib.settlement import invariants, operating
 from chalicelib.supply import goods
 
 REPORT_DAYS, MAX_REPORT_DAYS = 7, 31
@@ -45,8 +46,8 @@ def report_days(context: dict[str, Any], now: float) -> tuple[str, str]:
     the last ``REPORT_DAYS`` without one."""
     span = context.get("timeRange") or {}
     end_ms, start_ms = span.get("end"), span.get("start")
-    last = periods.day_of(end_ms / 1000 if isinstance(end_ms, (int, float)) else now)
-    first = periods.day_of(start_ms / 1000) if isinstance(start_ms, (int, float)) else \
+    last = business_day(end_ms / 1000 if isinstance(end_ms, (int, float)) else now)
+    first = business_day(start_ms / 1000) if isinstance(start_ms, (int, float)) else \
         (date.fromisoformat(last) - timedelta(days=REPORT_DAYS - 1)).isoformat()
     earliest = (date.fromisoformat(last) - timedelta(days=MAX_REPORT_DAYS - 1)).isoformat()
     return max(first, earliest), last
@@ -116,7 +117,7 @@ def parked_webhooks(context: dict[str, Any], now: float) -> str:
 
 def audit_drift(context: dict[str, Any], now: float) -> str:
     """The latest invariant audit: when, what it checked, and each drift it found."""
-    run = audit.latest()["run"]
+    run = invariants.latest()["run"]
     if run is None:
         return "<p>The invariant audit has not run yet (hourly).</p>"
     checked = ", ".join(f"{v} {k}" for k, v in sorted(run["checked"].items()))
@@ -152,5 +153,5 @@ def handle(event: dict[str, Any], now: float | None = None) -> str:
         return STYLE + f'<p class="bad">Unknown widget {escape(str(name))}: {escape(DESCRIBE)}</p>'
     _, render = WIDGETS[name]
     at = time.time() if now is None else now
-    stamp = datetime.fromtimestamp(at, periods.BUSINESS_TZ).strftime("%Y-%m-%d %H:%M")
+    stamp = datetime.fromtimestamp(at, BUSINESS_TZ).strftime("%Y-%m-%d %H:%M")
     return STYLE + render(event.get("widgetContext") or {}, at) + f"<p><small>As of {stamp} (UTC+8).</small></p>"

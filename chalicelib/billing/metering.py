@@ -19,20 +19,19 @@ import calendar
 import random
 import time
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from typing import Iterator
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from pynamodb.exceptions import PutError
 
+from chalicelib.billing.models import ChannelDay, MeterMark
+from chalicelib.core.clock import business_day, midnight
 from chalicelib.core.errors import DomainError
-from chalicelib.core.models import ChannelDay, MeterMark, Parcel
-from chalicelib.core.tx import condition_failed, write_retrying
 from chalicelib.core.observability import count, logger
+from chalicelib.core.tx import condition_failed, write_retrying
 
 SHARDS = 4
-# The business day is China Standard Time's (UTC+8): the day the channels, their members and ops live in.
-BUSINESS_TZ = timezone(timedelta(hours=8), "CST")
 COUNTERS = ("entries", "month_members", "orders", "points", "gmv", "cost", "refunds", "refund_points",
             "refund_amount", "refused_quota", "refused_balance", "refused_stock", "refused_period",
             "refused_password", "calls", "calls_refused")
@@ -46,17 +45,6 @@ REASONS = {
     "otp_expired": "password", "otp_used": "password",
 }
 ORDER_MARK_DAYS = 120  # an order's "counted" mark (``o#{order}``) outlives any redelivery of its records
-
-
-def day_of(at: float | None = None) -> str:
-    """The business day (``YYYY-MM-DD``) of a Unix time, now by default."""
-    return datetime.fromtimestamp(time.time() if at is None else at, BUSINESS_TZ).date().isoformat()
-
-
-def midnight(day: str | date) -> float:
-    """The Unix time a business day starts."""
-    d = date.fromisoformat(day) if isinstance(day, str) else day
-    return datetime(d.year, d.month, d.day, tzinfo=BUSINESS_TZ).timestamp()
 
 
 def month_end(day: str) -> float:
@@ -103,7 +91,7 @@ def entry(channel_code: str, member_id: str, at: float | None = None) -> None:
     """A member entered: counted once per day (``entries``), and once per month (``month_members``, on the day
     of the month's first entry: the monthly unique members a per-member plan bills, additive over days)."""
     at = time.time() if at is None else at
-    day = day_of(at)
+    day = business_day(at)
     try:
         daily = _first(f"{channel_code}#d#{day}#{member_id}", midnight(day) + 2 * 86400)
         monthly = daily and _first(f"{channel_code}#m#{day[:7]}#{member_id}", month_end(day) + 2 * 86400)
@@ -115,11 +103,11 @@ def entry(channel_code: str, member_id: str, at: float | None = None) -> None:
         metric("ChannelEntries", channel_code)
 
 
-def parcel_returned(parcel: Parcel) -> None:
-    """A parcel refunded or cancelled after payment (called once, by the transition that committed it)."""
-    if _add(parcel.channel_code, day_of(), {"refunds": 1, "refund_points": int(parcel.points),
-                                            "refund_amount": int(parcel.amount)}):
-        metric("ChannelRefunds", parcel.channel_code)
+def parcel_returned(channel_code: str, points: int, amount: int) -> None:
+    """A parcel refunded or cancelled after payment, with its points and amount (called once, by the transition
+    that committed it)."""
+    if _add(channel_code, business_day(), {"refunds": 1, "refund_points": points, "refund_amount": amount}):
+        metric("ChannelRefunds", channel_code)
 
 
 def refused(channel_code: str, code: str) -> None:
@@ -127,7 +115,7 @@ def refused(channel_code: str, code: str) -> None:
     reason = REASONS.get(code)
     if reason is None:
         return
-    if _add(channel_code, day_of(), {f"refused_{reason}": 1}):
+    if _add(channel_code, business_day(), {f"refused_{reason}": 1}):
         metric("RedemptionRefused", channel_code, reason=reason)
         count("RedemptionRefused")  # all channels together: the refusal-spike alarm's metric
 
@@ -144,13 +132,13 @@ def refusals(channel_code: str) -> Iterator[None]:
 
 def call(channel_code: str) -> None:
     """A signed server-to-server call the channel made to us, admitted."""
-    if _add(channel_code, day_of(), {"calls": 1}):
+    if _add(channel_code, business_day(), {"calls": 1}):
         metric("InboundCalls", channel_code)
 
 
 def call_refused(channel_code: str) -> None:
     """A signed call refused because the channel's prepaid balance ran out."""
-    _add(channel_code, day_of(), {"calls_refused": 1})
+    _add(channel_code, business_day(), {"calls_refused": 1})
 
 
 def days(channel_code: str, first: str, last: str) -> dict[str, dict[str, int]]:

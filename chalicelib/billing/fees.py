@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from chalicelib.partners import billing
+from chalicelib.billing import billing
 
 
 def fee_for(channel_code: str, days: list[str]) -> int:
     """The fee in fen under the channel's billing plans over ``days`` (the statement's business days, in
-    order): ``partners.billing.fee_for`` over each run of consecutive days, [first day, the day after the
+    order): ``billing.billing.fee_for`` over each run of consecutive days, [first day, the day after the
     last). A statement's days have gaps where the channel's rule changed (those days are another statement's),
     and a gap's days are never charged here."""
     total, run = 0, []

@@ -5,7 +5,7 @@ The cookie never carries the token: it is ``payload.mac``, the MAC keyed by a ke
 of the token over a fixed label), so only a holder of the token can mint one, and a new token (each ``make run``)
 ends every session. A session admits reads; a state-changing call with the cookie must also send the session's
 CSRF token (``X-CSRF-Token``), which pages hand out and a cross-site form cannot know. Deployed stages never
-look at this cookie (ops there are IAM callers: ``web.ops_actor``).
+look at this cookie (ops there are IAM callers: ``callers.ops_actor``).
 """
 from __future__ import annotations
 

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from chalice import Response
 
+from chalicelib.callers import entry
+from chalicelib.callers.callers import member_channel, partner_channel
 from chalicelib.core import web
 from chalicelib.core.errors import DomainError
 from chalicelib.core.observability import count, logger
 from chalicelib.core.routing import Routes
-from chalicelib.members import entry, members, payment_auth, sessions
-from chalicelib.members.callers import member_channel, partner_channel
+from chalicelib.members import members, payment_auth, sessions
 
 routes = Routes(__name__)
 route = routes.json
