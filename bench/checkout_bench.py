@@ -85,10 +85,10 @@ def pct(values: list[float], p: float) -> float:
 
 def seed(members: int, fake_url: str) -> dict:
     from chalicelib.channels import channels, pools
-    from chalicelib.checkout import quotas, wallets
-    from chalicelib.core.schemas import ChannelCreate, GoodsDraft, PoolPricing, SupplierApplication
+    from chalicelib.checkout import wallets
     from chalicelib.members import members as members_mod, sessions
     from chalicelib.supply import goods, suppliers
+    from chalicelib.core.schemas import ChannelCreate, GoodsDraft, PoolPricing, SupplierApplication
 
     code = f"bench-{uuid.uuid4().hex[:6]}"
     channel = channels.create(ChannelCreate(
@@ -96,7 +96,7 @@ def seed(members: int, fake_url: str) -> dict:
         points_per_yuan=100, member_points_cap=10**9, redemption_quota=10**12, api_base_url=fake_url,
         payment_auth="channel_password"), ACTOR)
     now = int(time.time())
-    quotas.open_period(code, "P1", now - 10, now + 3600, None, ACTOR)
+    channels.open_period(code, "P1", now - 10, now + 3600, None, ACTOR)
     supplier, _ = suppliers.create_by_ops(SupplierApplication(
         name="Bench Supplier", contact_name="Bench", phone="13800000009", licence_no="BENCH-000002",
         bank_account={"bank": "ICBC", "account_name": "Bench", "account_no": "6222020000000009"}), ACTOR)
@@ -123,9 +123,8 @@ def seed(members: int, fake_url: str) -> dict:
 def seed_remote(goods_id: str, fake) -> dict:
     """A remote-mode channel (the fake keeps the members' points) selling the same goods, one member."""
     from chalicelib.channels import channels, pools
-    from chalicelib.checkout import quotas
-    from chalicelib.core.schemas import ChannelCreate, PoolPricing
     from chalicelib.members import members as members_mod
+    from chalicelib.core.schemas import ChannelCreate, PoolPricing
 
     code = f"benchr-{uuid.uuid4().hex[:6]}"
     channel = channels.create(ChannelCreate(
@@ -134,7 +133,7 @@ def seed_remote(goods_id: str, fake) -> dict:
         payment_auth="channel_password"), ACTOR)
     fake.secret = channel.secret
     now = int(time.time())
-    quotas.open_period(code, "P1", now - 10, now + 3600, None, ACTOR)
+    channels.open_period(code, "P1", now - 10, now + 3600, None, ACTOR)
     pools.put(code, goods_id, PoolPricing(prices={}), ACTOR)
     fake.member("BR00001", PASSWORD, 10**12)
     member = members_mod.enter(code, "BR00001", nickname="Bench remote")

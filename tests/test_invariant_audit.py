@@ -14,6 +14,7 @@ from chalicelib.checkout.models import Quota, Wallet
 from chalicelib.orders import parcels
 from chalicelib.orders.models import Order
 from chalicelib.settlement import invariants
+from chalicelib.orders import refunds
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 PAUSE = 0.2  # the confirming second read; the Lambda's own is audit.CONFIRM_PAUSE
@@ -29,7 +30,7 @@ class Shops:
             ok(self.hosted.grant(m, 30_000), 201)
         self.orders = [self._order(self.hosted, self.members[i % 2], 1 + i % 2) for i in range(4)]
         [parcel] = parcels.of_order(self.orders[3])
-        parcels.cancel(self.hosted.member_ids[self.members[1]], self.hosted.code, parcel.parcel_id)
+        refunds.cancel(self.hosted.member_ids[self.members[1]], self.hosted.code, parcel.parcel_id)
         self.remote = make_shop(system, ops, "remote")
         buyer = self.remote.member(points=20_000)
         for _ in range(2):

@@ -19,6 +19,7 @@ from chalicelib.checkout.models import Wallet
 from chalicelib.core import audit
 from chalicelib.orders import orders, parcels
 from chalicelib.orders.models import Order, Parcel
+from chalicelib.orders import refunds
 from chalicelib.partners import events
 from chalicelib.partners.models import OutboxEvent
 from chalicelib.supply.models import Stock
@@ -265,8 +266,8 @@ def test_shipping_deadline_cancels_only_the_unshipped(cart: CartShop) -> None:
     parcel_a, parcel_b = sorted(parcels.split(order_id), key=lambda p: p.supplier_id == cart.supplier_b)
     ok(_ship(cart.sup_a, parcel_a.parcel_id))
     stock_b = _stock(cart.goods_b, "B1")
-    assert parcels.expire_unshipped(order_id) == [parcel_b.parcel_id]
-    assert parcels.expire_unshipped(order_id) == []  # a re-run changes nothing
+    assert refunds.expire_unshipped(order_id) == [parcel_b.parcel_id]
+    assert refunds.expire_unshipped(order_id) == []  # a re-run changes nothing
     assert _stock(cart.goods_b, "B1") == stock_b + 1
     assert cart.member_order(member, order_id)["state"] == "shipped"
     assert audit.history(f"parcel#{parcel_b.parcel_id}")[-1]["actor"] == "system:shipping_deadline"
@@ -430,7 +431,7 @@ def test_cancelling_one_parcel_of_two_and_the_deadline_tell_the_channel(system, 
         heard = _heard(receiver, cart.shop.code, "parcel.cancelled", first.parcel_id)
         assert (heard["parcel_id"], heard["state"], heard["order_state"]) == (first.parcel_id, "cancelled", "paid")
         assert (heard["points_returned"], heard["cancelled_by"]) == (int(first.points), "member")
-        assert parcels.expire_unshipped(order_id) == [second.parcel_id]  # the shipping deadline
+        assert refunds.expire_unshipped(order_id) == [second.parcel_id]  # the shipping deadline
         heard = _heard(receiver, cart.shop.code, "parcel.cancelled", second.parcel_id)
         assert (heard["order_state"], heard["points_returned"], heard["cancelled_by"]) == (
             "cancelled", int(second.points), "shipping_deadline")

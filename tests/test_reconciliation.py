@@ -16,9 +16,10 @@ from chalice.local import LambdaContext
 from chalicelib.channels.signing import request_headers
 from chalicelib.core.clock import business_day
 from chalicelib.orders import parcels
+from chalicelib.settlement.models import LedgerUpload, Reconciliation
+from chalicelib.orders import refunds
 from chalicelib.settlement import periods
 from chalicelib.settlement import reconciliation as rec
-from chalicelib.settlement.models import LedgerUpload, Reconciliation
 
 
 def entry_fields() -> dict:
@@ -63,7 +64,7 @@ class Books:
             self.orders.append((attempt.order_id, member, int(attempt.body["points"])))
         oid, member, _ = self.orders[6]
         [parcel] = parcels.of_order(oid)
-        parcels.cancel(self.shop.member_ids[member], self.shop.code, parcel.parcel_id)
+        refunds.cancel(self.shop.member_ids[member], self.shop.code, parcel.parcel_id)
         self.cancelled = parcel.parcel_id
 
 

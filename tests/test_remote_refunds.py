@@ -260,7 +260,7 @@ def test_a_pending_deadline_cancel_refuses_a_late_shipment(system, ops):
     placed = shop.place(requests.Session(), member, body=shop.body(qty=2))
     (parcel,) = parcels.split(placed.order_id)
     shop.fake.refund_mode, shop.fake.refund_query_mode = DOWN, DOWN
-    assert parcels.expire_unshipped(placed.order_id) == [parcel.parcel_id]  # what the Deadline task runs
+    assert refunds.expire_unshipped(placed.order_id) == [parcel.parcel_id]  # what the Deadline task runs
     assert Parcel.get(parcel.parcel_id, consistent_read=True).state == "cancelling"
     assert_error(_supplier(shop, "POST", f"{parcel.parcel_id}/ship", carrier="SF", tracking_no=uid("SF")),
                  409, "parcel_cancelling")

@@ -41,12 +41,14 @@ from chalicelib.core.clock import business_day, midnight, now_iso
 from chalicelib.core.errors import Busy, Conflict, DomainError, Unprocessable
 from chalicelib.core.observability import count, logger
 from chalicelib.core.tx import (
-    Contended,
+    AGAIN,
+    Commit,
+    Done,
     LabelledTransaction,
     Refused,
-    backoff,
     commit_retrying,
     condition_failed,
+    retrying,
     write_retrying,
 )
 
@@ -372,18 +374,21 @@ def _pay_call(channel_code: str, price: int) -> int | None:
     except UpdateError as error:
         if not condition_failed(error):
             raise
-    for attempt in range(PAY_ATTEMPTS):
-        held = balances(channel_code, _accounts(channel_code))
-        takes = take(held, price)
+
+    def build(accounts: list[PrepaidAccount]) -> Commit[int] | Done[None]:
+        shards = balances(channel_code, accounts)
+        takes = take(shards, price)
         if takes is None:
-            return None
+            return Done(None)
         tx = LabelledTransaction()
         debit(tx, channel_code, takes)
-        try:
-            tx.commit()
-            return sum(held.values()) - price
-        except (Refused, Contended):  # another debit took from the same shards first: read again
-            backoff(attempt)
+        # Refused: another debit took from the same shards first; read again.
+        return Commit(tx, lambda: sum(shards.values()) - price, refused=lambda _: AGAIN)
+
+    return retrying(lambda _: _accounts(channel_code), build, PAY_ATTEMPTS, exhausted=_too_many_calls)
+
+
+def _too_many_calls() -> int:
     raise Busy("busy", "too many calls at once; retry")
 
 

@@ -24,6 +24,8 @@ from chalicelib.core.clock import business_day, next_day, now_iso
 from chalicelib.core.errors import Conflict, NotFound
 from chalicelib.core.models import plain
 from chalicelib.core.tx import condition_failed, transaction
+from chalicelib.core.errors import Unprocessable
+from chalicelib.core.tx import Contended, LabelledTransaction, Refused, commit_retrying
 
 if TYPE_CHECKING:  # annotations only: pydantic loads with the first request that sends a body
     from chalicelib.core.schemas import ChannelCreate, ChannelFields
@@ -109,22 +111,24 @@ def create(data: ChannelCreate, actor: str) -> Channel:
 
 
 def _update(channel: Channel, actions: list, changes: list[tuple[str, str, object, object]], actor: str,
-            condition=None, also: Iterable[tuple[Model, list]] = ()) -> Channel:
-    """Update the channel (and ``also`` the items that must change with it) with one audit row per change."""
+            condition=None, also: Iterable[tuple[Model, list]] = (), reprice: bool = False) -> Channel:
+    """Update the channel (and ``also`` the items that must change with it) with one audit row per change;
+    ``reprice``: every price in points moves, so the channel's pricing version rises (``quotas.reprice``)."""
+    condition = Channel.code.exists() if condition is None else condition
+    tx = LabelledTransaction()
+    if reprice:
+        quotas.reprice(tx, channel, actions, condition)
+    else:
+        tx.update("channel", channel, actions + [Channel.updated_at.set(now_iso())], condition=condition)
+    for i, (item, item_actions) in enumerate(also):
+        tx.update(f"also:{i}", item, item_actions)
+    for i, (action, field, old, new) in enumerate(changes):
+        audit.add(tx, f"channel#{channel.code}", actor, action, field, old, new, label=f"audit:{i}")
     try:
-        with transaction() as tx:
-            tx.update(channel, actions + [Channel.updated_at.set(now_iso())],
-                      condition=Channel.code.exists() if condition is None else condition)
-            for item, item_actions in also:
-                tx.update(item, item_actions)
-            for action, field, old, new in changes:
-                audit.add(tx, f"channel#{channel.code}", actor, action, field, old, new)
-    except TransactWriteError as exc:
+        tx.commit()
+    except (Refused, Contended):
         # A condition that no longer holds, or (on DynamoDB) a transaction that lost a race on the same item.
-        if condition_failed(exc) or exc.cause_response_code in ("TransactionCanceledException",
-                                                                "TransactionConflictException"):
-            raise Conflict("concurrent_update", f"channel {channel.code} changed meanwhile; retry") from None
-        raise
+        raise Conflict("concurrent_update", f"channel {channel.code} changed meanwhile; retry") from None
     channel.refresh()
     return channel
 
@@ -151,11 +155,52 @@ def edit(code: str, fields: ChannelFields, actor: str) -> Channel:
         actions.append(Channel.settlement_rules.set(settlement_rules.with_change(
             rules_of(channel), channel.settlement_period, changed["settlement_period"], tomorrow)))
         guard = guard & (Channel.settlement_period == channel.settlement_period)
-    if "points_per_yuan" in changed:  # every price in points moves: re-price, as a sub-pool change does
-        return _update(channel, actions + [Channel.pricing_version.add(1)], changes, actor,
-                       guard & quotas.same_period(channel),
-                       [(Quota(code, key), [Quota.pricing_version.add(1)]) for key in quotas.current_keys(channel)])
-    return _update(channel, actions, changes, actor, guard)
+    # A new rate moves every price in points: re-priced, as a sub-pool change is.
+    return _update(channel, actions, changes, actor, guard, reprice="points_per_yuan" in changed)
+
+
+def open_period(code: str, period_id: str, starts_at: int, ends_at: int, quota_points: int | None,
+                actor: str, shards: int = 1) -> quotas.Period:
+    channel = get(code)
+    if ends_at <= starts_at:
+        raise Unprocessable("validation_error", "ends_at must be after starts_at", "ends_at")
+    if not 1 <= shards <= quotas.MAX_SHARDS:
+        raise Unprocessable("validation_error", f"shards must be 1 to {quotas.MAX_SHARDS}", "shards")
+    if period_id == channel.current_period:
+        # The transaction below would put and update the same shard items, which DynamoDB refuses outright
+        # (ValidationException), so this case never reaches it; any other existing id fails the put's condition.
+        raise Conflict("period_exists", f"channel {code} already has quota period {period_id}", "period_id")
+    limit = int(channel.redemption_quota) if quota_points is None else quota_points
+    selling = channel.status == ACTIVE
+    version = quotas.pricing_version(channel)  # the new shards carry it; the channel's condition below keeps it current
+    items = {i: Quota(code, quotas.shard_key(period_id, i), starts_at=starts_at, ends_at=ends_at, limit=share,
+                      remaining=share, reserved=0, spent=0, grant_room=share, granted=0, selling=selling,
+                      pricing_version=version)
+             for i, share in enumerate(quotas.split(limit, shards))}
+    previous = quotas.get(code, channel.current_period) if channel.current_period else None
+
+    def build() -> LabelledTransaction:
+        tx = LabelledTransaction()
+        for i, item in items.items():
+            tx.put(f"period:{i}", item, condition=Quota.period_id.does_not_exist())
+        for i, item in (previous.shards.items() if previous else ()):
+            tx.update(f"closed:{i}", item, [Quota.selling.set(False)])  # the old period stops selling with it
+        same_version = (Channel.pricing_version == version) if version else (
+            Channel.pricing_version.does_not_exist() | (Channel.pricing_version == 0))
+        tx.update("channel", channel, [Channel.current_period.set(period_id), Channel.quota_shards.set(shards),
+                                       Channel.updated_at.set(now_iso())],
+                  condition=(Channel.status == channel.status) & quotas.same_period(channel) & same_version)
+        audit.add(tx, f"channel#{code}", actor, "period_opened", "current_period", channel.current_period,
+                  {"period_id": period_id, "quota": limit, "shards": shards, "starts_at": starts_at, "ends_at": ends_at})
+        return tx
+
+    try:
+        commit_retrying(build)
+    except Refused as refused:
+        if "channel" in refused.labels:
+            raise Conflict("concurrent_update", f"channel {code} changed meanwhile; retry") from None
+        raise Conflict("period_exists", f"channel {code} already has quota period {period_id}", "period_id") from None
+    return quotas.Period(code, period_id, items)
 
 
 def rules_of(channel: Channel) -> dict[str, str] | None:

@@ -14,7 +14,7 @@ import time
 from datetime import timedelta
 from typing import Callable
 
-from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib.channels import pools
 from chalicelib.channels.models import Channel, PoolItem
@@ -26,12 +26,14 @@ from chalicelib.core import bucket
 from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Busy, Conflict, NotFound
 from chalicelib.core.models import plain
-from chalicelib.core.tx import backoff, batch_read, condition_failed, lost_race, write_retrying
+from chalicelib.core.tx import batch_read, condition_failed, write_retrying
 from chalicelib.members.models import Member
 from chalicelib.orders.models import Order
 from chalicelib.orders.orders import lines_of
-from chalicelib.supply import goods as goods_mod
 from chalicelib.supply.models import Goods
+from chalicelib.core.tx import AGAIN, Commit, Done, PlainWrite, retrying
+from chalicelib.orders.record import FAILED
+from chalicelib.supply import goods as goods_mod
 
 MAX_LINES = checkout.MAX_LINES  # a cart is checked out as one order: the order's bounds
 MAX_QTY = checkout.MAX_QTY
@@ -75,22 +77,23 @@ def with_qty(lines: list[Line], goods_id: str, sku_id: str, qty: int) -> list[Li
 
 def _change(channel: Channel, member_id: str, change: Callable[[list[Line]], list[Line]]) -> Cart:
     """Read, change and rewrite the cart on the condition that nobody changed it since the read."""
-    for attempt in range(WRITE_ATTEMPTS):
-        cart = _stored(member_id)
+
+    def build(cart: Cart | None) -> Commit[Cart] | Done[Cart]:
         lines = _lines(cart, time.time())
         new_lines = change(lines)
         if cart is not None and new_lines == lines:
-            return cart
+            return Done(cart)
         version = int(cart.version) if cart is not None else 0
         new = Cart(member_id, channel_code=channel.code, lines=new_lines, version=version + 1, updated_at=now_iso(),
                    expires_at=timedelta(days=TTL_DAYS))
-        try:
-            new.save(condition=Cart.member_id.does_not_exist() if cart is None else Cart.version == version)
-            return new
-        except PutError as error:
-            if not (condition_failed(error) or lost_race(error)):
-                raise
-            backoff(attempt)
+        write = PlainWrite(lambda: new.save(
+            condition=Cart.member_id.does_not_exist() if cart is None else Cart.version == version), "cart")
+        return Commit(write, lambda: new, refused=lambda _: AGAIN)  # changed since the read: on the new state
+
+    return retrying(lambda _: _stored(member_id), build, WRITE_ATTEMPTS, exhausted=_changing_too_fast)
+
+
+def _changing_too_fast() -> Cart:
     raise Busy("busy", "the cart is changing too fast; retry")
 
 
@@ -169,7 +172,7 @@ def emptied_by(order: Order, member_id: str, version: int) -> bool:
     that version and holds exactly the order's lines (a cart changed meanwhile stays as it is). A failed
     order empties nothing. Emptying keeps the item and moves the version on, so an old version never
     matches again."""
-    if order.status == checkout.FAILED:
+    if order.status == FAILED:
         return False
     cart = _stored(member_id)
     if cart is None or int(cart.version) != version:

@@ -36,15 +36,16 @@ from chalicelib.checkout.wallets import wallet_of
 from chalicelib.core import shards
 from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Busy, Conflict, DomainError, Forbidden, NotFound, Unprocessable
-from chalicelib.core.models import plain
 from chalicelib.core.observability import count, logger
 from chalicelib.core.tx import (
-    Contended,
+    AGAIN,
+    Commit,
+    Done,
     LabelledTransaction,
     Refused,
-    backoff,
     batch_read,
     commit_retrying,
+    retrying,
     write_retrying,
 )
 from chalicelib.members import members, payment_auth
@@ -54,6 +55,8 @@ from chalicelib.orders.models import Order
 from chalicelib.orders.orders import lines_of
 from chalicelib.partners import breaker, channel_api, reliability
 from chalicelib.partners.models import PartnerBreaker
+from chalicelib.orders.record import AWAITING, FAILED, PAID, quota_takes, shares
+from chalicelib.partners.saga import Calls, Saga
 from chalicelib.supply import goods as goods_mod
 from chalicelib.supply.models import Goods, Stock
 
@@ -63,7 +66,6 @@ COMMIT_ATTEMPTS = 40
 # How long the request that created a remote order owns its deduct: longer than its deduct, query and cancel
 # calls can take. A replay finding the order untouched for longer takes the deduct over (its creator died).
 DEDUCT_LEASE_SECONDS = 30
-PAID, AWAITING, FAILED = "paid", "awaiting_deduction", "failed"
 DEDUCT = "points/deduct"
 
 
@@ -306,17 +308,21 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
             reads: Reads, proof: payment_auth.Proof, now: float | None, address: dict | None,
             fee: billing.Plan | None, calls: Calls) -> tuple[Order, bool]:
     """Price and commit the order, reading again after each lost race (the first attempt uses ``reads``)."""
-    for attempt in range(COMMIT_ATTEMPTS):
-        if attempt:
-            reads = _read(channel, member.member_id, order_id, lines, fee is not None)
+    current = {"channel": channel}  # read again (strongly) when ops re-priced it meanwhile
+
+    def read(attempt: int) -> Reads:
+        return reads if not attempt else _read(current["channel"], member.member_id, order_id, lines, fee is not None)
+
+    def build(reads: Reads) -> Commit | Done | object:
+        channel = current["channel"]
         now_ = time.time() if now is None else now
         quota = reads.quota or quotas.current(channel)
         version = quotas.pricing_version(channel)
         if quota.selling and quota.pricing_versions != {version}:
             # Ops re-priced after the channel was read, or between the reads: read the channel (strongly) and
             # then everything again, so the sub-pool prices read are those of the version the shards carry.
-            channel = _reread(channel)
-            continue
+            current["channel"] = _reread(channel)
+            return AGAIN
         if not quota.selling:
             raise _not_selling(channel)
         if not int(quota.starts_at) <= now_ < int(quota.ends_at):
@@ -338,7 +344,7 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
         if takes is None:
             replay = _existing(order_id, request_hash)  # a concurrent send of this order may be what took it
             if replay is not None:
-                return _finish(replay, channel, replay=True), False
+                return Done((_finish(replay, channel, replay=True), False))
             count("CheckoutRefused")
             raise Conflict("quota_exhausted", "the channel's redemption quota is used up")
         order.quota_takes = {str(shard): used for shard, used in takes.items()}
@@ -347,7 +353,7 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
             if fee_takes is None:
                 raise billing.exhausted(channel.code)
             order.fee, order.fee_takes = fee.order_price, {str(shard): n for shard, n in fee_takes.items()}
-        tx = LabelledTransaction(_request_token(order_id, attempt))
+        tx = LabelledTransaction(_request_token(order_id))
         tx.put("order", order, condition=Order.order_id.does_not_exist())
         for shard, used in takes.items():  # the period and pricing conditions ride on every shard debited
             held = Quota.reserved.add(used) if channel.points_mode == "remote" else Quota.spent.add(used)
@@ -363,32 +369,37 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
         if fee_takes:
             billing.debit(tx, channel.code, fee_takes)
         proof.bind(tx)
-        try:
-            tx.commit()
-        except Refused as refused:
+
+        def refused(refused: Refused) -> Done | object:
             if "order" in refused.labels:
                 replay = _existing(order_id, request_hash, wait=True)
                 if replay is not None:
-                    return _finish(replay, channel, replay=True), False
+                    return Done((_finish(replay, channel, replay=True), False))
             rest = [l for l in refused.labels if not l.startswith(("quota:", "prepaid:"))]
             if len(rest) < len(refused.labels) or rest == ["wallet"]:
                 # Another order took the chosen quota or balance shard or spent from the same lots, or ops
                 # re-priced (the shard's pricing version moved): read again. The reads decide a real refusal
                 # (quota total short, period over, points short, balance short); a new pricing version is seen
                 # there and re-read.
-                backoff(attempt)
-                continue
+                return AGAIN
             count("CheckoutRefused")
             raise _refusal(refused, channel, quota, now_, priced, items) from None
-        except Contended:
-            backoff(attempt)
-            continue
-        calls.attached()
-        proof.committed()
-        count("OrdersPlaced")
-        if fee is not None:
-            billing.alert(channel.code, fee, sum(reads.prepaid.values()) - fee.order_price, fee.order_price)
-        return _finish(order, channel, member, deduct_breaker=reliability.state_of(reads.breakers.get(DEDUCT))), True
+
+        def placed() -> tuple[Order, bool]:
+            calls.attached()
+            proof.committed()
+            count("OrdersPlaced")
+            if fee is not None:
+                billing.alert(channel.code, fee, sum(reads.prepaid.values()) - fee.order_price, fee.order_price)
+            return _finish(order, channel, member,
+                           deduct_breaker=reliability.state_of(reads.breakers.get(DEDUCT))), True
+
+        return Commit(tx, placed, refused)
+
+    return retrying(read, build, COMMIT_ATTEMPTS, exhausted=_too_many_orders)
+
+
+def _too_many_orders() -> tuple[Order, bool]:
     raise Busy("busy", "too many orders at once; retry with the same Idempotency-Key")
 
 
@@ -399,16 +410,16 @@ def _reread(channel: Channel) -> Channel:
         raise NotFound("channel_not_found", f"no channel {channel.code}") from None
 
 
-def _request_token(order_id: str, attempt: int) -> str:
+def _request_token(order_id: str) -> str:
     """The ``ClientRequestToken`` of one built transaction (at most 36 characters).
 
     When a commit's response is lost (a timeout after DynamoDB committed), botocore resends the same
     request; with this token DynamoDB answers the resend as the success it was, instead of refusing it on
     the order's own ``does_not_exist`` condition, which read as "a duplicate" and skipped the deduct. A
     rebuilt attempt, or a later request for the same order, carries different items and so gets its own
-    token (never ``IdempotentParameterMismatch``): the order id names it, the attempt and a random part
-    keep it to this one request body."""
-    return f"{order_id}-{attempt}-{secrets.token_hex(4)}"
+    token (never ``IdempotentParameterMismatch``): the order id names it, a random part keeps it to this one
+    request body."""
+    return f"{order_id}-{secrets.token_hex(6)}"
 
 
 def _finish(order: Order, channel: Channel, member: Member | None = None, replay: bool = False,
@@ -482,65 +493,29 @@ def _matching(order: Order, request_hash: str) -> Order:
 
 
 # --- remote mode: the channel keeps the wallet ---------------------------------
+# The deduct is one remote saga (``partners.saga``, ``DEDUCTION`` below): deducted → paid (``_confirm``),
+# refused or not deducted → cancelled at the channel and released (``_cancel``), no answer → the order waits.
 
 def settle_remote(order: Order, channel: Channel, member: Member, breaker_state: breaker.State | None = None
                   ) -> Order:
-    """Ask the channel to deduct (idempotent by our order id); resolve any doubt with its query API.
+    """Ask the channel to deduct (idempotent by our order id); resolve any doubt with its query.
     ``breaker_state``: the deduct API's breaker as the checkout read it before its commit, to spare a read.
     The calls' figures ride on the order's next write (``Calls``)."""
-    with Calls(order.channel_code) as calls:
-        payload = {"order_id": order.order_id, "member_id": member.external_id, "points": int(order.points)}
-        try:
-            answer = channel_api.call(channel, DEDUCT, payload, breaker_state, calls.figures)
-        except channel_api.PartnerError as error:
-            logger.warning("deduct unresolved, querying", extra={"order_id": order.order_id, "code": error.code})
-            return resolve(order, channel, calls)
-        if answer.get("result") == "deducted":
-            return _confirm(order, calls)
-        if answer["_status"] < 500 and answer.get("result") in ("insufficient", "rejected", "frozen", "cancelled"):
-            return _cancel(order, channel, f"channel refused: {answer.get('result')}", calls)
-        return resolve(order, channel, calls)
+    payload = {"order_id": order.order_id, "member_id": member.external_id, "points": int(order.points)}
+    return DEDUCTION.ask(order, channel, payload, breaker_state)
 
 
-class Calls:
-    """The figures of the channel calls one request makes about an order (``Permit.finish(deferred)``), written
-    with the order's next write (``Order.partner_calls``, booked by the orders stream); ``attached`` once that
-    write committed. Whatever no write carried is booked directly on leaving the ``with`` block."""
-
-    def __init__(self, channel_code: str) -> None:
-        self.channel_code = channel_code
-        self.figures: list[dict] = []
-
-    def __enter__(self) -> "Calls":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.figures:
-            reliability.book(self.channel_code, self.figures)
-
-    def actions(self) -> list:
-        """The order update that carries the figures (none: leave the order's earlier ones as they are)."""
-        return [Order.partner_calls.set(json.dumps(self.figures, separators=(",", ":")))] if self.figures else []
-
-    def attached(self) -> None:
-        self.figures = []
+def _carried(calls: Calls) -> list:
+    """The order update that carries the calls' figures (none: leave the order's earlier ones as they are)."""
+    return [Order.partner_calls.set(json.dumps(calls.figures, separators=(",", ":")))] if calls.figures else []
 
 
-def resolve(order: Order, channel: Channel, calls: Calls | None = None) -> Order:
-    """The channel's query API decides: deducted → paid, not deducted → cancelled and released, no answer →
-    keep waiting."""
-    with (calls or Calls(order.channel_code)) as calls:
-        try:
-            answer = channel_api.call(channel, "points/query", {"order_id": order.order_id},
-                                      deferred=calls.figures)
-        except channel_api.PartnerError:
-            return _still_waiting(order, calls)
-        status = answer.get("status")
-        if status == "deducted":
-            return _confirm(order, calls)
-        if status in ("not_found", "failed"):
-            return _cancel(order, channel, "channel has no deduction for this order", calls)
-        return _still_waiting(order, calls)
+def _refused(order: Order, channel: Channel, answer: dict, calls: Calls) -> Order:
+    return _cancel(order, channel, f"channel refused: {answer.get('result')}", calls)
+
+
+def _not_deducted(order: Order, channel: Channel, calls: Calls) -> Order:
+    return _cancel(order, channel, "channel has no deduction for this order", calls)
 
 
 def _cancel(order: Order, channel: Channel, reason: str, calls: Calls) -> Order:
@@ -550,30 +525,17 @@ def _cancel(order: Order, channel: Channel, reason: str, calls: Calls) -> Order:
     try:
         answer = channel_api.call(channel, "points/cancel", {"order_id": order.order_id}, deferred=calls.figures)
     except channel_api.PartnerError:
-        return _still_waiting(order, calls)
+        return DEDUCTION.keep_waiting(order, calls)
     if answer["_status"] >= 300 or answer.get("result") != "cancelled":
         logger.warning("cancel not acknowledged", extra={"order_id": order.order_id, "status": answer["_status"]})
-        return _still_waiting(order, calls)
+        return DEDUCTION.keep_waiting(order, calls)
     return _release(order, reason, calls)
 
 
-def _still_waiting(order: Order, calls: Calls) -> Order:
+def _unanswered(order: Order, calls: Calls) -> None:
     write_retrying(lambda: order.update([Order.resolve_attempts.add(1), Order.updated_at.set(now_iso()),
-                                         *calls.actions()]))
-    calls.attached()
+                                         *_carried(calls)]))
     count("RemoteUnresolved")
-    return order
-
-
-def _shares(raw) -> dict[int, int]:
-    """Shard → amount, from an order's map (as built, a dict; as read, a ``MapAttribute``)."""
-    takes = plain(raw) or {}
-    return {int(shard): int(used) for shard, used in takes.items()}
-
-
-def quota_takes(order: Order) -> dict[int, int]:
-    """The quota shards this order debited and how much from each (orders from before shards: shard 0, all)."""
-    return _shares(order.quota_takes) or {0: int(order.points)}
 
 
 def _move_quota(tx: LabelledTransaction, order: Order, to: str) -> None:
@@ -584,14 +546,14 @@ def _move_quota(tx: LabelledTransaction, order: Order, to: str) -> None:
                   [Quota.reserved.add(-used), target.add(used)])
 
 
-def _confirm(order: Order, calls: Calls) -> Order:
+def _confirm(order: Order, channel: Channel, calls: Calls) -> Order:
     at = now_iso()
 
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
         tx.update("order", order, [Order.status.set(PAID), Order.pending_channel.remove(),
                                    Order.unsplit.set(order.channel_code), Order.updated_at.set(at),
-                                   *calls.actions()],
+                                   *_carried(calls)],
                   condition=Order.status == AWAITING)
         _move_quota(tx, order, "spent")
         return tx
@@ -610,7 +572,7 @@ def _release(order: Order, reason: str, calls: Calls) -> Order:
         tx = LabelledTransaction()
         tx.update("order", order, [Order.status.set(FAILED), Order.failure.set(reason),
                                    Order.pending_channel.remove(), Order.updated_at.set(at),
-                                   *calls.actions()],
+                                   *_carried(calls)],
                   condition=Order.status == AWAITING)
         _move_quota(tx, order, "remaining")
         if order.cap_counted:  # the member's cap room comes back: exactly what this order took of it
@@ -619,7 +581,7 @@ def _release(order: Order, reason: str, calls: Calls) -> Order:
         if order.holds_stock is not False:  # only what the order took comes back
             _stock_updates(tx, lines, {}, +1, guard_prices=False)
         if order.fee_takes:  # a prepaid channel's order price comes back with the release: once, as it is
-            billing.credit(tx, order.channel_code, _shares(order.fee_takes))
+            billing.credit(tx, order.channel_code, shares(order.fee_takes))
         return tx
 
     fee_carried = order.fee is not None
@@ -650,16 +612,18 @@ def pending(channel_code: str, older_than: float = 0) -> list[Order]:
     return list(Order.pending_index.query(channel_code, Order.created_at <= now_iso(time.time() - older_than)))
 
 
+def _resolve_and_start(order: Order, channel: Channel) -> Order:
+    """A pending order asked about again; confirmed by this sweep, its fulfilment starts here."""
+    order = DEDUCTION.resolve(order, channel)
+    if order.status == PAID:
+        fulfilment.start(order, channel)
+    return order
+
+
 def resolve_pending(channel: Channel, older_than: float = 0) -> dict[str, int]:
     """Every order of one channel still awaiting the channel's deduction (placed ``older_than`` seconds ago
     or earlier) is asked about again."""
-    outcome = {PAID: 0, FAILED: 0, AWAITING: 0}
-    for order in pending(channel.code, older_than):
-        order = resolve(order, channel)
-        if order.status == PAID:  # confirmed by this sweep: its fulfilment starts here
-            fulfilment.start(order, channel)
-        outcome[order.status] += 1
-    return outcome
+    return DEDUCTION.resolve_pending(channel, older_than)
 
 
 def sweep_remote() -> dict[str, dict]:
@@ -672,5 +636,14 @@ def sweep_remote() -> dict[str, dict]:
     Only orders older than ``DEDUCT_LEASE_SECONDS`` are swept: a younger one's deduct may still be on its
     way to the channel from the request that placed it, and a sweep that queried it now would find nothing
     and cancel an order the member is about to pay for."""
-    return channels.sweep_each(lambda channel: resolve_pending(channel, DEDUCT_LEASE_SECONDS),
-                               lambda: count("RemoteSweepFailed"))
+    return DEDUCTION.sweep(DEDUCT_LEASE_SECONDS)
+
+
+DEDUCTION: Saga[Order] = Saga(
+    what="deduct", ask_api=DEDUCT, query_api="points/query", query_payload=lambda o: {"order_id": o.order_id},
+    ids=lambda o: {"order_id": o.order_id}, done="deducted",
+    refusals=frozenset({"insufficient", "rejected", "frozen", "cancelled"}), confirmed=_confirm, refused=_refused,
+    absent_statuses=frozenset({"not_found", "failed"}), absent=_not_deducted, ask_again=None,
+    waiting=_unanswered, carried=True, pending=pending,
+    state=lambda o: o.status, states=(PAID, FAILED, AWAITING), sweep_step=_resolve_and_start,
+    sweep_failed=lambda: count("RemoteSweepFailed"))

@@ -67,7 +67,7 @@ class Wallet(Model):
     granted = NumberAttribute(default=0)
     spent = NumberAttribute(default=0)
     expired = NumberAttribute(default=0)
-    # Points given back by cancelled or refunded parcels, each as a lot of its own (``parcels.give_back``):
+    # Points given back by cancelled or refunded parcels, each as a lot of its own (``refunds.give_back``):
     # ``balance`` = ``granted`` − ``spent`` + ``refunded`` − ``expired``.
     refunded = NumberAttribute(default=0)
     lots = MapAttribute(default=dict)

@@ -1,7 +1,8 @@
 """Channel redemption quota per settlement period, split across shard items.
 
-Ops open a period with its quota and raise it (never lower it: orders already
-taken could exceed a lowered limit); every change is audited. A period's quota
+Ops open a period with its quota (``channels.open_period``: a change of the channel) and
+raise it (never lower it: orders already taken could exceed a lowered limit); every change is audited.
+This module never imports ``channels``: the channel is handed to it, read. A period's quota
 lives in 1 to ``MAX_SHARDS`` shard items whose values sum exactly to it (every
 unit of quota is in exactly one shard), so a hot channel's checkouts spread their
 writes over several items instead of one item's write ceiling. Checkout and
@@ -12,15 +13,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
-from chalicelib.channels import channels
 from chalicelib.channels.models import Channel
 from chalicelib.channels.pricing import points_for
 from chalicelib.checkout.models import Quota
 from chalicelib.core import audit
 from chalicelib.core.clock import now_iso
-from chalicelib.core.errors import Conflict, NotFound, Unprocessable
+from chalicelib.core.errors import Conflict, NotFound
 from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying
 
 MAX_SHARDS = 32
@@ -104,12 +104,14 @@ def of_items(code: str, period_id: str, items: list[Quota]) -> Period | None:
     return Period(code, period_id, dict(sorted(found.items())))
 
 
-def reprice(tx: LabelledTransaction, channel: Channel) -> None:
+def reprice(tx: LabelledTransaction, channel: Channel, actions: Sequence = (), condition=None) -> None:
     """In a transaction that changes what the channel sells at which price: raise its pricing version on the
     channel and on every shard of its current period, and refuse (label ``channel``) if the period changed
-    since ``channel`` was read. Checkouts priced before it then fail their shard condition and read again."""
-    tx.update("channel", channel, [Channel.pricing_version.add(1), Channel.updated_at.set(now_iso())],
-              condition=same_period(channel))
+    since ``channel`` was read. Checkouts priced before it then fail their shard condition and read again.
+    ``actions`` and ``condition``: the channel's own further changes and guard, in the same update of it."""
+    guard = same_period(channel) if condition is None else condition & same_period(channel)
+    tx.update("channel", channel, [Channel.pricing_version.add(1), Channel.updated_at.set(now_iso()), *actions],
+              condition=guard)
     for key in current_keys(channel):
         tx.update(f"reprice:{key}", Quota(channel.code, key), [Quota.pricing_version.add(1)],
                   condition=Quota.period_id.exists())
@@ -135,49 +137,6 @@ def split(total: int, parts: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
-def open_period(code: str, period_id: str, starts_at: int, ends_at: int, quota_points: int | None,
-                actor: str, shards: int = 1) -> Period:
-    channel = channels.get(code)
-    if ends_at <= starts_at:
-        raise Unprocessable("validation_error", "ends_at must be after starts_at", "ends_at")
-    if not 1 <= shards <= MAX_SHARDS:
-        raise Unprocessable("validation_error", f"shards must be 1 to {MAX_SHARDS}", "shards")
-    if period_id == channel.current_period:
-        # The transaction below would put and update the same shard items, which DynamoDB refuses outright
-        # (ValidationException), so this case never reaches it; any other existing id fails the put's condition.
-        raise Conflict("period_exists", f"channel {code} already has quota period {period_id}", "period_id")
-    limit = int(channel.redemption_quota) if quota_points is None else quota_points
-    selling = channel.status == channels.ACTIVE
-    version = pricing_version(channel)  # the new shards carry it; the channel's condition below keeps it current
-    items = {i: Quota(code, shard_key(period_id, i), starts_at=starts_at, ends_at=ends_at, limit=share,
-                      remaining=share, reserved=0, spent=0, grant_room=share, granted=0, selling=selling,
-                      pricing_version=version)
-             for i, share in enumerate(split(limit, shards))}
-    previous = get(code, channel.current_period) if channel.current_period else None
-
-    def build() -> LabelledTransaction:
-        tx = LabelledTransaction()
-        for i, item in items.items():
-            tx.put(f"period:{i}", item, condition=Quota.period_id.does_not_exist())
-        for i, item in (previous.shards.items() if previous else ()):
-            tx.update(f"closed:{i}", item, [Quota.selling.set(False)])  # the old period stops selling with it
-        same_version = (Channel.pricing_version == version) if version else (
-            Channel.pricing_version.does_not_exist() | (Channel.pricing_version == 0))
-        tx.update("channel", channel, [Channel.current_period.set(period_id), Channel.quota_shards.set(shards),
-                                       Channel.updated_at.set(now_iso())],
-                  condition=(Channel.status == channel.status) & same_period(channel) & same_version)
-        tx.put("audit", audit.row(f"channel#{code}", actor, "period_opened", "current_period",
-                                  channel.current_period, {"period_id": period_id, "quota": limit, "shards": shards,
-                                                           "starts_at": starts_at, "ends_at": ends_at}))
-        return tx
-
-    try:
-        commit_retrying(build)
-    except Refused as refused:
-        if "channel" in refused.labels:
-            raise Conflict("concurrent_update", f"channel {code} changed meanwhile; retry") from None
-        raise Conflict("period_exists", f"channel {code} already has quota period {period_id}", "period_id") from None
-    return Period(code, period_id, items)
 
 
 def get(code: str, period_id: str) -> Period:
@@ -215,8 +174,8 @@ def raise_quota(code: str, period_id: str, points: int, actor: str) -> Period:
         for i, add in adds.items():
             tx.update(f"quota:{i}", period.shards[i], [Quota.limit.add(add), Quota.remaining.add(add),
                                                        Quota.grant_room.add(add)], condition=Quota.ends_at > now)
-        tx.put("audit", audit.row(f"channel#{code}", actor, "quota_raised", f"quota.{period_id}",
-                                  period.limit, period.limit + points))
+        audit.add(tx, f"channel#{code}", actor, "quota_raised", f"quota.{period_id}", period.limit,
+                  period.limit + points)
         return tx
 
     try:

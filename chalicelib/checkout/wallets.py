@@ -25,9 +25,10 @@ from chalicelib.checkout.models import Grant, Quota, Wallet
 from chalicelib.checkout.points import dead_lots, expiring_soon, spendable
 from chalicelib.core import shards
 from chalicelib.core.errors import Busy, Conflict, Unprocessable
-from chalicelib.core.tx import LabelledTransaction, Refused, backoff, commit_retrying
-from chalicelib.members import members
+from chalicelib.core.tx import LabelledTransaction, Refused
 from chalicelib.members.models import Member
+from chalicelib.core.tx import AGAIN, Commit, Done, retrying
+from chalicelib.members import members
 
 GRANT_ATTEMPTS = 40
 
@@ -78,16 +79,21 @@ def grant(channel: Channel, external_id: str, grant_id: str, points: int, expire
     record = Grant(key, member_id=member.member_id, external_id=external_id, points=points, expires_at=expires_at,
                    period_id=quota.period_id)
     over_cap = Conflict("member_cap_exceeded", f"this grant would take the member over {cap} live points")
-    for attempt in range(GRANT_ATTEMPTS):
-        if attempt:
-            quota = quotas.get(channel.code, quota.period_id)  # a chosen shard was taken meanwhile: read again
-            wallet = Wallet.get(member.member_id, consistent_read=True)
+
+    def read(attempt: int) -> tuple[quotas.Period, Wallet]:
+        if not attempt:
+            return quota, wallet
+        # A chosen shard was taken, or the lots moved, meanwhile: read both again.
+        return quotas.get(channel.code, quota.period_id), Wallet.get(member.member_id, consistent_read=True)
+
+    def build(read: tuple[quotas.Period, Wallet]) -> Commit[GrantResult] | Done[GrantResult]:
+        quota, wallet = read
         now = time.time()
         lots = wallet.lots.as_dict()
         takes = shards.take(quota.by_shard("grant_room"), points)
         if takes is None:
             try:  # a concurrent send of this grant may be what took the room: answer it as a replay
-                return _replayed(Grant.get(key, consistent_read=True), external_id, points, expires_at)
+                return Done(_replayed(Grant.get(key, consistent_read=True), external_id, points, expires_at))
             except DoesNotExist:
                 pass
             if spendable(lots, now) > cap - points:  # both limits bind: the member's cap is named, as before
@@ -95,33 +101,33 @@ def grant(channel: Channel, external_id: str, grant_id: str, points: int, expire
             raise Conflict("grant_quota_exhausted", "grants would exceed the channel's quota for this quota period")
         if spendable(lots, now) > cap - points:
             raise over_cap
+        tx = LabelledTransaction()
+        tx.put("grant", record, condition=Grant.grant_key.does_not_exist())
+        actions, fold_condition, expired = _fold(lots, now)
+        # Judged on the stored balance less the expired points folded out in this very write: live points.
+        condition = Wallet.balance <= cap - points + expired
+        if fold_condition is not None:
+            condition = condition & fold_condition
+        tx.update("wallet", wallet, actions + [
+            Wallet.balance.add(points), Wallet.granted.add(points),
+            Wallet.lots[grant_id].set({"left": points, "expires_at": expires_at})], condition=condition)
+        for shard, used in takes.items():
+            tx.update(f"quota:{shard}", quota.shards[shard], [Quota.grant_room.add(-used), Quota.granted.add(used)],
+                      condition=(Quota.grant_room >= used) & (Quota.ends_at > int(now)))
 
-        def build(quota=quota, takes=takes, wallet=wallet, lots=lots, now=now) -> LabelledTransaction:
-            tx = LabelledTransaction()
-            tx.put("grant", record, condition=Grant.grant_key.does_not_exist())
-            actions, fold_condition, expired = _fold(lots, now)
-            # Judged on the stored balance less the expired points folded out in this very write: live points.
-            condition = Wallet.balance <= cap - points + expired
-            if fold_condition is not None:
-                condition = condition & fold_condition
-            tx.update("wallet", wallet, actions + [
-                Wallet.balance.add(points), Wallet.granted.add(points),
-                Wallet.lots[grant_id].set({"left": points, "expires_at": expires_at})], condition=condition)
-            for shard, used in takes.items():
-                tx.update(f"quota:{shard}", quota.shards[shard], [Quota.grant_room.add(-used), Quota.granted.add(used)],
-                          condition=(Quota.grant_room >= used) & (Quota.ends_at > int(now)))
-            return tx
-
-        try:
-            commit_retrying(build)
-        except Refused as refused:
+        def refused(refused: Refused) -> Done[GrantResult] | object:
             if "grant" in refused.labels:
-                return _replayed(Grant.get(key, consistent_read=True), external_id, points, expires_at)
+                return Done(_replayed(Grant.get(key, consistent_read=True), external_id, points, expires_at))
             if "wallet" in refused.labels and not _lots_moved(member.member_id, lots):
                 raise over_cap from None
-            backoff(attempt)
-            continue
-        return GrantResult(record, True)
+            return AGAIN
+
+        return Commit(tx, lambda: GrantResult(record, True), refused)
+
+    return retrying(read, build, GRANT_ATTEMPTS, exhausted=_too_many_grants)
+
+
+def _too_many_grants() -> GrantResult:
     raise Busy("busy", "too many concurrent grants; retry with the same grant id")
 
 

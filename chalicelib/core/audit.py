@@ -26,12 +26,12 @@ def row(entity: str, actor: str, action: str, field: str | None = None, old: Any
 
 
 def add(tx: TransactWrite | LabelledTransaction, entity: str, actor: str, action: str,
-        field: str | None = None, old: Any = None, new: Any = None) -> None:
+        field: str | None = None, old: Any = None, new: Any = None, label: str = "audit") -> None:
     """The one way an audit row is written with a change: in the caller's own transaction (a labelled one names
-    it ``audit``), so the row exists exactly when the change does."""
+    it ``label``), so the row exists exactly when the change does."""
     item = row(entity, actor, action, field, old, new)
     if isinstance(tx, LabelledTransaction):
-        tx.put("audit", item)
+        tx.put(label, item)
     else:
         tx.save(item)
 

@@ -1,14 +1,16 @@
 """Writing to DynamoDB: one transaction type, one way to retry.
 
 ``LabelledTransaction`` turns DynamoDB's positional cancellation reasons into business refusals
-(``Refused(labels)``) and lost races into ``Contended``; ``commit_retrying`` and ``write_retrying`` are
-the only retry loops for writes. Nothing here knows an area: it is part of the ground floor.
+(``Refused(labels)``) and lost races into ``Contended``; ``retrying`` is the only retry loop for writes
+(``commit_retrying`` and ``write_retrying`` are its two common shapes). Nothing here knows an area: it is
+part of the ground floor.
 """
 from __future__ import annotations
 
 import random
 import time
-from typing import Any, Callable, TypeVar
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Protocol, TypeVar
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
@@ -138,22 +140,107 @@ def lost_race(error: Exception) -> bool:
         r is not None and r.code == "ConditionalCheckFailed" for r in reasons)
 
 
-W = TypeVar("W")
+T = TypeVar("T")
+S = TypeVar("S")
 
 
-def write_retrying(write: Callable[[], W], attempts: int = 8) -> W:
+class Write(Protocol):
+    """What ``retrying`` commits: a ``LabelledTransaction`` or a ``PlainWrite``."""
+
+    def commit(self) -> None: ...
+
+
+class PlainWrite:
+    """One non-transactional write (``save``/``update``/``delete`` of one item) with a transaction's outcomes.
+
+    A lost race with a transaction on the item is ``Contended``; a failed condition is ``Refused([label])``
+    when ``label`` is given, else the write's own error reaches the caller as it is (as any other error does).
+    ``result`` is what the write answered."""
+
+    def __init__(self, write: Callable[[], Any], label: str | None = None) -> None:
+        self._write, self._label = write, label
+        self.result: Any = None
+
+    def commit(self) -> None:
+        try:
+            self.result = self._write()
+        except (PutError, UpdateError, DeleteError) as exc:
+            if lost_race(exc):
+                raise Contended(str(exc)) from None
+            if self._label is not None and condition_failed(exc):
+                raise Refused([self._label]) from None
+            raise
+
+
+@dataclass(frozen=True)
+class Commit(Generic[T]):
+    """A built attempt: commit ``write``; once it committed, the loop answers ``then()``. On ``Refused``,
+    ``refused`` decides (``Done``, ``AGAIN`` or raise); without it the refusal reaches the caller."""
+
+    write: Write
+    then: Callable[[], T] = lambda: None  # type: ignore[assignment,return-value]
+    refused: Callable[[Refused], "Done[T] | object"] | None = None
+
+
+@dataclass(frozen=True)
+class Done(Generic[T]):
+    """Stop with ``answer`` and write nothing (a replay found, nothing to change, a refusal answered)."""
+
+    answer: T
+
+
+AGAIN = object()  # read again and rebuild, after the backoff: the items moved since they were read
+
+
+def _busy() -> Any:
+    raise Busy("busy", "too many concurrent changes; retry")
+
+
+def retrying(read: Callable[[int], S], build: Callable[[S], "Commit[T] | Done[T] | object"], attempts: int = 25,
+             exhausted: Callable[[], T] = _busy) -> T:
+    """The one retry loop for writes: read, build, commit, and back off before trying again.
+
+    Each attempt calls ``read(attempt)`` (attempt 0 may answer what the caller already read) and
+    ``build`` on what it read, which answers ``Commit`` (write this), ``Done`` (answer without writing) or
+    ``AGAIN``. A lost race (``Contended``) always tries again; a ``Refused`` goes to the ``Commit``'s
+    ``refused`` (a condition that failed because an item moved after the read tries ``AGAIN``, a real
+    refusal raises or answers). The conditions make every retry safe. When ``attempts`` are used up,
+    ``exhausted()`` answers (by default 503 ``busy``)."""
+    for attempt in range(attempts):
+        step = build(read(attempt))
+        if isinstance(step, Done):
+            return step.answer
+        if isinstance(step, Commit):
+            try:
+                step.write.commit()
+            except Refused as refused:
+                if step.refused is None:
+                    raise
+                verdict = step.refused(refused)
+                if isinstance(verdict, Done):
+                    return verdict.answer
+                if verdict is not AGAIN:
+                    raise TypeError(f"a refusal is answered with Done or AGAIN, not {verdict!r}") from None
+            except Contended:
+                pass
+            else:
+                return step.then()
+        elif step is not AGAIN:
+            raise TypeError(f"build answers Commit, Done or AGAIN, not {step!r}")
+        backoff(attempt)
+    return exhausted()
+
+
+def write_retrying(write: Callable[[], T], attempts: int = 8) -> T:
     """A plain (non-transactional) write, retried while it meets a transaction on its item.
 
     DynamoDB answers ``TransactionConflictException`` to a write racing a transaction on the same item;
-    a failed condition or any other error still reaches the caller."""
-    for attempt in range(attempts - 1):
-        try:
-            return write()
-        except (PutError, UpdateError, DeleteError) as exc:
-            if not lost_race(exc):
-                raise
-            backoff(attempt)
-    return write()
+    a failed condition or any other error still reaches the caller (the last attempt's too)."""
+    def build(_: None) -> Commit[T]:
+        plain = PlainWrite(write)
+        return Commit(plain, lambda: plain.result)
+
+    return retrying(lambda _: None, build, attempts - 1, exhausted=write)
 
 
 def commit_retrying(build: Callable[[], LabelledTransaction], attempts: int = 25) -> None:
@@ -162,10 +249,4 @@ def commit_retrying(build: Callable[[], LabelledTransaction], attempts: int = 25
     Real DynamoDB cancels transactions that touch an item another transaction is writing; the
     conditions make a retry safe, so only ``Refused`` (a condition that does not hold) reaches the caller.
     """
-    for attempt in range(attempts):
-        try:
-            build().commit()
-            return
-        except Contended:
-            backoff(attempt)
-    raise Busy("busy", "too many concurrent changes; retry")
+    retrying(lambda _: None, lambda _: Commit(build()), attempts)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import uuid
 
-from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import NotFound
 from chalicelib.core.models import get_owned
-from chalicelib.core.tx import backoff, transaction
 from chalicelib.members.models import Member, MemberLink
+from chalicelib.core.tx import AGAIN, Commit, Done, LabelledTransaction, retrying
 
 ATTEMPTS = 8
 
@@ -34,28 +34,27 @@ def _linked(channel_code: str, external_id: str) -> Member | None:
 def enter(channel_code: str, external_id: str, nickname: str | None = None, mobile: str | None = None,
           remote_points: int | None = None) -> Member:
     """The member behind this external id, created on first entry; profile fields refresh on later ones."""
-    for attempt in range(ATTEMPTS):
-        member = _linked(channel_code, external_id)
+
+    def build(member: Member | None) -> Commit[Member] | Done[Member]:
         if member is not None:
             _refresh(member, nickname, mobile, remote_points)
-            return member
+            return Done(member)
         member = Member(f"U{uuid.uuid4().hex[:16].upper()}", channel_code=channel_code, external_id=external_id,
                         nickname=nickname, mobile=mobile, remote_points=remote_points)
-        try:
-            with transaction() as tx:
-                tx.save(MemberLink(link_key(channel_code, external_id), member_id=member.member_id),
-                        condition=MemberLink.link.does_not_exist())
-                tx.save(member, condition=Member.member_id.does_not_exist())
-            return member
-        except TransactWriteError as exc:
-            if exc.cause_response_code != "TransactionCanceledException":
-                raise
-            # Lost the race (or a transaction conflict with the winner): read the winner's link.
-            backoff(attempt)
-    member = _linked(channel_code, external_id)
-    if member is None:
-        raise RuntimeError(f"could not map member {external_id} in {channel_code}")
-    return member
+        tx = LabelledTransaction()
+        tx.put("link", MemberLink(link_key(channel_code, external_id), member_id=member.member_id),
+               condition=MemberLink.link.does_not_exist())
+        tx.put("member", member, condition=Member.member_id.does_not_exist())
+        # Lost the race (or a transaction conflict with the winner): read the winner's link.
+        return Commit(tx, lambda: member, refused=lambda _: AGAIN)
+
+    def exhausted() -> Member:
+        member = _linked(channel_code, external_id)
+        if member is None:
+            raise RuntimeError(f"could not map member {external_id} in {channel_code}")
+        return member
+
+    return retrying(lambda _: _linked(channel_code, external_id), build, ATTEMPTS, exhausted)
 
 
 def _refresh(member: Member, nickname: str | None, mobile: str | None, remote_points: int | None) -> None:

@@ -32,8 +32,9 @@ from chalicelib.channels.models import Channel
 from chalicelib.core import config, ratelimit
 from chalicelib.core.errors import DomainError, Unauthorized, Unprocessable
 from chalicelib.core.tx import LabelledTransaction, condition_failed, write_retrying
-from chalicelib.members import sms
 from chalicelib.members.models import Member, PaymentGuard
+from chalicelib.core.tx import AGAIN, Commit, PlainWrite, Refused, retrying
+from chalicelib.members import sms
 from chalicelib.partners import breaker, channel_api
 
 MAX_FAILURES = 5
@@ -103,20 +104,30 @@ def _reserve(member_id: str, fingerprint: str, now: float) -> int:
          unlocked & (PaymentGuard.attempts_window.does_not_exist() | (PaymentGuard.attempts_window < window))),
     )
     guard = PaymentGuard(member_id)
-    for _ in range(_RESERVE_TRIES):
+
+    def take_slot() -> None:
         for actions, condition in attempts:
             try:
                 write_retrying(lambda: guard.update(actions, condition=condition))
-                return len(guard.tried or ())
+                return
             except UpdateError as exc:
                 if not condition_failed(exc):
                     raise
+        raise Refused(["window"])
+
+    def judged(refused: Refused) -> object:
         current = _guard(member_id)
         if _locked(current, now):
             raise _locked_error()
         if int(current.attempts_window or 0) == window and len(current.tried or ()) >= MAX_FAILURES:
             raise _busy_error()
-        # Otherwise another request opened the window between our two writes: join it.
+        return AGAIN  # another request opened the window between our two writes: join it
+
+    return retrying(lambda _: None, lambda _: Commit(PlainWrite(take_slot), lambda: len(guard.tried or ()), judged),
+                    _RESERVE_TRIES, exhausted=_no_slot)
+
+
+def _no_slot() -> int:
     raise _busy_error()
 
 

@@ -24,6 +24,7 @@ from chalicelib.core.clock import now_iso
 from chalicelib.core.observability import count, logger
 from chalicelib.orders import parcels
 from chalicelib.orders.models import Order
+from chalicelib.orders import refunds
 
 HOUR, DAY = 3600, 86400
 UNSTARTED_AFTER_SECONDS = 60  # a younger unsplit order's execution may simply not have split it yet
@@ -191,7 +192,7 @@ def split(event: dict) -> dict:
 
 def deadline(event: dict) -> dict:
     """``Deadline``: cancel and refund every parcel still awaiting shipment."""
-    return {"parcel_ids": parcels.expire_unshipped(event["order_id"])}
+    return {"parcel_ids": refunds.expire_unshipped(event["order_id"])}
 
 
 def complete(event: dict) -> dict:

@@ -4,12 +4,9 @@ from __future__ import annotations
 from chalicelib.core.errors import NotFound
 from chalicelib.core.models import get_owned, plain
 from chalicelib.orders import parcels as parcels_mod
-from chalicelib.orders.models import Order, Parcel
-
-
-def lines_of(o: Order) -> list[dict]:
-    """Order lines as plain dicts, whether the order was just built or read back."""
-    return [plain(line) for line in o.lines]
+from chalicelib.orders.record import lines_of
+from chalicelib.orders.models import Order
+from chalicelib.orders.models import Parcel
 
 
 def view(o: Order, parcels: list[Parcel] | None = None) -> dict:
@@ -31,6 +28,11 @@ def member_view(o: Order, parcels: list[Parcel] | None = None) -> dict:
     """The member also sees the delivery address given at checkout (the channel never does)."""
     address = plain(o.address)
     return dict(view(o, parcels), address=address)
+
+
+def member_order_view(parcel: Parcel) -> dict:
+    """After a member's move of a parcel: the whole order as the member sees it."""
+    return member_view(Order.get(parcel.order_id, consistent_read=True))
 
 
 def member_views(member_id: str) -> list[dict]:

@@ -6,7 +6,8 @@ are derived from the order (``{order_id}-{n}``, n over its suppliers by id), so 
 transaction: the parcel's new state, conditioned on the state it was read in (two racing moves cannot both
 happen); a condition that its sibling parcels are still as read, so the order state derived from them, and
 the order event that goes with a change of it, are right even when siblings move at the same moment; its
-audit row; its events; and, for a cancel, stock, points and quota given back (``give_back``).
+audit row; its events; and whatever the caller adds (``extra``: a cancel's or refund's stock, points and quota,
+given back by ``refunds``, which decides how a parcel is cancelled). Parcels only move states.
 
 A sandbox channel's order is split like any other, but its parcels are never shown to a supplier.
 """
@@ -23,21 +24,20 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.billing import metering
 from chalicelib.channels import channels
-from chalicelib.checkout import quotas
-from chalicelib.checkout.models import Quota, Wallet
 from chalicelib.core import audit
 from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import BadRequest, Busy, Conflict, NotFound, Unprocessable
 from chalicelib.core.models import plain
-from chalicelib.core.observability import count, logger
-from chalicelib.core.tx import Contended, LabelledTransaction, Refused, backoff, batch_read, commit_retrying
+from chalicelib.core.observability import count
+from chalicelib.core.tx import LabelledTransaction, Refused, batch_read, commit_retrying
 from chalicelib.members.models import Member
-from chalicelib.orders import allocation, orders
-from chalicelib.orders import parcel_states as ps
+from chalicelib.orders import allocation
 from chalicelib.orders.models import Order, Parcel
+from chalicelib.core.tx import AGAIN, Commit, retrying
+from chalicelib.orders import record
+from chalicelib.orders import parcel_states as ps
 from chalicelib.partners import events
 from chalicelib.settlement import books
-from chalicelib.supply.models import Stock
 
 ATTEMPTS = 25
 PAGE_MAX = 100
@@ -56,7 +56,7 @@ def _number(parcel_id: str) -> int:
 
 def parcel_ids(order: Order) -> list[str]:
     """The ids an order's parcels have (or will have once split): one per supplier, numbered by supplier id."""
-    suppliers = {str(line["supplier_id"]) for line in orders.lines_of(order)}
+    suppliers = {str(line["supplier_id"]) for line in record.lines_of(order)}
     return [f"{order.order_id}-{n}" for n in range(1, len(suppliers) + 1)]
 
 
@@ -102,15 +102,13 @@ def split(order_id: str) -> list[Parcel]:
     """Write the paid order's parcels, and its ``order.paid`` event, in one transaction; once.
 
     A re-run (a Step Functions retry, a second execution) finds them and writes nothing."""
-    from chalicelib.checkout import checkout  # checkout starts fulfilment, which calls here: imported where used
-
     order = _order(order_id)
-    if order.status != checkout.PAID:
+    if order.status != record.PAID:
         raise Conflict("order_not_paid", f"order {order_id} is {order.status}, not paid")
     existing = of_order(order_id, order)
     if existing:
         return existing
-    plans = allocation.plan(int(order.points), orders.lines_of(order))
+    plans = allocation.plan(int(order.points), record.lines_of(order))
     now = now_iso()
     rate = int(order.points_per_yuan or channels.get(order.channel_code).points_per_yuan)  # older orders: today's
     parcels = [Parcel(f"{order_id}-{p.n}", order_id=order_id, channel_code=order.channel_code,
@@ -164,9 +162,8 @@ def transition(parcel: Parcel, action: str, actor: str, actions: list | None = N
     the order event when the derived order state changes (``ORDER_EVENTS``); ``shown`` are fields the parcel
     event shows as they will be (a shipment's carrier and tracking number)."""
     reread = reread or (lambda: _get(parcel.parcel_id))
-    for attempt in range(ATTEMPTS):
-        if attempt:
-            parcel = reread()
+
+    def build(parcel: Parcel) -> Commit[Parcel]:
         to = ps.next_state(parcel.state, action)
         order = _order(parcel.order_id)
         siblings = [p for p in of_order(parcel.order_id, order) if p.parcel_id != parcel.parcel_id]
@@ -179,7 +176,7 @@ def transition(parcel: Parcel, action: str, actor: str, actions: list | None = N
                   condition=Parcel.state == parcel.state)
         for sibling in siblings:
             tx.check(f"sibling:{sibling.parcel_id}", Parcel, sibling.parcel_id, condition=Parcel.state == sibling.state)
-        tx.put("audit", audit.row(f"parcel#{parcel.parcel_id}", actor, action, "state", parcel.state, to))
+        audit.add(tx, f"parcel#{parcel.parcel_id}", actor, action, "state", parcel.state, to)
         total = len(siblings) + 1
         if f"parcel.{to}" in events.KINDS:
             events.record(tx, order.channel_code, f"parcel.{to}", parcel.parcel_id,
@@ -191,14 +188,19 @@ def transition(parcel: Parcel, action: str, actor: str, actions: list | None = N
                           {"order_id": order.order_id, "state": after,
                            "parcels": [{"parcel_id": pid, "state": states[pid]} for pid in sorted(states, key=_number)]},
                           sandbox=bool(order.sandbox))
-        try:
-            tx.commit()
-        except (Refused, Contended):  # the parcel or a sibling moved, or a lost race: read again
-            backoff(attempt)
-            continue
-        if to in (ps.CANCELLED, ps.REFUNDED):  # this commit gave the parcel's points back: metered once, here
-            metering.parcel_returned(parcel.channel_code, int(parcel.points), int(parcel.amount))
-        return reread()
+
+        def moved() -> Parcel:
+            if to in (ps.CANCELLED, ps.REFUNDED):  # this commit gave the parcel's points back: metered once, here
+                metering.parcel_returned(parcel.channel_code, int(parcel.points), int(parcel.amount))
+            return reread()
+
+        # Refused: the parcel or a sibling moved since the read; read again (the table then decides).
+        return Commit(tx, moved, refused=lambda _: AGAIN)
+
+    return retrying(lambda attempt: reread() if attempt else parcel, build, ATTEMPTS, exhausted=_too_contended)
+
+
+def _too_contended() -> Parcel:
     raise Busy("busy", "too many concurrent changes to this parcel; retry")
 
 
@@ -238,108 +240,6 @@ def confirm_receipt(member_id: str, channel_code: str, parcel_id: str) -> Parcel
     parcel = for_member(member_id, channel_code, parcel_id)
     return transition(parcel, "complete", f"member:{member_id}", [Parcel.completed_at.set(now_iso())],
                       reread=lambda: for_member(member_id, channel_code, parcel_id))
-
-
-def cancel(member_id: str, channel_code: str, parcel_id: str) -> Parcel:
-    """The member cancels a parcel not shipped yet: stock, points and quota go back at once."""
-    parcel = for_member(member_id, channel_code, parcel_id)
-    return _cancel(parcel, f"member:{member_id}")
-
-
-def _cancel(parcel: Parcel, actor: str) -> Parcel:
-    ps.next_state(parcel.state, "cancel")  # a shipped parcel says so before anything else
-    order = _order(parcel.order_id)
-    if order.points_mode != "hosted" and int(parcel.points):
-        # The channel keeps a remote member's wallet: its points come back only by a refund call to it, and
-        # the parcel is cancelled (stock and quota back) once the channel has given them back; it is
-        # ``cancelling`` (not shippable) from the moment the cancel starts.
-        from chalicelib.orders import refunds  # refunds moves parcels by ``transition``: imported when first needed
-
-        return refunds.cancel_remote(parcel, actor)
-    return transition(parcel, "cancel", actor, extra=lambda tx, current, order: [
-        Parcel.returned.set(give_back(tx, order, current, time.time()))])
-
-
-def give_back(tx: LabelledTransaction, order: Order, parcel: Parcel, now: float, stock: bool = True) -> dict:
-    """Add to ``tx`` everything a cancelled parcel gives back; answers what it gave (stored on the parcel).
-
-    - stock: each line's quantity back to its ``Stock`` item (not for a refund of a shipped parcel,
-      ``stock=False``: the goods stay with the member; nor for a sandbox order, which took none);
-    - quota: the parcel's points back to the very shards the order took them from (``allocation.shard_shares``)
-      while its period still sells (``spent`` down, ``remaining`` up, as if never spent); once the period has
-      closed it is settled instead (``quota: settlement``) and the closed period is left as it was;
-    - hosted points: a new wallet lot ``refund:{parcel_id}`` holding the parcel's points and expiring at the
-      end of the order's period. The order does not record which grant lots paid for it; every grant of a
-      period expires by its end, so no lot it spent could outlive that, and a refund never gives points a
-      longer life than a grant of that period could have had. If the period has already ended, the points
-      still come back (``refunded``) and expire at once (folded into ``expired`` by the next sweep); the
-      member's view says so (``points_expired``);
-    - settlement: the parcel comes off its channel's bill and, refunded after shipment, is booked for its
-      supplier (``settlement.books.record_returned``).
-    Helpers for refunds of shipped parcels reuse this."""
-    stock = stock and order.holds_stock is not False  # a sandbox order took no live stock: none comes back
-    for line in sorted(parcel.lines, key=lambda l: (l["goods_id"], l["sku_id"])) if stock else []:
-        tx.update(f"stock:{line['goods_id']}:{line['sku_id']}", Stock(line["goods_id"], line["sku_id"]),
-                  [Stock.stock.add(int(line["qty"]))], condition=Stock.sku_id.exists())
-    from chalicelib.checkout import checkout  # see ``split``
-
-    books.record_returned(tx, parcel, now)  # off the channel's bill (and, refunded after shipment, the supplier's)
-    points = int(parcel.points)
-    returned: dict = {"points": points, "at": now_iso()}
-    if not points:
-        return returned
-    period = quotas.get(order.channel_code, order.period_id)
-    plans = allocation.plan(int(order.points), orders.lines_of(order))
-    share = allocation.shard_shares([p.points for p in plans], checkout.quota_takes(order))[_number(parcel.parcel_id) - 1]
-    if period.selling and period.ends_at > now:
-        for shard, used in share.items():
-            tx.update(f"quota:{shard}", Quota(order.channel_code, quotas.shard_key(order.period_id, shard)),
-                      [Quota.spent.add(-used), Quota.remaining.add(used)],
-                      condition=(Quota.spent >= used) & (Quota.ends_at > int(now)) & (Quota.selling == True))  # noqa: E712
-        returned["quota"] = "returned"
-    else:
-        returned["quota"] = "settlement"
-    if order.points_mode == "hosted":
-        expires_at = period.ends_at
-        tx.update("wallet", Wallet(order.member_id), [
-            Wallet.balance.add(points), Wallet.refunded.add(points),
-            Wallet.lots[f"refund:{parcel.parcel_id}"].set({"left": points, "expires_at": expires_at})],
-            condition=Wallet.member_id.exists())
-        returned["expires_at"] = expires_at
-    return returned
-
-
-def expire_unshipped(order_id: str) -> list[str]:
-    """The shipping deadline: cancel every parcel still awaiting shipment, giving everything back; tell ops
-    (log and ``ParcelsExpired``). One a supplier ships at the same moment stays shipped. A parcel that cannot
-    be given back is logged and counted (``ParcelExpiryRefused``) for ops. A parcel too contended to cancel
-    now (``Busy``) does not hold up its siblings; the task then raises ``Busy`` so that Step Functions retries
-    it (and, through its retries, the sweep restarts the execution), so Complete still runs after it."""
-    cancelled, busy = [], []
-    found = of_order(order_id)
-    for parcel in found:
-        if parcel.state != ps.AWAITING:
-            continue
-        try:
-            _cancel(parcel, "system:shipping_deadline")
-        except Busy:
-            busy.append(parcel.parcel_id)
-            continue
-        except Conflict as refused:
-            if refused.code in ps.REFUSAL_CODES.values():
-                continue  # shipped (or cancelled) meanwhile
-            logger.error("unshipped parcel not cancelled at the deadline",
-                         extra={"parcel_id": parcel.parcel_id, "code": refused.code})
-            count("ParcelExpiryRefused")
-            continue
-        cancelled.append(parcel.parcel_id)
-    if cancelled and not any(p.sandbox for p in found):  # a sandbox's parcels reach no supplier: expiring is
-        logger.warning("parcels not shipped by the deadline were cancelled",  # their normal end, not an alarm
-                       extra={"order_id": order_id, "parcel_ids": cancelled})
-        count("ParcelsExpired", len(cancelled))
-    if busy:
-        raise Busy("busy", f"parcels {', '.join(busy)} too contended to cancel at the deadline; retry")
-    return cancelled
 
 
 def complete_shipped(order_id: str) -> list[str]:
@@ -387,11 +287,6 @@ def member_view(parcel: Parcel, total: int, now: float | None = None) -> dict:
             "completed_at": parcel.completed_at, "returned": _returned(parcel, now),
             "can_cancel": (parcel.state, "cancel") in ps.TRANSITIONS,
             "can_confirm_receipt": (parcel.state, "complete") in ps.TRANSITIONS}
-
-
-def member_order_view(parcel: Parcel) -> dict:
-    """After a member's move of a parcel: the whole order as the member sees it."""
-    return orders.member_view(_order(parcel.order_id))
 
 
 def order_view(order: Order, parcels: list[Parcel]) -> dict:

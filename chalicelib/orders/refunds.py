@@ -1,4 +1,10 @@
-"""Refunds of shipped parcels: points (and quota) go back, the goods stay with the member.
+"""Refunds of shipped parcels (points and quota go back, the goods stay with the member), and cancels of
+parcels not shipped yet (stock too): this module decides how a parcel's points come back, ``parcels`` only
+moves its state.
+
+A cancel (``cancel``, or the shipping deadline's ``expire_unshipped``) of a hosted order's parcel is one move
+with everything given back (``give_back``); a remote channel's parcel is cancelled through the channel
+(``cancel_remote``), as a refund is.
 
 One refund per parcel: its id is derived from the parcel id, so a retried or concurrent request names the
 same ``Refund`` item (created once, under ``does_not_exist``) and every later step is a conditional write on
@@ -6,7 +12,7 @@ its state. The points returned are exactly those allocated to the parcel's lines
 
 The points move in one transaction (``_complete``): the refund becomes ``refunded``, the parcel moves
 shipped/completed → refunded (``parcels.transition``, with its audit row and ``parcel.refunded`` event), and
-``parcels.give_back`` (the cancel's helper, without the stock) returns the points to a hosted wallet as a lot
+``give_back`` (the cancel's helper, without the stock) returns the points to a hosted wallet as a lot
 and the quota to the shards the parcel's points came from while that period is open (after it closed, the
 points are recorded for settlement instead).
 
@@ -39,7 +45,12 @@ from chalicelib.core.observability import count, logger
 from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying, write_retrying
 from chalicelib.orders import parcel_states, parcels
 from chalicelib.orders.models import Order, Parcel, Refund
-from chalicelib.partners import channel_api
+from chalicelib.core.errors import Busy
+from chalicelib.checkout.models import Quota, Wallet
+from chalicelib.supply.models import Stock
+from chalicelib.checkout import quotas
+from chalicelib.orders import allocation, record
+from chalicelib.partners.saga import Calls, Saga
 from chalicelib.settlement import books, statements
 
 REQUESTED, APPROVED, AWAITING_CHANNEL, REFUNDED, REJECTED = (
@@ -260,6 +271,109 @@ def execute(refund: Refund) -> Refund:
     return _complete(refund)
 
 
+# --- cancels before shipment: hosted at once, remote through the channel ----------------
+
+def cancel(member_id: str, channel_code: str, parcel_id: str) -> Parcel:
+    """The member cancels a parcel not shipped yet: stock, points and quota go back at once."""
+    parcel = parcels.for_member(member_id, channel_code, parcel_id)
+    return _cancel(parcel, f"member:{member_id}")
+
+
+def _cancel(parcel: Parcel, actor: str) -> Parcel:
+    """Hosted points come back in the parcel's own move; a remote channel's only through the channel."""
+    parcel_states.next_state(parcel.state, "cancel")  # a shipped parcel says so before anything else
+    order = Order.get(parcel.order_id, consistent_read=True)
+    if order.points_mode != "hosted" and int(parcel.points):
+        # The channel keeps a remote member's wallet: its points come back only by a refund call to it, and
+        # the parcel is cancelled (stock and quota back) once the channel has given them back; it is
+        # ``cancelling`` (not shippable) from the moment the cancel starts.
+        return cancel_remote(parcel, actor)
+    return parcels.transition(parcel, "cancel", actor, extra=lambda tx, current, order: [
+        Parcel.returned.set(give_back(tx, order, current, time.time()))])
+
+
+def give_back(tx: LabelledTransaction, order: Order, parcel: Parcel, now: float, stock: bool = True) -> dict:
+    """Add to ``tx`` everything a cancelled parcel gives back; answers what it gave (stored on the parcel).
+
+    - stock: each line's quantity back to its ``Stock`` item (not for a refund of a shipped parcel,
+      ``stock=False``: the goods stay with the member; nor for a sandbox order, which took none);
+    - quota: the parcel's points back to the very shards the order took them from (``allocation.shard_shares``)
+      while its period still sells (``spent`` down, ``remaining`` up, as if never spent); once the period has
+      closed it is settled instead (``quota: settlement``) and the closed period is left as it was;
+    - hosted points: a new wallet lot ``refund:{parcel_id}`` holding the parcel's points and expiring at the
+      end of the order's period. The order does not record which grant lots paid for it; every grant of a
+      period expires by its end, so no lot it spent could outlive that, and a refund never gives points a
+      longer life than a grant of that period could have had. If the period has already ended, the points
+      still come back (``refunded``) and expire at once (folded into ``expired`` by the next sweep); the
+      member's view says so (``points_expired``);
+    - settlement: the parcel comes off its channel's bill and, refunded after shipment, is booked for its
+      supplier (``settlement.books.record_returned``).
+    Refunds of shipped parcels reuse this (``_complete``)."""
+    stock = stock and order.holds_stock is not False  # a sandbox order took no live stock: none comes back
+    for line in sorted(parcel.lines, key=lambda l: (l["goods_id"], l["sku_id"])) if stock else []:
+        tx.update(f"stock:{line['goods_id']}:{line['sku_id']}", Stock(line["goods_id"], line["sku_id"]),
+                  [Stock.stock.add(int(line["qty"]))], condition=Stock.sku_id.exists())
+    books.record_returned(tx, parcel, now)  # off the channel's bill (and, refunded after shipment, the supplier's)
+    points = int(parcel.points)
+    returned: dict = {"points": points, "at": now_iso()}
+    if not points:
+        return returned
+    period = quotas.get(order.channel_code, order.period_id)
+    plans = allocation.plan(int(order.points), record.lines_of(order))
+    share = allocation.shard_shares([p.points for p in plans], record.quota_takes(order))[
+        parcels.parcel_ids(order).index(parcel.parcel_id)]
+    if period.selling and period.ends_at > now:
+        for shard, used in share.items():
+            tx.update(f"quota:{shard}", Quota(order.channel_code, quotas.shard_key(order.period_id, shard)),
+                      [Quota.spent.add(-used), Quota.remaining.add(used)],
+                      condition=(Quota.spent >= used) & (Quota.ends_at > int(now)) & (Quota.selling == True))  # noqa: E712
+        returned["quota"] = "returned"
+    else:
+        returned["quota"] = "settlement"
+    if order.points_mode == "hosted":
+        expires_at = period.ends_at
+        tx.update("wallet", Wallet(order.member_id), [
+            Wallet.balance.add(points), Wallet.refunded.add(points),
+            Wallet.lots[f"refund:{parcel.parcel_id}"].set({"left": points, "expires_at": expires_at})],
+            condition=Wallet.member_id.exists())
+        returned["expires_at"] = expires_at
+    return returned
+
+
+def expire_unshipped(order_id: str) -> list[str]:
+    """The shipping deadline: cancel every parcel still awaiting shipment, giving everything back; tell ops
+    (log and ``ParcelsExpired``). One a supplier ships at the same moment stays shipped. A parcel that cannot
+    be given back is logged and counted (``ParcelExpiryRefused``) for ops. A parcel too contended to cancel
+    now (``Busy``) does not hold up its siblings; the task then raises ``Busy`` so that Step Functions retries
+    it (and, through its retries, the sweep restarts the execution), so Complete still runs after it."""
+    cancelled, busy = [], []
+    found = parcels.of_order(order_id)
+    for parcel in found:
+        if parcel.state != parcel_states.AWAITING:
+            continue
+        try:
+            _cancel(parcel, "system:shipping_deadline")
+        except Busy:
+            busy.append(parcel.parcel_id)
+            continue
+        except Conflict as refused:
+            if refused.code in parcel_states.REFUSAL_CODES.values():
+                continue  # shipped (or cancelled) meanwhile
+            logger.error("unshipped parcel not cancelled at the deadline",
+                         extra={"parcel_id": parcel.parcel_id, "code": refused.code})
+            count("ParcelExpiryRefused")
+            continue
+        cancelled.append(parcel.parcel_id)
+    if cancelled and not any(p.sandbox for p in found):  # a sandbox's parcels reach no supplier: expiring is
+        logger.warning("parcels not shipped by the deadline were cancelled",  # their normal end, not an alarm
+                       extra={"order_id": order_id, "parcel_ids": cancelled})
+        count("ParcelsExpired", len(cancelled))
+    if busy:
+        raise Busy("busy", f"parcels {', '.join(busy)} too contended to cancel at the deadline; retry")
+    return cancelled
+
+
+
 # --- remote mode: the channel gives the points back -----------------------------------
 
 def _send_first(refund: Refund, channel: Channel) -> Refund:
@@ -308,50 +422,28 @@ def retry_step(event: dict) -> dict:
 
 
 def send(refund: Refund, channel: Channel) -> Refund:
-    """``points/refund``, idempotent by our refund id; a lost answer is asked about with the query."""
-    payload = {"refund_id": refund.refund_id, "order_id": refund.order_id, "points": int(refund.points)}
-    try:
-        answer = channel_api.call(channel, "points/refund", payload)
-    except channel_api.PartnerError as error:
-        logger.warning("refund unresolved, querying", extra={"refund_id": refund.refund_id, "code": error.code})
-        return _query(refund, channel)
-    if answer.get("result") == "refunded":
-        return _complete(refund)
-    if answer["_status"] < 500 and answer.get("result") == "rejected":
-        return _channel_refused(refund, str(answer.get("reason") or "rejected"))
-    return _query(refund, channel)
-
-
-def _query(refund: Refund, channel: Channel) -> Refund:
-    """Did the channel apply it? ``refunded`` → complete; anything else → keep it waiting for the sweep."""
-    try:
-        answer = channel_api.call(channel, "points/refund/query", {"refund_id": refund.refund_id})
-    except channel_api.PartnerError:
-        return _still_waiting(refund)
-    if answer.get("status") == "refunded":
-        return _complete(refund)
-    return _still_waiting(refund)
+    """``points/refund``, idempotent by our refund id; a lost answer is asked about with the query (``REFUNDS``):
+    ``refunded`` → complete; anything else → keep it waiting for the sweep."""
+    return REFUNDS.ask(refund, channel, _payload(refund))
 
 
 def resolve(refund: Refund, channel: Channel) -> Refund:
     """The sweep's step for a waiting refund: ask; the channel does not have it → send it again (safe:
     idempotent by refund id); no answer → wait for the next sweep."""
-    try:
-        answer = channel_api.call(channel, "points/refund/query", {"refund_id": refund.refund_id})
-    except channel_api.PartnerError:
-        return _still_waiting(refund)
-    status = answer.get("status")
-    if status == "refunded":
-        return _complete(refund)
-    if status == "not_found":
-        return send(refund, channel)
-    return _still_waiting(refund)
+    return REFUNDS.resolve(refund, channel)
 
 
-def _still_waiting(refund: Refund) -> Refund:
+def _payload(refund: Refund) -> dict:
+    return {"refund_id": refund.refund_id, "order_id": refund.order_id, "points": int(refund.points)}
+
+
+def _unanswered(refund: Refund, calls: Calls) -> None:
     write_retrying(lambda: refund.update([Refund.resolve_attempts.add(1), Refund.updated_at.set(now_iso())]))
     count("RefundUnresolved")
-    return refund
+
+
+def _rejected(refund: Refund, channel: Channel, answer: dict, calls: Calls) -> Refund:
+    return _channel_refused(refund, str(answer.get("reason") or "rejected"))
 
 
 def _channel_refused(refund: Refund, reason: str) -> Refund:
@@ -365,8 +457,8 @@ def _channel_refused(refund: Refund, reason: str) -> Refund:
                                      Refund.reject_reason.set(f"the channel refused the refund: {reason}"),
                                      Refund.pending_channel.remove(), Refund.updated_at.set(now_iso())],
                   condition=Refund.state == AWAITING_CHANNEL)
-        tx.put("refund_audit", audit.row(f"parcel#{refund.parcel_id}", "channel", "refund_refused", "refund", None,
-                                         reason))
+        audit.add(tx, f"parcel#{refund.parcel_id}", "channel", "refund_refused", "refund", None, reason,
+                  label="refund_audit")
 
     parcel = Parcel.get(refund.parcel_id, consistent_read=True)
     if refund.action == "cancel" and parcel.state == parcel_states.CANCELLING:
@@ -392,30 +484,30 @@ def pending(channel_code: str, older_than: float = 0) -> list[Refund]:
     return list(Refund.pending_index.query(channel_code, filter_condition=Refund.updated_at <= cutoff))
 
 
+def _settle_pending(refund: Refund, channel: Channel) -> Refund:
+    """An approved refund is carried out; one waiting for the channel is asked about (and sent again if the
+    channel does not have it)."""
+    return execute(refund) if refund.state == APPROVED else resolve(refund, channel)
+
+
 def resolve_pending(channel: Channel, older_than: float = 0) -> dict[str, int]:
-    """Settle every pending refund of the channel that can be: an approved one is carried out, one waiting
-    for the channel is asked about (and sent again if the channel does not have it). Safe beside the
-    request still at work on it: every step is a conditional write on the refund's state, and the channel
-    dedupes by refund id."""
-    outcome = {REFUNDED: 0, REJECTED: 0, AWAITING_CHANNEL: 0, APPROVED: 0}
-    for refund in pending(channel.code, older_than):
-        refund = execute(refund) if refund.state == APPROVED else resolve(refund, channel)
-        outcome[refund.state] += 1
-    return outcome
+    """Settle every pending refund of the channel that can be (``_settle_pending``). Safe beside the request
+    still at work on it: every step is a conditional write on the refund's state, and the channel dedupes by
+    refund id."""
+    return REFUNDS.resolve_pending(channel, older_than)
 
 
 def sweep() -> dict[str, dict]:
     """The scheduler's pass over every channel's pending refunds (untouched for ``SWEEP_GRACE_SECONDS``):
     none is forgotten. One channel failing is logged and counted and the others go on."""
-    return channels.sweep_each(lambda channel: resolve_pending(channel, SWEEP_GRACE_SECONDS),
-                               lambda: count("RefundSweepFailed"))
+    return REFUNDS.sweep(SWEEP_GRACE_SECONDS)
 
 
 # --- the one transaction ----------------------------------------------------------------
 
 def _complete(refund: Refund) -> Refund:
     """The parcel's move (``parcels.transition``: its audit row and event) with the points and quota given
-    back (``parcels.give_back``; the stock too for a cancel, never for a refund: the goods stay with the
+    back (``give_back``; the stock too for a cancel, never for a refund: the goods stay with the
     member) and the refund's own ``refunded``, all in one transaction; once."""
     source = AWAITING_CHANNEL if refund.points_mode == "remote" else APPROVED
     parcel = Parcel.get(refund.parcel_id, consistent_read=True)
@@ -425,7 +517,7 @@ def _complete(refund: Refund) -> Refund:
                                                                                                     "refund")
 
     def extra(tx: LabelledTransaction, current: Parcel, order: Order) -> list:
-        returned = parcels.give_back(tx, order, current, time.time(), stock=action != "refund")
+        returned = give_back(tx, order, current, time.time(), stock=action != "refund")
         points = int(current.points)
         if order.cap_counted and returned.get("quota") == "returned" and points:
             # Remote mode: the points are no longer redeemed in the (still open) period, so the member's cap
@@ -459,6 +551,17 @@ def _settle(refund: Refund, build) -> Refund:
             raise
     refund.refresh(consistent_read=True)
     return refund
+
+
+# The channel gives the points back: one remote saga (``partners.saga``), its calls booked as they end.
+REFUNDS: Saga[Refund] = Saga(
+    what="refund", ask_api="points/refund", query_api="points/refund/query",
+    query_payload=lambda r: {"refund_id": r.refund_id}, ids=lambda r: {"refund_id": r.refund_id}, done="refunded",
+    refusals=frozenset({"rejected"}), confirmed=lambda refund, channel, calls: _complete(refund), refused=_rejected,
+    absent_statuses=frozenset({"not_found"}), absent=None, ask_again=_payload,
+    waiting=_unanswered, carried=False, pending=pending,
+    state=lambda r: r.state, states=(REFUNDED, REJECTED, AWAITING_CHANNEL, APPROVED), sweep_step=_settle_pending,
+    sweep_failed=lambda: count("RefundSweepFailed"))
 
 
 # --- views -------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ def req():
 def ops_period_open(code: str) -> dict:
     actor = ops_actor(req())
     data = web.body(req(), schemas.PeriodOpen)
-    quota = quotas.open_period(code, data.period_id, data.starts_at, data.ends_at, data.quota_points, actor,
-                               shards=data.shards)
+    quota = channels.open_period(code, data.period_id, data.starts_at, data.ends_at, data.quota_points, actor,
+                                 shards=data.shards)
     return quotas.view(quota, channels.get(code))
 
 

@@ -85,7 +85,7 @@ def member_order(code: str, order_id: str) -> dict:
 @route("/api/{code}/parcels/{parcel_id}/receipt", methods=("POST",))
 def member_parcel_receipt(code: str, parcel_id: str) -> dict:
     session, _ = member_channel(req(), code)
-    return parcels.member_order_view(parcels.confirm_receipt(session.member_id, code, parcel_id))
+    return orders.member_order_view(parcels.confirm_receipt(session.member_id, code, parcel_id))
 
 
 @route("/api/{code}/parcels/{parcel_id}/cancel", methods=("POST",))
@@ -93,8 +93,8 @@ def member_parcel_cancel(code: str, parcel_id: str) -> dict | Response:
     """200 once cancelled; 202 while a remote channel has not yet given the points back (the parcel is
     ``cancelling``: not shippable, not cancellable again), the same order view either way."""
     session, _ = member_channel(req(), code)
-    parcel = parcels.cancel(session.member_id, code, parcel_id)
-    view = parcels.member_order_view(parcel)
+    parcel = refunds.cancel(session.member_id, code, parcel_id)
+    view = orders.member_order_view(parcel)
     return Response(body=view, status_code=202, headers=web.JSON) if parcel.state == CANCELLING else view
 
 

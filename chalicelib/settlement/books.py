@@ -4,7 +4,7 @@ Four events, each a ``BookEntry`` keyed ``{event}#{party}#{month}#{shard}``, ran
 
 - ``billed``   (party: channel)  — the split wrote the parcel (``parcels.split``);
 - ``payable``  (party: supplier) — the supplier shipped it (``parcels.ship``);
-- ``returned`` (party: channel)  — it was cancelled before shipment or refunded after (``parcels.give_back``);
+- ``returned`` (party: channel)  — it was cancelled before shipment or refunded after (``refunds.give_back``);
 - ``refunded`` (party: supplier) — that return was a refund after shipment, with who bears it.
 
 A statement reads its party's days back with one Query per (event, month, shard), the days a key range: no

@@ -5,7 +5,7 @@ What is checked, per channel (the rules are pure functions below; ``run`` reads 
 - **quota shards** (periods still open or ended within ``LOOKBACK_SECONDS``; older ones no longer move): on each
   shard ``remaining + reserved + spent == limit == grant_room + granted``, nothing negative; ``spent`` equals
   what the period's paid orders took from that shard (``Order.quota_takes``) less what their cancelled or
-  refunded parcels gave back to it (``parcels.give_back``'s shares, while the period sold); ``reserved`` what
+  refunded parcels gave back to it (``refunds.give_back``'s shares, while the period sold); ``reserved`` what
   its remote orders still awaiting the channel's deduction hold; and the period's ``granted`` the sum of its
   grants;
 - **hosted wallets**: ``balance == granted − spent + refunded − expired`` where granted is the sum of the
@@ -42,13 +42,13 @@ from chalicelib.checkout.checkout import AWAITING, PAID, quota_takes
 from chalicelib.checkout.models import Grant, Quota, Wallet
 from chalicelib.core.clock import now_iso
 from chalicelib.core.models import plain
-from chalicelib.core.observability import count, logger
-from chalicelib.core.tx import batch_read
-from chalicelib.members.models import Member
-from chalicelib.orders import allocation, parcels
-from chalicelib.orders.models import Order, Parcel
-from chalicelib.orders.orders import lines_of
 from chalicelib.settlement.models import AuditRun
+from chalicelib.members.models import Member
+from chalicelib.orders.models import Order, Parcel
+from chalicelib.core.tx import batch_read
+from chalicelib.core.observability import count, logger
+from chalicelib.orders import allocation, parcels
+from chalicelib.orders.orders import lines_of
 
 SCOPE = "invariants"
 LOOKBACK_SECONDS = 7 * 86400
@@ -93,7 +93,7 @@ def shard_checks(shard: int, q: Quota) -> list[tuple[str, int, int]]:
 
 
 def given_back(order: Order, found: list[Parcel]) -> dict[int, int]:
-    """What the order's cancelled or refunded parcels gave back to each quota shard (as ``parcels.give_back``)."""
+    """What the order's cancelled or refunded parcels gave back to each quota shard (as ``refunds.give_back``)."""
     back: dict[int, int] = defaultdict(int)
     returned = [p for p in found if (_returned(p) or {}).get("quota") == "returned"]
     if not returned:

@@ -27,6 +27,7 @@ from chalicelib.core.errors import Conflict, NotFound, Unprocessable
 from chalicelib.core.tx import condition_failed, lost_race, transaction
 from chalicelib.supply.models import Goods, Stock, Upload
 from chalicelib.supply.prices import guard_loss
+from chalicelib.core.tx import AGAIN, Commit, Done, LabelledTransaction, retrying
 
 if TYPE_CHECKING:  # annotations only: pydantic loads with the first request that sends a body
     from chalicelib.core.schemas import GoodsDraft, GoodsEdit, SkuChange
@@ -147,23 +148,26 @@ def _backfill(goods: Goods) -> dict[StockKey, Stock]:
     """Create the goods' missing ``Stock`` items from the goods item, as of one unchanged version of it.
 
     The goods item's ``skus.<id>.stock`` is the stock until its ``Stock`` item exists, and only read here."""
-    for _ in range(10):
+    def read(attempt: int) -> Goods:
+        # Changed meanwhile, or the items were created by another read: read the goods again.
+        return Goods.get(goods.goods_id, consistent_read=True) if attempt else goods
+
+    def build(goods: Goods) -> Commit[dict[StockKey, Stock]] | Done[dict[StockKey, Stock]]:
         keys = [(goods.goods_id, k) for k in sorted(skus_of(goods))]
         have = {(s.goods_id, s.sku_id): s for s in Stock.batch_get(keys, consistent_read=True)}
         missing = [_stock_from(goods, sku_id) for gid, sku_id in keys if (gid, sku_id) not in have]
         if not missing:
-            return have
-        try:
-            with transaction() as tx:
-                tx.condition_check(Goods, goods.goods_id, condition=Goods.version == goods.version)
-                for item in missing:
-                    tx.save(item, condition=Stock.sku_id.does_not_exist())
-        except TransactWriteError as exc:
-            if not (condition_failed(exc) or lost_race(exc)):
-                raise
-            goods = Goods.get(goods.goods_id, consistent_read=True)  # changed meanwhile, or created by another read
-            continue
-        return have | {(s.goods_id, s.sku_id): s for s in missing}
+            return Done(have)
+        tx = LabelledTransaction()
+        tx.check("goods", Goods, goods.goods_id, condition=Goods.version == goods.version)
+        for item in missing:
+            tx.put(f"stock:{item.sku_id}", item, condition=Stock.sku_id.does_not_exist())
+        return Commit(tx, lambda: have | {(s.goods_id, s.sku_id): s for s in missing}, refused=lambda _: AGAIN)
+
+    return retrying(read, build, 10, exhausted=_changed_meanwhile)
+
+
+def _changed_meanwhile() -> dict[StockKey, Stock]:
     raise Conflict("concurrent_update", "the goods changed meanwhile; read it again and retry")
 
 
