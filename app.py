@@ -17,6 +17,7 @@ from chalicelib.partners import order_figures as figures
 from chalicelib.partners import webhooks
 from chalicelib.routes import channels as channel_routes
 from chalicelib.routes import checkout as checkout_routes
+from chalicelib.routes import console as console_routes
 from chalicelib.routes import kit as kit_routes
 from chalicelib.routes import members as member_routes
 from chalicelib.routes import orders as order_routes
@@ -25,6 +26,7 @@ from chalicelib.routes import sales as sale_routes
 from chalicelib.routes import settlement as settlement_routes
 from chalicelib.routes import supply as supply_routes
 from chalicelib.routes import workbench as workbench_routes
+from chalicelib.routes import widgets as console_widgets
 from chalicelib.settlement import invariants, ledgers, runs
 from chalicelib.sales import sales
 from chalicelib.sales import starts as sale_starts
@@ -46,7 +48,7 @@ def error_contract(event: Any, get_response: Callable) -> Response:
 
 # --- HTTP routes, one Blueprint per business area ----------------------------------------------------
 for area in (supply_routes, channel_routes, member_routes, checkout_routes, order_routes, partner_routes,
-             settlement_routes, kit_routes, workbench_routes, sale_routes):
+             settlement_routes, kit_routes, workbench_routes, console_routes, sale_routes):
     app.register_blueprint(area.routes.blueprint)
 
 
@@ -54,6 +56,12 @@ for area in (supply_routes, channel_routes, member_routes, checkout_routes, orde
 def channel_door(event: dict, context: Any) -> dict:
     """The function URL door (payload 2.0) to the same channel-facing routes and code."""
     return function_url.serve(app, event, context)
+
+
+@app.lambda_function(name="ops_widgets")
+def ops_widgets(event: dict, context: Any) -> str:
+    """The ops dashboard's custom widgets (CloudWatch calls it with the console user's IAM): HTML per widget."""
+    return console_widgets.handle(event)
 
 
 # --- events and schedules ------------------------------------------------------------------------------

@@ -595,7 +595,7 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
     def per_function(metric: str) -> list[list[str]]:
         return [["AWS/Lambda", metric, "FunctionName", f"${{{f}}}"]
                 for f in (*FUNCTIONS, *SETTLE_FUNCTIONS.values(), START_SETTLEMENTS, LEDGER_FUNCTION,
-                          AUDIT_FUNCTION, RETRY_FUNCTION, CLOSE_SALES)]
+                          AUDIT_FUNCTION, RETRY_FUNCTION, WIDGETS_FUNCTION, CLOSE_SALES)]
 
     def by_channel(metric: str, stat: str, dimensions: str = "channel,service") -> list[list[Json]]:
         """``metering.metric``: one metric per channel (and reason), found by a search."""
@@ -657,6 +657,7 @@ def build_merge_template(stage: str = "prod") -> Json:
     resources |= settlement_resources(stage, chalice, resources)
     resources |= reconciliation_resources(stage, chalice, resources)
     resources |= refund_retry_resources(stage, resources)
+    resources |= ops_widget_resources(stage, resources)
     resources |= sales_resources(stage, resources)
     outputs = {"UploadBucketName": {"Value": {"Ref": BUCKET}}, "AlarmTopicArn": {"Value": {"Ref": ALARM_TOPIC}},
                "SessionKeySecretArn": {"Value": {"Ref": SESSION_KEY_SECRET}},
@@ -922,6 +923,55 @@ def refund_retry_resources(stage: str, resources: dict[str, Json]) -> dict[str, 
     out["RefundRetryNotStartedAlarm"] = _alarm(
         "A remote refund in doubt whose fast retries could not be started: it waits for the 5-minute sweep",
         namespace, "RefundRetryNotStarted", service_dims)
+    return out
+
+
+# --- ops in the AWS console: the dashboard's custom widgets (``app.ops_widgets``, ``chalicelib/routes/widgets``) -------
+WIDGETS_FUNCTION = "OpsWidgets"
+# What the widgets read, and only read: channels (listed; one read by key for its parked events), the day's
+# counters and partner-call minutes (operating report, partner health), the breakers, the goods waiting for
+# review and each channel's parked events on their indexes, the audit's runs.
+WIDGET_GRANTS: tuple[tuple[type[Model], tuple[str, ...]], ...] = (
+    (Channel, ("dynamodb:Scan", "dynamodb:GetItem")), (ChannelDay, QUERY), (PartnerStats, QUERY),
+    (PartnerBreaker, QUERY), (AuditRun, QUERY))
+WIDGET_INDEXES = ((Goods, Goods.status_index.Meta.index_name), (OutboxEvent, OutboxEvent.parked_index.Meta.index_name))
+# (widget param, title, width, height): the order they appear in, below the metric panels.
+DASHBOARD_WIDGETS = (("daily_report", "Daily report (dashboard time range, business days UTC+8)", 24, 7),
+                     ("partner_health", "Partner health", 12, 7), ("review", "Goods waiting for review", 12, 7),
+                     ("parked_webhooks", "Parked webhooks", 12, 7), ("audit_drift", "Latest invariant audit", 12, 7))
+
+
+def ops_widget_resources(stage: str, resources: dict[str, Json]) -> dict[str, Json]:
+    """The custom-widget Lambda with a read-only role over exactly what the widgets show, its log group and errors
+    alarm, and its widgets in the ops dashboard. Who may see them is the console user's own IAM (the console
+    invokes the Lambda as that user: ``lambda:InvokeFunction`` on it), not anything here."""
+    granted = [{"Sid": model.__name__, "Effect": "Allow", "Action": list(actions),
+                "Resource": _table_arns((model,), indexes=False)} for model, actions in WIDGET_GRANTS] + [
+        {"Sid": f"{model.__name__}{name.title().replace('-', '')}", "Effect": "Allow", "Action": list(QUERY),
+         "Resource": _index_arn(model, name)} for model, name in WIDGET_INDEXES]
+    out: dict[str, Json] = {
+        f"{WIDGETS_FUNCTION}LogGroup": {"Type": "AWS::Logs::LogGroup", "Properties": {
+            "LogGroupName": f"/channelmall/{stage}/{WIDGETS_FUNCTION}", "RetentionInDays": LOG_RETENTION_DAYS}},
+        WIDGETS_FUNCTION: {"Properties": {
+            "Environment": {"Variables": {"TABLE_PREFIX": f"channelmall-{stage}-", "UPLOAD_BUCKET": {"Ref": BUCKET}}},
+            "LoggingConfig": {"LogGroup": {"Ref": f"{WIDGETS_FUNCTION}LogGroup"}}}},
+        f"{WIDGETS_FUNCTION}Role": _role_policy(f"{WIDGETS_FUNCTION}Role", f"{WIDGETS_FUNCTION}LogGroup", granted),
+        f"{WIDGETS_FUNCTION}ErrorsAlarm": _alarm("Ops dashboard widget Lambda errors (a widget shows an error)",
+                                                 "AWS/Lambda", "Errors",
+                                                 [{"Name": "FunctionName", "Value": {"Ref": WIDGETS_FUNCTION}}]),
+    }
+    dashboard = resources["OpsDashboard"]["Properties"]["DashboardBody"]
+    body = json.loads(dashboard["Fn::Sub"])
+    y = max((w["y"] + w["height"] for w in body["widgets"]), default=0)
+    x = 0
+    for param, title, width, height in DASHBOARD_WIDGETS:
+        if x + width > 24:
+            x, y = 0, y + height
+        body["widgets"].append({"type": "custom", "x": x, "y": y, "width": width, "height": height, "properties": {
+            "endpoint": f"${{{WIDGETS_FUNCTION}.Arn}}", "params": {"widget": param}, "title": title,
+            "updateOn": {"refresh": True, "resize": False, "timeRange": param == "daily_report"}}})
+        x += width
+    dashboard["Fn::Sub"] = json.dumps(body)
     return out
 
 

@@ -340,3 +340,56 @@ def test_a_zh_member_of_each_demo_channel_redeems_cancels_and_sees_balances_that
         "hosted" if not remote else "remote", code, next(c["name"] for c in CHANNELS if c["code"] == code), enter,
         goods_id_for(supplier["id"], ref_), zh_title, en_title, zh_description, zh_title[:2], supplier["name"],
         wallet, code))
+# --- last month's history, settled at start ------------------------------------------------------------
+
+def test_last_month_is_settled_at_start_with_real_lines_on_both_sides(system, ops, shown: Demo) -> None:
+    """The demo's history (made through the API, its books moved to last month by the seeding) settled on the
+    settlement state machine: every printed statement link shows non-zero lines, for channels and suppliers."""
+    from tools.run_local import statement_links
+
+    run = _ok(ops.get(f"/ops/settlement/{shown.settled}"))
+    assert run["state"] == "settled" and run["totals"]["channels_due"] > 0 and run["totals"]["suppliers_due"] > 0
+    links = statement_links(system.base_url, shown)
+    assert len(links) == 4
+    for party, link in links.items():
+        statement = _ok(ops.get(link.removeprefix(system.base_url)))
+        kinds = {k.removesuffix("_amount") for k, v in statement["totals"].items() if k.endswith("_amount") and v}
+        if party.startswith("channel."):
+            # three orders billed (shipped twice), one refunded after shipment and one cancelled: both returned
+            assert {"order", "refund"} <= kinds and statement["totals"]["order_amount"] > 0, statement
+        else:
+            assert statement["totals"]["payable_amount"] > 0, statement
+        assert statement["totals"]["amount_due"] > 0, statement
+        page = requests.get(link, headers={"Accept": "text/html", "Authorization": f"Bearer {system.ops_token}"},
+                            timeout=30)
+        assert page.status_code == 200 and f"Statement {shown.settled}.{party}" in page.text
+        assert ("<td>order</td>" if party.startswith("channel.") else "<td>payable</td>") in page.text
+    suppliers = [p for p in links if p.startswith("supplier.")]
+    clawbacks = [_ok(ops.get(links[p].removeprefix(system.base_url)))["totals"]["clawback_amount"] for p in suppliers]
+    assert sum(clawbacks) < 0  # the refunds after shipment came off the suppliers that bear them
+
+
+def test_the_running_month_is_provisional_for_a_demo_channel_and_supplier(system, shown: Demo) -> None:
+    from tools.sign import signed_request
+
+    channel = shown.seeded.channels[0]
+    url, headers = signed_request(system.base_url, channel["secret"], "GET",
+                                  f"/partner/{channel['code']}/statements/current")
+    current = _ok(requests.get(url, headers=headers, timeout=30))
+    assert current["provisional"] and current["period_id"] != shown.settled
+    supplier = shown.seeded.suppliers[0]
+    mine = _ok(requests.get(f"{system.base_url}/supplier/statements/current",
+                            headers={"X-Api-Key": supplier["api_key"]}, timeout=30))
+    assert mine["provisional"] and mine["party"] == f"supplier.{supplier['id']}"
+
+
+def test_the_history_goes_to_the_latest_month_not_run_yet(shown: Demo) -> None:
+    """A month the schedule already ran keeps its closed statements: the history then goes to the one before."""
+    from chalicelib.settlement import periods
+    from tools.seed import history_month
+
+    settled = periods.parse(shown.settled)
+    assert history_month(settled.ends_at + 2 * 86_400).period_id < shown.settled  # that month has its run
+    later = periods.parse(f"{settled.last_day.year + 50}-{settled.last_day.month:02d}")  # a month no run knows
+    assert history_month(later.ends_at + 2 * 86_400).period_id == later.period_id
+    assert history_month(later.ends_at + 60).period_id != later.period_id  # ended less than an hour ago

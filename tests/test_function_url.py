@@ -420,6 +420,7 @@ def test_openapi_document(system, path):
 
 @pytest.mark.parametrize("resource, params", [
     ("/partner/{code}/statements", {}),
+    ("/partner/{code}/statements/current", {}),
     ("/partner/{code}/statements/{statement_id}", {"statement_id": "2026-10.channel.none"}),
     ("/partner/{code}/reconciliations/{period_id}", {"period_id": "2026-10"}),
     ("/partner/{code}/ledger-uploads/{upload_id}", {"upload_id": "U-none"}),
@@ -456,6 +457,7 @@ def test_the_comparisons_cover_every_channel_facing_route(system):
         "/api/{code}/parcels/{parcel_id}/cancel", "/api/{code}/sales", "/partner/{code}/grants", "/partner/{code}/quota",
         "/partner/{code}/members/{member_id}/orders", "/partner/{code}/members/{member_id}/points",
         "/partner/{code}/orders/{order_id}", "/partner/{code}/statements", "/partner/{code}/statements/{statement_id}",
+        "/partner/{code}/statements/current",
         "/partner/{code}/reconciliations/{period_id}", "/partner/{code}/ledger-uploads/{upload_id}",
         "/partner/{code}/ledgers/{period_id}", "/partner/{code}/ledgers/{period_id}/upload-link",
     }

@@ -45,8 +45,9 @@ RETRY_REFUND = "app.retry_refund"  # the refund_retry state machine's task
 START_SETTLEMENTS = "app.start_settlements"
 LEDGERS, AUDIT = "app.ledger_uploaded", "app.invariant_audit"
 CLOSE_SALES = "app.sale_sweep"  # sale orders' fulfilment from the buffer; ended sales' leftovers back to stock
+WIDGETS = "app.ops_widgets"  # the ops dashboard's custom widgets
 HANDLERS = (API, DOOR, UPLOAD, RESOLVE, WEBHOOKS, REFUNDS, FIGURES, *FULFIL, *SETTLE, START_SETTLEMENTS, LEDGERS,
-            AUDIT, RETRY_REFUND, CLOSE_SALES)
+            AUDIT, RETRY_REFUND, WIDGETS, CLOSE_SALES)
 # Who calls ``config.session_key()``: sessions and one-time codes are served by the two doors only.
 SESSION_KEY_HANDLERS = {API, DOOR}
 
@@ -569,7 +570,7 @@ def test_webhook_sweep_runs_every_minute_with_least_privilege(resources: dict[st
 def test_dashboard_shows_business_and_error_metrics(resources: dict[str, Any]) -> None:
     [dashboard] = of_type(resources, "AWS::CloudWatch::Dashboard").values()
     body = json.loads(dashboard["Properties"]["DashboardBody"]["Fn::Sub"])
-    rows = [m for w in body["widgets"] for m in w["properties"]["metrics"]]
+    rows = [m for w in body["widgets"] if w["type"] == "metric" for m in w["properties"]["metrics"]]
     shown = {m[1] for m in rows if isinstance(m[0], str)}
     assert {"GoodsPublished", "GoodsApproved", "ClientErrors", "ServerErrors", "UploadsProcessed",
             "UploadsRefused", "Errors", "Duration", "OrdersPlaced", "CheckoutRefused", "PointsGranted",

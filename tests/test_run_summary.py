@@ -16,7 +16,11 @@ HANDLE = {
                                 "M1002": "http://127.0.0.1:8100/app/bank-a/M1002"}},
                  {"code": "telecom-b", "points_mode": "remote",
                   "app_links": {"T2001": "http://127.0.0.1:8100/app/telecom-b/T2001"}}],
-    "suppliers": [{"id": "S1", "name": "Fresh Valley Foods", "api_key": "cmk_1"}],
+    "suppliers": [{"id": "S1", "name": "Fresh Valley Foods", "api_key": "cmk_1",
+                   "workbench_link": "http://127.0.0.1:8000/workbench#signin=wb1"}],
+    "settled": {"period_id": "2026-11", "statements": {
+        "channel.bank-a": "http://127.0.0.1:8000/ops/statements/2026-11.channel.bank-a",
+        "supplier.S1": "http://127.0.0.1:8000/ops/statements/2026-11.supplier.S1"}},
 }
 
 
@@ -44,9 +48,11 @@ def test_logs_warnings_and_child_output_go_to_the_file_and_only_the_summary_to_t
 def test_the_summary_is_short_and_has_what_a_person_starts_from():
     lines = summary(HANDLE, ".local/run.log", ".local/stack.json")
     text = "\n".join(lines)
-    assert len(lines) <= 20, text
+    assert len(lines) <= 30, text
     for needed in ("http://127.0.0.1:8100/app/bank-a/M1001", "http://127.0.0.1:8100/app/telecom-b/T2001",
                    "135790", "local-ops-abc", "http://127.0.0.1:8000/ops/reports/operating",
-                   "http://127.0.0.1:8000/docs/openapi.json", "cmk_1", ".local/run.log", ".local/stack.json"):
+                   "http://127.0.0.1:8000/docs/openapi.json", "cmk_1", ".local/run.log", ".local/stack.json",
+                   "http://127.0.0.1:8000/ops/sign-in", "http://127.0.0.1:8000/workbench#signin=wb1",
+                   "http://127.0.0.1:8000/ops/statements/2026-11.supplier.S1"):
         assert needed in text, needed
     assert max(len(line) for line in lines) <= 120, text

@@ -274,12 +274,12 @@ def test_a_re_run_changes_nothing_and_writes_the_same_bytes(world: World, first_
     for party in w.parties + ["platform"]:
         stored = Statement.get(before[party]["statement_id"])
         assert hashlib.sha256(exports.get(stored.export_key)).hexdigest() == stored.sha256
-        computed = runs._compute(periods.parse(P1), party, list(stored.days))[0] if party != "platform" else None
+        computed = runs.compute(periods.parse(P1), party, list(stored.days))[0] if party != "platform" else None
         if computed is not None:  # recomputed from the books now: byte for byte what was exported
             assert hashlib.sha256(computed.render()).hexdigest() == stored.sha256
     assert_error(w.ops.post(f"/ops/settlement/{periods.containing(business_day(time.time()), 'monthly').period_id}"),
-                 409, "period_not_ended")
-    assert_error(w.ops.post("/ops/settlement/2026-13"), 422, "invalid_period")
+                 409, "settlement_period_not_ended")
+    assert_error(w.ops.post("/ops/settlement/2026-13"), 422, "invalid_settlement_period")
 
 
 def test_next_period_adjusts_closed_one_and_survives_a_failing_step(world: World, first_period: dict,
@@ -316,7 +316,7 @@ def test_next_period_adjusts_closed_one_and_survives_a_failing_step(world: World
     assert margin["cost"] == -cost(p["o1"])  # SA's refund is clawed back; SC's stays a platform cost
     for party in w.parties:  # the retried step wrote exactly what a clean computation gives
         stored = Statement.get(found[party]["statement_id"])
-        assert runs._compute(periods.parse(P2), party, list(stored.days))[0].render() == exports.get(stored.export_key)
+        assert runs.compute(periods.parse(P2), party, list(stored.days))[0].render() == exports.get(stored.export_key)
     assert [closed[party] == statements_of(ok(w.ops.get(f"/ops/settlement/{P1}")))[party] for party in closed] \
         == [True] * len(closed)  # the closed period did not move
     adjustment = download(ok(signed_get(w.a, f"/partner/{w.a.code}/statements/{found[f'channel.{w.a.code}']['statement_id']}")))
@@ -433,7 +433,7 @@ def test_a_losing_run_with_other_inputs_never_changes_a_recorded_export(world: W
     before = download(ok(signed_get(w.a, f"/partner/{w.a.code}/statements/{recorded['statement_id']}")))
     margin_before = exports.get(stored.margin_key)
     monkeypatch.setattr(runs.fees, "fee_for", lambda code, days: 1)  # its plan read differently: other bytes
-    statement, margin = runs._compute(period, party, list(stored.days))
+    statement, margin = runs.compute(period, party, list(stored.days))
     assert hashlib.sha256(statement.render()).hexdigest() != stored.sha256
     with pytest.raises(RuntimeError, match="closed with other content"):
         runs._record(period, party, list(stored.days), statement, margin)

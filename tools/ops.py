@@ -68,11 +68,18 @@ COMMANDS: dict[str, tuple[str, list[str], Builder]] = {
                  lambda a: ("PUT", f"/ops/channels/{a.code}/pool/{a.goods_id}", json.loads(a.body))),
     "pool-remove": ("remove goods from a sub-pool", ["code", "goods_id"],
                     lambda a: ("DELETE", f"/ops/channels/{a.code}/pool/{a.goods_id}", None)),
+    "quota": ("a channel's current quota period (what members redeem within): limit, remaining, ends", ["code"],
+              lambda a: ("GET", f"/ops/channels/{a.code}/quota", None)),
+    "quota-period-open": ("open a channel's quota period (JSON: period_id, starts_at, ends_at[, quota_points, "
+                          "shards]); not a settlement period", ["code", "body"],
+                          lambda a: ("POST", f"/ops/channels/{a.code}/periods", json.loads(a.body))),
     "losses": ("prices below settlement ops accepted", ["code"],
                lambda a: ("GET", f"/ops/channels/{a.code}/losses", None)),
-    "settle": ("start (or re-run: same statements, same bytes) a period's settlement: YYYY-MM or YYYY-Www",
-               ["period"], lambda a: ("POST", f"/ops/settlement/{a.period}", {})),
-    "settlement": ("a period's run: state, totals and every statement", ["period"],
+    "settle": ("start (or re-run: same statements, same bytes) a settlement period's run: YYYY-MM or YYYY-Www "
+               "(never a quota period such as DEMO); with no argument, list the settlement periods that can be settled",
+               ["period?"], lambda a: ("POST", f"/ops/settlement/{a.period}", {}) if a.period
+               else ("GET", "/ops/settlement", None)),
+    "settlement": ("a settlement period's run: state, totals and every statement", ["period"],
                    lambda a: ("GET", f"/ops/settlement/{a.period}", None)),
     "statement": ("one statement with its SHA-256 and a short-lived download link", ["id"],
                   lambda a: ("GET", f"/ops/statements/{a.id}", None)),

@@ -47,6 +47,8 @@ def _workbench_link(base_url: str, api_key: str) -> str:
     response = requests.post(f"{base_url}/supplier/signin-links", headers={"X-Api-Key": api_key}, timeout=30)
     response.raise_for_status()
     return response.json()["url"]
+
+
 LOG = ROOT / ".local" / "run.log"
 
 
@@ -78,15 +80,26 @@ def summary(handle: dict, log: str, handle_file: str) -> list[str]:
             label = f"{c['code']} ({c['points_mode']} points)" if i == 0 else ""
             lines.append(f"    {label:<26}{member}  {link}")
     lines += ["",
-              f"  Ops       token {handle['ops_token']}   (Bearer, local stack only)",
-              f"            report {base}/ops/reports/operating   CLI .venv/bin/python -m tools.ops --help",
+              f"  Ops       sign in {base}/ops/sign-in with the token {handle['ops_token']} (local stack only),",
+              f"            then {base}/ops/home   report {base}/ops/reports/operating",
+              "            CLI .venv/bin/python -m tools.ops --help   (settle: the settlement periods that can run)",
               f"  Channels  API {base}/docs/openapi.json   guide {base}/ops/channels/<code>/guide",
               f"            reference back end {handle['reference_channel']['url']}/",
               "  Suppliers"]
     for s in handle["suppliers"]:
         lines += [f"    {s['id']}  {s['name']}  X-Api-Key {s['api_key']}",
                   f"      workbench (sign-in link, once, within 15 min): {s['workbench_link']}"]
+    settled = handle["settled"]
+    lines += ["", f"  Last month ({settled['period_id']}) settled at start: statements (ops, after signing in)"]
+    lines += [f"    {party:<30}{link}" for party, link in settled["statements"].items()]
+    lines += ["    the running month, provisional: GET /partner/<code>/statements/current (signed), "
+              "GET /supplier/statements/current"]
     return lines
+def statement_links(base_url: str, shown) -> dict[str, str]:
+    """The ops pages of last month's statements: each demo channel's and each demo supplier's."""
+    parties = [f"channel.{c['code']}" for c in shown.seeded.channels] + [
+        f"supplier.{s['id']}" for s in shown.seeded.suppliers]
+    return {party: f"{base_url}/ops/statements/{shown.settled}.{party}" for party in parties}
 
 
 def main() -> None:
@@ -135,6 +148,7 @@ def start() -> tuple[LocalSystem, "ReferenceChannel", dict]:
         "suppliers": [{"id": s["id"], "name": s["name"], "api_key": s["api_key"],
                        "workbench_link": _workbench_link(system.base_url, s["api_key"])} for s in shown.seeded.suppliers],
         "payment_password": shown.password,
+        "settled": {"period_id": shown.settled, "statements": statement_links(system.base_url, shown)},
         "reference_channel": {"url": reference.url, "state": f"{reference.url}/state.json"},
         "dynamodb_endpoint": system.dynamodb.endpoint,
         "s3_endpoint": system.moto.endpoint,

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import requests
 
 from chalicelib.channels import channels, pools
 from chalicelib.core.schemas import ChannelCreate, GoodsDraft, PoolPricing, SupplierApplication
+from chalicelib.core.clock import business_day
+from chalicelib.settlement import books, periods
+from chalicelib.settlement.models import BookEntry, SettlementPeriod
 from chalicelib.supply import goods, suppliers
 from tools.demo_images import tile
 from tools.reference_channel import ReferenceChannel
@@ -169,10 +173,11 @@ class Demo:
     reference: ReferenceChannel
     password: str = DEMO_PASSWORD
     period_ends_at: int = 0
+    settled: str = ""  # the settlement period the demo's history was settled in (``history``)
 
 
 def _ok(response: requests.Response, what: str) -> dict:
-    if response.status_code not in (200, 201):
+    if response.status_code not in (200, 201, 202):
         raise RuntimeError(f"{what}: {response.status_code} {response.text}")
     return response.json()
 
@@ -203,4 +208,120 @@ def demo(base_url: str, ops_token: str, reference_port: int = 0) -> Demo:
         if not remote:
             for member in channel["members"]:
                 _ok(reference.grant(code, member, f"demo-{member}", DEMO_POINTS, ends_at), f"grant {member}")
-    return Demo(seeded, reference, period_ends_at=ends_at)
+    month = history_month(now)
+    backdate(history(base_url, seeded, reference), month, now)
+    settle(base_url, ops, month.period_id)
+    return Demo(seeded, reference, period_ends_at=ends_at, settled=month.period_id)
+
+
+# --- last month's history, settled at start --------------------------------------------------------------
+
+# Who makes the history (the first member of each channel keeps its whole balance for a person to spend),
+# and which goods: (catalogue index, qty, what happens to the parcel), one of each supplier per channel.
+HISTORY_MEMBERS = {"bank-a": "M1002", "telecom-b": "T2002"}
+HISTORY = {"bank-a": [(0, 2, "shipped"), (6, 1, "refunded"), (3, 1, "cancelled"), (7, 1, "shipped")],
+           "telecom-b": [(4, 1, "shipped"), (9, 2, "refunded"), (5, 1, "cancelled"), (10, 1, "shipped")]}
+# Where each kind of book entry lands in last month (day of month): bought, shipped, given back.
+HISTORY_DAYS = {books.BILLED: 8, books.PAYABLE: 10, books.RETURNED: 15, books.REFUNDED: 15}
+
+
+def history_month(now: float) -> periods.Period:
+    """The month the history goes to: the latest one that may be settled now and has no run yet — last month on
+    a fresh ``make run`` (the month before in last month's first hour after it ended). A month already run (the
+    schedule starts each month that ended within the last week) has closed statements, which never change."""
+    month = periods.containing(business_day(now), periods.MONTHLY)
+    while not month.settleable(now) or SettlementPeriod.count(month.period_id):
+        month = periods.containing((month.first_day - timedelta(days=1)).isoformat(), periods.MONTHLY)
+    return month
+
+
+def _session(base_url: str, reference: ReferenceChannel, code: str, member: str) -> requests.Session:
+    """The member in the store, entered as the channel app's tile does (the session cookie kept)."""
+    member_session = requests.Session()
+    entered = member_session.get(reference.open_store_link(code, member), allow_redirects=False, timeout=30)
+    if entered.status_code != 302:
+        raise RuntimeError(f"{member} could not enter {code}: {entered.status_code} {entered.text}")
+    return member_session
+
+
+def _parcel(base_url: str, member: requests.Session, code: str, order_id: str, state: str | None = None) -> dict:
+    """The order's one parcel once split (and, with ``state``, once it reached it)."""
+    deadline = time.monotonic() + 60
+    while True:
+        view = _ok(member.get(f"{base_url}/api/{code}/orders/{order_id}", timeout=30), f"order {order_id}")
+        found = view.get("parcels") or []
+        if found and (state is None or found[0]["state"] == state):
+            return found[0]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"order {order_id}: no parcel {state or 'split'} within 60 s: {view}")
+        time.sleep(0.05)
+
+
+def history(base_url: str, seeded: Seeded, reference: ReferenceChannel) -> list[str]:
+    """Orders, shipments, a cancel and a refund per demo channel, made through the API as members and suppliers
+    make them; the parties whose books they wrote."""
+    keys = {s["id"]: s["api_key"] for s in seeded.suppliers}
+    owner = {goods_id: seeded.suppliers[i // 6]["id"] for i, goods_id in enumerate(seeded.goods_ids)}
+    parties = set()
+    for channel in seeded.channels:
+        code = channel["code"]
+        member = _session(base_url, reference, code, HISTORY_MEMBERS[code])
+        for n, (index, qty, fate) in enumerate(HISTORY[code]):
+            goods_id = seeded.goods_ids[index]
+            sku_id = sorted(goods.skus_of(goods.get(goods_id)))[0]
+            order = _ok(member.post(f"{base_url}/api/{code}/orders", timeout=60,
+                                    headers={"Idempotency-Key": f"demo-history-{code}-{n}"},
+                                    json={"lines": [{"goods_id": goods_id, "sku_id": sku_id, "qty": qty}],
+                                          "password": DEMO_PASSWORD}), f"history order in {code}")
+            parcel_id = _parcel(base_url, member, code, order["order_id"])["parcel_id"]
+            supplier = {"X-Api-Key": keys[owner[goods_id]]}
+            if fate == "cancelled":
+                _ok(member.post(f"{base_url}/api/{code}/parcels/{parcel_id}/cancel", timeout=60), "cancel")
+                _parcel(base_url, member, code, order["order_id"], "cancelled")
+                continue
+            _ok(requests.post(f"{base_url}/supplier/parcels/{parcel_id}/ship", headers=supplier, timeout=30,
+                              json={"carrier": "SF Express", "tracking_no": f"SF{n}{code[0].upper()}0001"}), "ship")
+            parties.add(f"supplier.{owner[goods_id]}")
+            if fate == "refunded":
+                asked = _ok(member.post(f"{base_url}/api/{code}/parcels/{parcel_id}/refund-requests", timeout=30,
+                                        json={"reason": "arrived damaged"}), "refund request")
+                _ok(requests.post(f"{base_url}/supplier/refunds/{asked['refund_id']}/approve", headers=supplier,
+                                  timeout=60, json={}), "refund approval")
+                _parcel(base_url, member, code, order["order_id"], "refunded")
+        parties.add(f"channel.{code}")
+    return sorted(parties)
+
+
+def backdate(parties: list[str], month: periods.Period, since: float) -> int:
+    """The one backdating, local seeding only (never an API): the book entries ``history`` wrote today are moved
+    to days of ``month`` (``HISTORY_DAYS``), as if they had happened then, straight in the local table. Orders and
+    parcels keep their real times; settlement reads only the books."""
+    moved = 0
+    for party in parties:
+        for event in books.CHANNEL_EVENTS if party.startswith("channel.") else books.SUPPLIER_EVENTS:
+            to_day = f"{month.period_id}-{HISTORY_DAYS[event]:02d}"
+            for today, shard in ((d, s) for d in {business_day(since), business_day(time.time())}
+                                 for s in range(books.SHARDS)):
+                for entry in list(BookEntry.query(books.book(event, party, today, shard),
+                                                  BookEntry.entry.between(today, today + "#~"))):
+                    BookEntry(books.book(event, party, to_day, shard), f"{to_day}#{entry.parcel_id}",
+                              parcel_id=entry.parcel_id, order_id=entry.order_id, lines=entry.lines,
+                              points_per_yuan=entry.points_per_yuan, after_shipment=entry.after_shipment,
+                              borne_by=entry.borne_by,
+                              billed_day=f"{month.period_id}-{HISTORY_DAYS[books.BILLED]:02d}"
+                              if entry.billed_day else None).save()
+                    entry.delete()
+                    moved += 1
+    return moved
+
+
+def settle(base_url: str, ops: requests.Session, period_id: str) -> dict:
+    """Start the settlement period's run (the state machine) and wait until it is settled; the run as ops see it."""
+    _ok(ops.post(f"{base_url}/ops/settlement/{period_id}", timeout=30, json={}), f"settle {period_id}")
+    deadline = time.monotonic() + 180
+    while (run := ops.get(f"{base_url}/ops/settlement/{period_id}", timeout=30)).status_code != 200 or \
+            run.json()["state"] != "settled":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"settlement of {period_id} did not finish within 180 s: {run.text}")
+        time.sleep(0.2)
+    return run.json()

@@ -4,13 +4,12 @@ supplier's API key, a member's session, a channel's signed server (a sandbox's c
 Every route asks one of these before it calls its area; the areas themselves never see a request."""
 from __future__ import annotations
 
-import hmac
 from urllib.parse import unquote
 
 from chalice.app import Request
 
 from chalicelib.billing import billing
-from chalicelib.callers import entry
+from chalicelib.callers import entry, ops_sessions
 from chalicelib.channels.models import Channel
 from chalicelib.channels.signing import HEADER_FIELDS, body_sha256, encode, pairs_of, unique_params
 from chalicelib.core import cache, config, web
@@ -22,11 +21,16 @@ from chalicelib.supply.models import Supplier
 
 
 def ops_actor(request: Request) -> str:
-    """Who is acting as ops: the IAM caller in AWS, the local-only token on the local stack."""
+    """Who is acting as ops: the IAM caller in AWS; on the local stack the local-only token, or a browser signed
+    in with it (``ops_sessions``: reads with the session cookie, state changes only with its CSRF token too)."""
     if config.IS_LOCAL:
-        token = web.bearer(request)
-        if not (config.LOCAL_OPS_TOKEN and token and hmac.compare_digest(token, config.LOCAL_OPS_TOKEN)):
-            raise Unauthorized("ops_auth_required", "ops routes need the local ops token as a Bearer token")
+        token, signed_in = web.bearer(request), web.cookie(request, ops_sessions.COOKIE)
+        if token is None and signed_in:
+            session = ops_sessions.admit(signed_in, request.method, request.headers.get(ops_sessions.CSRF_HEADER))
+            return f"ops:local:{session.session_id}"
+        if not ops_sessions.token_matches(token):
+            raise Unauthorized("ops_auth_required", "ops routes need the local ops token as a Bearer token "
+                                                    "(or a browser signed in at /ops/sign-in)")
         return "ops:local"
     identity = (request.context or {}).get("identity") or {}
     caller = identity.get("userArn") or identity.get("caller")

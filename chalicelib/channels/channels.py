@@ -171,7 +171,7 @@ def open_period(code: str, period_id: str, starts_at: int, ends_at: int, quota_p
     if period_id == channel.current_period:
         # The transaction below would put and update the same shard items, which DynamoDB refuses outright
         # (ValidationException), so this case never reaches it; any other existing id fails the put's condition.
-        raise Conflict("period_exists", f"channel {code} already has period {period_id}", "period_id")
+        raise Conflict("period_exists", f"channel {code} already has quota period {period_id}", "period_id")
     limit = int(channel.redemption_quota) if quota_points is None else quota_points
     selling = channel.status == ACTIVE
     version = quotas.pricing_version(channel)  # the new shards carry it; the channel's condition below keeps it current
@@ -201,7 +201,7 @@ def open_period(code: str, period_id: str, starts_at: int, ends_at: int, quota_p
     except Refused as refused:
         if "channel" in refused.labels:
             raise Conflict("concurrent_update", f"channel {code} changed meanwhile; retry") from None
-        raise Conflict("period_exists", f"channel {code} already has period {period_id}", "period_id") from None
+        raise Conflict("period_exists", f"channel {code} already has quota period {period_id}", "period_id") from None
     return quotas.Period(code, period_id, items)
 
 

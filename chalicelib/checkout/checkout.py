@@ -250,7 +250,7 @@ def _not_selling(channel: Channel) -> DomainError:
     """The period's shards stopped selling: the channel was suspended, or a new period replaced this one."""
     if channels.get(channel.code).status != channels.ACTIVE:
         return Forbidden("channel_suspended", f"channel {channel.code} is suspended")
-    return Conflict("period_ended", "the settlement period changed; try again")
+    return Conflict("period_ended", "the quota period changed; try again")
 
 
 def _goods_refusal(goods_ids: list[str], lines: list[PricedLine], items: dict[str, PoolItem]) -> DomainError:
@@ -273,13 +273,13 @@ def _refusal(refused: Refused, channel: Channel, quota: quotas.Period, now: floa
     labels = refused.labels
     if any(l.startswith("quota:") for l in labels):
         if now >= int(quota.ends_at) or now < int(quota.starts_at):
-            return Conflict("period_ended", "the channel's redemption period is not open")
+            return Conflict("period_ended", "the channel's quota period is not open")
         return Conflict("quota_exhausted", "the channel's redemption quota is used up")
     if "wallet" in labels:
         return Conflict("insufficient_points", "not enough unexpired points")
     if "member_cap" in labels:
         cap = int(channel.member_points_cap)
-        return Conflict("member_cap_exceeded", f"a member may redeem at most {cap} points per period")
+        return Conflict("member_cap_exceeded", f"a member may redeem at most {cap} points per quota period")
     if "otp" in labels:
         return Conflict("otp_used", "this code was already used; request a new one")
     goods_ids = sorted({l.split(":")[1] for l in labels if l.startswith("stock:")})  # stock:{goods}[:{sku}]
@@ -360,7 +360,7 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
         if not quota.selling:
             raise _not_selling(channel)
         if not int(quota.starts_at) <= now_ < int(quota.ends_at):
-            raise Conflict("period_ended", "the channel's redemption period is not open")
+            raise Conflict("period_ended", "the channel's quota period is not open")
         priced, found, items = _price(channel, lines, reads)
         # A flash-sale line: its sale's price, and its allotment instead of stock (refusals: ``offers.offer``).
         if offer is not None:
@@ -372,7 +372,7 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
         # conditions below (period, lot expiry) must not be judged on a time that went stale while reading.
         now_ = time.time() if now is None else now
         if not int(quota.starts_at) <= now_ < int(quota.ends_at):
-            raise Conflict("period_ended", "the channel's redemption period is not open")
+            raise Conflict("period_ended", "the channel's quota period is not open")
         order = _order(order_id, channel, member, quota.period_id, priced, request_hash)
         order.created_at = order.updated_at = now_iso(now_)
         order.address = address
@@ -499,7 +499,7 @@ def _count_redemption(tx: LabelledTransaction, channel: Channel, member: Member,
     counter item per member and period, raised in the order's transaction only while it stays within the cap."""
     cap = int(channel.member_points_cap)
     if points > cap:
-        raise Conflict("member_cap_exceeded", f"a member may redeem at most {cap} points per period")
+        raise Conflict("member_cap_exceeded", f"a member may redeem at most {cap} points per quota period")
     tx.update("member_cap", MemberRedemption(member.member_id, period_id), [MemberRedemption.redeemed.add(points)],
               condition=MemberRedemption.redeemed.does_not_exist() | (MemberRedemption.redeemed <= cap - points))
 

@@ -147,13 +147,13 @@ def get(code: str, period_id: str) -> Period:
         if shard is not None:
             found[shard] = item
     if 0 not in found:
-        raise NotFound("period_not_found", f"channel {code} has no period {period_id}")
+        raise NotFound("period_not_found", f"channel {code} has no quota period {period_id}")
     return Period(code, period_id, dict(sorted(found.items())))
 
 
 def current(channel: Channel) -> Period:
     if not channel.current_period:
-        raise Conflict("period_not_open", f"channel {channel.code} has no open settlement period")
+        raise Conflict("period_not_open", f"channel {channel.code} has no open quota period")
     return get(channel.code, channel.current_period)
 
 
@@ -181,7 +181,7 @@ def raise_quota(code: str, period_id: str, points: int, actor: str) -> Period:
     try:
         commit_retrying(build)
     except Refused:
-        raise Conflict("period_ended", f"period {period_id} has ended; open a new one") from None
+        raise Conflict("period_ended", f"quota period {period_id} has ended; open a new one") from None
     return get(code, period_id)
 
 

@@ -68,7 +68,7 @@ def grant(channel: Channel, external_id: str, grant_id: str, points: int, expire
     quota = quotas.current(channel)
     if expires_at > int(quota.ends_at):
         raise Unprocessable("expiry_after_period_end",
-                            f"points must expire by the period end {int(quota.ends_at)}", "expires_at")
+                            f"points must expire by the quota period's end {int(quota.ends_at)}", "expires_at")
     if expires_at <= now:
         raise Unprocessable("validation_error", "expires_at must be in the future", "expires_at")
     cap = int(channel.member_points_cap)
@@ -98,7 +98,7 @@ def grant(channel: Channel, external_id: str, grant_id: str, points: int, expire
                 pass
             if spendable(lots, now) > cap - points:  # both limits bind: the member's cap is named, as before
                 raise over_cap
-            raise Conflict("grant_quota_exhausted", "grants would exceed the channel's quota for this period")
+            raise Conflict("grant_quota_exhausted", "grants would exceed the channel's quota for this quota period")
         if spendable(lots, now) > cap - points:
             raise over_cap
         tx = LabelledTransaction()

@@ -40,6 +40,8 @@ class Routes:
                         body=result, status_code=status, headers=web.JSON)
                 except DomainError as error:
                     count("ClientErrors")
+                    if ops and error.status == 401 and web.opens_sign_in(self.request):
+                        return web.to_sign_in(self.request)
                     return web.error_response(error)
                 except Exception:
                     logger.exception("unhandled error", extra={"path": path})

@@ -112,6 +112,23 @@ def bearer(request: Request) -> str | None:
 
 
 
+def opens_sign_in(request: Request) -> bool:
+    """A browser on the local stack opening an ops page without a (valid) session: sent to sign in, not a 401."""
+    return config.IS_LOCAL and request.method == "GET" and wants_html(request) and bearer(request) is None
+
+
+def to_sign_in(request: Request) -> Response:
+    """303 to the sign-in page, which comes back here (this path, its parameters and query) once signed in."""
+    from urllib.parse import quote, urlencode
+
+    path = request.path
+    for name, value in (request.uri_params or {}).items():
+        path = path.replace("{" + name + "}", quote(value, safe=""))
+    here = path + (f"?{urlencode(request.query_params)}" if request.query_params else "")
+    return Response(body="", status_code=303, headers={"Location": f"/ops/sign-in?next={quote(here, safe='')}",
+                                                        "Cache-Control": "no-store"})
+
+
 # What ``function_url`` puts in ``requestContext.stage``, as a function URL's payload 2.0 has it.
 FUNCTION_URL_STAGE = "$default"
 
@@ -145,6 +162,14 @@ def chalice_error_to_contract(response: Response) -> Response:
         response.headers.update(JSON)
     return response
 
+
+def cookie(request: Request, wanted: str) -> str | None:
+    """The value of the cookie named ``wanted``, if the request carries it."""
+    for part in (request.headers.get("cookie") or "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == wanted:
+            return value
+    return None
 
 
 def wants_html(request: Request) -> bool:

@@ -10,7 +10,8 @@ from chalicelib.channels import channels
 from chalicelib.core import web
 from chalicelib.core.errors import PayloadTooLarge
 from chalicelib.core.routing import Routes
-from chalicelib.settlement import books, exports, invariants, ledgers, operating, runs
+from chalicelib.settlement import books, exports, invariants, ledgers, operating, provisional, runs, statement_page
+from chalicelib.settlement.models import Statement
 
 routes = Routes(__name__)
 route = routes.json
@@ -114,6 +115,13 @@ def partner_statements(code: str) -> dict:
     return {"statements": exports.list_party(f"channel.{channel.code}")}
 
 
+@route("/partner/{code}/statements/current")
+def partner_statement_current(code: str) -> dict:
+    """The running period's provisional statement (never exported, never a statement to pay by)."""
+    channel = partner_channel(req(), code)
+    return provisional.current(f"channel.{channel.code}")
+
+
 @route("/partner/{code}/statements/{statement_id}")
 def partner_statement(code: str, statement_id: str) -> dict:
     channel = partner_channel(req(), code)
@@ -125,9 +133,22 @@ def supplier_statements() -> dict:
     return {"statements": exports.list_party(f"supplier.{supplier_of(req()).supplier_id}")}
 
 
+@route("/supplier/statements/current")
+def supplier_statement_current() -> dict:
+    """The supplier's running month, provisional (never exported, never a statement to pay by)."""
+    return provisional.current(f"supplier.{supplier_of(req()).supplier_id}")
+
+
 @route("/supplier/statements/{statement_id}")
 def supplier_statement(statement_id: str) -> dict:
     return exports.fetch(f"supplier.{supplier_of(req()).supplier_id}", statement_id)
+
+
+@route("/ops/settlement", ops=True)
+def ops_settleable() -> dict:
+    """The settlement periods that may be settled now (the last two months' months and weeks), with their state."""
+    ops_actor(req())
+    return {"periods": runs.settleable()}
 
 
 @route("/ops/settlement/{period_id}", methods=("POST",), ops=True, status=202)
@@ -142,9 +163,15 @@ def ops_settlement(period_id: str) -> dict:
 
 
 @route("/ops/statements/{statement_id}", ops=True)
-def ops_statement(statement_id: str) -> dict:
+def ops_statement(statement_id: str) -> dict | Response:
+    """The statement with its download link; a browser gets it as a page, its lines read from the export."""
     ops_actor(req())
-    return exports.fetch_any(statement_id)
+    shown = exports.fetch_any(statement_id)
+    if web.wants_html(req()):
+        page = statement_page.html(Statement.get(statement_id))
+        return Response(body=page, status_code=200, headers={"Content-Type": "text/html; charset=utf-8",
+                                                             "Cache-Control": "no-store"})
+    return shown
 
 
 @route("/ops/suppliers/{supplier_id}/refunds-borne-by", methods=("PUT",), ops=True)

@@ -83,6 +83,12 @@ RESPONSES: dict[str, Json] = {
                       "sha256": STR, "bytes": INT, "created_at": STR, "download_url": STR, "expires_in": INT},
                      "statement_id", "period_id", "totals", "sha256"),
     "StatementList": obj({"statements": arr(ref("Statement"))}, "statements"),
+    "ProvisionalStatement": obj({"provisional": {"const": True}, "period_id": STR, "party": STR,
+                                 "first_day": nullable("string"), "last_day": nullable("string"),
+                                 "columns": arr(STR), "lines": arr(ANY_OBJECT),
+                                 "totals": {"type": "object", "additionalProperties": INT}, "note": STR,
+                                 "as_of": INT},
+                                "provisional", "period_id", "party", "columns", "lines", "totals", "as_of"),
     "SignInLink": obj({"url": {"type": "string", "description": "open it in a browser: `{base}/workbench#signin=…`"},
                        "supplier_id": STR, "expires_in": INT, "expires_at": STR},
                       "url", "supplier_id", "expires_in", "expires_at"),
@@ -173,6 +179,11 @@ OPERATIONS: tuple[Op, ...] = (
     # statements
     Op("GET", "/supplier/statements", "Statements", "Your settlement statements per period",
        response="StatementList"),
+    Op("GET", "/supplier/statements/current", "Statements", "The running month's provisional statement",
+       response="ProvisionalStatement",
+       description="What your statement for the running month would hold if it closed now: the same lines and "
+                   "totals, by the same rules as the final one. Marked `provisional`: no export, no download link, "
+                   "never paid by; the final statement comes after the month ends."),
     Op("GET", "/supplier/statements/{statement_id}", "Statements", "One statement with its download link",
        response="Statement"),
     Op("GET", DOCUMENT, "Docs", "This document", PUBLIC),

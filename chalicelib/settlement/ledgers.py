@@ -65,7 +65,7 @@ def period_of(period_id: str, now: float | None = None) -> periods.Period:
     except ValueError as exc:
         raise Unprocessable("invalid_period", str(exc), "period_id") from None
     if period.starts_at > (time.time() if now is None else now):
-        raise Unprocessable("period_not_started", f"period {period_id} has not begun", "period_id")
+        raise Unprocessable("period_not_started", f"settlement period {period_id} has not begun", "period_id")
     return period
 
 

@@ -74,7 +74,8 @@ def parse(period_id: str) -> Period:
         except ValueError:  # week 53 of a year that has 52
             raise ValueError(f"no ISO week {period_id}") from None
         return Period(period_id, WEEKLY, first, first + timedelta(days=6))
-    raise ValueError(f"a period is YYYY-MM or YYYY-Www, not {period_id!r}")
+    raise ValueError(f"a settlement period is YYYY-MM or YYYY-Www, not {period_id!r} (a quota period, like "
+                     f"DEMO, is never settled by its name: settlement goes by calendar month or ISO week)")
 
 
 def containing(day: str, kind: str) -> Period:

@@ -62,7 +62,7 @@ def period_of(period_id: str) -> Period:
     try:
         return periods.parse(period_id)
     except ValueError as error:
-        raise Unprocessable("invalid_period", str(error), "period_id") from None
+        raise Unprocessable("invalid_settlement_period", str(error), "period_id") from None
 
 
 def statement_id(period_id: str, party: str) -> str:
@@ -112,8 +112,8 @@ def freeze(period_id: str, now: float | None = None) -> dict:
     """Fix the period's parties (first run) or read them back (any later run); the Map reads the pages file."""
     period = period_of(period_id)
     if not period.settleable(time.time() if now is None else now):
-        raise Conflict("period_not_ended", f"period {period_id} can be settled from "
-                                           f"{periods.SETTLE_AFTER_SECONDS // 60} minutes after its end")
+        raise Conflict("settlement_period_not_ended", f"settlement period {period_id} can be settled from "
+                                                      f"{periods.SETTLE_AFTER_SECONDS // 60} minutes after its end")
     try:
         item = SettlementPeriod.get(period_id, consistent_read=True)
     except DoesNotExist:
@@ -194,8 +194,8 @@ def claim_days(party: str, period: Period, sid: str, days: list[str] | None = No
     return [key.rsplit("#", 1)[1] for key in keys if owner[key] == sid]
 
 
-def _compute(period: Period, party: str, days: list[str]
-             ) -> tuple[statements.Statement, statements.ChannelMargin | None]:
+def compute(period: Period, party: str, days: list[str]
+            ) -> tuple[statements.Statement, statements.ChannelMargin | None]:
     """The party's statement over ``days`` from the books, and for a channel its part of the platform margin."""
     first = days[0] if days else period.first_day.isoformat()
     if party.startswith("channel."):
@@ -216,7 +216,7 @@ def settle_party(period: Period, party: str) -> Statement:
     if existing is not None:
         return existing
     days = claim_days(party, period, sid, party_days(party, period))
-    return _record(period, party, days, *_compute(period, party, days))
+    return _record(period, party, days, *compute(period, party, days))
 
 
 def _statement(sid: str) -> Statement | None:
@@ -331,8 +331,8 @@ def start(period_id: str, actor: str, now: float | None = None) -> dict:
     """Ops start (or re-run) a period's settlement: a re-run writes no statement twice and changes none."""
     period = period_of(period_id)
     if not period.settleable(time.time() if now is None else now):
-        raise Conflict("period_not_ended", f"period {period_id} has not ended (or ended less than "
-                                           f"{periods.SETTLE_AFTER_SECONDS // 60} minutes ago)")
+        raise Conflict("settlement_period_not_ended", f"settlement period {period_id} has not ended (or ended "
+                                                      f"less than {periods.SETTLE_AFTER_SECONDS // 60} minutes ago)")
     arn = _start(period_id, f"settle-{period_id}-{int(time.time())}-{secrets.token_hex(3)}")
     audit.row(f"settlement#{period_id}", actor, "settlement_started", "execution", None, arn).save()
     return {"period_id": period_id, "execution_arn": arn}
@@ -353,6 +353,17 @@ def start_due(now: float | None = None) -> list[str]:
     if started:
         logger.info("settlement started", extra={"periods": started})
     return started
+
+
+def settleable(now: float | None = None, days: int = 62) -> list[dict]:
+    """Ops: the settlement periods (months and ISO weeks) that ended within the last ``days`` days and may be
+    settled now, newest first, each with its run's state (``not_started``, ``freezing`` or ``settled``)."""
+    found = periods.recently_settleable(time.time() if now is None else now, days)
+    known = {p.period_id: p for p in SettlementPeriod.batch_get([p.period_id for p in found])} if found else {}
+    return [{"period_id": p.period_id, "kind": p.kind, "first_day": p.first_day.isoformat(),
+             "last_day": p.last_day.isoformat(),
+             "state": known[p.period_id].state if p.period_id in known else "not_started"}
+            for p in reversed(found)]
 
 
 def view(period_id: str) -> dict:

@@ -304,6 +304,17 @@ def blocks(channel: Channel, base_url: str, now: float | None = None) -> list[Bl
                                       if not (op.path.endswith("/grants") and channel.points_mode != "hosted"))),
         Para("The store's member API (`/api/{code}/…`, session from the entry link) is used by the H5 store; your "
              "app needs nothing but the entry link."),
+        Para("**Two kinds of period, never one word for both.** A *quota period* is what ops open for your channel "
+             "(`POST /ops/channels/{code}/periods`, named by ops, e.g. `DEMO` or `2026Q1`): it bounds your members' "
+             "redemptions and the points you grant, and the codes `period_ended`, `period_not_open`, "
+             "`period_not_found` and `expiry_after_period_end` (kept under their contract v2 names) are about it. A "
+             "*settlement period* is a calendar month `YYYY-MM` (or an ISO week `YYYY-Www` if your channel settles "
+             "weekly): your statements, ledgers and reconciliations are per settlement period, and `invalid_period` "
+             "and `period_not_started` on the ledger routes (also kept) are about it. "
+             f"`GET /partner/{code}/statements/current` shows the running settlement period's **provisional** "
+             "statement: the lines and totals your statement would have if the period closed now, computed by the "
+             "same rules; it is never exported and never paid by. The final statement "
+             f"(`GET /partner/{code}/statements`) comes after the period ends."),
         Heading(2, "5. Signing, a worked example"),
         Para(openapi.SIGNING),
     ]

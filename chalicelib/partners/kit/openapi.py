@@ -156,6 +156,12 @@ RESPONSES: dict[str, Json] = {
                       "sha256": STR, "bytes": INT, "created_at": STR, "download_url": STR, "expires_in": INT},
                      "statement_id", "period_id", "totals", "sha256"),
     "StatementList": obj({"statements": arr(ref("Statement"))}, "statements"),
+    "ProvisionalStatement": obj({"provisional": {"const": True}, "period_id": STR, "party": STR,
+                                 "first_day": nullable("string"), "last_day": nullable("string"),
+                                 "columns": arr(STR), "lines": arr(ANY_OBJECT),
+                                 "totals": {"type": "object", "additionalProperties": INT}, "note": STR,
+                                 "as_of": INT},
+                                "provisional", "period_id", "party", "columns", "lines", "totals", "as_of"),
     "LedgerTaken": obj({"result_id": STR, "period_id": STR, "rows": INT, "counts": ANY_OBJECT,
                         "totals": ANY_OBJECT, "created": BOOL}, "result_id", "period_id", "created"),
     "UploadLink": obj({"upload_id": STR, "url": STR, "fields": {"type": "object", "additionalProperties": STR},
@@ -300,6 +306,13 @@ OPERATIONS: tuple[Op, ...] = (
     Op("GET", "/partner/{code}/statements", "Partner API", "Your settlement statements", SIGNED, "StatementList"),
     Op("GET", "/partner/{code}/statements/{statement_id}", "Partner API", "One statement with its download link",
        SIGNED, "Statement"),
+    Op("GET", "/partner/{code}/statements/current", "Partner API",
+       "The running settlement period's provisional statement", SIGNED, "ProvisionalStatement",
+       description="What your statement for the running settlement period (a calendar month, or an ISO week for a "
+                   "weekly channel) would hold if the period closed now: the same lines (`columns` name each line's "
+                   "fields) and totals, `amount_due` included, computed by the same rules as the final statement. "
+                   "Marked `provisional`: it is not a statement, has no export and no download link, and is never "
+                   "paid by; the final statement comes after the period ends."),
     # integration help
     Op("POST", "/sandbox/{code}/signature-check", "Sandbox", "Why does my signature fail? (sandbox channels only)",
        PUBLIC, "SignatureCheckResult", body="SignatureCheck",
