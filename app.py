@@ -22,11 +22,14 @@ from chalicelib.routes import kit as kit_routes
 from chalicelib.routes import members as member_routes
 from chalicelib.routes import orders as order_routes
 from chalicelib.routes import partners as partner_routes
+from chalicelib.routes import sales as sale_routes
 from chalicelib.routes import settlement as settlement_routes
 from chalicelib.routes import supply as supply_routes
 from chalicelib.routes import workbench as workbench_routes
 from chalicelib.routes import widgets as console_widgets
 from chalicelib.settlement import invariants, ledgers, runs
+from chalicelib.sales import sales
+from chalicelib.sales import starts as sale_starts
 from chalicelib.supply import imports
 
 app = Chalice(app_name="channel-mall")
@@ -45,7 +48,7 @@ def error_contract(event: Any, get_response: Callable) -> Response:
 
 # --- HTTP routes, one Blueprint per business area ----------------------------------------------------
 for area in (supply_routes, channel_routes, member_routes, checkout_routes, order_routes, partner_routes,
-             settlement_routes, kit_routes, workbench_routes, console_routes):
+             settlement_routes, kit_routes, workbench_routes, console_routes, sale_routes):
     app.register_blueprint(area.routes.blueprint)
 
 
@@ -110,6 +113,13 @@ def resolve_refunds(event) -> dict:
     outcome = refunds.sweep()
     logger.info("refunds resolved", extra={"outcome": outcome})
     return outcome
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="sale_sweep")
+def sale_sweep(event) -> dict:
+    """Flash sales: paid sale orders' fulfilment started from the buffer at a rate the account holds, and ended
+    sales' unsold allotment back to the SKUs' stock, once."""
+    return {"started": sale_starts.drain(), "closed": sales.sweep()}
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="deliver_webhooks")

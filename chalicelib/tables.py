@@ -19,6 +19,7 @@ from chalicelib.partners.models import OutboxEvent, ParkedRecord, PartnerBreaker
 from chalicelib.settlement.models import (
     AuditRun, BookEntry, LedgerUpload, Reconciliation, SettledDay, SettlementPeriod, Statement,
 )
+from chalicelib.sales.models import Sale, SaleBuyer, SaleShard
 from chalicelib.supply.models import (
     Goods, Stock, Supplier, SupplierKey, SupplierSession, SupplierSignInLink, Upload,
 )
@@ -28,7 +29,7 @@ ALL_MODELS: tuple[type[Model], ...] = (
     Wallet, Grant, MemberRedemption, Order, PaymentGuard, RateCounter, OutboxEvent, Cart, Parcel, Refund,
     PartnerBreaker, PartnerStats, ChannelDay, MeterMark, ParkedRecord, BillingPlan, PrepaidAccount, PrepaidEntry,
     BookEntry, SettledDay, SettlementPeriod, Statement, LedgerUpload, Reconciliation, AuditRun, SandboxCall,
-    SupplierSignInLink, SupplierSession,
+    SupplierSignInLink, SupplierSession, Sale, SaleShard, SaleBuyer,
 )
 
 

@@ -31,6 +31,7 @@ from chalicelib.settlement.models import (
     LedgerUpload,
     Reconciliation,
 )
+from chalicelib.sales.models import Sale, SaleBuyer, SaleShard
 from chalicelib.supply.models import Goods, Stock, Upload, Supplier
 from chalicelib.tables import ALL_MODELS
 from infra.state_machines import (
@@ -594,7 +595,7 @@ def monitoring_resources(stage: str, chalice: Json) -> dict[str, Json]:
     def per_function(metric: str) -> list[list[str]]:
         return [["AWS/Lambda", metric, "FunctionName", f"${{{f}}}"]
                 for f in (*FUNCTIONS, *SETTLE_FUNCTIONS.values(), START_SETTLEMENTS, LEDGER_FUNCTION,
-                          AUDIT_FUNCTION, RETRY_FUNCTION, WIDGETS_FUNCTION)]
+                          AUDIT_FUNCTION, RETRY_FUNCTION, WIDGETS_FUNCTION, CLOSE_SALES)]
 
     def by_channel(metric: str, stat: str, dimensions: str = "channel,service") -> list[list[Json]]:
         """``metering.metric``: one metric per channel (and reason), found by a search."""
@@ -657,6 +658,7 @@ def build_merge_template(stage: str = "prod") -> Json:
     resources |= reconciliation_resources(stage, chalice, resources)
     resources |= refund_retry_resources(stage, resources)
     resources |= ops_widget_resources(stage, resources)
+    resources |= sales_resources(stage, resources)
     outputs = {"UploadBucketName": {"Value": {"Ref": BUCKET}}, "AlarmTopicArn": {"Value": {"Ref": ALARM_TOPIC}},
                "SessionKeySecretArn": {"Value": {"Ref": SESSION_KEY_SECRET}},
                "ChannelDoorUrl": {"Value": {"Fn::GetAtt": [DOOR_URL, "FunctionUrl"]}}}
@@ -985,3 +987,103 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --- flash sales (``chalicelib/sales``): the closing sweep, and the sale tables for whoever gives units back ---
+# The schedule (``app.sale_sweep``): sale orders' fulfilment started from the buffer (``sales.starts``), ended sales'
+# leftovers back to stock.
+CLOSE_SALES = "SaleSweep"
+CLOSE_SALES_GRANTS: tuple[tuple[type[Model], tuple[str, ...]], ...] = (
+    (Sale, ("dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem")),
+    (SaleShard, ("dynamodb:BatchGetItem", "dynamodb:UpdateItem")),
+    (Stock, ("dynamodb:UpdateItem",)), (Audit, ("dynamodb:PutItem",)), (Channel, ("dynamodb:GetItem",)))
+# A cancelled parcel of a sale order gives its units back to the sale's shards and the member's count
+# (``sales.offers.give_back``), wherever parcels are cancelled or remote orders released.
+SALE_GIVE_BACK_MODELS: tuple[type[Model], ...] = (SaleShard, SaleBuyer)
+SALE_GIVE_BACK_ACTIONS = ["dynamodb:BatchGetItem", "dynamodb:UpdateItem"]
+SALE_GIVE_BACK_ROLES = (ROLES[FULFIL_FUNCTIONS["fulfil_deadline"]], REFUNDS_ROLE, RESOLVE_ROLE, f"{RETRY_FUNCTION}Role")
+
+
+def sales_resources(stage: str, resources: dict[str, Json]) -> dict[str, Json]:
+    """The closing sweep with its least-privilege role, log group and error alarm; the give-back grants."""
+    out: dict[str, Json] = {
+        f"{CLOSE_SALES}LogGroup": {"Type": "AWS::Logs::LogGroup", "Properties": {
+            "LogGroupName": f"/channelmall/{stage}/{CLOSE_SALES}", "RetentionInDays": LOG_RETENTION_DAYS}},
+        CLOSE_SALES: {"Properties": {
+            "Environment": {"Variables": {"TABLE_PREFIX": f"channelmall-{stage}-", "UPLOAD_BUCKET": {"Ref": BUCKET},
+                                          "FULFILMENT_STATE_MACHINE_ARN": {"Ref": STATE_MACHINE}}},
+            "LoggingConfig": {"LogGroup": {"Ref": f"{CLOSE_SALES}LogGroup"}}}},
+        f"{CLOSE_SALES}Role": _role_policy(f"{CLOSE_SALES}Role", f"{CLOSE_SALES}LogGroup", [
+            {"Sid": model.__name__, "Effect": "Allow", "Action": list(actions),
+             "Resource": _table_arns((model,), indexes=False)} for model, actions in CLOSE_SALES_GRANTS] + [
+            {"Sid": "BufferedOrders", "Effect": "Allow", "Action": ["dynamodb:Query"],
+             "Resource": _index_arn(Order, Order.unsplit_index.Meta.index_name)},
+            {"Sid": "StartFulfilment", "Effect": "Allow", "Action": ["states:StartExecution"],
+             "Resource": {"Ref": STATE_MACHINE}}]),
+        f"{CLOSE_SALES}ErrorsAlarm": _alarm(f"{CLOSE_SALES} Lambda errors (sale orders wait for the 5-minute sweep; "
+                                            "ended sales keep their leftovers)",
+                                            "AWS/Lambda", "Errors", [{"Name": "FunctionName", "Value": {"Ref": CLOSE_SALES}}]),
+    }
+    out |= warm_capacity_resources(resources)
+    for role in SALE_GIVE_BACK_ROLES:
+        [policy] = resources[role]["Properties"]["Policies"]
+        policy["PolicyDocument"]["Statement"].append({
+            "Sid": "SaleGiveBack", "Effect": "Allow", "Action": SALE_GIVE_BACK_ACTIONS,
+            "Resource": _table_arns(SALE_GIVE_BACK_MODELS, indexes=False)})
+    return out
+
+
+# Warm capacity for flash sales (``sales.warm``): the API and door functions publish a ``live`` alias that API
+# Gateway and the function URL invoke; its provisioned concurrency is a scalable target (0 between sales) that the
+# API's sale scheduling raises before each start and drops after each end with scheduled actions.
+WARM_FUNCTIONS = (API_FUNCTION, DOOR_FUNCTION)
+WARM_ALIAS = "live"  # ``sales.warm.ALIAS``
+WARM_MAX = 3_000  # ``sales.warm.MAX_CONCURRENCY``
+SCHEDULED_ACTIONS = ["application-autoscaling:PutScheduledAction", "application-autoscaling:DescribeScheduledActions"]
+
+
+def _alias(function: str) -> Json:
+    """The published alias's ARN (SAM's ``AutoPublishAlias`` makes ``{function}Alias{alias}``)."""
+    return {"Ref": f"{function}Alias{WARM_ALIAS}"}
+
+
+def _api_routes() -> list[tuple[str, str]]:
+    """(path, method) of every route Chalice puts in the REST API's definition."""
+    from app import app
+
+    return sorted((path, method.lower()) for path, methods in app.routes.items() for method in methods)
+
+
+def warm_capacity_resources(resources: dict[str, Json]) -> dict[str, Json]:
+    out: dict[str, Json] = {}
+    for function in WARM_FUNCTIONS:
+        resources[function]["Properties"]["AutoPublishAlias"] = WARM_ALIAS
+        out[f"{function}ProvisionedConcurrency"] = {
+            "Type": "AWS::ApplicationAutoScaling::ScalableTarget", "DependsOn": [f"{function}Alias{WARM_ALIAS}"],
+            "Properties": {"MinCapacity": 0, "MaxCapacity": WARM_MAX, "ServiceNamespace": "lambda",
+                           "ScalableDimension": "lambda:function:ProvisionedConcurrency",
+                           "ResourceId": {"Fn::Sub": [f"function:${{Fn}}:{WARM_ALIAS}", {"Fn": {"Ref": function}}]}}}
+    # API Gateway invokes the alias: every route's integration, and the permission.
+    uri = {"Fn::Sub": ["arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${Target}/"
+                       "invocations", {"Target": _alias(API_FUNCTION)}]}
+    paths: Json = {}
+    for path, method in _api_routes():
+        paths.setdefault(path, {})[method] = {"x-amazon-apigateway-integration": {"uri": uri}}
+    out["RestAPI"] = {"Properties": {"DefinitionBody": {"paths": paths}}}
+    out["APIHandlerInvokePermission"] = {"Properties": {"FunctionName": _alias(API_FUNCTION)}}
+    # The function URL serves the door's alias.
+    resources[DOOR_URL]["Properties"]["TargetFunctionArn"] = _alias(DOOR_FUNCTION)
+    resources[f"{DOOR_URL}Permission"]["Properties"]["FunctionName"] = _alias(DOOR_FUNCTION)
+    # Ops schedule sales through the API: it writes the scheduled actions on both scalable targets.
+    env = resources[API_FUNCTION]["Properties"]["Environment"]["Variables"]
+    env["CHANNEL_DOOR_FUNCTION"] = {"Ref": DOOR_FUNCTION}
+    [policy] = resources[API_ROLE]["Properties"]["Policies"]
+    policy["PolicyDocument"]["Statement"].append({
+        "Sid": "SaleWarmCapacity", "Effect": "Allow", "Action": SCHEDULED_ACTIONS,
+        "Resource": {"Fn::Sub": "arn:${AWS::Partition}:application-autoscaling:${AWS::Region}:${AWS::AccountId}:"
+                                "scalable-target/*"}})
+    out["SaleWarmFailedAlarm"] = _alarm(
+        "A flash sale's warm capacity could not be scheduled (it will start cold): see the sale's `warm` in GET "
+        "/ops/channels/{code}/sales/{id} and re-time it", "ChannelMall", "SaleWarmFailed",
+        [{"Name": "service", "Value": "channel-mall"}])
+    return out

@@ -23,13 +23,14 @@ from chalicelib.orders.models import Order
 from chalicelib.partners.models import OutboxEvent, PartnerBreaker, PartnerStats, ParkedRecord
 from chalicelib.supply.models import Goods, Stock, Upload
 from chalicelib.tables import ALL_MODELS
-from infra.check import dangling_targets, layer_problems, package, unmanaged_functions
+from infra.check import FUNCTION_ZIP_MAX, dangling_targets, layer_problems, package, unmanaged_functions
 from infra.state_machines import FULFILMENT_FUNCTIONS, SETTLEMENT_FUNCTIONS, order_fulfilment, settlement
 from infra.state_machines import REFUND_RETRY_FUNCTIONS, refund_retry
 from infra.template import (
     FULFIL_MODELS, SETTLE_GRANTS, SETTLEMENT_MACHINE, STATE_MACHINE, UPLOAD_TABLE_ACTIONS, table_suffix,
 )
 from infra.template import REFUNDS_MODELS, RETRY_MACHINE
+from chalicelib.sales.models import Sale, SaleBuyer, SaleShard
 
 HTTP_METHODS = ("get", "put", "post", "patch", "delete", "head")
 SIGV4 = [{"sigv4": []}]
@@ -43,9 +44,10 @@ SETTLE = tuple(f"app.{name}" for name in SETTLEMENT_FUNCTIONS)
 RETRY_REFUND = "app.retry_refund"  # the refund_retry state machine's task
 START_SETTLEMENTS = "app.start_settlements"
 LEDGERS, AUDIT = "app.ledger_uploaded", "app.invariant_audit"
+CLOSE_SALES = "app.sale_sweep"  # sale orders' fulfilment from the buffer; ended sales' leftovers back to stock
 WIDGETS = "app.ops_widgets"  # the ops dashboard's custom widgets
 HANDLERS = (API, DOOR, UPLOAD, RESOLVE, WEBHOOKS, REFUNDS, FIGURES, *FULFIL, *SETTLE, START_SETTLEMENTS, LEDGERS,
-            AUDIT, RETRY_REFUND, WIDGETS)
+            AUDIT, RETRY_REFUND, WIDGETS, CLOSE_SALES)
 # Who calls ``config.session_key()``: sessions and one-time codes are served by the two doors only.
 SESSION_KEY_HANDLERS = {API, DOOR}
 
@@ -316,7 +318,7 @@ def test_resolver_role_is_least_privilege(resources: dict[str, Any]) -> None:
     executions; nothing else."""
     role = role_of(resources, RESOLVE)
     ids = table_ids(resources, Channel, Order, Quota, Goods, Stock, PartnerBreaker, PartnerStats, ChannelDay, MeterMark,
-                    PrepaidAccount, PrepaidEntry)
+                    PrepaidAccount, PrepaidEntry, SaleShard, SaleBuyer)
     granted: dict[str, set[str]] = {}
     for name, statement in allow_statements(resources):
         if name == role and statement.get("Sid") not in ("OwnLogs", "Tracing"):
@@ -341,11 +343,12 @@ def test_resolver_role_is_least_privilege(resources: dict[str, Any]) -> None:
         "dynamodb:GetItem": arns(table(Order), table(Quota), table(Stock), table(Goods), table(PartnerBreaker),
                                  table(PartnerStats), table(PrepaidEntry)),
         # (orders it confirms are metered by the orders stream's consumer, not here)
+        # (a released flash-sale order's units back to its sale's shards and its member's count: ``sales.offers``)
         "dynamodb:UpdateItem": arns(table(Order), table(Quota), table(Stock), table(PartnerBreaker),
-                                    table(PartnerStats), table(PrepaidAccount)),
+                                    table(PartnerStats), table(PrepaidAccount), table(SaleShard), table(SaleBuyer)),
         "dynamodb:DeleteItem": arns(table(PrepaidEntry)),
         # a release backfills the Stock items of goods from before them, as every reader does
-        "dynamodb:BatchGetItem": arns(table(Goods), table(Stock)),
+        "dynamodb:BatchGetItem": arns(table(Goods), table(Stock), table(SaleShard), table(SaleBuyer)),
         "dynamodb:ConditionCheckItem": arns(table(Goods)),
         "dynamodb:PutItem": arns(table(Stock)),
         # an order the sweep confirms starts its fulfilment; a failed execution is found and restarted
@@ -629,19 +632,21 @@ def test_fulfilment_role_invokes_exactly_the_fulfilment_functions(resources: dic
     assert keyed(statement["Resource"]) == keyed(list(machine["Properties"]["DefinitionSubstitutions"].values()))
 
 
-def test_only_checkout_and_the_sweep_start_executions(resources: dict[str, Any]) -> None:
+def test_only_checkout_and_the_sweeps_start_executions(resources: dict[str, Any]) -> None:
+    """Checkout (both doors), the resolver's sweep, and the sale sweep draining the flash-sale buffer."""
     machine = STATE_MACHINE
     starters = {name for name, s in allow_statements(resources) if "states:StartExecution" in as_list(s["Action"])
                 and s["Resource"] == {"Ref": machine}}
-    assert starters == {role_of(resources, API), role_of(resources, DOOR), role_of(resources, RESOLVE)}
+    assert starters == {role_of(resources, API), role_of(resources, DOOR), role_of(resources, RESOLVE),
+                        role_of(resources, CLOSE_SALES)}
     for handler in HANDLERS:
         variables = function(resources, handler)["Properties"]["Environment"]["Variables"]
-        assert variables.get("FULFILMENT_STATE_MACHINE_ARN") == ({"Ref": machine} if handler in (API, DOOR, RESOLVE)
-                                                                 else None), handler
+        assert variables.get("FULFILMENT_STATE_MACHINE_ARN") == (
+            {"Ref": machine} if handler in (API, DOOR, RESOLVE, CLOSE_SALES) else None), handler
     granted = [s["Resource"] for _, s in allow_statements(resources) if "states:StartExecution" in as_list(s["Action"])
                and s["Resource"] not in ({"Ref": SETTLEMENT_MACHINE}, {"Ref": RETRY_MACHINE})
                and s.get("Sid") != "MapChildren"]
-    assert granted == [{"Ref": machine}] * 3
+    assert granted == [{"Ref": machine}] * 4
 
 
 @pytest.mark.parametrize("name", FULFILMENT_FUNCTIONS)
@@ -650,8 +655,9 @@ def test_fulfilment_tasks_reach_only_their_tables(resources: dict[str, Any], nam
     assert "dynamodb:Scan" not in actions and "dynamodb:DeleteItem" not in actions
     calls_channels = (PartnerBreaker, PartnerStats) if name == "fulfil_deadline" else ()  # a remote parcel's refund
     metered = (ChannelDay, MeterMark) if name == "fulfil_deadline" else ()  # parcels given back (``metering``)
+    sales = (SaleShard, SaleBuyer) if name == "fulfil_deadline" else ()  # a sale's units back (``sales.offers``)
     assert {a["Fn::GetAtt"][0] for a in arns if "Fn::GetAtt" in a} == set(
-        table_ids(resources, *FULFIL_MODELS[name], *calls_channels, *metered).values())
+        table_ids(resources, *FULFIL_MODELS[name], *calls_channels, *metered, *sales).values())
 
 
 def test_failed_fulfilment_executions_and_starts_page_ops(resources: dict[str, Any]) -> None:
@@ -719,10 +725,10 @@ def test_every_function_runs_on_the_dependency_layer_and_ships_only_the_app(temp
 
 def test_layer_problems_reports_a_function_off_the_layer_and_a_fat_zip(tmp_path: Path) -> None:
     fat = tmp_path / "deployment.zip"
-    fat.write_bytes(b"x" * 1_000_001)
+    fat.write_bytes(b"x" * (FUNCTION_ZIP_MAX + 1))
     bare = {"Resources": {"Api": {"Type": "AWS::Serverless::Function", "Properties": {"Handler": "app.app"}}}}
     assert layer_problems(bare, fat) == ["Api does not use ManagedLayer",
-                                         "deployment.zip is 1000001 bytes (over 1000000)"]
+                                         f"deployment.zip is {FUNCTION_ZIP_MAX + 1} bytes (over {FUNCTION_ZIP_MAX})"]
 
 
 # --- cfn-lint ---------------------------------------------------------------------
@@ -740,12 +746,42 @@ def test_the_function_url_door_is_public_and_limited(resources: dict[str, Any]) 
     door = next(n for n, f in of_type(resources, "AWS::Serverless::Function").items()
                 if f["Properties"]["Handler"] == DOOR)
     props = url["Properties"]
-    assert (props["AuthType"], props["TargetFunctionArn"]) == ("NONE", {"Fn::GetAtt": [door, "Arn"]})
+    # the URL serves the door's published alias (its provisioned concurrency is warmed for flash sales)
+    assert (props["AuthType"], props["TargetFunctionArn"]) == ("NONE", {"Ref": f"{door}Aliaslive"})
     cors = props["Cors"]["Fn::If"][1]
     assert cors["AllowCredentials"] is False and set(cors["AllowMethods"]) <= {"GET", "POST", "PUT", "DELETE"}
     [permission] = [p["Properties"] for p in of_type(resources, "AWS::Lambda::Permission").values()
                     if p["Properties"].get("FunctionUrlAuthType") == "NONE"]
-    assert (permission["Action"], permission["FunctionName"]) == ("lambda:InvokeFunctionUrl", {"Ref": door})
+    assert (permission["Action"], permission["FunctionName"]) == ("lambda:InvokeFunctionUrl", {"Ref": f"{door}Aliaslive"})
+
+
+def test_api_and_door_run_on_a_published_alias_whose_provisioned_concurrency_sales_schedule(
+        resources: dict[str, Any]) -> None:
+    """Every API route's integration and its invoke permission name the API's alias; each alias has a scalable
+    target (0 between sales, ``sales.warm.MAX_CONCURRENCY`` at most) that only the API's role may schedule."""
+    from chalicelib.sales import warm
+
+    api = next(n for n, f in of_type(resources, "AWS::Serverless::Function").items() if f["Properties"]["Handler"] == API)
+    door = next(n for n, f in of_type(resources, "AWS::Serverless::Function").items()
+                if f["Properties"]["Handler"] == DOOR)
+    for function in (api, door):
+        assert resources[function]["Properties"]["AutoPublishAlias"] == warm.ALIAS
+        target = resources[f"{function}ProvisionedConcurrency"]
+        assert target["Type"] == "AWS::ApplicationAutoScaling::ScalableTarget"
+        assert (target["Properties"]["MinCapacity"], target["Properties"]["MaxCapacity"]) == (0, warm.MAX_CONCURRENCY)
+        assert target["Properties"]["ScalableDimension"] == "lambda:function:ProvisionedConcurrency"
+        assert target["Properties"]["ResourceId"] == {"Fn::Sub": [f"function:${{Fn}}:{warm.ALIAS}", {"Fn": {"Ref": function}}]}
+    integrations = [op["x-amazon-apigateway-integration"] for ops in
+                    resources["RestAPI"]["Properties"]["DefinitionBody"]["paths"].values()
+                    for op in ops.values() if "x-amazon-apigateway-integration" in op]
+    assert integrations and all(i["uri"]["Fn::Sub"][1] == {"Target": {"Ref": f"{api}Aliaslive"}} for i in integrations)
+    invoke = [p["Properties"] for p in of_type(resources, "AWS::Lambda::Permission").values()
+              if p["Properties"].get("Principal") == "apigateway.amazonaws.com"]
+    assert invoke and all(p["FunctionName"] == {"Ref": f"{api}Aliaslive"} for p in invoke)
+    schedulers = {name for name, s in allow_statements(resources)
+                  if "application-autoscaling:PutScheduledAction" in as_list(s["Action"])}
+    assert schedulers == {role_of(resources, API)}
+    assert resources[api]["Properties"]["Environment"]["Variables"]["CHANNEL_DOOR_FUNCTION"] == {"Ref": door}
 
 
 # --- the settlement state machine ---------------------------------------------------
@@ -825,7 +861,20 @@ def test_refund_retry_task_reaches_only_the_refund_tables_by_key(resources: dict
     assert not {"dynamodb:Scan", "dynamodb:DeleteItem"} & actions
     assert all("Fn::GetAtt" in a for a in arns)  # no index: the refund is read by its id
     assert {a["Fn::GetAtt"][0] for a in arns} == set(table_ids(
-        resources, *REFUNDS_MODELS, PartnerBreaker, PartnerStats, ChannelDay, MeterMark).values())
+        resources, *REFUNDS_MODELS, PartnerBreaker, PartnerStats, ChannelDay, MeterMark, SaleShard, SaleBuyer).values())
+
+
+def test_the_sale_sweep_reaches_only_the_sale_tables_stock_audit_and_unsplit_orders(resources: dict[str, Any]) -> None:
+    actions, arns = data_grants(resources, role_of(resources, CLOSE_SALES), "dynamodb")
+    assert actions == {"dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:BatchGetItem",
+                       "dynamodb:PutItem", "dynamodb:Query"}
+    ids = table_ids(resources, Sale, SaleShard, Stock, Audit, Channel, Order)
+    assert {a["Fn::GetAtt"][0] for a in arns if "Fn::GetAtt" in a} == set(table_ids(
+        resources, Sale, SaleShard, Stock, Audit, Channel).values())
+    assert [a for a in arns if "Fn::GetAtt" not in a] == [
+        {"Fn::Sub": f"${{{ids[Order]}.Arn}}/index/{Order.unsplit_index.Meta.index_name}"}]
+    _, starts = data_grants(resources, role_of(resources, CLOSE_SALES), "states")
+    assert starts == [{"Ref": "OrderFulfilmentStateMachine"}]
 
 
 def test_a_failed_refund_retry_pages_ops(resources: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ def test_scheduler_runs_every_scheduled_handler_on_its_rate(system, ops, receive
     ids = record(code, 2)
     scheduler = LocalScheduler(system.app.app, SCALE)
     assert scheduler.every == {"resolve_remote_orders": 2.5, "resolve_refunds": 2.5, "deliver_webhooks": 0.5,
-                               "start_settlements": 2.5, "invariant_audit": 30.0}
+                               "start_settlements": 2.5, "invariant_audit": 30.0, "sale_sweep": 0.5}
     frequent = [name for name, every in scheduler.every.items() if every <= 2.5]  # the hourly audit: 30 s here
     scheduler.start()
     try:

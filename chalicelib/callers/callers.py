@@ -12,7 +12,7 @@ from chalicelib.billing import billing
 from chalicelib.callers import entry, ops_sessions
 from chalicelib.channels.models import Channel
 from chalicelib.channels.signing import HEADER_FIELDS, body_sha256, encode, pairs_of, unique_params
-from chalicelib.core import config, web
+from chalicelib.core import cache, config, web
 from chalicelib.core.errors import Forbidden, Unauthorized
 from chalicelib.members import sessions
 from chalicelib.partners.kit import sandbox_log
@@ -94,11 +94,14 @@ def signed_path(request: Request) -> str:
     return path
 
 
-def member_channel(request: Request, code: str) -> tuple[sessions.Session, Channel]:
-    """The session's member and channel; a session never reaches another channel's data."""
+def member_channel(request: Request, code: str, cached: bool = False) -> tuple[sessions.Session, Channel]:
+    """The session's member and channel; a session never reaches another channel's data. ``cached``: the
+    channel from the short-lived cache (``core.cache``; checkout, whose transaction re-checks what matters)."""
     session = sessions.read(session_token(request))
     if session.channel_code != code:
         raise Forbidden("wrong_channel", "this session belongs to another channel")
+    if cached:
+        return session, cache.cached((Channel.__name__, None, code), lambda: entry.active_channel(code))
     return session, entry.active_channel(code)
 
 

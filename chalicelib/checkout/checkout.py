@@ -19,7 +19,7 @@ import hashlib
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
@@ -33,7 +33,7 @@ from chalicelib.checkout import quotas
 from chalicelib.checkout.models import MemberRedemption, Quota, Wallet
 from chalicelib.checkout.points import allocate
 from chalicelib.checkout.wallets import wallet_of
-from chalicelib.core import shards
+from chalicelib.core import cache, shards
 from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Busy, Conflict, DomainError, Forbidden, NotFound, Unprocessable
 from chalicelib.core.observability import count, logger
@@ -57,6 +57,9 @@ from chalicelib.partners import breaker, channel_api, reliability
 from chalicelib.partners.models import PartnerBreaker
 from chalicelib.orders.record import AWAITING, FAILED, PAID, quota_takes, shares
 from chalicelib.partners.saga import Calls, Saga
+from chalicelib.sales import offers
+from chalicelib.sales import starts as sale_starts
+from chalicelib.sales.sales import price_in_fen
 from chalicelib.supply import goods as goods_mod
 from chalicelib.supply.models import Goods, Stock
 
@@ -74,6 +77,7 @@ class LineRequest:
     goods_id: str
     sku_id: str
     qty: int
+    sale_id: str | None = None  # bought in this flash sale, at its price, from its allotment (``sales.offers``)
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,8 @@ def order_id_for(channel_code: str, member_id: str, key: str) -> str:
 
 
 def _request_hash(lines: Sequence[LineRequest]) -> str:
-    return hashlib.sha256(json.dumps(sorted((l.goods_id, l.sku_id, l.qty) for l in lines)).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(sorted((l.goods_id, l.sku_id, l.qty, *([l.sale_id] if l.sale_id else []))
+                                            for l in lines)).encode()).hexdigest()
 
 
 def _validate(channel: Channel, lines: Sequence[LineRequest]) -> None:
@@ -138,14 +143,25 @@ def _read(channel: Channel, member_id: str, order_id: str, lines: Sequence[LineR
     ids = sorted({l.goods_id for l in lines})
     stock_keys = sorted({(l.goods_id, l.sku_id) for l in lines})
     shard_keys = quotas.shard_keys(channel) or []
-    found = batch_read({Order: [(order_id,)], Member: [(member_id,)],
-                        Wallet: [(member_id,)] if channel.points_mode == "hosted" else [],
-                        PoolItem: [(channel.code, g) for g in ids], Goods: [(g,) for g in ids],
-                        Stock: stock_keys, Quota: [(channel.code, k) for k in shard_keys],
-                        PaymentGuard: [(member_id,)] if channel.payment_auth == "otp" else [],
-                        PartnerBreaker: [(channel.code, api) for api in _partner_apis(channel)],
-                        PrepaidAccount: billing.account_keys(channel.code) if fee else []},
-                       consistent=(Order, Wallet, PoolItem, Quota, PaymentGuard, PrepaidAccount))
+    version = quotas.pricing_version(channel)
+    consistent = (Order, Wallet, PoolItem, Quota, PaymentGuard, PrepaidAccount)
+    others = {Order: [(order_id,)], Member: [(member_id,)],
+              Wallet: [(member_id,)] if channel.points_mode == "hosted" else [],
+              Quota: [(channel.code, k) for k in shard_keys],
+              PaymentGuard: [(member_id,)] if channel.payment_auth == "otp" else [],
+              PrepaidAccount: billing.account_keys(channel.code) if fee else []}
+    # The hot single items (sub-pool item by pricing version, goods, Stock, breakers) from the short-lived
+    # cache (``core.cache``: why each is safe), the rest with the misses in the one BatchGetItem.
+    fetched: dict = {}
+
+    def read(missing: dict) -> dict:
+        fetched.update(batch_read({**others, **missing}, consistent=consistent))
+        return fetched
+
+    hot = cache.read_through({PoolItem: [(channel.code, g) for g in ids], Goods: [(g,) for g in ids],
+                              Stock: stock_keys, PartnerBreaker: [(channel.code, api) for api in _partner_apis(channel)]},
+                             lambda model: version if model is PoolItem else None, read)
+    found = {**(fetched or batch_read(others, consistent=consistent)), **hot}
     goods = {g.goods_id: g for g in found[Goods]}
     have = {(s.goods_id, s.sku_id) for s in found[Stock]}
     missing = {gid for gid, sku in stock_keys if (gid, sku) not in have and gid in goods
@@ -240,6 +256,8 @@ def _not_selling(channel: Channel) -> DomainError:
 def _goods_refusal(goods_ids: list[str], lines: list[PricedLine], items: dict[str, PoolItem]) -> DomainError:
     """A refused goods item, read again to say why: it left approval, a price the order uses moved, or stock."""
     found = {g.goods_id: g for g in Goods.batch_get(goods_ids, consistent_read=True)}
+    for goods_id in goods_ids:  # what was refused is read again by the next checkout, not taken from the cache
+        cache.forget((Goods.__name__, None, goods_id))
     for line in (l for l in lines if l.goods_id in goods_ids):
         goods = found.get(line.goods_id)
         if goods is None or goods.status != goods_mod.APPROVED:
@@ -282,6 +300,12 @@ def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineReques
         raise Unprocessable("validation_error", "Idempotency-Key must be 8 to 64 characters", "Idempotency-Key")
     order_id = order_id_for(channel.code, member_id, key)
     request_hash = _request_hash(lines)
+    sold_out = offers.sold_out_here(channel.code, lines)
+    if sold_out:  # one read (a replay still answers its order), nothing else
+        replay = _existing(order_id, request_hash)
+        if replay is not None:
+            return _finish(replay, channel, replay=True), False
+        raise offers.refused("sale_sold_out", channel.code, sold_out)
     fee = billing.order_plan(channel)
     reads = _read(channel, member_id, order_id, lines, fee is not None)
     if reads.order is not None:
@@ -295,26 +319,36 @@ def place(channel: Channel, member_id: str, key: str, lines: Sequence[LineReques
     breakers = {api: reliability.state_of(reads.breakers.get(api)) for api in _partner_apis(channel)}
     for api, state in breakers.items():  # one the order needs keeps failing: refuse before anything is written
         channel_api.refuse_if_open(channel, api, state)
+    # A flash-sale line's refusals (not started, ended, limit reached, sold out) before the payment check: the
+    # crowd that missed a sale costs no channel call and no write.
+    offer = offers.offer(channel.code, member.member_id, lines, time.time() if now is None else now)
     with Calls(channel.code) as calls:  # the password check's figures: on the order, if one is written
         proof = payment_auth.confirm(channel, member, password, otp, now, reads.guard,
                                      breakers.get(payment_auth.PASSWORD_API), calls.figures)
         try:
-            return _commit(channel, member, order_id, request_hash, lines, reads, proof, now, address, fee, calls)
+            return _commit(channel, member, order_id, request_hash, lines, reads, proof, now, address, fee, calls,
+                           offer)
         finally:
             proof.settle()  # refused, or a replay: a right answer gives its attempt slot back (else the commit did)
 
 
 def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, lines: Sequence[LineRequest],
             reads: Reads, proof: payment_auth.Proof, now: float | None, address: dict | None,
-            fee: billing.Plan | None, calls: Calls) -> tuple[Order, bool]:
-    """Price and commit the order, reading again after each lost race (the first attempt uses ``reads``)."""
-    current = {"channel": channel}  # read again (strongly) when ops re-priced it meanwhile
+            fee: billing.Plan | None, calls: Calls, offer: offers.Offer | None) -> tuple[Order, bool]:
+    """Price and commit the order, reading again after each lost race (the first attempt uses ``reads`` and
+    ``offer``, the flash-sale part read before the payment check)."""
+    current = {"channel": channel, "offer": offer}  # read again (strongly) when ops re-priced it meanwhile
 
     def read(attempt: int) -> Reads:
-        return reads if not attempt else _read(current["channel"], member.member_id, order_id, lines, fee is not None)
+        if not attempt:
+            return reads
+        again = _read(current["channel"], member.member_id, order_id, lines, fee is not None)
+        current["offer"] = offers.offer(channel.code, member.member_id, lines, time.time() if now is None else now)
+        return again
 
     def build(reads: Reads) -> Commit | Done | object:
         channel = current["channel"]
+        offer = current["offer"]
         now_ = time.time() if now is None else now
         quota = reads.quota or quotas.current(channel)
         version = quotas.pricing_version(channel)
@@ -328,6 +362,11 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
         if not int(quota.starts_at) <= now_ < int(quota.ends_at):
             raise Conflict("period_ended", "the channel's quota period is not open")
         priced, found, items = _price(channel, lines, reads)
+        # A flash-sale line: its sale's price, and its allotment instead of stock (refusals: ``offers.offer``).
+        if offer is not None:
+            sale_price = price_in_fen(offer.price_points, int(channel.points_per_yuan))
+            priced = [replace(l, points=offer.price_points, price=sale_price) if offer.covers(l) else l
+                      for l in priced]
         wallet = (reads.wallet or wallet_of(member)) if channel.points_mode == "hosted" else None
         # Read the clock again after every read, just before the write, and stamp the order with it: the
         # conditions below (period, lot expiry) must not be judged on a time that went stale while reading.
@@ -354,6 +393,8 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
                 raise billing.exhausted(channel.code)
             order.fee, order.fee_takes = fee.order_price, {str(shard): n for shard, n in fee_takes.items()}
         tx = LabelledTransaction(_request_token(order_id))
+        if offer is not None:  # the shard take and the member's count; the order's line records them
+            offer.add(tx, order.lines, now_)
         tx.put("order", order, condition=Order.order_id.does_not_exist())
         for shard, used in takes.items():  # the period and pricing conditions ride on every shard debited
             held = Quota.reserved.add(used) if channel.points_mode == "remote" else Quota.spent.add(used)
@@ -365,7 +406,8 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
             _debit_wallet(tx, wallet, points, now_)
         else:
             _count_redemption(tx, channel, member, quota.period_id, points)
-        _stock_updates(tx, priced, found, -1, guard_prices=True, sandbox=not order.holds_stock)
+        _stock_updates(tx, [l for l in priced if offer is None or not offer.covers(l)], found, -1, guard_prices=True,
+                       sandbox=not order.holds_stock)
         if fee_takes:
             billing.debit(tx, channel.code, fee_takes)
         proof.bind(tx)
@@ -375,9 +417,9 @@ def _commit(channel: Channel, member: Member, order_id: str, request_hash: str, 
                 replay = _existing(order_id, request_hash, wait=True)
                 if replay is not None:
                     return Done((_finish(replay, channel, replay=True), False))
-            rest = [l for l in refused.labels if not l.startswith(("quota:", "prepaid:"))]
+            rest = [l for l in refused.labels if not l.startswith(("quota:", "prepaid:", "sale:"))]
             if len(rest) < len(refused.labels) or rest == ["wallet"]:
-                # Another order took the chosen quota or balance shard or spent from the same lots, or ops
+                # Another order took the chosen quota, balance or sale shard or spent from the same lots, or ops
                 # re-priced (the shard's pricing version moved): read again. The reads decide a real refusal
                 # (quota total short, period over, points short, balance short); a new pricing version is seen
                 # there and re-read.
@@ -433,7 +475,9 @@ def _finish(order: Order, channel: Channel, member: Member | None = None, replay
     starts (``fulfilment.start``), so that a replay starts whatever the first call did not."""
     if order.status == AWAITING and (not replay or _take_over(order)):
         order = settle_remote(order, channel, member or members.get(order.member_id, channel.code), deduct_breaker)
-    if order.status == PAID:  # hosted: at commit; remote: once the channel confirmed (idempotent by order id)
+    # hosted: at commit; remote: once the channel confirmed (idempotent by order id). A flash sale's orders
+    # start from the buffer instead, at a rate the account's quota holds (``sales.starts``).
+    if order.status == PAID and not sale_starts.buffered(order):
         fulfilment.start(order, channel)
     return order
 
@@ -578,8 +622,10 @@ def _release(order: Order, reason: str, calls: Calls) -> Order:
         if order.cap_counted:  # the member's cap room comes back: exactly what this order took of it
             tx.update("member_cap", MemberRedemption(order.member_id, order.period_id),
                       [MemberRedemption.redeemed.add(-int(order.cap_counted))])
-        if order.holds_stock is not False:  # only what the order took comes back
-            _stock_updates(tx, lines, {}, +1, guard_prices=False)
+        if order.holds_stock is not False:  # only what the order took comes back (a sale's: to its allotment)
+            back = offers.give_back(tx, order, lines_of(order), time.time())
+            _stock_updates(tx, [l for l in lines if any((b["goods_id"], b["sku_id"]) == (l.goods_id, l.sku_id)
+                                                        for b in back)], {}, +1, guard_prices=False)
         if order.fee_takes:  # a prepaid channel's order price comes back with the release: once, as it is
             billing.credit(tx, order.channel_code, shares(order.fee_takes))
         return tx

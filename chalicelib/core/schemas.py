@@ -232,6 +232,8 @@ class OrderLine(Strict):
     goods_id: str = Code
     sku_id: str = Code
     qty: int = Field(default=1, ge=1, le=99)
+    # Bought in this flash sale (``GET /api/{code}/sales``): its price, its allotment, its per-member limit.
+    sale_id: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
 
 
 class Address(Strict):

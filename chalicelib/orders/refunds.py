@@ -51,6 +51,7 @@ from chalicelib.supply.models import Stock
 from chalicelib.checkout import quotas
 from chalicelib.orders import allocation, record
 from chalicelib.partners.saga import Calls, Saga
+from chalicelib.sales import offers
 from chalicelib.settlement import books, statements
 
 REQUESTED, APPROVED, AWAITING_CHANNEL, REFUNDED, REJECTED = (
@@ -310,7 +311,9 @@ def give_back(tx: LabelledTransaction, order: Order, parcel: Parcel, now: float,
       supplier (``settlement.books.record_returned``).
     Refunds of shipped parcels reuse this (``_complete``)."""
     stock = stock and order.holds_stock is not False  # a sandbox order took no live stock: none comes back
-    for line in sorted(parcel.lines, key=lambda l: (l["goods_id"], l["sku_id"])) if stock else []:
+    lines = sorted(parcel.lines, key=lambda l: (l["goods_id"], l["sku_id"])) if stock else []
+    # A flash sale's units go back to its allotment while it runs (``sales.offers``); the rest to stock here.
+    for line in offers.give_back(tx, order, lines, now) if lines else []:
         tx.update(f"stock:{line['goods_id']}:{line['sku_id']}", Stock(line["goods_id"], line["sku_id"]),
                   [Stock.stock.add(int(line["qty"]))], condition=Stock.sku_id.exists())
     books.record_returned(tx, parcel, now)  # off the channel's bill (and, refunded after shipment, the supplier's)

@@ -89,10 +89,10 @@ def member_wallet(code: str) -> dict:
 
 @route("/api/{code}/orders", methods=("POST",))
 def member_checkout(code: str) -> Response:
-    session, channel = member_channel(req(), code)
+    session, channel = member_channel(req(), code, cached=True)  # suspension: the quota shards' condition
     data = web.body(req(), schemas.OrderRequest)
     key = req().headers.get("idempotency-key") or ""
-    lines = [checkout.LineRequest(l.goods_id, l.sku_id, l.qty) for l in data.lines]
+    lines = [checkout.LineRequest(l.goods_id, l.sku_id, l.qty, l.sale_id) for l in data.lines]
     address = data.address.model_dump() if data.address is not None else None
     with metering.refusals(channel.code):  # refusals by reason, in the channel's operating data
         order, created = checkout.place(channel, session.member_id, key, lines, data.password, data.otp,

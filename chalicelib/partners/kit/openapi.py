@@ -114,6 +114,15 @@ RESPONSES: dict[str, Json] = {
                    "spent": INT, "returned": INT, "expired": INT, "expiring_soon": {},
                    "as_of": nullable("integer"), "stale": BOOL}, "points_mode", "balance"),
     "CatalogPage": obj({"items": arr(ref("GoodsCard")), "next_cursor": nullable("string")}, "items", "next_cursor"),
+    "FlashSale": obj({"sale_id": STR, "goods_id": STR, "sku_id": STR, "title": STR, "spec": STR,
+                      "price_points": INT, "price": INT, "starts_at": INT, "ends_at": INT,
+                      "state": {"enum": ["upcoming", "running"]}, "allotment": INT, "sold_out": BOOL,
+                      "member_limit": INT, "bought": INT, "limit_reached": BOOL},
+                     "sale_id", "goods_id", "sku_id", "price_points", "starts_at", "ends_at", "state", "sold_out",
+                     "member_limit", "bought", "limit_reached"),
+    "FlashSales": obj({"server_time": {"type": "number", "description": "the server's clock (Unix seconds): "
+                                                                        "count down from it, not the phone's"},
+                       "sales": arr(ref("FlashSale"))}, "server_time", "sales"),
     "GoodsDetail": obj({"goods_id": STR, "title": STR, "description": STR, "category": STR, "images": arr(STR),
                         "shipped_by": nullable("string"),
                         "skus": arr(obj({"sku_id": STR, "spec": STR, "price": INT, "points": INT,
@@ -222,6 +231,12 @@ OPERATIONS: tuple[Op, ...] = (
     Op("GET", "/api/{code}/catalog", "Member API", "A page of the channel's goods", MEMBER, "CatalogPage",
        query=(CURSOR, CATALOG_LIMIT, ("category", STR, "only this category"),
               ("q", STR, "the title contains this, in any language"), LANG)),
+    Op("GET", "/api/{code}/sales", "Member API", "The channel's upcoming and running flash sales", MEMBER,
+       "FlashSales",
+       description="Each sale's window, price in points, whether it is sold out, and whether this member reached its "
+                   "per-member limit, with the server's clock. Buy one with `POST /api/{code}/orders` and the line's "
+                   "`sale_id` (one line): refused with 409 `sale_not_started`, `sale_ended`, `sale_sold_out` or "
+                   "`sale_limit_reached`."),
     Op("GET", "/api/{code}/goods/{goods_id}", "Member API", "One goods with its SKUs at the channel's prices",
        MEMBER, "GoodsDetail", query=(LANG,)),
     Op("GET", "/api/{code}/topics", "Member API", "The store home: topics, categories, the channel's settings",
