@@ -4,8 +4,11 @@ Under ``pytest -n N`` (pytest-xdist) each worker starts its own system on free p
 nothing but the read-only checkout; the controlling process, which runs no test, starts none."""
 from __future__ import annotations
 
+import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import requests
@@ -16,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 from tools.stack import LocalSystem  # noqa: E402
 
 SYSTEM: LocalSystem | None = None
+SESSION_ENV: dict[str, str] = {}  # the environment before any test changed it
 
 
 def _controller(config: pytest.Config) -> bool:
@@ -26,9 +30,10 @@ def _controller(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Start before test modules are imported: the app reads its endpoints at import time."""
-    global SYSTEM
+    global SYSTEM, SESSION_ENV
     if SYSTEM is None and not _controller(config):
         SYSTEM = LocalSystem().start()
+        SESSION_ENV = dict(os.environ)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -56,10 +61,25 @@ class Pooled:
         return getattr(self._system, name)
 
 
+@contextmanager
+def _session_env() -> Iterator[None]:
+    """The session's own environment for a while: worker processes started now keep what they inherit for
+    good, so a module's monkeypatched setting (test_settlement's shipping seconds) must not reach them."""
+    now = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(SESSION_ENV)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(now)
+
+
 @pytest.fixture(scope="session")
 def pooled(system: LocalSystem) -> Pooled:
     # 96 threads each: a burst of 120 whose held calls wait out their deadline still has every request in flight
-    return Pooled(system, system.start_workers(processes=2, threads=96))
+    with _session_env():
+        return Pooled(system, system.start_workers(processes=2, threads=96))
 
 
 class Api:

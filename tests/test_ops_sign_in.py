@@ -156,14 +156,14 @@ def test_ops_sign_in_then_the_printed_report_link_opens_in_chromium(system, brow
         page = context.new_page()
         page.goto(f"{system.base_url}/ops/reports/operating")  # the link make run prints
         assert "/ops/sign-in" in page.url
-        page.screenshot(path=str(SHOTS / f"ops-sign-in-{width}.png"), full_page=True)
+        page.screenshot(path=str(SHOTS / f"ops-sign-in-{width}.png"), full_page=True, timeout=90_000)
         page.fill("input[name=token]", system.ops_token)
         page.click("button[type=submit]")
         page.wait_for_selector("h1")
         assert page.url == f"{system.base_url}/ops/reports/operating"
         assert page.inner_text("h1").startswith("Operating data")
         assert page.evaluate("document.cookie") == ""  # HttpOnly: no script reads the session
-        page.screenshot(path=str(SHOTS / f"ops-report-{width}.png"), full_page=True)
+        page.screenshot(path=str(SHOTS / f"ops-report-{width}.png"), full_page=True, timeout=90_000)
         page.goto(f"{system.base_url}/ops/home")
         page.click("text=Sign out")
         page.wait_for_url("**/ops/sign-in")
