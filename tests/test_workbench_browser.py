@@ -183,6 +183,11 @@ def test_a_supplier_signs_in_from_a_link_and_does_the_days_work(system, ops, bro
     page.click("#tabs [data-tab=statements]")
     card = page.locator(f'.statement[data-statement-id="{statement.statement_id}"]')
     expect(card).to_contain_text("Period " + month.period_id)
+    current = sup.get("/supplier/statements/current")  # the running month, as the final statement would be now
+    assert current["provisional"] and current["lines"], current
+    provisional = page.locator(f'.statement.provisional[data-period-id="{current["period_id"]}"]')
+    expect(provisional).to_contain_text(f"{len(current['lines'])} lines")
+    expect(provisional).to_contain_text("Not a statement")
     name("7-statements")
     with page.expect_download() as download:
         card.get_by_role("button", name="Download CSV").click()
