@@ -3,8 +3,8 @@
 Runs a flash-sale burst on the local system (Dynoxide + moto + the app over HTTP: ``--attempts`` checkouts by
 ``--members`` members on an allotment of ``--allotment``), with every DynamoDB request of the app going through a
 counting proxy (``tests/dynamo_proxy.py``): reads and writes per partition key (items sharing a hash key share a
-partition; each quota shard and each sale shard is its own), every Step Functions ``StartExecution`` and every HTTP request (one
-API Lambda invocation each). From the measured figures per attempt and per paid order it projects, for a target
+partition; each quota shard and each sale shard is its own), every Step Functions ``StartExecution`` and every
+HTTP request (one API Lambda invocation each). From the measured figures per attempt and per paid order it projects, for a target
 rate (default **10,000 checkout attempts/s on one sale of 2,000 units**):
 
 * the hottest partition key's RCU/s and WCU/s against DynamoDB's per-partition limits (3,000 RCU/s, 1,000 WCU/s);

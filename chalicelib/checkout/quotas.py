@@ -121,7 +121,7 @@ def reprice(tx: LabelledTransaction, channel: Channel, actions: Sequence = (), c
 
 
 def current_keys(channel: Channel) -> list[str]:
-    """The current period's shard keys: from the channel item, or from its shard 0 for channels from before the count."""
+    """The current period's shard keys: from the channel item, or from shard 0 for channels from before the count."""
     if not channel.current_period:
         return []
     return shard_keys(channel) or [q.period_id for q in get(channel.code, channel.current_period).shards.values()]
