@@ -3,8 +3,8 @@
 Runs a flash-sale burst on the local system (Dynoxide + moto + the app over HTTP: ``--attempts`` checkouts by
 ``--members`` members on an allotment of ``--allotment``), with every DynamoDB request of the app going through a
 counting proxy (``tests/dynamo_proxy.py``): reads and writes per partition key (items sharing a hash key share a
-partition, as a period's quota shards do), every Step Functions ``StartExecution`` and every HTTP request (one
-API Lambda invocation each). From the measured figures per attempt and per paid order it projects, for a target
+partition; each quota shard and each sale shard is its own), every Step Functions ``StartExecution`` and every
+HTTP request (one API Lambda invocation each). From the measured figures per attempt and per paid order it projects, for a target
 rate (default **10,000 checkout attempts/s on one sale of 2,000 units**):
 
 * the hottest partition key's RCU/s and WCU/s against DynamoDB's per-partition limits (3,000 RCU/s, 1,000 WCU/s);
@@ -79,6 +79,7 @@ class Figures:
     reads: Counter = field(default_factory=Counter)  # partition key → read units
     writes: Counter = field(default_factory=Counter)  # partition key → write units
     writers: Counter = field(default_factory=Counter)  # partition key → write requests that touched it
+    shards: dict[str, int] = field(default_factory=dict)  # sharded table → the burst's shard count
     sfn_starts: int = 0
     http_requests: int = 0
     cpu_seconds: float = 0.0
@@ -138,9 +139,10 @@ def count_request(operation: str, body: dict, figures: Figures, keys: dict[str, 
 
 
 def measure(system: Any, attempts: int, members: int, allotment: int, shards: int, workers: int,
-            sequential: int = 10, cache_seconds: float = 1.0) -> Figures:
+            sequential: int = 10, cache_seconds: float = 1.0, quota_shards: int = 1) -> Figures:
     """One flash-sale burst on ``system`` (already started, app in this process), everything counted, with the
-    checkout cache at ``cache_seconds`` as deployed (this one process is one instance)."""
+    checkout cache at ``cache_seconds`` as deployed (this one process is one instance); the sale has ``shards``
+    shards, the channel's quota period ``quota_shards``."""
     import pytest
     import requests
 
@@ -150,7 +152,7 @@ def measure(system: Any, attempts: int, members: int, allotment: int, shards: in
     from chalicelib.core import cache
     from chalicelib.orders import fulfilment
 
-    figures = Figures()
+    figures = Figures(shards={"sale-shards": min(shards, allotment), "quota-shards": quota_shards})
     keys = _keys_of_tables()
     # As on AWS, the fulfilment executor is not the app's process: moto records each execution started and runs
     # none of its tasks here (their invocations and transitions are the definition's, ``happy_path_transitions``).
@@ -159,7 +161,8 @@ def measure(system: Any, attempts: int, members: int, allotment: int, shards: in
                       json={"stepfunctions": {"execute_state_machine": on}}, timeout=10).raise_for_status()
     lock = threading.Lock()
     ops = Api(system.base_url, {"Authorization": f"Bearer {system.ops_token}"})
-    shop = make_shop(system, ops, "hosted", stock=allotment * 2, cap=10**9, quota=10**9, api_timeout=10.0)
+    shop = make_shop(system, ops, "hosted", stock=allotment * 2, cap=10**9, quota=10**9, api_timeout=10.0,
+                     shards=quota_shards)
     people = shop.members(members)
     for m in people:
         assert shop.grant(m, 10**6).status_code == 201
@@ -243,6 +246,19 @@ def fulfilment_invocations() -> int:
 
 
 CACHED_TABLES = ("channels", "pool", "goods", "stock", "partner-breakers")  # read through ``core.cache``
+# Shards read and written by many attempts by design (a random shard each, or every shard): projected per table and
+# shard count (``hottest_shard``), not from how many requests each shard happened to take in a small burst.
+SHARDED_TABLES = ("quota-shards", "sale-shards")
+
+
+def hottest_shard(units_per_s: float, shards: int, unit: float = 1.0) -> float:
+    """The hottest of ``shards`` sharing ``units_per_s`` by a uniform random choice per request of ``unit`` units:
+    the even share plus three standard deviations of its (Poisson) count of requests; a little over where every
+    request reads every shard (the quota's)."""
+    even = units_per_s / max(shards, 1)
+    return even + 3 * math.sqrt(even * unit)
+
+
 # Read again by every instance once per bound after a sell-out (``offers``' sold-out state), besides the selling
 # phase's one random shard per attempt measured.
 REREAD_TABLES = CACHED_TABLES + ("sale-shards",)
@@ -261,17 +277,38 @@ def model(figures: Figures, rate: int, units: int, memory_mb: int, cache_seconds
     def cached(key: str) -> bool:
         return key.split(":", 1)[0] in REREAD_TABLES and cache_seconds > 0
 
+    def table(key: str) -> str:
+        return key.split(":", 1)[0]
+
+    def by_shard(per_key: dict[str, float], writes: bool) -> dict[str, float]:
+        """``per_key`` with each sharded table's keys replaced by its hottest shard at the target."""
+        out = {k: v for k, v in per_key.items() if table(k) not in SHARDED_TABLES}
+        for name in SHARDED_TABLES:
+            total = sum(v for k, v in per_key.items() if table(k) == name)
+            if total:
+                n = figures.shards.get(name) or sum(1 for k in per_key if table(k) == name)
+                requests = sum(v for k, v in figures.writers.items() if table(k) == name)
+                unit = sum(v for k, v in figures.writes.items() if table(k) == name) / requests if writes else 1.0
+                out[f"{name}:(hottest of {n})"] = hottest_shard(total, n, unit)
+        return out
+
     # This process is one instance: what it read per attempt, plus each instance's re-reads once per bound.
-    read_rate = {k: v / figures.attempts * rate + (concurrency / cache_seconds if cached(k) else 0)
-                 for k, v in figures.reads.items()}
+    read_rate = {k: v + (concurrency / cache_seconds if cached(k) else 0) for k, v in
+                 by_shard({k: v / figures.attempts * rate for k, v in figures.reads.items()}, False).items()}
     # A key written by only a few requests belongs to one order or member (written a few times in its life);
-    # the shared ones take their share of every paid order's writes.
-    shared = {k: v for k, v in figures.writes.items() if figures.writers[k] > max(3, figures.paid // 20)}
-    write_rate = {k: v / max(figures.paid, 1) * peak_orders for k, v in shared.items()}
-    for key, value in sorted(read_rate.items(), key=lambda kv: -kv[1])[:4]:
+    # the shared ones take their share of every paid order's writes, each shard its share of its table's.
+    shared = {k: v for k, v in figures.writes.items()
+              if figures.writers[k] > max(3, figures.paid // 20) or table(k) in SHARDED_TABLES}
+    write_rate = by_shard({k: v / max(figures.paid, 1) * peak_orders for k, v in shared.items()}, True)
+    def hottest(rates: dict[str, float], count: int) -> list[tuple[str, float]]:
+        """The ``count`` hottest keys, and every sharded table's hottest shard (always shown)."""
+        top = sorted(rates.items(), key=lambda kv: -kv[1])[:count]
+        return top + [(k, v) for k, v in rates.items() if table(k) in SHARDED_TABLES and (k, v) not in top]
+
+    for key, value in hottest(read_rate, 4):
         rows.append({"figure": f"read key {key} RCU/s" + (" (cached)" if cached(key) else ""), "value": value,
                      "limit": LIMITS["partition_rcu_per_s"]})
-    for key, value in sorted(write_rate.items(), key=lambda kv: -kv[1])[:3] or [("(none shared)", 0.0)]:
+    for key, value in hottest(write_rate, 3) or [("(none shared)", 0.0)]:
         rows.append({"figure": f"write key {key} WCU/s (selling peak)", "value": value,
                      "limit": LIMITS["partition_wcu_per_s"]})
     # Starts from the request path (measured; a sale's orders start none) plus the buffer's paced drain
@@ -348,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sequential", type=int, default=10, help="paid attempts one at a time: the latency")
     parser.add_argument("--rate", type=int, default=10_000, help="target checkout attempts/s on one sale")
     parser.add_argument("--units", type=int, default=2_000, help="the target sale's units")
+    parser.add_argument("--quota-shards", type=int, default=None,
+                        help="the channel's quota period shards (default: as many as the sale's, from the rate)")
     parser.add_argument("--memory-mb", type=int, default=1024, help="the API function's memory (.chalice)")
     parser.add_argument("--cache-seconds", type=float, default=1.0, help="CHECKOUT_CACHE_SECONDS deployed")
     parser.add_argument("--ten-x", action="store_true", help="also print the figures at 10x the target")
@@ -359,8 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     ChaliceRequestHandler.log_message = lambda self, format, *a: None
     system = LocalSystem().start()
     try:
-        figures = measure(system, args.attempts, args.members, args.allotment, rules.shards_for(args.rate),
-                          args.workers, args.sequential, args.cache_seconds)
+        shards = rules.shards_for(args.rate)
+        figures = measure(system, args.attempts, args.members, args.allotment, shards, args.workers,
+                          args.sequential, args.cache_seconds, args.quota_shards or shards)
     finally:
         system.stop()
     rows, cost = model(figures, args.rate, args.units, args.memory_mb, args.cache_seconds)

@@ -784,12 +784,12 @@ LEDGER_GRANTS: tuple[tuple[type[Model], tuple[str, ...]], ...] = (
     (Reconciliation, ("dynamodb:Query", "dynamodb:GetItem", "dynamodb:PutItem")), (BookEntry, QUERY),
     (Order, BATCH), (Member, BATCH), (Parcel, BATCH))
 LEDGER_INDEXES = ((Member, Member.channel_index.Meta.index_name), (Order, Order.member_index.Meta.index_name))
-# The audit: every channel, its quota shards, its members (keys only), their orders and grants, wallets and parcels
-# by key; it writes only its run.
+# The audit: every channel, its quota shards (keys from their channel index, then by key), its members (keys only),
+# their orders and grants, wallets and parcels by key; it writes only its run.
 AUDIT_GRANTS: tuple[tuple[type[Model], tuple[str, ...]], ...] = (
-    (Channel, ("dynamodb:Scan",)), (Quota, QUERY), (Wallet, BATCH), (Parcel, BATCH), (AuditRun, ("dynamodb:PutItem",)))
+    (Channel, ("dynamodb:Scan",)), (Quota, BATCH), (Wallet, BATCH), (Parcel, BATCH), (AuditRun, ("dynamodb:PutItem",)))
 AUDIT_INDEXES = ((Member, Member.channel_index.Meta.index_name), (Order, Order.member_index.Meta.index_name),
-                 (Grant, Grant.member_index.Meta.index_name))
+                 (Grant, Grant.member_index.Meta.index_name), (Quota, Quota.channel_index.Meta.index_name))
 
 
 def reconciliation_resources(stage: str, chalice: Json, resources: dict[str, Json]) -> dict[str, Json]:

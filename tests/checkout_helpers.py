@@ -90,7 +90,7 @@ class Shop:
         return ok(self.ops.get(f"/ops/channels/{self.code}/quota"))
 
     def quota_item(self) -> quotas.Period:
-        """The period's quota as stored: every shard item, read in one Query, with their totals."""
+        """The period's quota as stored: every shard item, read by key, with their totals."""
         return quotas.get(self.code, self.period_id)
 
     def quota_shards(self) -> list[Quota]:

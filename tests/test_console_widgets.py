@@ -98,11 +98,11 @@ def test_the_parked_webhooks_widget_lists_each_parked_event(system, ops):
 
 
 def test_the_audit_widget_shows_the_latest_drift(system, shop):
-    Quota(shop.code, shop.period_id).update([Quota.reserved.add(3)])
+    Quota.item(shop.code, shop.period_id).update([Quota.reserved.add(3)])
     try:
         invariants.run([shop.code], pause=0.2)
     finally:
-        Quota(shop.code, shop.period_id).update([Quota.reserved.add(-3)])
+        Quota.item(shop.code, shop.period_id).update([Quota.reserved.add(-3)])
     html = shown(system, "audit_drift")
     assert "drift(s)" in html and f"quota:{shop.code}:{shop.period_id}" in html
     assert "reserved = awaiting orders" in html

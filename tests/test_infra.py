@@ -482,7 +482,8 @@ def test_ledger_rule_matches_s3_object_created_in_ledgers(resources: dict[str, A
      {"MemberTable/index/channel-index", "OrderTable/index/member-index"}),
     # every channel, its shards, members, their orders and grants, wallets and parcels; it writes its run only
     (AUDIT, {"Channel", "Quota", "Wallet", "Parcel", "AuditRun"},
-     {"MemberTable/index/channel-index", "OrderTable/index/member-index", "GrantTable/index/member-index"})])
+     {"MemberTable/index/channel-index", "OrderTable/index/member-index", "GrantTable/index/member-index",
+      "QuotaTable/index/channel-index"})])
 def test_reconciliation_and_audit_reach_only_their_tables(resources: dict[str, Any], handler: str, tables: set[str],
                                                            indexes: set[str]) -> None:
     actions, arns = data_grants(resources, role_of(resources, handler), "dynamodb")

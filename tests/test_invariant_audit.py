@@ -81,13 +81,13 @@ def test_a_corrupted_wallet_balance_is_found_and_only_it(shops: Shops, capsys) -
 
 def test_a_corrupted_quota_shard_is_found_and_only_it(shops: Shops) -> None:
     code = shops.hosted.code
-    shard = Quota.get(code, "P1#1", consistent_read=True)
+    shard = Quota.get(Quota.key(code, "P1#1"), consistent_read=True)
     spent = int(shard.spent)
-    Quota(code, "P1#1").update([Quota.spent.add(5)])
+    Quota.item(code, "P1#1").update([Quota.spent.add(5)])
     try:
         summary = invariants.run(shops.codes, pause=PAUSE)
     finally:
-        Quota(code, "P1#1").update([Quota.spent.add(-5)])
+        Quota.item(code, "P1#1").update([Quota.spent.add(-5)])
     limit = int(shard.limit)
     assert subjects(summary) == {f"quota:{code}:P1": {
         "shard 1: remaining + reserved + spent = limit": (limit, limit + 5),
@@ -116,12 +116,12 @@ def test_a_corrupted_order_is_found_with_the_wallet_it_was_charged_to(shops: Sho
 
 def test_the_hourly_lambda_records_its_run_for_ops(system, shops: Shops, ops) -> None:
     code = shops.remote.code
-    Quota(code, "P1").update([Quota.reserved.add(3)])
+    Quota.item(code, "P1").update([Quota.reserved.add(3)])
     try:
         event = json.loads((EVENTS / "invariant_audit.json").read_text())  # the sample event
         summary = system.app.invariant_audit(event, LambdaContext("invariant_audit", 256))
     finally:
-        Quota(code, "P1").update([Quota.reserved.add(-3)])
+        Quota.item(code, "P1").update([Quota.reserved.add(-3)])
     found = subjects(summary)
     assert found[f"quota:{code}:P1"] == {"shard 0: remaining + reserved + spent = limit": (10_000_000, 10_000_003),
                                          "shard 0: reserved = awaiting orders' takes": (0, 3)}

@@ -12,7 +12,7 @@ import time
 
 from checkout_helpers import BURST_TIMEOUT, PRICE, burst, make_shop, ok, summary, ts
 from chalicelib.channels.models import Channel
-from chalicelib.checkout import checkout
+from chalicelib.checkout import checkout, quotas
 from chalicelib.checkout.models import Quota
 
 NEW_PRICE = 1500
@@ -87,7 +87,7 @@ def test_every_shard_carries_the_channel_version_and_a_new_period_copies_it(syst
     opened = ok(ops.post(f"/ops/channels/{shop.code}/periods", json={
         "period_id": "P2", "starts_at": now - 5, "ends_at": now + 3600, "shards": 2}), 201)
     assert opened["shards"] == 2
-    shards = list(Quota.query(shop.code, Quota.period_id.startswith("P2"), consistent_read=True))
+    shards = list(quotas.get(shop.code, "P2").shards.values())  # by key, from shard 0's count
     assert len(shards) == 2 and {int(q.pricing_version) for q in shards} == {3}
     assert int(Channel.get(shop.code, consistent_read=True).quota_shards) == 2
     attempt = shop.place(ops.session, member)
@@ -184,3 +184,40 @@ def test_a_reprice_racing_a_burst_never_sells_at_a_price_not_current_at_commit(s
         assert end == 0.0 or at <= end, (price, order.created_at, windows)
         assert int(order.points) == price  # at 100 points per yuan
     assert len(sold) >= 2, sold  # the burst did straddle a re-price
+
+
+def test_each_quota_shard_is_its_own_partition_and_a_debit_writes_nothing_to_the_channel_index(system, ops):
+    """A hot channel's quota debits spread over partitions only if the shards have distinct hash keys (issue 14's
+    capacity model found them all under ``channel_code``); the audit's keys-only index must cost checkout nothing."""
+    shop, member = funded(system, ops, shards=4)
+    shop.place(ops.session, member)  # warm
+    indexed = sorted(q.shard_id for q in Quota.channel_index.query(shop.code))
+    assert indexed == sorted(Quota.key(shop.code, quotas.shard_key("P1", i)) for i in range(4)), indexed
+    capacity: list[dict] = []
+    from chalicelib import tables
+    from chalicelib.core import tx
+
+    def ask(params, model, **_) -> None:
+        if model.name == "TransactWriteItems":
+            params["ReturnConsumedCapacity"] = "INDEXES"
+
+    def got(parsed, model, **_) -> None:
+        if model.name == "TransactWriteItems":
+            capacity.extend(parsed.get("ConsumedCapacity") or [])
+
+    tx.transaction()  # the shared client exists
+    clients = {id(c): c for c in [m._get_connection().connection.client for m in tables.ALL_MODELS]
+               + [tx._TX_CONNECTION.client]}
+    for client in clients.values():
+        client.meta.events.register("before-parameter-build.dynamodb", ask, unique_id="quota-index-ask")
+        client.meta.events.register("after-call.dynamodb", got, unique_id="quota-index-got")
+    try:
+        attempt = shop.place(ops.session, member)
+    finally:
+        for client in clients.values():
+            client.meta.events.unregister("before-parameter-build.dynamodb", unique_id="quota-index-ask")
+            client.meta.events.unregister("after-call.dynamodb", unique_id="quota-index-got")
+    assert attempt.status == 201, attempt.body
+    quota = [c for c in capacity if c["TableName"] == Quota.Meta.table_name]
+    assert quota and all(c.get("Table", c).get("WriteCapacityUnits") == 2.0 for c in quota), quota
+    assert not any(c.get("GlobalSecondaryIndexes") for c in quota), quota  # the debit changed no indexed key

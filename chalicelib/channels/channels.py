@@ -175,16 +175,16 @@ def open_period(code: str, period_id: str, starts_at: int, ends_at: int, quota_p
     limit = int(channel.redemption_quota) if quota_points is None else quota_points
     selling = channel.status == ACTIVE
     version = quotas.pricing_version(channel)  # the new shards carry it; the channel's condition below keeps it current
-    items = {i: Quota(code, quotas.shard_key(period_id, i), starts_at=starts_at, ends_at=ends_at, limit=share,
-                      remaining=share, reserved=0, spent=0, grant_room=share, granted=0, selling=selling,
-                      pricing_version=version)
+    items = {i: Quota.item(code, quotas.shard_key(period_id, i), shards=shards, starts_at=starts_at, ends_at=ends_at,
+                           limit=share, remaining=share, reserved=0, spent=0, grant_room=share, granted=0,
+                           selling=selling, pricing_version=version)
              for i, share in enumerate(quotas.split(limit, shards))}
-    previous = quotas.get(code, channel.current_period) if channel.current_period else None
+    previous = quotas.current(channel) if channel.current_period else None
 
     def build() -> LabelledTransaction:
         tx = LabelledTransaction()
         for i, item in items.items():
-            tx.put(f"period:{i}", item, condition=Quota.period_id.does_not_exist())
+            tx.put(f"period:{i}", item, condition=Quota.shard_id.does_not_exist())
         for i, item in (previous.shards.items() if previous else ()):
             tx.update(f"closed:{i}", item, [Quota.selling.set(False)])  # the old period stops selling with it
         same_version = (Channel.pricing_version == version) if version else (
@@ -219,10 +219,7 @@ def set_status(code: str, status: str, actor: str) -> Channel:
     channel = get(code)
     if channel.status == status:
         return channel
-    shards = list(Quota.query(code, Quota.period_id.between(channel.current_period, channel.current_period + "#~"),
-                              consistent_read=True)) if channel.current_period else []
-    shards = [q for q in shards if q.period_id == channel.current_period
-              or q.period_id.startswith(channel.current_period + "#")]
+    shards = list(quotas.current(channel).shards.values()) if channel.current_period else []
     guard = (Channel.status == channel.status) & (
         Channel.current_period == channel.current_period if channel.current_period
         else Channel.current_period.does_not_exist())

@@ -147,7 +147,7 @@ def _read(channel: Channel, member_id: str, order_id: str, lines: Sequence[LineR
     consistent = (Order, Wallet, PoolItem, Quota, PaymentGuard, PrepaidAccount)
     others = {Order: [(order_id,)], Member: [(member_id,)],
               Wallet: [(member_id,)] if channel.points_mode == "hosted" else [],
-              Quota: [(channel.code, k) for k in shard_keys],
+              Quota: [(Quota.key(channel.code, k),) for k in shard_keys],
               PaymentGuard: [(member_id,)] if channel.payment_auth == "otp" else [],
               PrepaidAccount: billing.account_keys(channel.code) if fee else []}
     # The hot single items (sub-pool item by pricing version, goods, Stock, breakers) from the short-lived
@@ -586,7 +586,7 @@ def _move_quota(tx: LabelledTransaction, order: Order, to: str) -> None:
     """Reserved points back to ``remaining`` or on to ``spent``, on exactly the shards the order debited."""
     for shard, used in quota_takes(order).items():
         target = Quota.spent if to == "spent" else Quota.remaining
-        tx.update(f"quota:{shard}", Quota(order.channel_code, quotas.shard_key(order.period_id, shard)),
+        tx.update(f"quota:{shard}", Quota.item(order.channel_code, quotas.shard_key(order.period_id, shard)),
                   [Quota.reserved.add(-used), target.add(used)])
 
 

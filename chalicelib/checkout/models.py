@@ -12,11 +12,21 @@ from pynamodb.attributes import (
     TTLAttribute,
     UnicodeAttribute,
 )
-from pynamodb.indexes import GlobalSecondaryIndex
+from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from chalicelib.core.clock import now_iso
 from chalicelib.core.models import _index_meta, _meta
+
+
+class QuotaChannelIndex(GlobalSecondaryIndex):
+    """A channel's quota shards of every period, keys only: for the invariant audit, the one reader that lists
+    them without knowing them (it then reads the items by key, consistently). Keys only, and on attributes that
+    are written once, so checkout's debits (non-key attributes) write nothing to it."""
+
+    Meta = type("Meta", (), {"index_name": "channel-index", "projection": KeysOnlyProjection()})
+    channel_code = UnicodeAttribute(hash_key=True)
+    period_id = UnicodeAttribute(range_key=True)
 
 
 class Quota(Model):
@@ -25,18 +35,28 @@ class Quota(Model):
     A period is 1 to 32 shard items (so one hot channel is not capped by one item's write
     ceiling): shard 0 is keyed ``period_id`` itself, shard i > 0 ``{period_id}#{i}``
     (``quotas.shard_key``); every field below is that shard's share and the period's
-    figures are the sums. ``remaining`` is what checkout may still take (condition
+    figures are the sums. Each shard is its own partition key, ``shard_id`` =
+    ``{channel_code}#{shard key}`` (``Quota.item``), as the flash-sale shards are: shards sharing
+    one hash key would share one partition's 1,000 WCU/s, which a hot channel's checkouts pass.
+    ``period_id`` holds the shard key; ``shards`` the period's shard count, so a period's
+    shards are read by key (``quotas.get``), never by a query.
+    ``remaining`` is what checkout may still take (condition
     ``remaining >= n``), ``reserved`` holds remote-mode orders waiting for the channel's
     deduction, ``spent`` is confirmed; ``grant_room`` caps hosted grants at the same quota.
     Per shard, ``remaining + reserved + spent == limit == grant_room + granted``.
     ``selling`` is the checkout gate: true only while the channel is active and this is its
     current period. It is written with the channel's status and period changes, so checkout
     conditions on the shards it debits and never on the (single, hot) channel item.
+
+    The table is named ``quota-shards``: its key schema changed from (``channel_code``, ``period_id``), and
+    CloudFormation cannot replace a custom-named table in place, so the new key schema is a new table.
     """
 
-    Meta = _meta("quotas")
-    channel_code = UnicodeAttribute(hash_key=True)
-    period_id = UnicodeAttribute(range_key=True)
+    Meta = _meta("quota-shards")
+    shard_id = UnicodeAttribute(hash_key=True)  # "{channel_code}#{shard key}"
+    channel_code = UnicodeAttribute()
+    period_id = UnicodeAttribute()  # the shard key: "{period_id}" (shard 0) or "{period_id}#{i}"
+    shards = NumberAttribute()
     starts_at = NumberAttribute()
     ends_at = NumberAttribute()
     limit = NumberAttribute()
@@ -50,6 +70,17 @@ class Quota(Model):
     # that the sub-pool prices it read are still the channel's at commit.
     pricing_version = NumberAttribute(null=True)
     created_at = UnicodeAttribute(default=now_iso)
+    channel_index = QuotaChannelIndex()
+
+    @staticmethod
+    def key(channel_code: str, shard_key: str) -> str:
+        """The item's partition key (channel codes and period ids never contain ``#``)."""
+        return f"{channel_code}#{shard_key}"
+
+    @classmethod
+    def item(cls, channel_code: str, shard_key: str, **attributes) -> "Quota":
+        """A shard by its channel and shard key: the item to put (with ``attributes``) or to update."""
+        return cls(cls.key(channel_code, shard_key), channel_code=channel_code, period_id=shard_key, **attributes)
 
 
 class Wallet(Model):

@@ -5,7 +5,8 @@ raise it (never lower it: orders already taken could exceed a lowered limit); ev
 This module never imports ``channels``: the channel is handed to it, read. A period's quota
 lives in 1 to ``MAX_SHARDS`` shard items whose values sum exactly to it (every
 unit of quota is in exactly one shard), so a hot channel's checkouts spread their
-writes over several items instead of one item's write ceiling. Checkout and
+writes over several items (each its own partition key, ``Quota.key``) instead of one item's or one
+partition's write ceiling. Checkout and
 grants debit the shard(s) chosen by ``shards.take`` with ``remaining >= n`` /
 ``grant_room >= n`` on each.
 """
@@ -15,13 +16,15 @@ import time
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from pynamodb.exceptions import DoesNotExist
+
 from chalicelib.channels.models import Channel
 from chalicelib.channels.pricing import points_for
 from chalicelib.checkout.models import Quota
 from chalicelib.core import audit
 from chalicelib.core.clock import now_iso
 from chalicelib.core.errors import Conflict, NotFound
-from chalicelib.core.tx import LabelledTransaction, Refused, commit_retrying
+from chalicelib.core.tx import LabelledTransaction, Refused, batch_read, commit_retrying
 
 MAX_SHARDS = 32
 
@@ -113,12 +116,12 @@ def reprice(tx: LabelledTransaction, channel: Channel, actions: Sequence = (), c
     tx.update("channel", channel, [Channel.pricing_version.add(1), Channel.updated_at.set(now_iso()), *actions],
               condition=guard)
     for key in current_keys(channel):
-        tx.update(f"reprice:{key}", Quota(channel.code, key), [Quota.pricing_version.add(1)],
-                  condition=Quota.period_id.exists())
+        tx.update(f"reprice:{key}", Quota.item(channel.code, key), [Quota.pricing_version.add(1)],
+                  condition=Quota.shard_id.exists())
 
 
 def current_keys(channel: Channel) -> list[str]:
-    """The current period's shard keys: from the channel item, or one Query for channels from before the count."""
+    """The current period's shard keys: from the channel item, or from shard 0 for channels from before the count."""
     if not channel.current_period:
         return []
     return shard_keys(channel) or [q.period_id for q in get(channel.code, channel.current_period).shards.values()]
@@ -139,22 +142,28 @@ def split(total: int, parts: int) -> list[int]:
 
 
 
-def get(code: str, period_id: str) -> Period:
-    """Every shard of the period in one consistent Query (keys ``period_id`` .. ``period_id#~``)."""
-    found = {}
-    for item in Quota.query(code, Quota.period_id.between(period_id, period_id + "#~"), consistent_read=True):
-        shard = _shard_number(period_id, item.period_id)
-        if shard is not None:
-            found[shard] = item
-    if 0 not in found:
+def get(code: str, period_id: str, shards: int | None = None) -> Period:
+    """Every shard of the period, read by key and consistently: in one BatchGetItem when the count is known
+    (``shards``, from the channel item), else shard 0 first (it carries the count), then the others."""
+    count = shards
+    if not count:
+        try:
+            first = Quota.get(Quota.key(code, period_id), consistent_read=True)
+        except DoesNotExist:
+            raise NotFound("period_not_found", f"channel {code} has no quota period {period_id}") from None
+        count = int(first.shards)
+    keys = [(Quota.key(code, shard_key(period_id, i)),) for i in range(0 if shards else 1, count)]
+    items = batch_read({Quota: keys}, consistent=(Quota,))[Quota] if keys else []
+    period = of_items(code, period_id, items if shards else [first, *items])
+    if period is None or len(period.shards) != count:
         raise NotFound("period_not_found", f"channel {code} has no quota period {period_id}")
-    return Period(code, period_id, dict(sorted(found.items())))
+    return period
 
 
 def current(channel: Channel) -> Period:
     if not channel.current_period:
         raise Conflict("period_not_open", f"channel {channel.code} has no open quota period")
-    return get(channel.code, channel.current_period)
+    return get(channel.code, channel.current_period, int(channel.quota_shards or 0) or None)
 
 
 def spread(points: int, remaining: Mapping[int, int]) -> dict[int, int]:

@@ -84,7 +84,7 @@ def grant(channel: Channel, external_id: str, grant_id: str, points: int, expire
         if not attempt:
             return quota, wallet
         # A chosen shard was taken, or the lots moved, meanwhile: read both again.
-        return quotas.get(channel.code, quota.period_id), Wallet.get(member.member_id, consistent_read=True)
+        return quotas.get(channel.code, quota.period_id, len(quota.shards)), Wallet.get(member.member_id, consistent_read=True)
 
     def build(read: tuple[quotas.Period, Wallet]) -> Commit[GrantResult] | Done[GrantResult]:
         quota, wallet = read

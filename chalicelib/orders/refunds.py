@@ -327,7 +327,7 @@ def give_back(tx: LabelledTransaction, order: Order, parcel: Parcel, now: float,
         parcels.parcel_ids(order).index(parcel.parcel_id)]
     if period.selling and period.ends_at > now:
         for shard, used in share.items():
-            tx.update(f"quota:{shard}", Quota(order.channel_code, quotas.shard_key(order.period_id, shard)),
+            tx.update(f"quota:{shard}", Quota.item(order.channel_code, quotas.shard_key(order.period_id, shard)),
                       [Quota.spent.add(-used), Quota.remaining.add(used)],
                       condition=(Quota.spent >= used) & (Quota.ends_at > int(now)) & (Quota.selling == True))  # noqa: E712
         returned["quota"] = "returned"

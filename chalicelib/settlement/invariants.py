@@ -189,10 +189,15 @@ class Snapshot:
 
 
 def _shards(code: str, since: float) -> dict[str, dict[int, Quota]]:
+    """Every quota shard of the channel by period: their keys from the channel index (keys only, eventually
+    consistent: a period opened in the last moment may be missed, and is checked on the next run), then the items
+    themselves by key, consistently (what they hold now, not what the index last saw)."""
+    keys = [(q.shard_id,) for q in Quota.channel_index.query(code)]
     periods: dict[str, dict[int, Quota]] = defaultdict(dict)
-    for q in Quota.query(code, consistent_read=True):
-        period_id, _, shard = q.period_id.partition("#")
-        periods[period_id][int(shard or 0)] = q
+    for start in range(0, len(keys), 100):
+        for q in batch_read({Quota: keys[start:start + 100]}, consistent=(Quota,))[Quota]:
+            period_id, _, shard = q.period_id.partition("#")
+            periods[period_id][int(shard or 0)] = q
     return {pid: shards for pid, shards in periods.items() if 0 in shards and int(shards[0].ends_at) > since}
 
 
