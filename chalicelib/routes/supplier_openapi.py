@@ -14,6 +14,7 @@ from functools import cache
 
 from chalicelib.orders.parcel_states import STATES as PARCEL_STATES
 from chalicelib.partners.kit.openapi import ANY_OBJECT, BOOL, ERROR, INT, STR, Json, arr, nullable, obj, ref
+from chalicelib.partners.kit.openapi import RESPONSES as CHANNEL_RESPONSES
 from chalicelib.supply import signin_rules
 
 SUPPLIER, PUBLIC, OPS, SESSION = "supplier", "public", "ops", "session"
@@ -78,17 +79,8 @@ RESPONSES: dict[str, Json] = {
                    "created_at": STR, "updated_at": nullable("string"), "refunded_at": nullable("string")},
                   "refund_id", "parcel_id", "state"),
     "RefundList": obj({"refunds": arr(ref("Refund"))}, "refunds"),
-    "Statement": obj({"statement_id": STR, "period_id": STR, "party": STR, "first_day": nullable("string"),
-                      "last_day": nullable("string"), "totals": {"type": "object", "additionalProperties": INT},
-                      "sha256": STR, "bytes": INT, "created_at": STR, "download_url": STR, "expires_in": INT},
-                     "statement_id", "period_id", "totals", "sha256"),
-    "StatementList": obj({"statements": arr(ref("Statement"))}, "statements"),
-    "ProvisionalStatement": obj({"provisional": {"const": True}, "period_id": STR, "party": STR,
-                                 "first_day": nullable("string"), "last_day": nullable("string"),
-                                 "columns": arr(STR), "lines": arr(ANY_OBJECT),
-                                 "totals": {"type": "object", "additionalProperties": INT}, "note": STR,
-                                 "as_of": INT},
-                                "provisional", "period_id", "party", "columns", "lines", "totals", "as_of"),
+    # the statements a supplier reads are the very shapes a channel reads: one definition
+    **{name: CHANNEL_RESPONSES[name] for name in ("Statement", "StatementList", "ProvisionalStatement")},
     "SignInLink": obj({"url": {"type": "string", "description": "open it in a browser: `{base}/workbench#signin=…`"},
                        "supplier_id": STR, "expires_in": INT, "expires_at": STR},
                       "url", "supplier_id", "expires_in", "expires_at"),
