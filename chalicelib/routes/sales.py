@@ -15,10 +15,17 @@ def req():
     return routes.request
 
 
+def _bodies():
+    """The sale request bodies, loaded with pydantic on the first request that needs them."""
+    from chalicelib.sales import requests as bodies
+
+    return bodies
+
+
 @route("/ops/channels/{code}/sales", methods=("POST",), ops=True, status=201)
 def ops_sale_schedule(code: str) -> dict:
     actor = ops_actor(req())
-    return sales.ops_view(sales.schedule(code, web.body(req(), sales.SaleCreate), actor))
+    return sales.ops_view(sales.schedule(code, web.body(req(), _bodies().SaleCreate), actor))
 
 
 @route("/ops/channels/{code}/sales", ops=True)
@@ -36,7 +43,7 @@ def ops_sale(code: str, sale_id: str) -> dict:
 @route("/ops/channels/{code}/sales/{sale_id}", methods=("PATCH",), ops=True)
 def ops_sale_edit(code: str, sale_id: str) -> dict:
     actor = ops_actor(req())
-    return sales.ops_view(sales.edit(code, sale_id, web.body(req(), sales.SaleEdit), actor))
+    return sales.ops_view(sales.edit(code, sale_id, web.body(req(), _bodies().SaleEdit), actor))
 
 
 @route("/ops/channels/{code}/sales/{sale_id}/close", methods=("POST",), ops=True)

@@ -7,6 +7,7 @@ from typing import Mapping
 
 UPCOMING, RUNNING, ENDED = "upcoming", "running", "ended"
 MAX_SHARDS = 32
+MAX_ALLOTMENT = 1_000_000  # units one sale may set aside
 # What one shard (its own partition) may take: every attempt reads one shard strongly consistent (1 RCU of the
 # partition's 3,000/s: half of it, for leftovers read across shards), and at the start, before the allotment is
 # gone, every attempt may pay and write it (2 WCU of the partition's 1,000/s: 80 %).
